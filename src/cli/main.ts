@@ -1,0 +1,56 @@
+// The extctl command line: builds the commander program and maps errors to exit codes
+// (0 done, 1 error, 2 usage). Each command lives in cli/commands/ and loads its operation only
+// when it runs, so `--help` and `--version` start fast.
+import { Command, CommanderError } from "commander";
+import { createRequire } from "node:module";
+import { ExtctlError, isExtctlError } from "../util/errors.js";
+import { registerExtensionCommands } from "./commands/extension.js";
+
+function version(): string {
+  const require = createRequire(import.meta.url);
+  return (require("../../package.json") as { version: string }).version;
+}
+
+export function buildProgram(): Command {
+  const program = new Command("extctl")
+    .description(
+      "Manage systemd system and configuration extensions the Kairos way: build, fetch, enable per boot profile, merge, verify and inspect.",
+    )
+    .version(version(), "-V, --version")
+    .option("--root <dir>", "operate on this root directory instead of /", "/")
+    .option("-v, --verbose", "show details and the commands extctl runs")
+    .option("-q, --quiet", "print only warnings, errors and data")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+  registerExtensionCommands(program);
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv as string[]);
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
+function reportError(e: unknown): number {
+  if (e instanceof CommanderError) {
+    // commander already printed its message; help and version exit 0.
+    if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0)
+      return 0;
+    return 2;
+  }
+  if (isExtctlError(e)) {
+    process.stderr.write(`extctl: ${e.message}\n`);
+    if (e.hint) process.stderr.write(`  ${e.hint}\n`);
+    if (process.env.EXTCTL_DEBUG && e.cause)
+      process.stderr.write(`${String((e.cause as Error).stack ?? e.cause)}\n`);
+    return e.exitCode;
+  }
+  const err = e instanceof Error ? e : new ExtctlError("internal", String(e));
+  process.stderr.write(`extctl: internal error: ${err.stack ?? err.message}\n`);
+  return 1;
+}

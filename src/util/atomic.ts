@@ -1,0 +1,92 @@
+// Writes that are all or nothing: data goes to a temp file beside the target, is fsynced and
+// renamed into place; symlinks are made under a temp name and renamed over. A crash leaves
+// either the old state or the new one, plus at most a temp file that starts with ".extctl-".
+import { randomBytes } from "node:crypto";
+import { open, rename, rm, symlink, readdir, unlink } from "node:fs/promises";
+import path from "node:path";
+import { errnoCode } from "./errors.js";
+
+export const TEMP_PREFIX = ".extctl-";
+
+export function tempPathBeside(target: string, tag = "tmp"): string {
+  return path.join(
+    path.dirname(target),
+    `${TEMP_PREFIX}${tag}-${process.pid}-${randomBytes(4).toString("hex")}-${path.basename(target)}`,
+  );
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } catch (e) {
+    // Some filesystems (tmpfs on old kernels, overlay) refuse fsync on directories; the rename
+    // is still atomic there.
+    if (errnoCode(e) !== "EINVAL" && errnoCode(e) !== "EBADF") throw e;
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function writeFileAtomic(
+  target: string,
+  data: string | Buffer,
+  mode = 0o644,
+): Promise<void> {
+  const temp = tempPathBeside(target);
+  const handle = await open(temp, "wx", mode);
+  try {
+    await handle.writeFile(data);
+    await handle.chmod(mode);
+    await handle.sync();
+    await handle.close();
+    await rename(temp, target);
+  } catch (e) {
+    await handle.close().catch(() => {});
+    await rm(temp, { force: true });
+    throw e;
+  }
+  await fsyncDir(path.dirname(target));
+}
+
+/** Makes `linkPath` a symlink to `target`, replacing whatever link was there, atomically. */
+export async function symlinkAtomic(target: string, linkPath: string): Promise<void> {
+  const temp = tempPathBeside(linkPath, "link");
+  await symlink(target, temp);
+  try {
+    await rename(temp, linkPath);
+  } catch (e) {
+    await unlink(temp).catch(() => {});
+    throw e;
+  }
+}
+
+/** Deletes temp files a killed run left in `dir` (only ours: they carry TEMP_PREFIX). */
+export async function sweepTempFiles(dir: string, isStale: (name: string) => boolean = () => true) {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (name.startsWith(TEMP_PREFIX) && isStale(name)) {
+      await rm(path.join(dir, name), { force: true, recursive: true }).catch(() => {});
+    }
+  }
+}
+
+/** The pid encoded in a temp name made by tempPathBeside, if any. */
+export function tempOwnerPid(name: string): number | undefined {
+  const m = /^\.extctl-[a-z]+-(\d+)-/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return errnoCode(e) === "EPERM";
+  }
+}

@@ -1,0 +1,118 @@
+// Random-access byte sources for the format readers: a file, a slice of one (a partition) or a
+// buffer. Readers never see a path and never load a whole image.
+import { open, type FileHandle } from "node:fs/promises";
+import { ExtctlError } from "./errors.js";
+
+export interface ByteSource {
+  /** Total size in bytes. */
+  readonly size: number;
+  /** Reads up to `length` bytes at `offset`; shorter only at the end of the source. */
+  readAt(offset: number, length: number): Promise<Buffer>;
+}
+
+/** Reads exactly `length` bytes or fails with a format error naming `what`. */
+export async function readExactly(
+  source: ByteSource,
+  offset: number,
+  length: number,
+  what: string,
+): Promise<Buffer> {
+  if (offset < 0 || length < 0 || offset + length > source.size) {
+    throw new ExtctlError(
+      "format",
+      `${what} lies outside the image (offset ${offset}, length ${length}, image size ${source.size})`,
+    );
+  }
+  const buf = await source.readAt(offset, length);
+  if (buf.length !== length) {
+    throw new ExtctlError(
+      "format",
+      `${what} is truncated (wanted ${length} bytes, got ${buf.length})`,
+    );
+  }
+  return buf;
+}
+
+export class BufferSource implements ByteSource {
+  constructor(private readonly buffer: Buffer) {}
+  get size(): number {
+    return this.buffer.length;
+  }
+  async readAt(offset: number, length: number): Promise<Buffer> {
+    const start = Math.max(0, Math.min(offset, this.buffer.length));
+    return this.buffer.subarray(start, Math.min(start + length, this.buffer.length));
+  }
+}
+
+/** A window [offset, offset+size) of another source, e.g. one GPT partition. */
+export class SliceSource implements ByteSource {
+  constructor(
+    private readonly parent: ByteSource,
+    readonly offset: number,
+    readonly size: number,
+  ) {
+    if (offset < 0 || size < 0 || offset + size > parent.size) {
+      throw new ExtctlError(
+        "format",
+        `slice ${offset}+${size} lies outside a source of ${parent.size} bytes`,
+      );
+    }
+  }
+  async readAt(offset: number, length: number): Promise<Buffer> {
+    if (offset >= this.size || length <= 0) return Buffer.alloc(0);
+    return this.parent.readAt(this.offset + offset, Math.min(length, this.size - offset));
+  }
+}
+
+/** A file opened for random reads; counts the bytes it reads (inspect reports them). */
+export class FileSource implements ByteSource {
+  bytesRead = 0;
+  private constructor(
+    private readonly handle: FileHandle,
+    readonly size: number,
+    readonly path: string,
+  ) {}
+
+  static async open(path: string): Promise<FileSource> {
+    const handle = await open(path, "r");
+    try {
+      const st = await handle.stat();
+      let size = st.size;
+      if (st.isBlockDevice()) {
+        // Block devices report size 0 from stat; ask the end of the device instead.
+        const probe = Buffer.alloc(1);
+        let lo = 0;
+        let hi = 2 ** 52;
+        while (lo < hi) {
+          const mid = Math.floor((lo + hi + 1) / 2);
+          const { bytesRead } = await handle.read(probe, 0, 1, mid - 1);
+          if (bytesRead === 1) lo = mid;
+          else hi = mid - 1;
+        }
+        size = lo;
+      }
+      return new FileSource(handle, size, path);
+    } catch (e) {
+      await handle.close();
+      throw e;
+    }
+  }
+
+  async readAt(offset: number, length: number): Promise<Buffer> {
+    if (offset >= this.size || length <= 0) return Buffer.alloc(0);
+    const want = Math.min(length, this.size - offset);
+    const buf = Buffer.allocUnsafe(want);
+    let got = 0;
+    while (got < want) {
+      const { bytesRead } = await this.handle.read(buf, got, want - got, offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    this.bytesRead += got;
+    return got === want ? buf : buf.subarray(0, got);
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}

@@ -1,0 +1,138 @@
+// Progress for long work (downloads, hashing, builds): a bar with size, speed and ETA on a TTY,
+// nothing otherwise unless -v asks for periodic lines. cli-progress is loaded only when a bar
+// is really drawn, so short commands never pay for it.
+import type { SingleBar } from "cli-progress";
+import type { Logger } from "./log.js";
+
+export interface Progress {
+  /** Adds `delta` units of work done. */
+  tick(delta: number): void;
+  /** Sets the total once it is known (e.g. after response headers). */
+  setTotal(total: number): void;
+  stop(): void;
+}
+
+export type ProgressFactory = (label: string, total?: number, unit?: "bytes" | "items") => Progress;
+
+export const noProgress: Progress = { tick() {}, setTotal() {}, stop() {} };
+
+export function humanBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = n;
+  let i = 0;
+  while (value >= 1024 && i < units.length - 1) {
+    value /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${value.toFixed(value < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+function formatEta(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return "--";
+  if (seconds < 60) return `${Math.round(seconds)}s`;
+  return `${Math.floor(seconds / 60)}m${String(Math.round(seconds % 60)).padStart(2, "0")}s`;
+}
+
+/** A factory that draws bars on a TTY stderr and writes periodic lines under -v elsewhere. */
+export function makeProgressFactory(
+  log: Logger,
+  stream: NodeJS.WriteStream = process.stderr,
+): ProgressFactory {
+  if (log.verbosity === "quiet") return () => noProgress;
+  if (stream.isTTY)
+    return (label, total, unit) => new BarProgress(label, total ?? 0, unit ?? "bytes", stream);
+  if (log.verbosity === "verbose")
+    return (label, total, unit) => new LineProgress(label, total, unit ?? "bytes", log);
+  return () => noProgress;
+}
+
+class LineProgress implements Progress {
+  private done = 0;
+  private last = Date.now();
+  constructor(
+    private readonly label: string,
+    private total: number | undefined,
+    private readonly unit: "bytes" | "items",
+    private readonly log: Logger,
+  ) {}
+  tick(delta: number): void {
+    this.done += delta;
+    if (Date.now() - this.last > 5000) {
+      this.last = Date.now();
+      this.log.debug(`${this.label}: ${this.describe()}`);
+    }
+  }
+  setTotal(total: number): void {
+    this.total = total;
+  }
+  stop(): void {}
+  private describe(): string {
+    const f = this.unit === "bytes" ? humanBytes : String;
+    return this.total ? `${f(this.done)} of ${f(this.total)}` : f(this.done);
+  }
+}
+
+class BarProgress implements Progress {
+  private done = 0;
+  private readonly started = Date.now();
+  private bar: SingleBar | undefined;
+  private loading = false;
+  private stopped = false;
+
+  constructor(
+    private readonly label: string,
+    private total: number,
+    private readonly unit: "bytes" | "items",
+    private readonly stream: NodeJS.WriteStream,
+  ) {
+    this.load();
+  }
+
+  private load(): void {
+    this.loading = true;
+    void import("cli-progress").then((mod) => {
+      const cliProgress = mod.default;
+      if (this.stopped) return;
+      this.bar = new cliProgress.SingleBar(
+        {
+          stream: this.stream,
+          hideCursor: true,
+          clearOnComplete: true,
+          format: (options, params) =>
+            this.render(options.barsize ?? 30, params.value, params.total),
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      this.bar.start(this.total, this.done);
+    });
+  }
+
+  private render(width: number, value: number, total: number): string {
+    const f = this.unit === "bytes" ? humanBytes : String;
+    const elapsed = (Date.now() - this.started) / 1000;
+    const rate = elapsed > 0 ? value / elapsed : 0;
+    if (total > 0) {
+      const ratio = Math.min(1, value / total);
+      const filled = Math.round(ratio * width);
+      const eta = rate > 0 ? (total - value) / rate : Infinity;
+      const speed = this.unit === "bytes" ? ` ${humanBytes(rate)}/s` : "";
+      return `${this.label} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${f(value)}/${f(total)}${speed} ETA ${formatEta(eta)}`;
+    }
+    return `${this.label} ${f(value)}${this.unit === "bytes" ? ` ${humanBytes(rate)}/s` : ""}`;
+  }
+
+  tick(delta: number): void {
+    this.done += delta;
+    this.bar?.update(this.done);
+  }
+
+  setTotal(total: number): void {
+    this.total = total;
+    this.bar?.setTotal(total);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.loading) this.bar?.stop();
+  }
+}

@@ -1,0 +1,73 @@
+// One way to run external programs (systemd-sysext, systemctl, mkfs.*): it records the command
+// line for -v, captures stderr for error messages, and can be swapped for a fake in unit tests.
+import { spawn } from "node:child_process";
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  input?: string | Buffer;
+  /** Kill the process after this many milliseconds. */
+  timeoutMs?: number;
+}
+
+export interface RunResult {
+  command: string[];
+  exitCode: number;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ProcessRunner {
+  run(command: string, args: readonly string[], options?: RunOptions): Promise<RunResult>;
+}
+
+export type CommandListener = (argv: readonly string[]) => void;
+
+/** Runs real programs with child_process.spawn, never through a shell. */
+export class SpawnRunner implements ProcessRunner {
+  constructor(private readonly onCommand?: CommandListener) {}
+
+  run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    const argv = [command, ...args];
+    this.onCommand?.(argv);
+    return new Promise((resolve, reject) => {
+      const child = spawn(command, args, {
+        env: options.env ?? process.env,
+        cwd: options.cwd,
+        stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+        timeout: options.timeoutMs,
+      });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout?.on("data", (b: Buffer) => out.push(b));
+      child.stderr?.on("data", (b: Buffer) => err.push(b));
+      child.on("error", reject);
+      child.on("close", (code, signal) => {
+        resolve({
+          command: argv,
+          exitCode: code ?? 128,
+          signal,
+          stdout: Buffer.concat(out).toString("utf8"),
+          stderr: Buffer.concat(err).toString("utf8"),
+        });
+      });
+      if (options.input !== undefined) child.stdin?.end(options.input);
+    });
+  }
+}
+
+/** The last meaningful line a program wrote to stderr, for one-sentence error messages. */
+export function lastErrorLine(result: RunResult): string {
+  const lines = result.stderr
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean);
+  return lines.at(-1) ?? `exit code ${result.exitCode}`;
+}
+
+export function formatCommand(argv: readonly string[]): string {
+  return argv
+    .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
+    .join(" ");
+}
