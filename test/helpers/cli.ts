@@ -1,0 +1,35 @@
+// Runs the built extctl CLI (bin/extctl.js over dist/) as a user would.
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const EXTCTL_BIN = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "../../bin/extctl.js",
+);
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function runExtctl(
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [EXTCTL_BIN, ...args], {
+      env: { ...process.env, NO_COLOR: "1", ...options.env },
+      stdio: ["pipe", "pipe", "pipe"],
+      timeout: options.timeoutMs ?? 120_000,
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? 128, stdout, stderr }));
+    child.stdin.end(options.input ?? "");
+  });
+}
