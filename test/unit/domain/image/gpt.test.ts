@@ -133,9 +133,9 @@ test("a damaged entry array in both copies is a format error", async (t) => {
   const dir = await tempDir(t);
   const file = await makeImage(dir, "label: gpt\nsize=1M, type=linux\n");
   const buf = await readFile(file);
-  buf[1024 + 60] ^= 0xff; // primary entry array (LBA 2)
+  buf.writeUInt8(buf.readUInt8(1024 + 60) ^ 0xff, 1024 + 60); // primary entry array (LBA 2)
   const backupArray = buf.length - 33 * 512;
-  buf[backupArray + 60] ^= 0xff;
+  buf.writeUInt8(buf.readUInt8(backupArray + 60) ^ 0xff, backupArray + 60);
   await assert.rejects(readGpt(new BufferSource(buf)), (e: unknown) => {
     assert.ok(e instanceof ExtctlError);
     assert.equal(e.code, "format");
