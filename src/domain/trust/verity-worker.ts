@@ -1,0 +1,24 @@
+// A hashing thread for dm-verity: receives chunks of blocks, answers with their hash blocks, so
+// full verification and builds use every core while the main thread reads the next chunk.
+import { parentPort } from "node:worker_threads";
+import { hashBlocksToHashBlocks, type BlockHashParams } from "./verity-hash.js";
+
+export interface HashRequest {
+  id: number;
+  params: Omit<BlockHashParams, "salt"> & { salt: Uint8Array };
+  data: Uint8Array;
+}
+
+export type HashReply = { id: number; hashes: Uint8Array } | { id: number; error: string };
+
+parentPort?.on("message", (request: HashRequest) => {
+  try {
+    const params = { ...request.params, salt: Buffer.from(request.params.salt) };
+    const data = Buffer.from(request.data.buffer, request.data.byteOffset, request.data.length);
+    const hashes = hashBlocksToHashBlocks(params, data);
+    const reply: HashReply = { id: request.id, hashes };
+    parentPort?.postMessage(reply, [hashes.buffer as ArrayBuffer]);
+  } catch (e) {
+    parentPort?.postMessage({ id: request.id, error: String(e) } satisfies HashReply);
+  }
+});
