@@ -5,6 +5,7 @@ import { Command, CommanderError } from "commander";
 import { createRequire } from "node:module";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
 import { registerExtensionCommands } from "./commands/extension.js";
+import { registerStatusCommand } from "./commands/status.js";
 
 function version(): string {
   const require = createRequire(import.meta.url);
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   registerExtensionCommands(program);
+  registerStatusCommand(program);
   return program;
 }
 

@@ -1,10 +1,190 @@
-// `extctl sysext|confext VERB`: the kairos-agent grammar.
+// `extctl sysext|confext VERB`: the kairos-agent grammar (install/download, list, enable,
+// disable, remove, status). Each action loads its operation only when it runs.
 import type { Command } from "commander";
+import { Option } from "commander";
+import { UsageError } from "../../util/errors.js";
+import type { ExtensionKind, Profile } from "../../domain/store/layout.js";
+import type { RefreshMode } from "../../domain/activate/refresh.js";
+import { collect, contextFor } from "../options.js";
+import { print, printJson, renderTable } from "../render.js";
+import { renderStatus } from "./status.js";
+
+const PROFILE_FLAGS = ["active", "passive", "recovery", "common"] as const;
+
+interface ProfileFlags {
+  active?: boolean;
+  passive?: boolean;
+  recovery?: boolean;
+  common?: boolean;
+}
+
+function addProfileFlags(command: Command): Command {
+  return command
+    .option("--active", "the active boot profile")
+    .option("--passive", "the passive (fallback) boot profile")
+    .option("--recovery", "the recovery boot profile (also used on autoreset)")
+    .option("--common", "every boot profile");
+}
+
+function chosenProfile(flags: ProfileFlags, required: boolean): Profile | undefined {
+  const chosen = PROFILE_FLAGS.filter((p) => flags[p]);
+  if (chosen.length > 1)
+    throw new UsageError("only one of --active, --passive, --recovery or --common can be set");
+  if (chosen.length === 0 && required) {
+    throw new UsageError("either --active, --passive, --recovery or --common must be set");
+  }
+  return chosen[0];
+}
+
+function refreshOption(): Option {
+  return new Option("--refresh <mode>", "how to make systemd pick up changes")
+    .choices(["auto", "systemctl", "sysext", "none"])
+    .default("auto");
+}
+
+function yesNo(value: boolean): string {
+  return value ? "yes" : "no";
+}
 
 export function registerExtensionCommands(program: Command): void {
-  for (const kind of ["sysext", "confext"] as const) {
-    program
+  for (const kind of ["sysext", "confext"] as const satisfies readonly ExtensionKind[]) {
+    const what = kind === "sysext" ? "system extension" : "configuration extension";
+    const parent = program
       .command(kind)
-      .description(`manage ${kind === "sysext" ? "system" : "configuration"} extensions`);
+      .description(`manage ${what}s (${kind === "sysext" ? "/usr and /opt" : "/etc"} overlays)`);
+
+    parent
+      .command("install")
+      .alias("download")
+      .description(`fetch a ${what} image into the store from file:, http:, https: or oci:`)
+      .argument("<uri>", "where the image is, e.g. https://example.org/tool.sysext.raw")
+      .option("--sha256 <hex>", "expected SHA-256 of the image, checked while it streams")
+      .option("--name <file>", "store the image under this file name (must end in .raw)")
+      .option(
+        "--ca-cert <file>",
+        "also trust this CA (PEM) for https: and oci: (repeatable)",
+        collect,
+      )
+      .option(
+        "--platform <os/arch[/variant]>",
+        "oci: which platform to pull from a multi-arch index",
+      )
+      .option("--creds <user:pass>", "oci: registry credentials")
+      .option(
+        "--insecure-registry <host>",
+        "oci: reach this registry over plain http (repeatable)",
+        collect,
+      )
+      .option("--json", "print the result as JSON")
+      .action(async (uri: string, opts, command: Command) => {
+        const { install } = await import("../../operations/install.js");
+        const result = await install(contextFor(command), {
+          kind,
+          uri,
+          sha256: opts.sha256,
+          name: opts.name,
+          caCerts: opts.caCert,
+          platform: opts.platform,
+          creds: opts.creds,
+          insecureRegistries: opts.insecureRegistry,
+        });
+        if (opts.json) printJson(result);
+        else for (const image of result.images) print(`${image.name}  sha256:${image.sha256}`);
+      });
+
+    addProfileFlags(
+      parent
+        .command("list")
+        .description(`list the ${what}s in the store, or those enabled in one profile`)
+        .option("--json", "print the list as JSON"),
+    ).action(async (opts, command: Command) => {
+      const profile = chosenProfile(opts, false);
+      const { list } = await import("../../operations/list.js");
+      const result = await list(contextFor(command), { kind, ...(profile ? { profile } : {}) });
+      if (opts.json) return printJson(result);
+      if (result.images.length === 0) {
+        process.stderr.write(
+          profile ? `no ${what}s enabled in the ${profile} profile\n` : `no ${what}s installed\n`,
+        );
+        return;
+      }
+      print(
+        renderTable(result.images, [
+          { header: "NAME", value: (i) => i.name + (i.present ? "" : " (missing)") },
+          { header: "ENABLED", value: (i) => i.profiles.join(",") || "-" },
+          { header: "LINKED", value: (i) => yesNo(i.linked) },
+          { header: "MERGED", value: (i) => yesNo(i.merged) },
+        ]),
+      );
+    });
+
+    for (const verb of ["enable", "disable"] as const) {
+      addProfileFlags(
+        parent
+          .command(verb)
+          .description(
+            verb === "enable"
+              ? `enable a ${what} for a boot profile (--now: merge it now if the node runs that profile)`
+              : `disable a ${what} for a boot profile (--now: unmerge it now)`,
+          )
+          .argument("<name>", "image name, with or without .raw / .sysext.raw / .confext.raw")
+          .option(
+            "--now",
+            verb === "enable"
+              ? "also link it into /run and refresh"
+              : "also unlink it from /run and refresh",
+          )
+          .option("--regex", "treat NAME as a regular expression (must match exactly one image)")
+          .addOption(refreshOption())
+          .option("--json", "print the result as JSON"),
+      ).action(async (name: string, opts, command: Command) => {
+        const profile = chosenProfile(opts, true) as Profile;
+        const ctx = contextFor(command);
+        const args = {
+          kind,
+          name,
+          profile,
+          now: !!opts.now,
+          regex: !!opts.regex,
+          refresh: opts.refresh as RefreshMode,
+        };
+        const result =
+          verb === "enable"
+            ? await (await import("../../operations/enable.js")).enable(ctx, args)
+            : await (await import("../../operations/disable.js")).disable(ctx, args);
+        if (opts.json) printJson(result);
+      });
+    }
+
+    parent
+      .command("remove")
+      .description(`delete a ${what} and its links in every profile (--now: unmerge it now)`)
+      .argument("<name>", "image name, with or without .raw / .sysext.raw / .confext.raw")
+      .option("--now", "also unlink it from /run and refresh")
+      .option("--regex", "treat NAME as a regular expression (must match exactly one image)")
+      .addOption(refreshOption())
+      .option("--json", "print the result as JSON")
+      .action(async (name: string, opts, command: Command) => {
+        const { remove } = await import("../../operations/remove.js");
+        const result = await remove(contextFor(command), {
+          kind,
+          name,
+          now: !!opts.now,
+          regex: !!opts.regex,
+          refresh: opts.refresh as RefreshMode,
+        });
+        if (opts.json) printJson(result);
+      });
+
+    parent
+      .command("status")
+      .description(`show what is merged, enabled and linked for ${what}s, and every mismatch`)
+      .option("--json", "print the status as JSON")
+      .action(async (opts, command: Command) => {
+        const { status } = await import("../../operations/status.js");
+        const result = await status(contextFor(command), { kinds: [kind] });
+        if (opts.json) printJson(result);
+        else print(renderStatus(result));
+      });
   }
 }

@@ -1,0 +1,94 @@
+// Refresh, then check what really merged: every image linked in /run that systemd did not merge
+// is reported with a reason (systemd's own words when we ran it, else what we can see). When the
+// refresh fails, the command's link changes are rolled back and the node refreshed again.
+import type { Context } from "../../util/context.js";
+import { ExtctlError } from "../../util/errors.js";
+import type { ExtensionStore } from "../store/store.js";
+import { isMerged, mergedNames, readMerged, systemdNames, type MergedHierarchy } from "./merged.js";
+import { refresh, type RefreshMode } from "./refresh.js";
+import type { LinkTransaction } from "./transaction.js";
+
+export interface UnmergedImage {
+  name: string;
+  reason: string;
+}
+
+export interface ActivationReport {
+  refreshed: boolean;
+  mode: string;
+  merged: MergedHierarchy[];
+  unmerged: UnmergedImage[];
+}
+
+/** Why a linked image is not merged, as far as we can tell without systemd's log. */
+export async function diagnoseUnmerged(
+  store: ExtensionStore,
+  name: string,
+  systemdReasons: ReadonlyMap<string, string> = new Map(),
+): Promise<string> {
+  for (const n of systemdNames(name)) {
+    const reason = systemdReasons.get(n);
+    if (reason) return reason;
+  }
+  const link = await store.linkInfo(store.runtimeLinkPath(name));
+  if (link && !link.resolves)
+    return `its link ${store.runtimeLinkPath(name)} -> ${link.target} leads to no image`;
+  return "systemd-sysext skipped it without saying why; `extctl check` explains the release-file rules";
+}
+
+export async function findUnmerged(
+  store: ExtensionStore,
+  merged: readonly MergedHierarchy[],
+  systemdReasons?: ReadonlyMap<string, string>,
+): Promise<UnmergedImage[]> {
+  const names = mergedNames(merged);
+  const result: UnmergedImage[] = [];
+  for (const name of await store.runtimeLinks()) {
+    if (!isMerged(name, names))
+      result.push({ name, reason: await diagnoseUnmerged(store, name, systemdReasons) });
+  }
+  return result;
+}
+
+/**
+ * Refreshes `store.kind` and reports what merged. On failure the transaction is rolled back,
+ * a second refresh restores the previous state (best effort), and the error says both.
+ */
+export async function activate(
+  ctx: Context,
+  store: ExtensionStore,
+  tx: LinkTransaction,
+  mode: RefreshMode,
+): Promise<ActivationReport> {
+  let result;
+  try {
+    result = await refresh(ctx, store.kind, mode);
+  } catch (e) {
+    const problems = await tx.rollback();
+    let restored = "";
+    if (mode !== "none") {
+      try {
+        await refresh(ctx, store.kind, mode);
+        restored = "; the links this command made were undone and the previous state refreshed";
+      } catch {
+        restored =
+          "; the links this command made were undone, but refreshing the previous state failed too";
+      }
+    }
+    const base = e instanceof ExtctlError ? e.message : String(e);
+    throw new ExtctlError(
+      "refresh",
+      `${base}${restored}${problems.length ? ` (rollback problems: ${problems.join("; ")})` : ""}`,
+      {
+        cause: e,
+        ...(e instanceof ExtctlError && e.hint ? { hint: e.hint } : {}),
+      },
+    );
+  }
+  if (result.mode === "none") return { refreshed: false, mode: "none", merged: [], unmerged: [] };
+  const merged = await readMerged(ctx.root, store.kind);
+  const unmerged = await findUnmerged(store, merged, result.skipped);
+  for (const u of unmerged)
+    ctx.log.warn(`${u.name} is linked in ${store.layout.runtime} but not merged: ${u.reason}`);
+  return { refreshed: true, mode: result.mode, merged, unmerged };
+}

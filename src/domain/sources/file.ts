@@ -1,0 +1,46 @@
+// file: sources: the image is streamed from a host path into the store, keeping its mode
+// (Kairos's own test: 0640 stays 0640).
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import path from "node:path";
+import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
+import type { Context } from "../../util/context.js";
+import { checkStoreName, filePathOf } from "./uri.js";
+import { streamToStore } from "./stream-to-store.js";
+import type { FetchRequest, FetchedImage, Source } from "./types.js";
+
+export interface FileFetchRequest extends FetchRequest {
+  /** Store the image under this name instead of the source's file name. */
+  name?: string;
+}
+
+export const fileSource: Source = {
+  schemes: ["file"],
+  async fetch(ctx: Context, request: FileFetchRequest): Promise<FetchedImage[]> {
+    const from = filePathOf(request.uri);
+    let st;
+    try {
+      st = await stat(from);
+    } catch (e) {
+      if (errnoCode(e) === "ENOENT") {
+        throw new ExtctlError("not-found", `the file ${from} does not exist`, {
+          hint: "check the path in the file: URI",
+        });
+      }
+      throw fsError(e, `read ${from}`);
+    }
+    if (!st.isFile()) throw new ExtctlError("invalid-uri", `${from} is not a regular file`);
+    const name = checkStoreName(request.name ?? path.basename(from), from);
+    const progress = ctx.progress(`copying ${name}`, st.size);
+    const image = await streamToStore(createReadStream(from, { highWaterMark: 1 << 20 }), {
+      storeDir: request.storeDir,
+      name,
+      mode: st.mode & 0o7777,
+      expectedSize: st.size,
+      progress,
+      from,
+      ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),
+    });
+    return [image];
+  },
+};

@@ -1,0 +1,95 @@
+// Parsing what `install` is given: file:, http:, https: or oci: (the schemes Kairos accepts),
+// and the file name an image gets in the store.
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { ExtctlError } from "../../util/errors.js";
+
+export type SourceScheme = "file" | "http" | "https" | "oci";
+
+export const SCHEMES: readonly SourceScheme[] = ["file", "http", "https", "oci"];
+
+export function schemeOf(uri: string): SourceScheme {
+  const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(uri);
+  const scheme = m?.[1]?.toLowerCase();
+  if (scheme && (SCHEMES as readonly string[]).includes(scheme)) return scheme as SourceScheme;
+  throw new ExtctlError(
+    "invalid-uri",
+    scheme
+      ? `unsupported URI scheme "${scheme}:" in ${JSON.stringify(uri)}`
+      : `${JSON.stringify(uri)} is not a URI`,
+    { hint: "use file:, http:, https: or oci:, e.g. https://example.org/tool.sysext.raw" },
+  );
+}
+
+/** Host path of a file: URI (file:///abs, file:/abs or file:relative). */
+export function filePathOf(uri: string): string {
+  if (uri.startsWith("file://")) {
+    try {
+      return fileURLToPath(uri);
+    } catch (e) {
+      throw new ExtctlError(
+        "invalid-uri",
+        `invalid file URI ${JSON.stringify(uri)}: ${(e as Error).message}`,
+        {},
+      );
+    }
+  }
+  const rest = uri.slice("file:".length);
+  if (rest.length === 0)
+    throw new ExtctlError("invalid-uri", `the file URI ${JSON.stringify(uri)} names no file`, {});
+  return path.resolve(decodeURIComponent(rest));
+}
+
+/**
+ * Checks that `name` can be a file in the store: one plain path component, not hidden (our temp
+ * files start with a dot), ending in .raw so that systemd and `list` see it.
+ */
+export function checkStoreName(name: string, from: string): string {
+  if (
+    name.length === 0 ||
+    name.includes("/") ||
+    name.includes("\0") ||
+    name === "." ||
+    name === ".."
+  ) {
+    throw new ExtctlError("invalid-uri", `cannot take a file name from ${from}`, {
+      hint: "pass --name NAME.raw",
+    });
+  }
+  if (name.startsWith(".")) {
+    throw new ExtctlError(
+      "invalid-uri",
+      `refusing the hidden file name ${JSON.stringify(name)} from ${from}`,
+      {
+        hint: "pass --name NAME.raw",
+      },
+    );
+  }
+  if (!name.endsWith(".raw")) {
+    throw new ExtctlError(
+      "invalid-uri",
+      `the file name ${JSON.stringify(name)} from ${from} does not end in .raw, so systemd would not load it`,
+      { hint: `pass --name ${name.replace(/\.[^.]*$/, "")}.raw to store it under another name` },
+    );
+  }
+  return name;
+}
+
+export function httpFileName(uri: string): string {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    throw new ExtctlError("invalid-uri", `${JSON.stringify(uri)} is not a valid URL`, {});
+  }
+  if (!url.hostname)
+    throw new ExtctlError("invalid-uri", `the URL ${JSON.stringify(uri)} has no host`, {});
+  const last = url.pathname.split("/").filter(Boolean).at(-1) ?? "";
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(last);
+  } catch {
+    decoded = last;
+  }
+  return decoded;
+}

@@ -1,0 +1,206 @@
+// The store on a node: downloaded images, the profile dirs of symlinks that say which boot
+// profile loads which image, and the runtime dir systemd merges from. Only this module knows
+// how the two-step link chain is laid out (/run/extensions/N -> <store>/<profile>/N -> <store>/N).
+import { access, constants, lstat, mkdir, readdir, readlink, stat, unlink } from "node:fs/promises";
+import path from "node:path";
+import { fsError, errnoCode } from "../../util/errors.js";
+import type { Root } from "../../util/root.js";
+import { symlinkAtomic } from "../../util/atomic.js";
+import { LAYOUTS, PROFILES, profileDir, type ExtensionKind, type Profile } from "./layout.js";
+import { isImageName } from "./names.js";
+
+export interface LinkInfo {
+  name: string;
+  /** Node path the link points at. */
+  target: string;
+  /** Whether the chain ends at an existing file inside the root. */
+  resolves: boolean;
+}
+
+export class ExtensionStore {
+  readonly layout;
+
+  constructor(
+    readonly root: Root,
+    readonly kind: ExtensionKind,
+  ) {
+    this.layout = LAYOUTS[kind];
+  }
+
+  /** Node path of an image in the store. */
+  imagePath(name: string): string {
+    return `${this.layout.store}/${name}`;
+  }
+
+  profileLinkPath(profile: Profile, name: string): string {
+    return `${profileDir(this.kind, profile)}/${name}`;
+  }
+
+  runtimeLinkPath(name: string): string {
+    return `${this.layout.runtime}/${name}`;
+  }
+
+  host(nodePath: string): string {
+    return this.root.path(nodePath);
+  }
+
+  /** Creates the store dir (and its parents); fails clearly when a file is in the way. */
+  async ensureStore(): Promise<string> {
+    const dir = this.host(this.layout.store);
+    try {
+      await mkdir(dir, { recursive: true });
+      const st = await stat(dir);
+      if (!st.isDirectory()) throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
+    } catch (e) {
+      throw fsError(e, `create the store directory ${this.layout.store}`);
+    }
+    return dir;
+  }
+
+  /**
+   * Fails before any change when the store cannot be written (read-only filesystem, no
+   * permission), so that a command never stops half-way through its links.
+   */
+  async assertWritable(): Promise<void> {
+    const dirs = [this.layout.store, ...(await this.existingProfileDirs())];
+    for (const dir of dirs) {
+      try {
+        await access(this.host(dir), constants.W_OK);
+      } catch (e) {
+        if (errnoCode(e) === "ENOENT") continue;
+        throw fsError(e, `change ${dir}`);
+      }
+    }
+  }
+
+  private async existingProfileDirs(): Promise<string[]> {
+    const result: string[] = [];
+    for (const profile of PROFILES) {
+      if (await this.exists(profileDir(this.kind, profile)))
+        result.push(profileDir(this.kind, profile));
+    }
+    return result;
+  }
+
+  async ensureDir(nodePath: string): Promise<void> {
+    try {
+      await mkdir(this.host(nodePath), { recursive: true });
+    } catch (e) {
+      throw fsError(e, `create the directory ${nodePath}`);
+    }
+  }
+
+  /** Image file names in the store: regular files or symlinks whose name ends in .raw. */
+  async images(): Promise<string[]> {
+    return this.rawEntries(this.layout.store);
+  }
+
+  /** Names linked in a profile dir. */
+  async profileLinks(profile: Profile): Promise<string[]> {
+    return this.rawEntries(profileDir(this.kind, profile));
+  }
+
+  /** Names linked in the runtime dir (/run/extensions). */
+  async runtimeLinks(): Promise<string[]> {
+    return this.rawEntries(this.layout.runtime);
+  }
+
+  /** Profiles in which `name` is enabled. */
+  async enabledIn(name: string): Promise<Profile[]> {
+    const result: Profile[] = [];
+    for (const profile of PROFILES) {
+      if (await this.exists(this.profileLinkPath(profile, name))) result.push(profile);
+    }
+    return result;
+  }
+
+  async exists(nodePath: string): Promise<boolean> {
+    try {
+      await lstat(this.host(nodePath));
+      return true;
+    } catch (e) {
+      if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR") return false;
+      throw fsError(e, `read ${nodePath}`);
+    }
+  }
+
+  async linkInfo(nodePath: string): Promise<LinkInfo | undefined> {
+    let target: string;
+    try {
+      target = await readlink(this.host(nodePath));
+    } catch (e) {
+      if (["ENOENT", "ENOTDIR", "EINVAL"].includes(errnoCode(e) ?? "")) return undefined;
+      throw fsError(e, `read the link ${nodePath}`);
+    }
+    const absolute = target.startsWith("/")
+      ? target
+      : path.posix.join(path.posix.dirname(nodePath), target);
+    const final = await this.root.resolve(absolute);
+    let resolves = false;
+    try {
+      resolves = (await stat(this.host(final))).isFile();
+    } catch {
+      resolves = false;
+    }
+    return { name: path.posix.basename(nodePath), target: absolute, resolves };
+  }
+
+  /** Makes `<store>/<profile>/NAME -> <store>/NAME`; returns false when it was already there. */
+  async linkProfile(profile: Profile, name: string): Promise<boolean> {
+    const link = this.profileLinkPath(profile, name);
+    if (await this.exists(link)) return false;
+    await this.ensureDir(profileDir(this.kind, profile));
+    try {
+      await symlinkAtomic(this.imagePath(name), this.host(link));
+    } catch (e) {
+      throw fsError(e, `enable ${name} in the ${profile} profile (${link})`);
+    }
+    return true;
+  }
+
+  /** Makes `/run/extensions/NAME -> <store>/<profile>/NAME`; returns false when already there. */
+  async linkRuntime(profile: Profile, name: string): Promise<boolean> {
+    const link = this.runtimeLinkPath(name);
+    const wanted = this.profileLinkPath(profile, name);
+    const existing = await this.linkInfo(link);
+    if (existing && existing.target === wanted) return false;
+    await this.ensureDir(this.layout.runtime);
+    try {
+      await symlinkAtomic(wanted, this.host(link));
+    } catch (e) {
+      throw fsError(e, `link ${name} into ${this.layout.runtime}`);
+    }
+    return true;
+  }
+
+  /** Removes a link (or a stray file) at `nodePath`; returns false when nothing was there. */
+  async unlinkPath(nodePath: string): Promise<boolean> {
+    try {
+      await unlink(this.host(nodePath));
+      return true;
+    } catch (e) {
+      if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR") return false;
+      throw fsError(e, `remove ${nodePath}`);
+    }
+  }
+
+  /** Entries named *.raw that are regular files or symlinks (what Kairos counts as images). */
+  private async rawEntries(nodeDir: string): Promise<string[]> {
+    let entries;
+    try {
+      entries = await readdir(this.host(nodeDir), { withFileTypes: true });
+    } catch (e) {
+      // A missing store or profile dir lists empty (Kairos's own tests).
+      if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR") return [];
+      throw fsError(e, `read ${nodeDir}`);
+    }
+    return entries
+      .filter((e) => isImageName(e.name) && (e.isFile() || e.isSymbolicLink()))
+      .map((e) => e.name)
+      .sort();
+  }
+}
+
+export function isProfile(value: string): value is Profile {
+  return (PROFILES as readonly string[]).includes(value);
+}

@@ -1,0 +1,82 @@
+// `enable NAME --PROFILE [--now]`: link the image into a profile and, with --now, into /run and
+// refresh, when the node is booted in that profile (or it is common). --now is honoured even
+// when the image was enabled before (ours 3); a failed refresh or a merge that did not happen
+// undoes the links this command made (ours 4, 6).
+import type { Context } from "../util/context.js";
+import { ExtctlError } from "../util/errors.js";
+import { ExtensionStore } from "../domain/store/store.js";
+import type { ExtensionKind, Profile } from "../domain/store/layout.js";
+import { resolveName } from "../domain/store/names.js";
+import { isLiveProfile, readSentinels } from "../domain/activate/boot-state.js";
+import { LinkTransaction } from "../domain/activate/transaction.js";
+import { activate, type ActivationReport } from "../domain/activate/activation.js";
+import { isMerged, mergedNames } from "../domain/activate/merged.js";
+import type { RefreshMode } from "../domain/activate/refresh.js";
+import { requireRoot, withLock } from "./guard.js";
+
+export interface EnableOptions {
+  kind: ExtensionKind;
+  name: string;
+  profile: Profile;
+  now?: boolean;
+  regex?: boolean;
+  refresh?: RefreshMode;
+}
+
+export interface EnableResult {
+  image: string;
+  profile: Profile;
+  /** False when the profile link already existed. */
+  linked: boolean;
+  /** Set with --now: whether the image is merged afterwards. */
+  merged?: boolean;
+  /** Set when --now could not merge because the node is not booted in the profile. */
+  notLive?: string;
+  activation?: ActivationReport;
+}
+
+export async function enable(ctx: Context, options: EnableOptions): Promise<EnableResult> {
+  requireRoot(ctx);
+  const store = new ExtensionStore(ctx.root, options.kind);
+  return withLock(ctx, async () => {
+    await store.assertWritable();
+    const image = resolveName(options.name, await store.images(), {
+      where: `the store ${store.layout.store}`,
+      ...(options.regex ? { regex: true } : {}),
+    });
+    const tx = new LinkTransaction(ctx.root);
+    const linked = await store.linkProfile(options.profile, image);
+    if (linked) {
+      tx.created(store.profileLinkPath(options.profile, image));
+      ctx.log.info(`enabled ${image} in the ${options.profile} profile`);
+    } else {
+      ctx.log.info(`${image} is already enabled in the ${options.profile} profile`);
+    }
+    const result: EnableResult = { image, profile: options.profile, linked };
+    if (!options.now) return result;
+
+    const sentinels = await readSentinels(ctx.root);
+    if (!isLiveProfile(options.profile, sentinels)) {
+      result.notLive = `the node is not booted in the ${options.profile} profile`;
+      ctx.log.info(`${image} is enabled but not merged now: ${result.notLive}`);
+      return result;
+    }
+    const runtimeLink = store.runtimeLinkPath(image);
+    const previous = await tx.targetOf(runtimeLink);
+    if (await store.linkRuntime(options.profile, image)) tx.created(runtimeLink, previous);
+    const activation = await activate(ctx, store, tx, options.refresh ?? "auto");
+    result.activation = activation;
+    if (!activation.refreshed) return result;
+    result.merged = isMerged(image, mergedNames(activation.merged));
+    if (!result.merged) {
+      const reason =
+        activation.unmerged.find((u) => u.name === image)?.reason ?? "systemd did not merge it";
+      await tx.rollback();
+      throw new ExtctlError("incompatible", `${image} was not merged: ${reason}`, {
+        hint: "the links this command made were undone; `extctl check` explains what systemd requires",
+      });
+    }
+    ctx.log.info(`${image} is merged`);
+    return result;
+  });
+}

@@ -1,0 +1,27 @@
+// What every command that changes a node does first: make sure it may (root on the host), and
+// take the root's lock so that two runs never interleave their link changes.
+import type { Context } from "../util/context.js";
+import { ExtctlError } from "../util/errors.js";
+import { acquireLock } from "../util/lock.js";
+import { LOCK_FILE } from "../domain/store/layout.js";
+
+export function requireRoot(ctx: Context): void {
+  // With --root the permissions of that tree decide; on the host, extctl must be root.
+  if (ctx.root.isHostRoot && process.getuid?.() !== 0) {
+    throw new ExtctlError("not-root", "this command requires root privileges", {
+      hint: "run it with sudo",
+    });
+  }
+}
+
+export async function withLock<T>(ctx: Context, work: () => Promise<T>): Promise<T> {
+  const lock = await acquireLock(ctx.root.path(LOCK_FILE), {
+    onWait: (pid) =>
+      ctx.log.info(`waiting for another extctl run${pid ? ` (pid ${pid})` : ""} to finish...`),
+  });
+  try {
+    return await work();
+  } finally {
+    await lock.release();
+  }
+}

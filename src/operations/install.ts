@@ -1,0 +1,76 @@
+// `install URI`: fetch an image into the store (file:, http(s):, oci:). An image with the same
+// name is replaced atomically and keeps its profile links, so upgrades keep their enablement.
+import type { Context } from "../util/context.js";
+import { processAlive, sweepTempFiles, tempOwnerPid } from "../util/atomic.js";
+import { ExtensionStore } from "../domain/store/store.js";
+import type { ExtensionKind, Profile } from "../domain/store/layout.js";
+import { fetchIntoStore } from "../domain/sources/index.js";
+import { schemeOf } from "../domain/sources/uri.js";
+import { checkSha256Option } from "../domain/sources/stream-to-store.js";
+import { requireRoot, withLock } from "./guard.js";
+
+export interface InstallOptions {
+  kind: ExtensionKind;
+  uri: string;
+  sha256?: string;
+  /** Store under this file name instead of the source's. */
+  name?: string;
+  caCerts?: string[];
+  platform?: string;
+  creds?: string;
+  insecureRegistries?: string[];
+}
+
+export interface InstalledImage {
+  name: string;
+  path: string;
+  size: number;
+  sha256: string;
+  replaced: boolean;
+  /** Profiles the image was already enabled in (kept across the replacement). */
+  profiles: Profile[];
+}
+
+export interface InstallResult {
+  kind: ExtensionKind;
+  uri: string;
+  images: InstalledImage[];
+}
+
+export async function install(ctx: Context, options: InstallOptions): Promise<InstallResult> {
+  schemeOf(options.uri);
+  const sha256 = checkSha256Option(options.sha256);
+  requireRoot(ctx);
+  const store = new ExtensionStore(ctx.root, options.kind);
+  return withLock(ctx, async () => {
+    const storeDir = await store.ensureStore();
+    // Temp files of runs that were killed (their pid is gone) are ours to clean.
+    await sweepTempFiles(storeDir, (name) => {
+      const pid = tempOwnerPid(name);
+      return pid !== undefined && !processAlive(pid);
+    });
+    const before = new Set(await store.images());
+    const fetched = await fetchIntoStore(ctx, {
+      uri: options.uri,
+      kind: options.kind,
+      storeDir,
+      ...(sha256 === undefined ? {} : { sha256 }),
+      ...(options.name === undefined ? {} : { name: options.name }),
+      ...(options.caCerts ? { caCerts: options.caCerts } : {}),
+      ...(options.platform ? { platform: options.platform } : {}),
+      ...(options.creds ? { creds: options.creds } : {}),
+      ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+    });
+    const images: InstalledImage[] = [];
+    for (const image of fetched) {
+      const replaced = before.has(image.name);
+      const profiles = await store.enabledIn(image.name);
+      images.push({ ...image, path: store.imagePath(image.name), replaced, profiles });
+      ctx.log.info(
+        `${replaced ? "replaced" : "installed"} ${image.name} in ${store.layout.store}` +
+          (replaced && profiles.length > 0 ? ` (still enabled in: ${profiles.join(", ")})` : ""),
+      );
+    }
+    return { kind: options.kind, uri: options.uri, images };
+  });
+}

@@ -1,0 +1,73 @@
+// `remove NAME [--now]`: delete exactly that image and its own links in every profile (ours 2).
+// With --now the /run link goes first and the refresh must succeed before anything is deleted,
+// so a failed refresh leaves the node as it was.
+import { unlink } from "node:fs/promises";
+import type { Context } from "../util/context.js";
+import { fsError } from "../util/errors.js";
+import { fsyncDir } from "../util/atomic.js";
+import { ExtensionStore } from "../domain/store/store.js";
+import { PROFILES, type ExtensionKind, type Profile } from "../domain/store/layout.js";
+import { resolveName } from "../domain/store/names.js";
+import { LinkTransaction } from "../domain/activate/transaction.js";
+import { activate, type ActivationReport } from "../domain/activate/activation.js";
+import type { RefreshMode } from "../domain/activate/refresh.js";
+import { requireRoot, withLock } from "./guard.js";
+
+export interface RemoveOptions {
+  kind: ExtensionKind;
+  name: string;
+  now?: boolean;
+  regex?: boolean;
+  refresh?: RefreshMode;
+}
+
+export interface RemoveResult {
+  image: string;
+  /** Profiles whose link was removed. */
+  profiles: Profile[];
+  unlinkedRuntime: boolean;
+  activation?: ActivationReport;
+}
+
+export async function remove(ctx: Context, options: RemoveOptions): Promise<RemoveResult> {
+  requireRoot(ctx);
+  const store = new ExtensionStore(ctx.root, options.kind);
+  return withLock(ctx, async () => {
+    await store.assertWritable();
+    const image = resolveName(options.name, await store.images(), {
+      where: `the store ${store.layout.store}`,
+      ...(options.regex ? { regex: true } : {}),
+    });
+    const result: RemoveResult = { image, profiles: [], unlinkedRuntime: false };
+    const tx = new LinkTransaction(ctx.root);
+    const runtimeLink = store.runtimeLinkPath(image);
+    const runtimeTarget = await tx.targetOf(runtimeLink);
+    if (runtimeTarget !== undefined) {
+      await store.unlinkPath(runtimeLink);
+      tx.removed(runtimeLink, runtimeTarget);
+      result.unlinkedRuntime = true;
+      if (options.now) {
+        result.activation = await activate(ctx, store, tx, options.refresh ?? "auto");
+      } else {
+        ctx.log.info(
+          `${image} stays merged until the next refresh or reboot (use --now to unmerge it now)`,
+        );
+      }
+    }
+    for (const profile of PROFILES) {
+      if (await store.unlinkPath(store.profileLinkPath(profile, image)))
+        result.profiles.push(profile);
+    }
+    try {
+      await unlink(store.host(store.imagePath(image)));
+      await fsyncDir(store.host(store.layout.store));
+    } catch (e) {
+      throw fsError(e, `delete ${store.imagePath(image)}`);
+    }
+    ctx.log.info(
+      `removed ${image}` +
+        (result.profiles.length ? ` and its links in ${result.profiles.join(", ")}` : ""),
+    );
+    return result;
+  });
+}

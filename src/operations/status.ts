@@ -1,0 +1,105 @@
+// `status`: what is merged per hierarchy and since when, what is enabled per profile, what is
+// linked in /run, the boot profile, and every mismatch between them, each with a reason.
+import type { Context } from "../util/context.js";
+import { ExtensionStore } from "../domain/store/store.js";
+import {
+  EXTENSION_KINDS,
+  PROFILES,
+  type ExtensionKind,
+  type Profile,
+} from "../domain/store/layout.js";
+import {
+  readMerged,
+  mergedNames,
+  systemdNames,
+  type MergedHierarchy,
+} from "../domain/activate/merged.js";
+import { findUnmerged } from "../domain/activate/activation.js";
+import { isLiveProfile, readSentinels, type SentinelState } from "../domain/activate/boot-state.js";
+
+export interface Mismatch {
+  name: string;
+  problem: "linked-not-merged" | "merged-not-linked" | "enabled-not-linked" | "dangling-link";
+  detail: string;
+}
+
+export interface KindStatus {
+  kind: ExtensionKind;
+  store: string;
+  merged: MergedHierarchy[];
+  enabled: Record<Profile, string[]>;
+  linked: string[];
+  mismatches: Mismatch[];
+}
+
+export interface StatusResult {
+  boot: SentinelState;
+  kinds: KindStatus[];
+}
+
+export async function status(
+  ctx: Context,
+  options: { kinds?: ExtensionKind[] } = {},
+): Promise<StatusResult> {
+  const boot = await readSentinels(ctx.root);
+  const kinds: KindStatus[] = [];
+  for (const kind of options.kinds ?? EXTENSION_KINDS) {
+    const store = new ExtensionStore(ctx.root, kind);
+    const merged = await readMerged(ctx.root, kind);
+    const linked = await store.runtimeLinks();
+    const enabled = {} as Record<Profile, string[]>;
+    for (const profile of PROFILES) enabled[profile] = await store.profileLinks(profile);
+    const mismatches: Mismatch[] = [];
+    const mergedSet = mergedNames(merged);
+    const linkedSystemdNames = new Set(linked.flatMap(systemdNames));
+
+    for (const name of linked) {
+      const info = await store.linkInfo(store.runtimeLinkPath(name));
+      if (info && !info.resolves) {
+        mismatches.push({
+          name,
+          problem: "dangling-link",
+          detail: `${store.runtimeLinkPath(name)} -> ${info.target} leads to no image`,
+        });
+      }
+    }
+    if (merged.length > 0 || linked.length > 0) {
+      for (const u of await findUnmerged(store, merged)) {
+        if (!mismatches.some((m) => m.name === u.name))
+          mismatches.push({ name: u.name, problem: "linked-not-merged", detail: u.reason });
+      }
+    }
+    for (const name of mergedSet) {
+      if (!linkedSystemdNames.has(name)) {
+        mismatches.push({
+          name,
+          problem: "merged-not-linked",
+          detail: `merged, but not from ${store.layout.runtime} (another extension dir, or unlinked since the last refresh)`,
+        });
+      }
+    }
+    for (const profile of PROFILES) {
+      if (!isLiveProfile(profile, boot)) continue;
+      for (const name of enabled[profile]) {
+        if (!linked.includes(name)) {
+          mismatches.push({
+            name,
+            problem: "enabled-not-linked",
+            detail: `enabled in the ${profile} profile but not linked in ${store.layout.runtime}: it loads at the next boot, or now with enable --now`,
+          });
+        }
+      }
+    }
+    kinds.push({
+      kind,
+      store: store.layout.store,
+      merged,
+      enabled,
+      linked,
+      mismatches: mismatches.filter(
+        (m, i, all) => all.findIndex((o) => o.name === m.name && o.problem === m.problem) === i,
+      ),
+    });
+  }
+  return { boot, kinds };
+}
