@@ -5,6 +5,7 @@ import { Command, CommanderError } from "commander";
 import { createRequire } from "node:module";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
 import { registerExtensionCommands } from "./commands/extension.js";
+import { registerPublishCommand } from "./commands/publish.js";
 import { registerStatusCommand } from "./commands/status.js";
 
 function version(): string {
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   registerExtensionCommands(program);
+  registerPublishCommand(program);
   registerStatusCommand(program);
   return program;
 }

@@ -1,0 +1,535 @@
+// Installing extension images from a registry: ORAS-style artifacts (one raw layer) and classic
+// images (FROM scratch + COPY x.raw /) whose layers are applied in order, raw files only.
+import { createHash } from "node:crypto";
+import { lstat, open, rename, rm, type FileHandle } from "node:fs/promises";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
+import { fsyncDir, tempPathBeside } from "../../../util/atomic.js";
+import type { Context } from "../../../util/context.js";
+import { ExtctlError, errnoCode, fsError } from "../../../util/errors.js";
+import type { Progress } from "../../../util/progress.js";
+import type { FetchRequest, FetchedImage } from "../types.js";
+import { RegistryClient, type ClientOptions, type Descriptor } from "./client.js";
+import {
+  TITLE_ANNOTATION,
+  artifactKind,
+  documentKind,
+  isPlainRawName,
+  parseImageManifest,
+  parseIndex,
+  type ImageManifest,
+} from "./manifest.js";
+import {
+  choosePlatform,
+  formatPlatform,
+  hostPlatform,
+  parsePlatform,
+  type Platform,
+} from "./platform.js";
+import { formatReference, manifestSelector, parseReference, type Reference } from "./reference.js";
+
+export interface ResolvedImage {
+  manifest: ImageManifest;
+  /** Digest of the image manifest itself (not of the index that led to it). */
+  digest: string;
+  /** Digest of the index when the reference named one. */
+  indexDigest?: string;
+  platform?: Platform;
+}
+
+/** Fetches what a reference names and, for an index, the entry for the wanted platform. */
+export async function resolveImage(
+  client: RegistryClient,
+  ref: Reference,
+  wanted: Platform,
+): Promise<ResolvedImage> {
+  const top = await client.getManifest(manifestSelector(ref));
+  if (documentKind(top.mediaType, top.json) === "manifest") {
+    return { manifest: parseImageManifest(top.mediaType, top.json), digest: top.digest };
+  }
+  const index = parseIndex(top.mediaType, top.json);
+  const entry = choosePlatform(index.manifests, wanted);
+  if (!entry) {
+    const available = index.manifests
+      .map((m) => (m.platform ? formatPlatform(m.platform) : undefined))
+      .filter((p): p is string => p !== undefined);
+    throw new ExtctlError(
+      "not-found",
+      `${formatReference(ref)} has no image for ${formatPlatform(wanted)} (it has: ${available.length > 0 ? [...new Set(available)].join(", ") : "no platforms"})`,
+      { hint: "pick one of those with --platform os/arch[/variant]" },
+    );
+  }
+  const child = await client.getManifest(entry.digest);
+  if (documentKind(child.mediaType, child.json) !== "manifest") {
+    throw new ExtctlError(
+      "unsupported",
+      `${formatReference(ref)} nests an index inside an index, which extctl does not follow`,
+    );
+  }
+  const resolved: ResolvedImage = {
+    manifest: parseImageManifest(child.mediaType, child.json),
+    digest: child.digest,
+    indexDigest: top.digest,
+  };
+  if (entry.platform) resolved.platform = entry.platform;
+  return resolved;
+}
+
+export function wantedPlatform(text: string | undefined): Platform {
+  return text === undefined || text === "" ? hostPlatform() : parsePlatform(text);
+}
+
+function clientOptions(request: {
+  creds?: string;
+  caCerts?: string[];
+  insecureRegistries?: string[];
+}): ClientOptions {
+  const options: ClientOptions = { actions: ["pull"] };
+  if (request.creds !== undefined) options.creds = request.creds;
+  if (request.caCerts !== undefined) options.caCerts = request.caCerts;
+  if (request.insecureRegistries !== undefined)
+    options.insecureRegistries = request.insecureRegistries;
+  return options;
+}
+
+type Compression = "gzip" | "zstd" | "none";
+
+export function layerCompression(mediaType: string): Compression | undefined {
+  switch (mediaType) {
+    case "application/vnd.oci.image.layer.v1.tar":
+    case "application/vnd.oci.image.layer.nondistributable.v1.tar":
+      return "none";
+    case "application/vnd.oci.image.layer.v1.tar+gzip":
+    case "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip":
+    case "application/vnd.docker.image.rootfs.diff.tar.gzip":
+    case "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
+      return "gzip";
+    case "application/vnd.oci.image.layer.v1.tar+zstd":
+    case "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd":
+      return "zstd";
+    default:
+      return undefined;
+  }
+}
+
+async function decompressor(compression: Compression): Promise<Transform | undefined> {
+  if (compression === "gzip") return createGunzip();
+  if (compression === "zstd") {
+    const { DecompressStream } = await import("zstd-napi");
+    return new DecompressStream();
+  }
+  return undefined;
+}
+
+/** A file written into the store under a temp name, renamed into place only at the very end. */
+interface Staged {
+  name: string;
+  temp: string;
+  size: number;
+  sha256: string;
+  layer: number;
+}
+
+class Staging {
+  readonly files = new Map<string, Staged>();
+  private readonly temps = new Set<string>();
+
+  constructor(private readonly storeDir: string) {}
+
+  newTemp(name: string): string {
+    const temp = tempPathBeside(path.join(this.storeDir, name), "oci");
+    this.temps.add(temp);
+    return temp;
+  }
+
+  async drop(name: string): Promise<void> {
+    const staged = this.files.get(name);
+    if (!staged) return;
+    this.files.delete(name);
+    this.temps.delete(staged.temp);
+    await rm(staged.temp, { force: true });
+  }
+
+  async cleanup(): Promise<void> {
+    for (const temp of this.temps) await rm(temp, { force: true }).catch(() => {});
+    this.temps.clear();
+    this.files.clear();
+  }
+
+  /** Moves every staged file into place; refuses up front if --no-clobber forbids one. */
+  async commit(noClobber: boolean | undefined): Promise<FetchedImage[]> {
+    if (noClobber) {
+      for (const name of this.files.keys()) {
+        const target = path.join(this.storeDir, name);
+        const exists = await lstat(target).then(
+          () => true,
+          (e: unknown) => (errnoCode(e) === "ENOENT" ? false : Promise.reject(e)),
+        );
+        if (exists) {
+          throw new ExtctlError("exists", `${name} is already in the store`, {
+            hint: "remove it first, or install without --no-clobber to replace it",
+          });
+        }
+      }
+    }
+    const out: FetchedImage[] = [];
+    for (const staged of this.files.values()) {
+      const target = path.join(this.storeDir, staged.name);
+      try {
+        await rename(staged.temp, target);
+      } catch (e) {
+        throw fsError(e, `move ${staged.name} into the store ${this.storeDir}`);
+      }
+      this.temps.delete(staged.temp);
+      out.push({ name: staged.name, path: target, size: staged.size, sha256: staged.sha256 });
+    }
+    await fsyncDir(this.storeDir);
+    return out;
+  }
+}
+
+async function openTemp(temp: string): Promise<FileHandle> {
+  try {
+    return await open(temp, "wx", 0o644);
+  } catch (e) {
+    throw fsError(e, `create ${temp}`);
+  }
+}
+
+/** Streams a tar entry into a temp file, hashing it; returns its size and SHA-256. */
+async function writeEntry(
+  entry: Readable,
+  temp: string,
+): Promise<{ size: number; sha256: string }> {
+  const handle = await openTemp(temp);
+  const hash = createHash("sha256");
+  let size = 0;
+  try {
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    for await (const chunk of entry) {
+      const b = chunk as Buffer;
+      hash.update(b);
+      batch.push(b);
+      batchBytes += b.length;
+      if (batchBytes >= 1024 * 1024) {
+        await handle.writev(batch);
+        size += batchBytes;
+        batch = [];
+        batchBytes = 0;
+      }
+    }
+    if (batchBytes > 0) await handle.writev(batch);
+    size += batchBytes;
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return { size, sha256: hash.digest("hex") };
+}
+
+/** Splits a tar path into components, refusing anything that could land outside the store. */
+export function safeEntryPath(name: string): string[] {
+  if (name.startsWith("/")) {
+    throw new ExtctlError(
+      "format",
+      `the image has an entry with an absolute path (${JSON.stringify(name)}); refusing to install it`,
+      {
+        hint: "rebuild the image with paths relative to its root",
+      },
+    );
+  }
+  const parts = name.split("/").filter((p) => p !== "" && p !== ".");
+  if (parts.includes("..")) {
+    throw new ExtctlError(
+      "format",
+      `the image has an entry that climbs out with ".." (${JSON.stringify(name)}); refusing to install it`,
+      {
+        hint: "rebuild the image without .. in its paths",
+      },
+    );
+  }
+  return parts;
+}
+
+const WHITEOUT = ".wh.";
+const OPAQUE = ".wh..wh..opq";
+
+/** Applies the layers of a classic image in order, keeping only regular `*.raw` files at `/`. */
+async function extractClassic(
+  ctx: Context,
+  client: RegistryClient,
+  manifest: ImageManifest,
+  staging: Staging,
+  progress: Progress,
+): Promise<void> {
+  const tarStream = await import("tar-stream");
+  const skipped: string[] = [];
+  let skippedCount = 0;
+  const skip = (what: string) => {
+    skippedCount++;
+    if (skipped.length < 5) skipped.push(what);
+  };
+  for (const [layerIndex, layer] of manifest.layers.entries()) {
+    const compression = layerCompression(layer.mediaType);
+    if (compression === undefined) {
+      throw new ExtctlError(
+        "unsupported",
+        `layer ${layer.digest} has media type ${layer.mediaType}, which extctl cannot unpack`,
+        {
+          hint: "use gzip, zstd or uncompressed tar layers",
+        },
+      );
+    }
+    const blob = await client.openBlob(layer);
+    const counter = new Transform({
+      transform(chunk: Buffer, _e, done) {
+        progress.tick(chunk.length);
+        done(null, chunk);
+      },
+    });
+    const extract = tarStream.extract();
+    const decompress = await decompressor(compression);
+    const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [blob, counter];
+    if (decompress) stages.push(decompress);
+    stages.push(extract as unknown as NodeJS.WritableStream);
+    const done = (pipeline as (streams: readonly unknown[]) => Promise<void>)(stages);
+    done.catch(() => {});
+    try {
+      for await (const entry of extract) {
+        const header = entry.header;
+        const parts = safeEntryPath(header.name);
+        const name = parts[0];
+        if (parts.length !== 1 || name === undefined) {
+          if (parts.length > 0) skip(parts.join("/"));
+          entry.resume();
+          continue;
+        }
+        if (name === OPAQUE) {
+          for (const staged of [...staging.files.values()]) {
+            if (staged.layer < layerIndex) await staging.drop(staged.name);
+          }
+        } else if (name.startsWith(WHITEOUT)) {
+          const hidden = staging.files.get(name.slice(WHITEOUT.length));
+          if (hidden && hidden.layer < layerIndex) await staging.drop(hidden.name);
+        } else if (
+          name.endsWith(".raw") &&
+          (header.type === "file" || header.type === "contiguous-file")
+        ) {
+          if (!isPlainRawName(name)) {
+            skip(name);
+          } else {
+            await staging.drop(name);
+            const temp = staging.newTemp(name);
+            const { size, sha256 } = await writeEntry(entry as unknown as Readable, temp);
+            staging.files.set(name, { name, temp, size, sha256, layer: layerIndex });
+            continue;
+          }
+        } else {
+          skip(header.type === "directory" ? `${name}/` : name);
+        }
+        entry.resume();
+      }
+      await done;
+    } catch (e) {
+      blob.destroy();
+      // A digest mismatch surfaces from the pipeline; prefer it over what tar made of the bytes.
+      const cause = await done.then(
+        () => e,
+        (pipelineError: unknown) => (pipelineError instanceof ExtctlError ? pipelineError : e),
+      );
+      if (cause instanceof ExtctlError) throw cause;
+      throw new ExtctlError(
+        "format",
+        `layer ${layer.digest} is not a valid ${compression === "none" ? "" : compression + " "}tar archive: ${(cause as Error).message ?? String(cause)}`,
+        {
+          cause,
+        },
+      );
+    }
+  }
+  if (skippedCount > 0) {
+    ctx.log.info(
+      `skipped ${skippedCount} entr${skippedCount === 1 ? "y" : "ies"} that are not *.raw files at / (${skipped.join(", ")}${skippedCount > skipped.length ? ", ..." : ""})`,
+    );
+  }
+}
+
+async function downloadArtifact(
+  client: RegistryClient,
+  manifest: ImageManifest,
+  staging: Staging,
+  progress: Progress,
+  ref: Reference,
+): Promise<void> {
+  if (manifest.layers.length !== 1) {
+    throw new ExtctlError(
+      "format",
+      `the artifact ${formatReference(ref)} has ${manifest.layers.length} layers; an extension artifact has exactly one`,
+    );
+  }
+  const layer = manifest.layers[0] as Descriptor;
+  const title = layer.annotations?.[TITLE_ANNOTATION];
+  if (title === undefined || !isPlainRawName(title)) {
+    throw new ExtctlError(
+      "format",
+      title === undefined
+        ? `the artifact ${formatReference(ref)} has no ${TITLE_ANNOTATION} annotation to name its file`
+        : `the artifact ${formatReference(ref)} names its file ${JSON.stringify(title)}, which is not a plain *.raw file name`,
+      { hint: "publish it with a title like name.sysext.raw (extctl publish does this)" },
+    );
+  }
+  const temp = staging.newTemp(title);
+  const handle = await openTemp(temp);
+  try {
+    await client.downloadBlob(layer, handle, (n) => progress.tick(n));
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  staging.files.set(title, {
+    name: title,
+    temp,
+    size: layer.size,
+    sha256: layer.digest.slice("sha256:".length),
+    layer: 0,
+  });
+}
+
+/** Installs what an `oci://` reference names into the store; the `oci` Source's fetch. */
+export async function installFromRegistry(
+  ctx: Context,
+  request: FetchRequest,
+): Promise<FetchedImage[]> {
+  const ref = parseReference(request.uri);
+  const wanted = wantedPlatform(request.platform);
+  const client = await RegistryClient.create(ctx, ref, clientOptions(request));
+  const staging = new Staging(request.storeDir);
+  let progress: Progress | undefined;
+  try {
+    const resolved = await resolveImage(client, ref, wanted);
+    const { manifest } = resolved;
+    const kind = artifactKind(manifest);
+    ctx.log.debug(
+      `${formatReference(ref)} -> ${resolved.digest}${kind ? ` (${kind} artifact)` : " (image)"}`,
+    );
+    if (kind !== undefined && kind !== request.kind) {
+      throw new ExtctlError(
+        "incompatible",
+        `${formatReference(ref)} is a ${kind} artifact, not a ${request.kind}`,
+        {
+          hint: `install it with extctl ${kind} install`,
+        },
+      );
+    }
+    const total = manifest.layers.reduce((sum, l) => sum + l.size, 0);
+    progress = ctx.progress(`${ref.repository}:${ref.tag ?? ref.digest?.slice(7, 19)}`, total);
+    if (kind !== undefined) await downloadArtifact(client, manifest, staging, progress, ref);
+    else await extractClassic(ctx, client, manifest, staging, progress);
+    progress.stop();
+    if (staging.files.size === 0) {
+      throw new ExtctlError("not-found", `${formatReference(ref)} holds no *.raw file at /`, {
+        hint: "an extension image carries its x.sysext.raw or x.confext.raw at the image root (FROM scratch + COPY x.sysext.raw /)",
+      });
+    }
+    if (request.sha256 !== undefined) {
+      if (staging.files.size !== 1) {
+        throw new ExtctlError(
+          "usage",
+          `${formatReference(ref)} holds ${staging.files.size} raw files, so a single --sha256 cannot check them`,
+        );
+      }
+      const only = [...staging.files.values()][0] as Staged;
+      if (only.sha256 !== request.sha256.toLowerCase()) {
+        throw new ExtctlError(
+          "checksum",
+          `${only.name} has SHA-256 ${only.sha256}, not ${request.sha256} as expected`,
+        );
+      }
+    }
+    return await staging.commit(request.noClobber);
+  } catch (e) {
+    progress?.stop();
+    await staging.cleanup();
+    throw e;
+  } finally {
+    await client.close();
+  }
+}
+
+export interface PulledLayer {
+  mediaType: string;
+  digest: string;
+  size: number;
+  /** The layer as the registry stores it (still compressed), failing at the end on a bad digest. */
+  open(): Promise<Readable>;
+}
+
+export interface PulledImage {
+  reference: string;
+  /** Digest of the image manifest. */
+  digest: string;
+  /** The image config (JSON), or undefined for an artifact with an empty config. */
+  config: Record<string, unknown> | undefined;
+  configDescriptor: Descriptor;
+  layers: PulledLayer[];
+  close(): Promise<void>;
+}
+
+export interface PullOptions {
+  platform?: string;
+  creds?: string;
+  caCerts?: string[];
+  insecureRegistries?: string[];
+}
+
+/**
+ * Resolves an image for reading its layers (a base for `build ... oci://REF`). The caller must
+ * call close() when done with the layers.
+ */
+export async function pullImageLayers(
+  ctx: Context,
+  reference: string,
+  options: PullOptions = {},
+): Promise<PulledImage> {
+  const ref = parseReference(reference);
+  const client = await RegistryClient.create(ctx, ref, clientOptions(options));
+  try {
+    const resolved = await resolveImage(client, ref, wantedPlatform(options.platform));
+    const configDesc = resolved.manifest.config;
+    let config: Record<string, unknown> | undefined;
+    if (configDesc.mediaType.endsWith("+json") || configDesc.mediaType.endsWith(".json")) {
+      const bytes = await client.readBlob(configDesc);
+      try {
+        const parsed = JSON.parse(bytes.toString("utf8")) as unknown;
+        if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
+          config = parsed as Record<string, unknown>;
+        }
+      } catch {
+        throw new ExtctlError(
+          "registry",
+          `the config of ${formatReference(ref)} is not valid JSON`,
+        );
+      }
+    }
+    return {
+      reference: formatReference({ ...ref, digest: resolved.digest }),
+      digest: resolved.digest,
+      config,
+      configDescriptor: configDesc,
+      layers: resolved.manifest.layers.map((layer) => ({
+        mediaType: layer.mediaType,
+        digest: layer.digest,
+        size: layer.size,
+        open: () => client.openBlob(layer),
+      })),
+      close: () => client.close(),
+    };
+  } catch (e) {
+    await client.close();
+    throw e;
+  }
+}
