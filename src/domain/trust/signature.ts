@@ -1,0 +1,459 @@
+// Root hash signatures as systemd checks them: the verity-sig partition's JSON, and the detached
+// PKCS#7 over the lowercase hex root hash, verified against trusted certificates and created.
+// pkijs and asn1js are loaded only when a signature is really parsed or made.
+import {
+  createHash,
+  createPrivateKey,
+  sign as signBytes,
+  verify,
+  X509Certificate,
+} from "node:crypto";
+import type * as Pkijs from "pkijs";
+import { ExtctlError } from "../../util/errors.js";
+
+/** The size repart gives the signature partition; what we pad to. */
+export const SIGNATURE_PARTITION_SIZE = 16384;
+/** systemd refuses signature JSON bigger than this. */
+export const MAX_SIGNATURE_JSON = 4 * 1024 * 1024;
+
+export interface SignaturePartition {
+  /** Lowercase hex. */
+  rootHash: string;
+  /** SHA-256 of the signer's certificate (DER), lowercase hex, when the JSON names it. */
+  certificateFingerprint?: string;
+  /** DER PKCS#7. */
+  signature: Buffer;
+}
+
+/**
+ * Parses a verity-sig partition: NUL-terminated JSON, only NULs after it. `what` names the
+ * image in errors.
+ */
+export function parseSignaturePartition(bytes: Buffer, what: string): SignaturePartition {
+  const fail = (why: string) =>
+    new ExtctlError("signature", `${what}: the verity signature partition is invalid: ${why}`, {
+      hint: "sign the image again (extctl build --private-key/--certificate or systemd-repart)",
+    });
+  let end = bytes.indexOf(0);
+  if (end < 0) end = bytes.length;
+  if (end > MAX_SIGNATURE_JSON) throw fail("its JSON is larger than 4 MiB");
+  for (let i = end; i < bytes.length; i++) {
+    if (bytes[i] !== 0) throw fail(`byte ${i} after the JSON is not NUL`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.subarray(0, end).toString("utf8"));
+  } catch (e) {
+    throw fail(`it is not JSON (${(e as Error).message})`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw fail("its JSON is not an object");
+  }
+  const fields = value as Record<string, unknown>;
+  const rootHash = fields.rootHash;
+  if (typeof rootHash !== "string" || !/^([0-9a-fA-F]{2}){16,64}$/.test(rootHash)) {
+    throw fail("rootHash is missing or not hex");
+  }
+  const fingerprint = fields.certificateFingerprint;
+  if (
+    fingerprint !== undefined &&
+    (typeof fingerprint !== "string" || !/^[0-9a-fA-F]{64}$/.test(fingerprint))
+  ) {
+    throw fail("certificateFingerprint is not a SHA-256 in hex");
+  }
+  const signature = fields.signature;
+  if (typeof signature !== "string" || !/^[A-Za-z0-9+/=\s]+$/.test(signature)) {
+    throw fail("signature is missing or not base64");
+  }
+  const der = Buffer.from(signature, "base64");
+  if (der.length === 0) throw fail("signature is empty");
+  return {
+    rootHash: rootHash.toLowerCase(),
+    ...(fingerprint === undefined ? {} : { certificateFingerprint: fingerprint.toLowerCase() }),
+    signature: der,
+  };
+}
+
+/** The partition's bytes: compact JSON as repart writes it, NUL-padded to `padTo`. */
+export function serializeSignaturePartition(
+  sig: SignaturePartition,
+  padTo = SIGNATURE_PARTITION_SIZE,
+): Buffer {
+  const json = Buffer.from(
+    JSON.stringify({
+      rootHash: sig.rootHash,
+      ...(sig.certificateFingerprint === undefined
+        ? {}
+        : { certificateFingerprint: sig.certificateFingerprint }),
+      signature: sig.signature.toString("base64"),
+    }),
+    "utf8",
+  );
+  // At least one NUL ends the JSON; round up to the next multiple of padTo.
+  const size = Math.max(padTo, Math.ceil((json.length + 1) / padTo) * padTo);
+  const out = Buffer.alloc(size);
+  json.copy(out);
+  return out;
+}
+
+/** What we tell people about a certificate. */
+export interface CertificateInfo {
+  subject: string;
+  issuer: string;
+  /** SHA-256 of the DER, lowercase hex. */
+  fingerprint: string;
+  serialNumber: string;
+  notBefore: string;
+  notAfter: string;
+}
+
+export function describeCertificate(der: Buffer): CertificateInfo {
+  const x = new X509Certificate(der);
+  return {
+    subject: x.subject.replace(/\n/g, ", "),
+    issuer: x.issuer.replace(/\n/g, ", "),
+    fingerprint: createHash("sha256").update(der).digest("hex"),
+    serialNumber: x.serialNumber.toLowerCase(),
+    notBefore: new Date(x.validFrom).toISOString(),
+    notAfter: new Date(x.validTo).toISOString(),
+  };
+}
+
+/** A certificate we trust, and where it came from. */
+export interface TrustedCertificate extends CertificateInfo {
+  der: Buffer;
+  /** Host path of the file, or a label. */
+  source: string;
+}
+
+export type SignatureCheck =
+  | { ok: true; signer: TrustedCertificate }
+  | {
+      ok: false;
+      reason: "untrusted-signer" | "bad-signature";
+      message: string;
+      /** The certificate the PKCS#7 embeds, when it has one (says who signed). */
+      embeddedSigner?: CertificateInfo;
+      /** The trusted certificate that matched but whose key did not verify. */
+      signer?: TrustedCertificate;
+    };
+
+const OID = {
+  data: "1.2.840.113549.1.7.1",
+  signedData: "1.2.840.113549.1.7.2",
+  messageDigest: "1.2.840.113549.1.9.4",
+  rsaEncryption: "1.2.840.113549.1.1.1",
+  ecPublicKey: "1.2.840.10045.2.1",
+  ed25519: "1.3.101.112",
+} as const;
+
+const DIGESTS: Readonly<Record<string, string>> = {
+  "1.3.14.3.2.26": "sha1",
+  "2.16.840.1.101.3.4.2.1": "sha256",
+  "2.16.840.1.101.3.4.2.2": "sha384",
+  "2.16.840.1.101.3.4.2.3": "sha512",
+};
+const DIGEST_OIDS: Readonly<Record<string, string>> = Object.fromEntries(
+  Object.entries(DIGESTS).map(([oid, name]) => [name, oid]),
+);
+
+/** Signature algorithms that fix their own digest (RSA-with-X, ECDSA-with-X). */
+const SIGNATURE_DIGESTS: Readonly<Record<string, string>> = {
+  "1.2.840.113549.1.1.5": "sha1",
+  "1.2.840.113549.1.1.11": "sha256",
+  "1.2.840.113549.1.1.12": "sha384",
+  "1.2.840.113549.1.1.13": "sha512",
+  "1.2.840.10045.4.1": "sha1",
+  "1.2.840.10045.4.3.2": "sha256",
+  "1.2.840.10045.4.3.3": "sha384",
+  "1.2.840.10045.4.3.4": "sha512",
+};
+
+function toBuffer(view: ArrayBuffer | Uint8Array): Buffer {
+  return view instanceof Uint8Array
+    ? Buffer.from(view.buffer, view.byteOffset, view.byteLength)
+    : Buffer.from(view);
+}
+
+interface ParsedSignature {
+  pkijs: typeof Pkijs;
+  signedData: Pkijs.SignedData;
+}
+
+async function parsePkcs7(der: Buffer, what: string): Promise<ParsedSignature> {
+  const [asn1js, pkijs] = await Promise.all([import("asn1js"), import("pkijs")]);
+  const fail = (why: string) =>
+    new ExtctlError("signature", `${what}: the root hash signature is not a PKCS#7: ${why}`, {
+      hint: "sign the root hash with `openssl smime -sign -noattr -binary -outform der` or extctl build",
+    });
+  const asn = asn1js.fromBER(new Uint8Array(der));
+  if (asn.offset === -1) throw fail(asn.result.error || "bad DER");
+  let signedData: Pkijs.SignedData;
+  try {
+    const info = new pkijs.ContentInfo({ schema: asn.result });
+    if (info.contentType !== OID.signedData) throw new Error(`content type ${info.contentType}`);
+    signedData = new pkijs.SignedData({ schema: info.content });
+  } catch (e) {
+    throw fail((e as Error).message);
+  }
+  if (signedData.signerInfos.length === 0) throw fail("it has no signer");
+  if (signedData.signerInfos.length > 16) throw fail("it has more than 16 signers");
+  return { pkijs, signedData };
+}
+
+function embeddedCertificates(parsed: ParsedSignature): Pkijs.Certificate[] {
+  return (parsed.signedData.certificates ?? []).filter(
+    (c): c is Pkijs.Certificate => c instanceof parsed.pkijs.Certificate,
+  );
+}
+
+function certMatchesSid(
+  pkijs: typeof Pkijs,
+  cert: Pkijs.Certificate,
+  sid: Pkijs.SignerInfo["sid"],
+): boolean {
+  if (sid instanceof pkijs.IssuerAndSerialNumber) {
+    return (
+      cert.issuer.isEqual(sid.issuer) &&
+      toBuffer(cert.serialNumber.valueBlock.valueHexView).equals(
+        toBuffer(sid.serialNumber.valueBlock.valueHexView),
+      )
+    );
+  }
+  // A subjectKeyIdentifier sid ([0] IMPLICIT OCTET STRING).
+  const wanted = toBuffer(
+    (sid as { valueBlock?: { valueHexView?: Uint8Array } }).valueBlock?.valueHexView ??
+      new Uint8Array(),
+  );
+  const ski = cert.extensions?.find((e) => e.extnID === "2.5.29.14");
+  if (!ski || wanted.length === 0) return false;
+  const parsed = ski.parsedValue as { valueBlock?: { valueHexView?: Uint8Array } } | undefined;
+  return toBuffer(parsed?.valueBlock?.valueHexView ?? new Uint8Array()).equals(wanted);
+}
+
+/** Checks one signer's signature with the public key of `certDer` over `content`. */
+function signerVerifies(
+  parsed: ParsedSignature,
+  signer: Pkijs.SignerInfo,
+  certDer: Buffer,
+  content: Buffer,
+): { ok: boolean; why?: string } {
+  const digestName = DIGESTS[signer.digestAlgorithm.algorithmId];
+  if (!digestName)
+    return { ok: false, why: `digest ${signer.digestAlgorithm.algorithmId} is not supported` };
+  let signedBytes = content;
+  if (signer.signedAttrs && signer.signedAttrs.attributes.length > 0) {
+    // With signed attributes the signature covers them, and they carry the content's digest.
+    const md = signer.signedAttrs.attributes.find((a) => a.type === OID.messageDigest);
+    const value = md?.values[0] as { valueBlock?: { valueHexView?: Uint8Array } } | undefined;
+    const expected = createHash(digestName).update(content).digest();
+    if (
+      !value?.valueBlock?.valueHexView ||
+      !toBuffer(value.valueBlock.valueHexView).equals(expected)
+    ) {
+      return { ok: false, why: "the signed digest does not match the root hash" };
+    }
+    signedBytes = toBuffer(signer.signedAttrs.encodedValue);
+  }
+  const sigAlg = signer.signatureAlgorithm.algorithmId;
+  const publicKey = new X509Certificate(certDer).publicKey;
+  const signature = toBuffer(signer.signature.valueBlock.valueHexView);
+  let algorithm: string | null = SIGNATURE_DIGESTS[sigAlg] ?? digestName;
+  if (sigAlg === OID.ed25519) algorithm = null;
+  else if (
+    !(sigAlg in SIGNATURE_DIGESTS) &&
+    sigAlg !== OID.rsaEncryption &&
+    sigAlg !== OID.ecPublicKey
+  ) {
+    return { ok: false, why: `signature algorithm ${sigAlg} is not supported` };
+  }
+  try {
+    return verify(algorithm, signedBytes, publicKey, signature)
+      ? { ok: true }
+      : { ok: false, why: "the signature does not verify with the certificate's public key" };
+  } catch (e) {
+    return { ok: false, why: `the signature cannot be checked (${(e as Error).message})` };
+  }
+}
+
+/**
+ * Verifies the detached PKCS#7 `der` over the lowercase hex `rootHash` the way systemd's
+ * userspace check does (OpenSSL's PKCS7_NOINTERN|PKCS7_NOVERIFY): the signer must be one of
+ * `trusted` (certificates embedded in the signature are not trusted by themselves), no chain
+ * and no expiry check. `what` names the image in messages.
+ */
+export async function verifyRootHashSignature(
+  rootHash: string,
+  der: Buffer,
+  trusted: readonly TrustedCertificate[],
+  what: string,
+): Promise<SignatureCheck> {
+  const parsed = await parsePkcs7(der, what);
+  const { pkijs, signedData } = parsed;
+  const content = Buffer.from(rootHash.toLowerCase(), "latin1");
+  const embedded = embeddedCertificates(parsed);
+  const trustedParsed = trusted.flatMap((t) => {
+    try {
+      return [{ t, cert: pkijs.Certificate.fromBER(new Uint8Array(t.der)) }];
+    } catch {
+      return [];
+    }
+  });
+  let firstFailure: SignatureCheck | undefined;
+  for (const signer of signedData.signerInfos) {
+    const embeddedCert = embedded.find((c) => certMatchesSid(pkijs, c, signer.sid));
+    const embeddedSigner = embeddedCert
+      ? describeCertificate(toBuffer(embeddedCert.toSchema().toBER()))
+      : undefined;
+    const match = trustedParsed.find(({ cert }) => certMatchesSid(pkijs, cert, signer.sid));
+    if (!match) {
+      const who = embeddedSigner
+        ? `"${embeddedSigner.subject}" (SHA-256 ${embeddedSigner.fingerprint})`
+        : `issuer/serial ${describeSid(pkijs, signer.sid)} (the signature embeds no certificate)`;
+      firstFailure ??= {
+        ok: false,
+        reason: "untrusted-signer",
+        message: `${what} is signed by ${who}, which is none of the ${trusted.length} trusted certificates`,
+        ...(embeddedSigner ? { embeddedSigner } : {}),
+      };
+      continue;
+    }
+    const result = signerVerifies(parsed, signer, match.t.der, content);
+    if (result.ok) return { ok: true, signer: match.t };
+    firstFailure ??= {
+      ok: false,
+      reason: "bad-signature",
+      message: `${what}: the signature by trusted certificate "${match.t.subject}" (${match.t.source}) is invalid: ${result.why}`,
+      signer: match.t,
+      ...(embeddedSigner ? { embeddedSigner } : {}),
+    };
+  }
+  return firstFailure as SignatureCheck;
+}
+
+function describeSid(pkijs: typeof Pkijs, sid: Pkijs.SignerInfo["sid"]): string {
+  if (sid instanceof pkijs.IssuerAndSerialNumber) {
+    const issuer = sid.issuer.typesAndValues
+      .map((tv) => `${tv.type}=${String(tv.value.valueBlock.value)}`)
+      .join(", ");
+    return `${issuer} / ${toBuffer(sid.serialNumber.valueBlock.valueHexView).toString("hex")}`;
+  }
+  return "(subject key identifier)";
+}
+
+/** The signer certificates a PKCS#7 embeds (for inspect, before any trust decision). */
+export async function signatureCertificates(der: Buffer, what: string): Promise<CertificateInfo[]> {
+  const parsed = await parsePkcs7(der, what);
+  return embeddedCertificates(parsed).map((c) =>
+    describeCertificate(toBuffer(c.toSchema().toBER())),
+  );
+}
+
+export interface SignedRootHash {
+  /** The verity-sig partition contents, NUL-padded to 16 KiB. */
+  json: Buffer;
+  /** SHA-256 of the signer certificate's DER, lowercase hex. */
+  fingerprint: string;
+  /** The DER PKCS#7 (also inside `json`); a bare image's NAME.roothash.p7s. */
+  signature: Buffer;
+}
+
+/** Reads the first certificate of a PEM (or DER) buffer. */
+export function certificateDer(certPem: string | Buffer): Buffer {
+  try {
+    return new X509Certificate(certPem).raw;
+  } catch (e) {
+    throw new ExtctlError(
+      "usage",
+      `the certificate is not a PEM or DER X.509 certificate (${(e as Error).message})`,
+    );
+  }
+}
+
+/**
+ * Signs a root hash as systemd-repart does (OpenSSL PKCS7_DETACHED|PKCS7_NOATTR|PKCS7_BINARY):
+ * detached SignedData over the lowercase hex root hash, no signed attributes, the signer
+ * certificate embedded. RSA, EC and Ed25519 keys.
+ */
+export async function signRootHash(
+  rootHashHex: string,
+  keyPem: string | Buffer,
+  certPem: string | Buffer,
+): Promise<SignedRootHash> {
+  if (!/^([0-9a-fA-F]{2}){16,64}$/.test(rootHashHex)) {
+    throw new ExtctlError("usage", `"${rootHashHex}" is not a root hash in hex`);
+  }
+  const rootHash = rootHashHex.toLowerCase();
+  let key;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch (e) {
+    throw new ExtctlError("usage", `the private key cannot be read (${(e as Error).message})`, {
+      hint: "give an unencrypted PEM private key (RSA, EC or Ed25519)",
+    });
+  }
+  const der = certificateDer(certPem);
+  const x509 = new X509Certificate(der);
+  if (!x509.checkPrivateKey(key)) {
+    throw new ExtctlError(
+      "usage",
+      `the private key does not belong to the certificate "${x509.subject.replace(/\n/g, ", ")}"`,
+    );
+  }
+  const [asn1js, pkijs] = await Promise.all([import("asn1js"), import("pkijs")]);
+  const cert = pkijs.Certificate.fromBER(new Uint8Array(der));
+  const content = Buffer.from(rootHash, "latin1");
+  let signatureOid: string;
+  let digest: string | null = "sha256";
+  switch (key.asymmetricKeyType) {
+    case "rsa":
+      signatureOid = OID.rsaEncryption;
+      break;
+    case "ec":
+      signatureOid = "1.2.840.10045.4.3.2";
+      break;
+    case "ed25519":
+      signatureOid = OID.ed25519;
+      digest = null;
+      break;
+    default:
+      throw new ExtctlError(
+        "usage",
+        `${key.asymmetricKeyType ?? "this"} keys cannot sign; use RSA, EC or Ed25519`,
+      );
+  }
+  const signatureBytes = signBytes(digest, content, key);
+  const digestAlgorithm = new pkijs.AlgorithmIdentifier({
+    algorithmId: DIGEST_OIDS.sha256 as string,
+    algorithmParams: new asn1js.Null(),
+  });
+  const signer = new pkijs.SignerInfo({
+    version: 1,
+    sid: new pkijs.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }),
+    digestAlgorithm,
+    signatureAlgorithm: new pkijs.AlgorithmIdentifier(
+      signatureOid === OID.rsaEncryption
+        ? { algorithmId: signatureOid, algorithmParams: new asn1js.Null() }
+        : { algorithmId: signatureOid },
+    ),
+    signature: new asn1js.OctetString({ valueHex: new Uint8Array(signatureBytes) }),
+  });
+  const signedData = new pkijs.SignedData({
+    version: 1,
+    digestAlgorithms: [digestAlgorithm],
+    encapContentInfo: new pkijs.EncapsulatedContentInfo({ eContentType: OID.data }),
+    certificates: [cert],
+    signerInfos: [signer],
+  });
+  const info = new pkijs.ContentInfo({
+    contentType: OID.signedData,
+    content: signedData.toSchema(true),
+  });
+  const signature = toBuffer(info.toSchema().toBER());
+  const fingerprint = createHash("sha256").update(der).digest("hex");
+  return {
+    json: serializeSignaturePartition({ rootHash, certificateFingerprint: fingerprint, signature }),
+    fingerprint,
+    signature,
+  };
+}
