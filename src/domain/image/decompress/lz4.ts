@@ -1,0 +1,67 @@
+// LZ4 block (not frame) decoder for squashfs and erofs data: raw sequences of literals and
+// back-references, with every length and offset checked against the output bound.
+import { ExtctlError } from "../../../util/errors.js";
+
+function corrupt(why: string): ExtctlError {
+  return new ExtctlError("format", `an LZ4 block in the image is corrupt: ${why}`, {
+    hint: "the image is damaged; download or build it again",
+  });
+}
+
+/**
+ * Decodes one LZ4 block into at most `maxOutput` bytes. With `partial`, decoding stops quietly
+ * once `maxOutput` bytes exist (erofs stores clusters whose tail belongs to the next extent).
+ */
+export function lz4DecompressBlock(input: Buffer, maxOutput: number, partial = false): Buffer {
+  const out = Buffer.allocUnsafe(maxOutput);
+  let ip = 0;
+  let op = 0;
+  const end = input.length;
+  const readLength = (base: number): number => {
+    let len = base;
+    if (base === 15) {
+      let b: number;
+      do {
+        if (ip >= end) throw corrupt("a length runs past the end of the block");
+        b = input[ip++] as number;
+        len += b;
+        if (len > maxOutput + 0xffff) throw corrupt("a length is larger than the block");
+      } while (b === 255);
+    }
+    return len;
+  };
+  while (ip < end) {
+    const token = input[ip++] as number;
+    const literals = readLength(token >> 4);
+    if (ip + literals > end) throw corrupt("literals run past the end of the block");
+    if (op + literals > maxOutput) {
+      if (partial) {
+        input.copy(out, op, ip, ip + (maxOutput - op));
+        return out;
+      }
+      throw corrupt(`it inflates past its size of ${maxOutput} bytes`);
+    }
+    input.copy(out, op, ip, ip + literals);
+    ip += literals;
+    op += literals;
+    if (ip >= end) break; // the last sequence has literals only
+    if (ip + 2 > end) throw corrupt("a match offset is cut off");
+    const offset = (input[ip] as number) | ((input[ip + 1] as number) << 8);
+    ip += 2;
+    if (offset === 0 || offset > op) throw corrupt("a match points before the start of the data");
+    let length = readLength(token & 15) + 4;
+    if (op + length > maxOutput) {
+      if (!partial) throw corrupt(`it inflates past its size of ${maxOutput} bytes`);
+      length = maxOutput - op;
+    }
+    let from = op - offset;
+    if (offset >= length) {
+      out.copy(out, op, from, from + length);
+      op += length;
+    } else {
+      for (let k = 0; k < length; k++) out[op++] = out[from++] as number;
+    }
+    if (partial && op === maxOutput) return out;
+  }
+  return out.subarray(0, op);
+}
