@@ -4,6 +4,8 @@ import { inflateSync } from "node:zlib";
 import { ExtctlError } from "../../../util/errors.js";
 import { lz4DecompressBlock } from "./lz4.js";
 import { lzoDecompressBlock } from "./lzo.js";
+import type * as LzmaTypes from "@napi-rs/lzma";
+import type * as ZstdTypes from "zstd-napi";
 
 export type Compression = "gzip" | "lzma" | "lzo" | "xz" | "lz4" | "zstd";
 
@@ -65,18 +67,17 @@ function zstdDeclaredSize(input: Buffer): number | undefined {
   if (fcsBytes === 2) return input.readUInt16LE(at) + 256;
   if (fcsBytes === 4) return input.readUInt32LE(at);
   const big = input.readBigUInt64LE(at);
-  at += 8;
   return big > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(big);
 }
 
-type LzmaModule = typeof import("@napi-rs/lzma");
+type LzmaModule = typeof LzmaTypes;
 let lzmaModule: Promise<LzmaModule> | undefined;
 function loadLzma(): Promise<LzmaModule> {
   lzmaModule ??= import("@napi-rs/lzma");
   return lzmaModule;
 }
 
-type ZstdModule = typeof import("zstd-napi");
+type ZstdModule = typeof ZstdTypes;
 let zstdModule: Promise<ZstdModule> | undefined;
 function loadZstd(): Promise<ZstdModule> {
   zstdModule ??= import("zstd-napi");
