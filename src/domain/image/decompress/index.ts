@@ -59,7 +59,7 @@ function zstdDeclaredSize(input: Buffer): number | undefined {
   const fcsFlag = fhd >> 6;
   const singleSegment = (fhd >> 5) & 1;
   const dictBytes = [0, 1, 2, 4][fhd & 3] as number;
-  let at = 5 + (singleSegment ? 0 : 1) + dictBytes;
+  const at = 5 + (singleSegment ? 0 : 1) + dictBytes;
   const fcsBytes = [singleSegment ? 1 : 0, 2, 4, 8][fcsFlag] as number;
   if (fcsBytes === 0) return undefined;
   if (at + fcsBytes > input.length) throw corrupt("zstd", "the frame header is cut off");
