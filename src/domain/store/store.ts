@@ -3,7 +3,7 @@
 // how the two-step link chain is laid out (/run/extensions/N -> <store>/<profile>/N -> <store>/N).
 import { access, constants, lstat, mkdir, readdir, readlink, stat, unlink } from "node:fs/promises";
 import path from "node:path";
-import { fsError, errnoCode } from "../../util/errors.js";
+import { ExtctlError, fsError, errnoCode } from "../../util/errors.js";
 import type { Root } from "../../util/root.js";
 import { symlinkAtomic } from "../../util/atomic.js";
 import { LAYOUTS, PROFILES, profileDir, type ExtensionKind, type Profile } from "./layout.js";
@@ -49,10 +49,21 @@ export class ExtensionStore {
     const dir = this.host(this.layout.store);
     try {
       await mkdir(dir, { recursive: true });
-      const st = await stat(dir);
-      if (!st.isDirectory()) throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
     } catch (e) {
+      if (errnoCode(e) !== "EEXIST")
+        throw fsError(e, `create the store directory ${this.layout.store}`);
+    }
+    const st = await stat(dir).catch((e: unknown) => {
       throw fsError(e, `create the store directory ${this.layout.store}`);
+    });
+    if (!st.isDirectory()) {
+      throw new ExtctlError(
+        "not-a-directory",
+        `${this.layout.store} should be the store directory, but a file is there`,
+        {
+          hint: "move that file away; extctl does not delete what it did not make",
+        },
+      );
     }
     return dir;
   }
