@@ -10,7 +10,7 @@ import { enable } from "../../../src/operations/enable.js";
 import { disable } from "../../../src/operations/disable.js";
 import { remove } from "../../../src/operations/remove.js";
 import { list } from "../../../src/operations/list.js";
-import { ExtctlError } from "../../../src/util/errors.js";
+import type { ExtctlError } from "../../../src/util/errors.js";
 import { testNode } from "../../helpers/node.js";
 import { tempDir } from "../../helpers/tmp.js";
 

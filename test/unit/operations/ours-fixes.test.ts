@@ -7,7 +7,7 @@ import { disable } from "../../../src/operations/disable.js";
 import { remove } from "../../../src/operations/remove.js";
 import { status } from "../../../src/operations/status.js";
 import { resolveName } from "../../../src/domain/store/names.js";
-import { ExtctlError } from "../../../src/util/errors.js";
+import type { ExtctlError } from "../../../src/util/errors.js";
 import { testNode } from "../../helpers/node.js";
 
 const { store, runtime } = LAYOUTS.sysext;
