@@ -4,6 +4,7 @@
 import { Command, CommanderError } from "commander";
 import { createRequire } from "node:module";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
+import { registerBuildCommand } from "./commands/build.js";
 import { registerExtensionCommands } from "./commands/extension.js";
 import { registerPublishCommand } from "./commands/publish.js";
 import { registerStatusCommand } from "./commands/status.js";
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
   registerExtensionCommands(program);
+  registerBuildCommand(program);
   registerPublishCommand(program);
   registerStatusCommand(program);
   return program;

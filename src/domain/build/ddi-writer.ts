@@ -1,0 +1,239 @@
+// Assembles a Discoverable Disk Image around a filesystem image: GPT, the data partition, its
+// dm-verity hash partition and, when signed, the verity-sig partition, laid out as repart does.
+import { createHash, type Hash } from "node:crypto";
+import { open, type FileHandle } from "node:fs/promises";
+import { FileSource } from "../../util/bytes.js";
+import { ExtctlError } from "../../util/errors.js";
+import type { Progress } from "../../util/progress.js";
+import { partitionTypeGuid, type Architecture, type Designator } from "../image/partition-types.js";
+import { buildVerityTree, hashAreaInFile, verityLayout } from "../trust/verity-tree.js";
+import {
+  encodeGpt,
+  ENTRY_SECTORS,
+  GPT_READ_ONLY,
+  SECTOR,
+  type GptEntrySpec,
+} from "./gpt-writer.js";
+import { SeededIds, uuidString } from "./ids.js";
+
+export const ALIGNMENT = 4096;
+/** Where repart puts the first partition: LBA 2048. */
+export const FIRST_PARTITION_OFFSET = 1024 * 1024;
+export const SIGNATURE_PARTITION_SIZE = 16 * 1024;
+
+const alignUp = (n: number, a = ALIGNMENT) => Math.ceil(n / a) * a;
+
+export interface PlannedPartition {
+  designator: Designator;
+  offset: number;
+  size: number;
+}
+
+export interface DdiPlan {
+  data: PlannedPartition;
+  verity: PlannedPartition;
+  signature?: PlannedPartition;
+  totalSize: number;
+  verityBlockSize: number;
+}
+
+/** Where everything goes, from the filesystem's size alone (the hash area size is known ahead). */
+export function planDdi(filesystemSize: number, verityBlockSize: number, signed: boolean): DdiPlan {
+  const dataSize = alignUp(filesystemSize);
+  const layout = verityLayout({
+    algorithm: "sha256",
+    hashType: 1,
+    dataBlockSize: verityBlockSize,
+    hashBlockSize: verityBlockSize,
+    dataBlocks: dataSize / verityBlockSize,
+    salt: Buffer.alloc(32),
+  });
+  const data = { designator: "root" as const, offset: FIRST_PARTITION_OFFSET, size: dataSize };
+  const verity = {
+    designator: "root-verity" as const,
+    offset: data.offset + data.size,
+    size: alignUp(layout.size),
+  };
+  let end = verity.offset + verity.size;
+  let signature: PlannedPartition | undefined;
+  if (signed) {
+    signature = { designator: "root-verity-sig", offset: end, size: SIGNATURE_PARTITION_SIZE };
+    end += signature.size;
+  }
+  const totalSize = alignUp(end + (ENTRY_SECTORS + 1) * SECTOR);
+  return { data, verity, ...(signature ? { signature } : {}), totalSize, verityBlockSize };
+}
+
+export interface DdiOptions {
+  /** Path of the finished filesystem image (its size must be a multiple of 4096). */
+  filesystem: string;
+  /** Path to write the DDI to (a temp file the caller renames). */
+  output: string;
+  architecture: Architecture;
+  seed: string;
+  verityBlockSize: 512 | 4096;
+  /** Makes the verity-sig partition's content for a root hash; no signer, no partition. */
+  sign?: (rootHash: string) => Promise<Buffer>;
+  /** Called at the start of each stage with a label and its size in bytes. */
+  stage?: (label: string, bytes: number) => Progress;
+}
+
+export interface DdiPartitionInfo {
+  designator: Designator;
+  label: string;
+  typeGuid: string;
+  uuid: string;
+  offset: number;
+  size: number;
+}
+
+export interface DdiResult {
+  rootHash: string;
+  size: number;
+  sha256: string;
+  diskGuid: string;
+  partitions: DdiPartitionInfo[];
+}
+
+/** Writes bytes at increasing offsets while hashing the whole disk in order, gaps as zeros. */
+class SequentialHashedWriter {
+  position = 0;
+  readonly hash: Hash = createHash("sha256");
+  private static readonly ZEROS = Buffer.alloc(1024 * 1024);
+
+  constructor(private readonly handle: FileHandle) {}
+
+  async write(data: Buffer): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(
+        data,
+        done,
+        data.length - done,
+        this.position + done,
+      );
+      done += bytesWritten;
+    }
+    this.hash.update(data);
+    this.position += data.length;
+  }
+
+  /** Bytes already on disk at the current position (e.g. the hash area): hash, do not write. */
+  account(data: Buffer): void {
+    this.hash.update(data);
+    this.position += data.length;
+  }
+
+  /** Leaves a hole up to `offset`; it reads as zeros. */
+  skipTo(offset: number): void {
+    if (offset < this.position) throw new ExtctlError("internal", "DDI regions overlap");
+    let left = offset - this.position;
+    while (left > 0) {
+      const n = Math.min(left, SequentialHashedWriter.ZEROS.length);
+      this.hash.update(SequentialHashedWriter.ZEROS.subarray(0, n));
+      left -= n;
+    }
+    this.position = offset;
+  }
+}
+
+const CHUNK = 4 * 1024 * 1024;
+
+export async function writeDdi(options: DdiOptions): Promise<DdiResult> {
+  const ids = new SeededIds(options.seed);
+  const fs = await FileSource.open(options.filesystem);
+  const out = await open(options.output, "wx+", 0o644);
+  try {
+    if (fs.size === 0 || fs.size % ALIGNMENT !== 0) {
+      throw new ExtctlError(
+        "internal",
+        `the filesystem image is ${fs.size} bytes, not a multiple of 4096`,
+      );
+    }
+    const plan = planDdi(fs.size, options.verityBlockSize, options.sign !== undefined);
+    const hashing = options.stage?.("hashing (dm-verity)", fs.size);
+    const tree = await buildVerityTree(fs, hashAreaInFile(out, plan.verity.offset), {
+      dataBlockSize: options.verityBlockSize,
+      hashBlockSize: options.verityBlockSize,
+      salt: ids.veritySalt(),
+      uuid: ids.verityUuid(),
+      ...(hashing ? { progress: hashing } : {}),
+    });
+    hashing?.stop();
+    const rootHash = Buffer.from(tree.rootHash, "hex");
+    const signatureBytes = options.sign ? await options.sign(tree.rootHash) : undefined;
+    if (signatureBytes && signatureBytes.length > SIGNATURE_PARTITION_SIZE) {
+      throw new ExtctlError("signature", "the signature does not fit its 16 KiB partition");
+    }
+
+    const typeOf = (d: Designator) => partitionTypeGuid(d, options.architecture);
+    const labelOf = (d: Designator) => {
+      const [base, ...suffix] = d.split("-");
+      return [base, options.architecture, ...suffix].join("-");
+    };
+    const partitions: DdiPartitionInfo[] = [
+      { ...plan.data, uuid: uuidString(rootHash.subarray(0, 16)) },
+      { ...plan.verity, uuid: uuidString(rootHash.subarray(16, 32)) },
+      ...(plan.signature
+        ? [{ ...plan.signature, uuid: ids.partitionUuid(typeOf("root-verity-sig")) }]
+        : []),
+    ].map((p) => ({
+      designator: p.designator,
+      label: labelOf(p.designator),
+      typeGuid: typeOf(p.designator),
+      uuid: p.uuid,
+      offset: p.offset,
+      size: p.size,
+    }));
+    const entries: GptEntrySpec[] = partitions.map((p) => ({
+      typeGuid: p.typeGuid,
+      uuid: p.uuid,
+      label: p.label,
+      firstLba: p.offset / SECTOR,
+      lastLba: (p.offset + p.size) / SECTOR - 1,
+      attributes: p.designator === "root-verity-sig" ? 0n : GPT_READ_ONLY,
+    }));
+    const diskGuid = ids.diskGuid();
+    const gpt = encodeGpt({ diskGuid, totalSectors: plan.totalSize / SECTOR, partitions: entries });
+
+    const writer = new SequentialHashedWriter(out);
+    await writer.write(gpt.primary);
+    writer.skipTo(plan.data.offset);
+    const copying = options.stage?.("assembling the image", fs.size);
+    for (let at = 0; at < fs.size; at += CHUNK) {
+      const chunk = await fs.readAt(at, Math.min(CHUNK, fs.size - at));
+      await writer.write(chunk);
+      copying?.tick(chunk.length);
+    }
+    copying?.stop();
+    writer.skipTo(plan.verity.offset);
+    for (let at = 0; at < tree.hashAreaSize; at += CHUNK) {
+      const length = Math.min(CHUNK, tree.hashAreaSize - at);
+      const buf = Buffer.alloc(length);
+      const { bytesRead } = await out.read(buf, 0, length, plan.verity.offset + at);
+      if (bytesRead !== length) throw new ExtctlError("io", "the hash area could not be read back");
+      writer.account(buf);
+    }
+    if (plan.signature && signatureBytes) {
+      writer.skipTo(plan.signature.offset);
+      const padded = Buffer.alloc(plan.signature.size);
+      signatureBytes.copy(padded);
+      await writer.write(padded);
+    }
+    writer.skipTo(gpt.backupOffset);
+    await writer.write(gpt.backup);
+    if (writer.position !== plan.totalSize) throw new ExtctlError("internal", "DDI size mismatch");
+    await out.truncate(plan.totalSize);
+    await out.sync();
+    return {
+      rootHash: tree.rootHash,
+      size: plan.totalSize,
+      sha256: writer.hash.digest("hex"),
+      diskGuid,
+      partitions,
+    };
+  } finally {
+    await out.close();
+    await fs.close();
+  }
+}

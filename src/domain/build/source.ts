@@ -1,0 +1,153 @@
+// Turns a SOURCE argument (directory, rootfs tar, OCI layout, docker save archive) into the tree
+// to build from, applying image layers as asked: the last one, all, or what is new over a base.
+import { stat } from "node:fs/promises";
+import type { Context } from "../../util/context.js";
+import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
+import { applyLayers, countWhiteouts, diffOverBase } from "./layers.js";
+import type { GoArch } from "./release-file.js";
+import { readDirectoryTree } from "./sources/dir.js";
+import { imageArchiveMembers, openImage, type ImageLayers } from "./sources/oci-layout.js";
+import { archiveOfFile, readArchiveEntries, type LayerArchive } from "./sources/tar.js";
+import type { FileTree, TreeEntry } from "./tree.js";
+
+export type LayerSelection = "last" | "all";
+
+export interface SourceOptions {
+  arch: GoArch;
+  layers?: LayerSelection;
+  /** A second image reference: build only what SOURCE adds over it. */
+  base?: string;
+}
+
+export interface LoadedSource {
+  tree: FileTree;
+  /** Archives that layer content refs point into, by index. */
+  archives: LayerArchive[];
+  describe: string;
+  kind: "directory" | "archive" | "image";
+}
+
+type Resolved =
+  | { kind: "directory"; path: string }
+  | { kind: "archive"; archive: LayerArchive }
+  | { kind: "image"; image: ImageLayers };
+
+async function resolve(spec: string, arch: GoArch): Promise<Resolved> {
+  if (spec.startsWith("oci://") || spec.startsWith("docker://")) {
+    throw new ExtctlError(
+      "unsupported",
+      `registry sources such as ${spec} are not supported by build yet`,
+      {
+        hint: "copy the image into an OCI layout first (skopeo copy docker://REF oci:DIR:TAG) and build from oci-layout:DIR:TAG",
+      },
+    );
+  }
+  if (spec.startsWith("oci-layout:")) {
+    return { kind: "image", image: await openImage(spec.slice("oci-layout:".length), arch) };
+  }
+  let st;
+  try {
+    st = await stat(spec);
+  } catch (e) {
+    if (errnoCode(e) === "ENOENT") {
+      throw new ExtctlError("not-found", `the source ${spec} does not exist`, {
+        hint: "give a directory, a tar/tar.gz/tar.zst rootfs, oci-layout:DIR[:TAG] or a docker save archive",
+      });
+    }
+    throw fsError(e, `read the source ${spec}`);
+  }
+  if (st.isDirectory()) return { kind: "directory", path: spec };
+  if (await imageArchiveMembers(spec)) return { kind: "image", image: await openImage(spec, arch) };
+  return { kind: "archive", archive: await archiveOfFile(spec) };
+}
+
+export async function loadSource(
+  ctx: Context,
+  spec: string,
+  options: SourceOptions,
+): Promise<LoadedSource> {
+  const resolved = await resolve(spec, options.arch);
+  if (resolved.kind !== "image" && (options.base !== undefined || options.layers === "all")) {
+    throw new ExtctlError("usage", "--layers and --base apply to container images only", {
+      hint: "give SOURCE as oci-layout:DIR[:TAG] or a docker save archive",
+    });
+  }
+  if (resolved.kind === "directory") {
+    return {
+      tree: await readDirectoryTree(resolved.path),
+      archives: [],
+      describe: spec,
+      kind: "directory",
+    };
+  }
+  if (resolved.kind === "archive") {
+    const entries = await readArchiveEntries(resolved.archive, 0);
+    const { tree } = applyLayers([{ entries, describe: resolved.archive.describe }]);
+    return { tree, archives: [resolved.archive], describe: spec, kind: "archive" };
+  }
+  const image = resolved.image;
+  if (image.layers.length === 0) {
+    throw new ExtctlError("build", `the image ${image.describe} has no layers`);
+  }
+  const listings = new Map<number, TreeEntry[]>();
+  const listing = async (i: number): Promise<TreeEntry[]> => {
+    let entries = listings.get(i);
+    if (!entries) {
+      entries = await readArchiveEntries(image.layers[i] as LayerArchive, i);
+      listings.set(i, entries);
+    }
+    return entries;
+  };
+  if (options.base !== undefined) {
+    const base = (await resolve(options.base, options.arch)) as Resolved;
+    if (base.kind !== "image") {
+      throw new ExtctlError("usage", `--base ${options.base} is not a container image`, {
+        hint: "give the base as oci-layout:DIR[:TAG] or a docker save archive",
+      });
+    }
+    let shared = 0;
+    while (
+      shared < base.image.layers.length &&
+      shared < image.layers.length &&
+      base.image.layers[shared]?.digest !== undefined &&
+      base.image.layers[shared]?.digest === image.layers[shared]?.digest
+    ) {
+      shared++;
+    }
+    const imageLayers = [];
+    for (let i = 0; i < image.layers.length; i++) {
+      imageLayers.push({ entries: await listing(i), describe: image.layers[i]!.describe });
+    }
+    const baseLayers = [];
+    for (let i = 0; i < base.image.layers.length; i++) {
+      // Shared layers are read once; the base's own ones get indexes no content ref uses.
+      const entries =
+        i < shared
+          ? await listing(i)
+          : await readArchiveEntries(base.image.layers[i]!, image.layers.length + i);
+      baseLayers.push({ entries, describe: base.image.layers[i]!.describe });
+    }
+    const tree = diffOverBase(applyLayers(imageLayers).tree, applyLayers(baseLayers).tree, shared);
+    ctx.log.info(
+      `building what ${image.describe} adds over ${base.image.describe} (${shared} shared ${shared === 1 ? "layer" : "layers"})`,
+    );
+    return { tree, archives: image.layers, describe: spec, kind: "image" };
+  }
+  if ((options.layers ?? "last") === "last") {
+    const last = image.layers.length - 1;
+    const entries = await listing(last);
+    const whiteouts = countWhiteouts(entries);
+    if (whiteouts > 0) {
+      ctx.log.warn(
+        `the last layer deletes ${whiteouts} ${whiteouts === 1 ? "path" : "paths"}, which an extension cannot do; use --layers all or --base to build the image's result`,
+      );
+    }
+    const { tree } = applyLayers([{ entries, describe: image.layers[last]!.describe }]);
+    return { tree, archives: image.layers, describe: spec, kind: "image" };
+  }
+  const all = [];
+  for (let i = 0; i < image.layers.length; i++) {
+    all.push({ entries: await listing(i), describe: image.layers[i]!.describe });
+  }
+  return { tree: applyLayers(all).tree, archives: image.layers, describe: spec, kind: "image" };
+}
