@@ -1,6 +1,7 @@
 // `extctl build sysext|confext NAME SOURCE`: build a (signed) extension image from a directory,
 // a rootfs archive or a container image, natively and reproducibly.
-import { Argument, Command, InvalidArgumentError, Option } from "commander";
+import type { Command } from "commander";
+import { Argument, InvalidArgumentError, Option } from "commander";
 import { contextFor } from "../options.js";
 import { print, printJson } from "../render.js";
 
