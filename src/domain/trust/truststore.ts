@@ -1,0 +1,101 @@
+// The certificates a node trusts for root hash signatures: `*.crt` in the verity.d directories
+// systemd's userspace check reads (under the root), plus files or directories given with --trust.
+import { X509Certificate } from "node:crypto";
+import { readdir, readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import type { Context } from "../../util/context.js";
+import { errnoCode } from "../../util/errors.js";
+import { describeCertificate, type TrustedCertificate } from "./signature.js";
+
+/** In systemd's order: a file name in an earlier directory masks the same name in later ones. */
+export const VERITY_TRUST_DIRS = [
+  "/etc/verity.d",
+  "/run/verity.d",
+  "/usr/local/lib/verity.d",
+  "/usr/lib/verity.d",
+] as const;
+
+const MAX_CERT_FILE = 1024 * 1024;
+const MAX_FILES_PER_DIR = 4096;
+
+export interface TrustStore {
+  certificates: TrustedCertificate[];
+  /** Files that could not be read as certificates, with the reason. */
+  warnings: string[];
+}
+
+/** Every certificate in a PEM (several allowed) or DER buffer. */
+export function certificatesIn(bytes: Buffer): Buffer[] {
+  const text = bytes.toString("latin1");
+  if (text.includes("-----BEGIN CERTIFICATE-----")) {
+    const blocks =
+      text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+    return blocks.map((b) => new X509Certificate(b).raw);
+  }
+  return [new X509Certificate(bytes).raw];
+}
+
+async function readCertFile(file: string, warnings: string[]): Promise<TrustedCertificate[]> {
+  try {
+    const st = await stat(file);
+    if (!st.isFile()) return [];
+    if (st.size > MAX_CERT_FILE) {
+      warnings.push(`${file}: skipped, larger than 1 MiB`);
+      return [];
+    }
+    const ders = certificatesIn(await readFile(file));
+    return ders.map((der) => ({ ...describeCertificate(der), der, source: file }));
+  } catch (e) {
+    warnings.push(`${file}: skipped, not a PEM or DER certificate (${(e as Error).message})`);
+    return [];
+  }
+}
+
+async function listDir(dir: string, accept: (name: string) => boolean): Promise<string[]> {
+  try {
+    const names = (await readdir(dir)).filter(accept).sort();
+    return names.slice(0, MAX_FILES_PER_DIR);
+  } catch (e) {
+    if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR") return [];
+    throw e;
+  }
+}
+
+/**
+ * Loads the node's trust store and the extra `--trust` paths (host paths, not under the
+ * root: they are what the operator points at). Duplicates by fingerprint are dropped.
+ */
+export async function loadTrustStore(
+  ctx: Context,
+  extra: readonly string[] = [],
+): Promise<TrustStore> {
+  const warnings: string[] = [];
+  const found: TrustedCertificate[] = [];
+  const seenNames = new Set<string>();
+  for (const dir of VERITY_TRUST_DIRS) {
+    const hostDir = ctx.root.path(dir);
+    for (const name of await listDir(hostDir, (n) => n.endsWith(".crt"))) {
+      if (seenNames.has(name)) continue;
+      seenNames.add(name);
+      found.push(...(await readCertFile(path.join(hostDir, name), warnings)));
+    }
+  }
+  for (const item of extra) {
+    let isDir = false;
+    try {
+      isDir = (await stat(item)).isDirectory();
+    } catch {
+      warnings.push(`${item}: skipped, no such file or directory`);
+      continue;
+    }
+    const files = isDir
+      ? (await listDir(item, (n) => /\.(crt|pem|der|cer)$/.test(n))).map((n) => path.join(item, n))
+      : [item];
+    for (const file of files) found.push(...(await readCertFile(file, warnings)));
+  }
+  const byFingerprint = new Map<string, TrustedCertificate>();
+  for (const cert of found)
+    if (!byFingerprint.has(cert.fingerprint)) byFingerprint.set(cert.fingerprint, cert);
+  for (const w of warnings) ctx.log.debug(`trust store: ${w}`);
+  return { certificates: [...byFingerprint.values()], warnings };
+}

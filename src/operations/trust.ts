@@ -1,0 +1,49 @@
+// `extctl trust`: what the node trusts for image signatures (verity.d certificates) and the
+// import of the firmware's Secure Boot keys into /run/verity.d, as immucore does at boot.
+import type { Context } from "../util/context.js";
+import { importEfiKeys, type EfiImport } from "../domain/trust/efi.js";
+import { loadTrustStore, type TrustStore } from "../domain/trust/truststore.js";
+import { resolvePolicy, type ResolvedPolicy } from "../domain/trust/policy.js";
+import type { CertificateInfo } from "../domain/trust/signature.js";
+
+export interface TrustListEntry extends CertificateInfo {
+  /** Node path when under the root's verity.d, else the host path given with --trust. */
+  path: string;
+}
+
+export interface TrustListResult {
+  certificates: TrustListEntry[];
+  warnings: string[];
+  policy: { name: string; text: string; source: string };
+}
+
+export async function listTrust(
+  ctx: Context,
+  options: { trust?: string[]; policy?: string; cmdlineFile?: string } = {},
+): Promise<TrustListResult> {
+  const store: TrustStore = await loadTrustStore(ctx, options.trust ?? []);
+  const resolved: ResolvedPolicy = await resolvePolicy(
+    ctx,
+    options.policy,
+    options.cmdlineFile ? { cmdlineFile: options.cmdlineFile } : {},
+  );
+  return {
+    certificates: store.certificates.map(({ der: _der, source, ...info }) => ({
+      ...info,
+      path: ctx.root.toNodePath(source) ?? source,
+    })),
+    warnings: store.warnings,
+    policy: { name: resolved.policy.name, text: resolved.policy.text, source: resolved.source },
+  };
+}
+
+export async function importEfiTrust(
+  ctx: Context,
+  options: { efivars?: string } = {},
+): Promise<EfiImport> {
+  const result = await importEfiKeys(ctx, options.efivars);
+  for (const k of result.imported) ctx.log.info(`imported ${k.variable} certificate to ${k.path}`);
+  if (result.missing.length > 0)
+    ctx.log.info(`no ${result.missing.join(", ")} variable found (Secure Boot keys not enrolled?)`);
+  return result;
+}
