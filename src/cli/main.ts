@@ -8,6 +8,8 @@ import { registerBuildCommand } from "./commands/build.js";
 import { registerExtensionCommands } from "./commands/extension.js";
 import { registerPublishCommand } from "./commands/publish.js";
 import { registerStatusCommand } from "./commands/status.js";
+import { registerVerifyCommand } from "./commands/verify.js";
+import { registerTrustCommand } from "./commands/trust.js";
 
 function version(): string {
   const require = createRequire(import.meta.url);
@@ -29,6 +31,8 @@ export function buildProgram(): Command {
   registerBuildCommand(program);
   registerPublishCommand(program);
   registerStatusCommand(program);
+  registerVerifyCommand(program);
+  registerTrustCommand(program);
   return program;
 }
 
