@@ -686,24 +686,30 @@ export class RegistryClient {
       batch = [];
       batchBytes = 0;
     };
-    for await (const raw of body) {
-      let chunk = raw as Buffer;
-      if (skip > 0) {
-        const drop = Math.min(skip, chunk.length);
-        skip -= drop;
-        chunk = chunk.subarray(drop);
-        if (chunk.length === 0) continue;
+    try {
+      for await (const raw of body) {
+        let chunk = raw as Buffer;
+        if (skip > 0) {
+          const drop = Math.min(skip, chunk.length);
+          skip -= drop;
+          chunk = chunk.subarray(drop);
+          if (chunk.length === 0) continue;
+        }
+        if (position + batchBytes + chunk.length > desc.size) {
+          body.destroy();
+          throw new ExtctlError(
+            "checksum",
+            `the blob ${desc.digest} from ${this.registry} is larger than the ${desc.size} bytes its descriptor says`,
+          );
+        }
+        batch.push(chunk);
+        batchBytes += chunk.length;
+        if (batchBytes >= WRITE_BATCH) await flush();
       }
-      if (position + batchBytes + chunk.length > desc.size) {
-        body.destroy();
-        throw new ExtctlError(
-          "checksum",
-          `the blob ${desc.digest} from ${this.registry} is larger than the ${desc.size} bytes its descriptor says`,
-        );
-      }
-      batch.push(chunk);
-      batchBytes += chunk.length;
-      if (batchBytes >= WRITE_BATCH) await flush();
+    } catch (e) {
+      // Keep what arrived intact, so a resume starts after it rather than from zero.
+      if (!(e instanceof ExtctlError)) await flush();
+      throw e;
     }
     await flush();
     return position;
