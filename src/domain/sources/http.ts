@@ -173,6 +173,7 @@ export const httpSource: Source = {
           name,
           progress,
           from: url,
+          describeReadError: (e) => describeNetworkError(e, url),
           ...(expectedSize === undefined ? {} : { expectedSize }),
           ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),
         });

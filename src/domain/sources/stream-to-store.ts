@@ -19,6 +19,8 @@ export interface StreamToStoreOptions {
   progress?: Progress;
   /** Where the bytes came from, for messages. */
   from: string;
+  /** Says what went wrong when reading the source failed (default: a read error on `from`). */
+  describeReadError?: (e: unknown) => Error;
 }
 
 const WRITE_BATCH = 1 << 20;
@@ -38,6 +40,8 @@ export async function streamToStore(
     throw fsError(e, `create a file in the store ${options.storeDir}`);
   }
   let open_ = true;
+  // A failure while waiting for the source is the source's (a cut connection), not the store's.
+  let reading = false;
   try {
     // Batch small network chunks into ~1 MiB writes: far fewer syscalls than one per chunk.
     let pending: Buffer[] = [];
@@ -54,7 +58,9 @@ export async function streamToStore(
         off += bytesWritten;
       }
     };
+    reading = true;
     for await (const chunk of body as AsyncIterable<Buffer>) {
+      reading = false;
       hash.update(chunk);
       size += chunk.length;
       if (options.expectedSize !== undefined && size > options.expectedSize) {
@@ -67,7 +73,9 @@ export async function streamToStore(
       pendingBytes += chunk.length;
       if (pendingBytes >= WRITE_BATCH) await flush();
       options.progress?.tick(chunk.length);
+      reading = true;
     }
+    reading = false;
     await flush();
     if (options.expectedSize !== undefined && size !== options.expectedSize) {
       throw new ExtctlError(
@@ -96,7 +104,9 @@ export async function streamToStore(
   } catch (e) {
     if (open_) await handle.close().catch(() => {});
     await rm(temp, { force: true });
-    throw e instanceof ExtctlError ? e : fsError(e, `write ${options.name} into the store`);
+    if (e instanceof ExtctlError) throw e;
+    if (reading) throw options.describeReadError?.(e) ?? fsError(e, `read ${options.from}`);
+    throw fsError(e, `write ${options.name} into the store`);
   } finally {
     options.progress?.stop();
   }
