@@ -70,7 +70,9 @@ export async function makeFilesystem(ctx: Context, options: MkfsOptions): Promis
   const { program, args, env } = mkfsCommand(options);
   let result;
   try {
-    result = await ctx.runner.run(program, args, { env: { ...ctx.env, ...env } });
+    // mksquashfs refuses SOURCE_DATE_EPOCH next to -mkfs-time; each tool gets only what it reads.
+    const { SOURCE_DATE_EPOCH: _ignored, ...inherited } = ctx.env;
+    result = await ctx.runner.run(program, args, { env: { ...inherited, ...env } });
   } catch (e) {
     if (errnoCode(e) === "ENOENT") {
       throw new ExtctlError("build", `${program} is not installed`, {
