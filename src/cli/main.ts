@@ -10,6 +10,7 @@ import { registerPublishCommand } from "./commands/publish.js";
 import { registerStatusCommand } from "./commands/status.js";
 import { registerVerifyCommand } from "./commands/verify.js";
 import { registerTrustCommand } from "./commands/trust.js";
+import { registerBootCommand } from "./commands/boot.js";
 
 function version(): string {
   const require = createRequire(import.meta.url);
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerStatusCommand(program);
   registerVerifyCommand(program);
   registerTrustCommand(program);
+  registerBootCommand(program);
   return program;
 }
 

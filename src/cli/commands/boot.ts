@@ -1,0 +1,73 @@
+// `extctl boot`: immucore's boot-time linking step as a command, for an initramfs hook or the
+// extctl-boot.service unit. Prints what was linked and what was skipped, and why.
+import type { Command } from "commander";
+import type { BootResult } from "../../operations/boot.js";
+import { contextFor } from "../options.js";
+import { print, printJson, renderTable } from "../render.js";
+
+export function renderBoot(result: BootResult): string {
+  const lines = [
+    `Boot state: ${result.state}${result.uki ? " (trusted boot, UKI)" : ""} (${result.detectedBy})`,
+  ];
+  if (!result.profile) {
+    lines.push("Nothing linked: this boot state loads no extensions.");
+    return lines.join("\n");
+  }
+  lines.push(`Profile: ${result.profile} (then common)`);
+  if (result.policy) {
+    lines.push(`Policy: ${result.policy.policy} (from ${result.policy.source})`);
+    if (result.policy.importedKeys.length > 0)
+      lines.push(`EFI keys imported: ${result.policy.importedKeys.join(", ")}`);
+  }
+  const rows = [
+    ...result.linked.map((i) => ({ ...i, status: i.action === "linked" ? "linked" : "unchanged" })),
+    ...result.skipped.map((i) => ({ ...i, status: "skipped" })),
+  ];
+  if (rows.length === 0) lines.push("No images enabled for this profile.");
+  else {
+    lines.push(
+      "",
+      renderTable(rows, [
+        { header: "KIND", value: (r) => r.kind },
+        { header: "NAME", value: (r) => r.name },
+        { header: "FROM", value: (r) => r.profile },
+        { header: "STATUS", value: (r) => r.status },
+        { header: "WHY", value: (r) => r.reason ?? "" },
+      ]).trimEnd(),
+    );
+  }
+  for (const u of result.unlinked) lines.push(`unlinked ${u.kind} ${u.name} (not for this boot)`);
+  for (const r of result.refresh) {
+    if (r.error) lines.push(`${r.kind}: refresh failed: ${r.error}`);
+    else if (r.refreshed)
+      lines.push(
+        `${r.kind}: merged ${r.merged.flatMap((h) => h.extensions).join(", ") || "nothing"}`,
+      );
+  }
+  return lines.join("\n");
+}
+
+export function registerBootCommand(program: Command): void {
+  program
+    .command("boot")
+    .description(
+      "link the boot profile's extensions (then common's) into /run and refresh, as immucore does at boot",
+    )
+    .option("--efivars <dir>", "read EFI variables here (default: ROOT/sys/firmware/efi/efivars)")
+    .option("--cmdline <file>", "read the kernel cmdline here (default: /proc/cmdline)")
+    .option("--no-refresh", "only link; systemd-sysext merges later (initramfs)")
+    .option("--policy <policy>", "trust policy: signed, verity, any or a systemd image policy")
+    .option("--json", "print the result as JSON")
+    .action(async (opts, command: Command) => {
+      const { boot } = await import("../../operations/boot.js");
+      const result = await boot(contextFor(command), {
+        ...(opts.efivars ? { efivarsDir: opts.efivars as string } : {}),
+        ...(opts.cmdline ? { cmdlineFile: opts.cmdline as string } : {}),
+        ...(opts.policy ? { policy: opts.policy as string } : {}),
+        refresh: opts.refresh === false ? "none" : "auto",
+      });
+      if (opts.json) printJson(result);
+      else print(renderBoot(result));
+      if (result.refresh.some((r) => r.error)) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,179 @@
+// Works out the boot state the way immucore does (spec/kairos.md section 3 step 1): from the
+// kernel cmdline and, on UKI boots, the systemd-boot EFI variables; and writes the /run/cos sentinels.
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
+import type { Root } from "../../util/root.js";
+import { SENTINEL_DIR } from "../store/layout.js";
+import type { BootState } from "./boot-state.js";
+
+/** The vendor GUID systemd-boot uses for its Loader* variables. */
+export const LOADER_VENDOR_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
+export const LOADER_DEVICE_PART_UUID = `LoaderDevicePartUUID-${LOADER_VENDOR_GUID}`;
+export const LOADER_ENTRY_SELECTED = `LoaderEntrySelected-${LOADER_VENDOR_GUID}`;
+
+export const DEFAULT_EFIVARS = "/sys/firmware/efi/efivars";
+export const DEFAULT_CMDLINE = "/proc/cmdline";
+
+export interface BootDetection {
+  state: BootState;
+  /** Booted through a UKI (rd.immucore.uki on the cmdline). */
+  uki: boolean;
+  /** One sentence on how the state was found, for the summary. */
+  reason: string;
+}
+
+/** Where to read from; unset fields take the defaults described in detectBootState. */
+export interface BootSources {
+  /** Host path of the efivarfs directory. */
+  efivarsDir?: string;
+  /** Host path of the cmdline file. */
+  cmdlineFile?: string;
+}
+
+/**
+ * The non-UKI rules: substrings of the cmdline in immucore's order. Returns undefined when no
+ * rule matches (the state is then unknown).
+ */
+export function stateFromCmdline(cmdline: string): BootState | undefined {
+  const has = (s: string) => cmdline.includes(s);
+  if (has("kairos.reset")) return "autoreset";
+  if (has("COS_ACTIVE")) return "active";
+  if (has("COS_PASSIVE")) return "passive";
+  if (has("COS_RECOVERY") || has("COS_SYSTEM") || has("recovery-mode")) return "recovery";
+  if (has("live:LABEL") || has("live:CDLABEL") || has("netboot")) return "livecd";
+  return undefined;
+}
+
+/**
+ * Decodes an efivarfs file: a 4-byte attribute word, then a UTF-16LE string. Control characters
+ * (the trailing NUL among them) are stripped, as immucore does.
+ */
+export function decodeEfiString(data: Buffer): string {
+  if (data.length <= 4) return "";
+  const body = data.subarray(4, 4 + ((data.length - 4) & ~1));
+  // eslint-disable-next-line no-control-regex
+  return body.toString("utf16le").replace(/[\u0000-\u001f\u007f-\u009f]/g, "");
+}
+
+/** Maps a LoaderEntrySelected value ("active.conf") to a state; anything unexpected is unknown. */
+export function stateFromLoaderEntry(entry: string): BootState {
+  if (!entry.endsWith(".conf")) return "unknown";
+  const prefix = entry.slice(0, -".conf".length);
+  switch (prefix) {
+    case "active":
+    case "passive":
+    case "recovery":
+      return prefix;
+    case "statereset":
+      return "autoreset";
+    default:
+      return "unknown";
+  }
+}
+
+/** Pure decision from the cmdline and the two EFI variables (undefined = absent). */
+export function decideBootState(
+  cmdline: string,
+  efi: { devicePartUuid?: Buffer; entrySelected?: Buffer },
+): BootDetection {
+  if (cmdline.includes("kairos.ram"))
+    return { state: "active", uki: false, reason: "the cmdline has kairos.ram" };
+  if (cmdline.includes("rd.immucore.uki")) {
+    const part = efi.devicePartUuid ? decodeEfiString(efi.devicePartUuid) : "";
+    if (part === "") {
+      return {
+        state: "livecd",
+        uki: true,
+        reason: "UKI boot without LoaderDevicePartUUID: booted from removable media",
+      };
+    }
+    const entry = efi.entrySelected ? decodeEfiString(efi.entrySelected) : "";
+    const state = stateFromLoaderEntry(entry);
+    return {
+      state,
+      uki: true,
+      reason:
+        entry === ""
+          ? "UKI boot without LoaderEntrySelected"
+          : `UKI boot, LoaderEntrySelected is ${JSON.stringify(entry)}`,
+    };
+  }
+  const state = stateFromCmdline(cmdline);
+  return state
+    ? { state, uki: false, reason: `the cmdline says ${state}` }
+    : { state: "unknown", uki: false, reason: "the cmdline names no boot state" };
+}
+
+async function readOptional(file: string, what: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(file);
+  } catch (e) {
+    if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR") return undefined;
+    throw fsError(e, `read ${what} ${file}`);
+  }
+}
+
+/** Default host paths: inside the root when one is given (ROOT/proc/cmdline only if present). */
+export async function defaultBootSources(root: Root): Promise<Required<BootSources>> {
+  if (root.isHostRoot) return { efivarsDir: DEFAULT_EFIVARS, cmdlineFile: DEFAULT_CMDLINE };
+  const inRoot = root.path(DEFAULT_CMDLINE);
+  const present = (await readOptional(inRoot, "the kernel cmdline")) !== undefined;
+  return {
+    efivarsDir: root.path(DEFAULT_EFIVARS),
+    cmdlineFile: present ? inRoot : DEFAULT_CMDLINE,
+  };
+}
+
+export async function detectBootState(
+  root: Root,
+  sources: BootSources = {},
+): Promise<BootDetection> {
+  const defaults = await defaultBootSources(root);
+  const cmdlineFile = sources.cmdlineFile ?? defaults.cmdlineFile;
+  const efivarsDir = sources.efivarsDir ?? defaults.efivarsDir;
+  const cmdline = await readOptional(cmdlineFile, "the kernel cmdline");
+  if (cmdline === undefined) {
+    throw new ExtctlError("not-found", `the kernel cmdline file ${cmdlineFile} does not exist`, {
+      hint: "pass --cmdline FILE",
+    });
+  }
+  const text = cmdline.toString("utf8");
+  // EFI variables only matter on UKI boots; do not touch efivarfs otherwise.
+  if (text.includes("kairos.ram") || !text.includes("rd.immucore.uki"))
+    return decideBootState(text, {});
+  const [devicePartUuid, entrySelected] = await Promise.all([
+    readOptional(path.join(efivarsDir, LOADER_DEVICE_PART_UUID), "the EFI variable"),
+    readOptional(path.join(efivarsDir, LOADER_ENTRY_SELECTED), "the EFI variable"),
+  ]);
+  return decideBootState(text, {
+    ...(devicePartUuid ? { devicePartUuid } : {}),
+    ...(entrySelected ? { entrySelected } : {}),
+  });
+}
+
+/** Sentinel file names for a detection: <state>_mode, plus uki_boot_mode on UKI boots. */
+export function sentinelNames(detection: BootDetection): string[] {
+  return [`${detection.state}_mode`, ...(detection.uki ? ["uki_boot_mode"] : [])];
+}
+
+/** Writes the missing sentinels under /run/cos; returns the node paths it created. */
+export async function writeSentinels(root: Root, detection: BootDetection): Promise<string[]> {
+  const created: string[] = [];
+  try {
+    await mkdir(root.path(SENTINEL_DIR), { recursive: true });
+  } catch (e) {
+    throw fsError(e, `create ${SENTINEL_DIR}`);
+  }
+  for (const name of sentinelNames(detection)) {
+    const nodePath = `${SENTINEL_DIR}/${name}`;
+    try {
+      // "wx": an existing sentinel (immucore's, or ours from an earlier run) is left alone.
+      await writeFile(root.path(nodePath), "", { flag: "wx", mode: 0o644 });
+      created.push(nodePath);
+    } catch (e) {
+      if (errnoCode(e) !== "EEXIST") throw fsError(e, `write the sentinel ${nodePath}`);
+    }
+  }
+  return created;
+}

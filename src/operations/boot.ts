@@ -1,0 +1,283 @@
+// `boot`: immucore's step `enable-sysext-confext` (spec/kairos.md section 3): detect the boot
+// state, write the sentinels, link the profile's images then common's into /run, each one
+// checked against the trust policy first, and refresh. One bad image never stops the others.
+import type { Context } from "../util/context.js";
+import { ExtctlError } from "../util/errors.js";
+import { ExtensionStore } from "../domain/store/store.js";
+import { EXTENSION_KINDS, type ExtensionKind, type Profile } from "../domain/store/layout.js";
+import { profileForState, type BootState } from "../domain/activate/boot-state.js";
+import {
+  detectBootState,
+  writeSentinels,
+  type BootSources,
+} from "../domain/activate/boot-detect.js";
+import type { RefreshMode } from "../domain/activate/refresh.js";
+import type { MergedHierarchy } from "../domain/activate/merged.js";
+import type { ImagePolicy } from "../domain/trust/policy.js";
+import type { TrustStore } from "../domain/trust/truststore.js";
+import { requireRoot, withLock } from "./guard.js";
+
+export interface BootOptions extends BootSources {
+  /** "none" is --no-refresh: for the initramfs, before systemd-sysext starts. */
+  refresh?: RefreshMode;
+  /** Trust policy override (--policy); default: the node's policy. */
+  policy?: string;
+  /** Replaces the trust check (tests, benchmarks); default: the trust module's. */
+  trust?: BootTrust;
+  kinds?: readonly ExtensionKind[];
+}
+
+/** The outcome of checking one image against the policy. */
+export interface ImageVerdict {
+  ok: boolean;
+  /** Short machine word: "ok", "unsigned", "untrusted-signer", ... */
+  outcome: string;
+  reason?: string;
+}
+
+/** The policy boot applies and how it checks one image (host path) against it. */
+export interface BootTrust {
+  policy: string;
+  /** Where the policy came from ("--policy", "/etc/extctl/policy", "trusted boot", ...). */
+  source: string;
+  /** EFI certificates imported into /run/verity.d (trusted boot). */
+  importedKeys?: string[];
+  check(hostPath: string, name: string, kind: ExtensionKind): Promise<ImageVerdict>;
+}
+
+export interface BootImage {
+  kind: ExtensionKind;
+  name: string;
+  /** The profile dir the link goes through. */
+  profile: Profile;
+  /** linked: made now; unchanged: it was already there. */
+  action?: "linked" | "unchanged";
+  outcome?: string;
+  /** Why it was skipped. */
+  reason?: string;
+}
+
+export interface BootKindRefresh {
+  kind: ExtensionKind;
+  refreshed: boolean;
+  merged: MergedHierarchy[];
+  error?: string;
+}
+
+export interface BootResult {
+  state: BootState;
+  uki: boolean;
+  detectedBy: string;
+  /** Sentinels written by this run (empty when they were already there). */
+  sentinels: string[];
+  profile?: Profile;
+  policy?: { policy: string; source: string; importedKeys: string[] };
+  linked: BootImage[];
+  skipped: BootImage[];
+  /** Stale /run links (from another profile) removed so /run matches the boot state. */
+  unlinked: { kind: ExtensionKind; name: string }[];
+  refresh: BootKindRefresh[];
+}
+
+export async function boot(ctx: Context, options: BootOptions = {}): Promise<BootResult> {
+  requireRoot(ctx);
+  return withLock(ctx, () => bootLocked(ctx, options));
+}
+
+/** The boot step without taking the lock, for callers that already hold it. */
+export async function bootLocked(ctx: Context, options: BootOptions = {}): Promise<BootResult> {
+  const detection = await detectBootState(ctx.root, options);
+  const sentinels = await writeSentinels(ctx.root, detection);
+  const profile = profileForState(detection.state);
+  const result: BootResult = {
+    state: detection.state,
+    uki: detection.uki,
+    detectedBy: detection.reason,
+    sentinels,
+    ...(profile ? { profile } : {}),
+    linked: [],
+    skipped: [],
+    unlinked: [],
+    refresh: [],
+  };
+  ctx.log.info(`boot state: ${detection.state} (${detection.reason})`);
+  const kinds = options.kinds ?? EXTENSION_KINDS;
+  const stores = kinds.map((kind) => new ExtensionStore(ctx.root, kind));
+  for (const store of stores) await store.ensureDir(store.layout.runtime);
+  if (!profile) {
+    ctx.log.info(`nothing to link: a ${detection.state} boot loads no extensions`);
+    return result;
+  }
+
+  const trust =
+    options.trust ??
+    (await nodeTrust(ctx, {
+      ...(options.policy === undefined ? {} : { policy: options.policy }),
+      uki: detection.uki,
+      ...(options.efivarsDir ? { efivarsDir: options.efivarsDir } : {}),
+      ...(options.cmdlineFile ? { cmdlineFile: options.cmdlineFile } : {}),
+    }));
+  result.policy = {
+    policy: trust.policy,
+    source: trust.source,
+    importedKeys: trust.importedKeys ?? [],
+  };
+  for (const store of stores) await linkKind(ctx, store, profile, trust, result);
+
+  const mode = options.refresh ?? "auto";
+  if (mode !== "none") {
+    for (const store of stores) result.refresh.push(await refreshKind(ctx, store, mode));
+  }
+  return result;
+}
+
+async function linkKind(
+  ctx: Context,
+  store: ExtensionStore,
+  profile: Profile,
+  trust: BootTrust,
+  result: BootResult,
+): Promise<void> {
+  const kind = store.kind;
+  const wanted = new Map<string, Profile>();
+  const dirs: Profile[] = profile === "common" ? ["common"] : [profile, "common"];
+  for (const dir of dirs) {
+    for (const name of await store.profileLinks(dir)) {
+      const skip = (reason: string, outcome?: string) => {
+        result.skipped.push({ kind, name, profile: dir, reason, ...(outcome ? { outcome } : {}) });
+        ctx.log.warn(`skipping ${kind} ${name} (${dir}): ${reason}`);
+      };
+      const owner = wanted.get(name);
+      if (owner) {
+        skip(`the ${owner} profile already links an image of that name, and it wins`, "clash");
+        continue;
+      }
+      const info = await store.linkInfo(store.profileLinkPath(dir, name));
+      if (!info?.resolves) {
+        skip(`its link in the ${dir} profile leads to no image`, "missing");
+        continue;
+      }
+      const hostPath = ctx.root.path(await ctx.root.resolve(store.profileLinkPath(dir, name)));
+      let verdict: ImageVerdict;
+      try {
+        verdict = await trust.check(hostPath, name, kind);
+      } catch (e) {
+        // A reader or trust failure on one image is that image's problem only.
+        verdict = {
+          ok: false,
+          outcome: "error",
+          reason: e instanceof Error ? e.message : String(e),
+        };
+      }
+      if (!verdict.ok) {
+        skip(
+          `it fails the ${trust.policy} policy: ${verdict.reason ?? verdict.outcome}`,
+          verdict.outcome,
+        );
+        continue;
+      }
+      wanted.set(name, dir);
+      const made = await store.linkRuntime(dir, name);
+      result.linked.push({
+        kind,
+        name,
+        profile: dir,
+        action: made ? "linked" : "unchanged",
+        outcome: verdict.outcome,
+      });
+      if (made) ctx.log.info(`linked ${kind} ${name} from the ${dir} profile`);
+    }
+  }
+  // Links we (or immucore) made through a profile dir that this boot does not load, or that
+  // now fail the policy, go: /run must say exactly what this boot state loads. Links pointing
+  // elsewhere belong to someone else and stay.
+  for (const name of await store.runtimeLinks()) {
+    if (wanted.has(name)) continue;
+    const info = await store.linkInfo(store.runtimeLinkPath(name));
+    if (info && info.target.startsWith(`${store.layout.store}/`)) {
+      await store.unlinkPath(store.runtimeLinkPath(name));
+      result.unlinked.push({ kind, name });
+      ctx.log.info(`unlinked ${kind} ${name}: this boot does not load it`);
+    }
+  }
+}
+
+async function refreshKind(
+  ctx: Context,
+  store: ExtensionStore,
+  mode: RefreshMode,
+): Promise<BootKindRefresh> {
+  const kind = store.kind;
+  const { refresh } = await import("../domain/activate/refresh.js");
+  const { readMerged } = await import("../domain/activate/merged.js");
+  // Nothing of this kind on the node and nothing linked: no need to start its tool (and Debian
+  // 12 has no systemd-confext at all).
+  if (!(await store.exists(store.layout.store)) && (await store.runtimeLinks()).length === 0)
+    return { kind, refreshed: false, merged: [] };
+  try {
+    await refresh(ctx, kind, mode);
+  } catch (e) {
+    const error = e instanceof ExtctlError ? e.message : String(e);
+    ctx.log.warn(`refreshing ${kind} failed: ${error}`);
+    return { kind, refreshed: false, merged: [], error };
+  }
+  return { kind, refreshed: true, merged: await readMerged(ctx.root, kind) };
+}
+
+/** The trust module's per-image check, as [trust] exposes it in domain/trust/policy.ts. */
+type EvaluateImage = (
+  ctx: Context,
+  hostPath: string,
+  policy: ImagePolicy,
+  trustStore: TrustStore,
+) => Promise<{ ok: boolean; outcome: string; reason?: string }>;
+
+/**
+ * The node's policy (--policy, /etc/extctl/policy, the unit drop-ins, trusted boot, default)
+ * and the trust module's check. On a trusted (UKI) boot the firmware's keys are imported into
+ * /run/verity.d first, as immucore does, so that they are part of the trust store.
+ */
+export async function nodeTrust(
+  ctx: Context,
+  options: { policy?: string; uki?: boolean; efivarsDir?: string; cmdlineFile?: string } = {},
+): Promise<BootTrust> {
+  const policyModule = await import("../domain/trust/policy.js");
+  const resolved = await policyModule.resolvePolicy(
+    ctx,
+    options.policy,
+    options.cmdlineFile ? { cmdlineFile: options.cmdlineFile } : {},
+  );
+  const importedKeys: string[] = [];
+  if (options.uki) {
+    const { importEfiKeys } = await import("../domain/trust/efi.js");
+    const imported = await importEfiKeys(ctx, options.efivarsDir);
+    importedKeys.push(...imported.imported.map((k) => k.path));
+  }
+  const policy = resolved.policy;
+  const base = {
+    policy: policy.name === "custom" ? policy.text : policy.name,
+    source: resolved.source,
+    importedKeys,
+  };
+  if (policy.name === "any") {
+    // Everything passes `any`: no need to read a single image.
+    return { ...base, check: async () => ({ ok: true, outcome: "unchecked" }) };
+  }
+  const { loadTrustStore } = await import("../domain/trust/truststore.js");
+  const store = await loadTrustStore(ctx);
+  for (const w of store.warnings) ctx.log.warn(w);
+  const evaluate = (policyModule as { evaluateImage?: EvaluateImage }).evaluateImage;
+  return {
+    ...base,
+    async check(hostPath) {
+      if (!evaluate) {
+        return {
+          ok: false,
+          outcome: "unchecked",
+          reason: "this extctl build cannot check images against a policy",
+        };
+      }
+      return evaluate(ctx, hostPath, policy, store);
+    },
+  };
+}
