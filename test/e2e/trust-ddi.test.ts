@@ -1,0 +1,294 @@
+// `extctl verify` on images other tools made: a signed squashfs DDI from systemd-repart 252
+// (512-byte verity blocks), a bare squashfs with veritysetup/openssl sidecars, and EFI key
+// databases from efitools; tampering is found and named.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { copyFile, mkdir, open, readFile, readdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { runExtctl } from "../helpers/cli.js";
+import { requirePeers, run } from "../helpers/peers.js";
+import { tempDir, tempRoot } from "../helpers/tmp.js";
+
+function makeCert(dir: string, name: string) {
+  const key = path.join(dir, `${name}.key`);
+  const crt = path.join(dir, `${name}.crt`);
+  run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    key,
+    "-out",
+    crt,
+    "-days",
+    "30",
+    "-subj",
+    `/CN=${name}`,
+  ]);
+  const fingerprint = run("openssl", ["x509", "-in", crt, "-noout", "-fingerprint", "-sha256"])
+    .split("=")[1]!
+    .trim()
+    .replace(/:/g, "")
+    .toLowerCase();
+  return { key, crt, fingerprint };
+}
+
+async function makeTree(dir: string): Promise<string> {
+  const tree = path.join(dir, "tree");
+  await mkdir(path.join(tree, "usr/lib/extension-release.d"), { recursive: true });
+  await mkdir(path.join(tree, "usr/bin"), { recursive: true });
+  await writeFile(
+    path.join(tree, "usr/lib/extension-release.d/extension-release.demo"),
+    "ID=_any\n",
+  );
+  // Incompressible content: a few dozen 4 KiB data blocks even after squashfs compression.
+  await writeFile(path.join(tree, "usr/bin/hello"), randomBytes(200_000));
+  return tree;
+}
+
+interface Partition {
+  start: number;
+  size: number;
+  type: string;
+  name?: string;
+}
+
+function partitions(image: string): Partition[] {
+  const table = JSON.parse(run("sfdisk", ["--json", image])) as {
+    partitiontable: { partitions: Partition[] };
+  };
+  return table.partitiontable.partitions;
+}
+
+async function patch(file: string, offset: number, mutate: (b: number) => number) {
+  const handle = await open(file, "r+");
+  const buf = Buffer.alloc(1);
+  await handle.read(buf, 0, 1, offset);
+  buf.writeUInt8(mutate(buf.readUInt8(0)));
+  await handle.write(buf, 0, 1, offset);
+  await handle.close();
+}
+
+async function repartDdi(dir: string, signer: { key: string; crt: string }): Promise<string> {
+  const defs = path.join(dir, "repart.d");
+  await mkdir(defs);
+  await writeFile(
+    path.join(defs, "10-root.conf"),
+    "[Partition]\nType=root\nFormat=squashfs\nCopyFiles=/usr\nVerity=data\nVerityMatchKey=root\n",
+  );
+  await writeFile(
+    path.join(defs, "20-root-verity.conf"),
+    "[Partition]\nType=root-verity\nVerity=hash\nVerityMatchKey=root\n",
+  );
+  await writeFile(
+    path.join(defs, "30-root-verity-sig.conf"),
+    "[Partition]\nType=root-verity-sig\nVerity=signature\nVerityMatchKey=root\n",
+  );
+  const image = path.join(dir, "demo.raw");
+  run("systemd-repart", [
+    "--empty=create",
+    "--size=auto",
+    "--dry-run=no",
+    `--definitions=${defs}`,
+    `--private-key=${signer.key}`,
+    `--certificate=${signer.crt}`,
+    `--root=${await makeTree(dir)}`,
+    image,
+  ]);
+  return image;
+}
+
+test("a signed DDI made by systemd-repart verifies with its certificate, not with another, and tampering is found", async (t) => {
+  if (!requirePeers(t, ["systemd-repart", "openssl", "sfdisk", "mksquashfs"], { root: true }))
+    return;
+  const dir = await tempDir(t);
+  const good = makeCert(dir, "good-signer");
+  const other = makeCert(dir, "other-signer");
+  const image = await repartDdi(dir, good);
+  const root = await tempRoot(t);
+
+  const ok = await runExtctl(["--root", root, "verify", image, "--trust", good.crt, "--json"]);
+  assert.equal(ok.code, 0, ok.stderr + ok.stdout);
+  const okJson = JSON.parse(ok.stdout);
+  assert.equal(okJson.outcome, "ok");
+  assert.equal(okJson.kind, "ddi");
+  assert.equal(okJson.signature.signer.fingerprint, good.fingerprint);
+  assert.equal(okJson.verity.superblock.dataBlockSize, 512);
+  assert.equal(okJson.verity.fullyChecked, false);
+
+  // The node's own trust store counts too.
+  await mkdir(path.join(root, "etc/verity.d"), { recursive: true });
+  await copyFile(good.crt, path.join(root, "etc/verity.d/good.crt"));
+  const viaStore = await runExtctl(["--root", root, "verify", image, "--full"]);
+  assert.equal(viaStore.code, 0, viaStore.stderr);
+  assert.match(viaStore.stdout, /CN ?= ?good-signer|CN=good-signer/);
+
+  const wrongKey = await runExtctl(["verify", image, "--trust", other.crt, "--json"]);
+  assert.equal(wrongKey.code, 12, wrongKey.stderr);
+  const wrongJson = JSON.parse(wrongKey.stdout);
+  assert.equal(wrongJson.outcome, "untrusted-signer");
+  assert.match(wrongJson.message, /demo\.raw/);
+  assert.match(wrongJson.message, /good-signer/);
+  assert.equal(wrongJson.signature.embeddedSigner.fingerprint, good.fingerprint);
+
+  const parts = partitions(image);
+  const data = parts.find((p) => p.name?.startsWith("root-") && !p.name.includes("verity"))!;
+  const sig = parts.find((p) => p.name?.endsWith("verity-sig"))!;
+  assert.ok(data && sig, JSON.stringify(parts));
+
+  // One flipped byte in data block 37 of the data partition.
+  const corrupt = path.join(dir, "corrupt.raw");
+  await copyFile(image, corrupt);
+  await patch(corrupt, data.start * 512 + 37 * 512 + 100, (b) => b ^ 0xff);
+  const light = await runExtctl(["verify", corrupt, "--trust", good.crt]);
+  assert.equal(light.code, 0, "without --full the data is not read");
+  const full = await runExtctl(["verify", corrupt, "--trust", good.crt, "--full", "--json"]);
+  assert.equal(full.code, 15, full.stderr + full.stdout);
+  const fullJson = JSON.parse(full.stdout);
+  assert.equal(fullJson.outcome, "corrupted-block");
+  assert.equal(fullJson.corruptedBlock, 37);
+  assert.match(fullJson.message, /data block 37\b/);
+
+  // One changed character inside the base64 RSA signature value (its last 256 bytes).
+  const badSig = path.join(dir, "badsig.raw");
+  await copyFile(image, badSig);
+  const sigBytes = (await readFile(image)).subarray(sig.start * 512, sig.start * 512 + 16384);
+  const json = sigBytes.subarray(0, sigBytes.indexOf(0)).toString();
+  const at = json.lastIndexOf('"signature":"') + '"signature":"'.length;
+  const end = json.indexOf('"', at);
+  const pos = end - 40;
+  await patch(badSig, sig.start * 512 + pos, (b) => (b === 0x41 ? 0x42 : 0x41));
+  const bad = await runExtctl(["verify", badSig, "--trust", good.crt, "--json"]);
+  assert.equal(bad.code, 13, bad.stderr + bad.stdout);
+  assert.equal(JSON.parse(bad.stdout).outcome, "bad-signature");
+  assert.match(JSON.parse(bad.stdout).message, /good-signer/);
+
+  // A JSON rootHash that disagrees with the tree.
+  const lying = path.join(dir, "lying.raw");
+  await copyFile(image, lying);
+  const rh = json.indexOf('"rootHash":"') + '"rootHash":"'.length;
+  await patch(lying, sig.start * 512 + rh, (b) => (b === 0x30 ? 0x31 : 0x30));
+  const mismatch = await runExtctl(["verify", lying, "--trust", good.crt, "--json"]);
+  assert.equal(mismatch.code, 14, mismatch.stderr + mismatch.stdout);
+  assert.equal(JSON.parse(mismatch.stdout).outcome, "roothash-mismatch");
+});
+
+test("a bare squashfs with veritysetup and openssl sidecars verifies; unsigned and no-verity images get their own codes", async (t) => {
+  if (!requirePeers(t, ["veritysetup", "openssl", "mksquashfs"], { root: true })) return;
+  const dir = await tempDir(t);
+  const signer = makeCert(dir, "bare-signer");
+  const image = path.join(dir, "bare.raw");
+  run("mksquashfs", [await makeTree(dir), image, "-noappend", "-all-root", "-quiet"]);
+
+  const noVerity = await runExtctl(["verify", image, "--json"]);
+  assert.equal(noVerity.code, 10, noVerity.stderr);
+  assert.equal(JSON.parse(noVerity.stdout).outcome, "no-verity");
+  const anyPolicy = await runExtctl(["verify", image, "--policy", "any"]);
+  assert.equal(anyPolicy.code, 0, "policy any accepts an image without verity");
+
+  const out = run("veritysetup", ["format", image, path.join(dir, "bare.verity")]);
+  const rootHash = /Root hash:\s*([0-9a-f]+)/.exec(out)![1]!;
+  await writeFile(path.join(dir, "bare.roothash"), rootHash + "\n");
+  const unsigned = await runExtctl(["verify", image, "--json"]);
+  assert.equal(unsigned.code, 11, unsigned.stderr);
+  assert.equal(JSON.parse(unsigned.stdout).outcome, "unsigned");
+  const verityPolicy = await runExtctl(["verify", image, "--policy", "verity"]);
+  assert.equal(verityPolicy.code, 0);
+  const signedPolicy = await runExtctl(["verify", image, "--policy", "signed"]);
+  assert.equal(signedPolicy.code, 11);
+
+  execFileSync("sh", [
+    "-c",
+    `printf %s "${rootHash}" | openssl smime -sign -nocerts -noattr -binary -in /dev/stdin -signer "${signer.crt}" -inkey "${signer.key}" -outform der -out "${path.join(dir, "bare.roothash.p7s")}"`,
+  ]);
+  const ok = await runExtctl(["verify", image, "--trust", signer.crt, "--full", "--json"]);
+  assert.equal(ok.code, 0, ok.stderr + ok.stdout);
+  const okJson = JSON.parse(ok.stdout);
+  assert.equal(okJson.signature.signer.fingerprint, signer.fingerprint);
+  assert.equal(okJson.verity.fullyChecked, true);
+
+  await patch(image, 4096 * 3 + 5, (b) => b ^ 1);
+  const corrupt = await runExtctl(["verify", image, "--trust", signer.crt, "--full", "--json"]);
+  assert.equal(corrupt.code, 15, corrupt.stdout);
+  assert.equal(JSON.parse(corrupt.stdout).corruptedBlock, 3);
+});
+
+test("trust import-efi writes the X.509 entries of PK, KEK and db (made by cert-to-efi-sig-list) as PEM files, and trust list shows them", async (t) => {
+  if (!requirePeers(t, ["cert-to-efi-sig-list", "openssl"], { root: true })) return;
+  const dir = await tempDir(t);
+  const root = await tempRoot(t);
+  const efivars = path.join(dir, "efivars");
+  await mkdir(efivars);
+  const certs = {
+    pk: makeCert(dir, "pk"),
+    kek: makeCert(dir, "kek"),
+    db1: makeCert(dir, "db-one"),
+    db2: makeCert(dir, "db-two"),
+  };
+  const esl = (c: { crt: string }, name: string) => {
+    const out = path.join(dir, `${name}.esl`);
+    run("cert-to-efi-sig-list", ["-g", "11111111-2222-3333-4444-555555555555", c.crt, out]);
+    return readFile(out);
+  };
+  const attr = Buffer.from([0x27, 0, 0, 0]);
+  await writeFile(
+    path.join(efivars, "PK-8be4df61-93ca-11d2-aa0d-00e098032b8c"),
+    Buffer.concat([attr, await esl(certs.pk, "pk")]),
+  );
+  await writeFile(
+    path.join(efivars, "KEK-8be4df61-93ca-11d2-aa0d-00e098032b8c"),
+    Buffer.concat([attr, await esl(certs.kek, "kek")]),
+  );
+  await writeFile(
+    path.join(efivars, "db-d719b2cb-3d3a-4596-a3bc-dad00e67656f"),
+    Buffer.concat([attr, await esl(certs.db1, "db1"), await esl(certs.db2, "db2")]),
+  );
+
+  const imported = await runExtctl([
+    "--root",
+    root,
+    "trust",
+    "import-efi",
+    "--efivars",
+    efivars,
+    "--json",
+  ]);
+  assert.equal(imported.code, 0, imported.stderr);
+  const names = (await readdir(path.join(root, "run/verity.d"))).sort();
+  assert.deepEqual(names, ["DB0.crt", "DB1.crt", "KEK0.crt", "PK0.crt"]);
+  const fp = (file: string) =>
+    run("openssl", ["x509", "-in", file, "-noout", "-fingerprint", "-sha256"])
+      .split("=")[1]!
+      .trim()
+      .replace(/:/g, "")
+      .toLowerCase();
+  assert.equal(fp(path.join(root, "run/verity.d/PK0.crt")), certs.pk.fingerprint);
+  assert.equal(fp(path.join(root, "run/verity.d/KEK0.crt")), certs.kek.fingerprint);
+  assert.equal(fp(path.join(root, "run/verity.d/DB0.crt")), certs.db1.fingerprint);
+  assert.equal(fp(path.join(root, "run/verity.d/DB1.crt")), certs.db2.fingerprint);
+  assert.equal(
+    JSON.parse(imported.stdout).imported[0].owner,
+    "11111111-2222-3333-4444-555555555555",
+  );
+
+  const list = await runExtctl(["--root", root, "trust", "list", "--json"]);
+  assert.equal(list.code, 0, list.stderr);
+  const listed = JSON.parse(list.stdout);
+  assert.deepEqual(
+    listed.certificates.map((c: { fingerprint: string }) => c.fingerprint).sort(),
+    Object.values(certs)
+      .map((c) => c.fingerprint)
+      .sort(),
+  );
+  assert.equal(listed.policy.name, "any");
+  // A trusted boot sentinel makes `signed` the default.
+  await mkdir(path.join(root, "run/cos"), { recursive: true });
+  await writeFile(path.join(root, "run/cos/uki_boot_mode"), "");
+  const trusted = JSON.parse((await runExtctl(["--root", root, "trust", "list", "--json"])).stdout);
+  assert.equal(trusted.policy.name, "signed");
+  assert.match(trusted.policy.source, /uki_boot_mode/);
+});
