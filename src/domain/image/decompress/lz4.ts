@@ -45,6 +45,7 @@ export function lz4DecompressBlock(input: Buffer, maxOutput: number, partial = f
     ip += literals;
     op += literals;
     if (ip >= end) break; // the last sequence has literals only
+    if (partial && op === maxOutput) return out;
     if (ip + 2 > end) throw corrupt("a match offset is cut off");
     const offset = (input[ip] as number) | ((input[ip + 1] as number) << 8);
     ip += 2;
