@@ -74,11 +74,12 @@ export async function disable(ctx: Context, options: DisableOptions): Promise<Di
     if (!options.now) return result;
 
     const runtimeLink = store.runtimeLinkPath(image);
-    const runtimeTarget = await tx.targetOf(runtimeLink);
+    const runtimeTarget = await store.linkTarget(runtimeLink);
+    const rawTarget = await tx.targetOf(runtimeLink);
     // Only the /run link that goes through this profile: one made for another profile stays.
-    if (runtimeTarget === profileLink) {
+    if (runtimeTarget === profileLink && rawTarget !== undefined) {
       await store.unlinkPath(runtimeLink);
-      tx.removed(runtimeLink, runtimeTarget);
+      tx.removed(runtimeLink, rawTarget);
       result.unlinkedRuntime = true;
       result.activation = await activate(ctx, store, tx, options.refresh ?? "auto");
       ctx.log.info(`${image} is no longer merged`);

@@ -52,7 +52,10 @@ export async function testNode(t: TestContext): Promise<TestNode> {
       await writeFile(host(`/run/cos/${state}_mode`), "");
     },
     async link(nodePath) {
-      return readlink(host(nodePath)).catch(() => undefined);
+      // Links under --root are relative; report them as the node path they stand for.
+      const target = await readlink(host(nodePath)).catch(() => undefined);
+      if (target === undefined || target.startsWith("/")) return target;
+      return path.posix.join(path.posix.dirname(nodePath), target);
     },
     async exists(nodePath) {
       return lstat(host(nodePath)).then(

@@ -2,11 +2,13 @@
 // (a restart so the unit's drop-ins — image policy, hierarchies — apply), otherwise
 // `systemd-sysext refresh --root ROOT` directly, with debug logging captured so that we can say
 // why an image was skipped in systemd's own words.
-import { access } from "node:fs/promises";
+import { access, stat } from "node:fs/promises";
 import type { Context } from "../../util/context.js";
 import { ExtctlError, errnoCode } from "../../util/errors.js";
 import { lastErrorLine, type RunResult } from "../../util/runner.js";
+import { isMountPoint } from "../../util/mounts.js";
 import { LAYOUTS, type ExtensionKind } from "../store/layout.js";
+import { ExtensionStore } from "../store/store.js";
 
 export type RefreshMode = "auto" | "systemctl" | "sysext" | "none";
 
@@ -81,12 +83,68 @@ export async function refresh(
     return { mode, command: result.command, skipped: new Map() };
   }
 
-  const args = ["refresh", `--root=${ctx.root.dir}`];
-  const result = await runTool(ctx, layout.tool, args, { SYSTEMD_LOG_LEVEL: "debug" });
+  const view = ctx.root.isHostRoot ? undefined : await runtimeView(ctx, kind);
+  const result = view
+    ? await runTool(ctx, "unshare", view, { SYSTEMD_LOG_LEVEL: "debug" })
+    : await runTool(ctx, layout.tool, ["refresh", `--root=${ctx.root.dir}`], {
+        SYSTEMD_LOG_LEVEL: "debug",
+      });
   if (result.exitCode !== 0) {
     throw new ExtctlError("refresh", describeFailure(kind, result));
   }
   return { mode, command: result.command, skipped: parseSkipReasons(result.stderr) };
+}
+
+/**
+ * systemd-sysext never follows symlinks in its search dirs when given --root (systemd disables it
+ * "when operating relative to some root directory"), so the link chain in ROOT/run/extensions
+ * would be invisible to it. We show it the same images as plain files instead: in a child mount
+ * namespace, a tmpfs over the runtime dir holds bind mounts of each link's resolved image. The
+ * view needs ROOT/run to be a mount of its own (a tmpfs, as on a node), made private in the child,
+ * so nothing of it leaks back; the overlay systemd-sysext mounts on ROOT/usr still propagates.
+ */
+async function runtimeView(ctx: Context, kind: ExtensionKind): Promise<string[] | undefined> {
+  const store = new ExtensionStore(ctx.root, kind);
+  const runtime = ctx.root.path(store.layout.runtime);
+  const runDir = ctx.root.path("/run");
+  const links = await store.runtimeLinks();
+  if (links.length === 0) return undefined;
+  if (!(await isMountPoint(runDir))) {
+    ctx.log.warn(
+      `${runDir} is not a mount of its own, so ${store.layout.tool} --root cannot see the linked images ` +
+        `(it does not follow symlinks under --root); mount a tmpfs there, as on a node`,
+    );
+    return undefined;
+  }
+  const pairs: string[] = [];
+  for (const name of links) {
+    const target = await ctx.root.resolve(`${store.layout.runtime}/${name}`);
+    const host = ctx.root.path(target);
+    const st = await stat(host).catch(() => undefined);
+    if (st?.isFile()) pairs.push(name, host);
+  }
+  const script = [
+    "set -e",
+    'run="$1"; rt="$2"; root="$3"; tool="$4"; shift 4',
+    'mount --make-rprivate "$run"',
+    'mount -t tmpfs -o mode=0755 extctl-view "$rt"',
+    'while [ "$#" -ge 2 ]; do : > "$rt/$1"; mount --bind "$2" "$rt/$1"; shift 2; done',
+    'exec "$tool" refresh --root="$root"',
+  ].join("\n");
+  return [
+    "--mount",
+    "--propagation",
+    "unchanged",
+    "sh",
+    "-c",
+    script,
+    "sh",
+    runDir,
+    runtime,
+    ctx.root.dir,
+    store.layout.tool,
+    ...pairs,
+  ];
 }
 
 async function runTool(

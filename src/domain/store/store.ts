@@ -156,13 +156,28 @@ export class ExtensionStore {
     return { name: path.posix.basename(nodePath), target: absolute, resolves };
   }
 
+  /**
+   * The target to write for a link at `linkNodePath`: the absolute node path on a real node, as
+   * Kairos writes it; relative under --root, because systemd-sysext --root does not resolve
+   * absolute targets inside the root, and a relative one reads the same from both sides.
+   */
+  linkTargetFor(linkNodePath: string, targetNodePath: string): string {
+    if (this.root.isHostRoot) return targetNodePath;
+    return path.posix.relative(path.posix.dirname(linkNodePath), targetNodePath);
+  }
+
+  /** Where a link points, as an absolute node path (undefined when it is not a link). */
+  async linkTarget(nodePath: string): Promise<string | undefined> {
+    return (await this.linkInfo(nodePath))?.target;
+  }
+
   /** Makes `<store>/<profile>/NAME -> <store>/NAME`; returns false when it was already there. */
   async linkProfile(profile: Profile, name: string): Promise<boolean> {
     const link = this.profileLinkPath(profile, name);
     if (await this.exists(link)) return false;
     await this.ensureDir(profileDir(this.kind, profile));
     try {
-      await symlinkAtomic(this.imagePath(name), this.host(link));
+      await symlinkAtomic(this.linkTargetFor(link, this.imagePath(name)), this.host(link));
     } catch (e) {
       throw fsError(e, `enable ${name} in the ${profile} profile (${link})`);
     }
@@ -177,7 +192,7 @@ export class ExtensionStore {
     if (existing && existing.target === wanted) return false;
     await this.ensureDir(this.layout.runtime);
     try {
-      await symlinkAtomic(wanted, this.host(link));
+      await symlinkAtomic(this.linkTargetFor(link, wanted), this.host(link));
     } catch (e) {
       throw fsError(e, `link ${name} into ${this.layout.runtime}`);
     }
