@@ -11,6 +11,7 @@ import { registerStatusCommand } from "./commands/status.js";
 import { registerVerifyCommand } from "./commands/verify.js";
 import { registerTrustCommand } from "./commands/trust.js";
 import { registerBootCommand } from "./commands/boot.js";
+import { registerSystemdCommand } from "./commands/systemd.js";
 
 function version(): string {
   const require = createRequire(import.meta.url);
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerVerifyCommand(program);
   registerTrustCommand(program);
   registerBootCommand(program);
+  registerSystemdCommand(program);
   return program;
 }
 

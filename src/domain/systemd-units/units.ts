@@ -1,0 +1,120 @@
+// The unit files extctl installs: extctl-boot.service (immucore's linking step, before
+// systemd-sysext/confext start) and, for systemd 254+, drop-ins carrying the image policy and the
+// hierarchy list, as Kairos writes them (spec/kairos.md section 3 step 6).
+import type { ExtensionKind } from "../store/layout.js";
+
+/** Every file we write starts with this line; uninstall removes only files that carry it. */
+export const UNIT_MARKER =
+  "# Written by `extctl systemd install`; `extctl systemd install --uninstall` removes it.";
+
+export const BOOT_UNIT_NAME = "extctl-boot.service";
+export const UNIT_DIR = "/etc/systemd/system";
+export const DROP_IN_NAME = "10-extctl-image-policy.conf";
+
+/** The first systemd with --image-policy and systemd-confext. */
+export const MIN_DROP_IN_VERSION = 254;
+
+/** The image policies Kairos writes: signed on a trusted (UKI) boot, verity otherwise. */
+export const TRUSTED_IMAGE_POLICY = "root=signed+absent:usr=signed+absent";
+export const NORMAL_IMAGE_POLICY = "root=verity+absent:usr=verity+absent";
+
+/**
+ * Hierarchies systemd-sysext may overlay: the /usr subdirs one by one rather than /usr, so that
+ * /usr/local (often a writable bind mount on Kairos) is never hidden under a read-only overlay.
+ */
+export const SYSEXT_HIERARCHIES = [
+  "/usr/bin",
+  "/usr/sbin",
+  "/usr/lib",
+  "/usr/lib64",
+  "/usr/libexec",
+  "/usr/include",
+  "/usr/share",
+  "/usr/src",
+  "/opt",
+] as const;
+
+export interface UnitFile {
+  /** Node path of the file. */
+  path: string;
+  content: string;
+}
+
+export function bootUnit(extctlPath: string): UnitFile {
+  const content = `${UNIT_MARKER}
+[Unit]
+Description=Link the boot profile's system and configuration extensions into /run (extctl)
+Documentation=https://kairos.io/docs/advanced/sys-extensions/
+DefaultDependencies=no
+After=local-fs.target
+RequiresMountsFor=/var/lib/kairos
+Before=systemd-sysext.service systemd-confext.service sysinit.target
+Conflicts=shutdown.target
+Before=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=${quoteArg(extctlPath)} boot --no-refresh
+
+[Install]
+WantedBy=sysinit.target
+`;
+  return { path: `${UNIT_DIR}/${BOOT_UNIT_NAME}`, content };
+}
+
+/** The symlink `systemctl enable` would make for the boot unit. */
+export function bootUnitWantsLink(): { path: string; target: string } {
+  return {
+    path: `${UNIT_DIR}/sysinit.target.wants/${BOOT_UNIT_NAME}`,
+    target: `${UNIT_DIR}/${BOOT_UNIT_NAME}`,
+  };
+}
+
+export function dropIn(kind: ExtensionKind, trusted: boolean): UnitFile {
+  const tool = kind === "sysext" ? "systemd-sysext" : "systemd-confext";
+  const policy = trusted ? TRUSTED_IMAGE_POLICY : NORMAL_IMAGE_POLICY;
+  const lines = [
+    UNIT_MARKER,
+    `# Image policy for a ${trusted ? "trusted (UKI)" : "normal"} boot.`,
+    "[Service]",
+    // An empty ExecStart= drops the unit's own command before ours replaces it.
+    "ExecStart=",
+    `ExecStart=/usr/bin/${tool} refresh --image-policy=${policy}`,
+  ];
+  if (kind === "sysext")
+    lines.push(`Environment="SYSTEMD_SYSEXT_HIERARCHIES=${SYSEXT_HIERARCHIES.join(":")}"`);
+  return {
+    path: `${UNIT_DIR}/${tool}.service.d/${DROP_IN_NAME}`,
+    content: lines.join("\n") + "\n",
+  };
+}
+
+export interface UnitSet {
+  files: UnitFile[];
+  links: { path: string; target: string }[];
+}
+
+/** What `systemd install` writes for a systemd version (undefined: unknown, no drop-ins). */
+export function unitSet(
+  extctlPath: string,
+  systemdVersion: number | undefined,
+  trusted: boolean,
+): UnitSet {
+  const files = [bootUnit(extctlPath)];
+  if (systemdVersion !== undefined && systemdVersion >= MIN_DROP_IN_VERSION)
+    files.push(dropIn("sysext", trusted), dropIn("confext", trusted));
+  return { files, links: [bootUnitWantsLink()] };
+}
+
+/** Quotes an ExecStart= argument when it holds characters systemd would split or expand. */
+export function quoteArg(arg: string): string {
+  if (/^[\w@%+=:,./-]+$/.test(arg)) return arg;
+  return `"${arg.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\$/g, "$$$$").replace(/%/g, "%%")}"`;
+}
+
+/** Reads "252" out of a libsystemd-shared-252.so (or -252.1.so) file name. */
+export function versionFromLibraryName(name: string): number | undefined {
+  const m = /^libsystemd-shared-(\d+)(?:[.~-][\w.~-]*)?\.so$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}

@@ -1,0 +1,192 @@
+// `extctl systemd install` against the real `systemd-analyze verify` (systemd 252) on a root that
+// holds systemd's own systemd-sysext.service: the written units and drop-ins verify, a broken
+// variant fails the same check, and --uninstall removes exactly what install wrote.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { chmod, copyFile, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { requirePeers } from "../helpers/peers.js";
+import { tempRoot } from "../helpers/tmp.js";
+import { runExtctl } from "../helpers/cli.js";
+
+const CONFEXT_UNIT = `[Unit]
+Description=Merge Configuration Extension Images into /etc/
+DefaultDependencies=no
+After=local-fs.target
+Before=sysinit.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=systemd-confext refresh
+ExecStop=systemd-confext unmerge
+
+[Install]
+WantedBy=sysinit.target
+`;
+
+/** A root with systemd's units and executables where the units expect them. */
+async function systemdRoot(t: Parameters<typeof tempRoot>[0]): Promise<string> {
+  const dir = await tempRoot(t);
+  await mkdir(path.join(dir, "usr/lib/systemd/system"), { recursive: true });
+  await copyFile(
+    "/lib/systemd/system/systemd-sysext.service",
+    path.join(dir, "usr/lib/systemd/system/systemd-sysext.service"),
+  );
+  await writeFile(path.join(dir, "usr/lib/systemd/system/systemd-confext.service"), CONFEXT_UNIT);
+  for (const bin of ["systemd-sysext", "systemd-confext", "extctl"]) {
+    await writeFile(path.join(dir, "usr/bin", bin), "#!/bin/sh\nexit 0\n");
+    await chmod(path.join(dir, "usr/bin", bin), 0o755);
+  }
+  return dir;
+}
+
+function verify(
+  root: string,
+  units = ["extctl-boot.service", "systemd-sysext.service", "systemd-confext.service"],
+): { code: number; stderr: string } {
+  const r = spawnSync("systemd-analyze", ["verify", "--man=no", `--root=${root}`, ...units], {
+    encoding: "utf8",
+  });
+  return { code: r.status ?? 128, stderr: r.stderr };
+}
+
+async function tree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true }))
+    out.push(path.relative(dir, path.join(e.parentPath, e.name)));
+  // The run lock directory is extctl's, not a unit install's.
+  return out.filter((p) => !p.startsWith("run/lock")).sort();
+}
+
+test("installed units and drop-ins pass systemd-analyze verify; broken ones fail it", async (t) => {
+  if (!requirePeers(t, ["systemd-analyze"], { root: true })) return;
+  const root = await systemdRoot(t);
+  const bare = verify(root, ["systemd-sysext.service", "systemd-confext.service"]);
+  assert.equal(bare.code, 0, `systemd's own units verify before install: ${bare.stderr}`);
+
+  const r = await runExtctl([
+    "--root",
+    root,
+    "systemd",
+    "install",
+    "--systemd",
+    "255",
+    "--no-trusted",
+    "--extctl",
+    "/usr/bin/extctl",
+    "--json",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const result = JSON.parse(r.stdout) as { changed: string[] };
+  assert.deepEqual(result.changed.sort(), [
+    "/etc/systemd/system/extctl-boot.service",
+    "/etc/systemd/system/sysinit.target.wants/extctl-boot.service",
+    "/etc/systemd/system/systemd-confext.service.d/10-extctl-image-policy.conf",
+    "/etc/systemd/system/systemd-sysext.service.d/10-extctl-image-policy.conf",
+  ]);
+  const ok = verify(root);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stderr.trim(), "", "no warnings about any of the units");
+
+  const unit = await readFile(path.join(root, "etc/systemd/system/extctl-boot.service"), "utf8");
+  assert.match(unit, /^Before=systemd-sysext\.service systemd-confext\.service/m);
+  assert.match(unit, /^ExecStart=\/usr\/bin\/extctl boot --no-refresh$/m);
+  const sysext = await readFile(
+    path.join(root, "etc/systemd/system/systemd-sysext.service.d/10-extctl-image-policy.conf"),
+    "utf8",
+  );
+  assert.match(sysext, /^ExecStart=\n/m);
+  assert.match(
+    sysext,
+    /^ExecStart=\/usr\/bin\/systemd-sysext refresh --image-policy=root=verity\+absent:usr=verity\+absent$/m,
+  );
+  assert.match(sysext, /SYSTEMD_SYSEXT_HIERARCHIES=\/usr\/bin:[^"]*:\/opt"/);
+  assert.doesNotMatch(sysext, /\/usr\/local/);
+
+  // The same check fails when what the units run is missing: verify really reads them, the
+  // drop-ins included (only the drop-in names /usr/bin/systemd-confext).
+  await rm(path.join(root, "usr/bin/extctl"));
+  await rm(path.join(root, "usr/bin/systemd-confext"));
+  const broken = verify(root);
+  assert.notEqual(broken.code, 0);
+  assert.match(broken.stderr, /extctl-boot\.service: Command \/usr\/bin\/extctl is not executable/);
+  assert.match(broken.stderr, /Command \/usr\/bin\/systemd-confext is not executable/);
+});
+
+test("trusted boot writes the signed policy; systemd detection from the root", async (t) => {
+  if (!requirePeers(t, ["systemd-analyze"], { root: true })) return;
+  const root = await systemdRoot(t);
+  const lib = path.join(root, "usr/lib/x86_64-linux-gnu/systemd");
+  await mkdir(lib, { recursive: true });
+  await writeFile(path.join(lib, "libsystemd-shared-256.so"), "");
+  await mkdir(path.join(root, "run/cos"), { recursive: true });
+  await writeFile(path.join(root, "run/cos/uki_boot_mode"), "");
+  const r = await runExtctl(["--root", root, "systemd", "install", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const result = JSON.parse(r.stdout) as { systemdVersion: number; trusted: boolean };
+  assert.equal(result.systemdVersion, 256);
+  assert.equal(result.trusted, true);
+  const conf = await readFile(
+    path.join(root, "etc/systemd/system/systemd-confext.service.d/10-extctl-image-policy.conf"),
+    "utf8",
+  );
+  assert.match(conf, /--image-policy=root=signed\+absent:usr=signed\+absent$/m);
+  // Under --root the unit runs the packaged /usr/bin/extctl.
+  assert.match(
+    await readFile(path.join(root, "etc/systemd/system/extctl-boot.service"), "utf8"),
+    /^ExecStart=\/usr\/bin\/extctl boot --no-refresh$/m,
+  );
+  assert.equal(verify(root).code, 0);
+});
+
+test("systemd 252 gets the boot unit only; --uninstall removes exactly what install wrote", async (t) => {
+  if (!requirePeers(t, ["systemd-analyze"], { root: true })) return;
+  const root = await systemdRoot(t);
+  // Someone else's drop-in must survive the uninstall.
+  await mkdir(path.join(root, "etc/systemd/system/systemd-sysext.service.d"), { recursive: true });
+  await writeFile(
+    path.join(root, "etc/systemd/system/systemd-sysext.service.d/50-site.conf"),
+    "[Service]\nEnvironment=SITE=1\n",
+  );
+  const before = await tree(root);
+
+  const old = await runExtctl(["--root", root, "systemd", "install", "--systemd", "252", "--json"]);
+  assert.equal(old.code, 0, old.stderr);
+  assert.deepEqual((JSON.parse(old.stdout) as { changed: string[] }).changed.sort(), [
+    "/etc/systemd/system/extctl-boot.service",
+    "/etc/systemd/system/sysinit.target.wants/extctl-boot.service",
+  ]);
+  assert.equal(verify(root).code, 0);
+
+  const again = await runExtctl([
+    "--root",
+    root,
+    "systemd",
+    "install",
+    "--systemd",
+    "252",
+    "--json",
+  ]);
+  assert.deepEqual((JSON.parse(again.stdout) as { changed: string[] }).changed, [], "idempotent");
+
+  await runExtctl(["--root", root, "systemd", "install", "--systemd", "254"]);
+  const un = await runExtctl(["--root", root, "systemd", "install", "--uninstall"]);
+  assert.equal(un.code, 0, un.stderr);
+  assert.deepEqual(await tree(root), before);
+});
+
+test("install refuses to overwrite a unit it did not write", async (t) => {
+  if (!requirePeers(t, [], { root: true })) return;
+  const root = await systemdRoot(t);
+  await mkdir(path.join(root, "etc/systemd/system"), { recursive: true });
+  await writeFile(path.join(root, "etc/systemd/system/extctl-boot.service"), "[Unit]\n");
+  const r = await runExtctl(["--root", root, "systemd", "install", "--systemd", "255"]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /was not written by extctl/);
+  assert.equal(
+    await readFile(path.join(root, "etc/systemd/system/extctl-boot.service"), "utf8"),
+    "[Unit]\n",
+  );
+});
