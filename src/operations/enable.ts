@@ -21,6 +21,10 @@ export interface EnableOptions {
   now?: boolean;
   regex?: boolean;
   refresh?: RefreshMode;
+  /** Image policy to apply instead of the node's (signed, verity, any or systemd syntax). */
+  policy?: string;
+  /** Extra trusted certificates (files or dirs) besides ROOT's verity.d. */
+  trust?: string[];
 }
 
 export interface EnableResult {
@@ -30,6 +34,8 @@ export interface EnableResult {
   linked: boolean;
   /** Set with --now: whether the image is merged afterwards. */
   merged?: boolean;
+  /** The policy applied and what it found. */
+  policy: { name: string; source: string; verdict?: string };
   /** Set when --now could not merge because the node is not booted in the profile. */
   notLive?: string;
   activation?: ActivationReport;
@@ -44,6 +50,7 @@ export async function enable(ctx: Context, options: EnableOptions): Promise<Enab
       where: `the store ${store.layout.store}`,
       ...(options.regex ? { regex: true } : {}),
     });
+    const policy = await checkPolicy(ctx, store, image, options);
     const tx = new LinkTransaction(ctx.root);
     const linked = await store.linkProfile(options.profile, image);
     if (linked) {
@@ -52,7 +59,7 @@ export async function enable(ctx: Context, options: EnableOptions): Promise<Enab
     } else {
       ctx.log.info(`${image} is already enabled in the ${options.profile} profile`);
     }
-    const result: EnableResult = { image, profile: options.profile, linked };
+    const result: EnableResult = { image, profile: options.profile, linked, policy };
     if (!options.now) return result;
 
     const sentinels = await readSentinels(ctx.root);
@@ -79,4 +86,40 @@ export async function enable(ctx: Context, options: EnableOptions): Promise<Enab
     ctx.log.info(`${image} is merged`);
     return result;
   });
+}
+
+/**
+ * Applies the node's image policy (or --policy) before anything is linked: an image the policy
+ * refuses is never enabled. Under `any` nothing is read, as systemd would not look either.
+ */
+async function checkPolicy(
+  ctx: Context,
+  store: ExtensionStore,
+  image: string,
+  options: EnableOptions,
+): Promise<EnableResult["policy"]> {
+  const { resolvePolicy } = await import("../domain/trust/policy.js");
+  const resolved = await resolvePolicy(ctx, options.policy);
+  const summary = { name: resolved.policy.name, source: resolved.source };
+  if (resolved.policy.name === "any") return summary;
+  const [{ loadTrustStore }, { evaluateImage }] = await Promise.all([
+    import("../domain/trust/truststore.js"),
+    import("../domain/trust/image-trust.js"),
+  ]);
+  const trustStore = await loadTrustStore(ctx, options.trust ?? []);
+  const verdict = await evaluateImage(
+    ctx,
+    store.host(store.imagePath(image)),
+    resolved.policy,
+    trustStore,
+  );
+  if (!verdict.ok) {
+    throw new ExtctlError("policy", `${image} is refused: ${verdict.reason}`, {
+      hint: `the policy "${resolved.policy.name}" comes from ${resolved.source}; nothing was enabled`,
+    });
+  }
+  ctx.log.info(
+    `${image}: ${verdict.reason} (policy ${resolved.policy.name} from ${resolved.source})`,
+  );
+  return { ...summary, verdict: verdict.reason };
 }

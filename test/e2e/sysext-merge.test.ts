@@ -1,6 +1,6 @@
 // The foundation end to end: the real extctl CLI over a temp root, merged for real by
 // systemd-sysext 252 inside this test's private mount namespace (scripts/test.sh makes it).
-import { describe, test } from "node:test";
+import { describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { access, readFile, readdir, mkdir, writeFile } from "node:fs/promises";
@@ -31,7 +31,7 @@ async function extctl(root: string, ...args: string[]) {
   return result;
 }
 
-async function setup(t: import("node:test").TestContext, release = "ID=_any\n") {
+async function setup(t: TestContext, release = "ID=_any\n") {
   const root = await tempNodeRoot(t);
   const work = await tempDir(t);
   const image = await makeSampleImage(work, {

@@ -119,7 +119,7 @@ export function registerExtensionCommands(program: Command): void {
     });
 
     for (const verb of ["enable", "disable"] as const) {
-      addProfileFlags(
+      const command = addProfileFlags(
         parent
           .command(verb)
           .description(
