@@ -137,9 +137,18 @@ export function registerExtensionCommands(program: Command): void {
           .option("--regex", "treat NAME as a regular expression (must match exactly one image)")
           .addOption(refreshOption())
           .option("--json", "print the result as JSON"),
-      ).action(async (name: string, opts, command: Command) => {
+      );
+      if (verb === "enable") {
+        command
+          .option(
+            "--policy <policy>",
+            "image policy: signed, verity, any or systemd's syntax (default: the node's)",
+          )
+          .option("--trust <file|dir>", "also trust these certificates (repeatable)", collect);
+      }
+      command.action(async (name: string, opts, cmd: Command) => {
         const profile = chosenProfile(opts, true) as Profile;
-        const ctx = contextFor(command);
+        const ctx = contextFor(cmd);
         const args = {
           kind,
           name,
@@ -150,7 +159,9 @@ export function registerExtensionCommands(program: Command): void {
         };
         const result =
           verb === "enable"
-            ? await (await import("../../operations/enable.js")).enable(ctx, args)
+            ? await (
+                await import("../../operations/enable.js")
+              ).enable(ctx, { ...args, policy: opts.policy, trust: opts.trust })
             : await (await import("../../operations/disable.js")).disable(ctx, args);
         if (opts.json) printJson(result);
       });
