@@ -1,0 +1,78 @@
+// What the host (the --root) looks like to systemd-sysext: its os-release, its systemd version
+// (from the versioned libsystemd-shared file name, without running anything) and architecture.
+import { readFile, readdir } from "node:fs/promises";
+import type { Root } from "../../util/root.js";
+import { errnoCode, fsError } from "../../util/errors.js";
+import { parseOsRelease, type ReleaseFields } from "./os-release.js";
+import { hostArchitecture } from "./partition-types.js";
+import type { HostFacts } from "./compat.js";
+
+export const NEWEST_SYSTEMD = 258;
+
+export async function readHostOsRelease(root: Root): Promise<ReleaseFields | undefined> {
+  for (const p of ["/etc/os-release", "/usr/lib/os-release"]) {
+    try {
+      const text = await readFile(await resolveIn(root, p), "utf8");
+      return parseOsRelease(text);
+    } catch (e) {
+      if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR") continue;
+      throw fsError(e, `read ${p}`);
+    }
+  }
+  return undefined;
+}
+
+async function resolveIn(root: Root, nodePath: string): Promise<string> {
+  return root.path(await root.resolve(nodePath));
+}
+
+/** The systemd version installed in the root, found from libsystemd-shared-NNN.so. */
+export async function detectSystemdVersion(root: Root): Promise<number | undefined> {
+  const dirs = ["/usr/lib/systemd", "/lib/systemd"];
+  try {
+    for (const d of await readdir(root.path("/usr/lib"), { withFileTypes: true })) {
+      if (d.isDirectory() && /-linux-gnu/.test(d.name)) dirs.push(`/usr/lib/${d.name}/systemd`);
+    }
+  } catch {
+    // no /usr/lib: nothing to find
+  }
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = await readdir(await resolveIn(root, dir));
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      const m = /^libsystemd-shared-(\d+)(?:[.~-][^/]*)?\.so$/.exec(n);
+      if (m) return Number(m[1]);
+    }
+  }
+  return undefined;
+}
+
+export async function hostFacts(
+  root: Root,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<HostFacts> {
+  const osRelease = (await readHostOsRelease(root)) ?? {};
+  // systemd decides initrd scope by /etc/initrd-release; SYSTEMD_IN_INITRD overrides it.
+  let scope: HostFacts["scope"] = "system";
+  const forced = env.SYSTEMD_IN_INITRD;
+  if (
+    forced !== undefined
+      ? /^(1|yes|true|on)$/i.test(forced)
+      : await exists(root, "/etc/initrd-release")
+  )
+    scope = "initrd";
+  return { osRelease, architecture: hostArchitecture() ?? process.arch, scope };
+}
+
+async function exists(root: Root, p: string): Promise<boolean> {
+  try {
+    await readFile(root.path(p));
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,92 @@
+// An extension image opened for reading: its file, what dissect found, and its filesystem;
+// plus the image-side facts the compatibility check needs.
+import path from "node:path";
+import { FileSource } from "../../util/bytes.js";
+import { ExtctlError, fsError } from "../../util/errors.js";
+import type { ExtensionKind } from "../store/layout.js";
+import { imageName, type ImageFacts, type SystemdRules } from "./compat.js";
+import { dissectImage, type DissectedImage } from "./ddi.js";
+import { openFilesystem } from "./filesystem.js";
+import { findReleaseFile } from "./release.js";
+import { lookup, type ImageFilesystem } from "./tree.js";
+
+export interface OpenedImage {
+  path: string;
+  file: FileSource;
+  dissected: DissectedImage;
+  fs: ImageFilesystem;
+  close(): Promise<void>;
+}
+
+export async function openImage(hostPath: string): Promise<OpenedImage> {
+  let file: FileSource;
+  try {
+    file = await FileSource.open(hostPath);
+  } catch (e) {
+    throw fsError(e, `open the image ${hostPath}`);
+  }
+  try {
+    const dissected = await dissectImage(file);
+    const fs = await openFilesystem(dissected.data.source, dissected.filesystem);
+    return { path: hostPath, file, dissected, fs, close: () => file.close() };
+  } catch (e) {
+    await file.close();
+    if (e instanceof ExtctlError)
+      throw new ExtctlError(e.code, `${path.basename(hostPath)}: ${e.message}`, {
+        cause: e,
+        ...(e.hint ? { hint: e.hint } : {}),
+      });
+    throw e;
+  }
+}
+
+export const HIERARCHIES: Record<ExtensionKind, string[]> = {
+  sysext: ["usr", "opt"],
+  confext: ["etc"],
+};
+
+/** Gathers what the compatibility check needs to know about an image. */
+export async function imageFacts(
+  image: Pick<OpenedImage, "path" | "fs" | "dissected">,
+  kind: ExtensionKind,
+  systemd: SystemdRules,
+): Promise<ImageFacts> {
+  const fileName = path.basename(image.path);
+  const name = imageName(fileName, kind, systemd);
+  const release = await findReleaseFile(image.fs, name, kind);
+  const osRelease = await lookup(image.fs, "/usr/lib/os-release", { follow: true });
+  const top = await image.fs.list(await image.fs.root());
+  const allowed = HIERARCHIES[kind];
+  return {
+    fileName,
+    release,
+    hasOsRelease: osRelease !== undefined,
+    outsideHierarchies: top.filter((e) => !allowed.includes(e.name)).map((e) => `/${e.name}`),
+    ...(image.dissected.foreignArchitecture && image.dissected.architecture
+      ? { foreignArchitecture: image.dissected.architecture }
+      : {}),
+  };
+}
+
+/** "ddi/erofs", "squashfs", "single-partition/squashfs". */
+export function formatName(d: DissectedImage): string {
+  return d.kind === "bare-fs" ? d.filesystem : `${d.kind}/${d.filesystem}`;
+}
+
+/** Sidecar files systemd looks for next to a bare image: NAME.roothash, .verity, .roothash.p7s. */
+export function sidecarPaths(hostPath: string): {
+  roothash: string;
+  verity: string;
+  signature: string;
+  usrhash: string;
+  usrSignature: string;
+} {
+  const base = hostPath.endsWith(".raw") ? hostPath.slice(0, -4) : hostPath;
+  return {
+    roothash: `${base}.roothash`,
+    verity: `${base}.verity`,
+    signature: `${base}.roothash.p7s`,
+    usrhash: `${base}.usrhash`,
+    usrSignature: `${base}.usrhash.p7s`,
+  };
+}

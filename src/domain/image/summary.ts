@@ -1,0 +1,96 @@
+// The one-line facts `list` shows per image (version, format, signed, compatible), read from
+// metadata only and never throwing for a bad image: a broken image is "not compatible, because".
+import { access } from "node:fs/promises";
+import type { Context } from "../../util/context.js";
+import { isExtctlError } from "../../util/errors.js";
+import type { ExtensionKind } from "../store/layout.js";
+import { checkCompatibility, rulesFor, type HostFacts } from "./compat.js";
+import { NEWEST_SYSTEMD, detectSystemdVersion, hostFacts } from "./host.js";
+import { formatName, imageFacts, openImage, sidecarPaths } from "./image.js";
+import type { ReleaseFields } from "./os-release.js";
+
+export interface ImageSummary {
+  version?: string;
+  format: string;
+  signed: boolean;
+  compatible: boolean;
+  reason?: string;
+  release?: ReleaseFields;
+}
+
+export interface SummaryOptions {
+  /** systemd version whose rules apply; default: the root's, else the newest. */
+  systemd?: number;
+  /** Host facts to reuse across many images. */
+  host?: HostFacts;
+}
+
+const hostCache = new Map<string, Promise<{ host: HostFacts; systemd: number }>>();
+
+async function hostFor(ctx: Context): Promise<{ host: HostFacts; systemd: number }> {
+  let cached = hostCache.get(ctx.root.dir);
+  if (!cached) {
+    cached = (async () => ({
+      host: await hostFacts(ctx.root, ctx.env),
+      systemd: (await detectSystemdVersion(ctx.root)) ?? NEWEST_SYSTEMD,
+    }))();
+    hostCache.set(ctx.root.dir, cached);
+  }
+  return cached;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function summarizeImage(
+  ctx: Context,
+  hostPath: string,
+  kind: ExtensionKind,
+  options: SummaryOptions = {},
+): Promise<ImageSummary> {
+  let image;
+  try {
+    image = await openImage(hostPath);
+  } catch (e) {
+    if (!isExtctlError(e)) throw e;
+    ctx.log.debug(`${hostPath}: ${e.message}`);
+    return { format: "unknown", signed: false, compatible: false, reason: e.message };
+  }
+  try {
+    const defaults = await hostFor(ctx);
+    const host = options.host ?? defaults.host;
+    const systemd = rulesFor(options.systemd ?? defaults.systemd);
+    const facts = await imageFacts(image, kind, systemd);
+    const verdict = checkCompatibility(facts, host, kind, systemd);
+    const release = "fields" in facts.release ? facts.release.fields : undefined;
+    const upper = kind === "confext" ? "CONFEXT" : "SYSEXT";
+    const version = release?.[`${upper}_VERSION_ID`] ?? release?.VERSION_ID;
+    const signed =
+      image.dissected.signature !== undefined ||
+      (image.dissected.kind !== "ddi" && (await exists(sidecarPaths(hostPath).signature)));
+    return {
+      ...(version !== undefined ? { version } : {}),
+      format: formatName(image.dissected),
+      signed,
+      compatible: verdict.compatible,
+      ...(verdict.reason ? { reason: verdict.reason } : {}),
+      ...(release ? { release } : {}),
+    };
+  } catch (e) {
+    if (!isExtctlError(e)) throw e;
+    return {
+      format: formatName(image.dissected),
+      signed: false,
+      compatible: false,
+      reason: e.message,
+    };
+  } finally {
+    await image.close();
+  }
+}

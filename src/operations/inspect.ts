@@ -1,0 +1,299 @@
+// `extctl inspect IMAGE`: everything an image says about itself, read without mounting it:
+// partitions, filesystem, release file, names, verity, signer, and a tree summary or listing.
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import type { Context } from "../util/context.js";
+import { errnoCode } from "../util/errors.js";
+import { imageName } from "../domain/image/compat.js";
+import { formatName, openImage, sidecarPaths } from "../domain/image/image.js";
+import { hostArchitecture } from "../domain/image/partition-types.js";
+import { findReleaseFile } from "../domain/image/release.js";
+import { readDetachedSignature, readSignaturePartition } from "../domain/image/signature-info.js";
+import { modeString, walk, type TreeEntry } from "../domain/image/tree.js";
+import { readVeritySuperblock, type VeritySuperblockInfo } from "../domain/image/verity-info.js";
+import type { ExtensionKind } from "../domain/store/layout.js";
+
+export interface InspectOptions {
+  /** Include the full listing (with xattrs). */
+  files?: boolean;
+  /** Which release directory to look in; default: guessed from the file name and content. */
+  kind?: ExtensionKind;
+}
+
+export interface InspectedPartition {
+  index: number;
+  type: string;
+  typeGuid: string;
+  label: string;
+  uuid: string;
+  offset: number;
+  size: number;
+  flags: string[];
+  role?: "data" | "verity" | "signature";
+}
+
+export interface InspectedFile {
+  path: string;
+  type: TreeEntry["type"];
+  mode: string;
+  uid: number;
+  gid: number;
+  size: number;
+  target?: string;
+  xattrs?: Record<string, string>;
+}
+
+export interface InspectResult {
+  path: string;
+  size: number;
+  kind: "ddi" | "single-partition" | "bare-fs";
+  format: string;
+  architecture?: string;
+  hostArchitecture?: string;
+  sectorSize?: number;
+  diskGuid?: string;
+  partitions: InspectedPartition[];
+  warnings: string[];
+  filesystem: { type: string; compression: string; blockSize: number };
+  extensionKind: ExtensionKind;
+  /** The name systemd gives the image, per systemd rule set. */
+  names: { systemd252: string; systemd255: string };
+  release?: { path: string; match: "exact" | "fallback"; fields: Record<string, string> };
+  releaseProblem?: string;
+  verity?: Partial<VeritySuperblockInfo> & {
+    rootHash?: string;
+    rootHashSource?: string;
+    source: string;
+  };
+  signature?: {
+    source: string;
+    rootHash?: string;
+    certificateFingerprint?: string;
+    signer?: { subject: string; issuer: string; fingerprint: string; serial: string };
+    status: "unverified";
+  };
+  tree: {
+    entries: number;
+    files: number;
+    directories: number;
+    symlinks: number;
+    other: number;
+    totalFileSize: number;
+    topDirectories: { path: string; entries: number; size: number }[];
+  };
+  files?: InspectedFile[];
+  bytesRead: number;
+}
+
+function flagsOf(attributes: bigint): string[] {
+  const flags: string[] = [];
+  if (attributes & 1n) flags.push("required");
+  if (attributes & (1n << 2n)) flags.push("legacy-bios-bootable");
+  if (attributes & (1n << 59n)) flags.push("grow-fs");
+  if (attributes & (1n << 60n)) flags.push("read-only");
+  if (attributes & (1n << 62n)) flags.push("hidden");
+  if (attributes & (1n << 63n)) flags.push("no-auto");
+  return flags;
+}
+
+function guessKind(fileName: string, topNames: string[]): ExtensionKind {
+  if (/\.confext(\.raw)?$/.test(fileName)) return "confext";
+  if (/\.sysext(\.raw)?$/.test(fileName)) return "sysext";
+  return topNames.includes("etc") && !topNames.includes("usr") ? "confext" : "sysext";
+}
+
+function printable(value: Buffer): string {
+  const text = value.toString("utf8");
+  return /^[\x20-\x7e]*\0?$/.test(text) ? text.replace(/\0$/, "") : `0x${value.toString("hex")}`;
+}
+
+async function readOptional(p: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(p);
+  } catch (e) {
+    if (errnoCode(e) === "ENOENT") return undefined;
+    throw e;
+  }
+}
+
+export async function inspectImage(
+  ctx: Context,
+  imagePath: string,
+  options: InspectOptions = {},
+): Promise<InspectResult> {
+  const hostPath = path.resolve(imagePath);
+  const image = await openImage(hostPath);
+  try {
+    const d = image.dissected;
+    const fileName = path.basename(hostPath);
+    const root = await image.fs.root();
+    const top = await image.fs.list(root);
+    const kind =
+      options.kind ??
+      guessKind(
+        fileName,
+        top.map((t) => t.name),
+      );
+    const roles = new Map<number, "data" | "verity" | "signature">();
+    if (d.data.partition) roles.set(d.data.partition.index, "data");
+    if (d.verity?.partition) roles.set(d.verity.partition.index, "verity");
+    if (d.signature?.partition) roles.set(d.signature.partition.index, "signature");
+    const warnings = [...(d.gpt?.warnings ?? [])];
+    if (d.foreignArchitecture)
+      warnings.push(
+        `the image has no partitions for this host's architecture; showing ${d.architecture}`,
+      );
+
+    const result: InspectResult = {
+      path: hostPath,
+      size: image.file.size,
+      kind: d.kind,
+      format: formatName(d),
+      ...(d.architecture ? { architecture: d.architecture } : {}),
+      ...(hostArchitecture() ? { hostArchitecture: hostArchitecture() as string } : {}),
+      ...(d.gpt ? { sectorSize: d.gpt.sectorSize, diskGuid: d.gpt.diskGuid } : {}),
+      partitions: d.partitions.map((p) => ({
+        index: p.index,
+        type: p.typeName,
+        typeGuid: p.typeGuid,
+        label: p.name,
+        uuid: p.uniqueGuid,
+        offset: p.offset,
+        size: p.size,
+        flags: flagsOf(p.attributes),
+        ...(roles.has(p.index) ? { role: roles.get(p.index) } : {}),
+      })),
+      warnings,
+      filesystem: {
+        type: image.fs.type,
+        compression: image.fs.compression,
+        blockSize: image.fs.blockSize,
+      },
+      extensionKind: kind,
+      names: {
+        systemd252: imageName(fileName, kind, 252),
+        systemd255: imageName(fileName, kind, 255),
+      },
+      tree: {
+        entries: 0,
+        files: 0,
+        directories: 0,
+        symlinks: 0,
+        other: 0,
+        totalFileSize: 0,
+        topDirectories: [],
+      },
+      bytesRead: 0,
+    };
+
+    // The release file: try the 255+ name first, then 252's.
+    let release = await findReleaseFile(image.fs, result.names.systemd255, kind);
+    if (release.found !== "exact" && result.names.systemd252 !== result.names.systemd255) {
+      const old = await findReleaseFile(image.fs, result.names.systemd252, kind);
+      if (old.found === "exact") release = old;
+    }
+    if (release.found === "exact" || release.found === "fallback")
+      result.release = { path: release.path, match: release.found, fields: release.fields };
+    else result.releaseProblem = "reason" in release ? release.reason : "no release file";
+
+    // Verity: the hash partition's superblock, or a sidecar .verity file for bare images.
+    const sidecars = sidecarPaths(hostPath);
+    if (d.verity) {
+      const sb = await readVeritySuperblock(d.verity.source);
+      result.verity = {
+        source: `partition ${d.verity.partition?.index}`,
+        ...(sb ?? {}),
+        ...(d.rootHashFromUuids
+          ? { rootHash: d.rootHashFromUuids, rootHashSource: "partition UUIDs" }
+          : {}),
+      };
+    } else if (d.kind !== "ddi") {
+      const roothash = (await readOptional(sidecars.roothash))?.toString("utf8").trim();
+      if (roothash !== undefined)
+        result.verity = {
+          source: path.basename(sidecars.roothash),
+          rootHash: roothash.toLowerCase(),
+          rootHashSource: "sidecar file",
+        };
+    }
+    if (d.signature) {
+      const sig = await readSignaturePartition(d.signature.source);
+      result.signature = {
+        source: `partition ${d.signature.partition?.index}`,
+        ...(sig.rootHash ? { rootHash: sig.rootHash } : {}),
+        ...(sig.certificateFingerprint
+          ? { certificateFingerprint: sig.certificateFingerprint }
+          : {}),
+        ...(sig.signer ? { signer: sig.signer } : {}),
+        status: "unverified",
+      };
+      if (result.verity && !result.verity.rootHash && sig.rootHash) {
+        result.verity.rootHash = sig.rootHash;
+        result.verity.rootHashSource = "signature partition";
+      }
+    } else if (d.kind !== "ddi") {
+      const p7s = await readOptional(sidecars.signature);
+      if (p7s) {
+        const sig = await readDetachedSignature(p7s);
+        result.signature = {
+          source: path.basename(sidecars.signature),
+          ...(sig.signer ? { signer: sig.signer } : {}),
+          status: "unverified",
+        };
+      }
+    }
+
+    // Tree: counts per top directory (two levels: /usr/bin), or the full listing.
+    const tops = new Map<string, { entries: number; size: number }>();
+    const files: InspectedFile[] = [];
+    for await (const e of walk(image.fs, root)) {
+      const t = result.tree;
+      t.entries++;
+      if (e.type === "file") {
+        t.files++;
+        t.totalFileSize += e.size;
+      } else if (e.type === "dir") t.directories++;
+      else if (e.type === "symlink") t.symlinks++;
+      else t.other++;
+      const parts = e.path.split("/").filter(Boolean);
+      if (parts.length >= 2 || (parts.length === 1 && e.type !== "dir")) {
+        const key =
+          "/" +
+          parts.slice(0, Math.min(2, parts.length - (e.type === "dir" ? 0 : 1)) || 1).join("/");
+        const agg = tops.get(key) ?? { entries: 0, size: 0 };
+        agg.entries++;
+        if (e.type === "file") agg.size += e.size;
+        tops.set(key, agg);
+      }
+      if (options.files) {
+        const xattrs = await image.fs.xattrs(e);
+        files.push({
+          path: e.path,
+          type: e.type,
+          mode: modeString(e.type, e.mode),
+          uid: e.uid,
+          gid: e.gid,
+          size: e.type === "dir" ? 0 : e.size,
+          ...(e.target !== undefined ? { target: e.target } : {}),
+          ...(Object.keys(xattrs).length > 0
+            ? {
+                xattrs: Object.fromEntries(
+                  Object.entries(xattrs).map(([k, v]) => [k, printable(v)]),
+                ),
+              }
+            : {}),
+        });
+      }
+    }
+    result.tree.topDirectories = [...tops.entries()]
+      .map(([p, v]) => ({ path: p, ...v }))
+      .sort((a, b) => b.size - a.size || a.path.localeCompare(b.path))
+      .slice(0, 10);
+    if (options.files) result.files = files;
+    result.bytesRead = image.file.bytesRead;
+    ctx.log.debug(`read ${result.bytesRead} bytes of ${result.size}`);
+    return result;
+  } finally {
+    await image.close();
+  }
+}
