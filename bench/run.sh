@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every benchmark in bench/ (each bench/*.ts except lib.ts) and writes bench/RESULTS.md and
+# bench/ratios.svg from the BENCH lines they print (the convention is in bench/lib.ts).
+# Usage: bash bench/run.sh [NAME...]   e.g. `bash bench/run.sh startup https`; BENCH_RUNS=N for runs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${EXTCTL_BIN:-}" ]; then
+  npm run --silent build >/dev/null 2>&1 || echo "warning: npm run build reported errors; using what it emitted" >&2
+fi
+
+out_dir=bench/results
+mkdir -p "$out_dir"
+results="$out_dir/results.jsonl"
+failures="$out_dir/failures.txt"
+: >"$results"
+: >"$failures"
+
+if [ "$#" -gt 0 ]; then
+  files=()
+  for name in "$@"; do files+=("bench/${name%.ts}.ts"); done
+else
+  mapfile -t files < <(find bench -maxdepth 1 -name '*.ts' ! -name 'lib.ts' -type f | sort)
+fi
+
+for file in "${files[@]}"; do
+  echo "== $file" >&2
+  log="$out_dir/$(basename "$file" .ts).log"
+  start=$(date +%s)
+  # Each benchmark prints BENCH lines on stdout; its other output goes to the log.
+  if node --import tsx "$file" >"$log.out" 2>"$log"; then
+    status=ok
+  else
+    status="exit $?"
+    echo "$file: $status (see $log)" >>"$failures"
+  fi
+  grep '^BENCH ' "$log.out" | tee -a "$results" >&2
+  grep -v '^BENCH ' "$log.out" >>"$log" || true
+  rm -f "$log.out"
+  echo "   $status in $(($(date +%s) - start)) s" >&2
+done
+
+node --import tsx bench/lib.ts report "$results" bench "$failures"
