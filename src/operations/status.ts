@@ -34,6 +34,8 @@ export interface KindStatus {
 
 export interface StatusResult {
   boot: SentinelState;
+  /** The image policy enable and boot apply, and where it comes from. */
+  policy: { name: string; text: string; source: string };
   kinds: KindStatus[];
 }
 
@@ -42,6 +44,13 @@ export async function status(
   options: { kinds?: ExtensionKind[] } = {},
 ): Promise<StatusResult> {
   const boot = await readSentinels(ctx.root);
+  const { resolvePolicy } = await import("../domain/trust/policy.js");
+  const resolved = await resolvePolicy(ctx);
+  const policy = {
+    name: resolved.policy.name,
+    text: resolved.policy.text,
+    source: resolved.source,
+  };
   const kinds: KindStatus[] = [];
   for (const kind of options.kinds ?? EXTENSION_KINDS) {
     const store = new ExtensionStore(ctx.root, kind);
@@ -101,5 +110,5 @@ export async function status(
       ),
     });
   }
-  return { boot, kinds };
+  return { boot, policy, kinds };
 }

@@ -12,6 +12,9 @@ export function renderStatus(result: StatusResult): string {
       ? result.boot.states.join(", ")
       : "unknown (no /run/cos sentinel)";
   lines.push(`Boot profile: ${boot}${result.boot.uki ? " (trusted boot, UKI)" : ""}`);
+  lines.push(
+    `Image policy: ${result.policy.name} (${result.policy.text}) from ${result.policy.source}`,
+  );
   for (const k of result.kinds) {
     lines.push("", `${k.kind} (store ${k.store})`);
     if (k.merged.length === 0) lines.push("  merged:   nothing");
