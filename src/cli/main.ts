@@ -12,6 +12,8 @@ import { registerVerifyCommand } from "./commands/verify.js";
 import { registerTrustCommand } from "./commands/trust.js";
 import { registerBootCommand } from "./commands/boot.js";
 import { registerSystemdCommand } from "./commands/systemd.js";
+import { registerInspectCommand } from "./commands/inspect.js";
+import { registerCheckCommand } from "./commands/check.js";
 
 function version(): string {
   const require = createRequire(import.meta.url);
@@ -37,6 +39,8 @@ export function buildProgram(): Command {
   registerTrustCommand(program);
   registerBootCommand(program);
   registerSystemdCommand(program);
+  registerInspectCommand(program);
+  registerCheckCommand(program);
   return program;
 }
 
