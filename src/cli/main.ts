@@ -12,6 +12,7 @@ import { registerVerifyCommand } from "./commands/verify.js";
 import { registerTrustCommand } from "./commands/trust.js";
 import { registerBootCommand } from "./commands/boot.js";
 import { registerSystemdCommand } from "./commands/systemd.js";
+import { registerApplyCommand } from "./commands/apply.js";
 import { registerInspectCommand } from "./commands/inspect.js";
 import { registerCheckCommand } from "./commands/check.js";
 
@@ -25,7 +26,12 @@ export function buildProgram(): Command {
     .description(
       "Manage systemd system and configuration extensions the Kairos way: build, fetch, enable per boot profile, merge, verify and inspect.",
     )
-    .version(version(), "-V, --version")
+    // -V/--version is handled in main() only as the first argument: a program-level version
+    // option would swallow subcommand options of the same name (build --version V).
+    .addHelpText(
+      "after",
+      "\nRun `extctl --version` for the version, `extctl COMMAND --help` for a command's options.",
+    )
     .option("--root <dir>", "operate on this root directory instead of /", "/")
     .option("-v, --verbose", "show details and the commands extctl runs")
     .option("-q, --quiet", "print only warnings, errors and data")
@@ -39,12 +45,18 @@ export function buildProgram(): Command {
   registerTrustCommand(program);
   registerBootCommand(program);
   registerSystemdCommand(program);
+  registerApplyCommand(program);
   registerInspectCommand(program);
   registerCheckCommand(program);
   return program;
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  const first = argv[2];
+  if (first === "--version" || first === "-V") {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
   const program = buildProgram();
   try {
     await program.parseAsync(argv as string[]);

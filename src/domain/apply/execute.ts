@@ -1,0 +1,215 @@
+// Runs an apply plan under the caller's lock: policy and trust files, then installs (each one
+// atomic, recorded as it lands), then links, removals and refreshes computed again from the node
+// as it now is. A failing step leaves the node as it was before that step, and says which step.
+import { mkdir, readFile, unlink } from "node:fs/promises";
+import path from "node:path";
+import type { Context } from "../../util/context.js";
+import { ExtctlError, fsError } from "../../util/errors.js";
+import {
+  fsyncDir,
+  processAlive,
+  sweepTempFiles,
+  tempOwnerPid,
+  writeFileAtomic,
+} from "../../util/atomic.js";
+import { ExtensionStore } from "../store/store.js";
+import { PROFILES, type ExtensionKind } from "../store/layout.js";
+import { LinkTransaction } from "../activate/transaction.js";
+import { activate } from "../activate/activation.js";
+import type { RefreshMode } from "../activate/refresh.js";
+import type { ApplySpec } from "./schema.js";
+import { POLICY_FILE, computePlan, describeStep, type PlanStep } from "./plan.js";
+import { writeApplyState, type ApplyState } from "./state.js";
+
+export interface ExecuteOptions {
+  refresh?: RefreshMode;
+  caCerts?: string[];
+  insecureRegistries?: string[];
+}
+
+export interface ExecutedStep {
+  step: PlanStep;
+  description: string;
+}
+
+class StepRunner {
+  readonly done: ExecutedStep[] = [];
+  private readonly tx = new Map<ExtensionKind, LinkTransaction>();
+  number = 0;
+
+  constructor(
+    private readonly ctx: Context,
+    /** How many steps there are in all, for "step N of M". */
+    public total: number,
+  ) {}
+
+  txFor(kind: ExtensionKind): LinkTransaction {
+    let tx = this.tx.get(kind);
+    if (!tx) this.tx.set(kind, (tx = new LinkTransaction(this.ctx.root)));
+    return tx;
+  }
+
+  async run(step: PlanStep, work: () => Promise<void | string>): Promise<void> {
+    this.number++;
+    let description = describeStep(step);
+    try {
+      const after = await work();
+      if (typeof after === "string") description = after;
+    } catch (e) {
+      const inner = e instanceof ExtctlError ? e : fsError(e, description);
+      throw new ExtctlError(
+        inner.code,
+        `step ${this.number} of ${this.total} (${description}) failed: ${inner.message}`,
+        {
+          cause: e,
+          hint: `the node is as it was before this step; steps before it are done${inner.hint ? `; ${inner.hint}` : ""}`,
+        },
+      );
+    }
+    this.done.push({ step, description });
+    this.ctx.log.info(description);
+  }
+}
+
+export async function executePlan(
+  ctx: Context,
+  spec: ApplySpec,
+  initial: { steps: PlanStep[]; state: ApplyState },
+  options: ExecuteOptions = {},
+): Promise<ExecutedStep[]> {
+  const state = initial.state;
+  const runner = new StepRunner(ctx, initial.steps.length);
+  for (const step of initial.steps) {
+    if (step.step === "policy") {
+      await runner.run(step, async () => {
+        const file = ctx.root.path(POLICY_FILE);
+        await mkdir(path.dirname(file), { recursive: true });
+        await writeFileAtomic(file, `${step.policy}\n`, 0o644);
+      });
+    } else if (step.step === "trust") {
+      await runner.run(step, async () => {
+        const der = await readFile(ctx.root.path(step.cert));
+        const { certificatesIn } = await import("../trust/truststore.js");
+        if (certificatesIn(der).length === 0)
+          throw new ExtctlError("config", `${step.cert} holds no certificate`);
+        const file = ctx.root.path(step.path);
+        await mkdir(path.dirname(file), { recursive: true });
+        await writeFileAtomic(file, der, 0o644);
+      });
+    } else if (step.step === "install") {
+      await runner.run(step, async () => {
+        const names = await installStep(ctx, step, options);
+        for (const fetched of names) state[step.kind][fetched.name] = fetched.record;
+        await writeApplyState(ctx.root, state);
+        return `installed ${step.kind} ${names.map((n) => n.name).join(", ")} from ${step.source}`;
+      });
+    }
+  }
+  // The rest is computed again now that every image is in the store under its real name.
+  const second = await computePlan(ctx, spec);
+  const later = second.steps.filter(
+    (s) => s.step !== "install" && s.step !== "policy" && s.step !== "trust",
+  );
+  runner.total = runner.number + later.length;
+  for (const step of later) await runLinkStep(ctx, runner, step, state, options);
+  return runner.done;
+}
+
+async function installStep(
+  ctx: Context,
+  step: Extract<PlanStep, { step: "install" }>,
+  options: ExecuteOptions,
+): Promise<{ name: string; record: { source: string; sha256: string } }[]> {
+  const store = new ExtensionStore(ctx.root, step.kind);
+  const storeDir = await store.ensureStore();
+  await sweepTempFiles(storeDir, (name) => {
+    const pid = tempOwnerPid(name);
+    return pid !== undefined && !processAlive(pid);
+  });
+  const { fetchIntoStore } = await import("../sources/index.js");
+  const fetched = await fetchIntoStore(ctx, {
+    uri: step.source,
+    kind: step.kind,
+    storeDir,
+    ...(step.sha256 ? { sha256: step.sha256 } : {}),
+    ...(options.caCerts ? { caCerts: options.caCerts } : {}),
+    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+  });
+  return fetched.map((f) => ({ name: f.name, record: { source: step.source, sha256: f.sha256 } }));
+}
+
+async function runLinkStep(
+  ctx: Context,
+  runner: StepRunner,
+  step: PlanStep,
+  state: ApplyState,
+  options: ExecuteOptions,
+): Promise<void> {
+  switch (step.step) {
+    case "link":
+      return runner.run(step, async () => {
+        const store = new ExtensionStore(ctx.root, step.kind);
+        if (await store.linkProfile(step.profile, step.name))
+          runner.txFor(step.kind).created(store.profileLinkPath(step.profile, step.name));
+      });
+    case "unlink":
+      return runner.run(step, async () => {
+        const store = new ExtensionStore(ctx.root, step.kind);
+        const tx = runner.txFor(step.kind);
+        const link = store.profileLinkPath(step.profile, step.name);
+        const target = await tx.targetOf(link);
+        if ((await store.unlinkPath(link)) && target !== undefined) tx.removed(link, target);
+      });
+    case "link-runtime":
+      return runner.run(step, async () => {
+        const store = new ExtensionStore(ctx.root, step.kind);
+        const tx = runner.txFor(step.kind);
+        const link = store.runtimeLinkPath(step.name);
+        const previous = await tx.targetOf(link);
+        if (await store.linkRuntime(step.profile, step.name)) tx.created(link, previous);
+      });
+    case "unlink-runtime":
+      return runner.run(step, async () => {
+        const store = new ExtensionStore(ctx.root, step.kind);
+        const tx = runner.txFor(step.kind);
+        const link = store.runtimeLinkPath(step.name);
+        const target = await tx.targetOf(link);
+        if ((await store.unlinkPath(link)) && target !== undefined) tx.removed(link, target);
+      });
+    case "remove":
+      return runner.run(step, async () => {
+        const store = new ExtensionStore(ctx.root, step.kind);
+        // Its own transaction: a failed delete puts this image's links back.
+        const tx = new LinkTransaction(ctx.root);
+        try {
+          for (const profile of PROFILES) {
+            const link = store.profileLinkPath(profile, step.name);
+            const target = await tx.targetOf(link);
+            if ((await store.unlinkPath(link)) && target !== undefined) tx.removed(link, target);
+          }
+          await unlink(store.host(store.imagePath(step.name)));
+          await fsyncDir(store.host(store.layout.store));
+        } catch (e) {
+          await tx.rollback();
+          throw fsError(e, `delete ${store.imagePath(step.name)}`);
+        }
+        delete state[step.kind][step.name];
+        await writeApplyState(ctx.root, state);
+      });
+    case "refresh":
+      return runner.run(step, async () => {
+        const store = new ExtensionStore(ctx.root, step.kind);
+        const report = await activate(
+          ctx,
+          store,
+          runner.txFor(step.kind),
+          options.refresh ?? "auto",
+        );
+        if (report.unmerged.length > 0)
+          return `refreshed ${step.kind}; not merged: ${report.unmerged.map((u) => `${u.name} (${u.reason})`).join("; ")}`;
+        return undefined;
+      });
+    default:
+      return undefined;
+  }
+}

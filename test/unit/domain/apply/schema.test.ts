@@ -1,0 +1,126 @@
+// The apply file's schema: both shapes (alone, or under extensions: of a cloud-config), and every
+// error names the line and the field.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { parseApplySpec } from "../../../../src/domain/apply/schema.js";
+
+const SHA = "a".repeat(64);
+
+test("a cloud-config's extensions: section is read; other keys are ignored", async () => {
+  const spec = await parseApplySpec(
+    `#cloud-config
+users:
+  - name: kairos
+extensions:
+  policy: signed
+  trust: [/etc/extctl/fleet.crt]
+  sysext:
+    - source: oci://registry.example/k3s:v1.32.0@sha256:${"b".repeat(64)}
+      profiles: [active, passive]
+      now: true
+    - source: https://example.org/tools.sysext.raw
+      sha256: ${SHA.toUpperCase()}
+      profiles: [common]
+  confext:
+    - source: file:///srv/conf/net.confext.raw
+      profiles: [active]
+  prune: false
+`,
+    "node.yaml",
+  );
+  assert.equal(spec.policy, "signed");
+  assert.deepEqual(spec.trust, ["/etc/extctl/fleet.crt"]);
+  assert.equal(spec.prune, false);
+  assert.equal(spec.entries.length, 3);
+  assert.deepEqual(
+    spec.entries.map((e) => [e.kind, e.profiles, e.now, e.line]),
+    [
+      ["sysext", ["active", "passive"], true, 8],
+      ["sysext", ["common"], false, 11],
+      ["confext", ["active"], false, 15],
+    ],
+  );
+  assert.equal(spec.entries[1]?.sha256, SHA, "sha256 is normalised to lowercase");
+});
+
+test("the spec alone (no extensions: key) is read too", async () => {
+  const spec = await parseApplySpec(
+    "sysext:\n  - source: file:///a.raw\n    profiles: [common]\nprune: true\n",
+    "x.yaml",
+  );
+  assert.equal(spec.entries[0]?.source, "file:///a.raw");
+  assert.equal(spec.prune, true);
+});
+
+const ERRORS: [string, string, RegExp][] = [
+  ["invalid YAML", "sysext: [\n  - source: x\n", /^f\.yaml:\d+: invalid YAML/],
+  ["no spec at all", "users: []\n", /^f\.yaml:1: extensions: .*no extensions: section/],
+  [
+    "an unknown top field",
+    "extensions:\n  sysexts: []\n",
+    /^f\.yaml:2: extensions\.sysexts: unknown field/,
+  ],
+  [
+    "a bad profile",
+    "sysext:\n  - source: file:///a.raw\n    profiles: [active, actve]\n",
+    /^f\.yaml:3: sysext\[0\]\.profiles\[1\]: "actve" is not a profile/,
+  ],
+  [
+    "a missing source",
+    "extensions:\n  sysext:\n    - profiles: [active]\n",
+    /^f\.yaml:3: extensions\.sysext\[0\]\.source: is missing/,
+  ],
+  [
+    "a missing profiles list",
+    "sysext:\n  - source: file:///a.raw\n",
+    /^f\.yaml:2: sysext\[0\]\.profiles: is missing/,
+  ],
+  [
+    "an unpinned https source",
+    "sysext:\n  - source: file:///a.raw\n    profiles: [common]\n  - source: https://x.org/b.raw\n    profiles: [common]\n",
+    /^f\.yaml:4: sysext\[1\]\.source: an http\(s\): source must be pinned/,
+  ],
+  [
+    "an unpinned oci source",
+    "sysext:\n  - source: oci://r.example/k3s:v1\n    profiles: [common]\n",
+    /^f\.yaml:2: sysext\[0\]\.source: an oci: source must be pinned by digest/,
+  ],
+  [
+    "a bad sha256",
+    "sysext:\n  - source: https://x.org/b.raw\n    sha256: abc\n    profiles: [common]\n",
+    /^f\.yaml:3: sysext\[0\]\.sha256: must be 64 hex digits/,
+  ],
+  [
+    "an ftp source",
+    "sysext:\n  - source: ftp://x.org/b.raw\n    profiles: [common]\n",
+    /^f\.yaml:2: sysext\[0\]\.source: "ftp:\/\/x\.org\/b\.raw" is not a file:/,
+  ],
+  [
+    "now that is not a boolean",
+    "sysext:\n  - source: file:///a.raw\n    profiles: [common]\n    now: yes please\n",
+    /^f\.yaml:4: sysext\[0\]\.now: must be true or false/,
+  ],
+  ["prune as a string", "prune: 'true'\n", /^f\.yaml:1: prune: must be true or false/],
+  ["a bad policy", "policy: sined\n", /^f\.yaml:1: policy: .*sined/],
+  [
+    "a relative trust path",
+    "trust: [fleet.crt]\n",
+    /^f\.yaml:1: trust\[0\]: must be an absolute path/,
+  ],
+  [
+    "an unknown entry field",
+    "sysext:\n  - source: file:///a.raw\n    profiles: [common]\n    profile: active\n",
+    /^f\.yaml:4: sysext\[0\]\.profile: unknown field/,
+  ],
+  ["a duplicate key", "prune: true\nprune: false\n", /^f\.yaml:2: invalid YAML/],
+];
+
+for (const [what, text, pattern] of ERRORS) {
+  test(`schema error: ${what}`, async () => {
+    await assert.rejects(parseApplySpec(text, "f.yaml"), (e: Error & { code?: string }) => {
+      assert.equal(e.code, "config");
+      assert.match(e.message, pattern);
+      return true;
+    });
+  });
+}
