@@ -43,6 +43,7 @@ const MAX_REDIRECTS = 5;
 const MAX_RETRIES = 4;
 const MAX_RETRY_AFTER_MS = 30_000;
 const WRITE_BATCH = 1024 * 1024;
+const SYNC_EVERY = 32 * 1024 * 1024;
 
 export interface Descriptor {
   mediaType: string;
@@ -676,15 +677,43 @@ export class RegistryClient {
     let skip = skipBytes;
     let batch: Buffer[] = [];
     let batchBytes = 0;
+    // One write is in flight while the next batch is hashed and gathered, and the kernel is
+    // asked to write back every so often, so the final fsync does not wait for the whole blob.
+    let writing: Promise<unknown> | undefined;
+    let syncing: Promise<void> | undefined;
+    let syncError: unknown;
+    let sinceSync = 0;
     const flush = async () => {
       if (batchBytes === 0) return;
-      await file.writev(batch, position);
-      // The hash covers only bytes that reached the file, so a resume continues it exactly.
-      for (const b of batch) hash.update(b);
-      position += batchBytes;
-      onBytes(batchBytes);
+      const data = batch;
+      const at = position;
+      const n = batchBytes;
       batch = [];
       batchBytes = 0;
+      position += n;
+      if (writing) await writing;
+      writing = file.writev(data, at);
+      // Hashed as the write is issued; an error in the write fails the whole download.
+      for (const b of data) hash.update(b);
+      onBytes(n);
+      sinceSync += n;
+      if (sinceSync >= SYNC_EVERY && syncing === undefined) {
+        sinceSync = 0;
+        syncing = writing
+          .then(() => file.datasync())
+          .catch((e: unknown) => {
+            syncError = e;
+          })
+          .finally(() => {
+            syncing = undefined;
+          });
+      }
+    };
+    const settle = async () => {
+      await flush();
+      await writing;
+      await syncing;
+      if (syncError !== undefined) throw syncError;
     };
     try {
       for await (const raw of body) {
@@ -708,10 +737,11 @@ export class RegistryClient {
       }
     } catch (e) {
       // Keep what arrived intact, so a resume starts after it rather than from zero.
-      if (!(e instanceof ExtctlError)) await flush();
+      if (!(e instanceof ExtctlError)) await settle();
+      else await Promise.allSettled([writing, syncing]);
       throw e;
     }
-    await flush();
+    await settle();
     return position;
   }
 
