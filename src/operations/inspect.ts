@@ -290,6 +290,8 @@ export async function inspectImage(
       .sort((a, b) => b.size - a.size || a.path.localeCompare(b.path))
       .slice(0, 10);
     if (options.files) result.files = files;
+    // erofs learns its compression from the inodes it has read.
+    result.filesystem.compression = image.fs.compression;
     result.bytesRead = image.file.bytesRead;
     ctx.log.debug(`read ${result.bytesRead} bytes of ${result.size}`);
     return result;

@@ -2,7 +2,7 @@
 // chunk-based data, directories, inline and shared xattrs, and LZ4-compressed files.
 import { ExtctlError } from "../../../util/errors.js";
 import { readExactly, type ByteSource } from "../../../util/bytes.js";
-import { lz4DecompressBlock } from "../decompress/lz4.js";
+import { lz4DecompressChunks } from "../decompress/lz4.js";
 import {
   checkEntryName,
   childPath,
@@ -137,8 +137,10 @@ interface Extent {
 
 export class ErofsFilesystem implements ImageFilesystem {
   readonly type = "erofs" as const;
-  readonly compression: string;
   readonly blockSize: number;
+  private readonly declaredCompression: string;
+  /** Set once an inode with a compressed layout has been seen (old images declare nothing). */
+  private sawCompressed = false;
   private readonly cache = new Map<
     number,
     InodeInfo & { entry: Omit<TreeEntry, "path" | "name"> }
@@ -152,7 +154,17 @@ export class ErofsFilesystem implements ImageFilesystem {
     const algs = [];
     if (superblock.featureIncompat & 0x1 || superblock.compressionAlgorithms & 1) algs.push("lz4");
     if (superblock.compressionAlgorithms & 2) algs.push("lzma");
-    this.compression = superblock.featureIncompat & 0x3 ? algs.join(",") || "lz4" : "none";
+    this.declaredCompression = superblock.featureIncompat & 0x3 ? algs.join(",") || "lz4" : "none";
+  }
+
+  /**
+   * The compression in use. Images without compression configs do not declare it, so this
+   * says "lz4" only after a compressed inode was read (inspect asks after walking the tree).
+   */
+  get compression(): string {
+    return this.declaredCompression === "none" && this.sawCompressed
+      ? "lz4"
+      : this.declaredCompression;
   }
 
   static async open(source: ByteSource): Promise<ErofsFilesystem> {
@@ -223,6 +235,8 @@ export class ErofsFilesystem implements ImageFilesystem {
       },
     };
     if (layout > LAYOUT_CHUNK_BASED) throw bad(`inode ${nid} has unknown data layout ${layout}`);
+    if (layout === LAYOUT_COMPRESSED_FULL || layout === LAYOUT_COMPRESSED_COMPACT)
+      this.sawCompressed = true;
     if (this.cache.size > 4096) this.cache.clear();
     this.cache.set(nid, info);
     return info;
@@ -550,10 +564,7 @@ export class ErofsFilesystem implements ImageFilesystem {
         while (from < raw.length && raw[from] === 0) from++;
         if (from === raw.length) throw bad(`a pcluster of inode ${info.nid} is all zeros`);
       }
-      const out = lz4DecompressBlock(raw.subarray(from), want, true);
-      if (out.length !== want)
-        throw bad(`a pcluster of inode ${info.nid} decodes to ${out.length} bytes, not ${want}`);
-      yield out;
+      yield* lz4DecompressChunks(raw.subarray(from), want);
     }
   }
 }
