@@ -1,0 +1,113 @@
+// Bad input from spec/kairos.md's list: a read-only filesystem, a file where a directory should
+// be, invalid URIs. Each gives one clear sentence, exits non-zero, and leaves the store as it was.
+import { describe, test, type TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readlink, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { runExtctl } from "../helpers/cli.js";
+import { requirePeers } from "../helpers/peers.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const STORE = "var/lib/kairos/extensions";
+
+/** A node root on its own tmpfs, with one image enabled in common, then remounted read-only. */
+async function readOnlyRoot(t: TestContext): Promise<string> {
+  // One after-hook that unmounts before removing: hooks run in the order they were added.
+  const root = await mkdtemp(path.join(tmpdir(), "extctl-ro-"));
+  t.after(async () => {
+    execFileSync("umount", ["-l", root]);
+    await rm(root, { recursive: true, force: true });
+  });
+  execFileSync("mount", ["-t", "tmpfs", "-o", "size=16m", "ro-node", root]);
+  await mkdir(path.join(root, "usr/lib"), { recursive: true });
+  await writeFile(path.join(root, "usr/lib/os-release"), "ID=debian\n");
+  const src = path.join(await tempDir(t), "a.raw");
+  await writeFile(src, "image");
+  assert.equal((await runExtctl(["--root", root, "sysext", "install", `file://${src}`])).code, 0);
+  assert.equal((await runExtctl(["--root", root, "sysext", "enable", "a", "--common"])).code, 0);
+  execFileSync("mount", ["-o", "remount,ro", root]);
+  return root;
+}
+
+async function snapshot(root: string): Promise<string> {
+  const lines: string[] = [];
+  const walk = async (dir: string) => {
+    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      const p = path.join(dir, e.name);
+      if (e.isSymbolicLink()) lines.push(`${p} -> ${await readlink(p)}`);
+      else if (e.isDirectory()) await walk(p);
+      else lines.push(p);
+    }
+  };
+  await walk(root);
+  return lines.sort().join("\n");
+}
+
+describe("bad input", () => {
+  test("on a read-only filesystem every changing verb fails with a clear message and changes nothing", async (t) => {
+    if (!requirePeers(t, ["mount", "umount"], { root: true })) return;
+    const root = await readOnlyRoot(t);
+    const src = path.join(await tempDir(t), "b.raw");
+    await writeFile(src, "image");
+    const before = await snapshot(root);
+    for (const args of [
+      ["sysext", "install", `file://${src}`],
+      ["sysext", "enable", "a", "--active"],
+      ["sysext", "disable", "a", "--common"],
+      ["sysext", "remove", "a"],
+      ["sysext", "enable", "a", "--common", "--now"],
+    ]) {
+      const result = await runExtctl(["--root", root, ...args]);
+      assert.equal(result.code, 1, `${args.join(" ")}: ${result.stderr}`);
+      assert.match(result.stderr, /read-only/, args.join(" "));
+      assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
+    }
+    assert.equal(await snapshot(root), before);
+    // Reading still works on a read-only node.
+    const listed = await runExtctl(["--root", root, "sysext", "list", "--json"]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.deepEqual(
+      JSON.parse(listed.stdout).images.map((i: { name: string }) => i.name),
+      ["a.raw"],
+    );
+  });
+
+  test("a file where the store directory should be is reported and left alone", async (t) => {
+    const root = await tempDir(t);
+    await mkdir(path.join(root, "var/lib/kairos"), { recursive: true });
+    await writeFile(path.join(root, STORE), "not a dir");
+    const src = path.join(await tempDir(t), "a.raw");
+    await writeFile(src, "image");
+    const result = await runExtctl(["--root", root, "sysext", "install", `file://${src}`]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /should be the store directory, but a file is there/);
+  });
+
+  for (const uri of [
+    "ftp://example.org/a.raw",
+    "example.org/a.raw",
+    "https://",
+    "oci://Bad Ref",
+    "file:",
+  ]) {
+    test(`the URI ${JSON.stringify(uri)} is refused with a clear sentence`, async (t) => {
+      const root = await tempDir(t);
+      const result = await runExtctl(["--root", root, "sysext", "install", uri]);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, /^extctl: .*(URI|URL|reference|scheme)/m);
+      assert.deepEqual(await readdir(path.join(root, STORE)).catch(() => []), []);
+    });
+  }
+
+  test("a missing profile flag is a usage error (exit 2) naming the flags", async (t) => {
+    const root = await tempDir(t);
+    const result = await runExtctl(["--root", root, "sysext", "enable", "a"]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /either --active, --passive, --recovery or --common must be set/);
+    const two = await runExtctl(["--root", root, "sysext", "list", "--active", "--common"]);
+    assert.equal(two.code, 2);
+    assert.match(two.stderr, /only one of --active, --passive, --recovery or --common can be set/);
+  });
+});

@@ -1,0 +1,133 @@
+// https: installs against a real HTTPS server on 127.0.0.1 with a throwaway CA: a good download,
+// and every failure (unknown CA, wrong sha256, 404, a connection cut mid-body) leaving the store
+// exactly as it was.
+import { describe, test, type TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { readFile, readdir } from "node:fs/promises";
+import path from "node:path";
+import { runExtctl } from "../helpers/cli.js";
+import { requirePeers } from "../helpers/peers.js";
+import { tempDir, tempRoot } from "../helpers/tmp.js";
+import { withHttpsServer } from "../helpers/https-server.js";
+
+const STORE = "var/lib/kairos/extensions";
+const payload = randomBytes(3 * 1024 * 1024 + 17);
+const digest = createHash("sha256").update(payload).digest("hex");
+
+async function storeEntries(root: string): Promise<string[]> {
+  return (await readdir(path.join(root, STORE)).catch(() => [] as string[])).sort();
+}
+
+async function setup(t: TestContext) {
+  const root = await tempRoot(t);
+  const server = await withHttpsServer(t, { dir: await tempDir(t) });
+  server.addFile("tool.sysext.raw", payload);
+  return { root, server };
+}
+
+describe("install over https", () => {
+  test("a good download lands in the store byte for byte, TLS checked against --ca-cert", async (t) => {
+    if (!requirePeers(t, ["openssl"])) return;
+    const { root, server } = await setup(t);
+    const result = await runExtctl([
+      "--root",
+      root,
+      "sysext",
+      "install",
+      server.url("tool.sysext.raw"),
+      "--ca-cert",
+      server.caCert,
+      "--sha256",
+      digest,
+      "--json",
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(JSON.parse(result.stdout).images[0].sha256, digest);
+    assert.deepEqual(await readFile(path.join(root, STORE, "tool.sysext.raw")), payload);
+    assert.deepEqual(await storeEntries(root), ["tool.sysext.raw"]);
+  });
+
+  const failures: {
+    name: string;
+    mode?: string;
+    args?: (caCert: string) => string[];
+    message: RegExp;
+  }[] = [
+    {
+      name: "a server whose CA is unknown is refused",
+      args: () => [],
+      message: /TLS verification failed/,
+    },
+    {
+      name: "a sha256 mismatch",
+      args: (ca) => ["--ca-cert", ca, "--sha256", "0".repeat(64)],
+      message: /SHA-256 mismatch.*expected 0{64}, got [0-9a-f]{64}/,
+    },
+    {
+      name: "a 404",
+      mode: "missing",
+      args: (ca) => ["--ca-cert", ca],
+      message: /answered HTTP 404 Not Found/,
+    },
+    {
+      name: "a connection cut mid-body",
+      mode: "truncated",
+      args: (ca) => ["--ca-cert", ca],
+      message: /cut|ended after/,
+    },
+    {
+      name: "a certificate for the wrong host",
+      mode: "wrong-host",
+      args: (ca) => ["--ca-cert", ca],
+      message: /TLS verification failed/,
+    },
+  ];
+
+  for (const failure of failures) {
+    test(`${failure.name} gives one clear sentence and leaves nothing in the store`, async (t) => {
+      if (!requirePeers(t, ["openssl"])) return;
+      const root = await tempRoot(t);
+      const server = await withHttpsServer(t, {
+        dir: await tempDir(t),
+        ...(failure.mode === "wrong-host" ? { certificate: "wrong-host" as const } : {}),
+      });
+      server.addFile("tool.sysext.raw", payload);
+      // A previous image of the same name must survive a failed replacement.
+      const before = await runExtctl([
+        "--root",
+        root,
+        "sysext",
+        "install",
+        `file://${await writeOld(t)}`,
+        "--name",
+        "tool.sysext.raw",
+      ]);
+      assert.equal(before.code, 0, before.stderr);
+      const url =
+        failure.mode === "missing"
+          ? `${server.origin}/ok/nope.raw`
+          : server.url("tool.sysext.raw", failure.mode === "truncated" ? "truncated" : "ok");
+      const result = await runExtctl([
+        "--root",
+        root,
+        "sysext",
+        "install",
+        url,
+        ...(failure.args?.(server.caCert) ?? []),
+      ]);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, failure.message);
+      assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
+      assert.deepEqual(await storeEntries(root), ["tool.sysext.raw"]);
+      assert.equal(await readFile(path.join(root, STORE, "tool.sysext.raw"), "utf8"), "old image");
+    });
+  }
+});
+
+async function writeOld(t: TestContext): Promise<string> {
+  const { writeFile } = await import("node:fs/promises");
+  const file = path.join(await tempDir(t), "old.raw");
+  await writeFile(file, "old image");
+  return file;
+}
