@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs extctl's tests: `bash scripts/test.sh [unit|e2e|all]` (default all).
+# Runs extctl's tests: `bash scripts/test.sh [unit|e2e|faults|all]` (default all).
 # Unit tests run anywhere. End-to-end tests need root and the peers (systemd-sysext,
 # veritysetup, ...), which scripts/install-peers.sh installs; they run inside one private mount
 # namespace so that every merge stays out of the host's mount table.
@@ -21,9 +21,9 @@ run_suite() {
   fi
   echo "== ${#files[@]} test files under $dir"
   local conc="--test-concurrency=${TEST_CONCURRENCY:-2}"
-  if [ "$dir" = test/e2e ]; then
+  if [ "$dir" != test/unit ]; then
     if [ "$(id -u)" != 0 ]; then
-      echo "error: end-to-end tests need root (they merge images with systemd-sysext)" >&2
+      echo "error: $dir needs root (its tests merge images with systemd-sysext and mount filesystems)" >&2
       exit 1
     fi
     # A private mount namespace; /run is bind-mounted on itself so systemd-sysext can make it
@@ -38,12 +38,15 @@ run_suite() {
 case "$what" in
   unit) run_suite test/unit ;;
   e2e) run_suite test/e2e ;;
+  faults) run_suite test/faults ;;
   all)
     run_suite test/unit
     run_suite test/e2e
+    # The bounded share of the fault suite (FAULT_TRIALS, 10 by default; scripts/faults.sh runs 100).
+    run_suite test/faults
     ;;
   *)
-    echo "usage: scripts/test.sh [unit|e2e|all]" >&2
+    echo "usage: scripts/test.sh [unit|e2e|faults|all]" >&2
     exit 2
     ;;
 esac
