@@ -13,8 +13,6 @@ import {
 } from "../domain/activate/boot-detect.js";
 import type { RefreshMode } from "../domain/activate/refresh.js";
 import type { MergedHierarchy } from "../domain/activate/merged.js";
-import type { ImagePolicy } from "../domain/trust/policy.js";
-import type { TrustStore } from "../domain/trust/truststore.js";
 import { requireRoot, withLock } from "./guard.js";
 
 export interface BootOptions extends BootSources {
@@ -224,14 +222,6 @@ async function refreshKind(
   return { kind, refreshed: true, merged: await readMerged(ctx.root, kind) };
 }
 
-/** The trust module's per-image check, as [trust] exposes it in domain/trust/policy.ts. */
-type EvaluateImage = (
-  ctx: Context,
-  hostPath: string,
-  policy: ImagePolicy,
-  trustStore: TrustStore,
-) => Promise<{ ok: boolean; outcome: string; reason?: string }>;
-
 /**
  * The node's policy (--policy, /etc/extctl/policy, the unit drop-ins, trusted boot, default)
  * and the trust module's check. On a trusted (UKI) boot the firmware's keys are imported into
@@ -266,18 +256,14 @@ export async function nodeTrust(
   const { loadTrustStore } = await import("../domain/trust/truststore.js");
   const store = await loadTrustStore(ctx);
   for (const w of store.warnings) ctx.log.warn(w);
-  const evaluate = (policyModule as { evaluateImage?: EvaluateImage }).evaluateImage;
+  const { evaluateImage } = await import("../domain/trust/image-trust.js");
   return {
     ...base,
     async check(hostPath) {
-      if (!evaluate) {
-        return {
-          ok: false,
-          outcome: "unchecked",
-          reason: "this extctl build cannot check images against a policy",
-        };
-      }
-      return evaluate(ctx, hostPath, policy, store);
+      // Signature and superblock checks only: a full read of every block is `verify --full`'s
+      // job, and dm-verity checks the blocks as they are read after the merge.
+      const verdict = await evaluateImage(ctx, hostPath, policy, store);
+      return { ok: verdict.ok, outcome: verdict.outcome, reason: verdict.reason };
     },
   };
 }

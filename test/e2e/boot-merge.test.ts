@@ -1,0 +1,235 @@
+// `extctl boot` against the real peers: signed squashfs DDIs made with `extctl build`
+// (mksquashfs) and keys from openssl; systemd-sysext 252 merges what boot linked (verity
+// activation off: these kernels have no device-mapper); trusted boot with the firmware's db made
+// by efitools' cert-to-efi-sig-list, where only the image signed by that key loads.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdir, readFile, readdir, rename, stat, symlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { requirePeers, run } from "../helpers/peers.js";
+import { tempDir, tempRoot } from "../helpers/tmp.js";
+import { runExtctl } from "../helpers/cli.js";
+import {
+  LOADER_DEVICE_PART_UUID,
+  LOADER_ENTRY_SELECTED,
+} from "../../src/domain/activate/boot-detect.js";
+
+const STORE = "var/lib/kairos/extensions";
+const PEERS = ["systemd-sysext", "mksquashfs", "openssl", "cert-to-efi-sig-list"];
+const ENV = { SYSTEMD_DISSECT_VERITY_EMBEDDED: "0" };
+
+function keyPair(dir: string, name: string): { key: string; cert: string } {
+  const key = path.join(dir, `${name}.key`);
+  const cert = path.join(dir, `${name}.crt`);
+  run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    key,
+    "-out",
+    cert,
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${name}`,
+  ]);
+  return { key, cert };
+}
+
+/** Builds NAME.raw (renamed from NAME.sysext.raw so systemd 252 names it NAME). */
+async function image(
+  work: string,
+  name: string,
+  sign?: { key: string; cert: string },
+): Promise<string> {
+  const tree = path.join(work, `tree-${name}`);
+  await mkdir(path.join(tree, "usr/share", name), { recursive: true });
+  await writeFile(path.join(tree, "usr/share", name, "hello"), `hello from ${name}\n`);
+  const out = path.join(work, "out");
+  await mkdir(out, { recursive: true });
+  const args = [
+    "build",
+    "sysext",
+    name,
+    tree,
+    "-o",
+    out,
+    "--format",
+    "squashfs",
+    "--verity-block-size",
+    "512",
+  ];
+  if (sign) args.push("--private-key", sign.key, "--certificate", sign.cert);
+  const r = await runExtctl(args);
+  assert.equal(r.code, 0, r.stderr);
+  const file = path.join(out, `${name}.raw`);
+  await rename(path.join(out, `${name}.sysext.raw`), file);
+  return file;
+}
+
+async function enable(root: string, file: string, profile: string): Promise<void> {
+  const name = path.basename(file);
+  await mkdir(path.join(root, STORE, profile), { recursive: true });
+  await writeFile(path.join(root, STORE, name), await readFile(file));
+  await symlink(`../${name}`, path.join(root, STORE, profile, name));
+}
+
+async function merged(root: string): Promise<string[]> {
+  const text = await readFile(path.join(root, "usr/.systemd-sysext/extensions"), "utf8").catch(
+    () => "",
+  );
+  return text.split("\n").filter(Boolean).sort();
+}
+
+/**
+ * As on a node, ROOT/run is a tmpfs of its own (systemd-sysext --root only sees linked images
+ * through one); the test runs in a private mount namespace, so nothing leaks to the host.
+ * Returns the cleanup that unmerges and unmounts, to run before the temp root is deleted.
+ */
+function mountRun(root: string): () => void {
+  run("mount", ["-t", "tmpfs", "tmpfs", path.join(root, "run")]);
+  return () => {
+    spawnSync("systemd-sysext", [`--root=${root}`, "unmerge"], { stdio: "ignore" });
+    spawnSync("umount", ["-l", path.join(root, "run")], { stdio: "ignore" });
+  };
+}
+
+interface BootJson {
+  state: string;
+  uki: boolean;
+  policy?: { policy: string; source: string; importedKeys: string[] };
+  linked: { name: string; profile: string; action: string }[];
+  skipped: { name: string; profile: string; outcome?: string; reason?: string }[];
+  refresh: { kind: string; refreshed: boolean; error?: string }[];
+}
+
+test("boot links the profile and common, systemd-sysext 252 merges them, and a rerun changes nothing", async (t) => {
+  if (!requirePeers(t, PEERS, { root: true })) return;
+  const work = await tempDir(t);
+  const keys = keyPair(work, "fleet");
+  const root = await tempRoot(t);
+  const cleanup = mountRun(root);
+  try {
+    await bootAndMerge(root, work, keys);
+  } finally {
+    cleanup();
+  }
+});
+
+async function bootAndMerge(root: string, work: string, keys: { key: string; cert: string }) {
+  await enable(root, await image(work, "alpha", keys), "active");
+  await enable(root, await image(work, "beta", keys), "common");
+  await enable(root, await image(work, "gamma", keys), "passive");
+  const cmdline = path.join(work, "cmdline");
+  await writeFile(cmdline, "BOOT_IMAGE=/vmlinuz root=LABEL=COS_ACTIVE ro\n");
+
+  const first = await runExtctl(["--root", root, "boot", "--cmdline", cmdline, "--json"], {
+    env: ENV,
+  });
+  assert.equal(first.code, 0, first.stderr);
+  const result = JSON.parse(first.stdout) as BootJson;
+  assert.equal(result.state, "active");
+  assert.deepEqual(result.linked.map((l) => `${l.profile}/${l.name}`).sort(), [
+    "active/alpha.raw",
+    "common/beta.raw",
+  ]);
+  assert.deepEqual(result.refresh.find((r) => r.kind === "sysext")?.refreshed, true);
+  assert.deepEqual(await merged(root), ["alpha", "beta"]);
+  assert.equal(
+    await readFile(path.join(root, "usr/share/alpha/hello"), "utf8"),
+    "hello from alpha\n",
+  );
+  await assert.rejects(stat(path.join(root, "usr/share/gamma/hello")));
+  assert.deepEqual(await readdir(path.join(root, "run/cos")), ["active_mode"]);
+
+  const second = await runExtctl(["--root", root, "boot", "--cmdline", cmdline, "--json"], {
+    env: ENV,
+  });
+  assert.equal(second.code, 0, second.stderr);
+  const again = JSON.parse(second.stdout) as BootJson;
+  assert.ok(
+    again.linked.every((l) => l.action === "unchanged"),
+    "no link was made twice",
+  );
+  assert.deepEqual(await merged(root), ["alpha", "beta"]);
+}
+
+function efiVar(data: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([0x07, 0, 0, 0]), data]);
+}
+
+test("trusted boot: EFI db keys are imported; good loads, unsigned and foreign-key images are skipped", async (t) => {
+  if (!requirePeers(t, PEERS, { root: true })) return;
+  const work = await tempDir(t);
+  const fleet = keyPair(work, "fleet");
+  const rogue = keyPair(work, "rogue");
+  const root = await tempRoot(t);
+  const cleanup = mountRun(root);
+  try {
+    await trustedBoot(root, work, fleet, rogue);
+  } finally {
+    cleanup();
+  }
+});
+
+async function trustedBoot(
+  root: string,
+  work: string,
+  fleet: { key: string; cert: string },
+  rogue: { key: string; cert: string },
+) {
+  await enable(root, await image(work, "good", fleet), "active");
+  await enable(root, await image(work, "plain"), "active");
+  await enable(root, await image(work, "foreign", rogue), "common");
+
+  // The firmware: a UKI boot from disk, entry active.conf, db holding the fleet certificate.
+  const efivars = path.join(root, "sys/firmware/efi/efivars");
+  await mkdir(efivars, { recursive: true });
+  await writeFile(
+    path.join(efivars, LOADER_DEVICE_PART_UUID),
+    efiVar(Buffer.from("0b5d2b6e-1f23-4e0a-9d11-2d5a7c2c1a01\0", "utf16le")),
+  );
+  await writeFile(
+    path.join(efivars, LOADER_ENTRY_SELECTED),
+    efiVar(Buffer.from("active.conf\0", "utf16le")),
+  );
+  const esl = path.join(work, "db.esl");
+  run("cert-to-efi-sig-list", [fleet.cert, esl]);
+  await writeFile(
+    path.join(efivars, "db-d719b2cb-3d3a-4596-a3bc-dad00e67656f"),
+    efiVar(await readFile(esl)),
+  );
+  const cmdline = path.join(work, "cmdline");
+  await writeFile(cmdline, "console=ttyS0 rd.immucore.uki\n");
+
+  const r = await runExtctl(
+    ["--root", root, "boot", "--cmdline", cmdline, "--efivars", efivars, "--json"],
+    { env: ENV },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const result = JSON.parse(r.stdout) as BootJson;
+  assert.equal(result.state, "active");
+  assert.equal(result.uki, true);
+  assert.equal(result.policy?.policy, "signed");
+  assert.match(result.policy?.source ?? "", /trusted boot/);
+  assert.deepEqual(result.policy?.importedKeys, ["/run/verity.d/DB0.crt"]);
+  assert.deepEqual(
+    result.linked.map((l) => l.name),
+    ["good.raw"],
+  );
+  const why = Object.fromEntries(result.skipped.map((s) => [s.name, s.outcome]));
+  assert.deepEqual(why, { "plain.raw": "unsigned", "foreign.raw": "untrusted-signer" });
+  assert.match(r.stderr, /skipping sysext plain\.raw/);
+  assert.deepEqual((await readdir(path.join(root, "run/extensions"))).sort(), ["good.raw"]);
+  assert.deepEqual((await readdir(path.join(root, "run/cos"))).sort(), [
+    "active_mode",
+    "uki_boot_mode",
+  ]);
+  assert.deepEqual(await merged(root), ["good"]);
+}
