@@ -1,13 +1,19 @@
 // `list [--PROFILE]`: what is installed in the store (or enabled in one profile), with where each
-// image is enabled, whether it is linked in /run and whether systemd has it merged now.
+// image is enabled, whether it is linked in /run and merged now, its version and format, whether
+// it is signed and whether this host would merge it. `--verify` adds the checked signer and
+// whether the node trusts it (that loads the signature code, so plain `list` stays light).
 import type { Context } from "../util/context.js";
 import { ExtensionStore } from "../domain/store/store.js";
 import { PROFILES, type ExtensionKind, type Profile } from "../domain/store/layout.js";
 import { isMerged, mergedNames, readMerged } from "../domain/activate/merged.js";
+import { summarizeImage, type ImageSummary } from "../domain/image/summary.js";
 
 export interface ListOptions {
   kind: ExtensionKind;
   profile?: Profile;
+  /** Check each image's signature against the node's trust store (and these extra certs). */
+  verify?: boolean;
+  trust?: string[];
 }
 
 export interface ListedImage {
@@ -20,12 +26,42 @@ export interface ListedImage {
   /** Linked in /run/extensions (or /run/confexts). */
   linked: boolean;
   merged: boolean;
+  /** SYSEXT_VERSION_ID / CONFEXT_VERSION_ID, else VERSION_ID of the release file. */
+  version?: string;
+  /** e.g. "ddi/erofs", "squashfs". */
+  format?: string;
+  /** A signature partition or .roothash.p7s sidecar is present (not checked). */
+  signed?: boolean;
+  /** Would systemd merge it on this root (release file rules)? */
+  compatible?: boolean;
+  /** Why not, in a few words. */
+  reason?: string;
+  /** With --verify: the trust check's outcome and signer. */
+  trust?: { outcome: string; trusted: boolean; signer?: string; message: string };
 }
 
 export interface ListResult {
   kind: ExtensionKind;
   profile?: Profile;
   images: ListedImage[];
+}
+
+/** Runs `work` over `items` with at most `limit` in flight (images are read concurrently). */
+async function mapLimited<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const runners = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await work(items[i] as T);
+    }
+  });
+  await Promise.all(runners);
+  return results;
 }
 
 export async function list(ctx: Context, options: ListOptions): Promise<ListResult> {
@@ -45,13 +81,55 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
   const mergedSet = mergedNames(merged);
   const storedSet = new Set(stored);
   const names = options.profile ? (byProfile[PROFILES.indexOf(options.profile)] ?? []) : stored;
-  const images = names.map((name) => ({
-    name,
-    path: options.profile ? store.profileLinkPath(options.profile, name) : store.imagePath(name),
-    present: storedSet.has(name),
-    profiles: enabled.get(name) ?? [],
-    linked: runtimeSet.has(name),
-    merged: runtimeSet.has(name) && isMerged(name, mergedSet),
-  }));
+  const verifier = options.verify ? await makeVerifier(ctx, options.trust ?? []) : undefined;
+
+  const images = await mapLimited(names, 16, async (name): Promise<ListedImage> => {
+    const present = storedSet.has(name);
+    const entry: ListedImage = {
+      name,
+      path: options.profile ? store.profileLinkPath(options.profile, name) : store.imagePath(name),
+      present,
+      profiles: enabled.get(name) ?? [],
+      linked: runtimeSet.has(name),
+      merged: runtimeSet.has(name) && isMerged(name, mergedSet),
+    };
+    if (!present) return entry;
+    const hostPath = store.host(store.imagePath(name));
+    Object.assign(entry, describe(await summarizeImage(ctx, hostPath, options.kind)));
+    if (verifier) entry.trust = await verifier(hostPath);
+    return entry;
+  });
   return { kind: options.kind, ...(options.profile ? { profile: options.profile } : {}), images };
+}
+
+function describe(summary: ImageSummary): Partial<ListedImage> {
+  return {
+    ...(summary.version !== undefined ? { version: summary.version } : {}),
+    format: summary.format,
+    signed: summary.signed,
+    compatible: summary.compatible,
+    ...(summary.reason !== undefined ? { reason: summary.reason } : {}),
+  };
+}
+
+async function makeVerifier(ctx: Context, extra: string[]) {
+  const [{ loadTrustStore }, { checkImageTrust }] = await Promise.all([
+    import("../domain/trust/truststore.js"),
+    import("../domain/trust/image-trust.js"),
+  ]);
+  const trustStore = await loadTrustStore(ctx, extra);
+  return async (hostPath: string): Promise<NonNullable<ListedImage["trust"]>> => {
+    try {
+      const trust = await checkImageTrust(ctx, hostPath, trustStore);
+      const signer = trust.signature?.signer?.subject ?? trust.signature?.embeddedSigner?.subject;
+      return {
+        outcome: trust.outcome,
+        trusted: trust.outcome === "ok" && trust.protection === "signed",
+        ...(signer !== undefined ? { signer } : {}),
+        message: trust.message,
+      };
+    } catch (e) {
+      return { outcome: "error", trusted: false, message: (e as Error).message };
+    }
+  };
 }

@@ -73,7 +73,7 @@ export async function status(
       }
     }
     if (merged.length > 0 || linked.length > 0) {
-      for (const u of await findUnmerged(store, merged)) {
+      for (const u of await findUnmerged(ctx, store, merged)) {
         if (!mismatches.some((m) => m.name === u.name))
           mismatches.push({ name: u.name, problem: "linked-not-merged", detail: u.reason });
       }

@@ -5,6 +5,7 @@ import { Option } from "commander";
 import { UsageError } from "../../util/errors.js";
 import type { ExtensionKind, Profile } from "../../domain/store/layout.js";
 import type { RefreshMode } from "../../domain/activate/refresh.js";
+import type { ListedImage } from "../../operations/list.js";
 import { collect, contextFor } from "../options.js";
 import { print, printJson, renderTable } from "../render.js";
 import { renderStatus } from "./status.js";
@@ -96,11 +97,22 @@ export function registerExtensionCommands(program: Command): void {
       parent
         .command("list")
         .description(`list the ${what}s in the store, or those enabled in one profile`)
+        .option("--verify", "also check each signature against the trusted certificates")
+        .option(
+          "--trust <file|dir>",
+          "with --verify: also trust these certificates (repeatable)",
+          collect,
+        )
         .option("--json", "print the list as JSON"),
     ).action(async (opts, command: Command) => {
       const profile = chosenProfile(opts, false);
       const { list } = await import("../../operations/list.js");
-      const result = await list(contextFor(command), { kind, ...(profile ? { profile } : {}) });
+      const result = await list(contextFor(command), {
+        kind,
+        ...(profile ? { profile } : {}),
+        verify: !!opts.verify,
+        trust: opts.trust ?? [],
+      });
       if (opts.json) return printJson(result);
       if (result.images.length === 0) {
         process.stderr.write(
@@ -111,8 +123,25 @@ export function registerExtensionCommands(program: Command): void {
       print(
         renderTable(result.images, [
           { header: "NAME", value: (i) => i.name + (i.present ? "" : " (missing)") },
+          { header: "VERSION", value: (i) => i.version ?? "-" },
+          { header: "FORMAT", value: (i) => i.format ?? "-" },
+          { header: "SIGNED", value: (i) => (i.signed === undefined ? "-" : yesNo(i.signed)) },
+          ...(opts.verify
+            ? [
+                {
+                  header: "TRUST",
+                  value: (i: ListedImage) =>
+                    i.trust ? (i.trust.trusted ? "trusted" : i.trust.outcome) : "-",
+                },
+                { header: "SIGNER", value: (i: ListedImage) => i.trust?.signer ?? "-" },
+              ]
+            : []),
+          {
+            header: "COMPATIBLE",
+            value: (i) =>
+              i.compatible === undefined ? "-" : i.compatible ? "yes" : `no: ${i.reason ?? "?"}`,
+          },
           { header: "ENABLED", value: (i) => i.profiles.join(",") || "-" },
-          { header: "LINKED", value: (i) => yesNo(i.linked) },
           { header: "MERGED", value: (i) => yesNo(i.merged) },
         ]),
       );

@@ -4,6 +4,7 @@
 import type { Context } from "../../util/context.js";
 import { ExtctlError } from "../../util/errors.js";
 import type { ExtensionStore } from "../store/store.js";
+import { summarizeImage } from "../image/summary.js";
 import { isMerged, mergedNames, readMerged, systemdNames, type MergedHierarchy } from "./merged.js";
 import { refresh, type RefreshMode } from "./refresh.js";
 import type { LinkTransaction } from "./transaction.js";
@@ -20,8 +21,12 @@ export interface ActivationReport {
   unmerged: UnmergedImage[];
 }
 
-/** Why a linked image is not merged, as far as we can tell without systemd's log. */
+/**
+ * Why a linked image is not merged: systemd's own words when we have its log, else what reading
+ * the image tells (a broken link, the release-file rules systemd applies).
+ */
 export async function diagnoseUnmerged(
+  ctx: Context,
   store: ExtensionStore,
   name: string,
   systemdReasons: ReadonlyMap<string, string> = new Map(),
@@ -37,6 +42,7 @@ export async function diagnoseUnmerged(
 }
 
 export async function findUnmerged(
+  ctx: Context,
   store: ExtensionStore,
   merged: readonly MergedHierarchy[],
   systemdReasons?: ReadonlyMap<string, string>,
@@ -45,7 +51,7 @@ export async function findUnmerged(
   const result: UnmergedImage[] = [];
   for (const name of await store.runtimeLinks()) {
     if (!isMerged(name, names))
-      result.push({ name, reason: await diagnoseUnmerged(store, name, systemdReasons) });
+      result.push({ name, reason: await diagnoseUnmerged(ctx, store, name, systemdReasons) });
   }
   return result;
 }
@@ -87,7 +93,7 @@ export async function activate(
   }
   if (result.mode === "none") return { refreshed: false, mode: "none", merged: [], unmerged: [] };
   const merged = await readMerged(ctx.root, store.kind);
-  const unmerged = await findUnmerged(store, merged, result.skipped);
+  const unmerged = await findUnmerged(ctx, store, merged, result.skipped);
   for (const u of unmerged)
     ctx.log.warn(`${u.name} is linked in ${store.layout.runtime} but not merged: ${u.reason}`);
   return { refreshed: true, mode: result.mode, merged, unmerged };
