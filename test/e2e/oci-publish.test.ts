@@ -200,3 +200,50 @@ test("extctl publish on the command line prints the pinned reference", async (t)
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /invalid OCI reference .*repository component "Not"/);
 });
+
+test("extctl sysext install oci:// on the command line stores a published artifact", async (t) => {
+  if (!requirePeers(t, PEERS, { root: true })) return;
+  const registry = await startRegistry(t, { kind: "htpasswd", users: { ops: "pw" } });
+  const { file, data } = await imageFile(t, "fleet.sysext.raw", 40_000, 5);
+  const publishRun = await runExtctl([
+    "publish",
+    file,
+    `oci://${registry.host}/exts/fleet:3`,
+    "--insecure-registry",
+    registry.host,
+    "--creds",
+    "ops:pw",
+  ]);
+  assert.equal(publishRun.code, 0, publishRun.stderr);
+  const root = await tempRoot(t);
+  const denied = await runExtctl(
+    [
+      "--root",
+      root,
+      "sysext",
+      "install",
+      publishRun.stdout.trim(),
+      "--insecure-registry",
+      registry.host,
+    ],
+    { env: { HOME: root, REGISTRY_AUTH_FILE: "", XDG_RUNTIME_DIR: "", DOCKER_CONFIG: "" } },
+  );
+  assert.equal(denied.code, 1);
+  assert.match(denied.stderr, /HTTP 401/);
+  const installed = await runExtctl([
+    "--root",
+    root,
+    "sysext",
+    "install",
+    publishRun.stdout.trim(),
+    "--insecure-registry",
+    registry.host,
+    "--creds",
+    "ops:pw",
+  ]);
+  assert.equal(installed.code, 0, installed.stderr);
+  assert.deepEqual(
+    await readFile(path.join(root, "var/lib/kairos/extensions/fleet.sysext.raw")),
+    data,
+  );
+});
