@@ -38,7 +38,10 @@ export async function diagnoseUnmerged(
   const link = await store.linkInfo(store.runtimeLinkPath(name));
   if (link && !link.resolves)
     return `its link ${store.runtimeLinkPath(name)} -> ${link.target} leads to no image`;
-  return "systemd-sysext skipped it without saying why; `extctl check` explains the release-file rules";
+  const target = store.root.path(await store.root.resolve(store.runtimeLinkPath(name)));
+  const summary = await summarizeImage(ctx, target, store.kind);
+  if (!summary.compatible && summary.reason) return summary.reason;
+  return `${store.layout.tool} did not merge it although its release file fits this host; see its log, or \`extctl verify\` for verity problems`;
 }
 
 export async function findUnmerged(
