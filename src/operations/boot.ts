@@ -139,52 +139,44 @@ async function linkKind(
   const kind = store.kind;
   const wanted = new Map<string, Profile>();
   const dirs: Profile[] = profile === "common" ? ["common"] : [profile, "common"];
-  for (const dir of dirs) {
-    for (const name of await store.profileLinks(dir)) {
-      const skip = (reason: string, outcome?: string) => {
-        result.skipped.push({ kind, name, profile: dir, reason, ...(outcome ? { outcome } : {}) });
-        ctx.log.warn(`skipping ${kind} ${name} (${dir}): ${reason}`);
-      };
-      const owner = wanted.get(name);
-      if (owner) {
-        skip(`the ${owner} profile already links an image of that name, and it wins`, "clash");
-        continue;
-      }
-      const info = await store.linkInfo(store.profileLinkPath(dir, name));
-      if (!info?.resolves) {
-        skip(`its link in the ${dir} profile leads to no image`, "missing");
-        continue;
-      }
-      const hostPath = ctx.root.path(await ctx.root.resolve(store.profileLinkPath(dir, name)));
-      let verdict: ImageVerdict;
-      try {
-        verdict = await trust.check(hostPath, name, kind);
-      } catch (e) {
-        // A reader or trust failure on one image is that image's problem only.
-        verdict = {
-          ok: false,
-          outcome: "error",
-          reason: e instanceof Error ? e.message : String(e),
-        };
-      }
-      if (!verdict.ok) {
-        skip(
-          `it fails the ${trust.policy} policy: ${verdict.reason ?? verdict.outcome}`,
-          verdict.outcome,
-        );
-        continue;
-      }
-      wanted.set(name, dir);
-      const made = await store.linkRuntime(dir, name);
-      result.linked.push({
-        kind,
-        name,
-        profile: dir,
-        action: made ? "linked" : "unchanged",
-        outcome: verdict.outcome,
-      });
-      if (made) ctx.log.info(`linked ${kind} ${name} from the ${dir} profile`);
+  const candidates: { dir: Profile; name: string }[] = [];
+  for (const dir of dirs)
+    for (const name of await store.profileLinks(dir)) candidates.push({ dir, name });
+  // The checks read and verify each image; they run a few at a time so that one image's reads
+  // overlap another's signature check. Linking then goes in order, so the profile wins clashes.
+  const verdicts = limitedMap(candidates, CHECK_CONCURRENCY, (c) =>
+    checkCandidate(ctx, store, trust, c.dir, c.name),
+  );
+  for (const [i, { dir, name }] of candidates.entries()) {
+    const skip = (reason: string, outcome?: string) => {
+      result.skipped.push({ kind, name, profile: dir, reason, ...(outcome ? { outcome } : {}) });
+      ctx.log.warn(`skipping ${kind} ${name} (${dir}): ${reason}`);
+    };
+    const verdict = await (verdicts[i] as Promise<ImageVerdict>);
+    const owner = wanted.get(name);
+    if (owner) {
+      skip(`the ${owner} profile already links an image of that name, and it wins`, "clash");
+      continue;
     }
+    if (!verdict.ok) {
+      skip(
+        verdict.outcome === "missing"
+          ? (verdict.reason ?? "missing")
+          : `it fails the ${trust.policy} policy: ${verdict.reason ?? verdict.outcome}`,
+        verdict.outcome,
+      );
+      continue;
+    }
+    wanted.set(name, dir);
+    const made = await store.linkRuntime(dir, name);
+    result.linked.push({
+      kind,
+      name,
+      profile: dir,
+      action: made ? "linked" : "unchanged",
+      outcome: verdict.outcome,
+    });
+    if (made) ctx.log.info(`linked ${kind} ${name} from the ${dir} profile`);
   }
   // Links we (or immucore) made through a profile dir that this boot does not load, or that
   // now fail the policy, go: /run must say exactly what this boot state loads. Links pointing
@@ -198,6 +190,55 @@ async function linkKind(
       ctx.log.info(`unlinked ${kind} ${name}: this boot does not load it`);
     }
   }
+}
+
+const CHECK_CONCURRENCY = 4;
+
+/** Resolves the profile link to its image and checks it; never throws. */
+async function checkCandidate(
+  ctx: Context,
+  store: ExtensionStore,
+  trust: BootTrust,
+  dir: Profile,
+  name: string,
+): Promise<ImageVerdict> {
+  try {
+    const info = await store.linkInfo(store.profileLinkPath(dir, name));
+    if (!info?.resolves)
+      return {
+        ok: false,
+        outcome: "missing",
+        reason: `its link in the ${dir} profile leads to no image`,
+      };
+    const hostPath = ctx.root.path(await ctx.root.resolve(store.profileLinkPath(dir, name)));
+    return await trust.check(hostPath, name, store.kind);
+  } catch (e) {
+    // A reader or trust failure on one image is that image's problem only.
+    return { ok: false, outcome: "error", reason: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+/** Starts `work` for every item, at most `limit` at a time; the promises keep the input order. */
+function limitedMap<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<R>,
+): Promise<R>[] {
+  let running = 0;
+  const queue: (() => void)[] = [];
+  const release = () => {
+    running--;
+    queue.shift()?.();
+  };
+  return items.map(async (item) => {
+    if (running >= limit) await new Promise<void>((r) => queue.push(r));
+    running++;
+    try {
+      return await work(item);
+    } finally {
+      release();
+    }
+  });
 }
 
 async function refreshKind(

@@ -1,0 +1,142 @@
+// `extctl boot` linking 50 signed images under the `signed` policy (signature and superblock
+// checks, no full read) against 50 calls of `systemd-dissect --validate`, what immucore runs per
+// image on a trusted boot. Run: node --import tsx bench/boot.ts  (BENCH_RUNS runs).
+import { execFileSync } from "node:child_process";
+import { copyFile, mkdir, rename, rm, symlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { benchDir, emitSkipped, extctl, sideBySide } from "./lib.js";
+
+const NAME = "boot 50 signed images";
+const GOAL = 0.2;
+const COUNT = 50;
+
+function has(cmd: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** systemd 253+ has --validate; 252 (Debian 12) does not, and --json=short dissects the same way. */
+function dissectMode(): { args: string[]; note: string } {
+  try {
+    execFileSync("systemd-dissect", ["--validate", "/dev/null"], { stdio: "pipe" });
+  } catch (e) {
+    const stderr = String((e as { stderr?: Buffer }).stderr ?? "");
+    if (/unrecognized option/.test(stderr))
+      return {
+        args: ["--json=short"],
+        note: "systemd-dissect 252 has no --validate; --json=short dissects and reads the release file",
+      };
+  }
+  return { args: ["--validate"], note: "systemd-dissect --validate per image" };
+}
+
+async function main(): Promise<void> {
+  for (const peer of ["systemd-dissect", "mksquashfs", "openssl"]) {
+    if (!has(peer)) return emitSkipped(NAME, "systemd-dissect x50", GOAL, `${peer} is missing`);
+  }
+  if (process.getuid?.() !== 0)
+    return emitSkipped(NAME, "systemd-dissect x50", GOAL, "needs root (loop devices)");
+  const dir = await benchDir("extctl-bench-boot-");
+  const key = path.join(dir, "fleet.key");
+  const cert = path.join(dir, "fleet.crt");
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+      "-days",
+      "2",
+      "-subj",
+      "/CN=bench-fleet",
+    ],
+    { stdio: "ignore" },
+  );
+  const tree = path.join(dir, "tree");
+  await mkdir(path.join(tree, "usr/share/bench"), { recursive: true });
+  // Some content, so the images are not trivially small.
+  for (let i = 0; i < 64; i++)
+    await writeFile(path.join(tree, "usr/share/bench", `f${i}`), Buffer.alloc(16 * 1024, i));
+  execFileSync(
+    process.execPath,
+    [
+      ...extctl(
+        "build",
+        "sysext",
+        "bench",
+        tree,
+        "-o",
+        dir,
+        "--format",
+        "squashfs",
+        "--verity-block-size",
+        "512",
+        "--private-key",
+        key,
+        "--certificate",
+        cert,
+      ).slice(1),
+    ],
+    { stdio: "ignore" },
+  );
+  const built = path.join(dir, "bench.sysext.raw");
+
+  const root = path.join(dir, "root");
+  const store = path.join(root, "var/lib/kairos/extensions");
+  await mkdir(path.join(store, "active"), { recursive: true });
+  await mkdir(path.join(root, "etc/verity.d"), { recursive: true });
+  await mkdir(path.join(root, "usr/lib"), { recursive: true });
+  await writeFile(path.join(root, "usr/lib/os-release"), "ID=debian\nVERSION_ID=12\n");
+  await copyFile(cert, path.join(root, "etc/verity.d/fleet.crt"));
+  const images: string[] = [];
+  for (let i = 0; i < COUNT; i++) {
+    const name = `ext${String(i).padStart(2, "0")}.raw`;
+    await copyFile(built, path.join(store, name));
+    await symlink(`../${name}`, path.join(store, "active", name));
+    images.push(path.join(store, name));
+  }
+  await rm(built);
+  await rename(tree, path.join(dir, "tree-done"));
+  const cmdline = path.join(dir, "cmdline");
+  await writeFile(cmdline, "root=LABEL=COS_ACTIVE ro\n");
+
+  const mode = dissectMode();
+  const script = `for f in "$@"; do systemd-dissect ${mode.args.join(" ")} "$f" >/dev/null || exit 1; done`;
+  await sideBySide({
+    name: NAME,
+    goal: GOAL,
+    peerName: `systemd-dissect ${mode.args.join(" ")} x${COUNT}`,
+    note: `extctl boot --policy signed --no-refresh (links all ${COUNT}); ${mode.note}`,
+    extctl: {
+      argv: extctl(
+        "--root",
+        root,
+        "-q",
+        "boot",
+        "--cmdline",
+        cmdline,
+        "--policy",
+        "signed",
+        "--no-refresh",
+        "--json",
+      ),
+      // Each run starts from an empty /run, as at boot.
+      before: () => rm(path.join(root, "run"), { recursive: true, force: true }),
+    },
+    peer: { argv: ["sh", "-c", script, "sh", ...images] },
+  });
+}
+
+await main();
