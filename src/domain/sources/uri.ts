@@ -37,7 +37,17 @@ export function filePathOf(uri: string): string {
   const rest = uri.slice("file:".length);
   if (rest.length === 0)
     throw new ExtctlError("invalid-uri", `the file URI ${JSON.stringify(uri)} names no file`, {});
-  return path.resolve(decodeURIComponent(rest));
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rest);
+  } catch {
+    throw new ExtctlError(
+      "invalid-uri",
+      `invalid percent-encoding in the file URI ${JSON.stringify(uri)}`,
+      { hint: "write a literal % as %25" },
+    );
+  }
+  return path.resolve(decoded);
 }
 
 /**
