@@ -84,35 +84,39 @@ export function checkEntryName(name: string, where: string): void {
 export async function* walk(fs: ImageFilesystem, start?: TreeEntry): AsyncGenerator<TreeEntry> {
   const root = start ?? (await fs.root());
   yield root;
+  if (root.type !== "dir") return;
   let count = 1;
+  // An explicit stack (not nested generators) keeps each step O(1) however deep the tree is.
+  const stack: { dir: TreeEntry; children: TreeEntry[]; next: number }[] = [
+    { dir: root, children: await fs.list(root), next: 0 },
+  ];
   const ancestors = new Set<number>([root.key]);
-  async function* visit(dir: TreeEntry, depth: number): AsyncGenerator<TreeEntry> {
-    if (depth > MAX_DEPTH)
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1] as { dir: TreeEntry; children: TreeEntry[]; next: number };
+    if (top.next >= top.children.length) {
+      ancestors.delete(top.dir.key);
+      stack.pop();
+      continue;
+    }
+    const child = top.children[top.next++] as TreeEntry;
+    if (++count > MAX_ENTRIES)
+      throw new ExtctlError("format", `the image holds more than ${MAX_ENTRIES} entries`);
+    yield child;
+    if (child.type !== "dir") continue;
+    if (ancestors.has(child.key))
       throw new ExtctlError(
         "format",
-        `the image's directories nest deeper than ${MAX_DEPTH} levels at ${dir.path}`,
+        `the image's directory ${child.path} loops back to one of its parents`,
+        { hint: "the image is damaged or crafted; do not use it" },
       );
-    const children = await fs.list(dir);
-    for (const child of children) {
-      if (++count > MAX_ENTRIES)
-        throw new ExtctlError("format", `the image holds more than ${MAX_ENTRIES} entries`);
-      yield child;
-      if (child.type === "dir") {
-        if (ancestors.has(child.key))
-          throw new ExtctlError(
-            "format",
-            `the image's directory ${child.path} loops back to one of its parents`,
-            {
-              hint: "the image is damaged or crafted; do not use it",
-            },
-          );
-        ancestors.add(child.key);
-        yield* visit(child, depth + 1);
-        ancestors.delete(child.key);
-      }
-    }
+    if (stack.length >= MAX_DEPTH)
+      throw new ExtctlError(
+        "format",
+        `the image's directories nest deeper than ${MAX_DEPTH} levels at ${child.path}`,
+      );
+    ancestors.add(child.key);
+    stack.push({ dir: child, children: await fs.list(child), next: 0 });
   }
-  if (root.type === "dir") yield* visit(root, 1);
 }
 
 /**

@@ -26,6 +26,15 @@ const COMPRESSORS: Record<number, Compression> = {
 };
 const XATTR_PREFIXES = ["user.", "trusted.", "security."];
 const CACHE_BLOCKS = 512;
+const INODE_TYPES: Record<number, EntryType> = {
+  1: "dir",
+  2: "file",
+  3: "symlink",
+  4: "blockdev",
+  5: "chardev",
+  6: "fifo",
+  7: "socket",
+};
 
 export interface SquashfsSuperblock {
   inodeCount: number;
@@ -178,7 +187,21 @@ export class SquashfsFilesystem implements ImageFilesystem {
   }
 
   /** Reads `length` bytes of metadata from (block, offset), following on into the next blocks. */
-  private async readMetadata(
+  private readMetadata(
+    at: { block: number; offset: number },
+    length: number,
+  ): Buffer | Promise<Buffer> {
+    // Most reads fall inside one cached block: hand out a view of it, synchronously, no copy.
+    const hit = this.cache.get(at.block);
+    if (hit && at.offset + length < hit.data.length) {
+      const view = hit.data.subarray(at.offset, at.offset + length);
+      at.offset += length;
+      return view;
+    }
+    return this.readMetadataAcross(at, length);
+  }
+
+  private async readMetadataAcross(
     at: { block: number; offset: number },
     length: number,
   ): Promise<Buffer> {
@@ -262,16 +285,8 @@ export class SquashfsFilesystem implements ImageFilesystem {
       inode: h.readUInt32LE(12),
       key: Number(ref),
     };
-    const types: Record<number, EntryType> = {
-      1: "dir",
-      2: "file",
-      3: "symlink",
-      4: "blockdev",
-      5: "chardev",
-      6: "fifo",
-      7: "socket",
-    };
-    const type = types[raw > 7 ? raw - 7 : raw];
+
+    const type = INODE_TYPES[raw > 7 ? raw - 7 : raw];
     if (!type || raw > 14) throw bad(`inode ${base.inode} has unknown type ${raw}`);
     const extended = raw > 7;
     const r: InodeRef = { raw, xattr: NO_XATTR };
@@ -486,10 +501,10 @@ export class SquashfsFilesystem implements ImageFilesystem {
         const vat = { block: table.start + Number(vref >> 16n), offset: Number(vref & 0xffffn) };
         const realSize = (await this.readMetadata(vat, 4)).readUInt32LE(0);
         if (realSize > 65536) throw bad(`an xattr value of ${realSize} bytes is too large`);
-        value = await this.readMetadata(vat, realSize);
+        value = Buffer.from(await this.readMetadata(vat, realSize));
       } else {
         if (vsize > 65536) throw bad(`an xattr value of ${vsize} bytes is too large`);
-        value = await this.readMetadata(at, vsize);
+        value = Buffer.from(await this.readMetadata(at, vsize));
       }
       out[prefix + name] = value;
     }
