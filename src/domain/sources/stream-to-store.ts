@@ -43,20 +43,28 @@ export async function streamToStore(
   // A failure while waiting for the source is the source's (a cut connection), not the store's.
   let reading = false;
   try {
-    // Batch small network chunks into ~1 MiB writes: far fewer syscalls than one per chunk.
+    // Batch small network chunks into ~1 MiB writes (far fewer syscalls than one per chunk), and
+    // keep one write in flight while the next batch arrives, so disk and network overlap.
     let pending: Buffer[] = [];
     let pendingBytes = 0;
+    let inFlight: Promise<void> = Promise.resolve();
+    const writeAll = async (data: Buffer) => {
+      let off = 0;
+      while (off < data.length) {
+        const { bytesWritten } = await handle.write(data, off, data.length - off);
+        off += bytesWritten;
+      }
+    };
     const flush = async () => {
       if (pendingBytes === 0) return;
       const data =
         pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
       pending = [];
       pendingBytes = 0;
-      let off = 0;
-      while (off < data.length) {
-        const { bytesWritten } = await handle.write(data, off, data.length - off);
-        off += bytesWritten;
-      }
+      await inFlight;
+      inFlight = writeAll(data);
+      // Awaited at the next flush or at the end; this only keeps it from being "unhandled".
+      inFlight.catch(() => {});
     };
     reading = true;
     for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -77,6 +85,7 @@ export async function streamToStore(
     }
     reading = false;
     await flush();
+    await inFlight;
     if (options.expectedSize !== undefined && size !== options.expectedSize) {
       throw new ExtctlError(
         "download",
