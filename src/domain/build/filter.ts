@@ -93,7 +93,7 @@ export function filterTree(source: FileTree, options: FilterOptions): FilterResu
       ? undefined
       : `dropped ${total} ${total === 1 ? "entry" : "entries"} outside ${[...keep].map((k) => `${k}/`).join(" and ")}: ` +
         [...dropped.entries()]
-          .sort((a, b) => b[1] - a[1])
+          .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
           .map(([top, n]) => `${top} (${n})`)
           .join(", ");
   return { tree: out, dropped, summary };
