@@ -18,6 +18,8 @@ export interface InspectOptions {
   files?: boolean;
   /** Which release directory to look in; default: guessed from the file name and content. */
   kind?: ExtensionKind;
+  /** Extra trusted certificates (files or dirs) for checking the signature. */
+  trust?: string[];
 }
 
 export interface InspectedPartition {
@@ -70,7 +72,13 @@ export interface InspectResult {
     rootHash?: string;
     certificateFingerprint?: string;
     signer?: { subject: string; issuer: string; fingerprint: string; serial: string };
-    status: "unverified";
+    /**
+     * "trusted" when the signature verifies with a certificate the node trusts; otherwise the
+     * trust check's outcome (untrusted-signer, bad-signature, roothash-mismatch, ...).
+     */
+    status: string;
+    /** The trust check's sentence: who signed, which certificate, or why not. */
+    trust?: string;
   };
   tree: {
     entries: number;
@@ -225,7 +233,7 @@ export async function inspectImage(
           ? { certificateFingerprint: sig.certificateFingerprint }
           : {}),
         ...(sig.signer ? { signer: sig.signer } : {}),
-        status: "unverified",
+        status: "unchecked",
       };
       if (result.verity && !result.verity.rootHash && sig.rootHash) {
         result.verity.rootHash = sig.rootHash;
@@ -238,7 +246,7 @@ export async function inspectImage(
         result.signature = {
           source: path.basename(sidecars.signature),
           ...(sig.signer ? { signer: sig.signer } : {}),
-          status: "unverified",
+          status: "unchecked",
         };
       }
     }
@@ -285,6 +293,8 @@ export async function inspectImage(
         });
       }
     }
+    if (result.signature)
+      await checkSignature(ctx, hostPath, result.signature, options.trust ?? []);
     result.tree.topDirectories = [...tops.entries()]
       .map(([p, v]) => ({ path: p, ...v }))
       .sort((a, b) => b.size - a.size || a.path.localeCompare(b.path))
@@ -297,5 +307,27 @@ export async function inspectImage(
     return result;
   } finally {
     await image.close();
+  }
+}
+
+/** Verifies the signature (no full data read) against the node's trust store and --trust. */
+async function checkSignature(
+  ctx: Context,
+  hostPath: string,
+  signature: NonNullable<InspectResult["signature"]>,
+  extra: string[],
+): Promise<void> {
+  const [{ loadTrustStore }, { checkImageTrust }] = await Promise.all([
+    import("../domain/trust/truststore.js"),
+    import("../domain/trust/image-trust.js"),
+  ]);
+  try {
+    const trust = await checkImageTrust(ctx, hostPath, await loadTrustStore(ctx, extra));
+    signature.status =
+      trust.outcome === "ok" && trust.protection === "signed" ? "trusted" : trust.outcome;
+    signature.trust = trust.message;
+  } catch (e) {
+    signature.status = "error";
+    signature.trust = (e as Error).message;
   }
 }

@@ -173,7 +173,13 @@ test("a systemd-repart DDI: partitions, architecture, release file, verity and s
   assert.equal(r.signature?.signer?.fingerprint, fingerprint);
   assert.equal(r.signature?.certificateFingerprint, fingerprint);
   assert.match(r.signature?.signer?.subject ?? "", /CN=Reader Test/);
-  assert.equal(r.signature?.status, "unverified");
+  // The host does not trust the signer; with --trust CERT it does.
+  assert.equal(r.signature?.status, "untrusted-signer");
+  const trusted = await runExtctl(["inspect", "--json", "--trust", cert, image]);
+  assert.equal(trusted.code, 0, trusted.stderr);
+  const rt = JSON.parse(trusted.stdout) as InspectResult;
+  assert.equal(rt.signature?.status, "trusted");
+  assert.match(rt.signature?.trust ?? "", /CN=Reader Test/);
   assert.equal(r.release?.fields.SYSEXT_VERSION_ID, "1.2.3");
   assert.ok(r.bytesRead < r.size / 4, `inspect read ${r.bytesRead} of ${r.size} bytes`);
 

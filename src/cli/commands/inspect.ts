@@ -3,7 +3,7 @@
 import type { Command } from "commander";
 import type { InspectResult } from "../../operations/inspect.js";
 import { ExtctlError } from "../../util/errors.js";
-import { contextFor } from "../options.js";
+import { collect, contextFor } from "../options.js";
 import { print, printJson, renderTable } from "../render.js";
 
 function size(n: number): string {
@@ -74,6 +74,7 @@ function renderInspect(r: InspectResult): string {
   } else kv("verity", "none");
   if (r.signature) {
     kv("signature", `${r.signature.source}, ${r.signature.status}`);
+    if (r.signature.trust) out.push(`  ${r.signature.trust}`);
     if (r.signature.signer) {
       out.push(`  signer: ${r.signature.signer.subject}`);
       out.push(`  certificate SHA-256: ${r.signature.signer.fingerprint}`);
@@ -124,11 +125,16 @@ export function registerInspectCommand(program: Command): void {
     .argument("<image>", "the image file (.raw DDI or bare squashfs/erofs)")
     .option("--files", "list every file (with xattrs) instead of a summary")
     .option("--kind <kind>", "sysext or confext (default: from the file name and content)")
+    .option(
+      "--trust <file|dir>",
+      "also trust these certificates when checking the signature (repeatable)",
+      collect,
+    )
     .option("--json", "print the result as JSON")
     .action(
       async (
         image: string,
-        opts: { files?: boolean; kind?: string; json?: boolean },
+        opts: { files?: boolean; kind?: string; json?: boolean; trust?: string[] },
         command: Command,
       ) => {
         if (opts.kind !== undefined && opts.kind !== "sysext" && opts.kind !== "confext")
@@ -137,6 +143,7 @@ export function registerInspectCommand(program: Command): void {
         const result = await inspectImage(contextFor(command), image, {
           files: opts.files ?? false,
           ...(opts.kind ? { kind: opts.kind as "sysext" | "confext" } : {}),
+          trust: opts.trust ?? [],
         });
         if (opts.json) printJson(result);
         else print(renderInspect(result));

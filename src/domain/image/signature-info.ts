@@ -1,5 +1,5 @@
 // Reads a verity signature (the JSON of a verity-sig partition, or a .roothash.p7s sidecar) far
-// enough to show who signed it. Nothing here verifies anything: results say "unverified".
+// enough to show who signed it. Nothing here verifies anything (inspect asks the trust check).
 import { createHash } from "node:crypto";
 import { ExtctlError } from "../../util/errors.js";
 import { readExactly, type ByteSource } from "../../util/bytes.js";
