@@ -25,8 +25,10 @@ type Member = {
 async function tarBytes(members: Member[]): Promise<Buffer> {
   const p = pack();
   const chunks: Buffer[] = [];
-  p.on("data", (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => p.on("end", r));
+  p.on("data", (c: unknown) => {
+    chunks.push(c as Buffer);
+  });
+  const done = new Promise<void>((r) => p.on("end", () => r()));
   for (const m of members) {
     await new Promise<void>((resolve, reject) =>
       p.entry(
