@@ -53,6 +53,10 @@ export interface BuildOptions {
   layers?: LayerSelection;
   base?: string;
   keepOwners?: boolean;
+  /** oci:// sources: registry hosts reached over plain http. */
+  insecureRegistries?: string[];
+  /** oci:// sources: registry credentials "USER:PASS". */
+  creds?: string;
   /** Oldest systemd the image must work on; below 255 adds the release file 252-254 look for. */
   systemd?: number;
 }
@@ -191,10 +195,63 @@ export async function buildImage(ctx: Context, options: BuildOptions): Promise<B
   const output = path.join(outputDir, `${name}.${kind}.raw`);
 
   ctx.log.info(`reading ${options.source}`);
+  const fromRegistry = [options.source, options.base].some((s) => s?.startsWith("oci://"));
+  const downloads = fromRegistry
+    ? await mkdtemp(path.join(outputDir, `${TEMP_PREFIX}layers-${process.pid}-`)).catch(
+        (e: unknown) => {
+          throw fsError(e, `create a download directory in ${outputDir}`);
+        },
+      )
+    : undefined;
+  try {
+    return await buildFromSource(ctx, options, {
+      goArch,
+      architecture,
+      format,
+      compress,
+      legacy,
+      verityBlockSize,
+      seed,
+      signer,
+      outputDir,
+      output,
+      downloads,
+    });
+  } finally {
+    if (downloads) await rm(downloads, { recursive: true, force: true });
+  }
+}
+
+interface Prepared {
+  goArch: GoArch;
+  architecture: Architecture;
+  format: FilesystemFormat;
+  compress: string;
+  legacy: boolean;
+  verityBlockSize: number;
+  seed: string;
+  signer: { key: string; cert: string } | undefined;
+  outputDir: string;
+  output: string;
+  downloads: string | undefined;
+}
+
+async function buildFromSource(
+  ctx: Context,
+  options: BuildOptions,
+  prepared: Prepared,
+): Promise<BuildResult> {
+  const { kind, name } = options;
+  const { goArch, architecture, format, compress, legacy, verityBlockSize, seed, signer } =
+    prepared;
+  const { outputDir, output, downloads } = prepared;
   const source = await loadSource(ctx, options.source, {
     arch: goArch,
     ...(options.layers ? { layers: options.layers } : {}),
     ...(options.base ? { base: options.base } : {}),
+    ...(downloads ? { downloadDir: downloads } : {}),
+    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+    ...(options.creds ? { creds: options.creds } : {}),
   });
   const clamp = sourceDateEpoch(ctx.env);
   const filtered = filterTree(source.tree, {

@@ -21,6 +21,7 @@ import { createContext } from "../../src/util/context.js";
 import { MemoryLogger } from "../../src/util/log.js";
 import { buildImage, type BuildOptions, type BuildResult } from "../../src/operations/build.js";
 import { requirePeers, run } from "../helpers/peers.js";
+import { startRegistry } from "../helpers/registry.js";
 import { tempDir } from "../helpers/tmp.js";
 
 type Listing = Map<string, string>;
@@ -202,4 +203,46 @@ test("tar, tar.gz and tar.zst rootfs archives build the same tree as the directo
     run("tar", ["-c", ...flag, "-f", file, "-C", src, "."]);
     assert.deepEqual((await builtListing(t, { source: file })).listing, fromDir, name);
   }
+});
+
+test("oci://REF from a real registry builds the same tree as the local layout, and a --base over it", async (t) => {
+  if (
+    !requirePeers(t, ["umoci", "skopeo", "docker-registry", "unsquashfs", "mksquashfs", "tar"], {
+      root: true,
+    })
+  )
+    return;
+  const { layout } = await threeLayerImage(t);
+  const registry = await startRegistry(t);
+  for (const tag of ["v1", "v3"]) {
+    run("skopeo", [
+      "copy",
+      "--dest-tls-verify=false",
+      `oci:${layout}:${tag}`,
+      `docker://${registry.host}/exts/tool:${tag}`,
+    ]);
+  }
+  const insecureRegistries = [registry.host];
+  const local = await builtListing(t, { source: `oci-layout:${layout}:v3`, layers: "all" });
+  const remote = await builtListing(t, {
+    source: `oci://${registry.host}/exts/tool:v3`,
+    layers: "all",
+    insecureRegistries,
+  });
+  assert.deepEqual(remote.listing, local.listing);
+  const localBase = await builtListing(t, {
+    source: `oci-layout:${layout}:v3`,
+    base: `oci-layout:${layout}:v1`,
+  });
+  const remoteBase = await builtListing(t, {
+    source: `oci://${registry.host}/exts/tool:v3`,
+    base: `oci://${registry.host}/exts/tool:v1`,
+    insecureRegistries,
+  });
+  assert.deepEqual(remoteBase.listing, localBase.listing);
+  const last = await builtListing(t, {
+    source: `oci://${registry.host}/exts/tool:v3`,
+    insecureRegistries,
+  });
+  assert.ok(last.listing.has("usr/share/opq/new") && !last.listing.has("usr/bin/tool"));
 });

@@ -2,7 +2,7 @@
 // a rootfs archive or a container image, natively and reproducibly.
 import type { Command } from "commander";
 import { Argument, InvalidArgumentError, Option } from "commander";
-import { contextFor } from "../options.js";
+import { collect, contextFor } from "../options.js";
 import { print, printJson } from "../render.js";
 
 function intArg(value: string): number {
@@ -31,6 +31,8 @@ interface BuildFlags {
   base?: string;
   keepOwners?: boolean;
   systemd?: number;
+  insecureRegistry?: string[];
+  creds?: string;
   json?: boolean;
 }
 
@@ -42,7 +44,7 @@ export function registerBuildCommand(program: Command): void {
     .argument("<name>", "image name: the file becomes NAME.sysext.raw or NAME.confext.raw")
     .argument(
       "<source>",
-      "a directory, a tar/tar.gz/tar.zst rootfs, oci-layout:DIR[:TAG] or a docker save archive",
+      "a directory, a tar/tar.gz/tar.zst rootfs, oci-layout:DIR[:TAG], oci://REF or a docker save archive",
     )
     .option(
       "-o, --output <dir>",
@@ -98,6 +100,12 @@ export function registerBuildCommand(program: Command): void {
       "oldest systemd the image must work on; below 255 also writes the release file 252-254 look for",
       intArg,
     )
+    .option(
+      "--insecure-registry <host>",
+      "oci:// sources: reach this registry over plain http (repeatable)",
+      collect,
+    )
+    .option("--creds <user:pass>", "oci:// sources: registry credentials")
     .option("--json", "print the result as JSON")
     .action(
       async (
@@ -135,6 +143,8 @@ export function registerBuildCommand(program: Command): void {
           ...(flags.base !== undefined ? { base: flags.base } : {}),
           keepOwners: flags.keepOwners ?? false,
           ...(flags.systemd !== undefined ? { systemd: flags.systemd } : {}),
+          ...(flags.insecureRegistry ? { insecureRegistries: flags.insecureRegistry } : {}),
+          ...(flags.creds !== undefined ? { creds: flags.creds } : {}),
         });
         if (flags.json) {
           printJson(result);

@@ -1,6 +1,9 @@
 // Turns a SOURCE argument (directory, rootfs tar, OCI layout, docker save archive) into the tree
 // to build from, applying image layers as asked: the last one, all, or what is new over a base.
+import { createWriteStream } from "node:fs";
 import { stat } from "node:fs/promises";
+import path from "node:path";
+import { pipeline } from "node:stream/promises";
 import type { Context } from "../../util/context.js";
 import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
 import { applyLayers, countWhiteouts, diffOverBase } from "./layers.js";
@@ -17,6 +20,12 @@ export interface SourceOptions {
   layers?: LayerSelection;
   /** A second image reference: build only what SOURCE adds over it. */
   base?: string;
+  /** Where registry layers are downloaded to (oci://); the caller removes it. */
+  downloadDir?: string;
+  /** Registry hosts reached over plain http. */
+  insecureRegistries?: string[];
+  /** Registry credentials "USER:PASS". */
+  creds?: string;
 }
 
 export interface LoadedSource {
@@ -32,15 +41,57 @@ type Resolved =
   | { kind: "archive"; archive: LayerArchive }
   | { kind: "image"; image: ImageLayers };
 
-async function resolve(spec: string, arch: GoArch): Promise<Resolved> {
-  if (spec.startsWith("oci://") || spec.startsWith("docker://")) {
-    throw new ExtctlError(
-      "unsupported",
-      `registry sources such as ${spec} are not supported by build yet`,
-      {
-        hint: "copy the image into an OCI layout first (skopeo copy docker://REF oci:DIR:TAG) and build from oci-layout:DIR:TAG",
-      },
-    );
+/**
+ * Downloads an image's layers from a registry into a directory (streamed, digests checked), so
+ * they can be read twice like local layers. With `from` "last" only the top layer is fetched.
+ */
+async function pullLayers(
+  ctx: Context,
+  reference: string,
+  options: SourceOptions,
+  from: "last" | "all",
+): Promise<ImageLayers> {
+  const dir = options.downloadDir;
+  if (dir === undefined) throw new ExtctlError("internal", "no download directory for oci://");
+  const { pullImageLayers } = await import("../sources/oci/index.js");
+  const image = await pullImageLayers(ctx, reference, {
+    platform: `linux/${options.arch}`,
+    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+    ...(options.creds ? { creds: options.creds } : {}),
+  });
+  try {
+    const first = from === "last" ? image.layers.length - 1 : 0;
+    const layers: LayerArchive[] = [];
+    for (const [i, layer] of image.layers.entries()) {
+      const describe = `layer ${i + 1} (${layer.digest.slice(0, 19)})`;
+      const file = path.join(dir, `${reference.replace(/[^\w.-]+/g, "_")}-${i}`);
+      if (i < first) {
+        // Never read: --layers last lists and stages the top layer only.
+        layers.push({ describe, path: file, start: 0, length: 0 });
+        continue;
+      }
+      ctx.log.info(`downloading ${describe} of ${image.reference}`);
+      await pipeline(await layer.open(), createWriteStream(file, { flags: "wx" }));
+      layers.push({ describe, path: file, start: 0, length: layer.size, digest: layer.digest });
+    }
+    return { describe: image.reference, layers };
+  } finally {
+    await image.close();
+  }
+}
+
+async function resolve(
+  ctx: Context,
+  spec: string,
+  options: SourceOptions,
+  from: "last" | "all" = "all",
+): Promise<Resolved> {
+  const arch = options.arch;
+  if (spec.startsWith("oci://")) {
+    return {
+      kind: "image",
+      image: await pullLayers(ctx, spec.slice("oci://".length), options, from),
+    };
   }
   if (spec.startsWith("oci-layout:")) {
     return { kind: "image", image: await openImage(spec.slice("oci-layout:".length), arch) };
@@ -51,7 +102,7 @@ async function resolve(spec: string, arch: GoArch): Promise<Resolved> {
   } catch (e) {
     if (errnoCode(e) === "ENOENT") {
       throw new ExtctlError("not-found", `the source ${spec} does not exist`, {
-        hint: "give a directory, a tar/tar.gz/tar.zst rootfs, oci-layout:DIR[:TAG] or a docker save archive",
+        hint: "give a directory, a tar/tar.gz/tar.zst rootfs, oci-layout:DIR[:TAG], oci://REF or a docker save archive",
       });
     }
     throw fsError(e, `read the source ${spec}`);
@@ -66,7 +117,8 @@ export async function loadSource(
   spec: string,
   options: SourceOptions,
 ): Promise<LoadedSource> {
-  const resolved = await resolve(spec, options.arch);
+  const from = options.base === undefined && (options.layers ?? "last") === "last" ? "last" : "all";
+  const resolved = await resolve(ctx, spec, options, from);
   if (resolved.kind !== "image" && (options.base !== undefined || options.layers === "all")) {
     throw new ExtctlError("usage", "--layers and --base apply to container images only", {
       hint: "give SOURCE as oci-layout:DIR[:TAG] or a docker save archive",
@@ -99,7 +151,7 @@ export async function loadSource(
     return entries;
   };
   if (options.base !== undefined) {
-    const base = (await resolve(options.base, options.arch)) as Resolved;
+    const base = await resolve(ctx, options.base, options);
     if (base.kind !== "image") {
       throw new ExtctlError("usage", `--base ${options.base} is not a container image`, {
         hint: "give the base as oci-layout:DIR[:TAG] or a docker save archive",
