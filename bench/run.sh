@@ -34,7 +34,9 @@ for file in "${files[@]}"; do
     status="exit $?"
     echo "$file: $status (see $log)" >>"$failures"
   fi
-  grep '^BENCH ' "$log.out" | tee -a "$results" >&2
+  if ! grep '^BENCH ' "$log.out" | tee -a "$results" >&2; then
+    echo "$file: printed no BENCH line (see bench/lib.ts for the convention; its output is in $log)" >>"$failures"
+  fi
   grep -v '^BENCH ' "$log.out" >>"$log" || true
   rm -f "$log.out"
   echo "   $status in $(($(date +%s) - start)) s" >&2
