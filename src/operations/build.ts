@@ -167,11 +167,6 @@ export async function buildImage(ctx: Context, options: BuildOptions): Promise<B
   }
   const seed = uuidString(uuidBytes(options.seed ?? defaultSeed(kind)));
   for (const problem of namingProblems(kind, name)) ctx.log.warn(problem);
-  if (!legacy) {
-    ctx.log.warn(
-      `systemd 252-254 call ${name}.${kind}.raw "${legacyImageName(kind, name)}" and will not find its release file; build with --systemd 252 for an image that works there too`,
-    );
-  }
 
   // Check the key pair before any long work, so a bad key costs nothing and leaves nothing.
   let signer: { key: string; cert: string } | undefined;
@@ -204,7 +199,7 @@ export async function buildImage(ctx: Context, options: BuildOptions): Promise<B
       )
     : undefined;
   try {
-    return await buildFromSource(ctx, options, {
+    const result = await buildFromSource(ctx, options, {
       goArch,
       architecture,
       format,
@@ -217,6 +212,12 @@ export async function buildImage(ctx: Context, options: BuildOptions): Promise<B
       output,
       downloads,
     });
+    if (!legacy) {
+      ctx.log.warn(
+        `systemd 252-254 call ${name}.${kind}.raw "${legacyImageName(kind, name)}" and will not find its release file; build with --systemd 252 for an image that works there too`,
+      );
+    }
+    return result;
   } finally {
     if (downloads) await rm(downloads, { recursive: true, force: true });
   }
