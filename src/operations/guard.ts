@@ -4,6 +4,7 @@ import type { Context } from "../util/context.js";
 import { ExtctlError } from "../util/errors.js";
 import { acquireLock } from "../util/lock.js";
 import { LOCK_FILE } from "../domain/store/layout.js";
+import { sweepAbandonedTemps } from "../domain/store/store.js";
 
 export function requireRoot(ctx: Context): void {
   // With --root the permissions of that tree decide; on the host, extctl must be root.
@@ -14,12 +15,14 @@ export function requireRoot(ctx: Context): void {
   }
 }
 
+/** Runs `work` holding the root's lock, after clearing what killed runs left behind. */
 export async function withLock<T>(ctx: Context, work: () => Promise<T>): Promise<T> {
   const lock = await acquireLock(ctx.root.path(LOCK_FILE), {
     onWait: (pid) =>
       ctx.log.info(`waiting for another extctl run${pid ? ` (pid ${pid})` : ""} to finish...`),
   });
   try {
+    await sweepAbandonedTemps(ctx.root);
     return await work();
   } finally {
     await lock.release();

@@ -1,7 +1,6 @@
 // `install URI`: fetch an image into the store (file:, http(s):, oci:). An image with the same
 // name is replaced atomically and keeps its profile links, so upgrades keep their enablement.
 import type { Context } from "../util/context.js";
-import { processAlive, sweepTempFiles, tempOwnerPid } from "../util/atomic.js";
 import { ExtensionStore } from "../domain/store/store.js";
 import type { ExtensionKind, Profile } from "../domain/store/layout.js";
 import { fetchIntoStore } from "../domain/sources/index.js";
@@ -44,11 +43,6 @@ export async function install(ctx: Context, options: InstallOptions): Promise<In
   const store = new ExtensionStore(ctx.root, options.kind);
   return withLock(ctx, async () => {
     const storeDir = await store.ensureStore();
-    // Temp files of runs that were killed (their pid is gone) are ours to clean.
-    await sweepTempFiles(storeDir, (name) => {
-      const pid = tempOwnerPid(name);
-      return pid !== undefined && !processAlive(pid);
-    });
     const before = new Set(await store.images());
     const fetched = await fetchIntoStore(ctx, {
       uri: options.uri,

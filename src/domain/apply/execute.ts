@@ -5,13 +5,7 @@ import { mkdir, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../../util/context.js";
 import { ExtctlError, fsError } from "../../util/errors.js";
-import {
-  fsyncDir,
-  processAlive,
-  sweepTempFiles,
-  tempOwnerPid,
-  writeFileAtomic,
-} from "../../util/atomic.js";
+import { fsyncDir, writeFileAtomic } from "../../util/atomic.js";
 import { ExtensionStore } from "../store/store.js";
 import { PROFILES, type ExtensionKind } from "../store/layout.js";
 import { LinkTransaction } from "../activate/transaction.js";
@@ -122,10 +116,6 @@ async function installStep(
 ): Promise<{ name: string; record: { source: string; sha256: string } }[]> {
   const store = new ExtensionStore(ctx.root, step.kind);
   const storeDir = await store.ensureStore();
-  await sweepTempFiles(storeDir, (name) => {
-    const pid = tempOwnerPid(name);
-    return pid !== undefined && !processAlive(pid);
-  });
   const { fetchIntoStore } = await import("../sources/index.js");
   const fetched = await fetchIntoStore(ctx, {
     uri: step.source,

@@ -5,7 +5,7 @@ import { access, constants, lstat, mkdir, readdir, readlink, stat, unlink } from
 import path from "node:path";
 import { ExtctlError, fsError, errnoCode } from "../../util/errors.js";
 import type { Root } from "../../util/root.js";
-import { symlinkAtomic } from "../../util/atomic.js";
+import { processAlive, sweepTempFiles, symlinkAtomic, tempOwnerPid } from "../../util/atomic.js";
 import { LAYOUTS, PROFILES, profileDir, type ExtensionKind, type Profile } from "./layout.js";
 import { isImageName } from "./names.js";
 
@@ -229,4 +229,22 @@ export class ExtensionStore {
 
 export function isProfile(value: string): value is Profile {
   return (PROFILES as readonly string[]).includes(value);
+}
+
+/**
+ * Removes what killed runs left behind: `.extctl-*` temp files and links (downloads, link swaps)
+ * of processes that no longer exist, in both kinds' store, profile and runtime dirs. Called
+ * with the root's lock held, so no live extctl is writing there.
+ */
+export async function sweepAbandonedTemps(root: Root): Promise<void> {
+  const dirs: string[] = [];
+  for (const kind of ["sysext", "confext"] as const) {
+    const layout = LAYOUTS[kind];
+    dirs.push(layout.store, layout.runtime, ...PROFILES.map((p) => profileDir(kind, p)));
+  }
+  const abandoned = (name: string) => {
+    const pid = tempOwnerPid(name);
+    return pid !== undefined && !processAlive(pid);
+  };
+  await Promise.all(dirs.map((dir) => sweepTempFiles(root.path(dir), abandoned)));
 }
