@@ -88,38 +88,21 @@ export async function enable(ctx: Context, options: EnableOptions): Promise<Enab
   });
 }
 
-/**
- * Applies the node's image policy (or --policy) before anything is linked: an image the policy
- * refuses is never enabled. Under `any` nothing is read, as systemd would not look either.
- */
+/** The node's image policy (or --policy) decides before anything is linked. */
 async function checkPolicy(
   ctx: Context,
   store: ExtensionStore,
   image: string,
   options: EnableOptions,
 ): Promise<EnableResult["policy"]> {
-  const { resolvePolicy } = await import("../domain/trust/policy.js");
-  const resolved = await resolvePolicy(ctx, options.policy);
-  const summary = { name: resolved.policy.name, source: resolved.source };
-  if (resolved.policy.name === "any") return summary;
-  const [{ loadTrustStore }, { evaluateImage }] = await Promise.all([
-    import("../domain/trust/truststore.js"),
-    import("../domain/trust/image-trust.js"),
-  ]);
-  const trustStore = await loadTrustStore(ctx, options.trust ?? []);
-  const verdict = await evaluateImage(
-    ctx,
-    store.host(store.imagePath(image)),
-    resolved.policy,
-    trustStore,
-  );
-  if (!verdict.ok) {
-    throw new ExtctlError("policy", `${image} is refused: ${verdict.reason}`, {
-      hint: `the policy "${resolved.policy.name}" comes from ${resolved.source}; nothing was enabled`,
-    });
-  }
-  ctx.log.info(
-    `${image}: ${verdict.reason} (policy ${resolved.policy.name} from ${resolved.source})`,
-  );
+  const { admission } = await import("../domain/trust/admission.js");
+  const gate = await admission(ctx, {
+    ...(options.policy === undefined ? {} : { policy: options.policy }),
+    ...(options.trust === undefined ? {} : { trust: options.trust }),
+  });
+  const summary = { name: gate.policy.policy.name, source: gate.policy.source };
+  const verdict = await gate.require(store.host(store.imagePath(image)), image);
+  if (!verdict) return summary;
+  ctx.log.info(`${image}: ${verdict.reason} (policy ${summary.name} from ${summary.source})`);
   return { ...summary, verdict: verdict.reason };
 }

@@ -12,6 +12,7 @@ import { LinkTransaction } from "../activate/transaction.js";
 import { activate } from "../activate/activation.js";
 import type { RefreshMode } from "../activate/refresh.js";
 import type { ApplySpec } from "./schema.js";
+import type { Admission } from "../trust/admission.js";
 import { POLICY_FILE, computePlan, describeStep, type PlanStep } from "./plan.js";
 import { writeApplyState, type ApplyState } from "./state.js";
 
@@ -105,7 +106,10 @@ export async function executePlan(
     (s) => s.step !== "install" && s.step !== "policy" && s.step !== "trust",
   );
   runner.total = runner.number + later.length;
-  for (const step of later) await runLinkStep(ctx, runner, step, state, options);
+  // The node's policy (as the policy step may just have written it) gates every new link.
+  const { admission } = await import("../trust/admission.js");
+  const gate = await admission(ctx);
+  for (const step of later) await runLinkStep(ctx, runner, step, state, options, gate);
   return runner.done;
 }
 
@@ -134,11 +138,13 @@ async function runLinkStep(
   step: PlanStep,
   state: ApplyState,
   options: ExecuteOptions,
+  gate: Admission,
 ): Promise<void> {
   switch (step.step) {
     case "link":
       return runner.run(step, async () => {
         const store = new ExtensionStore(ctx.root, step.kind);
+        await gate.require(store.host(store.imagePath(step.name)), step.name);
         if (await store.linkProfile(step.profile, step.name))
           runner.txFor(step.kind).created(store.profileLinkPath(step.profile, step.name));
       });

@@ -181,3 +181,26 @@ test("two entries giving the same image are a config error", async (t) => {
     /sysext\[1\] \(line 4\) and sysext\[0\] \(line 2\) both give the image a\.raw/,
   );
 });
+
+test("policy: signed refuses an unsigned image at its link step, naming it; nothing is linked", async (t) => {
+  const { root, src, run } = await setup(t);
+  await assert.rejects(
+    run(
+      `extensions:\n  policy: signed\n  sysext:\n    - source: file://${src}/a.raw\n      profiles: [active]\n`,
+    ),
+    (e: Error & { code?: string }) => {
+      assert.equal(e.code, "policy");
+      assert.match(
+        e.message,
+        /^step \d+ of \d+ \(enable sysext a\.raw in active\) failed: a\.raw is refused: /,
+      );
+      return true;
+    },
+  );
+  assert.deepEqual(await links(root), {});
+  // The same image passes under the open policy.
+  await run(
+    `extensions:\n  policy: any\n  sysext:\n    - source: file://${src}/a.raw\n      profiles: [active]\n`,
+  );
+  assert.deepEqual(await links(root), { active: ["a.raw"] });
+});
