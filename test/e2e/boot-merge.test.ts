@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdir, readFile, readdir, rename, stat, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { makeSigningCert } from "../helpers/keys.js";
 import { requirePeers, run } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 import { runExtctl } from "../helpers/cli.js";
@@ -20,26 +21,7 @@ const PEERS = ["systemd-sysext", "mksquashfs", "openssl", "cert-to-efi-sig-list"
 const ENV = { SYSTEMD_DISSECT_VERITY_EMBEDDED: "0" };
 
 function keyPair(dir: string, name: string): { key: string; cert: string } {
-  const key = path.join(dir, `${name}.key`);
-  const cert = path.join(dir, `${name}.crt`);
-  run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-days",
-    "2",
-    "-subj",
-    `/CN=${name}`,
-  ]);
-  return { key, cert };
+  return makeSigningCert(dir, name, { type: "ec" });
 }
 
 /** Builds NAME.raw (renamed from NAME.sysext.raw so systemd 252 names it NAME). */

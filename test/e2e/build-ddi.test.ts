@@ -7,6 +7,7 @@ import { test, type TestContext } from "node:test";
 import { createContext } from "../../src/util/context.js";
 import { MemoryLogger } from "../../src/util/log.js";
 import { buildImage, type BuildOptions, type BuildResult } from "../../src/operations/build.js";
+import { makeSigningCert } from "../helpers/keys.js";
 import { requirePeers, run } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 import { runExtctl } from "../helpers/cli.js";
@@ -33,25 +34,7 @@ async function helloTree(t: TestContext): Promise<string> {
 }
 
 async function keyPair(t: TestContext, cn = "extctl test"): Promise<{ key: string; cert: string }> {
-  const dir = await tempDir(t, "extctl-keys-");
-  const key = path.join(dir, "key.pem");
-  const cert = path.join(dir, "cert.pem");
-  run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-subj",
-    `/CN=${cn}`,
-    "-days",
-    "2",
-  ]);
-  return { key, cert };
+  return makeSigningCert(await tempDir(t, "extctl-keys-"), "signing", { subject: `/CN=${cn}` });
 }
 
 function build(

@@ -8,6 +8,7 @@ import { createContext } from "../../src/util/context.js";
 import { MemoryLogger } from "../../src/util/log.js";
 import { ExtctlError } from "../../src/util/errors.js";
 import { buildImage, type BuildOptions } from "../../src/operations/build.js";
+import { makeSigningCert } from "../helpers/keys.js";
 import { requirePeers, run } from "../helpers/peers.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -49,27 +50,10 @@ async function expectFailure(
 }
 
 async function keys(t: TestContext, cn: string): Promise<{ key: string; cert: string }> {
-  const dir = await tempDir(t, "extctl-keys-");
-  const key = path.join(dir, "key.pem");
-  const cert = path.join(dir, "cert.pem");
-  run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-subj",
-    `/CN=${cn}`,
-    "-days",
-    "2",
-  ]);
-  return { key, cert };
+  return makeSigningCert(await tempDir(t, "extctl-keys-"), "signing", {
+    type: "ec",
+    subject: `/CN=${cn}`,
+  });
 }
 
 test("a missing source is refused", async (t) => {

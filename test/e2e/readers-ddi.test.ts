@@ -10,6 +10,7 @@ import { openFilesystem } from "../../src/domain/image/filesystem.js";
 import { findReleaseFile } from "../../src/domain/image/release.js";
 import { runExtctl } from "../helpers/cli.js";
 import { requirePeers, run } from "../helpers/peers.js";
+import { makeSigningCert } from "../helpers/keys.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 import type { InspectResult } from "../../src/operations/inspect.js";
 
@@ -62,23 +63,7 @@ async function makeRepartDdi(dir: string): Promise<{ image: string; cert: string
     path.join(defs, "30-sig.conf"),
     "[Partition]\nType=root-verity-sig\nVerity=signature\nVerityMatchKey=root\n",
   );
-  const key = path.join(dir, "key.pem");
-  const cert = path.join(dir, "cert.pem");
-  run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=Reader Test/O=extctl",
-  ]);
+  const { key, cert } = makeSigningCert(dir, "reader", { subject: "/CN=Reader Test/O=extctl" });
   const image = path.join(dir, "hello.raw");
   run("systemd-repart", [
     "--empty=create",

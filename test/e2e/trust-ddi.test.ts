@@ -8,27 +8,12 @@ import { copyFile, mkdir, open, readFile, readdir, writeFile } from "node:fs/pro
 import path from "node:path";
 import { test } from "node:test";
 import { runExtctl } from "../helpers/cli.js";
+import { makeSigningCert } from "../helpers/keys.js";
 import { requirePeers, run } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 
 function makeCert(dir: string, name: string) {
-  const key = path.join(dir, `${name}.key`);
-  const crt = path.join(dir, `${name}.crt`);
-  run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    crt,
-    "-days",
-    "30",
-    "-subj",
-    `/CN=${name}`,
-  ]);
+  const { key, cert: crt } = makeSigningCert(dir, name);
   const fingerprint = run("openssl", ["x509", "-in", crt, "-noout", "-fingerprint", "-sha256"])
     .split("=")[1]!
     .trim()

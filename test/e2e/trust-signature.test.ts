@@ -12,32 +12,14 @@ import {
   verifyRootHashSignature,
   type TrustedCertificate,
 } from "../../src/domain/trust/signature.js";
+import { makeSigningCert } from "../helpers/keys.js";
 import { requirePeers, run } from "../helpers/peers.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const ROOT_HASH = "3c1f0d5e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d";
 
 async function makeCert(dir: string, name: string, type: "rsa" | "ec") {
-  const key = path.join(dir, `${name}.key`);
-  const crt = path.join(dir, `${name}.crt`);
-  const keyArgs =
-    type === "rsa"
-      ? ["-newkey", "rsa:2048"]
-      : ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-  run("openssl", [
-    "req",
-    "-x509",
-    ...keyArgs,
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    crt,
-    "-days",
-    "30",
-    "-subj",
-    `/CN=${name}`,
-  ]);
+  const { key, cert: crt } = makeSigningCert(dir, name, { type });
   return { key, crt };
 }
 
