@@ -7,7 +7,14 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Context } from "../util/context.js";
 import { ExtctlError, errnoCode, fsError } from "../util/errors.js";
-import { TEMP_PREFIX, fsyncDir, tempPathBeside } from "../util/atomic.js";
+import {
+  TEMP_PREFIX,
+  fsyncDir,
+  processAlive,
+  sweepTempFiles,
+  tempOwnerPid,
+  tempPathBeside,
+} from "../util/atomic.js";
 import { humanBytes } from "../util/progress.js";
 import type { ExtensionKind } from "../domain/store/layout.js";
 import type { Architecture } from "../domain/image/partition-types.js";
@@ -188,6 +195,12 @@ export async function buildImage(ctx: Context, options: BuildOptions): Promise<B
     throw fsError(e, `use the output directory ${outputDir}`);
   }
   const output = path.join(outputDir, `${name}.${kind}.raw`);
+  // A build killed with SIGKILL leaves its staging dir, filesystem and DDI temps behind; they
+  // carry its pid, so the next build here removes those of dead processes (never a live one's).
+  await sweepTempFiles(outputDir, (entry) => {
+    const pid = tempOwnerPid(entry);
+    return pid !== undefined && pid !== process.pid && !processAlive(pid);
+  });
 
   ctx.log.info(`reading ${options.source}`);
   const fromRegistry = [options.source, options.base].some((s) => s?.startsWith("oci://"));
@@ -289,6 +302,7 @@ async function buildFromSource(
   ).catch((e: unknown) => {
     throw fsError(e, `create a staging directory in ${outputDir}`);
   });
+  let stagingRemoval: Promise<void> | undefined;
   const filesystem = tempPathBeside(output, options.noVerity ? "tmp" : "fs");
   const ddi = tempPathBeside(output, "tmp");
   try {
@@ -315,7 +329,8 @@ async function buildFromSource(
       uuid: ids.filesystemUuid(),
       keepOwners: options.keepOwners ?? false,
     });
-    await rm(staging, { recursive: true, force: true });
+    // Removing thousands of staged files overlaps with hashing and assembling the image.
+    stagingRemoval = rm(staging, { recursive: true, force: true });
 
     let result: BuildResult;
     const common = {
@@ -383,7 +398,7 @@ async function buildFromSource(
   } catch (e) {
     throw errnoCode(e) !== undefined ? fsError(e, `build ${output}`) : e;
   } finally {
-    await rm(staging, { recursive: true, force: true });
+    await (stagingRemoval ?? rm(staging, { recursive: true, force: true }));
     await rm(filesystem, { force: true });
     await rm(ddi, { force: true });
   }

@@ -2,7 +2,7 @@
 // source tree (plus the release file), and `verify --full` passes with the signing certificate
 // and fails with another.
 import assert from "node:assert/strict";
-import { chmod, mkdir, symlink, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test, type TestContext } from "node:test";
 import { createContext } from "../../src/util/context.js";
@@ -104,3 +104,29 @@ for (const format of ["erofs", "squashfs"] as const) {
     assert.notEqual(bad.exitCode, 0);
   });
 }
+
+test("--keep-owners keeps uids, gids and setuid bits; the default makes everything root's", async (t) => {
+  if (!requirePeers(t, ["mkfs.erofs"], { root: true })) return;
+  const src = await tempDir(t, "extctl-build-src-");
+  await mkdir(path.join(src, "usr/bin"), { recursive: true });
+  await writeFile(path.join(src, "usr/bin/su-ish"), "#!/bin/sh\n");
+  await chown(path.join(src, "usr/bin/su-ish"), 1000, 1001);
+  await chmod(path.join(src, "usr/bin/su-ish"), 0o4750);
+  const ctx = createContext({ root: await tempRoot(t), log: new MemoryLogger() });
+  for (const keepOwners of [true, false]) {
+    const out = await tempDir(t);
+    const built = await buildImage(ctx, {
+      kind: "sysext",
+      name: "o",
+      source: src,
+      outputDir: out,
+      arch: "amd64",
+      keepOwners,
+    });
+    const file = (await inspectImage(ctx, built.path, { files: true })).files?.find((f) =>
+      f.path.endsWith("usr/bin/su-ish"),
+    );
+    assert.equal(file?.mode.slice(-9), "rwsr-x---");
+    assert.deepEqual([file?.uid, file?.gid], keepOwners ? [1000, 1001] : [0, 0]);
+  }
+});

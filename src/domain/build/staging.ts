@@ -17,6 +17,7 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { ExtctlError, fsError } from "../../util/errors.js";
 import type { Progress } from "../../util/progress.js";
+import { inParallel } from "./parallel.js";
 import { walkArchive, type LayerArchive } from "./sources/tar.js";
 import type { FileTree, TreeEntry } from "./tree.js";
 
@@ -33,6 +34,9 @@ export interface StageResult {
   files: number;
   bytes: number;
 }
+
+/** Filesystem calls in flight at once: small files are bound by round trips, not bandwidth. */
+const CONCURRENCY = 16;
 
 function isLinkedToKeptFile(tree: FileTree, e: TreeEntry): boolean {
   if (e.type !== "hardlink" || e.hardlinkTarget === undefined) return false;
@@ -55,6 +59,7 @@ export async function stageTree(
     // Bytes that come out of layers, grouped so each layer is streamed once.
     const fromLayers = new Map<number, Map<number, TreeEntry[]>>();
     const links = new Set<TreeEntry>();
+    const direct: TreeEntry[] = [];
     for (const e of entries) {
       if (e.type === "hardlink" && isLinkedToKeptFile(tree, e)) {
         links.add(e);
@@ -65,20 +70,22 @@ export async function stageTree(
       if (content === undefined) throw new ExtctlError("internal", `no content for ${e.path}`);
       result.files++;
       result.bytes += e.size;
-      if (content.kind === "host") {
-        await copyFile(content.path, host(e), constants.COPYFILE_EXCL);
-        options.progress?.tick(e.size);
-      } else if (content.kind === "inline") {
-        await writeFile(host(e), content.data, { flag: "wx" });
-        options.progress?.tick(e.size);
-      } else {
+      if (content.kind === "layer") {
         let byOrdinal = fromLayers.get(content.layer);
         if (!byOrdinal) fromLayers.set(content.layer, (byOrdinal = new Map()));
         const list = byOrdinal.get(content.ordinal) ?? [];
         list.push(e);
         byOrdinal.set(content.ordinal, list);
+      } else {
+        direct.push(e);
       }
     }
+    await inParallel(direct, CONCURRENCY, async (e) => {
+      const content = e.content!;
+      if (content.kind === "host") await copyFile(content.path, host(e), constants.COPYFILE_EXCL);
+      else if (content.kind === "inline") await writeFile(host(e), content.data, { flag: "wx" });
+      options.progress?.tick(e.size);
+    });
     for (const [layer, byOrdinal] of [...fromLayers.entries()].sort((a, b) => a[0] - b[0])) {
       const archive = options.layers?.[layer];
       if (!archive) throw new ExtctlError("internal", `layer ${layer} is missing for staging`);
@@ -99,22 +106,33 @@ export async function stageTree(
         });
       }
     }
-    for (const e of links) await link(host(tree.get(e.hardlinkTarget ?? "")!), host(e));
-    for (const e of entries) {
-      if (e.type === "symlink") await symlink(e.linkTarget ?? "", host(e));
-    }
-    // Metadata last, deepest first, so writing children never bumps a parent's mtime again.
-    for (const e of [...entries].reverse()) {
-      if (e.type === "hardlink" && links.has(e)) continue;
-      const p = host(e);
-      if (options.keepOwners) await lchown(p, e.uid, e.gid);
-      if (e.type === "symlink") {
-        await lutimes(p, e.mtime, e.mtime);
-      } else {
-        await chmod(p, e.mode);
-        await utimes(p, e.mtime, e.mtime);
-      }
-    }
+    await inParallel([...links], CONCURRENCY, (e) =>
+      link(host(tree.get(e.hardlinkTarget ?? "")!), host(e)),
+    );
+    await inParallel(
+      entries.filter((e) => e.type === "symlink"),
+      CONCURRENCY,
+      (e) => symlink(e.linkTarget ?? "", host(e)),
+    );
+    // Metadata last, once every child exists: adding entries would bump a directory's mtime.
+    // Setting one directory's times never touches its parent's, so order does not matter.
+    await inParallel(
+      entries.filter((e) => !links.has(e)),
+      CONCURRENCY,
+      async (e) => {
+        const p = host(e);
+        if (options.keepOwners) await lchown(p, e.uid, e.gid);
+        if (e.type === "symlink") {
+          await lutimes(p, e.mtime, e.mtime);
+        } else {
+          // copyFile already carried a host file's mode over (setuid bits included), unless
+          // lchown above just cleared setuid and setgid.
+          const modeCopied = e.content?.kind === "host" && e.type !== "dir" && !options.keepOwners;
+          if (!modeCopied) await chmod(p, e.mode);
+          await utimes(p, e.mtime, e.mtime);
+        }
+      },
+    );
     await chmod(stagingDir, 0o755);
     if (options.rootMtime !== undefined)
       await utimes(stagingDir, options.rootMtime, options.rootMtime);

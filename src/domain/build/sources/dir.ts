@@ -3,6 +3,7 @@
 import { lstat, readdir, readlink } from "node:fs/promises";
 import path from "node:path";
 import { fsError } from "../../../util/errors.js";
+import { mapInParallel } from "../parallel.js";
 import { FileTree, type EntryType, type TreeEntry } from "../tree.js";
 import type { Stats } from "node:fs";
 
@@ -27,15 +28,19 @@ export async function readDirectoryTree(dir: string): Promise<FileTree> {
       throw fsError(e, `read the source directory ${hostDir}`);
     }
     names.sort();
-    for (const name of names) {
+    const stats = await mapInParallel(names, 32, async (name) => {
       const hostPath = path.join(hostDir, name);
-      const treePath = rel === "" ? name : `${rel}/${name}`;
-      let st: Stats;
       try {
-        st = await lstat(hostPath);
+        return await lstat(hostPath);
       } catch (e) {
         throw fsError(e, `read ${hostPath}`);
       }
+    });
+    // Results are used in name order, so hardlink detection stays deterministic.
+    for (const [i, name] of names.entries()) {
+      const hostPath = path.join(hostDir, name);
+      const treePath = rel === "" ? name : `${rel}/${name}`;
+      const st = stats[i] as Stats;
       const entry: TreeEntry = {
         path: treePath,
         type: entryTypeOf(st),
