@@ -18,6 +18,8 @@ export interface InstallOptions {
   platform?: string;
   creds?: string;
   insecureRegistries?: string[];
+  /** Give up on a server that sends less than 1 KiB in this many milliseconds (default 60 s). */
+  timeoutMs?: number;
 }
 
 export interface InstalledImage {
@@ -54,6 +56,7 @@ export async function install(ctx: Context, options: InstallOptions): Promise<In
       ...(options.platform ? { platform: options.platform } : {}),
       ...(options.creds ? { creds: options.creds } : {}),
       ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
     });
     const images: InstalledImage[] = [];
     for (const image of fetched) {

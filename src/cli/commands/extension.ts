@@ -43,6 +43,15 @@ function refreshOption(): Option {
     .default("auto");
 }
 
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new UsageError(
+      `--timeout wants a positive number of seconds, got ${JSON.stringify(value)}`,
+    );
+  return n;
+}
+
 function yesNo(value: boolean): string {
   return value ? "yes" : "no";
 }
@@ -76,6 +85,11 @@ export function registerExtensionCommands(program: Command): void {
         "oci: reach this registry over plain http (repeatable)",
         collect,
       )
+      .option(
+        "--timeout <seconds>",
+        "give up when the server sends less than 1 KiB in this many seconds (default 60)",
+        parseSeconds,
+      )
       .option("--json", "print the result as JSON")
       .action(async (uri: string, opts, command: Command) => {
         const { install } = await import("../../operations/install.js");
@@ -88,6 +102,7 @@ export function registerExtensionCommands(program: Command): void {
           platform: opts.platform,
           creds: opts.creds,
           insecureRegistries: opts.insecureRegistry,
+          ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
         });
         if (opts.json) printJson(result);
         else for (const image of result.images) print(`${image.name}  sha256:${image.sha256}`);

@@ -18,6 +18,11 @@ export interface FetchRequest {
   creds?: string;
   /** OCI: registry hosts reached over plain http. */
   insecureRegistries?: string[];
+  /**
+   * Give up when fewer than 1 KiB arrive within this many milliseconds (a stalled or dripping
+   * server); also the connect and response-header limit. Default 60 s.
+   */
+  timeoutMs?: number;
   /** Refuse to replace an image that is already in the store. */
   noClobber?: boolean;
 }
