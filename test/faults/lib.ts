@@ -273,3 +273,104 @@ export async function checkStore(
 export function randomBetween(from: number, to: number): number {
   return Math.floor(from + Math.random() * (to - from));
 }
+
+// ---- Generic kill -9 trials (crash-more.test.ts): any operation, any invariant ----
+
+export interface CrashTrialPlan {
+  /** e.g. "install oci:" (recorded as "crash: NAME"). */
+  name: string;
+  trials: number;
+  /** Runs the operation once; killAfterMs set means SIGKILL its process group then. */
+  run(i: number, killAfterMs?: number): Promise<KilledRun>;
+  /** What is wrong right after the kill (temp files of dead processes are allowed here). */
+  afterKill(i: number): Promise<string[]>;
+  /** What is wrong after the untouched rerun, which must have succeeded. */
+  afterRerun(i: number, rerun: KilledRun): Promise<string[]>;
+  /** Puts things back for the next trial (also called after the calibration run). */
+  reset?(i: number): Promise<void>;
+  /** Kill window as fractions of an unkilled run's time (default 0.1 to 1.0). */
+  window?: readonly [number, number];
+}
+
+export interface CrashTrialOutcome {
+  survived: number;
+  hitMidway: number;
+  calmMs: number;
+  /** One sentence per failed trial. */
+  failures: string[];
+}
+
+/**
+ * Calibrates on one unkilled run, then for each trial kills the operation at a random moment of
+ * that run's span, checks the invariants, reruns it untouched and checks again; records counts.
+ */
+export async function runCrashTrials(plan: CrashTrialPlan): Promise<CrashTrialOutcome> {
+  const calm = await plan.run(-1);
+  if (calm.code !== 0 || calm.killed) {
+    throw new Error(`${plan.name}: the calibration run failed: ${calm.stderr.trim()}`);
+  }
+  await plan.reset?.(-1);
+  const [from, to] = plan.window ?? [0.1, 1.0];
+  let survived = 0;
+  let hitMidway = 0;
+  const failures: string[] = [];
+  for (let i = 0; i < plan.trials; i++) {
+    const killAfterMs = randomBetween(calm.ms * from, calm.ms * to);
+    const crashed = await plan.run(i, killAfterMs);
+    const problems: string[] = [];
+    if (crashed.hung) problems.push("the killed run hung");
+    if (crashed.killed) hitMidway++;
+    else if (crashed.code !== 0) problems.push(`the run failed unkilled: ${crashed.stderr.trim()}`);
+    problems.push(
+      ...(await plan.afterKill(i)).map((p) => `after the kill at ${killAfterMs} ms: ${p}`),
+    );
+    const rerun = await plan.run(i);
+    if (rerun.code !== 0) problems.push(`the rerun failed: ${rerun.stderr.trim().slice(-1000)}`);
+    else problems.push(...(await plan.afterRerun(i, rerun)).map((p) => `after the rerun: ${p}`));
+    if (problems.length === 0) survived++;
+    else failures.push(`trial ${i}: ${problems.join("; ")}`);
+    await plan.reset?.(i);
+  }
+  await recordFaults({
+    name: `crash: ${plan.name}`,
+    kind: "crash",
+    trials: plan.trials,
+    survived,
+    hitMidway,
+    lost: plan.trials - survived,
+  });
+  return { survived, hitMidway, calmMs: calm.ms, failures };
+}
+
+/**
+ * Problems in a directory extctl writes one file into (a build's output dir): each `.extctl-*`
+ * temp must belong to a dead process (and, with `noTemps`, none may remain at all), and each
+ * other entry must be one of `expected` with one of the `complete` digests.
+ */
+export async function checkOutputDir(
+  dir: string,
+  expected: ReadonlySet<string>,
+  complete: ReadonlySet<string>,
+  options: { noTemps?: boolean } = {},
+): Promise<string[]> {
+  const problems: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.name.startsWith(".extctl-")) {
+      const pid = Number(/^\.extctl-[a-z]+-(\d+)-/.exec(entry.name)?.[1]);
+      if (!(pid > 0)) problems.push(`${entry.name}: a temp name without a pid`);
+      else if (pidAlive(pid)) problems.push(`${entry.name}: temp of a live process ${pid}`);
+      if (options.noTemps) problems.push(`${entry.name}: temp left after a completed run`);
+      continue;
+    }
+    if (!expected.has(entry.name)) {
+      problems.push(`${entry.name}: unexpected entry`);
+      continue;
+    }
+    const digest = await sha256File(path.join(dir, entry.name));
+    if (!complete.has(digest)) {
+      const size = (await stat(path.join(dir, entry.name))).size;
+      problems.push(`${entry.name}: partial or unknown content (${size} bytes, sha256 ${digest})`);
+    }
+  }
+  return problems;
+}
