@@ -1,13 +1,15 @@
 // Benchmark: `extctl build` of a ~200 MiB tree into a signed erofs DDI against the same steps by
 // hand (mkfs.erofs, veritysetup format, openssl smime -sign), side by side in one run.
-// Run: node --import tsx bench/build.ts [--mib 200] [--runs 3]
+// Run: node --import tsx bench/build.ts [--mib 200] [--runs N]  (BENCH_RUNS, default 5); prints
+// one BENCH line (bench/lib.ts) whose ratio is median(extctl) / median(by hand).
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { benchRuns, emitBench, median, round } from "./lib.js";
 
 const self = fileURLToPath(import.meta.url);
 
@@ -116,16 +118,10 @@ function byHand(src: string, out: string, key: string, cert: string): Timed {
   return r;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 async function main(): Promise<void> {
   if (process.argv[2] === "--child") return child();
   const mib = arg("--mib", 200);
-  const runs = arg("--runs", 3);
+  const runs = arg("--runs", benchRuns(5));
   const work = await mkdtemp(path.join(tmpdir(), "extctl-bench-build-"));
   try {
     const src = path.join(work, "tree");
@@ -184,21 +180,40 @@ async function main(): Promise<void> {
           `by hand ${(h.wallMs / 1000).toFixed(2)} s wall / ${(h.cpuMs / 1000).toFixed(2)} s cpu\n`,
       );
     }
-    const wallRatio = median(ours.map((o, i) => o.wallMs / hand[i]!.wallMs));
-    const cpuRatio = median(ours.map((o, i) => o.cpuMs / hand[i]!.cpuMs));
-    const sec = (xs: Timed[], k: "wallMs" | "cpuMs") =>
-      (median(xs.map((x) => x[k])) / 1000).toFixed(2);
-    console.log(`build of a ${mib} MiB tree into a signed erofs DDI (lz4hc), ${runs} runs`);
-    console.log(
-      `  extctl build       median ${sec(ours, "wallMs")} s wall, ${sec(ours, "cpuMs")} s cpu`,
+    // The ratio of the medians, as every BENCH row reports it (a median of per-run ratios can
+    // disagree with the two medians printed next to it).
+    const med = (xs: Timed[], k: "wallMs" | "cpuMs") => median(xs.map((x) => x[k])) / 1000;
+    const wallRatio = med(ours, "wallMs") / med(hand, "wallMs");
+    const cpuRatio = med(ours, "cpuMs") / med(hand, "cpuMs");
+    const peakRss = Math.max(...rss);
+    const log = (line: string) => process.stderr.write(`${line}\n`);
+    log(`build of a ${mib} MiB tree into a signed erofs DDI (lz4hc), ${runs} runs`);
+    log(
+      `  extctl build       median ${med(ours, "wallMs").toFixed(2)} s wall, ${med(ours, "cpuMs").toFixed(2)} s cpu`,
     );
-    console.log(
-      `  by hand            median ${sec(hand, "wallMs")} s wall, ${sec(hand, "cpuMs")} s cpu  (mkfs.erofs + veritysetup format + openssl smime -sign)`,
+    log(
+      `  by hand            median ${med(hand, "wallMs").toFixed(2)} s wall, ${med(hand, "cpuMs").toFixed(2)} s cpu  (mkfs.erofs + veritysetup format + openssl smime -sign)`,
     );
-    console.log(
-      `  ratio (median)     ${wallRatio.toFixed(3)} wall, ${cpuRatio.toFixed(3)} cpu  (goal <= 1.15)`,
+    log(
+      `  ratio of medians   ${wallRatio.toFixed(3)} wall, ${cpuRatio.toFixed(3)} cpu  (goal <= 1.15)`,
     );
-    console.log(`  peak RSS (extctl)  ${Math.max(...rss).toFixed(0)} MiB  (goal <= 200 MiB)`);
+    log(`  peak RSS (extctl)  ${peakRss.toFixed(0)} MiB  (goal <= 200 MiB)`);
+    emitBench({
+      name: `build ${mib} MiB tree, signed erofs DDI`,
+      extctl_s: round(med(ours, "wallMs"), 3),
+      peer: "mkfs.erofs + veritysetup format + openssl smime -sign",
+      peer_s: round(med(hand, "wallMs"), 3),
+      ratio: round(wallRatio, 3),
+      goal: 1.15,
+      peak_rss_mib: round(peakRss, 1),
+      runs,
+      note: `peak RSS goal 200 MiB${peakRss > 200 ? " (over)" : ""}; extctl timed inside one process (no node start-up); load ${loadavg()[0]!.toFixed(2)} at the end`,
+      extra: {
+        cpu_ratio: round(cpuRatio, 3),
+        extctl_cpu_s: round(med(ours, "cpuMs"), 3),
+        peer_cpu_s: round(med(hand, "cpuMs"), 3),
+      },
+    });
   } finally {
     await rm(work, { recursive: true, force: true });
   }
