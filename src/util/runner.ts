@@ -36,14 +36,26 @@ export class SpawnRunner implements ProcessRunner {
         env: options.env ?? process.env,
         cwd: options.cwd,
         stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-        timeout: options.timeoutMs,
       });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
+      // Our own timer rather than spawn's `timeout`, which is only cleared on exit and so keeps
+      // the process alive for its whole length when the program could not be started.
+      const timer =
+        options.timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => child.kill("SIGKILL"), options.timeoutMs);
       child.stdout?.on("data", (b: Buffer) => out.push(b));
       child.stderr?.on("data", (b: Buffer) => err.push(b));
-      child.on("error", reject);
+      child.on("error", (e) => {
+        clearTimeout(timer);
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        child.stdin?.destroy();
+        reject(e);
+      });
       child.on("close", (code, signal) => {
+        clearTimeout(timer);
         resolve({
           command: argv,
           exitCode: code ?? 128,

@@ -111,3 +111,30 @@ describe("bad input", () => {
     assert.match(two.stderr, /only one of --active, --passive, --recovery or --common can be set/);
   });
 });
+
+describe("confext on systemd 252", () => {
+  test("enable --now says systemd-confext is missing and undoes its links", async (t) => {
+    if (!requirePeers(t, ["systemd-sysext"], { root: true })) return;
+    const root = await tempDir(t);
+    await mkdir(path.join(root, "usr/lib"), { recursive: true });
+    await writeFile(path.join(root, "usr/lib/os-release"), "ID=debian\n");
+    const src = path.join(await tempDir(t), "net.confext.raw");
+    await writeFile(src, "image");
+    assert.equal(
+      (await runExtctl(["--root", root, "confext", "install", `file://${src}`])).code,
+      0,
+    );
+    // PATH without systemd-confext, as on Debian 12 (systemd 252 has none).
+    const result = await runExtctl(
+      ["--root", root, "confext", "enable", "net", "--common", "--now"],
+      {
+        env: { PATH: "/nonexistent" },
+      },
+    );
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /systemd-confext is not installed/);
+    assert.match(result.stderr, /systemd 254 or newer/);
+    assert.deepEqual(await readdir(path.join(root, "var/lib/kairos/confexts/common")), []);
+    assert.deepEqual(await readdir(path.join(root, "run/confexts")).catch(() => []), []);
+  });
+});
