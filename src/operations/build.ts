@@ -142,6 +142,19 @@ async function sha256OfFile(file: string): Promise<string> {
   return hash.digest("hex");
 }
 
+/**
+ * `fallocate --insert-range`: moves a file's bytes up without copying them (ext4, xfs); false
+ * where it cannot (tmpfs, overlayfs, no util-linux), and the DDI is then assembled by copying.
+ */
+async function insertRange(ctx: Context, file: string, length: number): Promise<boolean> {
+  try {
+    const args = ["--insert-range", "--offset", "0", "--length", String(length), file];
+    return (await ctx.runner.run("fallocate", args)).exitCode === 0;
+  } catch {
+    return false;
+  }
+}
+
 export async function buildImage(ctx: Context, options: BuildOptions): Promise<BuildResult> {
   const { kind, name } = options;
   checkImageName(name);
@@ -362,6 +375,7 @@ async function buildFromSource(
         architecture,
         seed,
         verityBlockSize: verityBlockSize as 512 | 4096,
+        insertRange: (file, length) => insertRange(ctx, file, length),
         stage: (label, bytes) => {
           ctx.log.info(label);
           return ctx.progress(label, bytes, "bytes");
@@ -378,8 +392,7 @@ async function buildFromSource(
             }
           : {}),
       });
-      await rm(filesystem, { force: true });
-      await rename(ddi, output);
+      await rename(ddiResult.path, output);
       result = {
         ...common,
         path: output,

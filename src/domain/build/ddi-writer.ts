@@ -1,8 +1,8 @@
 // Assembles a Discoverable Disk Image around a filesystem image: GPT, the data partition, its
 // dm-verity hash partition and, when signed, the verity-sig partition, laid out as repart does.
 import { createHash, type Hash } from "node:crypto";
-import { open, type FileHandle } from "node:fs/promises";
-import { FileSource } from "../../util/bytes.js";
+import { open, stat, type FileHandle } from "node:fs/promises";
+import { FileSource, SliceSource } from "../../util/bytes.js";
 import { ExtctlError } from "../../util/errors.js";
 import type { Progress } from "../../util/progress.js";
 import { partitionTypeGuid, type Architecture, type Designator } from "../image/partition-types.js";
@@ -77,6 +77,12 @@ export interface DdiOptions {
   sign?: (rootHash: string) => Promise<Buffer>;
   /** Called at the start of each stage with a label and its size in bytes. */
   stage?: (label: string, bytes: number) => Progress;
+  /**
+   * Shifts a file's bytes up by `length` from offset 0 without copying them (fallocate's
+   * FALLOC_FL_INSERT_RANGE); resolves false where the filesystem cannot (tmpfs, overlayfs). When
+   * it succeeds the DDI is assembled in the filesystem file itself, and `output` is not made.
+   */
+  insertRange?: (file: string, length: number) => Promise<boolean>;
 }
 
 export interface DdiPartitionInfo {
@@ -89,6 +95,8 @@ export interface DdiPartitionInfo {
 }
 
 export interface DdiResult {
+  /** Where the DDI is: `output`, or `filesystem` when it was assembled in place. */
+  path: string;
   rootHash: string;
   size: number;
   sha256: string;
@@ -140,19 +148,147 @@ class SequentialHashedWriter {
 
 const CHUNK = 4 * 1024 * 1024;
 
+/** Partition table entries and GPT for a plan, once the root hash (which names them) is known. */
+function layoutFor(options: DdiOptions, plan: DdiPlan, rootHash: Buffer, ids: SeededIds) {
+  const typeOf = (d: Designator) => partitionTypeGuid(d, options.architecture);
+  const labelOf = (d: Designator) => {
+    const [base, ...suffix] = d.split("-");
+    return [base, options.architecture, ...suffix].join("-");
+  };
+  const partitions: DdiPartitionInfo[] = [
+    { ...plan.data, uuid: uuidString(rootHash.subarray(0, 16)) },
+    { ...plan.verity, uuid: uuidString(rootHash.subarray(16, 32)) },
+    ...(plan.signature
+      ? [{ ...plan.signature, uuid: ids.partitionUuid(typeOf("root-verity-sig")) }]
+      : []),
+  ].map((p) => ({
+    designator: p.designator,
+    label: labelOf(p.designator),
+    typeGuid: typeOf(p.designator),
+    uuid: p.uuid,
+    offset: p.offset,
+    size: p.size,
+  }));
+  const entries: GptEntrySpec[] = partitions.map((p) => ({
+    typeGuid: p.typeGuid,
+    uuid: p.uuid,
+    label: p.label,
+    firstLba: p.offset / SECTOR,
+    lastLba: (p.offset + p.size) / SECTOR - 1,
+    attributes: p.designator === "root-verity-sig" ? 0n : GPT_READ_ONLY,
+  }));
+  const diskGuid = ids.diskGuid();
+  const gpt = encodeGpt({ diskGuid, totalSectors: plan.totalSize / SECTOR, partitions: entries });
+  return { partitions, diskGuid, gpt };
+}
+
+async function signatureFor(options: DdiOptions, rootHash: string): Promise<Buffer | undefined> {
+  const signatureBytes = options.sign ? await options.sign(rootHash) : undefined;
+  if (signatureBytes && signatureBytes.length > SIGNATURE_PARTITION_SIZE) {
+    throw new ExtctlError("signature", "the signature does not fit its 16 KiB partition");
+  }
+  return signatureBytes;
+}
+
+async function writeAll(handle: FileHandle, data: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
 export async function writeDdi(options: DdiOptions): Promise<DdiResult> {
+  const size = (await stat(options.filesystem)).size;
+  if (size === 0 || size % ALIGNMENT !== 0) {
+    throw new ExtctlError(
+      "internal",
+      `the filesystem image is ${size} bytes, not a multiple of 4096`,
+    );
+  }
+  const plan = planDdi(size, options.verityBlockSize, options.sign !== undefined);
+  // The filesystem is most of the image: moving it up by 1 MiB in place saves writing it twice.
+  if (options.insertRange && (await options.insertRange(options.filesystem, plan.data.offset))) {
+    return writeDdiInPlace(options, plan, size);
+  }
+  return writeDdiByCopy(options, plan);
+}
+
+/**
+ * The filesystem file already holds the data partition at its offset (a hole before it): hash it
+ * there, add the hash area, signature and GPTs around it, then hash the finished image in one
+ * sequential read. Same bytes as writeDdiByCopy.
+ */
+async function writeDdiInPlace(
+  options: DdiOptions,
+  plan: DdiPlan,
+  size: number,
+): Promise<DdiResult> {
+  const ids = new SeededIds(options.seed);
+  const fs = await FileSource.open(options.filesystem);
+  const out = await open(options.filesystem, "r+");
+  try {
+    const hashing = options.stage?.("hashing (dm-verity)", size);
+    const tree = await buildVerityTree(
+      new SliceSource(fs, plan.data.offset, size),
+      hashAreaInFile(out, plan.verity.offset),
+      {
+        dataBlockSize: options.verityBlockSize,
+        hashBlockSize: options.verityBlockSize,
+        salt: ids.veritySalt(),
+        uuid: ids.verityUuid(),
+        hasher: inlineHasher,
+        ...(hashing ? { progress: hashing } : {}),
+      },
+    );
+    hashing?.stop();
+    const signatureBytes = await signatureFor(options, tree.rootHash);
+    const { partitions, diskGuid, gpt } = layoutFor(
+      options,
+      plan,
+      Buffer.from(tree.rootHash, "hex"),
+      ids,
+    );
+    await writeAll(out, gpt.primary, 0);
+    if (plan.signature && signatureBytes) {
+      const padded = Buffer.alloc(plan.signature.size);
+      signatureBytes.copy(padded);
+      await writeAll(out, padded, plan.signature.offset);
+    }
+    await out.truncate(plan.totalSize);
+    await writeAll(out, gpt.backup, gpt.backupOffset);
+    const summing = options.stage?.("assembling the image", plan.totalSize);
+    const hash = createHash("sha256");
+    const buffer = Buffer.allocUnsafe(CHUNK);
+    for (let at = 0; at < plan.totalSize; at += CHUNK) {
+      const length = Math.min(CHUNK, plan.totalSize - at);
+      const { bytesRead } = await out.read(buffer, 0, length, at);
+      if (bytesRead !== length) throw new ExtctlError("io", "the image could not be read back");
+      hash.update(buffer.subarray(0, length));
+      summing?.tick(length);
+    }
+    summing?.stop();
+    await out.sync();
+    return {
+      path: options.filesystem,
+      rootHash: tree.rootHash,
+      size: plan.totalSize,
+      sha256: hash.digest("hex"),
+      diskGuid,
+      partitions,
+    };
+  } finally {
+    await out.close();
+    await fs.close();
+  }
+}
+
+async function writeDdiByCopy(options: DdiOptions, plan: DdiPlan): Promise<DdiResult> {
   const ids = new SeededIds(options.seed);
   const fs = await FileSource.open(options.filesystem);
   const fsHandle = await open(options.filesystem, "r");
   const out = await open(options.output, "wx+", 0o644);
   try {
-    if (fs.size === 0 || fs.size % ALIGNMENT !== 0) {
-      throw new ExtctlError(
-        "internal",
-        `the filesystem image is ${fs.size} bytes, not a multiple of 4096`,
-      );
-    }
-    const plan = planDdi(fs.size, options.verityBlockSize, options.sign !== undefined);
     const hashing = options.stage?.("hashing (dm-verity)", fs.size);
     const tree = await buildVerityTree(fs, hashAreaInFile(out, plan.verity.offset), {
       dataBlockSize: options.verityBlockSize,
@@ -165,41 +301,13 @@ export async function writeDdi(options: DdiOptions): Promise<DdiResult> {
       ...(hashing ? { progress: hashing } : {}),
     });
     hashing?.stop();
-    const rootHash = Buffer.from(tree.rootHash, "hex");
-    const signatureBytes = options.sign ? await options.sign(tree.rootHash) : undefined;
-    if (signatureBytes && signatureBytes.length > SIGNATURE_PARTITION_SIZE) {
-      throw new ExtctlError("signature", "the signature does not fit its 16 KiB partition");
-    }
-
-    const typeOf = (d: Designator) => partitionTypeGuid(d, options.architecture);
-    const labelOf = (d: Designator) => {
-      const [base, ...suffix] = d.split("-");
-      return [base, options.architecture, ...suffix].join("-");
-    };
-    const partitions: DdiPartitionInfo[] = [
-      { ...plan.data, uuid: uuidString(rootHash.subarray(0, 16)) },
-      { ...plan.verity, uuid: uuidString(rootHash.subarray(16, 32)) },
-      ...(plan.signature
-        ? [{ ...plan.signature, uuid: ids.partitionUuid(typeOf("root-verity-sig")) }]
-        : []),
-    ].map((p) => ({
-      designator: p.designator,
-      label: labelOf(p.designator),
-      typeGuid: typeOf(p.designator),
-      uuid: p.uuid,
-      offset: p.offset,
-      size: p.size,
-    }));
-    const entries: GptEntrySpec[] = partitions.map((p) => ({
-      typeGuid: p.typeGuid,
-      uuid: p.uuid,
-      label: p.label,
-      firstLba: p.offset / SECTOR,
-      lastLba: (p.offset + p.size) / SECTOR - 1,
-      attributes: p.designator === "root-verity-sig" ? 0n : GPT_READ_ONLY,
-    }));
-    const diskGuid = ids.diskGuid();
-    const gpt = encodeGpt({ diskGuid, totalSectors: plan.totalSize / SECTOR, partitions: entries });
+    const signatureBytes = await signatureFor(options, tree.rootHash);
+    const { partitions, diskGuid, gpt } = layoutFor(
+      options,
+      plan,
+      Buffer.from(tree.rootHash, "hex"),
+      ids,
+    );
 
     const writer = new SequentialHashedWriter(out);
     await writer.write(gpt.primary);
@@ -236,6 +344,7 @@ export async function writeDdi(options: DdiOptions): Promise<DdiResult> {
     await out.truncate(plan.totalSize);
     await out.sync();
     return {
+      path: options.output,
       rootHash: tree.rootHash,
       size: plan.totalSize,
       sha256: writer.hash.digest("hex"),
