@@ -4,6 +4,7 @@
 import {
   createHash,
   createPrivateKey,
+  type KeyObject,
   sign as signBytes,
   verify,
   X509Certificate,
@@ -256,7 +257,7 @@ function signerVerifies(
     signedBytes = toBuffer(signer.signedAttrs.encodedValue);
   }
   const sigAlg = signer.signatureAlgorithm.algorithmId;
-  const publicKey = new X509Certificate(certDer).publicKey;
+  const publicKey = publicKeyOf(certDer);
   const signature = toBuffer(signer.signature.valueBlock.valueHexView);
   let algorithm: string | null = SIGNATURE_DIGESTS[sigAlg] ?? digestName;
   if (sigAlg === OID.ed25519) algorithm = null;
@@ -277,6 +278,40 @@ function signerVerifies(
 }
 
 /**
+ * Per-process caches of what trusted certificates parse to. A boot or list checks many images
+ * against the same few certificates; parsing each one again per image was most of boot's CPU.
+ * Keyed by the DER itself (certificates are immutable values); bounded, since a long-lived
+ * library user may see many trust stores.
+ */
+const CERT_CACHE_LIMIT = 256;
+const parsedCertificates = new Map<string, Pkijs.Certificate | null>();
+const publicKeys = new Map<string, KeyObject>();
+
+function remember<V>(cache: Map<string, V>, key: string, value: V): V {
+  if (cache.size >= CERT_CACHE_LIMIT) cache.delete(cache.keys().next().value as string);
+  cache.set(key, value);
+  return value;
+}
+
+function publicKeyOf(certDer: Buffer): KeyObject {
+  const key = certDer.toString("base64");
+  return publicKeys.get(key) ?? remember(publicKeys, key, new X509Certificate(certDer).publicKey);
+}
+
+function parsedCertificate(pkijs: typeof Pkijs, der: Buffer): Pkijs.Certificate | null {
+  const key = der.toString("base64");
+  const cached = parsedCertificates.get(key);
+  if (cached !== undefined) return cached;
+  let cert: Pkijs.Certificate | null = null;
+  try {
+    cert = pkijs.Certificate.fromBER(new Uint8Array(der));
+  } catch {
+    // not a certificate pkijs can read: it can match no signer
+  }
+  return remember(parsedCertificates, key, cert);
+}
+
+/**
  * Verifies the detached PKCS#7 `der` over the lowercase hex `rootHash` the way systemd's
  * userspace check does (OpenSSL's PKCS7_NOINTERN|PKCS7_NOVERIFY): the signer must be one of
  * `trusted` (certificates embedded in the signature are not trusted by themselves), no chain
@@ -293,20 +328,22 @@ export async function verifyRootHashSignature(
   const content = Buffer.from(rootHash.toLowerCase(), "latin1");
   const embedded = embeddedCertificates(parsed);
   const trustedParsed = trusted.flatMap((t) => {
-    try {
-      return [{ t, cert: pkijs.Certificate.fromBER(new Uint8Array(t.der)) }];
-    } catch {
-      return [];
-    }
+    const cert = parsedCertificate(pkijs, t.der);
+    return cert ? [{ t, cert }] : [];
   });
   let firstFailure: SignatureCheck | undefined;
   for (const signer of signedData.signerInfos) {
-    const embeddedCert = embedded.find((c) => certMatchesSid(pkijs, c, signer.sid));
-    const embeddedSigner = embeddedCert
-      ? describeCertificate(toBuffer(embeddedCert.toSchema().toBER()))
-      : undefined;
+    // Who the signature says signed it matters only for the messages of a failure.
+    const describeEmbedded = () => {
+      const embeddedCert = embedded.find((c) => certMatchesSid(pkijs, c, signer.sid));
+      return embeddedCert
+        ? describeCertificate(toBuffer(embeddedCert.toSchema().toBER()))
+        : undefined;
+    };
     const match = trustedParsed.find(({ cert }) => certMatchesSid(pkijs, cert, signer.sid));
     if (!match) {
+      if (firstFailure) continue;
+      const embeddedSigner = describeEmbedded();
       const who = embeddedSigner
         ? `"${embeddedSigner.subject}" (SHA-256 ${embeddedSigner.fingerprint})`
         : `issuer/serial ${describeSid(pkijs, signer.sid)} (the signature embeds no certificate)`;
@@ -320,7 +357,9 @@ export async function verifyRootHashSignature(
     }
     const result = signerVerifies(parsed, signer, match.t.der, content);
     if (result.ok) return { ok: true, signer: match.t };
-    firstFailure ??= {
+    if (firstFailure) continue;
+    const embeddedSigner = describeEmbedded();
+    firstFailure = {
       ok: false,
       reason: "bad-signature",
       message: `${what}: the signature by trusted certificate "${match.t.subject}" (${match.t.source}) is invalid: ${result.why}`,
