@@ -3,6 +3,7 @@
 // image on a trusted boot. Run: node --import tsx bench/boot.ts  (BENCH_RUNS runs).
 import { execFileSync } from "node:child_process";
 import { copyFile, mkdir, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import path from "node:path";
 import { benchDir, emitSkipped, extctl, sideBySide } from "./lib.js";
 
@@ -118,7 +119,8 @@ async function main(): Promise<void> {
     name: NAME,
     goal: GOAL,
     peerName: `systemd-dissect ${mode.args.join(" ")} x${COUNT}`,
-    note: `extctl boot --policy signed --no-refresh (links all ${COUNT}); ${mode.note}`,
+    // The machine is shared: the 1-minute load at the start says how much to trust the times.
+    note: `extctl boot --policy signed --no-refresh (links all ${COUNT}); ${mode.note}; load ${loadavg()[0]!.toFixed(2)} at the start`,
     extctl: {
       argv: extctl(
         "--root",

@@ -333,3 +333,24 @@ test("kill -9 during boot (links, then systemd-sysext merges) leaves no dangling
   });
   report(t, "boot", outcome);
 });
+
+test("a build sweeps only dead builds' temps: two builds into one output dir both finish", async (t) => {
+  if (!requirePeers(t, ["mkfs.erofs"])) return;
+  const dir = await tempDir(t);
+  const tree = path.join(dir, "tree");
+  await mkdir(path.join(tree, "usr/lib/pair"), { recursive: true });
+  for (let i = 0; i < 8; i++)
+    await writeFile(path.join(tree, "usr/lib/pair", `r${i}.bin`), randomBytes(1 << 20));
+  const out = path.join(dir, "out");
+  await mkdir(out);
+  // A dead build's leftovers, under a pid that cannot be alive (above the kernel's pid_max).
+  await writeFile(path.join(out, ".extctl-fs-99999999-00000000-gone.sysext.raw"), "partial");
+  const first = extctl(["build", "sysext", "first", tree, "-o", out, "--compress", "lz4hc"]);
+  // The second starts (and sweeps) while the first is staging or running mkfs.erofs.
+  await new Promise((r) => setTimeout(r, 400));
+  const second = await extctl(["build", "sysext", "second", tree, "-o", out, "--compress", "lz4"]);
+  const done = await first;
+  assert.equal(second.code, 0, second.stderr);
+  assert.equal(done.code, 0, `the first build lost its temp files: ${done.stderr}`);
+  assert.deepEqual((await readdir(out)).sort(), ["first.sysext.raw", "second.sysext.raw"]);
+});
