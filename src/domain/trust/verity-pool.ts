@@ -1,5 +1,5 @@
-// A pool of verity hashing threads (one per core by default). Chunks go to the least busy
-// thread; the caller keeps order by awaiting the promises in the order it submitted them.
+// A pool of verity hashing threads (one per core by default, the calling thread being one of
+// them). Chunks go round the threads; the caller keeps order by awaiting the promises in order.
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { hashBlocksToHashBlocks, type BlockHashParams } from "./verity-hash.js";
@@ -39,7 +39,8 @@ function startWorker(): Worker {
 }
 
 interface Slot {
-  worker: Worker;
+  /** Undefined for the calling thread's own turn. */
+  worker: Worker | undefined;
   busy: number;
 }
 
@@ -52,9 +53,16 @@ class WorkerHasher implements BlockHasher {
   private nextId = 1;
   private failure: Error | undefined;
 
+  private turn = 0;
+
+  /**
+   * `size` threads in all: the calling thread takes every size-th chunk itself, so one thread
+   * fewer is started (each costs ~25 MiB of RSS and its start-up) and no core sits idle while
+   * the caller only waits for reads.
+   */
   constructor(size: number) {
-    this.slots = [];
-    for (let i = 0; i < size; i++) {
+    this.slots = [{ worker: undefined, busy: 0 }];
+    for (let i = 1; i < size; i++) {
       const worker = startWorker();
       const slot = { worker, busy: 0 };
       worker.on("message", (reply: HashReply) => this.settle(reply));
@@ -74,7 +82,17 @@ class WorkerHasher implements BlockHasher {
 
   hash(params: BlockHashParams, data: Buffer): Promise<Buffer> {
     if (this.failure) return Promise.reject(this.failure);
-    const slot = this.slots.reduce((a, b) => (b.busy < a.busy ? b : a));
+    // Round robin: every thread hashes at the same rate, and a busy count would always pick the
+    // calling thread (its turns finish before hash() returns).
+    const slot = this.slots[this.turn++ % this.slots.length] as Slot;
+    const worker = slot.worker;
+    if (worker === undefined) {
+      try {
+        return Promise.resolve(hashBlocksToHashBlocks(params, data));
+      } catch (e) {
+        return Promise.reject(e as Error);
+      }
+    }
     const id = this.nextId++;
     // Only a buffer that owns its whole ArrayBuffer can be transferred without copying.
     const owned =
@@ -87,8 +105,8 @@ class WorkerHasher implements BlockHasher {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, slot });
       slot.busy++;
-      slot.worker.ref();
-      slot.worker.postMessage(request, [owned.buffer as ArrayBuffer]);
+      worker.ref();
+      worker.postMessage(request, [owned.buffer as ArrayBuffer]);
     });
   }
 
@@ -96,7 +114,7 @@ class WorkerHasher implements BlockHasher {
     const entry = this.pending.get(reply.id);
     if (!entry) return;
     this.pending.delete(reply.id);
-    if (--entry.slot.busy === 0) entry.slot.worker.unref();
+    if (--entry.slot.busy === 0) entry.slot.worker?.unref();
     if ("error" in reply) entry.reject(new Error(reply.error));
     else
       entry.resolve(Buffer.from(reply.hashes.buffer, reply.hashes.byteOffset, reply.hashes.length));
@@ -112,7 +130,7 @@ class WorkerHasher implements BlockHasher {
 
   async close(): Promise<void> {
     this.failure ??= new Error("the verity hashing pool is closed");
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    await Promise.all(this.slots.map((s) => s.worker?.terminate()));
   }
 }
 

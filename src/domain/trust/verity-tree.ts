@@ -155,10 +155,14 @@ async function pipeline(
   const inFlight: Promise<Buffer>[] = [];
   let next = 0;
   let consumed = 0;
+  // One read always runs ahead: the pool may hash on this thread, and the next chunk should be
+  // arriving from the page cache meanwhile, not only after that hashing is done.
+  let reading: Promise<Buffer> | undefined = chunks > 0 ? read(next++) : undefined;
   try {
     while (consumed < chunks) {
-      while (next < chunks && inFlight.length < Math.max(1, hasher.concurrency)) {
-        const data = await read(next++);
+      while (reading && inFlight.length < Math.max(1, hasher.concurrency)) {
+        const data = await reading;
+        reading = next < chunks ? read(next++) : undefined;
         inFlight.push(hasher.hash(params, data));
       }
       const hashes = await (inFlight.shift() as Promise<Buffer>);
@@ -167,6 +171,7 @@ async function pipeline(
   } finally {
     // Do not leave rejections unobserved when we stop early.
     for (const p of inFlight) p.catch(() => {});
+    reading?.catch(() => {});
   }
 }
 
