@@ -1,27 +1,27 @@
 // An extension image opened for reading: its file, what dissect found, and its filesystem;
 // plus the image-side facts the compatibility check needs.
 import path from "node:path";
-import { FileSource } from "../../util/bytes.js";
 import { ExtctlError, fsError } from "../../util/errors.js";
 import type { ExtensionKind } from "../store/layout.js";
 import { imageName, type ImageFacts, type SystemdRules } from "./compat.js";
 import { dissectImage, type DissectedImage } from "./ddi.js";
 import { openFilesystem } from "./filesystem.js";
+import { ReadAheadFileSource } from "./read-ahead.js";
 import { findReleaseFile } from "./release.js";
 import { lookup, type ImageFilesystem } from "./tree.js";
 
 export interface OpenedImage {
   path: string;
-  file: FileSource;
+  file: ReadAheadFileSource;
   dissected: DissectedImage;
   fs: ImageFilesystem;
   close(): Promise<void>;
 }
 
 export async function openImage(hostPath: string): Promise<OpenedImage> {
-  let file: FileSource;
+  let file: ReadAheadFileSource;
   try {
-    file = await FileSource.open(hostPath);
+    file = ReadAheadFileSource.open(hostPath);
   } catch (e) {
     throw fsError(e, `open the image ${hostPath}`);
   }

@@ -1,6 +1,6 @@
 // The one-line facts `list` shows per image (version, format, signed, compatible), read from
 // metadata only and never throwing for a bad image: a broken image is "not compatible, because".
-import { access } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import type { Context } from "../../util/context.js";
 import { isExtctlError } from "../../util/errors.js";
 import type { ExtensionKind } from "../store/layout.js";
@@ -39,15 +39,6 @@ async function hostFor(ctx: Context): Promise<{ host: HostFacts; systemd: number
   return cached;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export async function summarizeImage(
   ctx: Context,
   hostPath: string,
@@ -71,9 +62,10 @@ export async function summarizeImage(
     const release = "fields" in facts.release ? facts.release.fields : undefined;
     const upper = kind === "confext" ? "CONFEXT" : "SYSEXT";
     const version = release?.[`${upper}_VERSION_ID`] ?? release?.VERSION_ID;
+    // A synchronous stat: an ENOENT from fs.promises costs an Error per unsigned image.
     const signed =
       image.dissected.signature !== undefined ||
-      (image.dissected.kind !== "ddi" && (await exists(sidecarPaths(hostPath).signature)));
+      (image.dissected.kind !== "ddi" && existsSync(sidecarPaths(hostPath).signature));
     return {
       ...(version !== undefined ? { version } : {}),
       format: formatName(image.dissected),

@@ -143,6 +143,13 @@ export class SquashfsFilesystem implements ImageFilesystem {
   private fragmentLookup: number[] | undefined;
   private xattrTable: { start: number; count: number; lookup: number[] } | null | undefined;
   private lastFragment: { index: number; data: Buffer } | undefined;
+  private rootEntry: Promise<TreeEntry> | undefined;
+  /**
+   * Entries found by child(), by parent inode, parent path and name: list's summary looks up
+   * /usr/lib/extension-release.d/... and /usr/lib/os-release in each image, which share their
+   * first steps; each of those inodes is parsed once.
+   */
+  private readonly entryMemo = new Map<string, TreeEntry>();
 
   private constructor(
     private readonly source: ByteSource,
@@ -186,21 +193,22 @@ export class SquashfsFilesystem implements ImageFilesystem {
     return block;
   }
 
-  /** Reads `length` bytes of metadata from (block, offset), following on into the next blocks. */
-  private readMetadata(
-    at: { block: number; offset: number },
-    length: number,
-  ): Buffer | Promise<Buffer> {
-    // Most reads fall inside one cached block: hand out a view of it, synchronously, no copy.
+  /**
+   * Most metadata reads fall inside one cached block: a view of it (no copy), advancing `at`;
+   * undefined otherwise (then readMetadataAcross). Callers write `cached(..) ?? (await ..)` so
+   * that a hit costs no await: an inode takes up to six reads, a directory entry two.
+   */
+  private cached(at: { block: number; offset: number }, length: number): Buffer | undefined {
     const hit = this.cache.get(at.block);
     if (hit && at.offset + length < hit.data.length) {
       const view = hit.data.subarray(at.offset, at.offset + length);
       at.offset += length;
       return view;
     }
-    return this.readMetadataAcross(at, length);
+    return undefined;
   }
 
+  /** Reads `length` bytes of metadata from (block, offset), following on into the next blocks. */
   private async readMetadataAcross(
     at: { block: number; offset: number },
     length: number,
@@ -242,7 +250,8 @@ export class SquashfsFilesystem implements ImageFilesystem {
     const perBlock = METADATA_SIZE / entrySize;
     const block = lookup[Math.floor(index / perBlock)];
     if (block === undefined) throw bad(`table index ${index} is out of range`);
-    return this.readMetadata({ block, offset: (index % perBlock) * entrySize }, entrySize);
+    const at = { block, offset: (index % perBlock) * entrySize };
+    return this.cached(at, entrySize) ?? this.readMetadataAcross(at, entrySize);
   }
 
   private async readIdTable(): Promise<number[]> {
@@ -251,7 +260,9 @@ export class SquashfsFilesystem implements ImageFilesystem {
     const ids: number[] = [];
     for (let b = 0; b < lookup.length; b++) {
       const n = Math.min(METADATA_SIZE / 4, count - b * (METADATA_SIZE / 4));
-      const raw = await this.readMetadata({ block: lookup[b] as number, offset: 0 }, n * 4);
+      const raw =
+        this.cached({ block: lookup[b] as number, offset: 0 }, n * 4) ??
+        (await this.readMetadataAcross({ block: lookup[b] as number, offset: 0 }, n * 4));
       for (let i = 0; i < n; i++) ids.push(raw.readUInt32LE(i * 4));
     }
     return ids;
@@ -273,7 +284,7 @@ export class SquashfsFilesystem implements ImageFilesystem {
     const at = { block: this.superblock.inodeTableStart + blockRel, offset };
     if (at.block >= this.superblock.directoryTableStart)
       throw bad(`an inode reference points past the inode table`);
-    const h = await this.readMetadata(at, 16);
+    const h = this.cached(at, 16) ?? (await this.readMetadataAcross(at, 16));
     const raw = h.readUInt16LE(0);
     const base = {
       path,
@@ -297,13 +308,13 @@ export class SquashfsFilesystem implements ImageFilesystem {
     switch (type) {
       case "dir": {
         if (!extended) {
-          const b = await this.readMetadata(at, 16);
+          const b = this.cached(at, 16) ?? (await this.readMetadataAcross(at, 16));
           r.dirBlock = b.readUInt32LE(0);
           nlink = b.readUInt32LE(4);
           r.dirSize = b.readUInt16LE(8);
           r.dirOffset = b.readUInt16LE(10);
         } else {
-          const b = await this.readMetadata(at, 24);
+          const b = this.cached(at, 24) ?? (await this.readMetadataAcross(at, 24));
           nlink = b.readUInt32LE(0);
           r.dirSize = b.readUInt32LE(4);
           r.dirBlock = b.readUInt32LE(8);
@@ -312,11 +323,13 @@ export class SquashfsFilesystem implements ImageFilesystem {
           r.xattr = b.readUInt32LE(20);
           r.dirIndex = [];
           for (let i = 0; i < indexCount; i++) {
-            const e = await this.readMetadata(at, 12);
+            const e = this.cached(at, 12) ?? (await this.readMetadataAcross(at, 12));
             const nameSize = e.readUInt32LE(8) + 1;
             if (nameSize > 256)
               throw bad(`a directory index name of ${nameSize} bytes is too long`);
-            const n = (await this.readMetadata(at, nameSize)).toString("latin1");
+            const n = (
+              this.cached(at, nameSize) ?? (await this.readMetadataAcross(at, nameSize))
+            ).toString("latin1");
             r.dirIndex.push({ index: e.readUInt32LE(0), start: e.readUInt32LE(4), name: n });
           }
         }
@@ -328,13 +341,13 @@ export class SquashfsFilesystem implements ImageFilesystem {
       case "file": {
         let fileSize: number;
         if (!extended) {
-          const b = await this.readMetadata(at, 16);
+          const b = this.cached(at, 16) ?? (await this.readMetadataAcross(at, 16));
           r.blocksStart = b.readUInt32LE(0);
           r.fragment = b.readUInt32LE(4);
           r.fragmentOffset = b.readUInt32LE(8);
           fileSize = b.readUInt32LE(12);
         } else {
-          const b = await this.readMetadata(at, 40);
+          const b = this.cached(at, 40) ?? (await this.readMetadataAcross(at, 40));
           r.blocksStart = toSafe(b.readBigUInt64LE(0), "a file's block start");
           fileSize = toSafe(b.readBigUInt64LE(8), "a file size");
           nlink = b.readUInt32LE(24);
@@ -347,25 +360,32 @@ export class SquashfsFilesystem implements ImageFilesystem {
         break;
       }
       case "symlink": {
-        const b = await this.readMetadata(at, 8);
+        const b = this.cached(at, 8) ?? (await this.readMetadataAcross(at, 8));
         nlink = b.readUInt32LE(0);
         const len = b.readUInt32LE(4);
         if (len > 4096) throw bad(`a symlink target of ${len} bytes is too long`);
-        target = (await this.readMetadata(at, len)).toString("utf8");
+        target = (this.cached(at, len) ?? (await this.readMetadataAcross(at, len))).toString(
+          "utf8",
+        );
         size = len;
-        if (extended) r.xattr = (await this.readMetadata(at, 4)).readUInt32LE(0);
+        if (extended)
+          r.xattr = (this.cached(at, 4) ?? (await this.readMetadataAcross(at, 4))).readUInt32LE(0);
         break;
       }
       case "blockdev":
       case "chardev": {
-        const b = await this.readMetadata(at, extended ? 12 : 8);
+        const b =
+          this.cached(at, extended ? 12 : 8) ??
+          (await this.readMetadataAcross(at, extended ? 12 : 8));
         nlink = b.readUInt32LE(0);
         rdev = b.readUInt32LE(4);
         if (extended) r.xattr = b.readUInt32LE(8);
         break;
       }
       default: {
-        const b = await this.readMetadata(at, extended ? 8 : 4);
+        const b =
+          this.cached(at, extended ? 8 : 4) ??
+          (await this.readMetadataAcross(at, extended ? 8 : 4));
         nlink = b.readUInt32LE(0);
         if (extended) r.xattr = b.readUInt32LE(4);
       }
@@ -381,20 +401,30 @@ export class SquashfsFilesystem implements ImageFilesystem {
     };
   }
 
-  async root(): Promise<TreeEntry> {
-    const root = await this.inode(this.superblock.rootInode, "/", "");
-    if (root.type !== "dir") throw bad("the root inode is not a directory");
-    return root;
+  root(): Promise<TreeEntry> {
+    this.rootEntry ??= this.inode(this.superblock.rootInode, "/", "").then((root) => {
+      if (root.type !== "dir") throw bad("the root inode is not a directory");
+      return root;
+    });
+    return this.rootEntry;
   }
 
   // ---- directories ----
 
-  private async *entries(
+  /**
+   * The (name, inode reference) pairs of a directory, from its start or from an index position,
+   * stopping after the first name for which `stop` says so. An array, not an async generator: a
+   * generator step costs promises per entry, and the entries are usually in one cached block.
+   */
+  private async entries(
     dir: TreeEntry,
     startAt?: { block: number; offset: number; consumed: number },
-  ): AsyncGenerator<{ name: string; ref: bigint; inode: number }> {
+    stop?: (name: string) => boolean,
+  ): Promise<{ name: string; ref: bigint; inode: number }[]> {
+    const out: { name: string; ref: bigint; inode: number }[] = [];
     const r = dir.ref as InodeRef;
-    if (r.dirBlock === undefined || r.dirSize === undefined || r.dirOffset === undefined) return;
+    if (r.dirBlock === undefined || r.dirSize === undefined || r.dirOffset === undefined)
+      return out;
     if (r.dirSize < 3) throw bad(`directory ${dir.path} has invalid size ${r.dirSize}`);
     const at = startAt ?? {
       block: this.superblock.directoryTableStart + r.dirBlock,
@@ -404,7 +434,7 @@ export class SquashfsFilesystem implements ImageFilesystem {
     let consumed = at.consumed;
     const cursor = { block: at.block, offset: at.offset };
     while (consumed < r.dirSize) {
-      const h = await this.readMetadata(cursor, 12);
+      const h = this.cached(cursor, 12) ?? (await this.readMetadataAcross(cursor, 12));
       consumed += 12;
       const count = h.readUInt32LE(0) + 1;
       if (count > 256) throw bad(`directory ${dir.path} has a header with ${count} entries`);
@@ -412,24 +442,40 @@ export class SquashfsFilesystem implements ImageFilesystem {
       const baseInode = h.readUInt32LE(8);
       for (let i = 0; i < count; i++) {
         if (consumed >= r.dirSize) throw bad(`directory ${dir.path} runs past its size`);
-        const e = await this.readMetadata(cursor, 8);
+        const e = this.cached(cursor, 8) ?? (await this.readMetadataAcross(cursor, 8));
         const nameSize = e.readUInt16LE(6) + 1;
-        const name = (await this.readMetadata(cursor, nameSize)).toString("utf8");
+        const name = (
+          this.cached(cursor, nameSize) ?? (await this.readMetadataAcross(cursor, nameSize))
+        ).toString("utf8");
         consumed += 8 + nameSize;
         checkEntryName(name, dir.path);
-        yield {
+        out.push({
           name,
           ref: (BigInt(start) << 16n) | BigInt(e.readUInt16LE(0)),
           inode: baseInode + e.readInt16LE(2),
-        };
+        });
+        if (stop?.(name)) return out;
       }
     }
+    return out;
+  }
+
+  /** The entry for `name` in `dir`, parsed once per filesystem for lookups (see entryMemo). */
+  private async entryOf(dir: TreeEntry, e: { name: string; ref: bigint }): Promise<TreeEntry> {
+    const key = `${dir.key}\0${dir.path}\0${e.name}`;
+    const hit = this.entryMemo.get(key);
+    if (hit) return hit;
+    const entry = await this.inode(e.ref, childPath(dir, e.name), e.name);
+    // Bounded: lookups of many different paths must not keep every entry.
+    if (this.entryMemo.size >= 4096) this.entryMemo.clear();
+    this.entryMemo.set(key, entry);
+    return entry;
   }
 
   async list(dir: TreeEntry): Promise<TreeEntry[]> {
     if (dir.type !== "dir") throw new ExtctlError("internal", `${dir.path} is not a directory`);
     const out: TreeEntry[] = [];
-    for await (const e of this.entries(dir))
+    for (const e of await this.entries(dir))
       out.push(await this.inode(e.ref, childPath(dir, e.name), e.name));
     return out;
   }
@@ -447,12 +493,14 @@ export class SquashfsFilesystem implements ImageFilesystem {
         consumed: idx.index + 3,
       };
     }
-    for await (const e of this.entries(dir, start)) {
-      const cmp = Buffer.compare(Buffer.from(e.name, "utf8"), wanted);
-      if (cmp === 0) return this.inode(e.ref, childPath(dir, e.name), e.name);
-      if (cmp > 0) return undefined;
-    }
-    return undefined;
+    // Names are sorted: stop at the first one not before the wanted one.
+    const seen = await this.entries(
+      dir,
+      start,
+      (n) => Buffer.compare(Buffer.from(n, "utf8"), wanted) >= 0,
+    );
+    const last = seen[seen.length - 1];
+    return last?.name === name ? this.entryOf(dir, last) : undefined;
   }
 
   // ---- xattrs ----
@@ -486,25 +534,33 @@ export class SquashfsFilesystem implements ImageFilesystem {
     const at = { block: table.start + Number(ref >> 16n), offset: Number(ref & 0xffffn) };
     const out: Record<string, Buffer> = {};
     for (let i = 0; i < count; i++) {
-      const kh = await this.readMetadata(at, 4);
+      const kh = this.cached(at, 4) ?? (await this.readMetadataAcross(at, 4));
       const type = kh.readUInt16LE(0);
       const nameSize = kh.readUInt16LE(2);
       if (nameSize > 255) throw bad(`an xattr name of ${nameSize} bytes is too long`);
-      const name = (await this.readMetadata(at, nameSize)).toString("utf8");
+      const name = (
+        this.cached(at, nameSize) ?? (await this.readMetadataAcross(at, nameSize))
+      ).toString("utf8");
       const prefix = XATTR_PREFIXES[type & 0xff];
       if (prefix === undefined) throw bad(`xattr type ${type} is unknown`);
-      const vsize = (await this.readMetadata(at, 4)).readUInt32LE(0);
+      const vsize = (this.cached(at, 4) ?? (await this.readMetadataAcross(at, 4))).readUInt32LE(0);
       let value: Buffer;
       if (type & 0x100) {
         if (vsize !== 8) throw bad("an out-of-line xattr reference has the wrong size");
-        const vref = (await this.readMetadata(at, 8)).readBigUInt64LE(0);
+        const vref = (this.cached(at, 8) ?? (await this.readMetadataAcross(at, 8))).readBigUInt64LE(
+          0,
+        );
         const vat = { block: table.start + Number(vref >> 16n), offset: Number(vref & 0xffffn) };
-        const realSize = (await this.readMetadata(vat, 4)).readUInt32LE(0);
+        const realSize = (
+          this.cached(vat, 4) ?? (await this.readMetadataAcross(vat, 4))
+        ).readUInt32LE(0);
         if (realSize > 65536) throw bad(`an xattr value of ${realSize} bytes is too large`);
-        value = Buffer.from(await this.readMetadata(vat, realSize));
+        value = Buffer.from(
+          this.cached(vat, realSize) ?? (await this.readMetadataAcross(vat, realSize)),
+        );
       } else {
         if (vsize > 65536) throw bad(`an xattr value of ${vsize} bytes is too large`);
-        value = Buffer.from(await this.readMetadata(at, vsize));
+        value = Buffer.from(this.cached(at, vsize) ?? (await this.readMetadataAcross(at, vsize)));
       }
       out[prefix + name] = value;
     }
@@ -551,7 +607,9 @@ export class SquashfsFilesystem implements ImageFilesystem {
     let pos = r.blocksStart as number;
     let done = 0;
     for (let i = 0; i < blocks; i++) {
-      const word = (await this.readMetadata(list, 4)).readUInt32LE(0);
+      const word = (this.cached(list, 4) ?? (await this.readMetadataAcross(list, 4))).readUInt32LE(
+        0,
+      );
       const want = Math.min(bs, fileSize - done);
       if ((word & 0xffffff) === 0) {
         yield Buffer.alloc(want);
