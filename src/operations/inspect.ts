@@ -115,6 +115,21 @@ function printable(value: Buffer): string {
   return /^[\x20-\x7e]*\0?$/.test(text) ? text.replace(/\0$/, "") : `0x${value.toString("hex")}`;
 }
 
+/**
+ * Which top directory an entry counts towards: a file's parent up to two levels ("/usr/bin"), a
+ * directory itself up to two levels; nothing for "/" and top-level directories. Index arithmetic
+ * instead of split/filter/join: it runs for every entry of the image.
+ */
+function topKey(entryPath: string, isDir: boolean): string | undefined {
+  // Paths from the readers are absolute and normalised: "/a/b/c", no trailing or double "/".
+  if (entryPath.length <= 1) return undefined;
+  const first = entryPath.indexOf("/", 1);
+  if (first < 0) return isDir ? undefined : entryPath;
+  const second = entryPath.indexOf("/", first + 1);
+  if (second < 0) return isDir ? entryPath : entryPath.slice(0, first);
+  return entryPath.slice(0, second);
+}
+
 async function readOptional(p: string): Promise<Buffer | undefined> {
   try {
     return await readFile(p);
@@ -263,15 +278,12 @@ export async function inspectImage(
       } else if (e.type === "dir") t.directories++;
       else if (e.type === "symlink") t.symlinks++;
       else t.other++;
-      const parts = e.path.split("/").filter(Boolean);
-      if (parts.length >= 2 || (parts.length === 1 && e.type !== "dir")) {
-        const key =
-          "/" +
-          parts.slice(0, Math.min(2, parts.length - (e.type === "dir" ? 0 : 1)) || 1).join("/");
-        const agg = tops.get(key) ?? { entries: 0, size: 0 };
+      const key = topKey(e.path, e.type === "dir");
+      if (key !== undefined) {
+        let agg = tops.get(key);
+        if (!agg) tops.set(key, (agg = { entries: 0, size: 0 }));
         agg.entries++;
         if (e.type === "file") agg.size += e.size;
-        tops.set(key, agg);
       }
       if (options.files) {
         const xattrs = await image.fs.xattrs(e);

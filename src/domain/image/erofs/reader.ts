@@ -4,6 +4,7 @@ import { ExtctlError } from "../../../util/errors.js";
 import { readExactly, type ByteSource } from "../../../util/bytes.js";
 import { lz4DecompressChunks } from "../decompress/lz4.js";
 import {
+  MODE_TYPE_BITS,
   checkEntryName,
   childPath,
   type EntryType,
@@ -52,6 +53,10 @@ const FILE_TYPES: Record<number, EntryType> = {
   7: "symlink",
 };
 const MAX_DIR_BYTES = 64 * 1024 * 1024;
+/** File type by the S_IFMT bits of a mode (a lookup runs for every inode). */
+const TYPE_OF_MODE = new Map<number, EntryType>(
+  (Object.entries(MODE_TYPE_BITS) as [EntryType, number][]).map(([type, bits]) => [bits, type]),
+);
 const MAX_EXTENTS = 1 << 22;
 
 export interface ErofsSuperblock {
@@ -197,17 +202,7 @@ export class ErofsFilesystem implements ImageFilesystem {
     const isize = extended ? 64 : 32;
     const xattrSize = icount === 0 ? 0 : 12 + (icount - 1) * 4;
     const typeBits = modeRaw & 0o170000;
-    const type = (
-      Object.entries({
-        file: 0o100000,
-        dir: 0o040000,
-        symlink: 0o120000,
-        chardev: 0o020000,
-        blockdev: 0o060000,
-        fifo: 0o010000,
-        socket: 0o140000,
-      }) as [EntryType, number][]
-    ).find(([, v]) => v === typeBits)?.[0];
+    const type = TYPE_OF_MODE.get(typeBits);
     if (!type) throw bad(`inode ${nid} has an unknown file type`);
     const size = extended ? b.readBigUInt64LE(8) : BigInt(b.readUInt32LE(8));
     if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`inode ${nid} has an impossible size`);
@@ -231,7 +226,7 @@ export class ErofsFilesystem implements ImageFilesystem {
         inode: b.readUInt32LE(20),
         key: nid,
         ref: nid,
-        ...(type === "chardev" || type === "blockdev" ? { rdev: rawU } : {}),
+        rdev: type === "chardev" || type === "blockdev" ? rawU : undefined,
       },
     };
     if (layout > LAYOUT_CHUNK_BASED) throw bad(`inode ${nid} has unknown data layout ${layout}`);
@@ -244,7 +239,23 @@ export class ErofsFilesystem implements ImageFilesystem {
 
   private async entry(nid: number, path: string, name: string): Promise<TreeEntry> {
     const info = await this.inode(nid);
-    const entry: TreeEntry = { ...info.entry, path, name };
+    const e = info.entry;
+    // A literal, not a spread of info.entry: this runs for every entry of a walk.
+    const entry: TreeEntry = {
+      path,
+      name,
+      type: e.type,
+      mode: e.mode,
+      uid: e.uid,
+      gid: e.gid,
+      size: e.size,
+      mtime: e.mtime,
+      nlink: e.nlink,
+      inode: e.inode,
+      key: e.key,
+      ref: nid,
+    };
+    if (e.rdev !== undefined) entry.rdev = e.rdev;
     if (entry.type === "symlink") {
       if (entry.size > 4096) throw bad(`the symlink ${path} has a ${entry.size}-byte target`);
       const parts: Buffer[] = [];
