@@ -7,6 +7,7 @@ import type { Context } from "../../util/context.js";
 import { ExtctlError, errnoCode } from "../../util/errors.js";
 import { checkStoreName, httpFileName } from "./uri.js";
 import { streamToStore } from "./stream-to-store.js";
+import { DEFAULT_STALL_TIMEOUT_MS, guardStall } from "./stall-guard.js";
 import type { FetchRequest, FetchedImage, Source } from "./types.js";
 
 export interface HttpFetchRequest extends FetchRequest {
@@ -124,7 +125,7 @@ export const httpSource: Source = {
     const url = request.uri;
     const name = checkStoreName(request.name ?? httpFileName(url), url);
     const { Agent, interceptors, request: undiciRequest } = await import("undici");
-    const timeout = request.timeoutMs ?? 60_000;
+    const timeout = request.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
     const agent = new Agent({
       connect: {
         ca: await trustedCAs(request.caCerts ?? [], ctx.env),
@@ -173,7 +174,13 @@ export const httpSource: Source = {
           : undefined;
       const progress = ctx.progress(`downloading ${name}`, expectedSize);
       try {
-        const image = await streamToStore(response.body, {
+        const body = response.body;
+        const guarded = guardStall(body, {
+          timeoutMs: timeout,
+          what: url,
+          abort: () => body.destroy(),
+        });
+        const image = await streamToStore(guarded, {
           storeDir: request.storeDir,
           name,
           progress,

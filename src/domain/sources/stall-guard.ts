@@ -32,7 +32,7 @@ export async function* guardStall(
       stalled?.(
         new ExtctlError(
           "download",
-          `${options.what} sent less than ${minBytes} bytes in ${seconds} s; giving up`,
+          `${options.what} is too slow: less than ${minBytes} bytes in ${seconds} s; giving up`,
           { hint: "the server stalled; try again, or raise --timeout" },
         ),
       );

@@ -19,6 +19,7 @@ import {
   type Token,
 } from "./auth.js";
 import { apiHost, type Reference } from "./reference.js";
+import { DEFAULT_STALL_TIMEOUT_MS, guardStall } from "../stall-guard.js";
 
 export const MEDIA = {
   ociManifest: "application/vnd.oci.image.manifest.v1+json",
@@ -70,6 +71,8 @@ export interface ClientOptions {
   actions?: readonly string[];
   /** Other repositories (same registry) it will read from, e.g. to mount blobs. */
   alsoPull?: readonly string[];
+  /** Connect/header limit, and the low-speed limit for blobs (see stall-guard.ts). */
+  timeoutMs?: number;
   /** Test hook: shorter backoff between retries. */
   retryBaseMs?: number;
 }
@@ -182,6 +185,7 @@ function headerValue(res: Dispatcher.ResponseData, name: string): string | undef
 
 export class RegistryClient {
   readonly registry: string;
+  private readonly timeoutMs: number;
   readonly repository: string;
   readonly baseUrl: string;
   private authHeader: Token | undefined;
@@ -201,6 +205,7 @@ export class RegistryClient {
   ) {
     this.registry = ref.registry;
     this.repository = ref.repository;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
     this.baseUrl = `${insecure ? "http" : "https"}://${apiHost(ref.registry)}`;
     const actions = options.actions ?? ["pull"];
     this.scopes = [
@@ -241,8 +246,8 @@ export class RegistryClient {
     }
     const dispatcher = new undici.Agent({
       connect,
-      headersTimeout: 60_000,
-      bodyTimeout: 60_000,
+      headersTimeout: options.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+      bodyTimeout: options.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
       maxResponseSize: -1,
     });
     return new RegistryClient(
@@ -715,8 +720,13 @@ export class RegistryClient {
       await syncing;
       if (syncError !== undefined) throw syncError;
     };
+    const guarded = guardStall(body as AsyncIterable<Buffer>, {
+      timeoutMs: this.timeoutMs,
+      what: `${this.registry} (blob ${desc.digest})`,
+      abort: () => body.destroy(),
+    });
     try {
-      for await (const raw of body) {
+      for await (const raw of guarded) {
         let chunk = raw as Buffer;
         if (skip > 0) {
           const drop = Math.min(skip, chunk.length);

@@ -86,12 +86,14 @@ function clientOptions(request: {
   creds?: string;
   caCerts?: string[];
   insecureRegistries?: string[];
+  timeoutMs?: number;
 }): ClientOptions {
   const options: ClientOptions = { actions: ["pull"] };
   if (request.creds !== undefined) options.creds = request.creds;
   if (request.caCerts !== undefined) options.caCerts = request.caCerts;
   if (request.insecureRegistries !== undefined)
     options.insecureRegistries = request.insecureRegistries;
+  if (request.timeoutMs !== undefined) options.timeoutMs = request.timeoutMs;
   return options;
 }
 

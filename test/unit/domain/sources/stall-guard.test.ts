@@ -26,7 +26,7 @@ test("a source that sends nothing is given up on, and aborted", async () => {
         abort: () => (aborted = true),
       }),
     ),
-    /https:\/\/x\/a\.raw sent less than 1024 bytes in 0\.3 s; giving up/,
+    /https:\/\/x\/a\.raw is too slow: less than 1024 bytes in 0\.3 s; giving up/,
   );
   assert.ok(Date.now() - started < 2000);
   assert.equal(aborted, true);
