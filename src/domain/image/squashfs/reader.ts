@@ -417,7 +417,7 @@ export class SquashfsFilesystem implements ImageFilesystem {
           r.fragmentOffset = b.readUInt32LE(32);
           r.xattr = b.readUInt32LE(36);
         }
-        r.blockList = { ...at };
+        r.blockList = { block: at.block, offset: at.offset };
         size = fileSize;
         break;
       }
