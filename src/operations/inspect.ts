@@ -9,7 +9,7 @@ import { formatName, openImage, sidecarPaths } from "../domain/image/image.js";
 import { hostArchitecture } from "../domain/image/partition-types.js";
 import { findReleaseFile } from "../domain/image/release.js";
 import { readDetachedSignature, readSignaturePartition } from "../domain/image/signature-info.js";
-import { modeString, walk, type TreeEntry } from "../domain/image/tree.js";
+import { modeString, walkEach, type TreeEntry } from "../domain/image/tree.js";
 import { readVeritySuperblock, type VeritySuperblockInfo } from "../domain/image/verity-info.js";
 import type { ExtensionKind } from "../domain/store/layout.js";
 
@@ -269,7 +269,24 @@ export async function inspectImage(
     // Tree: counts per top directory (two levels: /usr/bin), or the full listing.
     const tops = new Map<string, { entries: number; size: number }>();
     const files: InspectedFile[] = [];
-    for await (const e of walk(image.fs, root)) {
+    const listFile = async (e: TreeEntry): Promise<void> => {
+      const xattrs = await image.fs.xattrs(e);
+      files.push({
+        path: e.path,
+        type: e.type,
+        mode: modeString(e.type, e.mode),
+        uid: e.uid,
+        gid: e.gid,
+        size: e.type === "dir" ? 0 : e.size,
+        ...(e.target !== undefined ? { target: e.target } : {}),
+        ...(Object.keys(xattrs).length > 0
+          ? {
+              xattrs: Object.fromEntries(Object.entries(xattrs).map(([k, v]) => [k, printable(v)])),
+            }
+          : {}),
+      });
+    };
+    await walkEach(image.fs, root, (e) => {
       const t = result.tree;
       t.entries++;
       if (e.type === "file") {
@@ -285,26 +302,8 @@ export async function inspectImage(
         agg.entries++;
         if (e.type === "file") agg.size += e.size;
       }
-      if (options.files) {
-        const xattrs = await image.fs.xattrs(e);
-        files.push({
-          path: e.path,
-          type: e.type,
-          mode: modeString(e.type, e.mode),
-          uid: e.uid,
-          gid: e.gid,
-          size: e.type === "dir" ? 0 : e.size,
-          ...(e.target !== undefined ? { target: e.target } : {}),
-          ...(Object.keys(xattrs).length > 0
-            ? {
-                xattrs: Object.fromEntries(
-                  Object.entries(xattrs).map(([k, v]) => [k, printable(v)]),
-                ),
-              }
-            : {}),
-        });
-      }
-    }
+      if (options.files) return listFile(e);
+    });
     if (result.signature)
       await checkSignature(ctx, hostPath, result.signature, options.trust ?? []);
     result.tree.topDirectories = [...tops.entries()]
