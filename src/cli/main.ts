@@ -57,6 +57,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${version()}\n`);
     return 0;
   }
+  // `extctl ... | head` closes stdout early: stop printing, but let the command finish its work
+  // (an install or enable half-done because its reader went away would be worse than a crash).
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+  });
   const program = buildProgram();
   try {
     await program.parseAsync(argv as string[]);

@@ -138,3 +138,23 @@ describe("confext on systemd 252", () => {
     assert.deepEqual(await readdir(path.join(root, "run/confexts")).catch(() => []), []);
   });
 });
+
+describe("output", () => {
+  test("a reader that closes stdout early (| head) does not crash extctl", async (t) => {
+    const root = await tempDir(t);
+    const store = path.join(root, STORE);
+    await mkdir(store, { recursive: true });
+    for (let i = 0; i < 300; i++) await writeFile(path.join(store, `image-${i}.raw`), "x");
+    const { spawnSync } = await import("node:child_process");
+    const { EXTCTL_BIN } = await import("../helpers/cli.js");
+    const r = spawnSync(
+      "sh",
+      [
+        "-c",
+        `"${process.execPath}" "${EXTCTL_BIN}" --root "${root}" sysext list --json | head -c 10 >/dev/null; echo "\${PIPESTATUS:-}"`,
+      ],
+      { encoding: "utf8" },
+    );
+    assert.doesNotMatch(r.stderr, /EPIPE|internal error/);
+  });
+});
