@@ -10,6 +10,7 @@ import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { benchRuns, emitBench, median, round } from "./lib.js";
+import { makeSigningCert } from "../test/helpers/keys.js";
 
 const self = fileURLToPath(import.meta.url);
 
@@ -126,23 +127,7 @@ async function main(): Promise<void> {
   try {
     const src = path.join(work, "tree");
     await makeTree(src, mib);
-    const key = path.join(work, "key.pem");
-    const cert = path.join(work, "cert.pem");
-    sh("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-subj",
-      "/CN=bench",
-      "-days",
-      "2",
-    ]);
+    const { key, cert } = makeSigningCert(work, "bench", { subject: "/CN=bench" });
     const ours: Timed[] = [];
     const hand: Timed[] = [];
     const rss: number[] = [];

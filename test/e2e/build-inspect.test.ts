@@ -10,29 +10,12 @@ import { MemoryLogger } from "../../src/util/log.js";
 import { buildImage } from "../../src/operations/build.js";
 import { inspectImage } from "../../src/operations/inspect.js";
 import { verifyImage } from "../../src/operations/verify.js";
-import { requirePeers, run } from "../helpers/peers.js";
+import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
+import { makeSigningCert } from "../helpers/keys.js";
 
 async function keys(t: TestContext, cn: string): Promise<{ key: string; cert: string }> {
-  const dir = await tempDir(t, "extctl-keys-");
-  const key = path.join(dir, "key.pem");
-  const cert = path.join(dir, "cert.pem");
-  run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-subj",
-    `/CN=${cn}`,
-    "-days",
-    "2",
-  ]);
-  return { key, cert };
+  return makeSigningCert(await tempDir(t, "extctl-keys-"), "signing", { subject: `/CN=${cn}` });
 }
 
 for (const format of ["erofs", "squashfs"] as const) {

@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { requirePeers, run } from "../helpers/peers.js";
+import { requirePeers } from "../helpers/peers.js";
+import { makeSigningCert } from "../helpers/keys.js";
 import { startRegistry } from "../helpers/registry.js";
 import { withHttpsServer } from "../helpers/https-server.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
@@ -39,24 +40,7 @@ function report(t: TestContext, name: string, outcome: CrashTrialOutcome): void 
  * (ECDSA draws a fresh nonce per signature, so two EC-signed builds differ in the signature).
  */
 function keyPair(dir: string): { key: string; cert: string } {
-  const key = path.join(dir, "signer.key");
-  const cert = path.join(dir, "signer.crt");
-  run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=crash-signer",
-  ]);
-  return { key, cert };
+  return makeSigningCert(dir, "signer", { subject: "/CN=crash-signer" });
 }
 
 /** Random bytes written to DIR/SUB/NAME; returns the path and digest. */
