@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { makeSigningCert } from "../test/helpers/keys.js";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const bin = path.join(repo, "bin/extctl.js");
@@ -65,23 +66,10 @@ async function main(): Promise<void> {
       '#!/bin/sh\necho "Hello from a system extension!"\n',
     );
     await chmod(path.join(tree, "usr/bin/hello"), 0o755);
-    const key = path.join(work, "signing.key");
-    const cert = path.join(work, "signing.crt");
-    sh("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=extctl demo signing key",
-    ]);
+    const { key, cert } = makeSigningCert(work, "signing", {
+      subject: "/CN=extctl demo signing key",
+      days: 2,
+    });
     const site = path.join(work, "site");
     await mkdir(site);
     await extctl([
