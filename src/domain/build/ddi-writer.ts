@@ -2,7 +2,7 @@
 // dm-verity hash partition and, when signed, the verity-sig partition, laid out as repart does.
 import { createHash, type Hash } from "node:crypto";
 import { open, stat, type FileHandle } from "node:fs/promises";
-import { FileSource, SliceSource } from "../../util/bytes.js";
+import { FileSource, SliceSource, type ByteSource } from "../../util/bytes.js";
 import { ExtctlError } from "../../util/errors.js";
 import type { Progress } from "../../util/progress.js";
 import { partitionTypeGuid, type Architecture, type Designator } from "../image/partition-types.js";
@@ -228,26 +228,12 @@ async function writeDdiInPlace(
   const fs = await FileSource.open(options.filesystem);
   const out = await open(options.filesystem, "r+");
   try {
-    const hashing = options.stage?.("hashing (dm-verity)", size);
-    const tree = await buildVerityTree(
-      new SliceSource(fs, plan.data.offset, size),
-      hashAreaInFile(out, plan.verity.offset),
-      {
-        dataBlockSize: options.verityBlockSize,
-        hashBlockSize: options.verityBlockSize,
-        salt: ids.veritySalt(),
-        uuid: ids.verityUuid(),
-        hasher: inlineHasher,
-        ...(hashing ? { progress: hashing } : {}),
-      },
-    );
-    hashing?.stop();
-    const signatureBytes = await signatureFor(options, tree.rootHash);
-    const { partitions, diskGuid, gpt } = layoutFor(
+    const { tree, signatureBytes, partitions, diskGuid, gpt } = await hashSignAndLayout(
       options,
       plan,
-      Buffer.from(tree.rootHash, "hex"),
       ids,
+      new SliceSource(fs, plan.data.offset, size),
+      out,
     );
     await writeAll(out, gpt.primary, 0);
     if (plan.signature && signatureBytes) {
@@ -283,30 +269,46 @@ async function writeDdiInPlace(
   }
 }
 
+/**
+ * What both ways of writing the DDI share: the verity tree of `data` written into `out` at the
+ * verity partition, the signature over its root hash, and the GPT that names both.
+ */
+async function hashSignAndLayout(
+  options: DdiOptions,
+  plan: DdiPlan,
+  ids: SeededIds,
+  data: ByteSource,
+  out: FileHandle,
+) {
+  const hashing = options.stage?.("hashing (dm-verity)", data.size);
+  const tree = await buildVerityTree(data, hashAreaInFile(out, plan.verity.offset), {
+    dataBlockSize: options.verityBlockSize,
+    hashBlockSize: options.verityBlockSize,
+    salt: ids.veritySalt(),
+    uuid: ids.verityUuid(),
+    // Hashing on this thread keeps memory flat (worker pools cost ~80 MiB) and is not the
+    // bottleneck: mkfs is.
+    hasher: inlineHasher,
+    ...(hashing ? { progress: hashing } : {}),
+  });
+  hashing?.stop();
+  const signatureBytes = await signatureFor(options, tree.rootHash);
+  const layout = layoutFor(options, plan, Buffer.from(tree.rootHash, "hex"), ids);
+  return { tree, signatureBytes, ...layout };
+}
+
 async function writeDdiByCopy(options: DdiOptions, plan: DdiPlan): Promise<DdiResult> {
   const ids = new SeededIds(options.seed);
   const fs = await FileSource.open(options.filesystem);
   const fsHandle = await open(options.filesystem, "r");
   const out = await open(options.output, "wx+", 0o644);
   try {
-    const hashing = options.stage?.("hashing (dm-verity)", fs.size);
-    const tree = await buildVerityTree(fs, hashAreaInFile(out, plan.verity.offset), {
-      dataBlockSize: options.verityBlockSize,
-      hashBlockSize: options.verityBlockSize,
-      salt: ids.veritySalt(),
-      uuid: ids.verityUuid(),
-      // Hashing on this thread keeps memory flat (worker pools cost ~80 MiB) and is not the
-      // bottleneck: mkfs is.
-      hasher: inlineHasher,
-      ...(hashing ? { progress: hashing } : {}),
-    });
-    hashing?.stop();
-    const signatureBytes = await signatureFor(options, tree.rootHash);
-    const { partitions, diskGuid, gpt } = layoutFor(
+    const { tree, signatureBytes, partitions, diskGuid, gpt } = await hashSignAndLayout(
       options,
       plan,
-      Buffer.from(tree.rootHash, "hex"),
       ids,
+      fs,
+      out,
     );
 
     const writer = new SequentialHashedWriter(out);
