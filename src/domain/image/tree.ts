@@ -103,38 +103,11 @@ interface WalkFrame {
 }
 
 /**
- * Walks the whole tree depth-first in name order. A directory that contains one of its own
+ * Walks the whole tree depth-first in name order, calling `visit` for each entry (a promise it
+ * returns is awaited before the walk goes on). A directory that contains one of its own
  * ancestors (a loop only a crafted image has) and over-deep or over-large trees are errors.
- */
-export async function* walk(fs: ImageFilesystem, start?: TreeEntry): AsyncGenerator<TreeEntry> {
-  const root = start ?? (await fs.root());
-  yield root;
-  if (root.type !== "dir") return;
-  let count = 1;
-  // An explicit stack (not nested generators) keeps each step O(1) however deep the tree is.
-  const stack: WalkFrame[] = [{ dir: root, children: await fs.list(root), next: 0 }];
-  const ancestors = new Set<number>([root.key]);
-  while (stack.length > 0) {
-    const top = stack[stack.length - 1] as WalkFrame;
-    if (top.next >= top.children.length) {
-      ancestors.delete(top.dir.key);
-      stack.pop();
-      continue;
-    }
-    const child = top.children[top.next++] as TreeEntry;
-    if (++count > MAX_ENTRIES) throw tooMany();
-    yield child;
-    if (child.type !== "dir") continue;
-    checkDescent(child, ancestors, stack.length);
-    ancestors.add(child.key);
-    stack.push({ dir: child, children: await fs.list(child), next: 0 });
-  }
-}
-
-/**
- * walk() with a callback: the same order, limits and errors, but no async generator step (and
- * its promises) per entry, which was a good part of inspecting an image with many files. A
- * callback that returns a promise is awaited before the walk goes on.
+ * A callback, not an async generator, because a generator step per entry was a good part of
+ * inspecting an image with many files.
  */
 export async function walkEach(
   fs: ImageFilesystem,
@@ -146,6 +119,7 @@ export async function walkEach(
   if (first) await first;
   if (root.type !== "dir") return;
   let count = 1;
+  // An explicit stack (not recursion) keeps each step O(1) however deep the tree is.
   const stack: WalkFrame[] = [{ dir: root, children: await fs.list(root), next: 0 }];
   const ancestors = new Set<number>([root.key]);
   while (stack.length > 0) {
@@ -164,6 +138,15 @@ export async function walkEach(
     ancestors.add(child.key);
     stack.push({ dir: child, children: await fs.list(child), next: 0 });
   }
+}
+
+/** walkEach as an iterable, for callers that read better with for-await (tests, tools). */
+export async function* walk(fs: ImageFilesystem, start?: TreeEntry): AsyncGenerator<TreeEntry> {
+  const entries: TreeEntry[] = [];
+  await walkEach(fs, start, (entry) => {
+    entries.push(entry);
+  });
+  yield* entries;
 }
 
 /**
