@@ -16,6 +16,16 @@ export interface StallGuardOptions {
 
 export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
 
+/** What a download that fell under the low-speed limit fails with. */
+export function stallError(what: string, minBytes: number, timeoutMs: number): ExtctlError {
+  const seconds = Number((timeoutMs / 1000).toFixed(1));
+  return new ExtctlError(
+    "download",
+    `${what} is too slow: less than ${minBytes} bytes in ${seconds} s; giving up`,
+    { hint: "the server stalled; try again, or raise --timeout" },
+  );
+}
+
 export async function* guardStall(
   source: AsyncIterable<Buffer>,
   options: StallGuardOptions,
@@ -28,14 +38,7 @@ export async function* guardStall(
   const timer = setInterval(
     () => {
       if (Date.now() - markTime <= options.timeoutMs) return;
-      const seconds = Number((options.timeoutMs / 1000).toFixed(1));
-      stalled?.(
-        new ExtctlError(
-          "download",
-          `${options.what} is too slow: less than ${minBytes} bytes in ${seconds} s; giving up`,
-          { hint: "the server stalled; try again, or raise --timeout" },
-        ),
-      );
+      stalled?.(stallError(options.what, minBytes, options.timeoutMs));
     },
     Math.max(50, Math.min(1000, options.timeoutMs / 4)),
   );

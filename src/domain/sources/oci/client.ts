@@ -1,6 +1,6 @@
 // A small OCI distribution client on undici: manifests, blobs streamed with their digest checked,
 // uploads, auth challenges, retries and redirects, with every size and count bounded.
-import { createHash, type Hash } from "node:crypto";
+import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { Transform, type Readable } from "node:stream";
@@ -8,7 +8,7 @@ import { rootCertificates } from "node:tls";
 import type * as UndiciModule from "undici";
 import type { Dispatcher } from "undici";
 import type { Context } from "../../../util/context.js";
-import { ExtctlError, errnoCode } from "../../../util/errors.js";
+import { ExtctlError, errnoCode, fsError } from "../../../util/errors.js";
 import {
   basicHeader,
   lookupCredentials,
@@ -19,7 +19,9 @@ import {
   type Token,
 } from "./auth.js";
 import { apiHost, type Reference } from "./reference.js";
-import { DEFAULT_STALL_TIMEOUT_MS, guardStall } from "../stall-guard.js";
+import { DEFAULT_STALL_TIMEOUT_MS } from "../stall-guard.js";
+import { bulkGet, MAX_VIEW, type BulkBody, type BulkResponse } from "../http1.js";
+import { StagedWriter } from "../staged-writer.js";
 
 export const MEDIA = {
   ociManifest: "application/vnd.oci.image.manifest.v1+json",
@@ -43,8 +45,6 @@ const MAX_ERROR_BODY = 64 * 1024;
 const MAX_REDIRECTS = 5;
 const MAX_RETRIES = 4;
 const MAX_RETRY_AFTER_MS = 30_000;
-const WRITE_BATCH = 1024 * 1024;
-const SYNC_EVERY = 32 * 1024 * 1024;
 
 export interface Descriptor {
   mediaType: string;
@@ -151,7 +151,18 @@ function isRetryableNetworkError(e: unknown): boolean {
   return code !== undefined && RETRYABLE_NETWORK.has(code);
 }
 
-async function readBounded(body: Readable, max: number, what: string): Promise<Buffer> {
+/** A response from either transport: undici's, or http1.ts's for blobs. */
+interface Answer {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: AsyncIterable<unknown> & { dump(): Promise<unknown>; destroy(): unknown };
+}
+
+async function readBounded(
+  body: AsyncIterable<unknown> & { destroy(): unknown },
+  max: number,
+  what: string,
+): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of body) {
@@ -166,7 +177,7 @@ async function readBounded(body: Readable, max: number, what: string): Promise<B
 }
 
 /** The registry's own words from an error body ({"errors":[{"code","message"}]}), if any. */
-async function registryErrorText(res: Dispatcher.ResponseData): Promise<string> {
+async function registryErrorText(res: Answer): Promise<string> {
   try {
     const text = (await readBounded(res.body, MAX_ERROR_BODY, "error body")).toString("utf8");
     const parsed = JSON.parse(text) as { errors?: { code?: string; message?: string }[] };
@@ -178,7 +189,7 @@ async function registryErrorText(res: Dispatcher.ResponseData): Promise<string> 
   return "";
 }
 
-function headerValue(res: Dispatcher.ResponseData, name: string): string | undefined {
+function headerValue(res: Answer, name: string): string | undefined {
   const v = res.headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
@@ -198,6 +209,8 @@ export class RegistryClient {
     private readonly ctx: Context,
     private readonly undici: Undici,
     private readonly dispatcher: Dispatcher,
+    /** For blob downloads (http1.ts); undefined: Node's roots, as undici uses. */
+    private readonly ca: readonly string[] | undefined,
     ref: Reference,
     private readonly insecure: boolean,
     private readonly insecureList: readonly string[],
@@ -227,6 +240,7 @@ export class RegistryClient {
     const undici = await import("undici");
     const insecure = isInsecure(ref.registry, options.insecureRegistries);
     const connect: Record<string, unknown> = { rejectUnauthorized: true };
+    let ca: string[] | undefined;
     if (options.caCerts && options.caCerts.length > 0) {
       const extra: string[] = [];
       for (const file of options.caCerts) {
@@ -242,7 +256,8 @@ export class RegistryClient {
           );
         }
       }
-      connect.ca = [...rootCertificates, ...extra];
+      ca = [...rootCertificates, ...extra];
+      connect.ca = ca;
     }
     const dispatcher = new undici.Agent({
       connect,
@@ -254,6 +269,7 @@ export class RegistryClient {
       ctx,
       undici,
       dispatcher,
+      ca,
       ref,
       insecure,
       options.insecureRegistries ?? [],
@@ -301,6 +317,7 @@ export class RegistryClient {
         hint: `if it is a plain-http registry, pass --insecure-registry ${this.registry}`,
       });
     }
+    if (code?.startsWith("HPE_")) return new ExtctlError("registry", detail, { cause: e });
     return new ExtctlError("registry", `cannot reach ${new URL(target).host}: ${code ?? detail}`, {
       cause: e,
       hint: "check the registry address and that it is running",
@@ -321,11 +338,37 @@ export class RegistryClient {
    * registry's Authorization never leaves its origin, so blob storage behind a redirect never
    * sees it. The caller owns the returned body.
    */
-  async request(
+  request(
     method: string,
     pathOrUrl: string,
     options: RequestOptions = {},
   ): Promise<Dispatcher.ResponseData> {
+    return this.exchange(method, pathOrUrl, options, (m, target, headers) =>
+      this.undici.request(target, {
+        method: m as Dispatcher.HttpMethod,
+        headers,
+        body: options.body?.() ?? null,
+        dispatcher: this.dispatcher,
+      }),
+    );
+  }
+
+  /**
+   * A GET whose body is bulk bytes (a blob), read by http1.ts instead of undici: the same auth,
+   * retries and redirects as request().
+   */
+  bulkRequest(pathOrUrl: string, options: RequestOptions, what: string): Promise<BulkResponse> {
+    return this.exchange("GET", pathOrUrl, options, (_m, target, headers) =>
+      bulkGet({ url: new URL(target), headers, ca: this.ca, timeoutMs: this.timeoutMs, what }),
+    );
+  }
+
+  private async exchange<R extends Answer>(
+    method: string,
+    pathOrUrl: string,
+    options: RequestOptions,
+    send: (method: string, target: string, headers: Record<string, string>) => Promise<R>,
+  ): Promise<R> {
     let target = this.url(pathOrUrl);
     const origin = new URL(this.baseUrl).origin;
     let redirects = 0;
@@ -340,14 +383,9 @@ export class RegistryClient {
       };
       if (this.authHeader && this.authHeader.expiresAt <= Date.now()) this.authHeader = undefined;
       if (sameOrigin && this.authHeader) headers.authorization = this.authHeader.header;
-      let res: Dispatcher.ResponseData;
+      let res: R;
       try {
-        res = await this.undici.request(target, {
-          method: currentMethod as Dispatcher.HttpMethod,
-          headers,
-          body: options.body?.() ?? null,
-          dispatcher: this.dispatcher,
-        });
+        res = await send(currentMethod, target, headers);
       } catch (e) {
         if (isRetryableNetworkError(e) && attempts < MAX_RETRIES) {
           this.ctx.log.debug(`${currentMethod} ${target}: ${causeCode(e)}; retrying`);
@@ -501,7 +539,7 @@ export class RegistryClient {
   }
 
   /** Turns an unexpected status into a sentence (401/403/404 get their own wording). */
-  async fail(res: Dispatcher.ResponseData, what: string): Promise<never> {
+  async fail(res: Answer, what: string): Promise<never> {
     const text = await registryErrorText(res);
     const detail = text ? ` (${text})` : "";
     const status = res.statusCode;
@@ -614,14 +652,18 @@ export class RegistryClient {
     onBytes: (n: number) => void,
   ): Promise<void> {
     const hash = createHash("sha256");
-    let received = 0;
+    const writer = new StagedWriter(file, { maxView: MAX_VIEW, hash });
+    const what = `${this.registry} (blob ${desc.digest})`;
     let attempts = 0;
     for (;;) {
+      const received = writer.position;
       const headers: Record<string, string> = {};
       if (received > 0) headers.range = `bytes=${received}-`;
-      const res = await this.request("GET", `/v2/${this.repository}/blobs/${desc.digest}`, {
-        headers,
-      });
+      const res = await this.bulkRequest(
+        `/v2/${this.repository}/blobs/${desc.digest}`,
+        { headers },
+        what,
+      );
       let skip = 0;
       if (res.statusCode === 206 && received > 0) {
         const start = /^bytes (\d+)-/.exec(headerValue(res, "content-range") ?? "");
@@ -638,23 +680,30 @@ export class RegistryClient {
         await this.fail(res, `fetch the blob ${desc.digest}`);
       }
       try {
-        received = await this.copyBody(res.body, file, hash, desc, received, skip, onBytes);
+        await this.fillFrom(res.body, writer, desc, skip, onBytes);
+        await writer.flush();
         break;
       } catch (e) {
-        if (!isRetryableNetworkError(e) || attempts >= MAX_RETRIES)
+        // Keep what arrived intact, so a resume starts after it rather than from zero.
+        if (writer.failure !== undefined) {
+          await writer.settled();
+          throw fsError(writer.failure, "write the blob to disk");
+        }
+        if (!isRetryableNetworkError(e) || attempts >= MAX_RETRIES) {
+          await writer.settled();
           throw this.networkError(e, this.baseUrl);
+        }
+        await writer.flush();
         this.ctx.log.debug(
-          `blob ${desc.digest}: connection dropped at ${received} bytes; resuming`,
+          `blob ${desc.digest}: connection dropped at ${writer.position} bytes; resuming`,
         );
-        res.body.destroy();
         await this.backoff(attempts++);
-        received = await fileSize(file);
       }
     }
-    if (received !== desc.size) {
+    if (writer.position !== desc.size) {
       throw new ExtctlError(
         "checksum",
-        `the blob ${desc.digest} from ${this.registry} is ${received} bytes, but its descriptor says ${desc.size}`,
+        `the blob ${desc.digest} from ${this.registry} is ${writer.position} bytes, but its descriptor says ${desc.size}`,
       );
     }
     const digest = `sha256:${hash.digest("hex")}`;
@@ -669,90 +718,32 @@ export class RegistryClient {
     }
   }
 
-  private async copyBody(
-    body: Readable,
-    file: FileHandle,
-    hash: Hash,
+  /** Feeds a response body to `writer`, after dropping `skip` bytes the file already has. */
+  private async fillFrom(
+    body: BulkBody,
+    writer: StagedWriter,
     desc: Descriptor,
-    start: number,
-    skipBytes: number,
+    skip: number,
     onBytes: (n: number) => void,
-  ): Promise<number> {
-    let position = start;
-    let skip = skipBytes;
-    let batch: Buffer[] = [];
-    let batchBytes = 0;
-    // One write is in flight while the next batch is hashed and gathered, and the kernel is
-    // asked to write back every so often, so the final fsync does not wait for the whole blob.
-    let writing: Promise<unknown> | undefined;
-    let syncing: Promise<void> | undefined;
-    let syncError: unknown;
-    let sinceSync = 0;
-    const flush = async () => {
-      if (batchBytes === 0) return;
-      const data = batch;
-      const at = position;
-      const n = batchBytes;
-      batch = [];
-      batchBytes = 0;
-      position += n;
-      if (writing) await writing;
-      writing = file.writev(data, at);
-      // Hashed as the write is issued; an error in the write fails the whole download.
-      for (const b of data) hash.update(b);
-      onBytes(n);
-      sinceSync += n;
-      if (sinceSync >= SYNC_EVERY && syncing === undefined) {
-        sinceSync = 0;
-        syncing = writing
-          .then(() => file.datasync())
-          .catch((e: unknown) => {
-            syncError = e;
-          })
-          .finally(() => {
-            syncing = undefined;
-          });
+  ): Promise<void> {
+    let toSkip = skip;
+    await body.pipe((view) => {
+      let bytes = view;
+      if (toSkip > 0) {
+        const drop = Math.min(toSkip, bytes.length);
+        toSkip -= drop;
+        bytes = bytes.subarray(drop);
+        if (bytes.length === 0) return undefined;
       }
-    };
-    const settle = async () => {
-      await flush();
-      await writing;
-      await syncing;
-      if (syncError !== undefined) throw syncError;
-    };
-    const guarded = guardStall(body as AsyncIterable<Buffer>, {
-      timeoutMs: this.timeoutMs,
-      what: `${this.registry} (blob ${desc.digest})`,
-      abort: () => body.destroy(),
+      if (writer.position + bytes.length > desc.size) {
+        throw new ExtctlError(
+          "checksum",
+          `the blob ${desc.digest} from ${this.registry} is larger than the ${desc.size} bytes its descriptor says`,
+        );
+      }
+      onBytes(bytes.length);
+      return writer.write(bytes);
     });
-    try {
-      for await (const raw of guarded) {
-        let chunk = raw as Buffer;
-        if (skip > 0) {
-          const drop = Math.min(skip, chunk.length);
-          skip -= drop;
-          chunk = chunk.subarray(drop);
-          if (chunk.length === 0) continue;
-        }
-        if (position + batchBytes + chunk.length > desc.size) {
-          body.destroy();
-          throw new ExtctlError(
-            "checksum",
-            `the blob ${desc.digest} from ${this.registry} is larger than the ${desc.size} bytes its descriptor says`,
-          );
-        }
-        batch.push(chunk);
-        batchBytes += chunk.length;
-        if (batchBytes >= WRITE_BATCH) await flush();
-      }
-    } catch (e) {
-      // Keep what arrived intact, so a resume starts after it rather than from zero.
-      if (!(e instanceof ExtctlError)) await settle();
-      else await Promise.allSettled([writing, syncing]);
-      throw e;
-    }
-    await settle();
-    return position;
   }
 
   async blobExists(digest: string, repository = this.repository): Promise<boolean> {
@@ -856,10 +847,6 @@ export class RegistryClient {
     await res.body.dump();
     return sha256Digest(bytes);
   }
-}
-
-async function fileSize(file: FileHandle): Promise<number> {
-  return (await file.stat()).size;
 }
 
 /** A pass-through that counts and hashes a blob and fails at the end if it is not the one named. */
