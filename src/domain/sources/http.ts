@@ -1,13 +1,15 @@
-// http: and https: sources on undici (loaded only when a download happens): TLS verified
-// against the system CAs plus --ca-cert, redirects followed a bounded number of times, timeouts,
-// and every failure said in one sentence with nothing left in the store.
+// http: and https: sources on http1.ts (a lean HTTP/1.1 reader for bulk bytes): TLS verified
+// against the system CAs plus --ca-cert, redirects followed a bounded number of times (never
+// from https down to http), timeouts, and every failure said in one sentence with nothing left
+// in the store.
 import { readFile } from "node:fs/promises";
 import { rootCertificates } from "node:tls";
 import type { Context } from "../../util/context.js";
 import { ExtctlError, errnoCode } from "../../util/errors.js";
 import { checkStoreName, httpFileName } from "./uri.js";
 import { streamToStore } from "./stream-to-store.js";
-import { DEFAULT_STALL_TIMEOUT_MS, guardStall } from "./stall-guard.js";
+import { DEFAULT_STALL_TIMEOUT_MS } from "./stall-guard.js";
+import { bulkGet, type BulkRequest, type BulkResponse } from "./http1.js";
 import type { FetchRequest, FetchedImage, Source } from "./types.js";
 
 export interface HttpFetchRequest extends FetchRequest {
@@ -104,6 +106,7 @@ export function describeNetworkError(e: unknown, url: string): ExtctlError {
         },
       );
     case "UND_ERR_HEADERS_OVERFLOW":
+    case "HPE_HEADER_OVERFLOW":
       return new ExtctlError("download", `${url} sent oversized headers`, { cause: e });
     default:
       if (/redirect/i.test(message)) {
@@ -119,83 +122,82 @@ export function describeNetworkError(e: unknown, url: string): ExtctlError {
   }
 }
 
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/** GETs `url`, following redirects (never from https down to plain http). */
+async function getFollowingRedirects(
+  ctx: Context,
+  url: string,
+  request: Omit<BulkRequest, "url" | "what">,
+): Promise<BulkResponse> {
+  let target = new URL(url);
+  for (let redirects = 0; ; redirects++) {
+    ctx.log.debug(`GET ${target.toString()}`);
+    let response: BulkResponse;
+    try {
+      response = await bulkGet({ ...request, url: target, what: url });
+    } catch (e) {
+      throw describeNetworkError(e, url);
+    }
+    const location = response.headers.location;
+    if (!REDIRECTS.has(response.statusCode) || typeof location !== "string") return response;
+    await response.body.dump();
+    if (redirects >= MAX_REDIRECTS) {
+      throw new ExtctlError("download", `${url} redirected more than ${MAX_REDIRECTS} times`);
+    }
+    let next: URL;
+    try {
+      next = new URL(location, target);
+    } catch {
+      throw new ExtctlError("download", `${url} redirected to an invalid URL: ${location}`);
+    }
+    if (next.protocol !== "https:" && !(next.protocol === "http:" && target.protocol === "http:")) {
+      throw new ExtctlError(
+        "download",
+        `${url} redirected to ${next.protocol}//${next.host}, away from https; refusing`,
+      );
+    }
+    target = next;
+  }
+}
+
 export const httpSource: Source = {
   schemes: ["http", "https"],
   async fetch(ctx: Context, request: HttpFetchRequest): Promise<FetchedImage[]> {
     const url = request.uri;
     const name = checkStoreName(request.name ?? httpFileName(url), url);
-    const { Agent, interceptors, request: undiciRequest } = await import("undici");
     const timeout = request.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
-    const agent = new Agent({
-      connect: {
-        ca: await trustedCAs(request.caCerts ?? [], ctx.env),
-        rejectUnauthorized: true,
-        timeout,
-      },
-      headersTimeout: timeout,
-      bodyTimeout: timeout,
-      maxHeaderSize: 64 * 1024,
+    const response = await getFollowingRedirects(ctx, url, {
+      headers: { "user-agent": "extctl", accept: "*/*" },
+      ca: await trustedCAs(request.caCerts ?? [], ctx.env),
+      timeoutMs: timeout,
     });
-    const dispatcher = agent.compose(interceptors.redirect({ maxRedirections: MAX_REDIRECTS }));
-    try {
-      ctx.log.debug(`GET ${url}`);
-      let response;
-      try {
-        response = await undiciRequest(url, {
-          dispatcher,
-          method: "GET",
-          headers: { "user-agent": "extctl", accept: "*/*" },
-        });
-      } catch (e) {
-        throw describeNetworkError(e, url);
-      }
-      if (response.statusCode >= 400) {
-        await response.body.dump().catch(() => {});
-        throw new ExtctlError(
-          "download",
-          `${url} answered HTTP ${response.statusCode}${statusText(response.statusCode)}`,
-          {
-            hint: response.statusCode === 404 ? "check the URL" : undefined,
-          },
-        );
-      }
-      if (response.statusCode >= 300) {
-        await response.body.dump().catch(() => {});
-        // undici hands back the last 3xx once maxRedirections is used up (or Location is missing).
-        throw new ExtctlError(
-          "download",
-          `${url} kept redirecting (HTTP ${response.statusCode}) after ${MAX_REDIRECTS} redirects, or sent no Location`,
-        );
-      }
-      const lengthHeader = response.headers["content-length"];
-      const expectedSize =
-        typeof lengthHeader === "string" && /^\d+$/.test(lengthHeader)
-          ? Number(lengthHeader)
-          : undefined;
-      const progress = ctx.progress(`downloading ${name}`, expectedSize);
-      try {
-        const body = response.body;
-        const guarded = guardStall(body, {
-          timeoutMs: timeout,
-          what: url,
-          abort: () => body.destroy(),
-        });
-        const image = await streamToStore(guarded, {
-          storeDir: request.storeDir,
-          name,
-          progress,
-          from: url,
-          describeReadError: (e) => describeNetworkError(e, url),
-          ...(expectedSize === undefined ? {} : { expectedSize }),
-          ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),
-        });
-        return [image];
-      } catch (e) {
-        throw describeNetworkError(e, url);
-      }
-    } finally {
-      await agent.close().catch(() => {});
+    if (response.statusCode >= 300) {
+      await response.body.dump();
+      throw new ExtctlError(
+        "download",
+        response.statusCode >= 400
+          ? `${url} answered HTTP ${response.statusCode}${statusText(response.statusCode)}`
+          : `${url} answered HTTP ${response.statusCode} without a Location to follow`,
+        { hint: response.statusCode === 404 ? "check the URL" : undefined },
+      );
     }
+    const lengthHeader = response.headers["content-length"];
+    const expectedSize =
+      typeof lengthHeader === "string" && /^\d+$/.test(lengthHeader)
+        ? Number(lengthHeader)
+        : undefined;
+    const progress = ctx.progress(`downloading ${name}`, expectedSize);
+    const image = await streamToStore(response.body, {
+      storeDir: request.storeDir,
+      name,
+      progress,
+      from: url,
+      describeReadError: (e) => describeNetworkError(e, url),
+      ...(expectedSize === undefined ? {} : { expectedSize }),
+      ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),
+    });
+    return [image];
   },
 };
 

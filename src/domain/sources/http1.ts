@@ -58,6 +58,10 @@ export interface BulkBody extends AsyncIterable<Buffer> {
   destroy(error?: Error): void;
 }
 
+export function isBulkBody(value: unknown): value is BulkBody {
+  return value instanceof Exchange;
+}
+
 type Framing =
   | { kind: "length"; remaining: number }
   | { kind: "chunked"; decoder: ChunkedDecoder }
@@ -68,8 +72,12 @@ class Exchange implements BulkBody {
   private readonly readBuffer = Buffer.allocUnsafe(MAX_VIEW);
   private state: "head" | "waiting" | "body" | "done" | "failed" = "head";
   private head: Buffer = Buffer.alloc(0);
-  /** Body bytes that arrived with the head, held until a consumer comes. */
-  private early: Buffer | undefined;
+  /**
+   * Body bytes that arrived while the consumer could not take them: with the head, before a
+   * consumer came, or while it asked to wait. Returning false from onread stops the next read,
+   * but TLS still hands over the records it has already decrypted.
+   */
+  private backlog: Buffer[] = [];
   private framing: Framing = { kind: "eof" };
   private consumer: BodyConsumer | undefined;
   private waitingOn: Promise<void> | undefined;
@@ -144,11 +152,7 @@ class Exchange implements BulkBody {
     else if (this.state === "waiting") {
       this.state = "body";
       this.markTime = Date.now();
-      const early = this.early;
-      this.early = undefined;
-      if (early && early.length > 0) this.deliver(early);
-      if (this.state === "body" && this.ended) this.onEnd();
-      else if (this.state === "body" && this.waitingOn === undefined) this.socket?.resume();
+      this.drain();
     } else if (this.state === "done") this.finish();
     return done;
   }
@@ -212,9 +216,26 @@ class Exchange implements BulkBody {
   /** Returns false to stop reading (no consumer yet, or it asked to wait). */
   private onRead(data: Buffer): boolean {
     if (this.state === "head") return this.readHead(data);
+    if (this.state === "waiting" || (this.state === "body" && !this.accepting())) {
+      this.backlog.push(Buffer.from(data));
+      return false;
+    }
     if (this.state !== "body") return false;
     this.deliver(data);
-    return this.state === "body" && this.waitingOn === undefined;
+    return this.accepting();
+  }
+
+  private accepting(): boolean {
+    return this.state === "body" && this.waitingOn === undefined && this.backlog.length === 0;
+  }
+
+  /** Hands the backlog on while the consumer takes it; then reads on, or ends. */
+  private drain(): void {
+    while (this.state === "body" && this.waitingOn === undefined && this.backlog.length > 0)
+      this.deliver(this.backlog.shift() as Buffer);
+    if (!this.accepting()) return;
+    if (this.ended) this.onEnd();
+    else this.socket?.resume();
   }
 
   private readHead(data: Buffer): boolean {
@@ -222,8 +243,14 @@ class Exchange implements BulkBody {
     for (;;) {
       const end = this.head.indexOf("\r\n\r\n");
       if (end < 0) {
-        if (this.head.length > MAX_HEAD)
-          this.fail(malformed(this.request.what, `a response head over ${MAX_HEAD} bytes`));
+        if (this.head.length > MAX_HEAD) {
+          this.fail(
+            httpError(
+              "HPE_HEADER_OVERFLOW",
+              `${this.request.what} sent a response head over ${MAX_HEAD} bytes`,
+            ),
+          );
+        }
         return this.state === "head";
       }
       const rest = this.head.subarray(end + 4);
@@ -246,7 +273,7 @@ class Exchange implements BulkBody {
         this.fail(e as Error);
         return false;
       }
-      this.early = Buffer.from(rest);
+      if (rest.length > 0) this.backlog.push(Buffer.from(rest));
       this.state = "waiting";
       if (this.framing.kind === "length" && this.framing.remaining === 0) this.state = "done";
       this.settleHead?.resolve({ ...parsed, body: this });
@@ -296,7 +323,7 @@ class Exchange implements BulkBody {
             this.waitingOn = undefined;
             this.markTime = Date.now();
             this.markBytes = 0;
-            if (this.state === "body") this.socket?.resume();
+            if (this.state === "body") this.drain();
             else if (this.state === "done") this.finish();
           },
           (e: unknown) => this.fail(e as Error),
@@ -313,8 +340,8 @@ class Exchange implements BulkBody {
         httpError("ECONNRESET", `${this.request.what} closed the connection before answering`),
       );
     }
-    // "waiting": looked at again when a consumer comes; "done" and "failed": nothing to do.
-    if (this.state !== "body") return;
+    // Looked at again once the consumer has taken what arrived before the end (drain).
+    if (!this.accepting()) return;
     if (this.framing.kind === "eof") {
       this.state = "done";
       if (this.waitingOn === undefined) this.finish();

@@ -1,5 +1,6 @@
 // The one way bytes enter the store: streamed into a hidden temp file beside the target, hashed
-// while they pass, checked, fsynced and renamed into place. Any failure removes the temp file.
+// while they pass (StagedWriter), checked, fsynced and renamed into place. Any failure removes
+// the temp file.
 import { createHash } from "node:crypto";
 import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import path from "node:path";
@@ -8,6 +9,8 @@ import { ExtctlError, fsError } from "../../util/errors.js";
 import { fsyncDir, tempPathBeside } from "../../util/atomic.js";
 import type { Progress } from "../../util/progress.js";
 import type { FetchedImage } from "./types.js";
+import { isBulkBody, MAX_VIEW, type BulkBody } from "./http1.js";
+import { StagedWriter } from "./staged-writer.js";
 
 export interface StreamToStoreOptions {
   storeDir: string;
@@ -23,18 +26,16 @@ export interface StreamToStoreOptions {
   describeReadError?: (e: unknown) => Error;
 }
 
-const WRITE_BATCH = 1 << 20;
-/** A drip of tiny chunks still goes out in bounded writev calls (IOV_MAX is 1024 on Linux). */
-const MAX_PIECES = 1024;
+/** Bytes from a stream, or a response body from http1.ts (read without per-chunk buffers). */
+export type StoreInput = AsyncIterable<Buffer> | Readable | BulkBody;
 
 export async function streamToStore(
-  body: AsyncIterable<Buffer> | Readable,
+  body: StoreInput,
   options: StreamToStoreOptions,
 ): Promise<FetchedImage> {
   const target = path.join(options.storeDir, options.name);
   const temp = tempPathBeside(target, "dl");
   const hash = createHash("sha256");
-  let size = 0;
   let handle: FileHandle;
   try {
     handle = await open(temp, "wx", 0o600);
@@ -42,62 +43,42 @@ export async function streamToStore(
     throw fsError(e, `create a file in the store ${options.storeDir}`);
   }
   let open_ = true;
-  // A failure while waiting for the source is the source's (a cut connection), not the store's.
-  let reading = false;
-  try {
-    // Batch small network chunks into ~1 MiB writes (far fewer syscalls than one per chunk), and
-    // keep one write in flight while the next batch arrives, so disk and network overlap.
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    let inFlight: Promise<void> = Promise.resolve();
-    // writev hands the kernel the network chunks as they are: no Buffer.concat copy of every
-    // byte (and no fresh 1 MiB buffer per batch for the GC to collect).
-    const writeAll = async (data: Buffer[]) => {
-      let { bytesWritten: done } = await handle.writev(data);
-      for (const piece of data) {
-        // Only a short writev (rare: signals, nearly full disks) gets here with work left.
-        if (done >= piece.length) {
-          done -= piece.length;
-          continue;
-        }
-        let off = done;
-        done = 0;
-        while (off < piece.length) {
-          const { bytesWritten } = await handle.write(piece, off, piece.length - off);
-          off += bytesWritten;
-        }
-      }
-    };
-    const flush = async () => {
-      if (pendingBytes === 0) return;
-      const data = pending;
-      pending = [];
-      pendingBytes = 0;
-      await inFlight;
-      inFlight = writeAll(data);
-      // Awaited at the next flush or at the end; this only keeps it from being "unhandled".
-      inFlight.catch(() => {});
-    };
-    reading = true;
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      reading = false;
-      hash.update(chunk);
-      size += chunk.length;
-      if (options.expectedSize !== undefined && size > options.expectedSize) {
-        throw new ExtctlError(
-          "download",
-          `${options.from} sent more than the ${options.expectedSize} bytes it announced`,
-        );
-      }
-      pending.push(chunk);
-      pendingBytes += chunk.length;
-      if (pendingBytes >= WRITE_BATCH || pending.length >= MAX_PIECES) await flush();
-      options.progress?.tick(chunk.length);
-      reading = true;
+  // Hashed and staged in a few large slabs, one pwrite each, while the next bytes arrive.
+  const writer = new StagedWriter(handle, { maxView: MAX_VIEW, hash });
+  const take = (view: Buffer): Promise<void> | undefined => {
+    if (
+      options.expectedSize !== undefined &&
+      writer.position + view.length > options.expectedSize
+    ) {
+      throw new ExtctlError(
+        "download",
+        `${options.from} sent more than the ${options.expectedSize} bytes it announced`,
+      );
     }
-    reading = false;
-    await flush();
-    await inFlight;
+    options.progress?.tick(view.length);
+    return writer.write(view);
+  };
+  try {
+    try {
+      if (isBulkBody(body)) {
+        await body.pipe(take);
+      } else {
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          for (let at = 0; at < chunk.length; at += MAX_VIEW) {
+            const wait = take(chunk.subarray(at, at + MAX_VIEW));
+            if (wait) await wait;
+          }
+        }
+      }
+      await writer.flush();
+    } catch (e) {
+      await writer.settled();
+      if (e instanceof ExtctlError) throw e;
+      if (writer.failure !== undefined) throw fsError(e, `write ${options.name} into the store`);
+      // Anything else went wrong on the source's side (a cut connection, a read error).
+      throw options.describeReadError?.(e) ?? fsError(e, `read ${options.from}`);
+    }
+    const size = writer.position;
     if (options.expectedSize !== undefined && size !== options.expectedSize) {
       throw new ExtctlError(
         "download",
@@ -115,19 +96,21 @@ export async function streamToStore(
         },
       );
     }
-    await handle.chmod(options.mode ?? 0o644);
-    await handle.sync();
-    await handle.close();
-    open_ = false;
-    await rename(temp, target);
-    await fsyncDir(options.storeDir);
+    try {
+      await handle.chmod(options.mode ?? 0o644);
+      await handle.sync();
+      await handle.close();
+      open_ = false;
+      await rename(temp, target);
+      await fsyncDir(options.storeDir);
+    } catch (e) {
+      throw fsError(e, `write ${options.name} into the store`);
+    }
     return { name: options.name, path: target, size, sha256: digest };
   } catch (e) {
     if (open_) await handle.close().catch(() => {});
     await rm(temp, { force: true });
-    if (e instanceof ExtctlError) throw e;
-    if (reading) throw options.describeReadError?.(e) ?? fsError(e, `read ${options.from}`);
-    throw fsError(e, `write ${options.name} into the store`);
+    throw e;
   } finally {
     options.progress?.stop();
   }
