@@ -40,6 +40,12 @@ export interface BulkResponse {
  */
 export type BodyConsumer = (view: Buffer) => Promise<void> | undefined;
 
+/**
+ * Where the consumer would like the next read to land (at least MAX_VIEW bytes), so that the
+ * view it then gets is already in place; undefined when it has no room.
+ */
+export type ReadSpace = () => Buffer | undefined;
+
 /** An error with a code, like the socket's own, so callers can tell retryable ones apart. */
 export function httpError(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
@@ -52,7 +58,7 @@ export function bulkGet(request: BulkRequest): Promise<BulkResponse> {
 
 export interface BulkBody extends AsyncIterable<Buffer> {
   /** Feeds the body to `consumer`; resolves with the byte count once all of it has passed. */
-  pipe(consumer: BodyConsumer): Promise<number>;
+  pipe(consumer: BodyConsumer, space?: ReadSpace): Promise<number>;
   /** Drops the rest of the body (the connection is not reused). */
   dump(): Promise<void>;
   destroy(error?: Error): void;
@@ -80,6 +86,7 @@ class Exchange implements BulkBody {
   private backlog: Buffer[] = [];
   private framing: Framing = { kind: "eof" };
   private consumer: BodyConsumer | undefined;
+  private space: ReadSpace | undefined;
   private waitingOn: Promise<void> | undefined;
   private received = 0;
   /** The server closed its side. */
@@ -113,12 +120,13 @@ class Exchange implements BulkBody {
     const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
     const secure = url.protocol === "https:";
     const port = Number(url.port) || (secure ? 443 : 80);
+    // Node asks for the next read's buffer after each callback: the consumer's space when it
+    // has some (no copy), else readBuffer. No 'data' events are emitted.
     const onread = {
-      buffer: this.readBuffer,
+      buffer: () => (this.accepting() ? this.space?.() : undefined) ?? this.readBuffer,
       callback: (n: number, buf: Uint8Array) =>
         this.onRead(Buffer.from(buf.buffer, buf.byteOffset, n)),
     };
-    // Reads land in readBuffer and are handed to onRead; no 'data' events are emitted.
     const socket = secure
       ? tls.connect({
           host,
@@ -142,9 +150,10 @@ class Exchange implements BulkBody {
 
   // --- the body, as the caller sees it ---
 
-  pipe(consumer: BodyConsumer): Promise<number> {
+  pipe(consumer: BodyConsumer, space?: ReadSpace): Promise<number> {
     if (this.consumer) return Promise.reject(new Error("the body is already being read"));
     this.consumer = consumer;
+    this.space = space;
     const done = new Promise<number>((resolve, reject) => {
       this.settleBody = { resolve, reject };
     });

@@ -1,6 +1,6 @@
 // Bytes into a file at disk speed from views that are only lent (see http1.ts): each view is
-// hashed and copied into one of a few large slabs, a full slab goes out in one pwrite while the
-// next one fills, and the kernel is asked to write back every 32 MiB so that the final fsync has
+// hashed and copied into one of a few large slabs (or read straight into one, via space()), a
+// full slab goes out in one pwrite while the next one fills, and the kernel is asked to write back every 32 MiB so that the final fsync has
 // little left to do. Memory stays at slabs × slabBytes, however big the file.
 import type { Hash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
@@ -58,7 +58,9 @@ export class StagedWriter {
     const slab = this.current;
     if (!slab) throw new Error("write() called before the last one's promise resolved");
     this.options.hash?.update(view);
-    view.copy(slab, this.fill);
+    // A view read straight into space() is already where it belongs.
+    if (view.buffer !== slab.buffer || view.byteOffset !== slab.byteOffset + this.fill)
+      view.copy(slab, this.fill);
     this.fill += view.length;
     this.position += view.length;
     if (this.slabBytes - this.fill >= this.options.maxView) return undefined;
@@ -67,6 +69,12 @@ export class StagedWriter {
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
     });
+  }
+
+  /** Room to read the next view straight into (maxView bytes), while a slab is free. */
+  space(): Buffer | undefined {
+    if (this.error !== undefined) return undefined;
+    return this.current?.subarray(this.fill, this.fill + this.options.maxView);
   }
 
   /** Writes what is staged and waits for every write; throws the first write error. */

@@ -61,7 +61,7 @@ export async function streamToStore(
   try {
     try {
       if (isBulkBody(body)) {
-        await body.pipe(take);
+        await body.pipe(take, () => writer.space());
       } else {
         for await (const chunk of body as AsyncIterable<Buffer>) {
           for (let at = 0; at < chunk.length; at += MAX_VIEW) {

@@ -36,7 +36,7 @@ for (const args of SIMPLE) {
   });
 }
 
-test("the load trace sees a heavy package when one is loaded (https install loads undici)", async (t) => {
+test("the load trace sees a heavy package when one is loaded (an oci install loads undici)", async (t) => {
   const root = await scratchRoot();
   t.after(() => rm(root, { recursive: true, force: true }));
   // Port 1 on 127.0.0.1 refuses at once: undici is loaded, nothing leaves the machine.
@@ -45,7 +45,9 @@ test("the load trace sees a heavy package when one is loaded (https install load
     root,
     "sysext",
     "install",
-    "https://127.0.0.1:1/tool.sysext.raw",
+    "oci://127.0.0.1:1/tool:1",
+    "--insecure-registry",
+    "127.0.0.1:1",
   ]);
   assert.equal(code, 1);
   assert.ok(heavyPackagesIn(modules).includes("undici"));

@@ -727,23 +727,26 @@ export class RegistryClient {
     onBytes: (n: number) => void,
   ): Promise<void> {
     let toSkip = skip;
-    await body.pipe((view) => {
-      let bytes = view;
-      if (toSkip > 0) {
-        const drop = Math.min(toSkip, bytes.length);
-        toSkip -= drop;
-        bytes = bytes.subarray(drop);
-        if (bytes.length === 0) return undefined;
-      }
-      if (writer.position + bytes.length > desc.size) {
-        throw new ExtctlError(
-          "checksum",
-          `the blob ${desc.digest} from ${this.registry} is larger than the ${desc.size} bytes its descriptor says`,
-        );
-      }
-      onBytes(bytes.length);
-      return writer.write(bytes);
-    });
+    await body.pipe(
+      (view) => {
+        let bytes = view;
+        if (toSkip > 0) {
+          const drop = Math.min(toSkip, bytes.length);
+          toSkip -= drop;
+          bytes = bytes.subarray(drop);
+          if (bytes.length === 0) return undefined;
+        }
+        if (writer.position + bytes.length > desc.size) {
+          throw new ExtctlError(
+            "checksum",
+            `the blob ${desc.digest} from ${this.registry} is larger than the ${desc.size} bytes its descriptor says`,
+          );
+        }
+        onBytes(bytes.length);
+        return writer.write(bytes);
+      },
+      () => writer.space(),
+    );
   }
 
   async blobExists(digest: string, repository = this.repository): Promise<boolean> {

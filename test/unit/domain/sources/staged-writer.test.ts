@@ -47,6 +47,35 @@ test("views of any size land in order at the right offset, hashed, waiting when 
   assert.equal(hash.digest("hex"), createHash("sha256").update(data).digest("hex"));
 });
 
+test("views read straight into space() and copied views mix, and the file is still exact", async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, "out");
+  const data = randomBytes(1 << 20);
+  const handle = await open(file, "w");
+  const writer = new StagedWriter(handle, { maxView: 4096, slabs: 2, slabBytes: 12288 });
+  let inPlace = 0;
+  for (let at = 0, i = 0; at < data.length; i++) {
+    const n = Math.min(1 + ((i * 2654435761) % 4096), data.length - at);
+    const space = i % 3 === 0 ? undefined : writer.space();
+    let view: Buffer;
+    if (space) {
+      assert.equal(space.length, 4096);
+      data.copy(space, 0, at, at + n); // as a socket read would
+      view = space.subarray(0, n);
+      inPlace++;
+    } else {
+      view = Buffer.from(data.subarray(at, at + n));
+    }
+    at += n;
+    const wait = writer.write(view);
+    if (wait) await wait;
+  }
+  await writer.flush();
+  await handle.close();
+  assert.ok(inPlace > 100);
+  assert.ok((await readFile(file)).equals(data));
+});
+
 test("a failed write is reported by flush() and by the next write()", async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, "ro");
