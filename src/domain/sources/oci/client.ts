@@ -107,6 +107,18 @@ const tokenCache = new Map<string, Token>();
 
 type Undici = typeof UndiciModule;
 
+/**
+ * undici parses HTTP with llhttp compiled to WebAssembly, and V8 recompiles that with its
+ * optimizing tier on a background thread that Node then waits for at exit: ~40 ms of every
+ * registry command. What undici parses here is a few small responses (blobs go through
+ * http1.ts), for which V8's baseline wasm compiler is plenty.
+ */
+async function loadUndici(): Promise<Undici> {
+  const { setFlagsFromString } = await import("node:v8");
+  setFlagsFromString("--liftoff-only");
+  return import("undici");
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -237,7 +249,7 @@ export class RegistryClient {
     ref: Reference,
     options: ClientOptions = {},
   ): Promise<RegistryClient> {
-    const undici = await import("undici");
+    const undici = await loadUndici();
     const insecure = isInsecure(ref.registry, options.insecureRegistries);
     const connect: Record<string, unknown> = { rejectUnauthorized: true };
     let ca: string[] | undefined;
