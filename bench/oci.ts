@@ -113,6 +113,26 @@ try {
     },
     note: "both end with the file on disk (fsync)",
   });
+  // The same work as extctl with the best C tools: the digest computed while the bytes pass
+  // (openssl, which uses the CPU's SHA instructions as Node does; coreutils sha256sum does not), then the file made durable.
+  await sideBySide({
+    name: `${NAME} (same work)`,
+    goal: GOAL,
+    peerName: "curl | tee FILE | openssl dgst; sync FILE",
+    extctl: ours,
+    peer: {
+      argv: [
+        "bash",
+        "-c",
+        'set -o pipefail; curl -sS --fail -H "@$1" "$2" | tee "$0" | openssl dgst -sha256 >/dev/null && sync "$0"',
+        out,
+        headerFile,
+        blobUrl,
+      ],
+      before: beforeCurl,
+    },
+    note: "both hash while the bytes pass and end with the file on disk",
+  });
   // Outside the timing: what the last run stored is the pushed blob.
   if ((await sha256File(stored)) !== pushed.layer.digest) {
     throw new Error(`the stored file is not the blob ${pushed.layer.digest}`);
