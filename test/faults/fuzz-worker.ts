@@ -8,11 +8,12 @@
 //   image/gpt readGpt(ByteSource)                image/squashfs/reader openSquashfs(ByteSource)
 //   image/erofs/reader openErofs(ByteSource)     trust/verity-superblock parseVeritySuperblock(buf)
 //   trust/signature parseSignaturePartition(buf) trust/efi parseSignatureLists(buf)
-//   apply/schema parseApplySpec(text, file)
+//   apply/schema parseApplySpec(text, file)      sources/http1 bulkGet (over a local socket)
 // A parser may reject any input with an ExtctlError; anything else thrown is a crash.
 import { execFileSync } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 
@@ -25,6 +26,8 @@ interface Target {
   module: string;
   seeds: () => Input[];
   call: (mod: Record<string, unknown>, input: Input) => Promise<unknown> | unknown;
+  /** Rejections that are not crashes, besides ExtctlError (e.g. coded network errors). */
+  rejects?: (e: unknown) => boolean;
 }
 
 const scratch = mkdtempSync(path.join(os.tmpdir(), "extctl-fuzz-"));
@@ -75,6 +78,29 @@ async function walkAll(fs: {
     if (entry.type === "directory") pending.push(...(await fs.list(entry)));
     else if (entry.type === "file") for await (const _ of fs.read(entry)) void _;
   }
+}
+
+/**
+ * A server on 127.0.0.1 that answers each connection with the next queued bytes and closes: a
+ * fuzzed HTTP response reaches the real socket code of http1.ts, and every input ends (EOF).
+ */
+interface Responder {
+  port: number;
+  queue: Buffer[];
+}
+let responder: Promise<Responder> | undefined;
+function startResponder(): Promise<Responder> {
+  const queue: Buffer[] = [];
+  const server = net.createServer((socket) => {
+    socket.on("error", () => {});
+    socket.once("data", () => socket.end(queue.shift() ?? Buffer.alloc(0)));
+  });
+  server.unref();
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () =>
+      resolve({ port: (server.address() as net.AddressInfo).port, queue }),
+    ),
+  );
 }
 
 const text = (s: string) => Buffer.from(s);
@@ -250,6 +276,41 @@ const TARGETS: Target[] = [
     call: (m, i) => (m.parseSignatureLists as (b: Buffer, w: string) => unknown)(i, "fuzz"),
   },
   {
+    name: "HTTP/1.1 responses",
+    module: "domain/sources/http1.js",
+    seeds: () => [
+      text("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: a\r\n\r\nhello"),
+      text("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 206 Partial\r\nContent-Length: 3\r\n\r\nabc"),
+      text(
+        "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n10\r\n" +
+          "0123456789abcdef\r\n0\r\nT: 1\r\n\r\n",
+      ),
+      text('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n{"errors":[]}'),
+    ],
+    call: async (m, i) => {
+      responder ??= startResponder();
+      const { port, queue } = await responder;
+      queue.push(i);
+      const bulkGet = m.bulkGet as (r: object) => Promise<{
+        body: { pipe(c: (v: Buffer) => undefined): Promise<number> };
+      }>;
+      const response = await bulkGet({
+        url: new URL(`http://127.0.0.1:${port}/`),
+        headers: {},
+        timeoutMs: 2000,
+        what: "fuzz",
+      });
+      let seen = 0;
+      const n = await response.body.pipe((v) => {
+        seen += v.length;
+        return undefined;
+      });
+      if (n !== seen || seen > i.length) throw new Error(`counted ${n}, saw ${seen}`);
+    },
+    // Malformed or cut responses are refused with a coded error, like the socket's own.
+    rejects: (e) => /^(HPE_|ECONNRESET$)/.test(String((e as { code?: unknown }).code)),
+  },
+  {
     name: "apply YAML",
     module: "domain/apply/schema.js",
     seeds: () => [
@@ -351,7 +412,7 @@ for (const target of TARGETS) {
     try {
       await target.call(mod, input);
     } catch (e) {
-      if ((e as Error)?.name === "ExtctlError") result.rejected++;
+      if ((e as Error)?.name === "ExtctlError" || target.rejects?.(e)) result.rejected++;
       else if (result.crashes.length < 5) {
         result.crashes.push(
           `${(e as Error)?.stack?.split("\n").slice(0, 3).join(" | ") ?? String(e)} [input ${input.subarray(0, 48).toString("hex")}... ${input.length} bytes]`,
