@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import { createContext, type Context } from "../util/context.js";
 import { StderrLogger, type Verbosity } from "../util/log.js";
+import { UsageError } from "../util/errors.js";
 
 export interface GlobalOptions {
   root: string;
@@ -29,3 +30,19 @@ export function contextFor(command: Command): Context {
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
+
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new UsageError(
+      `--timeout wants a positive number of seconds, got ${JSON.stringify(value)}`,
+    );
+  return n;
+}
+
+/** `--timeout SECONDS` of the commands that download: the low-speed limit (stall-guard.ts). */
+export const TIMEOUT_OPTION = [
+  "--timeout <seconds>",
+  "give up when a server sends less than 1 KiB in this many seconds (default 60)",
+  parseSeconds,
+] as const;

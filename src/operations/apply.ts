@@ -16,6 +16,8 @@ export interface ApplyOptions {
   refresh?: RefreshMode;
   caCerts?: string[];
   insecureRegistries?: string[];
+  /** Low-speed limit of each download (see stall-guard.ts). */
+  timeoutMs?: number;
 }
 
 export interface ApplyStep {
@@ -67,6 +69,7 @@ export async function apply(ctx: Context, options: ApplyOptions): Promise<ApplyR
       ...(options.refresh ? { refresh: options.refresh } : {}),
       ...(options.caCerts ? { caCerts: options.caCerts } : {}),
       ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
     });
     if (done.length === 0) ctx.log.info("nothing to do: the node already matches the file");
     return {

@@ -18,13 +18,17 @@ const V1 = randomBytes(256 * 1024);
 const V2 = randomBytes(256 * 1024);
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
-/** Serves /v1/tools.raw and /v2/tools.raw whole, and /cut/tools.raw (V2) cut after half. */
+/**
+ * Serves /v1/tools.raw and /v2/tools.raw whole, /cut/tools.raw (V2) cut after half, and
+ * /stall/tools.raw: the head and 1 KiB of V2, then nothing more.
+ */
 async function server(t: TestContext): Promise<{ url: string; requests: () => number }> {
   let requests = 0;
   const s = http.createServer((req, res) => {
     requests++;
     const body = req.url === "/v1/tools.raw" ? V1 : V2;
-    if (!["/v1/tools.raw", "/v2/tools.raw", "/cut/tools.raw"].includes(req.url ?? "")) {
+    const paths = ["/v1/tools.raw", "/v2/tools.raw", "/cut/tools.raw", "/stall/tools.raw"];
+    if (!paths.includes(req.url ?? "")) {
       res.writeHead(404).end();
       return;
     }
@@ -34,10 +38,17 @@ async function server(t: TestContext): Promise<{ url: string; requests: () => nu
       res.write(body.subarray(0, body.length / 2), () => res.destroy());
       return;
     }
+    if (req.url === "/stall/tools.raw") {
+      res.write(body.subarray(0, 1024));
+      return;
+    }
     res.end(body);
   });
   await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  t.after(() => new Promise<void>((r) => s.close(() => r())));
+  t.after(() => {
+    s.closeAllConnections();
+    return new Promise<void>((r) => s.close(() => r()));
+  });
   return { url: `http://127.0.0.1:${(s.address() as AddressInfo).port}`, requests: () => requests };
 }
 
@@ -99,6 +110,38 @@ test("a download cut in the middle fails its step and loses nothing", async (t) 
     Object.keys(after).filter((k) => k.includes("/")),
     ["passive/tools.raw"],
   );
+});
+
+test("apply --timeout gives up on a server that stops sending, and loses nothing", async (t) => {
+  if (!requirePeers(t, [], { root: true })) return;
+  const { url } = await server(t);
+  const root = await tempRoot(t);
+  const dir = await tempDir(t);
+  const f = path.join(dir, "node.yaml");
+  await writeFile(f, file(url, "v1", sha(V1)));
+  assert.equal((await runExtctl(["--root", root, "apply", f, "--refresh", "none"])).code, 0);
+  const before = await snapshot(root);
+
+  await writeFile(f, file(url, "stall", sha(V2)));
+  const started = Date.now();
+  const stalled = await runExtctl([
+    "--root",
+    root,
+    "apply",
+    f,
+    "--refresh",
+    "none",
+    "--timeout",
+    "1",
+  ]);
+  assert.equal(stalled.code, 1);
+  assert.match(stalled.stderr, /too slow: less than 1024 bytes in 1 s/);
+  assert.ok(Date.now() - started < 20_000, "gave up within the limit, not the 60 s default");
+  assert.deepEqual(await snapshot(root), before);
+
+  const bad = await runExtctl(["--root", root, "apply", f, "--timeout", "soon"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--timeout wants a positive number of seconds, got "soon"/);
 });
 
 test("one file applied to three roots at once gives three identical nodes", async (t) => {

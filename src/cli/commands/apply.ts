@@ -3,7 +3,7 @@
 import type { Command } from "commander";
 import { Option } from "commander";
 import type { RefreshMode } from "../../domain/activate/refresh.js";
-import { collect, contextFor } from "../options.js";
+import { collect, contextFor, TIMEOUT_OPTION } from "../options.js";
 import { print, printJson } from "../render.js";
 
 export function registerApplyCommand(program: Command): void {
@@ -29,6 +29,7 @@ export function registerApplyCommand(program: Command): void {
       "oci: reach this registry over plain http (repeatable)",
       collect,
     )
+    .option(...TIMEOUT_OPTION)
     .option("--json", "print the plan or the steps done as JSON")
     .action(async (file: string, opts, command: Command) => {
       const { apply } = await import("../../operations/apply.js");
@@ -38,6 +39,7 @@ export function registerApplyCommand(program: Command): void {
         refresh: opts.refresh as RefreshMode,
         ...(opts.caCert ? { caCerts: opts.caCert as string[] } : {}),
         ...(opts.insecureRegistry ? { insecureRegistries: opts.insecureRegistry as string[] } : {}),
+        ...(opts.timeout === undefined ? {} : { timeoutMs: (opts.timeout as number) * 1000 }),
       });
       if (opts.json) return printJson(result);
       if (result.steps.length === 0)

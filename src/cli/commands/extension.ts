@@ -6,7 +6,7 @@ import { UsageError } from "../../util/errors.js";
 import type { ExtensionKind, Profile } from "../../domain/store/layout.js";
 import type { RefreshMode } from "../../domain/activate/refresh.js";
 import type { ListedImage } from "../../operations/list.js";
-import { collect, contextFor } from "../options.js";
+import { collect, contextFor, TIMEOUT_OPTION } from "../options.js";
 import { print, printJson, renderTable } from "../render.js";
 import { renderStatus } from "./status.js";
 
@@ -43,15 +43,6 @@ function refreshOption(): Option {
     .default("auto");
 }
 
-function parseSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new UsageError(
-      `--timeout wants a positive number of seconds, got ${JSON.stringify(value)}`,
-    );
-  return n;
-}
-
 function yesNo(value: boolean): string {
   return value ? "yes" : "no";
 }
@@ -85,11 +76,7 @@ export function registerExtensionCommands(program: Command): void {
         "oci: reach this registry over plain http (repeatable)",
         collect,
       )
-      .option(
-        "--timeout <seconds>",
-        "give up when the server sends less than 1 KiB in this many seconds (default 60)",
-        parseSeconds,
-      )
+      .option(...TIMEOUT_OPTION)
       .option("--json", "print the result as JSON")
       .action(async (uri: string, opts, command: Command) => {
         const { install } = await import("../../operations/install.js");

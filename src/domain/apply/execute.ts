@@ -20,6 +20,7 @@ export interface ExecuteOptions {
   refresh?: RefreshMode;
   caCerts?: string[];
   insecureRegistries?: string[];
+  timeoutMs?: number;
 }
 
 export interface ExecutedStep {
@@ -128,6 +129,7 @@ async function installStep(
     ...(step.sha256 ? { sha256: step.sha256 } : {}),
     ...(options.caCerts ? { caCerts: options.caCerts } : {}),
     ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
   });
   return fetched.map((f) => ({ name: f.name, record: { source: step.source, sha256: f.sha256 } }));
 }
