@@ -12,7 +12,8 @@ import { tempDir, tempRoot } from "../helpers/tmp.js";
 import { withHttpsServer } from "../helpers/https-server.js";
 
 const STORE = "var/lib/kairos/extensions";
-const payload = randomBytes(3 * 1024 * 1024 + 17);
+// Several of the store writer's 4 MiB slabs, and not a whole number of TLS records.
+const payload = randomBytes(20 * 1024 * 1024 + 17);
 const digest = createHash("sha256").update(payload).digest("hex");
 
 async function storeEntries(root: string): Promise<string[]> {

@@ -52,7 +52,7 @@ export function httpError(code: string, message: string): Error {
 }
 
 /** Sends a GET and resolves once the response head has arrived; the body waits for a consumer. */
-export function bulkGet(request: BulkRequest): Promise<BulkResponse> {
+export async function bulkGet(request: BulkRequest): Promise<BulkResponse> {
   return new Exchange(request).start();
 }
 
