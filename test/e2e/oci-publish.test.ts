@@ -11,7 +11,12 @@ import { createContext } from "../../src/util/context.js";
 import type { Logger } from "../../src/util/log.js";
 import { runExtctl } from "../helpers/cli.js";
 import { requirePeers } from "../helpers/peers.js";
-import { inspectRaw, startRegistry } from "../helpers/registry.js";
+import {
+  inspectRaw,
+  startCorruptingProxy,
+  startCuttingProxy,
+  startRegistry,
+} from "../helpers/registry.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 
 const PEERS = ["docker-registry", "skopeo"];
@@ -86,6 +91,45 @@ test("a published artifact reads back with skopeo and installs byte for byte", a
   });
   assert.equal(again.layer.outcome, "existed");
   assert.equal(again.digest, result.digest);
+});
+
+test("an artifact's blob: a flipped byte is refused, a cut connection resumes with Range", async (t) => {
+  if (!requirePeers(t, PEERS, { root: true })) return;
+  const registry = await startRegistry(t);
+  // Several of the writer's 4 MiB slabs.
+  const { file, data } = await imageFile(t, "big.sysext.raw", 13 * 1024 * 1024 + 5, 3);
+  const ctx = createContext({ log: silent });
+  const { pinned } = await publish(ctx, file, `oci://${registry.host}/exts/big:1`, {
+    insecureRegistries: [registry.host],
+  });
+  const through = (host: string) => pinned.replace(registry.host, host);
+
+  const flipping = await startCorruptingProxy(t, registry.url);
+  const first = await store(t);
+  await assert.rejects(
+    ociSource.fetch(first.ctx, {
+      uri: through(flipping),
+      kind: "sysext",
+      storeDir: first.storeDir,
+      insecureRegistries: [flipping],
+    }),
+    (e: Error & { code?: string }) => e.code === "checksum" && /corrupted/.test(e.message),
+  );
+  assert.deepEqual(await readdir(first.storeDir), []);
+
+  const cutting = await startCuttingProxy(t, registry.url);
+  const second = await store(t);
+  await ociSource.fetch(second.ctx, {
+    uri: through(cutting.host),
+    kind: "sysext",
+    storeDir: second.storeDir,
+    insecureRegistries: [cutting.host],
+  });
+  assert.ok((await readFile(path.join(second.storeDir, "big.sysext.raw"))).equals(data));
+  assert.equal(cutting.blobRanges.length, 2, "one cut GET, one resume");
+  assert.equal(cutting.blobRanges[0], "");
+  const resumedAt = Number(/^bytes=(\d+)-$/.exec(cutting.blobRanges[1] ?? "")?.[1]);
+  assert.ok(resumedAt > 0 && resumedAt < data.length, `resumed at ${cutting.blobRanges[1]}`);
 });
 
 test("a large blob goes up in chunks, and another repository mounts it instead of uploading", async (t) => {

@@ -217,13 +217,27 @@ ${authYaml}`;
   return { host, url: `http://${host}`, pid: child.pid as number, dir, tokenRequests };
 }
 
-/**
- * A proxy in front of a registry that flips one byte in the middle of every blob body it
- * relays (manifests pass untouched), to prove corruption is caught on the way.
- */
-export async function startCorruptingProxy(t: TestContext, target: string): Promise<string> {
+/** What a tampering proxy does to a blob body: the chunk to send on, or "cut" to drop the line. */
+type Tamper = (chunk: Buffer, at: number, length: number, blobGet: number) => Buffer | "cut";
+
+export interface TamperingProxy {
+  host: string;
+  /** The Range header of every blob GET relayed ("" when there was none). */
+  blobRanges: string[];
+}
+
+/** A plain-http proxy in front of a registry that lets `tamper` touch blob bodies on the way. */
+async function startTamperingProxy(
+  t: TestContext,
+  target: string,
+  tamper: Tamper,
+): Promise<TamperingProxy> {
   const upstream = new URL(target);
+  const blobRanges: string[] = [];
   const server = http.createServer((req, res) => {
+    const isBlob = /\/blobs\/sha256:/.test(req.url ?? "") && req.method === "GET";
+    if (isBlob) blobRanges.push(req.headers.range ?? "");
+    const blobGet = blobRanges.length;
     const forward = http.request(
       {
         host: upstream.hostname,
@@ -234,18 +248,15 @@ export async function startCorruptingProxy(t: TestContext, target: string): Prom
       },
       (up) => {
         res.writeHead(up.statusCode ?? 502, up.headers);
-        const isBlob = /\/blobs\/sha256:/.test(req.url ?? "") && req.method === "GET";
         const length = Number(up.headers["content-length"] ?? "0");
-        const flipAt = Math.floor(length / 2);
         let seen = 0;
         up.on("data", (chunk: Buffer) => {
-          if (isBlob && flipAt >= seen && flipAt < seen + chunk.length) {
-            const copy = Buffer.from(chunk);
-            copy[flipAt - seen] = (copy[flipAt - seen] as number) ^ 0xff;
-            chunk = copy;
-          }
+          const out = isBlob ? tamper(chunk, seen, length, blobGet) : chunk;
           seen += chunk.length;
-          res.write(chunk);
+          if (out === "cut") {
+            up.destroy();
+            res.socket?.destroy();
+          } else res.write(out);
         });
         up.on("end", () => res.end());
       },
@@ -254,8 +265,36 @@ export async function startCorruptingProxy(t: TestContext, target: string): Prom
     req.pipe(forward);
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  t.after(() => new Promise<void>((r) => server.close(() => r())));
-  return `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  t.after(() => {
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+  return { host: `127.0.0.1:${(server.address() as net.AddressInfo).port}`, blobRanges };
+}
+
+/**
+ * A proxy in front of a registry that flips one byte in the middle of every blob body it
+ * relays (manifests pass untouched), to prove corruption is caught on the way.
+ */
+export async function startCorruptingProxy(t: TestContext, target: string): Promise<string> {
+  const proxy = await startTamperingProxy(t, target, (chunk, at, length) => {
+    const flipAt = Math.floor(length / 2);
+    if (flipAt < at || flipAt >= at + chunk.length) return chunk;
+    const copy = Buffer.from(chunk);
+    copy[flipAt - at] = (copy[flipAt - at] as number) ^ 0xff;
+    return copy;
+  });
+  return proxy.host;
+}
+
+/**
+ * A proxy that cuts the connection of the first blob GET once about half the body has passed;
+ * later requests (a resume with Range) go through untouched.
+ */
+export function startCuttingProxy(t: TestContext, target: string): Promise<TamperingProxy> {
+  return startTamperingProxy(t, target, (chunk, at, length, blobGet) =>
+    blobGet === 1 && at + chunk.length > length / 2 ? "cut" : chunk,
+  );
 }
 
 // ---- OCI image layouts made at test time, for skopeo to push ----
