@@ -1,5 +1,7 @@
-// A small OCI distribution client on undici: manifests, blobs streamed with their digest checked,
-// uploads, auth challenges, retries and redirects, with every size and count bounded.
+// A small OCI distribution client on undici: manifests, tokens, uploads, auth challenges, retries
+// and redirects, with every size and count bounded. Blob downloads go through the same auth, retry
+// and redirect loop but read their bodies with http1.ts (bulk bytes without undici's per-chunk
+// buffers), hashed and checked while they pass.
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
