@@ -274,16 +274,18 @@ export function renderMarkdown(
     "| benchmark | extctl (s) | peer | peer (s) | ratio | goal | met | extctl peak RSS (MiB) | peer peak RSS (MiB) | runs |",
     "|---|---:|---|---:|---:|---:|:---:|---:|---:|---:|",
   ];
+  // A peer can be a shell pipeline: its "|" would end the table cell.
+  const cell = (text: string) => text.replaceAll("|", "\\|");
   for (const r of results) {
     if (r.skipped) {
       lines.push(
-        `| ${r.name} | - | ${r.peer} | - | - | ${r.goal} | skipped: ${r.skipped} | - | - | - |`,
+        `| ${r.name} | - | ${cell(r.peer)} | - | - | ${r.goal} | skipped: ${r.skipped} | - | - | - |`,
       );
       continue;
     }
     const met = r.ratio <= r.goal ? "yes" : "**no**";
     lines.push(
-      `| ${r.name} | ${fmt(r.extctl_s)} | ${r.peer} | ${fmt(r.peer_s)} | ${fmt(r.ratio)} | ${r.goal} | ${met} | ${fmt(r.peak_rss_mib)} | ${fmt(r.peer_peak_rss_mib)} | ${r.runs ?? "-"} |`,
+      `| ${r.name} | ${fmt(r.extctl_s)} | ${cell(r.peer)} | ${fmt(r.peer_s)} | ${fmt(r.ratio)} | ${r.goal} | ${met} | ${fmt(r.peak_rss_mib)} | ${fmt(r.peer_peak_rss_mib)} | ${r.runs ?? "-"} |`,
     );
   }
   const notes = results.filter((r) => r.note);
