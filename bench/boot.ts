@@ -5,6 +5,7 @@ import { execFileSync } from "node:child_process";
 import { copyFile, mkdir, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import path from "node:path";
+import { makeSigningCert } from "../test/helpers/keys.js";
 import { benchDir, emitSkipped, extctl, sideBySide } from "./lib.js";
 
 const NAME = "boot 50 signed images";
@@ -42,29 +43,11 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0)
     return emitSkipped(NAME, "systemd-dissect x50", GOAL, "needs root (loop devices)");
   const dir = await benchDir("extctl-bench-boot-");
-  const key = path.join(dir, "fleet.key");
-  const cert = path.join(dir, "fleet.crt");
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=bench-fleet",
-    ],
-    { stdio: "ignore" },
-  );
+  const { key, cert } = makeSigningCert(dir, "fleet", {
+    type: "ec",
+    subject: "/CN=bench-fleet",
+    days: 2,
+  });
   const tree = path.join(dir, "tree");
   await mkdir(path.join(tree, "usr/share/bench"), { recursive: true });
   // Some content, so the images are not trivially small.

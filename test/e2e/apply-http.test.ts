@@ -79,17 +79,22 @@ async function snapshot(root: string) {
   return out;
 }
 
-test("a download cut in the middle fails its step and loses nothing", async (t) => {
-  if (!requirePeers(t, [], { root: true })) return;
+/** A node with V1 applied from the test server; `f` is the file to apply changes with. */
+async function nodeWithV1(t: TestContext) {
   const { url } = await server(t);
   const root = await tempRoot(t);
-  const dir = await tempDir(t);
-  const f = path.join(dir, "node.yaml");
+  const f = path.join(await tempDir(t), "node.yaml");
   await writeFile(f, file(url, "v1", sha(V1)));
   const first = await runExtctl(["--root", root, "apply", f, "--refresh", "none"]);
   assert.equal(first.code, 0, first.stderr);
   const before = await snapshot(root);
   assert.equal(before.image, sha(V1));
+  return { url, root, f, before };
+}
+
+test("a download cut in the middle fails its step and loses nothing", async (t) => {
+  if (!requirePeers(t, [], { root: true })) return;
+  const { url, root, f, before } = await nodeWithV1(t);
 
   await writeFile(f, file(url, "cut", sha(V2), "[passive]"));
   const cut = await runExtctl(["--root", root, "apply", f, "--refresh", "none"]);
@@ -114,13 +119,7 @@ test("a download cut in the middle fails its step and loses nothing", async (t) 
 
 test("apply --timeout gives up on a server that stops sending, and loses nothing", async (t) => {
   if (!requirePeers(t, [], { root: true })) return;
-  const { url } = await server(t);
-  const root = await tempRoot(t);
-  const dir = await tempDir(t);
-  const f = path.join(dir, "node.yaml");
-  await writeFile(f, file(url, "v1", sha(V1)));
-  assert.equal((await runExtctl(["--root", root, "apply", f, "--refresh", "none"])).code, 0);
-  const before = await snapshot(root);
+  const { url, root, f, before } = await nodeWithV1(t);
 
   await writeFile(f, file(url, "stall", sha(V2)));
   const started = Date.now();

@@ -86,17 +86,12 @@ export function describeNetworkError(e: unknown, url: string): ExtctlError {
     case "ENOTFOUND":
     case "EAI_AGAIN":
       return new ExtctlError("download", `cannot resolve the host of ${url}`, { cause: e });
-    case "UND_ERR_CONNECT_TIMEOUT":
-    case "UND_ERR_HEADERS_TIMEOUT":
-    case "UND_ERR_BODY_TIMEOUT":
     case "ETIMEDOUT":
       return new ExtctlError("download", `timed out waiting for ${url}`, {
         cause: e,
         hint: "the server stopped sending; try again",
       });
-    case "UND_ERR_SOCKET":
     case "ECONNRESET":
-    case "UND_ERR_RES_CONTENT_LENGTH_MISMATCH":
       return new ExtctlError(
         "download",
         `the connection to ${url} was cut before the download finished`,
@@ -105,15 +100,9 @@ export function describeNetworkError(e: unknown, url: string): ExtctlError {
           hint: "try again",
         },
       );
-    case "UND_ERR_HEADERS_OVERFLOW":
     case "HPE_HEADER_OVERFLOW":
       return new ExtctlError("download", `${url} sent oversized headers`, { cause: e });
     default:
-      if (/redirect/i.test(message)) {
-        return new ExtctlError("download", `${url} redirected more than ${MAX_REDIRECTS} times`, {
-          cause: e,
-        });
-      }
       return new ExtctlError(
         "download",
         `download of ${url} failed: ${message}${code ? ` (${code})` : ""}`,
