@@ -4,6 +4,7 @@
 import { Command, CommanderError } from "commander";
 import { createRequire } from "node:module";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
+import { escapeControl } from "../util/escape.js";
 import { registerBuildCommand } from "./commands/build.js";
 import { registerExtensionCommands } from "./commands/extension.js";
 import { registerPublishCommand } from "./commands/publish.js";
@@ -79,8 +80,9 @@ function reportError(e: unknown): number {
     return 2;
   }
   if (isExtctlError(e)) {
-    process.stderr.write(`extctl: ${e.message}\n`);
-    if (e.hint) process.stderr.write(`  ${e.hint}\n`);
+    // Messages carry names and paths from untrusted input: escaped, one line each.
+    process.stderr.write(`extctl: ${escapeControl(e.message)}\n`);
+    if (e.hint) process.stderr.write(`  ${escapeControl(e.hint)}\n`);
     if (process.env.EXTCTL_DEBUG && e.cause)
       process.stderr.write(`${String((e.cause as Error).stack ?? e.cause)}\n`);
     return e.exitCode;

@@ -1,4 +1,6 @@
 // Output helpers: aligned tables for people, JSON for programs. Data goes to stdout only.
+// Every table cell is escaped (escapeControl), so a crafted value cannot draw rows of its own.
+import { escapeControl, escapeControlKeepLines } from "../util/escape.js";
 
 export interface Column<T> {
   header: string;
@@ -6,25 +8,45 @@ export interface Column<T> {
   align?: "left" | "right";
 }
 
+/**
+ * The rows as an aligned table. Widths are found in one loop over the rows (never by spreading
+ * them into Math.max, which overflows the stack past ~125,000 rows), and lines are joined once.
+ */
 export function renderTable<T>(rows: readonly T[], columns: readonly Column<T>[]): string {
-  const cells = rows.map((row) => columns.map((c) => c.value(row)));
-  const widths = columns.map((c, i) =>
-    Math.max(c.header.length, ...cells.map((r) => (r[i] ?? "").length)),
-  );
-  const line = (values: readonly string[]) =>
-    values
-      .map((v, i) =>
-        columns[i]?.align === "right" ? v.padStart(widths[i] ?? 0) : v.padEnd(widths[i] ?? 0),
-      )
-      .join("  ")
-      .trimEnd();
-  return [line(columns.map((c) => c.header)), ...cells.map(line)].join("\n") + "\n";
+  const widths = columns.map((c) => escapeControl(c.header).length);
+  const cells: string[][] = new Array<string[]>(rows.length);
+  for (let r = 0; r < rows.length; r++) {
+    const row = rows[r] as T;
+    const values = new Array<string>(columns.length);
+    for (let i = 0; i < columns.length; i++) {
+      const v = escapeControl((columns[i] as Column<T>).value(row));
+      values[i] = v;
+      if (v.length > (widths[i] as number)) widths[i] = v.length;
+    }
+    cells[r] = values;
+  }
+  const line = (values: readonly string[]): string => {
+    let out = "";
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i] as string;
+      const w = widths[i] as number;
+      if (i > 0) out += "  ";
+      out += columns[i]?.align === "right" ? v.padStart(w) : v.padEnd(w);
+    }
+    return out.trimEnd();
+  };
+  const lines = new Array<string>(cells.length + 1);
+  lines[0] = line(columns.map((c) => escapeControl(c.header)));
+  for (let r = 0; r < cells.length; r++) lines[r + 1] = line(cells[r] as string[]);
+  return lines.join("\n") + "\n";
 }
 
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + "\n");
 }
 
+/** Prints text for people; control characters other than its line breaks are escaped. */
 export function print(text: string): void {
-  process.stdout.write(text.endsWith("\n") ? text : text + "\n");
+  const safe = escapeControlKeepLines(text);
+  process.stdout.write(safe.endsWith("\n") ? safe : safe + "\n");
 }

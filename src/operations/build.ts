@@ -2,10 +2,11 @@
 // (a signed erofs/squashfs DDI by default), reproducibly, written atomically into the output dir.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdtemp, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Context } from "../util/context.js";
+import { lastErrorLine } from "../util/runner.js";
 import { ExtctlError, errnoCode, fsError } from "../util/errors.js";
 import {
   TEMP_PREFIX,
@@ -263,6 +264,19 @@ interface Prepared {
   downloads: string | undefined;
 }
 
+/**
+ * Test hook: with NODE_ENV=test, EXTCTL_TEST_AFTER_WALK is a shell command run between the walk
+ * of the source and staging, so the e2e suite can swap a source file at exactly that moment. It
+ * grants nothing: whoever sets extctl's environment can already run commands as its user.
+ */
+async function afterWalkTestHook(ctx: Context): Promise<void> {
+  const command = ctx.env.EXTCTL_TEST_AFTER_WALK;
+  if (!command || ctx.env.NODE_ENV !== "test") return;
+  const result = await ctx.runner.run("sh", ["-c", command]);
+  if (result.exitCode !== 0)
+    throw new ExtctlError("internal", `the after-walk test hook failed: ${lastErrorLine(result)}`);
+}
+
 async function buildFromSource(
   ctx: Context,
   options: BuildOptions,
@@ -280,6 +294,7 @@ async function buildFromSource(
     ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
     ...(options.creds ? { creds: options.creds } : {}),
   });
+  await afterWalkTestHook(ctx);
   const clamp = sourceDateEpoch(ctx.env);
   const filtered = filterTree(source.tree, {
     kind,
@@ -310,11 +325,14 @@ async function buildFromSource(
   }
 
   const ids = new SeededIds(seed);
-  const staging = await mkdtemp(
+  // The staged tree gets the source's modes (a 0777 directory stays 0777), so it lives one level
+  // down in a 0700 directory from mkdtemp: nobody else can reach it to swap a file before mkfs.
+  const stagingParent = await mkdtemp(
     path.join(outputDir, `${TEMP_PREFIX}staging-${process.pid}-`),
   ).catch((e: unknown) => {
     throw fsError(e, `create a staging directory in ${outputDir}`);
   });
+  const staging = path.join(stagingParent, "root");
   let stagingRemoval: Promise<void> | undefined;
   const filesystem = tempPathBeside(output, options.noVerity ? "tmp" : "fs");
   const ddi = tempPathBeside(output, "tmp");
@@ -324,6 +342,7 @@ async function buildFromSource(
     for (const e of tree.entries()) if (e.type === "file") total += e.size;
     ctx.log.info(`staging ${entries} entries (${humanBytes(total)})`);
     const staged = ctx.progress("staging", total, "bytes");
+    await mkdir(staging, { mode: 0o700 });
     const stageResult = await stageTree(tree, staging, {
       layers: source.archives,
       keepOwners: options.keepOwners ?? false,
@@ -343,7 +362,7 @@ async function buildFromSource(
       keepOwners: options.keepOwners ?? false,
     });
     // Removing thousands of staged files overlaps with hashing and assembling the image.
-    stagingRemoval = rm(staging, { recursive: true, force: true });
+    stagingRemoval = rm(stagingParent, { recursive: true, force: true });
 
     let result: BuildResult;
     const common = {
@@ -411,7 +430,7 @@ async function buildFromSource(
   } catch (e) {
     throw errnoCode(e) !== undefined ? fsError(e, `build ${output}`) : e;
   } finally {
-    await (stagingRemoval ?? rm(staging, { recursive: true, force: true }));
+    await (stagingRemoval ?? rm(stagingParent, { recursive: true, force: true }));
     await rm(filesystem, { force: true });
     await rm(ddi, { force: true });
   }

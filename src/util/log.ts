@@ -1,5 +1,7 @@
 // Logs, warnings and notes for people go to stderr; data goes to stdout. -q hides notes,
-// -v shows details (and the commands extctl runs). NO_COLOR is honoured.
+// -v shows details (and the commands extctl runs). NO_COLOR is honoured. Messages are one line
+// each: control characters in them (from names, labels, release fields) are escaped.
+import { escapeControl } from "./escape.js";
 
 export type Verbosity = "quiet" | "normal" | "verbose";
 
@@ -28,15 +30,16 @@ export class StderrLogger implements Logger {
   }
 
   warn(message: string): void {
-    this.stream.write(`${this.paint("33", "warning:")} ${message}\n`);
+    this.stream.write(`${this.paint("33", "warning:")} ${escapeControl(message)}\n`);
   }
 
   info(message: string): void {
-    if (this.verbosity !== "quiet") this.stream.write(`${message}\n`);
+    if (this.verbosity !== "quiet") this.stream.write(`${escapeControl(message)}\n`);
   }
 
   debug(message: string): void {
-    if (this.verbosity === "verbose") this.stream.write(`${this.paint("2", message)}\n`);
+    if (this.verbosity === "verbose")
+      this.stream.write(`${this.paint("2", escapeControl(message))}\n`);
   }
 
   private paint(code: string, text: string): string {

@@ -4,6 +4,7 @@ import type { Command } from "commander";
 import type { InspectResult } from "../../operations/inspect.js";
 import { ExtctlError } from "../../util/errors.js";
 import { collect, contextFor } from "../options.js";
+import { escapeControl } from "../../util/escape.js";
 import { print, printJson, renderTable } from "../render.js";
 
 function size(n: number): string {
@@ -20,7 +21,7 @@ function size(n: number): string {
 
 function renderInspect(r: InspectResult): string {
   const out: string[] = [];
-  const kv = (k: string, v: string) => out.push(`${(k + ":").padEnd(14)}${v}`);
+  const kv = (k: string, v: string) => out.push(`${(k + ":").padEnd(14)}${escapeControl(v)}`);
   kv("image", `${r.path} (${size(r.size)})`);
   kv(
     "kind",
@@ -56,7 +57,8 @@ function renderInspect(r: InspectResult): string {
       "release",
       `${r.release.path.slice(1)}${r.release.match === "fallback" ? " (strict=false fallback)" : ""}`,
     );
-    for (const [k, v] of Object.entries(r.release.fields)) out.push(`  ${k}=${v}`);
+    for (const [k, v] of Object.entries(r.release.fields))
+      out.push(`  ${escapeControl(k)}=${escapeControl(v)}`);
   } else kv("release", `none: ${r.releaseProblem ?? "not found"}`);
   if (r.verity) {
     kv(

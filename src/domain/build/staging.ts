@@ -18,6 +18,7 @@ import { pipeline } from "node:stream/promises";
 import { ExtctlError, fsError } from "../../util/errors.js";
 import type { Progress } from "../../util/progress.js";
 import { inParallel } from "./parallel.js";
+import { copyVerifiedHostFile } from "./sources/host-file.js";
 import { walkArchive, type LayerArchive } from "./sources/tar.js";
 import type { FileTree, TreeEntry } from "./tree.js";
 
@@ -82,7 +83,8 @@ export async function stageTree(
     }
     await inParallel(direct, CONCURRENCY, async (e) => {
       const content = e.content!;
-      if (content.kind === "host") await copyFile(content.path, host(e), constants.COPYFILE_EXCL);
+      if (content.kind === "host")
+        await copyVerifiedHostFile(content.path, { ...content, size: e.size }, host(e));
       else if (content.kind === "inline") await writeFile(host(e), content.data, { flag: "wx" });
       options.progress?.tick(e.size);
     });

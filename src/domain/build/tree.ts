@@ -8,7 +8,8 @@ export type EntryType =
 
 /** Where a regular file's bytes live until staging copies them. */
 export type ContentRef =
-  | { kind: "host"; path: string }
+  /** A file on the host, with the identity the walk saw: staging copies only that inode. */
+  | { kind: "host"; path: string; dev: number; ino: number }
   | { kind: "layer"; layer: number; ordinal: number }
   | { kind: "inline"; data: Buffer };
 

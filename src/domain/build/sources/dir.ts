@@ -60,7 +60,7 @@ export async function readDirectoryTree(dir: string): Promise<FileTree> {
           entry.hardlinkTarget = first.path;
           entry.content = first.content;
         } else {
-          entry.content = { kind: "host", path: hostPath };
+          entry.content = { kind: "host", path: hostPath, dev: st.dev, ino: st.ino };
           if (st.nlink > 1) inodes.set(key, entry);
         }
       } else if (entry.type === "symlink") {
