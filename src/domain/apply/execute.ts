@@ -145,7 +145,7 @@ async function runLinkStep(
     case "link":
       return runner.run(step, async () => {
         const store = new ExtensionStore(ctx.root, step.kind);
-        await gate.require(store.host(store.imagePath(step.name)), step.name);
+        await gate.require(await store.imageFile(step.name), step.name);
         if (await store.linkProfile(step.profile, step.name))
           runner.txFor(step.kind).created(store.profileLinkPath(step.profile, step.name));
       });

@@ -128,6 +128,78 @@ export class ExtensionStore {
     return this.rawEntries(this.layout.store);
   }
 
+  /**
+   * The host path to read image `name` at: the store entry resolved inside the root, and a
+   * regular file. Anything else (a FIFO, a device, a dangling link, a link leading out of the
+   * root) is an ExtctlError saying what it is: opening it could hang or read outside the root.
+   */
+  async imageFile(name: string): Promise<string> {
+    const nodePath = this.imagePath(name);
+    const file = await this.root.readPath(nodePath);
+    let st;
+    try {
+      st = await (this.root.isHostRoot ? stat(file) : lstat(file));
+    } catch (e) {
+      if (errnoCode(e) !== "ENOENT" && errnoCode(e) !== "ENOTDIR")
+        throw fsError(e, `read ${nodePath}`);
+      const target = await readlink(this.root.path(nodePath)).catch(() => undefined);
+      throw new ExtctlError(
+        "not-found",
+        target === undefined
+          ? `${nodePath} does not exist`
+          : `${nodePath} is a symlink to ${target}, which leads to no file inside the root`,
+      );
+    }
+    if (!st.isFile()) {
+      const kind = st.isFIFO()
+        ? "a FIFO"
+        : st.isSocket()
+          ? "a socket"
+          : st.isCharacterDevice() || st.isBlockDevice()
+            ? "a device"
+            : st.isDirectory()
+              ? "a directory"
+              : "not a regular file";
+      throw new ExtctlError(
+        "format",
+        `${nodePath}${file === this.host(nodePath) ? "" : ` (${file})`} is ${kind}, not an image file`,
+      );
+    }
+    return file;
+  }
+
+  /**
+   * Every *.raw entry of the store, split into images that can be read (with their host path)
+   * and entries that cannot (see imageFile), so listings skip them with a warning, never hang.
+   */
+  async readableImages(): Promise<{
+    images: { name: string; file: string }[];
+    skipped: { name: string; reason: string }[];
+  }> {
+    let entries;
+    try {
+      entries = await readdir(await this.root.readPath(this.layout.store), { withFileTypes: true });
+    } catch (e) {
+      if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR")
+        return { images: [], skipped: [] };
+      throw fsError(e, `read ${this.layout.store}`);
+    }
+    const images: { name: string; file: string }[] = [];
+    const skipped: { name: string; reason: string }[] = [];
+    for (const name of entries
+      .map((e) => e.name)
+      .filter(isImageName)
+      .sort()) {
+      try {
+        images.push({ name, file: await this.imageFile(name) });
+      } catch (e) {
+        if (!(e instanceof ExtctlError)) throw e;
+        skipped.push({ name, reason: e.message });
+      }
+    }
+    return { images, skipped };
+  }
+
   /** Names linked in a profile dir. */
   async profileLinks(profile: Profile): Promise<string[]> {
     return this.rawEntries(profileDir(this.kind, profile));
