@@ -101,7 +101,7 @@ async function checkPolicy(
     ...(options.trust === undefined ? {} : { trust: options.trust }),
   });
   const summary = { name: gate.policy.policy.name, source: gate.policy.source };
-  const verdict = await gate.require(store.host(store.imagePath(image)), image);
+  const verdict = await gate.require(await store.imageFile(image), image);
   if (!verdict) return summary;
   ctx.log.info(`${image}: ${verdict.reason} (policy ${summary.name} from ${summary.source})`);
   return { ...summary, verdict: verdict.reason };

@@ -17,7 +17,9 @@ export function requireRoot(ctx: Context): void {
 
 /** Runs `work` holding the root's lock, after clearing what killed runs left behind. */
 export async function withLock<T>(ctx: Context, work: () => Promise<T>): Promise<T> {
-  const lock = await acquireLock(ctx.root.path(LOCK_FILE), {
+  // The lock is the first thing written: a lock dir that leads outside the root stops here.
+  const lockFile = await ctx.root.writePath(LOCK_FILE, { leaf: "entry", what: LOCK_FILE });
+  const lock = await acquireLock(lockFile, {
     onWait: (pid) =>
       ctx.log.info(`waiting for another extctl run${pid ? ` (pid ${pid})` : ""} to finish...`),
   });

@@ -66,12 +66,16 @@ async function mapLimited<T, R>(
 
 export async function list(ctx: Context, options: ListOptions): Promise<ListResult> {
   const store = new ExtensionStore(ctx.root, options.kind);
-  const [stored, runtime, merged, ...byProfile] = await Promise.all([
-    store.images(),
+  const [readable, runtime, merged, ...byProfile] = await Promise.all([
+    store.readableImages(),
     store.runtimeLinks(),
     readMerged(ctx.root, options.kind),
     ...PROFILES.map((p) => store.profileLinks(p)),
   ]);
+  // A FIFO, device or dangling link in the store is named and left out: reading it could hang.
+  for (const s of readable.skipped) ctx.log.warn(`skipping ${s.reason}`);
+  const files = new Map(readable.images.map((i) => [i.name, i.file]));
+  const stored = [...files.keys()];
   const enabled = new Map<string, Profile[]>();
   PROFILES.forEach((profile, i) => {
     for (const name of byProfile[i] ?? [])
@@ -94,7 +98,7 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
       merged: runtimeSet.has(name) && isMerged(name, mergedSet),
     };
     if (!present) return entry;
-    const hostPath = store.host(store.imagePath(name));
+    const hostPath = files.get(name) as string;
     Object.assign(entry, describe(await summarizeImage(ctx, hostPath, options.kind)));
     if (verifier) entry.trust = await verifier(hostPath);
     return entry;

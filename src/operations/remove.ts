@@ -1,10 +1,8 @@
 // `remove NAME [--now]`: delete exactly that image and its own links in every profile (ours 2).
 // With --now the /run link goes first and the refresh must succeed before anything is deleted,
 // so a failed refresh leaves the node as it was.
-import { unlink } from "node:fs/promises";
 import type { Context } from "../util/context.js";
-import { fsError } from "../util/errors.js";
-import { fsyncDir } from "../util/atomic.js";
+import { isExtctlError } from "../util/errors.js";
 import { ExtensionStore } from "../domain/store/store.js";
 import { PROFILES, type ExtensionKind, type Profile } from "../domain/store/layout.js";
 import { resolveName } from "../domain/store/names.js";
@@ -55,15 +53,15 @@ export async function remove(ctx: Context, options: RemoveOptions): Promise<Remo
       }
     }
     for (const profile of PROFILES) {
-      if (await store.unlinkPath(store.profileLinkPath(profile, image)))
-        result.profiles.push(profile);
+      try {
+        if (await store.unlinkPath(store.profileLinkPath(profile, image)))
+          result.profiles.push(profile);
+      } catch (e) {
+        if (!isExtctlError(e) || e.code !== "exists") throw e;
+        ctx.log.warn(e.message);
+      }
     }
-    try {
-      await unlink(store.host(store.imagePath(image)));
-      await fsyncDir(store.host(store.layout.store));
-    } catch (e) {
-      throw fsError(e, `delete ${store.imagePath(image)}`);
-    }
+    await store.deleteImage(image);
     ctx.log.info(
       `removed ${image}` +
         (result.profiles.length ? ` and its links in ${result.profiles.join(", ")}` : ""),

@@ -1,10 +1,11 @@
 // `systemd install [--uninstall]`: writes extctl-boot.service (enabled for sysinit.target) and,
 // for systemd 254+, the image-policy drop-ins; --uninstall removes exactly the files we wrote.
-import { mkdir, readdir, readFile, readlink, realpath, rmdir, unlink } from "node:fs/promises";
+import { lstat, mkdir, readdir, readlink, realpath, rmdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../util/context.js";
 import { ExtctlError, errnoCode, fsError } from "../util/errors.js";
 import { symlinkAtomic, writeFileAtomic } from "../util/atomic.js";
+import { READ_CAPS, readBoundedOptional } from "../util/bounded-read.js";
 import {
   UNIT_MARKER,
   unitSet,
@@ -50,7 +51,7 @@ export async function detectSystemdVersion(ctx: Context): Promise<number | undef
   for (const dir of LIBRARY_DIRS) {
     let names: string[];
     try {
-      names = await readdir(ctx.root.path(dir));
+      names = await readdir(await ctx.root.readPath(dir));
     } catch {
       continue;
     }
@@ -74,13 +75,30 @@ async function runningExtctl(ctx: Context): Promise<string> {
   return "/usr/bin/extctl";
 }
 
-async function readText(file: string): Promise<string | undefined> {
+/**
+ * A unit file's text (undefined when absent), read where `host` is (already resolved inside the
+ * root, never through a symlink). Anything but a regular file there (a mask link to /dev/null, a
+ * FIFO) is not ours: "other".
+ */
+async function readText(host: string): Promise<string | undefined | { other: string }> {
+  let st;
   try {
-    return await readFile(file, "utf8");
+    st = await lstat(host);
   } catch (e) {
     if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR") return undefined;
-    throw fsError(e, `read ${file}`);
+    throw fsError(e, `read ${host}`);
   }
+  if (!st.isFile()) return { other: st.isSymbolicLink() ? "a symlink" : "not a regular file" };
+  return (
+    await readBoundedOptional(host, { cap: READ_CAPS.config, noFollow: true, what: "a unit file" })
+  )?.toString("utf8");
+}
+
+/** Host paths of every unit path, checked before the first write: none may lead out of the root. */
+async function unitHosts(ctx: Context, paths: readonly string[]): Promise<Map<string, string>> {
+  const hosts = new Map<string, string>();
+  for (const p of paths) hosts.set(p, await ctx.root.writePath(p, { leaf: "entry" }));
+  return hosts;
 }
 
 export async function systemdInstall(
@@ -129,14 +147,21 @@ async function installUnits(
     result.notes.push(
       `systemd ${version} has no image policies or systemd-confext: no drop-ins written (254 or newer needs them)`,
     );
+  const hosts = await unitHosts(ctx, [
+    ...set.files.map((f) => f.path),
+    ...set.links.map((l) => l.path),
+  ]);
   for (const file of set.files) {
-    const host = ctx.root.path(file.path);
+    const host = hosts.get(file.path) as string;
     const existing = await readText(host);
     if (existing === file.content) {
       result.unchanged.push(file.path);
       continue;
     }
-    if (existing !== undefined && !existing.startsWith(UNIT_MARKER)) {
+    if (
+      existing !== undefined &&
+      (typeof existing !== "string" || !existing.startsWith(UNIT_MARKER))
+    ) {
       throw new ExtctlError("exists", `${file.path} exists and was not written by extctl`, {
         hint: "move it away first; extctl does not overwrite files it did not write",
       });
@@ -150,7 +175,7 @@ async function installUnits(
     result.changed.push(file.path);
   }
   for (const link of set.links) {
-    const host = ctx.root.path(link.path);
+    const host = hosts.get(link.path) as string;
     const current = await readlink(host).catch(() => undefined);
     if (current === link.target) {
       result.unchanged.push(link.path);
@@ -178,36 +203,37 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
   // Every file install can write, whatever version or policy it was written for.
   const files = [bootUnit("/usr/bin/extctl"), dropIn("sysext", false), dropIn("confext", false)];
   const link = bootUnitWantsLink();
-  if ((await readlink(ctx.root.path(link.path)).catch(() => undefined)) === link.target) {
-    await removeFile(ctx, link.path);
+  const dirs = [
+    "/etc/systemd/system/sysinit.target.wants",
+    "/etc/systemd/system/systemd-sysext.service.d",
+    "/etc/systemd/system/systemd-confext.service.d",
+  ];
+  const hosts = await unitHosts(ctx, [link.path, ...files.map((f) => f.path)]);
+  const dirHosts = await Promise.all(dirs.map((d) => ctx.root.writePath(d)));
+  if ((await readlink(hosts.get(link.path) as string).catch(() => undefined)) === link.target) {
+    await removeFile(hosts.get(link.path) as string, link.path);
     result.changed.push(link.path);
   }
   for (const file of files) {
-    const text = await readText(ctx.root.path(file.path));
+    const text = await readText(hosts.get(file.path) as string);
     if (text === undefined) continue;
-    if (!text.startsWith(UNIT_MARKER)) {
+    if (typeof text !== "string" || !text.startsWith(UNIT_MARKER)) {
       result.unchanged.push(file.path);
       result.notes.push(`${file.path} was not written by extctl and stays`);
       continue;
     }
-    await removeFile(ctx, file.path);
+    await removeFile(hosts.get(file.path) as string, file.path);
     result.changed.push(file.path);
   }
   // The directories install created, when nothing else lives in them now.
-  for (const dir of [
-    "/etc/systemd/system/sysinit.target.wants",
-    "/etc/systemd/system/systemd-sysext.service.d",
-    "/etc/systemd/system/systemd-confext.service.d",
-  ]) {
-    await rmdir(ctx.root.path(dir)).catch(() => {});
-  }
+  for (const dir of dirHosts) await rmdir(dir).catch(() => {});
   for (const p of result.changed) ctx.log.info(`removed ${p}`);
   return result;
 }
 
-async function removeFile(ctx: Context, nodePath: string): Promise<void> {
+async function removeFile(host: string, nodePath: string): Promise<void> {
   try {
-    await unlink(ctx.root.path(nodePath));
+    await unlink(host);
   } catch (e) {
     if (errnoCode(e) !== "ENOENT") throw fsError(e, `remove ${nodePath}`);
   }

@@ -2,9 +2,10 @@
 // renamed into place; symlinks are made under a temp name and renamed over. A crash leaves
 // either the old state or the new one, plus at most a temp file that starts with ".extctl-".
 import { randomBytes } from "node:crypto";
-import { open, rename, rm, symlink, readdir, unlink } from "node:fs/promises";
+import { mkdir, open, rename, rm, symlink, readdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import { errnoCode } from "./errors.js";
+import type { Root } from "./root.js";
 
 export const TEMP_PREFIX = ".extctl-";
 
@@ -47,6 +48,24 @@ export async function writeFileAtomic(
     throw e;
   }
   await fsyncDir(path.dirname(target));
+}
+
+/**
+ * writeFileAtomic for a node path under `root`: its directory (made when missing) is resolved
+ * inside the root, and one that leads outside it is an error (Root.writePath). Returns the host
+ * path written.
+ */
+export async function writeFileInRoot(
+  root: Root,
+  nodePath: string,
+  data: string | Buffer,
+  mode = 0o644,
+): Promise<string> {
+  const dir = await root.writePath(path.posix.dirname(nodePath), { what: nodePath });
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, path.posix.basename(nodePath));
+  await writeFileAtomic(file, data, mode);
+  return file;
 }
 
 /** Makes `linkPath` a symlink to `target`, replacing whatever link was there, atomically. */

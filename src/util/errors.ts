@@ -15,6 +15,7 @@ export type ErrorCode =
   | "io"
   | "read-only"
   | "not-a-directory"
+  | "outside-root"
   | "refresh"
   | "locked"
   | "format"

@@ -1,7 +1,8 @@
 // Serialises extctl runs on one root: an O_EXCL lock file holding the owner's pid. A lock whose
 // owner died (kill -9) is broken, under a second O_EXCL "breaker" file so that two waiters
 // never both break it and one of them removes the other's fresh lock.
-import { open, readFile, stat, unlink, mkdir } from "node:fs/promises";
+import { open, stat, unlink, mkdir } from "node:fs/promises";
+import { readBounded } from "./bounded-read.js";
 import path from "node:path";
 import { ExtctlError, errnoCode, fsError } from "./errors.js";
 import { processAlive } from "./atomic.js";
@@ -33,7 +34,9 @@ async function tryCreate(file: string): Promise<boolean> {
 
 async function holderPid(file: string): Promise<number | undefined> {
   try {
-    const pid = Number.parseInt((await readFile(file, "utf8")).trim(), 10);
+    // Never through a link, never more than a pid: a FIFO or device here must not hang us.
+    const text = (await readBounded(file, { cap: 64, noFollow: true })).toString("utf8");
+    const pid = Number.parseInt(text.trim(), 10);
     return Number.isFinite(pid) && pid > 0 ? pid : undefined;
   } catch {
     return undefined;

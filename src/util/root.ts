@@ -40,11 +40,53 @@ export class Root {
   }
 
   /**
-   * Resolves a node path as the kernel would inside a chroot at this root: absolute symlink
-   * targets are taken relative to the root and ".." stops at it. Returns the node path of the
-   * final target (which may not exist) or throws on a loop.
+   * Resolves a node path as the kernel would inside a chroot at this root (openat2
+   * RESOLVE_IN_ROOT): absolute symlink targets are taken relative to the root and ".." stops at
+   * it. Returns the node path of the final target (which may not exist) or throws on a loop.
+   * For reading: whatever the links say, what is read lies inside the root.
    */
   async resolve(nodePath: string): Promise<string> {
+    return this.walk(nodePath, undefined);
+  }
+
+  /**
+   * The host path to read `nodePath` at, resolved inside the root (see resolve). On the host root
+   * it is the plain path (the kernel follows the links); under a --root it holds no symlink, so
+   * it can be opened with O_NOFOLLOW.
+   */
+  async readPath(nodePath: string): Promise<string> {
+    if (this.isHostRoot) return this.path(nodePath);
+    return this.path(await this.resolve(nodePath));
+  }
+
+  /**
+   * The host path at which extctl may create, replace or delete `nodePath`, for every write under
+   * the root. Every directory on the way is resolved; a symlink that reads differently from the
+   * host than from inside the root (an absolute target, or ".." climbing above the root) is
+   * refused with an error naming it, because following it from the host writes outside the root.
+   * `leaf: "entry"` leaves the last component unresolved (a link or file to make or remove);
+   * `leaf: "follow"` resolves it too (a directory to write into). On the host root (`/`)
+   * nothing can lie outside, and this is the plain path with no file system calls.
+   */
+  async writePath(
+    nodePath: string,
+    options: { leaf?: "entry" | "follow"; what?: string } = {},
+  ): Promise<string> {
+    const host = this.path(nodePath);
+    if (this.isHostRoot) return host;
+    const normal = path.posix.normalize(nodePath);
+    const what = options.what ?? normal;
+    if ((options.leaf ?? "follow") === "follow") return this.path(await this.walk(normal, what));
+    if (normal === "/") return this.dir;
+    const parent = await this.walk(path.posix.dirname(normal), what);
+    return this.path(path.posix.join(parent, path.posix.basename(normal)));
+  }
+
+  /**
+   * Walks `nodePath` one component at a time. With `strictFor` set (the thing being written,
+   * for the message) an escaping symlink is an error; without it, it is clamped to the root.
+   */
+  private async walk(nodePath: string, strictFor: string | undefined): Promise<string> {
     let pending = path.posix.normalize(nodePath).split("/").filter(Boolean);
     const done: string[] = [];
     let hops = 0;
@@ -52,6 +94,10 @@ export class Root {
       const part = pending.shift() as string;
       if (part === ".") continue;
       if (part === "..") {
+        // The caller's own ".." were normalised away, so this one came from a symlink target.
+        if (done.length === 0 && strictFor !== undefined) {
+          throw this.escape(strictFor, nodePath, "a symlink on the way climbs above the root");
+        }
         done.pop();
         continue;
       }
@@ -70,10 +116,28 @@ export class Root {
       if (++hops > MAX_SYMLINK_HOPS) {
         throw new ExtctlError("io", `too many levels of symbolic links resolving ${nodePath}`);
       }
-      const rest = target.split("/").filter(Boolean);
-      if (target.startsWith("/")) done.length = 0;
-      pending = [...rest, ...pending];
+      if (target.startsWith("/")) {
+        if (strictFor !== undefined) {
+          throw this.escape(
+            strictFor,
+            nodePath,
+            `${this.path(candidate)} is a symlink to ${target}, which the host reads outside the root`,
+          );
+        }
+        done.length = 0;
+      }
+      pending = [...target.split("/").filter(Boolean), ...pending];
     }
     return "/" + done.join("/");
+  }
+
+  private escape(what: string, nodePath: string, why: string): ExtctlError {
+    return new ExtctlError(
+      "outside-root",
+      `${what} (${this.path(nodePath)}) resolves outside the root ${this.dir}: ${why}; extctl does not write through it`,
+      {
+        hint: "replace the symlink with a directory inside the root, or use a relative link that stays inside it",
+      },
+    );
   }
 }

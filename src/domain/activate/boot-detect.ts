@@ -1,9 +1,10 @@
 // Works out the boot state the way immucore does (spec/kairos.md section 3 step 1): from the
 // kernel cmdline and, on UKI boots, the systemd-boot EFI variables; and writes the /run/cos sentinels.
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
 import type { Root } from "../../util/root.js";
+import { READ_CAPS, readBoundedOptional } from "../../util/bounded-read.js";
 import { SENTINEL_DIR } from "../store/layout.js";
 import type { BootState } from "./boot-state.js";
 
@@ -105,22 +106,18 @@ export function decideBootState(
     : { state: "unknown", uki: false, reason: "the cmdline names no boot state" };
 }
 
+/** The cmdline and the loader's EFI variables are a few hundred bytes; read no more than that. */
 async function readOptional(file: string, what: string): Promise<Buffer | undefined> {
-  try {
-    return await readFile(file);
-  } catch (e) {
-    if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR") return undefined;
-    throw fsError(e, `read ${what} ${file}`);
-  }
+  return readBoundedOptional(file, { cap: READ_CAPS.small, what });
 }
 
 /** Default host paths: inside the root when one is given (ROOT/proc/cmdline only if present). */
 export async function defaultBootSources(root: Root): Promise<Required<BootSources>> {
   if (root.isHostRoot) return { efivarsDir: DEFAULT_EFIVARS, cmdlineFile: DEFAULT_CMDLINE };
-  const inRoot = root.path(DEFAULT_CMDLINE);
+  const inRoot = await root.readPath(DEFAULT_CMDLINE);
   const present = (await readOptional(inRoot, "the kernel cmdline")) !== undefined;
   return {
-    efivarsDir: root.path(DEFAULT_EFIVARS),
+    efivarsDir: await root.readPath(DEFAULT_EFIVARS),
     cmdlineFile: present ? inRoot : DEFAULT_CMDLINE,
   };
 }
@@ -160,8 +157,11 @@ export function sentinelNames(detection: BootDetection): string[] {
 /** Writes the missing sentinels under /run/cos; returns the node paths it created. */
 export async function writeSentinels(root: Root, detection: BootDetection): Promise<string[]> {
   const created: string[] = [];
+  let dir: string;
   try {
-    await mkdir(root.path(SENTINEL_DIR), { recursive: true });
+    // A /run/cos that leads outside the root is refused (Root.writePath).
+    dir = await root.writePath(SENTINEL_DIR, { what: SENTINEL_DIR });
+    await mkdir(dir, { recursive: true });
   } catch (e) {
     throw fsError(e, `create ${SENTINEL_DIR}`);
   }
@@ -169,7 +169,7 @@ export async function writeSentinels(root: Root, detection: BootDetection): Prom
     const nodePath = `${SENTINEL_DIR}/${name}`;
     try {
       // "wx": an existing sentinel (immucore's, or ours from an earlier run) is left alone.
-      await writeFile(root.path(nodePath), "", { flag: "wx", mode: 0o644 });
+      await writeFile(path.join(dir, name), "", { flag: "wx", mode: 0o644 });
       created.push(nodePath);
     } catch (e) {
       if (errnoCode(e) !== "EEXIST") throw fsError(e, `write the sentinel ${nodePath}`);

@@ -1,7 +1,8 @@
 // What systemd has merged right now: each hierarchy's `.systemd-sysext/extensions` (one image
 // name a line) and the directory's mtime, the "since" time. Read from disk, never from the exit
 // code of systemd-sysext, which can succeed without merging (spec/kairos.md "ours" 6).
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
+import { READ_CAPS, readBounded } from "../../util/bounded-read.js";
 import type { Root } from "../../util/root.js";
 import { LAYOUTS, type ExtensionKind } from "../store/layout.js";
 
@@ -20,7 +21,11 @@ export async function readMerged(root: Root, kind: ExtensionKind): Promise<Merge
   for (const hierarchy of LAYOUTS[kind].hierarchies) {
     const dir = root.path(`${hierarchy}/${markerDir(kind)}`);
     try {
-      const [text, st] = await Promise.all([readFile(`${dir}/extensions`, "utf8"), stat(dir)]);
+      const [text, st] = await Promise.all([
+        // Bounded: a FIFO or device planted as the marker must not hang a listing.
+        readBounded(`${dir}/extensions`, { cap: READ_CAPS.config }).then((b) => b.toString("utf8")),
+        stat(dir),
+      ]);
       const extensions = text
         .split("\n")
         .map((l) => l.trim())

@@ -105,8 +105,9 @@ export async function refresh(
  */
 async function runtimeView(ctx: Context, kind: ExtensionKind): Promise<string[] | undefined> {
   const store = new ExtensionStore(ctx.root, kind);
-  const runtime = ctx.root.path(store.layout.runtime);
-  const runDir = ctx.root.path("/run");
+  // A tmpfs is mounted over these: never through a symlink that leads outside the root.
+  const runtime = await ctx.root.writePath(store.layout.runtime);
+  const runDir = await ctx.root.writePath("/run");
   const links = await store.runtimeLinks();
   if (links.length === 0) return undefined;
   if (!(await isMountPoint(runDir))) {

@@ -32,7 +32,7 @@ export class LinkTransaction {
   /** Reads a link's target before it is replaced or removed. */
   async targetOf(nodePath: string): Promise<string | undefined> {
     try {
-      return await readlink(this.root.path(nodePath));
+      return await readlink(await this.root.writePath(nodePath, { leaf: "entry" }));
     } catch {
       return undefined;
     }
@@ -42,8 +42,8 @@ export class LinkTransaction {
   async rollback(): Promise<string[]> {
     const problems: string[] = [];
     for (const change of [...this.changes].reverse()) {
-      const host = this.root.path(change.nodePath);
       try {
+        const host = await this.root.writePath(change.nodePath, { leaf: "entry" });
         if (change.kind === "created") {
           if (change.previousTarget === undefined) await unlink(host);
           else await symlinkAtomic(change.previousTarget, host);

@@ -1,11 +1,10 @@
 // Runs an apply plan under the caller's lock: policy and trust files, then installs (each one
 // atomic, recorded as it lands), then links, removals and refreshes computed again from the node
 // as it now is. A failing step leaves the node as it was before that step, and says which step.
-import { mkdir, readFile, unlink } from "node:fs/promises";
-import path from "node:path";
 import type { Context } from "../../util/context.js";
 import { ExtctlError, fsError } from "../../util/errors.js";
-import { fsyncDir, writeFileAtomic } from "../../util/atomic.js";
+import { writeFileInRoot } from "../../util/atomic.js";
+import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
 import { ExtensionStore } from "../store/store.js";
 import { PROFILES, type ExtensionKind } from "../store/layout.js";
 import { LinkTransaction } from "../activate/transaction.js";
@@ -78,19 +77,19 @@ export async function executePlan(
   for (const step of initial.steps) {
     if (step.step === "policy") {
       await runner.run(step, async () => {
-        const file = ctx.root.path(POLICY_FILE);
-        await mkdir(path.dirname(file), { recursive: true });
-        await writeFileAtomic(file, `${step.policy}\n`, 0o644);
+        await writeFileInRoot(ctx.root, POLICY_FILE, `${step.policy}\n`, 0o644);
       });
     } else if (step.step === "trust") {
       await runner.run(step, async () => {
-        const der = await readFile(ctx.root.path(step.cert));
+        const der = await readInRoot(ctx.root, step.cert, {
+          cap: READ_CAPS.certificate,
+          what: "a certificate to trust",
+        });
+        if (der === undefined) throw new ExtctlError("not-found", `${step.cert} does not exist`);
         const { certificatesIn } = await import("../trust/truststore.js");
         if (certificatesIn(der).length === 0)
           throw new ExtctlError("config", `${step.cert} holds no certificate`);
-        const file = ctx.root.path(step.path);
-        await mkdir(path.dirname(file), { recursive: true });
-        await writeFileAtomic(file, der, 0o644);
+        await writeFileInRoot(ctx.root, step.path, der, 0o644);
       });
     } else if (step.step === "install") {
       await runner.run(step, async () => {
@@ -146,7 +145,7 @@ async function runLinkStep(
     case "link":
       return runner.run(step, async () => {
         const store = new ExtensionStore(ctx.root, step.kind);
-        await gate.require(store.host(store.imagePath(step.name)), step.name);
+        await gate.require(await store.imageFile(step.name), step.name);
         if (await store.linkProfile(step.profile, step.name))
           runner.txFor(step.kind).created(store.profileLinkPath(step.profile, step.name));
       });
@@ -185,8 +184,7 @@ async function runLinkStep(
             const target = await tx.targetOf(link);
             if ((await store.unlinkPath(link)) && target !== undefined) tx.removed(link, target);
           }
-          await unlink(store.host(store.imagePath(step.name)));
-          await fsyncDir(store.host(store.layout.store));
+          await store.deleteImage(step.name);
         } catch (e) {
           await tx.rollback();
           throw fsError(e, `delete ${store.imagePath(step.name)}`);

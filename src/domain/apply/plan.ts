@@ -1,8 +1,8 @@
 // From a spec and the node as it is, the steps that make the node match: install, link, unlink,
 // remove, refresh (plus policy and trust files). Nothing here changes the node.
-import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../../util/context.js";
+import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
 import { ExtctlError } from "../../util/errors.js";
 import { ExtensionStore } from "../store/store.js";
 import { EXTENSION_KINDS, PROFILES, type ExtensionKind, type Profile } from "../store/layout.js";
@@ -95,14 +95,17 @@ export async function computePlan(ctx: Context, spec: ApplySpec): Promise<Comput
   const state = await readApplyState(ctx.root);
 
   if (spec.policy !== undefined) {
-    const current = await readFile(ctx.root.path(POLICY_FILE), "utf8").catch(() => undefined);
+    const current = (
+      await readInRoot(ctx.root, POLICY_FILE, { cap: READ_CAPS.config, what: "the trust policy" })
+    )?.toString("utf8");
     if (current?.trim() !== spec.policy) steps.push({ step: "policy", policy: spec.policy });
   }
   for (const cert of spec.trust) {
-    let wanted: Buffer;
-    try {
-      wanted = await readFile(ctx.root.path(cert));
-    } catch {
+    const wanted = await readInRoot(ctx.root, cert, {
+      cap: READ_CAPS.certificate,
+      what: "a certificate to trust",
+    });
+    if (wanted === undefined) {
       throw new ExtctlError(
         "not-found",
         `the trusted certificate ${cert} does not exist on the node`,
@@ -113,7 +116,9 @@ export async function computePlan(ctx: Context, spec: ApplySpec): Promise<Comput
     }
     const target = `${TRUST_DIR}/${certName(cert)}`;
     if (path.posix.dirname(cert) === TRUST_DIR && cert.endsWith(".crt")) continue;
-    const current = await readFile(ctx.root.path(target)).catch(() => undefined);
+    const current = await readInRoot(ctx.root, target, { cap: READ_CAPS.certificate }).catch(
+      () => undefined,
+    );
     if (!current?.equals(wanted)) steps.push({ step: "trust", cert, path: target });
   }
 

@@ -1,9 +1,8 @@
 // What apply remembers between runs: which source each store image came from (and its sha256),
 // so a second apply knows nothing changed and a changed source is seen as one.
-import { mkdir, readFile } from "node:fs/promises";
-import path from "node:path";
-import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
-import { writeFileAtomic } from "../../util/atomic.js";
+import { ExtctlError, fsError } from "../../util/errors.js";
+import { writeFileInRoot } from "../../util/atomic.js";
+import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
 import type { Root } from "../../util/root.js";
 import type { ExtensionKind } from "../store/layout.js";
 
@@ -22,13 +21,12 @@ export function emptyState(): ApplyState {
 }
 
 export async function readApplyState(root: Root): Promise<ApplyState> {
-  let text: string;
-  try {
-    text = await readFile(root.path(APPLY_STATE_FILE), "utf8");
-  } catch (e) {
-    if (errnoCode(e) === "ENOENT") return emptyState();
-    throw fsError(e, `read ${APPLY_STATE_FILE}`);
-  }
+  const raw = await readInRoot(root, APPLY_STATE_FILE, {
+    cap: READ_CAPS.config,
+    what: "the apply state",
+  });
+  if (raw === undefined) return emptyState();
+  const text = raw.toString("utf8");
   try {
     const parsed = JSON.parse(text) as Partial<ApplyState>;
     return { sysext: parsed.sysext ?? {}, confext: parsed.confext ?? {} };
@@ -40,10 +38,8 @@ export async function readApplyState(root: Root): Promise<ApplyState> {
 }
 
 export async function writeApplyState(root: Root, state: ApplyState): Promise<void> {
-  const file = root.path(APPLY_STATE_FILE);
   try {
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFileAtomic(file, JSON.stringify(state, null, 2) + "\n", 0o644);
+    await writeFileInRoot(root, APPLY_STATE_FILE, JSON.stringify(state, null, 2) + "\n", 0o644);
   } catch (e) {
     throw fsError(e, `write ${APPLY_STATE_FILE}`);
   }

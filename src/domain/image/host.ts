@@ -1,8 +1,8 @@
 // What the host (the --root) looks like to systemd-sysext: its os-release, its systemd version
 // (from the versioned libsystemd-shared file name, without running anything) and architecture.
-import { readFile, readdir } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import type { Root } from "../../util/root.js";
-import { errnoCode, fsError } from "../../util/errors.js";
+import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
 import { parseOsRelease, type ReleaseFields } from "./os-release.js";
 import { hostArchitecture } from "./partition-types.js";
 import type { HostFacts } from "./compat.js";
@@ -11,26 +11,17 @@ export const NEWEST_SYSTEMD = 258;
 
 export async function readHostOsRelease(root: Root): Promise<ReleaseFields | undefined> {
   for (const p of ["/etc/os-release", "/usr/lib/os-release"]) {
-    try {
-      const text = await readFile(await resolveIn(root, p), "utf8");
-      return parseOsRelease(text);
-    } catch (e) {
-      if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR") continue;
-      throw fsError(e, `read ${p}`);
-    }
+    const raw = await readInRoot(root, p, { cap: READ_CAPS.small, what: "the os-release" });
+    if (raw !== undefined) return parseOsRelease(raw.toString("utf8"));
   }
   return undefined;
-}
-
-async function resolveIn(root: Root, nodePath: string): Promise<string> {
-  return root.path(await root.resolve(nodePath));
 }
 
 /** The systemd version installed in the root, found from libsystemd-shared-NNN.so. */
 export async function detectSystemdVersion(root: Root): Promise<number | undefined> {
   const dirs = ["/usr/lib/systemd", "/lib/systemd"];
   try {
-    for (const d of await readdir(root.path("/usr/lib"), { withFileTypes: true })) {
+    for (const d of await readdir(await root.readPath("/usr/lib"), { withFileTypes: true })) {
       if (d.isDirectory() && /-linux-gnu/.test(d.name)) dirs.push(`/usr/lib/${d.name}/systemd`);
     }
   } catch {
@@ -39,7 +30,7 @@ export async function detectSystemdVersion(root: Root): Promise<number | undefin
   for (const dir of dirs) {
     let names: string[];
     try {
-      names = await readdir(await resolveIn(root, dir));
+      names = await readdir(await root.readPath(dir));
     } catch {
       continue;
     }
@@ -69,8 +60,9 @@ export async function hostFacts(
 }
 
 async function exists(root: Root, p: string): Promise<boolean> {
+  // Only whether it is there: never read it (it may be a FIFO or a device).
   try {
-    await readFile(root.path(p));
+    await stat(await root.readPath(p));
     return true;
   } catch {
     return false;

@@ -5,7 +5,13 @@ import { access, constants, lstat, mkdir, readdir, readlink, stat, unlink } from
 import path from "node:path";
 import { ExtctlError, fsError, errnoCode } from "../../util/errors.js";
 import type { Root } from "../../util/root.js";
-import { processAlive, sweepTempFiles, symlinkAtomic, tempOwnerPid } from "../../util/atomic.js";
+import {
+  fsyncDir,
+  processAlive,
+  sweepTempFiles,
+  symlinkAtomic,
+  tempOwnerPid,
+} from "../../util/atomic.js";
 import { LAYOUTS, PROFILES, profileDir, type ExtensionKind, type Profile } from "./layout.js";
 import { isImageName } from "./names.js";
 
@@ -40,13 +46,29 @@ export class ExtensionStore {
     return `${this.layout.runtime}/${name}`;
   }
 
+  /** Host path of a node path, as a plain join (for reading images systemd itself reads). */
   host(nodePath: string): string {
     return this.root.path(nodePath);
   }
 
+  /**
+   * Host path at which to change `nodePath` (see Root.writePath): a directory on the way that
+   * leads outside the root is an error naming it. `entry` leaves the last component unresolved.
+   */
+  writeHost(nodePath: string, leaf: "entry" | "follow" = "entry"): Promise<string> {
+    return this.root.writePath(nodePath, { leaf });
+  }
+
+  /** Host path of an entry to look at (lstat, readlink): its directory resolved inside the root. */
+  private async entryHost(nodePath: string): Promise<string> {
+    if (this.root.isHostRoot) return this.root.path(nodePath);
+    const dir = await this.root.readPath(path.posix.dirname(nodePath));
+    return path.join(dir, path.posix.basename(nodePath));
+  }
+
   /** Creates the store dir (and its parents); fails clearly when a file is in the way. */
   async ensureStore(): Promise<string> {
-    const dir = this.host(this.layout.store);
+    const dir = await this.writeHost(this.layout.store, "follow");
     try {
       await mkdir(dir, { recursive: true });
     } catch (e) {
@@ -76,7 +98,7 @@ export class ExtensionStore {
     const dirs = [this.layout.store, ...(await this.existingProfileDirs())];
     for (const dir of dirs) {
       try {
-        await access(this.host(dir), constants.W_OK);
+        await access(await this.writeHost(dir, "follow"), constants.W_OK);
       } catch (e) {
         if (errnoCode(e) === "ENOENT") continue;
         throw fsError(e, `change ${dir}`);
@@ -95,7 +117,7 @@ export class ExtensionStore {
 
   async ensureDir(nodePath: string): Promise<void> {
     try {
-      await mkdir(this.host(nodePath), { recursive: true });
+      await mkdir(await this.writeHost(nodePath, "follow"), { recursive: true });
     } catch (e) {
       throw fsError(e, `create the directory ${nodePath}`);
     }
@@ -104,6 +126,78 @@ export class ExtensionStore {
   /** Image file names in the store: regular files or symlinks whose name ends in .raw. */
   async images(): Promise<string[]> {
     return this.rawEntries(this.layout.store);
+  }
+
+  /**
+   * The host path to read image `name` at: the store entry resolved inside the root, and a
+   * regular file. Anything else (a FIFO, a device, a dangling link, a link leading out of the
+   * root) is an ExtctlError saying what it is: opening it could hang or read outside the root.
+   */
+  async imageFile(name: string): Promise<string> {
+    const nodePath = this.imagePath(name);
+    const file = await this.root.readPath(nodePath);
+    let st;
+    try {
+      st = await (this.root.isHostRoot ? stat(file) : lstat(file));
+    } catch (e) {
+      if (errnoCode(e) !== "ENOENT" && errnoCode(e) !== "ENOTDIR")
+        throw fsError(e, `read ${nodePath}`);
+      const target = await readlink(this.root.path(nodePath)).catch(() => undefined);
+      throw new ExtctlError(
+        "not-found",
+        target === undefined
+          ? `${nodePath} does not exist`
+          : `${nodePath} is a symlink to ${target}, which leads to no file inside the root`,
+      );
+    }
+    if (!st.isFile()) {
+      const kind = st.isFIFO()
+        ? "a FIFO"
+        : st.isSocket()
+          ? "a socket"
+          : st.isCharacterDevice() || st.isBlockDevice()
+            ? "a device"
+            : st.isDirectory()
+              ? "a directory"
+              : "not a regular file";
+      throw new ExtctlError(
+        "format",
+        `${nodePath}${file === this.host(nodePath) ? "" : ` (${file})`} is ${kind}, not an image file`,
+      );
+    }
+    return file;
+  }
+
+  /**
+   * Every *.raw entry of the store, split into images that can be read (with their host path)
+   * and entries that cannot (see imageFile), so listings skip them with a warning, never hang.
+   */
+  async readableImages(): Promise<{
+    images: { name: string; file: string }[];
+    skipped: { name: string; reason: string }[];
+  }> {
+    let entries;
+    try {
+      entries = await readdir(await this.root.readPath(this.layout.store), { withFileTypes: true });
+    } catch (e) {
+      if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR")
+        return { images: [], skipped: [] };
+      throw fsError(e, `read ${this.layout.store}`);
+    }
+    const images: { name: string; file: string }[] = [];
+    const skipped: { name: string; reason: string }[] = [];
+    for (const name of entries
+      .map((e) => e.name)
+      .filter(isImageName)
+      .sort()) {
+      try {
+        images.push({ name, file: await this.imageFile(name) });
+      } catch (e) {
+        if (!(e instanceof ExtctlError)) throw e;
+        skipped.push({ name, reason: e.message });
+      }
+    }
+    return { images, skipped };
   }
 
   /** Names linked in a profile dir. */
@@ -127,7 +221,7 @@ export class ExtensionStore {
 
   async exists(nodePath: string): Promise<boolean> {
     try {
-      await lstat(this.host(nodePath));
+      await lstat(await this.entryHost(nodePath));
       return true;
     } catch (e) {
       if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR") return false;
@@ -138,7 +232,7 @@ export class ExtensionStore {
   async linkInfo(nodePath: string): Promise<LinkInfo | undefined> {
     let target: string;
     try {
-      target = await readlink(this.host(nodePath));
+      target = await readlink(await this.entryHost(nodePath));
     } catch (e) {
       if (["ENOENT", "ENOTDIR", "EINVAL"].includes(errnoCode(e) ?? "")) return undefined;
       throw fsError(e, `read the link ${nodePath}`);
@@ -177,7 +271,10 @@ export class ExtensionStore {
     if (await this.exists(link)) return false;
     await this.ensureDir(profileDir(this.kind, profile));
     try {
-      await symlinkAtomic(this.linkTargetFor(link, this.imagePath(name)), this.host(link));
+      await symlinkAtomic(
+        this.linkTargetFor(link, this.imagePath(name)),
+        await this.writeHost(link),
+      );
     } catch (e) {
       throw fsError(e, `enable ${name} in the ${profile} profile (${link})`);
     }
@@ -192,17 +289,29 @@ export class ExtensionStore {
     if (existing && existing.target === wanted) return false;
     await this.ensureDir(this.layout.runtime);
     try {
-      await symlinkAtomic(this.linkTargetFor(link, wanted), this.host(link));
+      await symlinkAtomic(this.linkTargetFor(link, wanted), await this.writeHost(link));
     } catch (e) {
       throw fsError(e, `link ${name} into ${this.layout.runtime}`);
     }
     return true;
   }
 
-  /** Removes a link (or a stray file) at `nodePath`; returns false when nothing was there. */
+  /**
+   * Removes the link at `nodePath`; returns false when nothing was there. Only symlinks: a
+   * real file in a profile or runtime dir is not ours to delete, and is an error saying so.
+   */
   async unlinkPath(nodePath: string): Promise<boolean> {
+    const host = await this.writeHost(nodePath);
     try {
-      await unlink(this.host(nodePath));
+      const st = await lstat(host);
+      if (!st.isSymbolicLink()) {
+        throw new ExtctlError(
+          "exists",
+          `${host} is ${st.isFile() ? "a regular file" : "not a symlink"}, not a link extctl made; it is left alone`,
+          { hint: "move it away by hand if it should not be there" },
+        );
+      }
+      await unlink(host);
       return true;
     } catch (e) {
       if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR") return false;
@@ -210,11 +319,22 @@ export class ExtensionStore {
     }
   }
 
+  /** Deletes the image file `name` from the store (and syncs the store dir). */
+  async deleteImage(name: string): Promise<void> {
+    try {
+      const host = await this.writeHost(this.imagePath(name));
+      await unlink(host);
+      await fsyncDir(path.dirname(host));
+    } catch (e) {
+      throw fsError(e, `delete ${this.imagePath(name)}`);
+    }
+  }
+
   /** Entries named *.raw that are regular files or symlinks (what Kairos counts as images). */
   private async rawEntries(nodeDir: string): Promise<string[]> {
     let entries;
     try {
-      entries = await readdir(this.host(nodeDir), { withFileTypes: true });
+      entries = await readdir(await this.root.readPath(nodeDir), { withFileTypes: true });
     } catch (e) {
       // A missing store or profile dir lists empty (Kairos's own tests).
       if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR") return [];
@@ -246,5 +366,11 @@ export async function sweepAbandonedTemps(root: Root): Promise<void> {
     const pid = tempOwnerPid(name);
     return pid !== undefined && !processAlive(pid);
   };
-  await Promise.all(dirs.map((dir) => sweepTempFiles(root.path(dir), abandoned)));
+  await Promise.all(
+    dirs.map(async (dir) => {
+      // A dir that leads outside the root is refused by the command itself; never sweep there.
+      const host = await root.writePath(dir).catch(() => undefined);
+      if (host !== undefined) await sweepTempFiles(host, abandoned);
+    }),
+  );
 }

@@ -1,10 +1,10 @@
 // Firmware keys as trust anchors on a trusted boot: the X.509 entries of the PK, KEK and db EFI
 // variables (EFI_SIGNATURE_LIST), written as PEM files to /run/verity.d as immucore does.
-import { readFile, mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../../util/context.js";
-import { writeFileAtomic } from "../../util/atomic.js";
-import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
+import { writeFileInRoot } from "../../util/atomic.js";
+import { readBoundedOptional } from "../../util/bounded-read.js";
+import { ExtctlError, fsError } from "../../util/errors.js";
 
 export const EFI_GLOBAL_VARIABLE = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 export const EFI_IMAGE_SECURITY_DATABASE = "d719b2cb-3d3a-4596-a3bc-dad00e67656f";
@@ -98,24 +98,23 @@ export interface EfiImport {
  * in each variable.
  */
 export async function importEfiKeys(ctx: Context, efivarsDir?: string): Promise<EfiImport> {
-  const dir = efivarsDir ?? ctx.root.path("/sys/firmware/efi/efivars");
+  // The root's efivars are resolved inside it; a --efivars dir is the operator's own host path.
+  const dir = efivarsDir ?? (await ctx.root.readPath("/sys/firmware/efi/efivars"));
+  const noFollow = efivarsDir === undefined && !ctx.root.isHostRoot;
   const result: EfiImport = { imported: [], missing: [], skipped: 0 };
   const outDir = "/run/verity.d";
-  let made = false;
   for (const key of EFI_KEY_VARIABLES) {
     const file = path.join(dir, `${key.variable}-${key.guid}`);
-    let raw: Buffer;
-    try {
-      raw = await readFile(file);
-    } catch (e) {
-      if (errnoCode(e) === "ENOENT") {
-        result.missing.push(key.variable);
-        continue;
-      }
-      throw fsError(e, `read the EFI variable ${file}`);
-    }
-    if (raw.length > MAX_VARIABLE_SIZE) {
-      throw new ExtctlError("format", `${file} is larger than 4 MiB, not an EFI key database`);
+    // A device or FIFO in place of the variable, or one larger than any key database, is
+    // refused before it is read whole.
+    const raw = await readBoundedOptional(file, {
+      cap: MAX_VARIABLE_SIZE,
+      noFollow,
+      what: "an EFI key database",
+    });
+    if (raw === undefined) {
+      result.missing.push(key.variable);
+      continue;
     }
     if (raw.length < 4) {
       result.missing.push(key.variable);
@@ -128,17 +127,9 @@ export async function importEfiKeys(ctx: Context, efivarsDir?: string): Promise<
         result.skipped++;
         continue;
       }
-      if (!made) {
-        try {
-          await mkdir(ctx.root.path(outDir), { recursive: true });
-        } catch (e) {
-          throw fsError(e, `create ${ctx.root.path(outDir)}`);
-        }
-        made = true;
-      }
       const nodePath = `${outDir}/${key.prefix}${n++}.crt`;
       try {
-        await writeFileAtomic(ctx.root.path(nodePath), toPem(entry.data));
+        await writeFileInRoot(ctx.root, nodePath, toPem(entry.data));
       } catch (e) {
         throw fsError(e, `write ${ctx.root.path(nodePath)}`);
       }

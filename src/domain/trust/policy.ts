@@ -1,9 +1,10 @@
 // Image policy in systemd's words (root=signed+absent:usr=verity+absent, `*`, `-`, `~`) for the
 // partitions a sysext uses, and where a node's policy comes from: flag, extctl config, the
 // systemd-sysext unit's drop-ins, a trusted (UKI) boot, or systemd's default (accept all).
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import type { Context } from "../../util/context.js";
-import { ExtctlError, errnoCode } from "../../util/errors.js";
+import { READ_CAPS, readBoundedOptional, readInRoot } from "../../util/bounded-read.js";
+import { ExtctlError } from "../../util/errors.js";
 
 export type PartitionFlag = "verity" | "signed" | "encrypted" | "unprotected" | "unused" | "absent";
 
@@ -153,12 +154,17 @@ const DROPIN_DIRS = [
   "/usr/lib/systemd/system/systemd-sysext.service.d",
 ];
 
-async function readOptional(file: string): Promise<string | undefined> {
+/** A small text file of the root, resolved inside it and read bounded; undefined when absent. */
+async function readOptional(ctx: Context, nodePath: string, what: string) {
+  return (await readInRoot(ctx.root, nodePath, { cap: READ_CAPS.config, what }))?.toString("utf8");
+}
+
+async function present(ctx: Context, nodePath: string): Promise<boolean> {
   try {
-    return await readFile(file, "utf8");
-  } catch (e) {
-    if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR") return undefined;
-    throw e;
+    await stat(await ctx.root.readPath(nodePath));
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -188,7 +194,7 @@ async function policyFromDropIns(
   for (const dir of DROPIN_DIRS) {
     let names: string[] = [];
     try {
-      names = await readdir(ctx.root.path(dir));
+      names = await readdir(await ctx.root.readPath(dir));
     } catch {
       continue;
     }
@@ -199,7 +205,7 @@ async function policyFromDropIns(
   let found: { text: string; file: string } | undefined;
   for (const name of [...byName.keys()].sort()) {
     const file = byName.get(name) as string;
-    const text = await readOptional(ctx.root.path(file));
+    const text = await readOptional(ctx, file, "a systemd-sysext drop-in");
     if (text === undefined || !/^\s*ExecStart\s*=/m.test(text)) continue;
     const policy = imagePolicyInUnit(text);
     found = policy === undefined ? undefined : { text: policy, file };
@@ -212,14 +218,28 @@ export async function trustedBoot(
   ctx: Context,
   options: ResolvePolicyOptions = {},
 ): Promise<string | undefined> {
-  const cmdline = await readOptional(options.cmdlineFile ?? ctx.root.path("/proc/cmdline"));
+  const cmdline =
+    options.cmdlineFile !== undefined
+      ? (
+          await readBoundedOptional(options.cmdlineFile, {
+            cap: READ_CAPS.small,
+            what: "the kernel cmdline",
+          })
+        )?.toString("utf8")
+      : (
+          await readInRoot(ctx.root, "/proc/cmdline", {
+            cap: READ_CAPS.small,
+            what: "the kernel cmdline",
+          })
+        )?.toString("utf8");
   if (
     cmdline !== undefined &&
     cmdline.split(/\s+/).some((w) => w === "rd.immucore.uki" || w.startsWith("rd.immucore.uki="))
   ) {
     return "rd.immucore.uki on the kernel command line";
   }
-  if ((await readOptional(ctx.root.path("/run/cos/uki_boot_mode"))) !== undefined) {
+  // Only its presence counts; never read it.
+  if (await present(ctx, "/run/cos/uki_boot_mode")) {
     return "/run/cos/uki_boot_mode exists";
   }
   return undefined;
@@ -237,7 +257,7 @@ export async function resolvePolicy(
 ): Promise<ResolvedPolicy> {
   if (override !== undefined) return { policy: parseImagePolicy(override), source: "--policy" };
   const configFile = "/etc/extctl/policy";
-  const config = await readOptional(ctx.root.path(configFile));
+  const config = await readOptional(ctx, configFile, "the trust policy");
   if (config !== undefined) {
     const line = config
       .split("\n")

@@ -1,10 +1,11 @@
 // The certificates a node trusts for root hash signatures: `*.crt` in the verity.d directories
 // systemd's userspace check reads (under the root), plus files or directories given with --trust.
 import { X509Certificate } from "node:crypto";
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../../util/context.js";
 import { errnoCode } from "../../util/errors.js";
+import { readBounded } from "../../util/bounded-read.js";
 import { describeCertificate, type TrustedCertificate } from "./signature.js";
 
 /** In systemd's order: a file name in an earlier directory masks the same name in later ones. */
@@ -35,15 +36,21 @@ export function certificatesIn(bytes: Buffer): Buffer[] {
   return [new X509Certificate(bytes).raw];
 }
 
-async function readCertFile(file: string, warnings: string[]): Promise<TrustedCertificate[]> {
+/** `noFollow`: the path was resolved inside the root, so a symlink left in it is refused. */
+async function readCertFile(
+  file: string,
+  warnings: string[],
+  noFollow = false,
+): Promise<TrustedCertificate[]> {
+  let bytes: Buffer;
   try {
-    const st = await stat(file);
-    if (!st.isFile()) return [];
-    if (st.size > MAX_CERT_FILE) {
-      warnings.push(`${file}: skipped, larger than 1 MiB`);
-      return [];
-    }
-    const ders = certificatesIn(await readFile(file));
+    bytes = await readBounded(file, { cap: MAX_CERT_FILE, noFollow, what: "a certificate" });
+  } catch (e) {
+    warnings.push(`${file}: skipped, ${(e as Error).message}`);
+    return [];
+  }
+  try {
+    const ders = certificatesIn(bytes);
     return ders.map((der) => ({ ...describeCertificate(der), der, source: file }));
   } catch (e) {
     warnings.push(`${file}: skipped, not a PEM or DER certificate (${(e as Error).message})`);
@@ -73,11 +80,13 @@ export async function loadTrustStore(
   const found: TrustedCertificate[] = [];
   const seenNames = new Set<string>();
   for (const dir of VERITY_TRUST_DIRS) {
-    const hostDir = ctx.root.path(dir);
+    const hostDir = await ctx.root.readPath(dir);
     for (const name of await listDir(hostDir, (n) => n.endsWith(".crt"))) {
       if (seenNames.has(name)) continue;
       seenNames.add(name);
-      found.push(...(await readCertFile(path.join(hostDir, name), warnings)));
+      // Each file is resolved inside the root: a link to /etc/shadow reads ROOT/etc/shadow.
+      const file = await ctx.root.readPath(`${dir}/${name}`);
+      found.push(...(await readCertFile(file, warnings, !ctx.root.isHostRoot)));
     }
   }
   for (const item of extra) {
