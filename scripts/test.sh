@@ -7,8 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
 
-bash scripts/install-peers.sh
-npm run --silent build
+# Inside a lane (scripts/lanes.sh run sets EXTCTL_LANE) the host has already installed and built;
+# the lane has no npm, and the checkout is the host's.
+if [ -z "${EXTCTL_LANE:-}" ]; then
+  bash scripts/install-peers.sh
+  npm run --silent build
+fi
 
 find_tests() { find "$1" -name '*.test.ts' -type f 2>/dev/null | sort; }
 
@@ -35,13 +39,42 @@ run_suite() {
   fi
 }
 
+# The end-to-end suite on the host (Debian 12, systemd 252, tests pass --root) and in each lane
+# (scripts/lanes.sh: Debian root filesystems with systemd 252, 257 and 262, run as `/` with their
+# own Node). EXTCTL_LANES=host,252,257,262 selects them; default all.
+run_e2e() {
+  if [ -n "${EXTCTL_LANE:-}" ]; then
+    run_suite test/e2e
+    return
+  fi
+  local lanes lane failed=()
+  IFS=, read -r -a lanes <<<"${EXTCTL_LANES:-host,252,257,262}"
+  for lane in "${lanes[@]}"; do
+    [ "$lane" = host ] || bash scripts/lanes.sh build "$lane"
+  done
+  for lane in "${lanes[@]}"; do
+    local start=$SECONDS
+    echo "== e2e lane $lane"
+    if [ "$lane" = host ]; then
+      run_suite test/e2e || failed+=("$lane")
+    else
+      bash scripts/lanes.sh run "$lane" bash scripts/test.sh e2e || failed+=("$lane")
+    fi
+    echo "== e2e lane $lane: $((SECONDS - start)) s"
+  done
+  if [ "${#failed[@]}" -gt 0 ]; then
+    echo "error: the end-to-end suite failed in lane(s): ${failed[*]}" >&2
+    return 1
+  fi
+}
+
 case "$what" in
   unit) run_suite test/unit ;;
-  e2e) run_suite test/e2e ;;
+  e2e) run_e2e ;;
   faults) run_suite test/faults ;;
   all)
     run_suite test/unit
-    run_suite test/e2e
+    run_e2e
     # The bounded share of the fault suite (FAULT_TRIALS, 10 by default; scripts/faults.sh runs 100).
     run_suite test/faults
     ;;

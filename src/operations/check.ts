@@ -51,7 +51,10 @@ export async function checkImage(
   const image = await openImage(hostPath);
   try {
     const rules = rulesFor(systemdVersion);
-    const verdict = checkCompatibility(await imageFacts(image, kind, rules), host, kind, rules);
+    const verdict = withConfextTool(
+      checkCompatibility(await imageFacts(image, kind, rules), host, kind, rules),
+      systemdVersion,
+    );
     return {
       ...verdict,
       path: hostPath,
@@ -65,4 +68,21 @@ export async function checkImage(
   } finally {
     await image.close();
   }
+}
+
+/** systemd-confext came with systemd 254: before it nothing merges a confext, whatever it holds. */
+export const FIRST_CONFEXT_SYSTEMD = 254;
+
+function withConfextTool(
+  verdict: CompatibilityVerdict,
+  systemdVersion: number,
+): CompatibilityVerdict {
+  if (verdict.kind !== "confext" || systemdVersion >= FIRST_CONFEXT_SYSTEMD) return verdict;
+  const reason = `systemd ${systemdVersion} has no systemd-confext (it came with ${FIRST_CONFEXT_SYSTEMD}), so no confext merges on this root`;
+  return {
+    ...verdict,
+    compatible: false,
+    reason,
+    rules: [{ rule: "confext-tool", status: "fail", reason }, ...verdict.rules],
+  };
 }

@@ -6,7 +6,7 @@ import { ExtctlError } from "../../util/errors.js";
 import type { ExtensionStore } from "../store/store.js";
 import { summarizeImage } from "../image/summary.js";
 import { isMerged, mergedNames, readMerged, systemdNames, type MergedHierarchy } from "./merged.js";
-import { refresh, type RefreshMode } from "./refresh.js";
+import { MissingToolError, refresh, type RefreshMode } from "./refresh.js";
 import type { LinkTransaction } from "./transaction.js";
 
 export interface UnmergedImage {
@@ -75,7 +75,10 @@ export async function activate(
   } catch (e) {
     const problems = await tx.rollback();
     let restored = "";
-    if (mode !== "none") {
+    if (e instanceof MissingToolError) {
+      // Nothing ran, so nothing changed on the node: there is no previous state to refresh.
+      restored = "; the links this command made were undone";
+    } else if (mode !== "none") {
       try {
         await refresh(ctx, store.kind, mode);
         restored = "; the links this command made were undone and the previous state refreshed";

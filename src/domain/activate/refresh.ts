@@ -10,6 +10,16 @@ import { isMountPoint } from "../../util/mounts.js";
 import { LAYOUTS, type ExtensionKind } from "../store/layout.js";
 import { ExtensionStore } from "../store/store.js";
 
+/** The refresh tool is not on this node at all (systemd-confext before 254): nothing ran. */
+export class MissingToolError extends ExtctlError {
+  constructor(
+    readonly tool: string,
+    hint: string,
+  ) {
+    super("refresh", `${tool} is not installed, so the extensions cannot be refreshed`, { hint });
+  }
+}
+
 export type RefreshMode = "auto" | "systemctl" | "sysext" | "none";
 
 export const REFRESH_MODES: readonly RefreshMode[] = ["auto", "systemctl", "sysext", "none"];
@@ -83,12 +93,13 @@ export async function refresh(
     return { mode, command: result.command, skipped: new Map() };
   }
 
+  // The real root gets a plain `refresh`: with `--root=/` systemd 252 and 257 treat the search
+  // dirs as relative to a root and skip the symlink chain in /run/extensions (262 follows it).
   const view = ctx.root.isHostRoot ? undefined : await runtimeView(ctx, kind);
+  const args = ctx.root.isHostRoot ? ["refresh"] : ["refresh", `--root=${ctx.root.dir}`];
   const result = view
     ? await runTool(ctx, "unshare", view, { SYSTEMD_LOG_LEVEL: "debug" })
-    : await runTool(ctx, layout.tool, ["refresh", `--root=${ctx.root.dir}`], {
-        SYSTEMD_LOG_LEVEL: "debug",
-      });
+    : await runTool(ctx, layout.tool, args, { SYSTEMD_LOG_LEVEL: "debug" });
   if (result.exitCode !== 0) {
     throw new ExtctlError("refresh", describeFailure(kind, result));
   }
@@ -165,11 +176,7 @@ async function runTool(
         tool === "systemd-confext"
           ? "systemd-confext comes with systemd 254 or newer (Debian 12 has 252); use --refresh none to only link"
           : `install it, or use --refresh none to only link`;
-      throw new ExtctlError(
-        "refresh",
-        `${tool} is not installed, so the extensions cannot be refreshed`,
-        { hint },
-      );
+      throw new MissingToolError(tool, hint);
     }
     throw e;
   }
