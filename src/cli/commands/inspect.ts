@@ -133,12 +133,26 @@ export function registerInspectCommand(program: Command): void {
       collect,
     )
     .option("--json", "print the result as JSON")
+    .option(
+      "--cat <path>",
+      "write the bytes of one file in the image to stdout (symlinks followed inside the image only)",
+    )
     .action(
       async (
         image: string,
-        opts: { files?: boolean; kind?: string; json?: boolean; trust?: string[] },
+        opts: { files?: boolean; kind?: string; json?: boolean; trust?: string[]; cat?: string },
         command: Command,
       ) => {
+        if (opts.cat !== undefined) {
+          if (opts.files || opts.json)
+            throw new ExtctlError(
+              "usage",
+              "--cat writes file bytes; it cannot be combined with --files or --json",
+            );
+          const { catImageFile } = await import("../../operations/cat.js");
+          await catImageFile(contextFor(command), image, opts.cat, process.stdout);
+          return;
+        }
         if (opts.kind !== undefined && opts.kind !== "sysext" && opts.kind !== "confext")
           throw new ExtctlError("usage", `--kind must be sysext or confext, not ${opts.kind}`);
         const { inspectImage } = await import("../../operations/inspect.js");
