@@ -145,13 +145,13 @@ export interface ResolvedPolicy {
 export interface ResolvePolicyOptions {
   /** A file holding the kernel command line to use instead of ROOT/proc/cmdline. */
   cmdlineFile?: string;
+  /** Whose unit drop-ins to read: systemd-sysext's (default) or systemd-confext's. */
+  kind?: "sysext" | "confext";
 }
 
-const DROPIN_DIRS = [
-  "/etc/systemd/system/systemd-sysext.service.d",
-  "/run/systemd/system/systemd-sysext.service.d",
-  "/usr/lib/systemd/system/systemd-sysext.service.d",
-];
+function dropInDirs(kind: "sysext" | "confext"): string[] {
+  return ["/etc", "/run", "/usr/lib"].map((d) => `${d}/systemd/system/systemd-${kind}.service.d`);
+}
 
 async function readOptional(file: string): Promise<string | undefined> {
   try {
@@ -183,9 +183,10 @@ export function imagePolicyInUnit(text: string): string | undefined {
 /** systemd-sysext's drop-ins, masked by name (etc over run over usr/lib) and applied in order. */
 async function policyFromDropIns(
   ctx: Context,
+  kind: "sysext" | "confext",
 ): Promise<{ text: string; file: string } | undefined> {
   const byName = new Map<string, string>();
-  for (const dir of DROPIN_DIRS) {
+  for (const dir of dropInDirs(kind)) {
     let names: string[] = [];
     try {
       names = await readdir(ctx.root.path(dir));
@@ -251,7 +252,7 @@ export async function resolvePolicy(
       }
     }
   }
-  const dropIn = await policyFromDropIns(ctx);
+  const dropIn = await policyFromDropIns(ctx, options.kind ?? "sysext");
   if (dropIn) {
     try {
       return { policy: parseImagePolicy(dropIn.text), source: dropIn.file };
