@@ -4,6 +4,7 @@
 import path from "node:path";
 import type { Context } from "../util/context.js";
 import { ExtctlError } from "../util/errors.js";
+import { Root } from "../util/root.js";
 import {
   checkCompatibility,
   rulesFor,
@@ -24,7 +25,7 @@ export interface CheckOptions {
 export interface CheckResult extends CompatibilityVerdict {
   path: string;
   systemdVersion: number;
-  systemdVersionSource: "option" | "root" | "default";
+  systemdVersionSource: "option" | "root" | "host" | "default";
   hostId?: string;
   hostVersionId?: string;
   /** The image policy applied and where it came from. */
@@ -46,8 +47,11 @@ async function policyFacts(
   image: OpenedImage,
   kind: ExtensionKind,
 ): Promise<PolicyFacts> {
-  const { resolvePolicy } = await import("../domain/trust/policy.js");
-  const resolved = await resolvePolicy(ctx, undefined, { kind });
+  const { resolvePolicy, unitImagePolicy } = await import("../domain/trust/policy.js");
+  // systemd obeys its unit's policy; without one, extctl's own (policy file, trusted boot)
+  // decides what gets linked at all.
+  const resolved =
+    (await unitImagePolicy(ctx, kind)) ?? (await resolvePolicy(ctx, undefined, { kind }));
   const base = {
     text: resolved.policy.text,
     source: resolved.source,
@@ -99,10 +103,22 @@ export async function checkImage(
   const fileName = path.basename(hostPath);
   const kind: ExtensionKind =
     options.kind ?? (/\.confext(\.raw)?$/.test(fileName) ? "confext" : "sysext");
-  const detected = options.systemd === undefined ? await detectSystemdVersion(ctx.root) : undefined;
-  const systemdVersion = options.systemd ?? detected ?? NEWEST_SYSTEMD;
+  // The root's own systemd; a --root without one (an image tree, a test root) is merged by the
+  // host's systemd-sysext --root, so that one's rules apply.
+  const inRoot = options.systemd === undefined ? await detectSystemdVersion(ctx.root) : undefined;
+  const onHost =
+    options.systemd === undefined && inRoot === undefined && !ctx.root.isHostRoot
+      ? await detectSystemdVersion(new Root("/"))
+      : undefined;
+  const systemdVersion = options.systemd ?? inRoot ?? onHost ?? NEWEST_SYSTEMD;
   const source =
-    options.systemd !== undefined ? "option" : detected !== undefined ? "root" : "default";
+    options.systemd !== undefined
+      ? "option"
+      : inRoot !== undefined
+        ? "root"
+        : onHost !== undefined
+          ? "host"
+          : "default";
   const host = await hostFacts(ctx.root, ctx.env);
   if (Object.keys(host.osRelease).length === 0)
     ctx.log.warn(

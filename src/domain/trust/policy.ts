@@ -208,6 +208,23 @@ async function policyFromDropIns(
   return found;
 }
 
+/**
+ * The policy systemd-sysext/confext itself runs with: the --image-policy of its unit's
+ * drop-ins under the root, or undefined when the unit passes none (systemd's default then).
+ */
+export async function unitImagePolicy(
+  ctx: Context,
+  kind: "sysext" | "confext" = "sysext",
+): Promise<ResolvedPolicy | undefined> {
+  const dropIn = await policyFromDropIns(ctx, kind);
+  if (!dropIn) return undefined;
+  try {
+    return { policy: parseImagePolicy(dropIn.text), source: dropIn.file };
+  } catch (e) {
+    throw new ExtctlError("config", `${dropIn.file}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
 /** Whether the node booted a UKI (immucore's rd.immucore.uki or its uki_boot_mode sentinel). */
 export async function trustedBoot(
   ctx: Context,
