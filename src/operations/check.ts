@@ -1,11 +1,19 @@
 // `extctl check IMAGE`: would systemd-sysext/confext merge this image on this root? Every rule in
-// systemd's order with pass or fail and why.
+// systemd's order with pass or fail and why, for the root's own systemd version, including the
+// image policy that the root's systemd-sysext/confext unit (or extctl's admission) applies.
 import path from "node:path";
 import type { Context } from "../util/context.js";
 import { ExtctlError } from "../util/errors.js";
-import { checkCompatibility, rulesFor, type CompatibilityVerdict } from "../domain/image/compat.js";
+import { Root } from "../util/root.js";
+import {
+  checkCompatibility,
+  rulesFor,
+  type CompatibilityVerdict,
+  type PolicyFacts,
+} from "../domain/image/compat.js";
 import { NEWEST_SYSTEMD, detectSystemdVersion, hostFacts } from "../domain/image/host.js";
-import { imageFacts, openImage } from "../domain/image/image.js";
+import { imageFacts, openImage, type OpenedImage } from "../domain/image/image.js";
+import { parseBoolean } from "../domain/image/os-release.js";
 import type { ExtensionKind } from "../domain/store/layout.js";
 
 export interface CheckOptions {
@@ -17,9 +25,65 @@ export interface CheckOptions {
 export interface CheckResult extends CompatibilityVerdict {
   path: string;
   systemdVersion: number;
-  systemdVersionSource: "option" | "root" | "default";
+  systemdVersionSource: "option" | "root" | "host" | "default";
   hostId?: string;
   hostVersionId?: string;
+  /** The image policy applied and where it came from. */
+  policy?: { text: string; source: string };
+}
+
+/** systemd's $SYSTEMD_DISSECT_VERITY_EMBEDDED / _SIDECAR: false turns that verity source off. */
+function veritySourceOff(env: NodeJS.ProcessEnv, name: string): boolean {
+  const v = env[name];
+  return v !== undefined && parseBoolean(v) === false;
+}
+
+/**
+ * The policy the root's systemd-sysext/confext runs with (unit drop-ins), or extctl's own
+ * (/etc/extctl/policy, trusted boot), judged against what the image carries as systemd sees it.
+ */
+async function policyFacts(
+  ctx: Context,
+  image: OpenedImage,
+  kind: ExtensionKind,
+): Promise<PolicyFacts> {
+  const { resolvePolicy, unitImagePolicy } = await import("../domain/trust/policy.js");
+  // systemd obeys its unit's policy; without one, extctl's own (policy file, trusted boot)
+  // decides what gets linked at all.
+  const resolved =
+    (await unitImagePolicy(ctx, kind)) ?? (await resolvePolicy(ctx, undefined, { kind }));
+  const base = {
+    text: resolved.policy.text,
+    source: resolved.source,
+    inUnit: resolved.source.includes(".service.d/"),
+    isDefault: resolved.source === "systemd default",
+  };
+  const policy = resolved.policy;
+  if (policy.root.has("unprotected") && policy.usr.has("unprotected"))
+    return { ...base, allowed: true, reason: "it allows unprotected images" };
+  // Without the root hash systemd mounts the data partition as it is: unprotected.
+  const embeddedOff =
+    image.dissected.kind !== "bare-fs" &&
+    veritySourceOff(ctx.env, "SYSTEMD_DISSECT_VERITY_EMBEDDED");
+  const sidecarOff =
+    image.dissected.kind === "bare-fs" &&
+    veritySourceOff(ctx.env, "SYSTEMD_DISSECT_VERITY_SIDECAR");
+  if (embeddedOff || sidecarOff) {
+    const variable = embeddedOff
+      ? "SYSTEMD_DISSECT_VERITY_EMBEDDED"
+      : "SYSTEMD_DISSECT_VERITY_SIDECAR";
+    return {
+      ...base,
+      allowed: false,
+      reason: `${variable}=${ctx.env[variable]} makes systemd ignore the image's verity data, so it is unprotected`,
+    };
+  }
+  const [{ loadTrustStore }, { evaluateImage }] = await Promise.all([
+    import("../domain/trust/truststore.js"),
+    import("../domain/trust/image-trust.js"),
+  ]);
+  const verdict = await evaluateImage(ctx, image.path, policy, await loadTrustStore(ctx));
+  return { ...base, allowed: verdict.ok, reason: verdict.reason };
 }
 
 export async function checkImage(
@@ -39,10 +103,22 @@ export async function checkImage(
   const fileName = path.basename(hostPath);
   const kind: ExtensionKind =
     options.kind ?? (/\.confext(\.raw)?$/.test(fileName) ? "confext" : "sysext");
-  const detected = options.systemd === undefined ? await detectSystemdVersion(ctx.root) : undefined;
-  const systemdVersion = options.systemd ?? detected ?? NEWEST_SYSTEMD;
+  // The root's own systemd; a --root without one (an image tree, a test root) is merged by the
+  // host's systemd-sysext --root, so that one's rules apply.
+  const inRoot = options.systemd === undefined ? await detectSystemdVersion(ctx.root) : undefined;
+  const onHost =
+    options.systemd === undefined && inRoot === undefined && !ctx.root.isHostRoot
+      ? await detectSystemdVersion(new Root("/"))
+      : undefined;
+  const systemdVersion = options.systemd ?? inRoot ?? onHost ?? NEWEST_SYSTEMD;
   const source =
-    options.systemd !== undefined ? "option" : detected !== undefined ? "root" : "default";
+    options.systemd !== undefined
+      ? "option"
+      : inRoot !== undefined
+        ? "root"
+        : onHost !== undefined
+          ? "host"
+          : "default";
   const host = await hostFacts(ctx.root, ctx.env);
   if (Object.keys(host.osRelease).length === 0)
     ctx.log.warn(
@@ -51,8 +127,9 @@ export async function checkImage(
   const image = await openImage(hostPath);
   try {
     const rules = rulesFor(systemdVersion);
+    const policy = await policyFacts(ctx, image, kind);
     const verdict = withConfextTool(
-      checkCompatibility(await imageFacts(image, kind, rules), host, kind, rules),
+      checkCompatibility({ ...(await imageFacts(image, kind, rules)), policy }, host, kind, rules),
       systemdVersion,
     );
     return {
@@ -64,6 +141,7 @@ export async function checkImage(
       ...(host.osRelease.VERSION_ID !== undefined
         ? { hostVersionId: host.osRelease.VERSION_ID }
         : {}),
+      policy: { text: policy.text, source: policy.source },
     };
   } finally {
     await image.close();

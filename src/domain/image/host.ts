@@ -7,7 +7,7 @@ import { parseOsRelease, type ReleaseFields } from "./os-release.js";
 import { hostArchitecture } from "./partition-types.js";
 import type { HostFacts } from "./compat.js";
 
-export const NEWEST_SYSTEMD = 258;
+export { NEWEST_SYSTEMD } from "./systemd-versions.js";
 
 export async function readHostOsRelease(root: Root): Promise<ReleaseFields | undefined> {
   for (const p of ["/etc/os-release", "/usr/lib/os-release"]) {
@@ -19,7 +19,7 @@ export async function readHostOsRelease(root: Root): Promise<ReleaseFields | und
 
 /** The systemd version installed in the root, found from libsystemd-shared-NNN.so. */
 export async function detectSystemdVersion(root: Root): Promise<number | undefined> {
-  const dirs = ["/usr/lib/systemd", "/lib/systemd"];
+  const dirs = ["/usr/lib/systemd", "/usr/lib64/systemd", "/lib/systemd"];
   try {
     for (const d of await readdir(await root.readPath("/usr/lib"), { withFileTypes: true })) {
       if (d.isDirectory() && /-linux-gnu/.test(d.name)) dirs.push(`/usr/lib/${d.name}/systemd`);

@@ -8,6 +8,7 @@ import { dissectImage, type DissectedImage } from "./ddi.js";
 import { openFilesystem } from "./filesystem.js";
 import { ReadAheadFileSource } from "./read-ahead.js";
 import { findReleaseFile } from "./release.js";
+import { hasFeature } from "./systemd-versions.js";
 import { lookup, type ImageFilesystem } from "./tree.js";
 
 export interface OpenedImage {
@@ -53,7 +54,9 @@ export async function imageFacts(
 ): Promise<ImageFacts> {
   const fileName = path.basename(image.path);
   const name = imageName(fileName, kind, systemd);
-  const release = await findReleaseFile(image.fs, name, kind);
+  const release = await findReleaseFile(image.fs, name, kind, {
+    versionedNameFallback: hasFeature(systemd, "versionedNameFallback"),
+  });
   const osRelease = await lookup(image.fs, "/usr/lib/os-release", { follow: true });
   const top = await image.fs.list(await image.fs.root());
   const allowed = HIERARCHIES[kind];

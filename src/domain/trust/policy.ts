@@ -146,13 +146,13 @@ export interface ResolvedPolicy {
 export interface ResolvePolicyOptions {
   /** A file holding the kernel command line to use instead of ROOT/proc/cmdline. */
   cmdlineFile?: string;
+  /** Whose unit drop-ins to read: systemd-sysext's (default) or systemd-confext's. */
+  kind?: "sysext" | "confext";
 }
 
-const DROPIN_DIRS = [
-  "/etc/systemd/system/systemd-sysext.service.d",
-  "/run/systemd/system/systemd-sysext.service.d",
-  "/usr/lib/systemd/system/systemd-sysext.service.d",
-];
+function dropInDirs(kind: "sysext" | "confext"): string[] {
+  return ["/etc", "/run", "/usr/lib"].map((d) => `${d}/systemd/system/systemd-${kind}.service.d`);
+}
 
 /** A small text file of the root, resolved inside it and read bounded; undefined when absent. */
 async function readOptional(ctx: Context, nodePath: string, what: string) {
@@ -189,9 +189,10 @@ export function imagePolicyInUnit(text: string): string | undefined {
 /** systemd-sysext's drop-ins, masked by name (etc over run over usr/lib) and applied in order. */
 async function policyFromDropIns(
   ctx: Context,
+  kind: "sysext" | "confext",
 ): Promise<{ text: string; file: string } | undefined> {
   const byName = new Map<string, string>();
-  for (const dir of DROPIN_DIRS) {
+  for (const dir of dropInDirs(kind)) {
     let names: string[] = [];
     try {
       names = await readdir(await ctx.root.readPath(dir));
@@ -211,6 +212,23 @@ async function policyFromDropIns(
     found = policy === undefined ? undefined : { text: policy, file };
   }
   return found;
+}
+
+/**
+ * The policy systemd-sysext/confext itself runs with: the --image-policy of its unit's
+ * drop-ins under the root, or undefined when the unit passes none (systemd's default then).
+ */
+export async function unitImagePolicy(
+  ctx: Context,
+  kind: "sysext" | "confext" = "sysext",
+): Promise<ResolvedPolicy | undefined> {
+  const dropIn = await policyFromDropIns(ctx, kind);
+  if (!dropIn) return undefined;
+  try {
+    return { policy: parseImagePolicy(dropIn.text), source: dropIn.file };
+  } catch (e) {
+    throw new ExtctlError("config", `${dropIn.file}: ${(e as Error).message}`, { cause: e });
+  }
 }
 
 /** Whether the node booted a UKI (immucore's rd.immucore.uki or its uki_boot_mode sentinel). */
@@ -271,7 +289,7 @@ export async function resolvePolicy(
       }
     }
   }
-  const dropIn = await policyFromDropIns(ctx);
+  const dropIn = await policyFromDropIns(ctx, options.kind ?? "sysext");
   if (dropIn) {
     try {
       return { policy: parseImagePolicy(dropIn.text), source: dropIn.file };

@@ -1,4 +1,4 @@
-// The compatibility rules per systemd version: naming, ID_LIKE (258+), levels, scope, and order.
+// The compatibility rules per systemd version: naming, ID_LIKE (256+), levels, scope, policy, order.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
@@ -36,16 +36,61 @@ test("image names: 252 keeps .sysext, 255 and later strip it", () => {
   assert.equal(imageName("foo.confext.raw", "confext", 258), "foo");
   assert.equal(imageName("foo.confext.raw", "sysext", 258), "foo.confext");
   assert.equal(imageName("foo.raw", "sysext", 252), "foo");
-  assert.deepEqual(
-    [251, 252, 254, 255, 257, 258, 260].map(rulesFor),
-    [252, 252, 252, 255, 255, 258, 258],
+  assert.deepEqual([252, 257, 262].map(rulesFor), [252, 257, 262]);
+});
+
+test("ID_LIKE counts only from systemd 256 on", () => {
+  const facts = image({ ID: "debian", VERSION_ID: "24.04" });
+  assert.equal(checkCompatibility(facts, host, "sysext", 255).compatible, false);
+  assert.match(checkCompatibility(facts, host, "sysext", 255).reason ?? "", /256\+/);
+  assert.equal(checkCompatibility(facts, host, "sysext", 256).compatible, true);
+  assert.equal(checkCompatibility(facts, host, "sysext", 257).compatible, true);
+});
+
+test("empty fields count as missing, and a level-only host needs no VERSION_ID", () => {
+  assert.equal(
+    checkCompatibility(image({ ID: "_any", ARCHITECTURE: "" }), host, "sysext", 257).compatible,
+    true,
+  );
+  assert.equal(checkCompatibility(image({ ID: "" }), host, "sysext", 257).compatible, false);
+  assert.equal(
+    checkCompatibility(image({ ID: "ubuntu", VERSION_ID: "" }), host, "sysext", 257).compatible,
+    false,
+  );
+  const levelOnly = { ...host, osRelease: { ID: "ubuntu", SYSEXT_LEVEL: "1" } };
+  assert.equal(
+    checkCompatibility(image({ ID: "ubuntu" }), levelOnly, "sysext", 252).compatible,
+    true,
   );
 });
 
-test("ID_LIKE counts only from systemd 258 on", () => {
-  const facts = image({ ID: "debian", VERSION_ID: "24.04" });
-  assert.equal(checkCompatibility(facts, host, "sysext", 255).compatible, false);
-  assert.equal(checkCompatibility(facts, host, "sysext", 258).compatible, true);
+test("confext does not merge before systemd 254", () => {
+  const v = checkCompatibility(image({ ID: "_any" }), host, "confext", 252);
+  assert.equal(v.compatible, false);
+  assert.match(v.reason ?? "", /no systemd-confext \(systemd-confext \(systemd 254\+\)\)/);
+  assert.equal(checkCompatibility(image({ ID: "_any" }), host, "confext", 257).compatible, true);
+});
+
+test("the image policy is its own rule; a unit policy on 252 fails the refresh", () => {
+  const policy = {
+    text: "root=verity+absent:usr=verity+absent",
+    source: "/etc/systemd/system/systemd-sysext.service.d/10-kairos.conf",
+    inUnit: true,
+    isDefault: false,
+    allowed: false,
+    reason: "no verity data",
+  };
+  const refused = checkCompatibility(image({ ID: "_any" }, { policy }), host, "sysext", 257);
+  assert.equal(refused.compatible, false);
+  assert.equal(refused.rules.find((r) => r.status === "fail")?.rule, "image-policy");
+  const star = { ...policy, text: "*", allowed: true };
+  assert.equal(
+    checkCompatibility(image({ ID: "_any" }, { policy: star }), host, "sysext", 257).compatible,
+    true,
+  );
+  const old = checkCompatibility(image({ ID: "_any" }, { policy: star }), host, "sysext", 252);
+  assert.equal(old.compatible, false);
+  assert.match(old.reason ?? "", /does not know/);
 });
 
 test("SYSEXT_LEVEL is compared when both sides set it, else VERSION_ID", () => {
@@ -86,6 +131,7 @@ test("rules run in systemd's order and stop at the first failure", () => {
   assert.deepEqual(
     v.rules.map((r) => r.rule),
     [
+      "host-os-release",
       "image-name",
       "partition-architecture",
       "no-os-release",

@@ -1,0 +1,53 @@
+// The one table of what changed between systemd versions for merging extensions: each rule
+// `check` applies names the version that introduced it here, nowhere else.
+// Sources: systemd's src/shared/extension-util.c (extension_release_validate), src/basic/os-util.c
+// (open_extension_release_at, path_extract_image_name), src/sysext/sysext.c, and the lanes
+// (Debian 12: 252, Debian 13: 257, testing: 262) where the differential test runs.
+
+export interface SystemdFeature {
+  /** The first systemd version that has it. */
+  since: number;
+  /** One sentence for a rule's reason. */
+  what: string;
+}
+
+export const SYSTEMD_FEATURES = {
+  /** systemd-confext, CONFEXT_LEVEL, CONFEXT_SCOPE and /etc/extension-release.d. */
+  confext: { since: 254, what: "systemd-confext" },
+  /** `--image-policy=` for systemd-sysext/confext (and systemd-dissect). */
+  imagePolicy: { since: 254, what: "--image-policy" },
+  /** path_extract_image_name: NAME.sysext.raw and NAME.confext.raw are both called NAME. */
+  stripKindSuffix: {
+    since: 255,
+    what: "the .sysext.raw/.confext.raw suffix is not part of the name",
+  },
+  /** extension_release_validate matches the image's ID against the host's ID_LIKE too. */
+  idLike: { since: 256, what: "ID= may match the host's ID_LIKE=" },
+  /**
+   * open_extension_release_at's fallback: NAME_1.2.raw and NAME+k3s.raw may carry
+   * extension-release.NAME (the name cut at the first _ or +) without the xattr.
+   */
+  versionedNameFallback: {
+    since: 256,
+    what: "extension-release.NAME serves NAME_VERSION.raw and NAME+SUFFIX.raw",
+  },
+  /** systemd-repart --make-ddi=sysext|confext|portable. */
+  repartMakeDdi: { since: 255, what: "systemd-repart --make-ddi" },
+  /** systemd-dissect --validate (with --image-policy). */
+  dissectValidate: { since: 254, what: "systemd-dissect --validate" },
+} as const satisfies Record<string, SystemdFeature>;
+
+export type SystemdFeatureName = keyof typeof SYSTEMD_FEATURES;
+
+/** The version check applies when the root's cannot be found. */
+export const NEWEST_SYSTEMD = 262;
+
+export function hasFeature(version: number, feature: SystemdFeatureName): boolean {
+  return version >= SYSTEMD_FEATURES[feature].since;
+}
+
+/** "ID= may match the host's ID_LIKE= (systemd 256+)": a rule's citation. */
+export function cite(feature: SystemdFeatureName): string {
+  const f = SYSTEMD_FEATURES[feature];
+  return `${f.what} (systemd ${f.since}+)`;
+}
