@@ -3,7 +3,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../util/context.js";
-import { errnoCode } from "../util/errors.js";
+import { ExtctlError, errnoCode } from "../util/errors.js";
 import { imageName } from "../domain/image/compat.js";
 import { formatName, openImage, sidecarPaths } from "../domain/image/image.js";
 import { hostArchitecture } from "../domain/image/partition-types.js";
@@ -103,6 +103,10 @@ function flagsOf(attributes: bigint): string[] {
   if (attributes & (1n << 63n)) flags.push("no-auto");
   return flags;
 }
+
+/** The xattr bytes `inspect --files` lists at most: a floor plus a multiple of the image size. */
+const XATTR_LISTING_FLOOR = 64 * 1024 * 1024;
+const XATTR_LISTING_RATIO = 8;
 
 function guessKind(fileName: string, topNames: string[]): ExtensionKind {
   if (/\.confext(\.raw)?$/.test(fileName)) return "confext";
@@ -269,8 +273,19 @@ export async function inspectImage(
     // Tree: counts per top directory (two levels: /usr/bin), or the full listing.
     const tops = new Map<string, { entries: number; size: number }>();
     const files: InspectedFile[] = [];
+    // Entries may share one stored xattr set (mksquashfs and mkfs.erofs dedupe them), so the
+    // listing could hold far more xattr bytes than the image: bounded by a budget of its size.
+    const xattrBudget = XATTR_LISTING_FLOOR + XATTR_LISTING_RATIO * image.file.size;
+    let xattrBytes = 0;
     const listFile = async (e: TreeEntry): Promise<void> => {
       const xattrs = await image.fs.xattrs(e);
+      for (const [k, v] of Object.entries(xattrs)) xattrBytes += k.length + v.length;
+      if (xattrBytes > xattrBudget)
+        throw new ExtctlError(
+          "format",
+          `the image's xattrs add up to more than ${xattrBudget} bytes by ${e.path}, more than an image of ${image.file.size} bytes plausibly holds`,
+          { hint: "the image is damaged or crafted; do not use it" },
+        );
       files.push({
         path: e.path,
         type: e.type,

@@ -55,6 +55,8 @@ export const MODE_TYPE_BITS: Record<EntryType, number> = {
 /** Limits for walking untrusted trees. */
 export const MAX_DEPTH = 256;
 export const MAX_ENTRIES = 5_000_000;
+/** Longest path a walk accepts: PATH_MAX, which no path systemd can open exceeds. */
+export const MAX_PATH = 4096;
 
 function joinPath(dir: string, name: string): string {
   return dir === "/" ? `/${name}` : `${dir}/${name}`;
@@ -81,12 +83,28 @@ function tooMany(): ExtctlError {
   return new ExtctlError("format", `the image holds more than ${MAX_ENTRIES} entries`);
 }
 
-/** Refuses to descend into `dir` when it loops back to an ancestor or nests too deep. */
-function checkDescent(dir: TreeEntry, ancestors: Set<number>, depth: number): void {
+/**
+ * Refuses to descend into `dir` when it loops back to an ancestor, is a directory already
+ * walked under another path, or nests too deep. squashfs and erofs cannot hard-link a
+ * directory, so one reached twice is crafted: a few KiB of directories all pointing at the
+ * next level would otherwise make a walk visit fanout^depth entries.
+ */
+function checkDescent(
+  dir: TreeEntry,
+  ancestors: Set<number>,
+  visited: Set<number>,
+  depth: number,
+): void {
   if (ancestors.has(dir.key))
     throw new ExtctlError(
       "format",
       `the image's directory ${dir.path} loops back to one of its parents`,
+      { hint: "the image is damaged or crafted; do not use it" },
+    );
+  if (visited.has(dir.key))
+    throw new ExtctlError(
+      "format",
+      `the image's directory ${dir.path} is a directory already listed under another path`,
       { hint: "the image is damaged or crafted; do not use it" },
     );
   if (depth >= MAX_DEPTH)
@@ -122,6 +140,7 @@ export async function walkEach(
   // An explicit stack (not recursion) keeps each step O(1) however deep the tree is.
   const stack: WalkFrame[] = [{ dir: root, children: await fs.list(root), next: 0 }];
   const ancestors = new Set<number>([root.key]);
+  const visited = new Set<number>([root.key]);
   while (stack.length > 0) {
     const top = stack[stack.length - 1] as WalkFrame;
     if (top.next >= top.children.length) {
@@ -131,11 +150,18 @@ export async function walkEach(
     }
     const child = top.children[top.next++] as TreeEntry;
     if (++count > MAX_ENTRIES) throw tooMany();
+    if (child.path.length > MAX_PATH)
+      throw new ExtctlError(
+        "format",
+        `the image holds a path longer than ${MAX_PATH} bytes under ${top.dir.path.slice(0, 200)}`,
+        { hint: "the image is damaged or crafted; do not use it" },
+      );
     const pending = visit(child);
     if (pending) await pending;
     if (child.type !== "dir") continue;
-    checkDescent(child, ancestors, stack.length);
+    checkDescent(child, ancestors, visited, stack.length);
     ancestors.add(child.key);
+    visited.add(child.key);
     stack.push({ dir: child, children: await fs.list(child), next: 0 });
   }
 }

@@ -25,6 +25,12 @@ const COMPRESSORS: Record<number, Compression> = {
   6: "zstd",
 };
 const XATTR_PREFIXES = ["user.", "trusted.", "security."];
+/**
+ * Most xattr bytes (names and values) one entry may carry. Out-of-line values can all point at
+ * one stored value, so 4096 names of a few bytes each would otherwise expand a few KiB of
+ * metadata into 256 MiB per entry. Linux lists at most 64 KiB of names per file.
+ */
+const MAX_XATTR_BYTES_PER_ENTRY = 1 << 20;
 const CACHE_BLOCKS = 512;
 const INODE_TYPES: Record<number, EntryType> = {
   1: "dir",
@@ -602,6 +608,12 @@ export class SquashfsFilesystem implements ImageFilesystem {
     if (count > 4096) throw bad(`${entry.path} claims ${count} xattrs`);
     const at = { block: table.start + Number(ref >> 16n), offset: Number(ref & 0xffffn) };
     const out: Record<string, Buffer> = {};
+    let total = 0;
+    const charge = (n: number): void => {
+      total += n;
+      if (total > MAX_XATTR_BYTES_PER_ENTRY)
+        throw bad(`the xattrs of ${entry.path} exceed ${MAX_XATTR_BYTES_PER_ENTRY} bytes`);
+    };
     for (let i = 0; i < count; i++) {
       const kh = this.cached(at, 4) ?? (await this.readMetadataAcross(at, 4));
       const type = kh.readUInt16LE(0);
@@ -624,11 +636,13 @@ export class SquashfsFilesystem implements ImageFilesystem {
           this.cached(vat, 4) ?? (await this.readMetadataAcross(vat, 4))
         ).readUInt32LE(0);
         if (realSize > 65536) throw bad(`an xattr value of ${realSize} bytes is too large`);
+        charge(nameSize + realSize);
         value = Buffer.from(
           this.cached(vat, realSize) ?? (await this.readMetadataAcross(vat, realSize)),
         );
       } else {
         if (vsize > 65536) throw bad(`an xattr value of ${vsize} bytes is too large`);
+        charge(nameSize + vsize);
         value = Buffer.from(this.cached(at, vsize) ?? (await this.readMetadataAcross(at, vsize)));
       }
       out[prefix + name] = value;
