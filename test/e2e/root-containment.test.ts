@@ -258,6 +258,26 @@ describe("listing a store with entries that are not images", () => {
     assert.match(r.stderr, /dangling\.raw is a symlink to \/nowhere\.raw, which leads to no file/);
     const status = await extctl(root, ["sysext", "status"]);
     assert.ok(status.code < 128, `status killed (timeout?)\n${status.stderr}`);
+    // boot: a profile link to the FIFO entry is skipped with its reason, the good image linked.
+    await mkdir(path.join(store, "common"));
+    await symlink("../tofifo.raw", path.join(store, "common/tofifo.raw"));
+    await symlink("../good.raw", path.join(store, "common/good.raw"));
+    const cmdline = path.join(await tempDir(t), "cmdline");
+    await writeFile(cmdline, "root=LABEL=COS_ACTIVE\n");
+    const boot = await extctl(root, ["boot", "--cmdline", cmdline, "--no-refresh", "--json"]);
+    assert.equal(boot.code, 0, boot.stderr);
+    const result = JSON.parse(boot.stdout) as {
+      linked: { name: string }[];
+      skipped: { name: string; reason: string }[];
+    };
+    assert.deepEqual(
+      result.linked.map((l) => l.name),
+      ["good.raw"],
+    );
+    assert.deepEqual(
+      result.skipped.map((l) => l.name),
+      ["tofifo.raw"],
+    );
   });
 });
 
@@ -272,5 +292,22 @@ describe("disable removes only links", () => {
     const r = await extctl(root, ["sysext", "disable", "real", "--common"]);
     refused(r, /common\/real\.raw is a regular file, not a link extctl made; it is left alone/);
     assert.equal(await readFile(file, "utf8"), "someone's file");
+  });
+
+  test("remove NAME deletes the image and its links but warns about, and keeps, a real file in a profile dir", async (t) => {
+    const root = await tempRoot(t);
+    const src = await sourceImage(t, "real.raw");
+    assert.equal((await extctl(root, ["sysext", "install", `file://${src}`])).code, 0);
+    await mkdir(path.join(root, STORE, "common"), { recursive: true });
+    const file = path.join(root, STORE, "common/real.raw");
+    await writeFile(file, "someone's file");
+    const r = await extctl(root, ["sysext", "remove", "real"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /warning: .*common\/real\.raw is a regular file, not a link extctl made/,
+    );
+    assert.equal(await readFile(file, "utf8"), "someone's file");
+    assert.equal(await lstat(path.join(root, STORE, "real.raw")).catch(() => undefined), undefined);
   });
 });
