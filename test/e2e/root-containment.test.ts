@@ -56,7 +56,7 @@ function refused(r: CliResult & { ms: number }, pattern: RegExp): void {
 }
 
 for (const style of ["absolute", "relative"] as const) {
-  describe(`--root writes never follow an ${style} symlink out of the root`, () => {
+  describe(`--root writes never follow ${style === "absolute" ? "an absolute" : "a relative"} symlink out of the root`, () => {
     test("a store linked outside: install, enable and remove refuse, naming it, and write or delete nothing there", async (t) => {
       const root = await tempRoot(t);
       const out = await outside(t);
