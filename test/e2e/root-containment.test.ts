@@ -278,6 +278,14 @@ describe("listing a store with entries that are not images", () => {
       result.skipped.map((l) => l.name),
       ["tofifo.raw"],
     );
+    // status: a /run link through the profile to the FIFO entry is reported, not opened.
+    await symlink(
+      "../../var/lib/kairos/extensions/common/tofifo.raw",
+      path.join(root, "run/extensions/tofifo.raw"),
+    );
+    const after = await extctl(root, ["sysext", "status", "--json"]);
+    assert.ok(after.code < 128, `status killed (timeout?)\n${after.stderr}`);
+    assert.match(after.stdout, /tofifo\.raw/);
   });
 });
 
