@@ -11,6 +11,7 @@ import path from "node:path";
 import { runExtctl, type CliResult } from "../helpers/cli.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
+import { makeSigningCert } from "../helpers/keys.js";
 
 const STORE = "var/lib/kairos/extensions";
 /** Every command here must end well within this; a hang fails the test instead of blocking. */
@@ -131,7 +132,33 @@ for (const style of ["absolute", "relative"] as const) {
       refused(await extctl(root, ["systemd", "install", "--uninstall"]), /outside the root/);
       assert.deepEqual(await listing(out), ["extctl-boot.service", "victim.raw"]);
     });
+
+    test("run/verity.d linked outside: trust import-efi refuses and writes no certificate there", async (t) => {
+      if (!requirePeers(t, ["openssl"])) return;
+      const root = await tempRoot(t);
+      const out = await outside(t);
+      await linkOut(path.join(root, "run/verity.d"), out, style);
+      const efivars = path.join(root, "sys/firmware/efi/efivars");
+      await mkdir(efivars, { recursive: true });
+      await writeFile(path.join(efivars, `PK-${EFI_GLOBAL}`), await pkVariable(t));
+      refused(await extctl(root, ["trust", "import-efi"]), /run\/verity\.d.*outside the root/);
+      assert.deepEqual(await listing(out), ["victim.raw"]);
+    });
   });
+}
+
+/** An efivarfs PK variable: 4 attribute bytes, then one EFI_SIGNATURE_LIST of one X.509 cert. */
+async function pkVariable(t: TestContext): Promise<Buffer> {
+  const { cert } = makeSigningCert(await tempDir(t), "pk");
+  const der = execFileSync("openssl", ["x509", "-in", cert, "-outform", "DER"]);
+  const x509Guid = Buffer.from("a159c0a5e494a74a87b5ab155c2bf072", "hex");
+  const entry = Buffer.concat([Buffer.alloc(16, 0x11), der]);
+  const head = Buffer.alloc(28);
+  x509Guid.copy(head, 0);
+  head.writeUInt32LE(28 + entry.length, 16);
+  head.writeUInt32LE(0, 20);
+  head.writeUInt32LE(entry.length, 24);
+  return Buffer.concat([Buffer.from([7, 0, 0, 0]), head, entry]);
 }
 
 describe("--root writes through symlinks that stay inside the root", () => {
@@ -146,6 +173,17 @@ describe("--root writes through symlinks that stay inside the root", () => {
     assert.equal((await extctl(root, ["sysext", "enable", "a", "--common"])).code, 0);
     assert.ok((await lstat(path.join(root, "data/ext/a.raw"))).isFile());
     assert.ok((await lstat(path.join(root, "data/ext/common/a.raw"))).isSymbolicLink());
+  });
+
+  test("trust import-efi writes the PK certificate into the root's run/verity.d", async (t) => {
+    if (!requirePeers(t, ["openssl"])) return;
+    const root = await tempRoot(t);
+    const efivars = path.join(root, "sys/firmware/efi/efivars");
+    await mkdir(efivars, { recursive: true });
+    await writeFile(path.join(efivars, `PK-${EFI_GLOBAL}`), await pkVariable(t));
+    const r = await extctl(root, ["trust", "import-efi"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await listing(path.join(root, "run/verity.d")), ["PK0.crt"]);
   });
 });
 
