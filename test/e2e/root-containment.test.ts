@@ -133,6 +133,35 @@ for (const style of ["absolute", "relative"] as const) {
       assert.deepEqual(await listing(out), ["extctl-boot.service", "victim.raw"]);
     });
 
+    test("etc/extctl or a drop-in dir linked outside: apply and systemd install refuse and write nothing there", async (t) => {
+      const root = await tempRoot(t);
+      const out = await outside(t);
+      await linkOut(path.join(root, "etc/extctl"), out, style);
+      const spec = path.join(await tempDir(t), "spec.yaml");
+      await writeFile(spec, "policy: signed\n");
+      refused(await extctl(root, ["apply", spec]), /etc\/extctl.*outside the root/);
+      assert.deepEqual(await listing(out), ["victim.raw"]);
+
+      const root2 = await tempRoot(t);
+      const out2 = await outside(t);
+      await linkOut(path.join(root2, "etc/systemd/system/systemd-sysext.service.d"), out2, style);
+      const args = [
+        "systemd",
+        "install",
+        "--systemd",
+        "255",
+        "--no-trusted",
+        "--extctl",
+        "/usr/bin/extctl",
+      ];
+      refused(await extctl(root2, args), /systemd-sysext\.service\.d.*outside the root/);
+      assert.deepEqual(await listing(out2), ["victim.raw"]);
+      // Nothing was written inside either: the check comes before the first write.
+      assert.deepEqual(await listing(path.join(root2, "etc/systemd/system")), [
+        "systemd-sysext.service.d",
+      ]);
+    });
+
     test("run/verity.d linked outside: trust import-efi refuses and writes no certificate there", async (t) => {
       if (!requirePeers(t, ["openssl"])) return;
       const root = await tempRoot(t);
