@@ -1,5 +1,8 @@
 // The root every path lives under (default "/"). Paths are always given as absolute paths on
-// the node ("/var/lib/kairos/extensions") and mapped here, so nothing escapes a --root.
+// the node ("/var/lib/kairos/extensions") and mapped here, so nothing escapes a --root:
+// readPath() to read (links resolved inside the root, as in a chroot), writePath() for every
+// create, replace or delete (a link that leads out of the root is an error), path() only for
+// messages and for paths already resolved.
 import { lstat, readlink } from "node:fs/promises";
 import path from "node:path";
 import { ExtctlError, errnoCode } from "./errors.js";

@@ -11,6 +11,7 @@ import path from "node:path";
 import { runExtctl, type CliResult } from "../helpers/cli.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
+import { makeSigningCert } from "../helpers/keys.js";
 
 const STORE = "var/lib/kairos/extensions";
 /** Every command here must end well within this; a hang fails the test instead of blocking. */
@@ -56,7 +57,7 @@ function refused(r: CliResult & { ms: number }, pattern: RegExp): void {
 }
 
 for (const style of ["absolute", "relative"] as const) {
-  describe(`--root writes never follow an ${style} symlink out of the root`, () => {
+  describe(`--root writes never follow ${style === "absolute" ? "an absolute" : "a relative"} symlink out of the root`, () => {
     test("a store linked outside: install, enable and remove refuse, naming it, and write or delete nothing there", async (t) => {
       const root = await tempRoot(t);
       const out = await outside(t);
@@ -131,7 +132,62 @@ for (const style of ["absolute", "relative"] as const) {
       refused(await extctl(root, ["systemd", "install", "--uninstall"]), /outside the root/);
       assert.deepEqual(await listing(out), ["extctl-boot.service", "victim.raw"]);
     });
+
+    test("etc/extctl or a drop-in dir linked outside: apply and systemd install refuse and write nothing there", async (t) => {
+      const root = await tempRoot(t);
+      const out = await outside(t);
+      await linkOut(path.join(root, "etc/extctl"), out, style);
+      const spec = path.join(await tempDir(t), "spec.yaml");
+      await writeFile(spec, "policy: signed\n");
+      refused(await extctl(root, ["apply", spec]), /etc\/extctl.*outside the root/);
+      assert.deepEqual(await listing(out), ["victim.raw"]);
+
+      const root2 = await tempRoot(t);
+      const out2 = await outside(t);
+      await linkOut(path.join(root2, "etc/systemd/system/systemd-sysext.service.d"), out2, style);
+      const args = [
+        "systemd",
+        "install",
+        "--systemd",
+        "255",
+        "--no-trusted",
+        "--extctl",
+        "/usr/bin/extctl",
+      ];
+      refused(await extctl(root2, args), /systemd-sysext\.service\.d.*outside the root/);
+      assert.deepEqual(await listing(out2), ["victim.raw"]);
+      // Nothing was written inside either: the check comes before the first write.
+      assert.deepEqual(await listing(path.join(root2, "etc/systemd/system")), [
+        "systemd-sysext.service.d",
+      ]);
+    });
+
+    test("run/verity.d linked outside: trust import-efi refuses and writes no certificate there", async (t) => {
+      if (!requirePeers(t, ["openssl"])) return;
+      const root = await tempRoot(t);
+      const out = await outside(t);
+      await linkOut(path.join(root, "run/verity.d"), out, style);
+      const efivars = path.join(root, "sys/firmware/efi/efivars");
+      await mkdir(efivars, { recursive: true });
+      await writeFile(path.join(efivars, `PK-${EFI_GLOBAL}`), await pkVariable(t));
+      refused(await extctl(root, ["trust", "import-efi"]), /run\/verity\.d.*outside the root/);
+      assert.deepEqual(await listing(out), ["victim.raw"]);
+    });
   });
+}
+
+/** An efivarfs PK variable: 4 attribute bytes, then one EFI_SIGNATURE_LIST of one X.509 cert. */
+async function pkVariable(t: TestContext): Promise<Buffer> {
+  const { cert } = makeSigningCert(await tempDir(t), "pk");
+  const der = execFileSync("openssl", ["x509", "-in", cert, "-outform", "DER"]);
+  const x509Guid = Buffer.from("a159c0a5e494a74a87b5ab155c2bf072", "hex");
+  const entry = Buffer.concat([Buffer.alloc(16, 0x11), der]);
+  const head = Buffer.alloc(28);
+  x509Guid.copy(head, 0);
+  head.writeUInt32LE(28 + entry.length, 16);
+  head.writeUInt32LE(0, 20);
+  head.writeUInt32LE(entry.length, 24);
+  return Buffer.concat([Buffer.from([7, 0, 0, 0]), head, entry]);
 }
 
 describe("--root writes through symlinks that stay inside the root", () => {
@@ -146,6 +202,17 @@ describe("--root writes through symlinks that stay inside the root", () => {
     assert.equal((await extctl(root, ["sysext", "enable", "a", "--common"])).code, 0);
     assert.ok((await lstat(path.join(root, "data/ext/a.raw"))).isFile());
     assert.ok((await lstat(path.join(root, "data/ext/common/a.raw"))).isSymbolicLink());
+  });
+
+  test("trust import-efi writes the PK certificate into the root's run/verity.d", async (t) => {
+    if (!requirePeers(t, ["openssl"])) return;
+    const root = await tempRoot(t);
+    const efivars = path.join(root, "sys/firmware/efi/efivars");
+    await mkdir(efivars, { recursive: true });
+    await writeFile(path.join(efivars, `PK-${EFI_GLOBAL}`), await pkVariable(t));
+    const r = await extctl(root, ["trust", "import-efi"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await listing(path.join(root, "run/verity.d")), ["PK0.crt"]);
   });
 });
 
@@ -258,6 +325,34 @@ describe("listing a store with entries that are not images", () => {
     assert.match(r.stderr, /dangling\.raw is a symlink to \/nowhere\.raw, which leads to no file/);
     const status = await extctl(root, ["sysext", "status"]);
     assert.ok(status.code < 128, `status killed (timeout?)\n${status.stderr}`);
+    // boot: a profile link to the FIFO entry is skipped with its reason, the good image linked.
+    await mkdir(path.join(store, "common"));
+    await symlink("../tofifo.raw", path.join(store, "common/tofifo.raw"));
+    await symlink("../good.raw", path.join(store, "common/good.raw"));
+    const cmdline = path.join(await tempDir(t), "cmdline");
+    await writeFile(cmdline, "root=LABEL=COS_ACTIVE\n");
+    const boot = await extctl(root, ["boot", "--cmdline", cmdline, "--no-refresh", "--json"]);
+    assert.equal(boot.code, 0, boot.stderr);
+    const result = JSON.parse(boot.stdout) as {
+      linked: { name: string }[];
+      skipped: { name: string; reason: string }[];
+    };
+    assert.deepEqual(
+      result.linked.map((l) => l.name),
+      ["good.raw"],
+    );
+    assert.deepEqual(
+      result.skipped.map((l) => l.name),
+      ["tofifo.raw"],
+    );
+    // status: a /run link through the profile to the FIFO entry is reported, not opened.
+    await symlink(
+      "../../var/lib/kairos/extensions/common/tofifo.raw",
+      path.join(root, "run/extensions/tofifo.raw"),
+    );
+    const after = await extctl(root, ["sysext", "status", "--json"]);
+    assert.ok(after.code < 128, `status killed (timeout?)\n${after.stderr}`);
+    assert.match(after.stdout, /tofifo\.raw/);
   });
 });
 
@@ -272,5 +367,22 @@ describe("disable removes only links", () => {
     const r = await extctl(root, ["sysext", "disable", "real", "--common"]);
     refused(r, /common\/real\.raw is a regular file, not a link extctl made; it is left alone/);
     assert.equal(await readFile(file, "utf8"), "someone's file");
+  });
+
+  test("remove NAME deletes the image and its links but warns about, and keeps, a real file in a profile dir", async (t) => {
+    const root = await tempRoot(t);
+    const src = await sourceImage(t, "real.raw");
+    assert.equal((await extctl(root, ["sysext", "install", `file://${src}`])).code, 0);
+    await mkdir(path.join(root, STORE, "common"), { recursive: true });
+    const file = path.join(root, STORE, "common/real.raw");
+    await writeFile(file, "someone's file");
+    const r = await extctl(root, ["sysext", "remove", "real"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /warning: .*common\/real\.raw is a regular file, not a link extctl made/,
+    );
+    assert.equal(await readFile(file, "utf8"), "someone's file");
+    assert.equal(await lstat(path.join(root, STORE, "real.raw")).catch(() => undefined), undefined);
   });
 });

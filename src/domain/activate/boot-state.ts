@@ -41,7 +41,7 @@ export interface SentinelState {
 export async function readSentinels(root: Root): Promise<SentinelState> {
   let names: string[] = [];
   try {
-    names = await readdir(root.path(SENTINEL_DIR));
+    names = await readdir(await root.readPath(SENTINEL_DIR));
   } catch {
     names = [];
   }

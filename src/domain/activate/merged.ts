@@ -19,8 +19,8 @@ function markerDir(kind: ExtensionKind): string {
 export async function readMerged(root: Root, kind: ExtensionKind): Promise<MergedHierarchy[]> {
   const result: MergedHierarchy[] = [];
   for (const hierarchy of LAYOUTS[kind].hierarchies) {
-    const dir = root.path(`${hierarchy}/${markerDir(kind)}`);
     try {
+      const dir = await root.readPath(`${hierarchy}/${markerDir(kind)}`);
       const [text, st] = await Promise.all([
         // Bounded: a FIFO or device planted as the marker must not hang a listing.
         readBounded(`${dir}/extensions`, { cap: READ_CAPS.config }).then((b) => b.toString("utf8")),

@@ -142,7 +142,7 @@ export class ExtensionStore {
     } catch (e) {
       if (errnoCode(e) !== "ENOENT" && errnoCode(e) !== "ENOTDIR")
         throw fsError(e, `read ${nodePath}`);
-      const target = await readlink(this.root.path(nodePath)).catch(() => undefined);
+      const target = await readlink(await this.entryHost(nodePath)).catch(() => undefined);
       throw new ExtctlError(
         "not-found",
         target === undefined
