@@ -1,5 +1,6 @@
 // Crafts hostile squashfs images at test time from real mksquashfs output: the tree is built
 // uncompressed (-noI -noD -noF -noX) so that its metadata can be found and patched in place.
+import { execFileSync } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { run } from "./peers.js";
@@ -140,4 +141,41 @@ export async function sharedDirectoryBomb(
     }
   }
   return image;
+}
+
+function ustarHeader(name: string, type: "0" | "5", mode: number): Buffer {
+  const h = Buffer.alloc(512);
+  h.write(name, 0, 100, "utf8");
+  h.write(`${mode.toString(8).padStart(7, "0")}\0`, 100);
+  h.write("0000000\0", 108);
+  h.write("0000000\0", 116);
+  h.write("00000000000\0", 124);
+  h.write("00000000000\0", 136);
+  h.write(type, 156);
+  h.write("ustar\0", 257);
+  h.write("00", 263);
+  h.fill(" ", 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148);
+  return h;
+}
+
+/**
+ * A squashfs with `count` empty files under usr/share (500 per directory: mksquashfs 4.5 sorts
+ * one in-memory directory in quadratic time), made from a tar built in memory (mksquashfs -tar).
+ */
+export function manyEntriesSquashfs(output: string, count: number): void {
+  const parts: Buffer[] = [ustarHeader("usr/", "5", 0o755), ustarHeader("usr/share/", "5", 0o755)];
+  const dir = (k: number) => `usr/share/d${String(Math.floor(k / 500)).padStart(4, "0")}`;
+  for (let k = 0; k < count; k++) {
+    if (k % 500 === 0) parts.push(ustarHeader(`${dir(k)}/`, "5", 0o755));
+    parts.push(ustarHeader(`${dir(k)}/f${String(k).padStart(7, "0")}`, "0", 0o644));
+  }
+  parts.push(Buffer.alloc(1024));
+  execFileSync(
+    "mksquashfs",
+    ["-", output, "-tar", "-noappend", "-quiet", "-no-progress", "-all-root"],
+    { input: Buffer.concat(parts), stdio: ["pipe", "pipe", "pipe"] },
+  );
 }
