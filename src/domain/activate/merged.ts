@@ -1,4 +1,5 @@
-// What systemd has merged right now: each hierarchy's `.systemd-sysext/extensions` (one image
+// What systemd has merged right now: each hierarchy's `.systemd-sysext/extensions` or
+// `.systemd-confext/confexts` (one image
 // name a line) and the directory's mtime, the "since" time. Read from disk, never from the exit
 // code of systemd-sysext, which can succeed without merging (spec/kairos.md "ours" 6).
 import { readFile, stat } from "node:fs/promises";
@@ -15,12 +16,23 @@ function markerDir(kind: ExtensionKind): string {
   return kind === "sysext" ? ".systemd-sysext" : ".systemd-confext";
 }
 
+/**
+ * The list's file name: systemd names it after the image class, `extensions` for sysext and
+ * `confexts` for confext (seen in systemd 257 and 262: /etc/.systemd-confext/confexts).
+ */
+function markerFile(kind: ExtensionKind): string {
+  return kind === "sysext" ? "extensions" : "confexts";
+}
+
 export async function readMerged(root: Root, kind: ExtensionKind): Promise<MergedHierarchy[]> {
   const result: MergedHierarchy[] = [];
   for (const hierarchy of LAYOUTS[kind].hierarchies) {
     const dir = root.path(`${hierarchy}/${markerDir(kind)}`);
     try {
-      const [text, st] = await Promise.all([readFile(`${dir}/extensions`, "utf8"), stat(dir)]);
+      const [text, st] = await Promise.all([
+        readFile(`${dir}/${markerFile(kind)}`, "utf8"),
+        stat(dir),
+      ]);
       const extensions = text
         .split("\n")
         .map((l) => l.trim())
