@@ -46,7 +46,10 @@ export class FakeSystemd implements ProcessRunner {
     await rm(marker, { recursive: true, force: true });
     if (merged.length > 0) {
       await mkdir(marker, { recursive: true });
-      await writeFile(path.join(marker, "extensions"), merged.map((n) => n + "\n").join(""));
+      await writeFile(
+        path.join(marker, isConf ? "confexts" : "extensions"),
+        merged.map((n) => n + "\n").join(""),
+      );
     }
     return { command: argv, exitCode: 0, signal: null, stdout: "", stderr: log.join("\n") };
   }

@@ -1,4 +1,5 @@
-// What systemd has merged right now: each hierarchy's `.systemd-sysext/extensions` (one image
+// What systemd has merged right now: each hierarchy's `.systemd-sysext/extensions` or
+// `.systemd-confext/confexts` (one image
 // name a line) and the directory's mtime, the "since" time. Read from disk, never from the exit
 // code of systemd-sysext, which can succeed without merging (spec/kairos.md "ours" 6).
 import { stat } from "node:fs/promises";
@@ -16,6 +17,14 @@ function markerDir(kind: ExtensionKind): string {
   return kind === "sysext" ? ".systemd-sysext" : ".systemd-confext";
 }
 
+/**
+ * The list's file name: systemd names it after the image class, `extensions` for sysext and
+ * `confexts` for confext (seen in systemd 257 and 262: /etc/.systemd-confext/confexts).
+ */
+function markerFile(kind: ExtensionKind): string {
+  return kind === "sysext" ? "extensions" : "confexts";
+}
+
 export async function readMerged(root: Root, kind: ExtensionKind): Promise<MergedHierarchy[]> {
   const result: MergedHierarchy[] = [];
   for (const hierarchy of LAYOUTS[kind].hierarchies) {
@@ -23,7 +32,9 @@ export async function readMerged(root: Root, kind: ExtensionKind): Promise<Merge
       const dir = await root.readPath(`${hierarchy}/${markerDir(kind)}`);
       const [text, st] = await Promise.all([
         // Bounded: a FIFO or device planted as the marker must not hang a listing.
-        readBounded(`${dir}/extensions`, { cap: READ_CAPS.config }).then((b) => b.toString("utf8")),
+        readBounded(`${dir}/${markerFile(kind)}`, { cap: READ_CAPS.config }).then((b) =>
+          b.toString("utf8"),
+        ),
         stat(dir),
       ]);
       const extensions = text
