@@ -25,7 +25,9 @@ export function lz4DecompressBlock(input: Buffer, maxOutput: number, partial = f
         if (ip >= end) throw corrupt("a length runs past the end of the block");
         b = input[ip++] as number;
         len += b;
-        if (len > maxOutput + 0xffff) throw corrupt("a length is larger than the block");
+        // A partial decode may stop well before the block's end (erofs -E dedupe).
+        if (len > (partial ? 255 * end : maxOutput) + 0xffff)
+          throw corrupt("a length is larger than the block");
       } while (b === 255);
     }
     return len;
@@ -109,7 +111,9 @@ export function* lz4DecompressChunks(
         if (ip >= end) throw corrupt("a length runs past the end of the block");
         b = input[ip++] as number;
         len += b;
-        if (len > outputSize + 0xffff) throw corrupt("a length is larger than the block");
+        // Not outputSize: an erofs extent may want only the start of what a block holds
+        // (-E dedupe). Each length byte stands for at most 255 bytes of output.
+        if (len > 255 * end + 0xffff) throw corrupt("a length is larger than the block");
       } while (b === 255);
     }
     return len;

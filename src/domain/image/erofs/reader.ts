@@ -1,8 +1,9 @@
 // erofs reader over a ByteSource: superblock, compact and extended inodes, flat / inline /
-// chunk-based data, directories, inline and shared xattrs, and LZ4-compressed files.
+// chunk-based data, directories, inline and shared xattrs, and compressed files (lz4, lzma,
+// deflate, zstd; tail-packed, fragment and deduplicated extents).
 import { ExtctlError } from "../../../util/errors.js";
 import { readExactly, type ByteSource } from "../../../util/bytes.js";
-import { lz4DecompressChunks } from "../decompress/lz4.js";
+import { algorithmNames, decodePcluster } from "./pcluster.js";
 import {
   MODE_TYPE_BITS,
   checkEntryName,
@@ -17,6 +18,8 @@ const SB_OFFSET = 1024;
 const NULL_ADDR = 0xffffffff;
 const FEATURE_ZERO_PADDING = 0x1;
 const FEATURE_CHUNKED = 0x4;
+const FEATURE_COMPR_CFGS = 0x2;
+const FEATURE_FRAGMENTS = 0x20;
 
 const LAYOUT_FLAT_PLAIN = 0;
 const LAYOUT_COMPRESSED_FULL = 1;
@@ -26,12 +29,12 @@ const LAYOUT_CHUNK_BASED = 4;
 
 const ADVISE_COMPACTED_2B = 0x1;
 const ADVISE_BIG_PCLUSTER_1 = 0x2;
+const ADVISE_BIG_PCLUSTER_2 = 0x4;
 const ADVISE_INLINE_PCLUSTER = 0x8;
 const ADVISE_INTERLACED = 0x10;
 const ADVISE_FRAGMENT = 0x20;
 const CBLKCNT = 1 << 11;
 
-const LC_PLAIN = 0;
 const LC_HEAD1 = 1;
 const LC_NONHEAD = 2;
 const LC_HEAD2 = 3;
@@ -72,8 +75,10 @@ export interface ErofsSuperblock {
   volumeName: string;
   featureCompat: number;
   featureIncompat: number;
-  /** Bit mask of compression algorithms in use (bit 0 lz4, bit 1 lzma). */
+  /** Bit mask of compression algorithms in use (bit 0 lz4, 1 lzma, 2 deflate, 3 zstd). */
   compressionAlgorithms: number;
+  /** The inode holding fragments (tails or whole files packed together), when there is one. */
+  packedNid?: number;
 }
 
 interface InodeInfo {
@@ -104,7 +109,8 @@ export async function readErofsSuperblock(source: ByteSource): Promise<ErofsSupe
   const blockBits = sb[12] as number;
   if (blockBits < 9 || blockBits > 16) throw bad(`block size 2^${blockBits} is invalid`);
   const incompat = sb.readUInt32LE(80);
-  const known = 0x1 | 0x2 | 0x4 | 0x8 | 0x10;
+  // 0x20 is fragments and dedupe (one bit for both).
+  const known = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | FEATURE_FRAGMENTS;
   if (incompat & ~known)
     throw new ExtctlError(
       "unsupported",
@@ -124,9 +130,27 @@ export async function readErofsSuperblock(source: ByteSource): Promise<ErofsSupe
     volumeName: sb.subarray(64, 80).toString("latin1").replace(/\0.*$/s, ""),
     featureCompat: sb.readUInt32LE(8),
     featureIncompat: incompat,
-    compressionAlgorithms: incompat & 0x2 ? sb.readUInt16LE(84) : 1,
+    compressionAlgorithms: incompat & FEATURE_COMPR_CFGS ? sb.readUInt16LE(84) : 1,
+    ...(incompat & FEATURE_FRAGMENTS ? packedNidOf(sb) : {}),
   };
 }
+
+function packedNidOf(sb: Buffer): { packedNid?: number } {
+  const nid = sb.readBigUInt64LE(96);
+  // 0 means none: the packed inode is never the first inode slot (the root comes first).
+  if (nid === 0n) return {};
+  if (nid > BigInt(Number.MAX_SAFE_INTEGER)) throw bad("the packed inode number is impossible");
+  return { packedNid: Number(nid) };
+}
+
+/** Where an extent's stored bytes are. */
+type ExtentSource =
+  /** A pcluster of whole blocks at `pos`. */
+  | "blocks"
+  /** ztailpacking: the last pcluster, stored inline right after the compression index. */
+  | "inline"
+  /** fragments: the tail (or the whole file), at `pos` inside the packed inode's data. */
+  | "fragment";
 
 interface Extent {
   /** Logical start and end in the file. */
@@ -136,9 +160,19 @@ interface Extent {
   pos: number;
   length: number;
   compressed: boolean;
+  /** erofs algorithm number of a compressed extent (0 lz4, 1 lzma, 2 deflate, 3 zstd). */
+  algorithm: number;
   /** Bytes to rotate for interlaced plain clusters. */
   shift: number;
+  source: ExtentSource;
 }
+
+/** A decoded extent kept for the next read of the packed inode (fragments share pclusters). */
+interface DecodedExtent {
+  start: number;
+  data: Buffer;
+}
+const MAX_CACHED_EXTENT = 4 * 1024 * 1024;
 
 export class ErofsFilesystem implements ImageFilesystem {
   readonly type = "erofs" as const;
@@ -156,9 +190,7 @@ export class ErofsFilesystem implements ImageFilesystem {
     readonly superblock: ErofsSuperblock,
   ) {
     this.blockSize = superblock.blockSize;
-    const algs = [];
-    if (superblock.featureIncompat & 0x1 || superblock.compressionAlgorithms & 1) algs.push("lz4");
-    if (superblock.compressionAlgorithms & 2) algs.push("lzma");
+    const algs = algorithmNames(superblock.compressionAlgorithms);
     this.declaredCompression = superblock.featureIncompat & 0x3 ? algs.join(",") || "lz4" : "none";
   }
 
@@ -428,24 +460,33 @@ export class ErofsFilesystem implements ImageFilesystem {
     const bs = this.blockSize;
     const mapAt = Math.ceil(info.bodyEnd / 8) * 8;
     const map = await this.bytes(mapAt, 8, "compression map header");
+    // The top bit of the 8-byte header: the whole file sits in the packed inode (-E all-fragments).
+    if ((map[7] as number) & 0x80) {
+      const off = map.readBigUInt64LE(0) ^ (1n << 63n);
+      if (off > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`inode ${info.nid} has a bad fragment`);
+      return [wholeFragment(Number(off), size)];
+    }
     const advise = map.readUInt16LE(4);
     const algorithms = map[6] as number;
     const lclusterBits = this.superblock.blockBits + ((map[7] as number) & 7);
-    if (advise & (ADVISE_INLINE_PCLUSTER | ADVISE_FRAGMENT))
-      throw new ExtctlError(
-        "unsupported",
-        `inode ${info.nid} uses erofs tail packing or fragments, which extctl cannot read yet`,
-      );
+    const fragment = (advise & ADVISE_FRAGMENT) !== 0;
+    const inlineSize = !fragment && advise & ADVISE_INLINE_PCLUSTER ? map.readUInt16LE(2) : 0;
+    let fragmentOff = fragment ? map.readUInt32LE(0) : 0;
+    if (advise & ADVISE_INLINE_PCLUSTER && !fragment && inlineSize === 0)
+      throw bad(`inode ${info.nid} has an empty tail-packed pcluster`);
     const lcsize = 2 ** lclusterBits;
     const total = Math.ceil(size / lcsize);
     if (total > MAX_EXTENTS) throw bad(`inode ${info.nid} has ${total} logical clusters`);
-    const big = (advise & ADVISE_BIG_PCLUSTER_1) !== 0;
+    const big1 = (advise & ADVISE_BIG_PCLUSTER_1) !== 0;
+    const big2 = (advise & ADVISE_BIG_PCLUSTER_2) !== 0;
     const ebase = mapAt + 8;
 
     // One record per lcluster: type and low bits (clusterofs or delta), plus blkaddr for heads.
     const types = new Uint8Array(total);
     const lows = new Uint32Array(total);
     const pblks = new Float64Array(total);
+    /** Where the index after the last lcluster's begins: a tail-packed pcluster sits there. */
+    let tailAt: number;
     if (info.layout === LAYOUT_COMPRESSED_FULL) {
       // The full index keeps 8 reserved bytes after the map header.
       const raw = await this.bytes(ebase + 8, total * 8, "compression index");
@@ -455,67 +496,19 @@ export class ErofsFilesystem implements ImageFilesystem {
           types[i] === LC_NONHEAD ? raw.readUInt16LE(i * 8 + 4) : raw.readUInt16LE(i * 8 + 2);
         pblks[i] = raw.readUInt32LE(i * 8 + 4);
       }
+      tailAt = ebase + 8 + total * 8;
     } else {
-      let initial4b = (32 - (ebase % 32)) / 4;
-      if (initial4b === 8) initial4b = 0;
-      initial4b = Math.min(initial4b, total);
-      const compact2b =
-        advise & ADVISE_COMPACTED_2B && lclusterBits === 12
-          ? Math.floor((total - initial4b) / 16) * 16
-          : 0;
-      const lobits = Math.max(lclusterBits, 12);
-      const groups: { count: number; shift: number }[] = [
-        { count: initial4b, shift: 2 },
-        { count: compact2b, shift: 1 },
-        { count: total - initial4b - compact2b, shift: 2 },
-      ];
-      let pos = ebase;
-      let lcn = 0;
-      for (const g of groups) {
-        if (g.count === 0) continue;
-        const bytes = g.count << g.shift;
-        const vcnt = g.shift === 2 ? 2 : 16;
-        const packBytes = vcnt << g.shift;
-        // A last, partly used pack still carries its block address in its final 4 bytes.
-        const raw = await this.bytes(
-          pos,
-          Math.ceil(g.count / vcnt) * packBytes,
-          "compact compression index",
-        );
-
-        if (g.count % vcnt !== 0 && g !== groups[2])
-          throw bad(`inode ${info.nid} has a misaligned compact index`);
-        const encodebits = ((packBytes - 4) * 8) / vcnt;
-        for (let p = 0; p * packBytes < raw.length; p++) {
-          const pack = raw.subarray(p * packBytes, (p + 1) * packBytes);
-          if (pack.length < packBytes) throw bad(`inode ${info.nid} has a truncated compact index`);
-          const base = pack.readUInt32LE(packBytes - 4);
-          const decode = (i: number) => {
-            const bit = encodebits * i;
-            const v = pack.readUInt32LE(Math.min(bit >> 3, packBytes - 4)) >>> (bit & 7);
-            return { lo: v & ((1 << lobits) - 1), type: (v >>> lobits) & 3 };
-          };
-          const slots = Array.from({ length: vcnt }, (_, i) => decode(i));
-          // Without big pclusters the pack's address is one block before its first pcluster.
-          let nblk = big ? 0 : 1;
-          for (let i = 0; i < vcnt && lcn < total; i++, lcn++) {
-            const s = slots[i] as { lo: number; type: number };
-            types[lcn] = s.type;
-            lows[lcn] = s.lo;
-            if (s.type === LC_NONHEAD) {
-              if (big && s.lo & CBLKCNT) nblk += s.lo & ~CBLKCNT;
-              continue;
-            }
-            pblks[lcn] = base + nblk;
-            const next = slots[i + 1];
-            if (!(big && next && next.type === LC_NONHEAD && next.lo & CBLKCNT)) nblk += 1;
-          }
-        }
-        pos += bytes;
-      }
+      if (big1 !== big2)
+        throw bad(`inode ${info.nid} mixes big and small pclusters in a compact index`);
+      tailAt = await this.compactIndex(info, ebase, total, lclusterBits, advise, {
+        types,
+        lows,
+        pblks,
+      });
     }
 
     const extents: Extent[] = [];
+    let lastHead = -1;
     for (let i = 0; i < total; i++) {
       const type = types[i] as number;
       if (type === LC_NONHEAD) {
@@ -526,18 +519,14 @@ export class ErofsFilesystem implements ImageFilesystem {
       if (clusterofs >= lcsize) throw bad(`inode ${info.nid} has cluster offset ${clusterofs}`);
       const start = i * lcsize + clusterofs;
       if (start >= size) continue;
+      lastHead = i;
       let blocks = 1;
+      const big = type === LC_HEAD1 ? big1 : big2;
       const next = i + 1 < total ? (types[i + 1] as number) : -1;
       if (big && next === LC_NONHEAD && (lows[i + 1] as number) & CBLKCNT)
         blocks = (lows[i + 1] as number) & ~CBLKCNT;
       if (blocks === 0 || blocks > 256)
         throw bad(`inode ${info.nid} has a pcluster of ${blocks} blocks`);
-      const algorithm = type === LC_HEAD2 ? algorithms >> 4 : algorithms & 15;
-      if (type !== LC_PLAIN && algorithm !== 0)
-        throw new ExtctlError(
-          "unsupported",
-          `inode ${info.nid} is compressed with erofs algorithm ${algorithm} (only lz4 is supported)`,
-        );
       const prev = extents[extents.length - 1];
       if (prev) prev.end = start;
       extents.push({
@@ -546,38 +535,247 @@ export class ErofsFilesystem implements ImageFilesystem {
         pos: (pblks[i] as number) * bs,
         length: blocks * bs,
         compressed: type === LC_HEAD1 || type === LC_HEAD2,
+        algorithm: type === LC_HEAD2 ? algorithms >> 4 : algorithms & 15,
         shift: advise & ADVISE_INTERLACED ? clusterofs : 0,
+        source: "blocks",
       });
+    }
+    const tail = extents[extents.length - 1];
+    if (tail && inlineSize > 0) {
+      if ((tailAt % bs) + inlineSize > bs)
+        throw bad(`the tail-packed pcluster of inode ${info.nid} crosses a block boundary`);
+      tail.source = "inline";
+      tail.pos = tailAt;
+      tail.length = inlineSize;
+      tail.shift = 0;
+    } else if (tail && fragment) {
+      // A tail whose head is the first lcluster means the whole file is the fragment.
+      if (lastHead === 0) return [wholeFragment(fragmentOff, size)];
+      // Full indexes keep the fragment offset's high half in the tail head's block address.
+      if (info.layout === LAYOUT_COMPRESSED_FULL)
+        fragmentOff += (pblks[lastHead] as number) * 2 ** 32;
+      tail.source = "fragment";
+      tail.pos = fragmentOff;
+      tail.length = size - tail.start;
     }
     if (extents.length === 0 || (extents[0] as Extent).start !== 0)
       throw bad(`inode ${info.nid} does not map the start of its data`);
     return extents;
   }
 
+  /**
+   * Decodes a compact index (4-byte packs of 2 lclusters, optionally 32-byte packs of 16) into
+   * the arrays, and returns where the pack after the last lcluster's begins.
+   */
+  private async compactIndex(
+    info: InodeInfo,
+    ebase: number,
+    total: number,
+    lclusterBits: number,
+    advise: number,
+    out: { types: Uint8Array; lows: Uint32Array; pblks: Float64Array },
+  ): Promise<number> {
+    const big = (advise & ADVISE_BIG_PCLUSTER_1) !== 0;
+    let initial4b = (32 - (ebase % 32)) / 4;
+    if (initial4b === 8) initial4b = 0;
+    initial4b = Math.min(initial4b, total);
+    const compact2b =
+      advise & ADVISE_COMPACTED_2B && lclusterBits === 12
+        ? Math.floor((total - initial4b) / 16) * 16
+        : 0;
+    const lobits = Math.max(lclusterBits, 12);
+    const groups: { count: number; shift: number }[] = [
+      { count: initial4b, shift: 2 },
+      { count: compact2b, shift: 1 },
+      { count: total - initial4b - compact2b, shift: 2 },
+    ];
+    let pos = ebase;
+    let lcn = 0;
+    let end = ebase;
+    for (const g of groups) {
+      if (g.count === 0) continue;
+      const bytes = g.count << g.shift;
+      const vcnt = g.shift === 2 ? 2 : 16;
+      const packBytes = vcnt << g.shift;
+      // A last, partly used pack still carries its block address in its final 4 bytes.
+      const packs = Math.ceil(g.count / vcnt);
+      const raw = await this.bytes(pos, packs * packBytes, "compact compression index");
+      end = pos + packs * packBytes;
+
+      if (g.count % vcnt !== 0 && g !== groups[2])
+        throw bad(`inode ${info.nid} has a misaligned compact index`);
+      const encodebits = ((packBytes - 4) * 8) / vcnt;
+      for (let p = 0; p * packBytes < raw.length; p++) {
+        const pack = raw.subarray(p * packBytes, (p + 1) * packBytes);
+        if (pack.length < packBytes) throw bad(`inode ${info.nid} has a truncated compact index`);
+        const base = pack.readUInt32LE(packBytes - 4);
+        const decode = (i: number) => {
+          const bit = encodebits * i;
+          const v = pack.readUInt32LE(Math.min(bit >> 3, packBytes - 4)) >>> (bit & 7);
+          return { lo: v & ((1 << lobits) - 1), type: (v >>> lobits) & 3 };
+        };
+        const slots = Array.from({ length: vcnt }, (_, i) => decode(i));
+        // Without big pclusters the pack's address is one block before its first pcluster.
+        let nblk = big ? 0 : 1;
+        for (let i = 0; i < vcnt && lcn < total; i++, lcn++) {
+          const s = slots[i] as { lo: number; type: number };
+          out.types[lcn] = s.type;
+          out.lows[lcn] = s.lo;
+          if (s.type === LC_NONHEAD) {
+            if (big && s.lo & CBLKCNT) nblk += s.lo & ~CBLKCNT;
+            continue;
+          }
+          out.pblks[lcn] = base + nblk;
+          const next = slots[i + 1];
+          if (!(big && next && next.type === LC_NONHEAD && next.lo & CBLKCNT)) nblk += 1;
+        }
+      }
+      pos += bytes;
+    }
+    return end;
+  }
+
   private async *compressed(info: InodeInfo, size: number): AsyncGenerator<Buffer> {
     if (size === 0) return;
-    for (const x of await this.extents(info, size)) {
-      const want = x.end - x.start;
-      if (want <= 0) throw bad(`inode ${info.nid} has overlapping extents`);
-      if (x.pos + x.length > this.source.size)
-        throw bad(`a pcluster of inode ${info.nid} lies past the end of the image`);
-      const raw = await this.bytes(x.pos, x.length, "pcluster");
-      if (!x.compressed) {
-        if (want > raw.length) throw bad(`a plain cluster of inode ${info.nid} is too short`);
-        if (x.shift) {
-          const rotated = Buffer.concat([raw.subarray(x.shift), raw.subarray(0, x.shift)]);
-          yield rotated.subarray(0, want);
-        } else yield raw.subarray(0, want);
+    for (const x of await this.extents(info, size)) yield* this.extentData(info, x);
+  }
+
+  /** The decoded bytes of one extent, wherever it is stored. */
+  private async *extentData(info: InodeInfo, x: Extent): AsyncGenerator<Buffer> {
+    const want = x.end - x.start;
+    if (want <= 0) throw bad(`inode ${info.nid} has overlapping extents`);
+    if (x.source === "fragment") {
+      yield* this.packedRange(info, x.pos, want);
+      return;
+    }
+    if (x.pos + x.length > this.source.size)
+      throw bad(`a pcluster of inode ${info.nid} lies past the end of the image`);
+    const raw = await this.bytes(x.pos, x.length, "pcluster");
+    if (!x.compressed) {
+      if (want > raw.length) throw bad(`a plain cluster of inode ${info.nid} is too short`);
+      if (x.shift) {
+        const rotated = Buffer.concat([raw.subarray(x.shift), raw.subarray(0, x.shift)]);
+        yield rotated.subarray(0, want);
+      } else yield raw.subarray(0, want);
+      return;
+    }
+    let from = 0;
+    if (this.superblock.featureIncompat & FEATURE_ZERO_PADDING) {
+      while (from < raw.length && raw[from] === 0) from++;
+      if (from === raw.length) throw bad(`a pcluster of inode ${info.nid} is all zeros`);
+    }
+    yield* decodePcluster(x.algorithm, raw.subarray(from), want);
+  }
+
+  private packed?: { info: InodeInfo; size: number; extents?: Extent[] };
+  private lastDecoded?: DecodedExtent;
+
+  /** Bytes [offset, offset + length) of the packed inode, where fragments live. */
+  private async *packedRange(
+    owner: InodeInfo,
+    offset: number,
+    length: number,
+  ): AsyncGenerator<Buffer> {
+    const nid = this.superblock.packedNid;
+    if (nid === undefined)
+      throw bad(`inode ${owner.nid} has a fragment but there is no packed inode`);
+    if (owner.nid === nid) throw bad("the packed inode refers to a fragment of itself");
+    if (!this.packed) {
+      const info = await this.inode(nid);
+      if (info.entry.type !== "file") throw bad("the packed inode is not a regular file");
+      this.packed = { info, size: info.entry.size };
+    }
+    const p = this.packed;
+    if (offset + length > p.size)
+      throw bad(`a fragment of inode ${owner.nid} lies past the end of the packed inode`);
+    const layout = p.info.layout;
+    if (layout === LAYOUT_FLAT_PLAIN) {
+      // Uncompressed and contiguous: read the range directly, a block or so at a time.
+      const base = p.info.rawU * this.blockSize;
+      for (let at = 0; at < length; at += this.blockSize)
+        yield await this.bytes(
+          base + offset + at,
+          Math.min(this.blockSize, length - at),
+          "fragment",
+        );
+      return;
+    }
+    if (layout !== LAYOUT_COMPRESSED_FULL && layout !== LAYOUT_COMPRESSED_COMPACT) {
+      // Any other layout: stream from the start and skip (only tiny packed inodes look like this).
+      yield* sliceStream(this.data(p.info, p.size), offset, length);
+      return;
+    }
+    p.extents ??= await this.extents(p.info, p.size);
+    const end = offset + length;
+    for (const x of overlapping(p.extents, offset, end)) {
+      if (x.source === "fragment") throw bad("the packed inode refers to a fragment");
+      const from = Math.max(offset, x.start) - x.start;
+      const to = Math.min(end, x.end) - x.start;
+      const cached = this.lastDecoded;
+      if (cached && cached.start === x.start) {
+        yield cached.data.subarray(from, to);
         continue;
       }
-      let from = 0;
-      if (this.superblock.featureIncompat & FEATURE_ZERO_PADDING) {
-        while (from < raw.length && raw[from] === 0) from++;
-        if (from === raw.length) throw bad(`a pcluster of inode ${info.nid} is all zeros`);
-      }
-      yield* lz4DecompressChunks(raw.subarray(from), want);
+      if (x.end - x.start <= MAX_CACHED_EXTENT) {
+        const data = Buffer.concat(await collect(this.extentData(p.info, x)));
+        this.lastDecoded = { start: x.start, data };
+        yield data.subarray(from, to);
+      } else yield* sliceStream(this.extentData(p.info, x), from, to - from);
     }
   }
+}
+
+function wholeFragment(offset: number, size: number): Extent {
+  return {
+    start: 0,
+    end: size,
+    pos: offset,
+    length: size,
+    compressed: false,
+    algorithm: 0,
+    shift: 0,
+    source: "fragment",
+  };
+}
+
+/** The extents (sorted, adjoining) that overlap [from, to), found by binary search. */
+function* overlapping(extents: Extent[], from: number, to: number): Generator<Extent> {
+  let lo = 0;
+  let hi = extents.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if ((extents[mid] as Extent).start <= from) lo = mid;
+    else hi = mid - 1;
+  }
+  for (let i = lo; i < extents.length; i++) {
+    const x = extents[i] as Extent;
+    if (x.start >= to) return;
+    if (x.end > from) yield x;
+  }
+}
+
+async function collect(chunks: AsyncIterable<Buffer>): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const c of chunks) out.push(c);
+  return out;
+}
+
+/** Bytes [offset, offset + length) of a stream of chunks. */
+async function* sliceStream(
+  chunks: AsyncIterable<Buffer>,
+  offset: number,
+  length: number,
+): AsyncGenerator<Buffer> {
+  let pos = 0;
+  const end = offset + length;
+  for await (const c of chunks) {
+    const from = Math.max(offset, pos) - pos;
+    const to = Math.min(end, pos + c.length) - pos;
+    if (to > from) yield c.subarray(from, to);
+    pos += c.length;
+    if (pos >= end) return;
+  }
+  if (pos < end) throw bad("a fragment lies past the end of the packed inode's data");
 }
 
 export function openErofs(source: ByteSource): Promise<ErofsFilesystem> {
