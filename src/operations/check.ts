@@ -14,6 +14,7 @@ import {
 import { NEWEST_SYSTEMD, detectSystemdVersion, hostFacts } from "../domain/image/host.js";
 import { imageFacts, openImage, type OpenedImage } from "../domain/image/image.js";
 import { parseBoolean } from "../domain/image/os-release.js";
+import type { Protection } from "../domain/trust/policy.js";
 import type { ExtensionKind } from "../domain/store/layout.js";
 
 export interface CheckOptions {
@@ -47,7 +48,8 @@ async function policyFacts(
   image: OpenedImage,
   kind: ExtensionKind,
 ): Promise<PolicyFacts> {
-  const { resolvePolicy, unitImagePolicy } = await import("../domain/trust/policy.js");
+  const { policyAllows, resolvePolicy, unitImagePolicy } =
+    await import("../domain/trust/policy.js");
   // systemd obeys its unit's policy; without one, extctl's own (policy file, trusted boot)
   // decides what gets linked at all.
   const resolved =
@@ -61,7 +63,9 @@ async function policyFacts(
   const policy = resolved.policy;
   if (policy.root.has("unprotected") && policy.usr.has("unprotected"))
     return { ...base, allowed: true, reason: "it allows unprotected images" };
-  // Without the root hash systemd mounts the data partition as it is: unprotected.
+  // With these off systemd never sees a root hash or signature and mounts the data as it is;
+  // its policy check still counts a DDI's verity partition (seen on 257 and 262), so such a
+  // DDI is "verity" and a bare image "unprotected".
   const embeddedOff =
     image.dissected.kind !== "bare-fs" &&
     veritySourceOff(ctx.env, "SYSTEMD_DISSECT_VERITY_EMBEDDED");
@@ -72,10 +76,12 @@ async function policyFacts(
     const variable = embeddedOff
       ? "SYSTEMD_DISSECT_VERITY_EMBEDDED"
       : "SYSTEMD_DISSECT_VERITY_SIDECAR";
+    const protection: Protection = embeddedOff && image.dissected.verity ? "verity" : "unprotected";
+    const allowed = policyAllows(policy, image.dissected.designator ?? "root", protection);
     return {
       ...base,
-      allowed: false,
-      reason: `${variable}=${ctx.env[variable]} makes systemd ignore the image's verity data, so it is unprotected`,
+      allowed,
+      reason: `${variable}=${ctx.env[variable]} makes systemd ignore the image's root hash and signature, so it counts as ${protection}`,
     };
   }
   const [{ loadTrustStore }, { evaluateImage }] = await Promise.all([

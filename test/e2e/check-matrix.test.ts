@@ -300,6 +300,16 @@ const CASES: Case[] = [
     ddi: "signed",
     unitPolicy: KAIROS_POLICY,
   },
+  {
+    name: "the signed policy and a signed DDI without its embedded signature",
+    ddi: "signed",
+    unitPolicy: SIGNED_POLICY,
+  },
+  {
+    name: "the verity policy and an unsigned verity DDI",
+    ddi: "unsigned",
+    unitPolicy: KAIROS_POLICY,
+  },
   { name: "policy * and a signed DDI", ddi: "signed", unitPolicy: "*" },
   {
     name: "confext: Kairos's verity policy in systemd-confext's drop-in",
@@ -423,7 +433,9 @@ async function runCase(
   const env: NodeJS.ProcessEnv = { ...process.env, ...ENV };
   if (c.initrd !== undefined) env.SYSTEMD_IN_INITRD = "1";
 
-  const checked = await runExtctl(["--root", root, "check", "--json", placed], { env });
+  const checked = await runExtctl(["--root", root, "check", "--json", "--kind", kind, placed], {
+    env,
+  });
   assert.ok(checked.code === 0 || checked.code === 1, `check failed: ${checked.stderr}`);
   const verdict = JSON.parse(checked.stdout) as { compatible: boolean; reason?: string };
   assert.equal(verdict.compatible, checked.code === 0, "exit code and JSON agree");

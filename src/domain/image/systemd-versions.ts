@@ -16,16 +16,22 @@ export const SYSTEMD_FEATURES = {
   confext: { since: 254, what: "systemd-confext" },
   /** `--image-policy=` for systemd-sysext/confext (and systemd-dissect). */
   imagePolicy: { since: 254, what: "--image-policy" },
-  /** path_extract_image_name: NAME.sysext.raw and NAME.confext.raw are both called NAME. */
+  /** NAME.sysext.raw is called NAME (252 calls it NAME.sysext: host; 257, 262: lanes). */
   stripKindSuffix: {
     since: 255,
     what: "the .sysext.raw/.confext.raw suffix is not part of the name",
   },
-  /** extension_release_validate matches the image's ID against the host's ID_LIKE too. */
-  idLike: { since: 256, what: "ID= may match the host's ID_LIKE=" },
+  /**
+   * extension_release_validate matches the image's ID against the host's ID_LIKE too: systemd
+   * PR 37648 (merged for 258, May 2025) and backported to the 257 stable series; Debian 13's
+   * 257.13 merges on ID_LIKE (lane), 252 does not. Only the major version can be read from a
+   * root, so 257 counts as having it (an early 257.x without the backport would refuse).
+   */
+  idLike: { since: 257, what: "ID= may match the host's ID_LIKE=" },
   /**
    * open_extension_release_at's fallback: NAME_1.2.raw and NAME+k3s.raw may carry
-   * extension-release.NAME (the name cut at the first _ or +) without the xattr.
+   * extension-release.NAME (the name cut at the first _ or +) without the xattr. Added by
+   * commit 37543971 (256), narrowed by PR 33607 (July 2024); 257 and 262 have it (lanes).
    */
   versionedNameFallback: {
     since: 256,

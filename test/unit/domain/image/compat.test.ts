@@ -1,4 +1,4 @@
-// The compatibility rules per systemd version: naming, ID_LIKE (256+), levels, scope, policy, order.
+// The compatibility rules per systemd version: naming, ID_LIKE (257+), levels, scope, policy, order.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
@@ -39,11 +39,11 @@ test("image names: 252 keeps .sysext, 255 and later strip it", () => {
   assert.deepEqual([252, 257, 262].map(rulesFor), [252, 257, 262]);
 });
 
-test("ID_LIKE counts only from systemd 256 on", () => {
+test("ID_LIKE counts only from systemd 257 on", () => {
   const facts = image({ ID: "debian", VERSION_ID: "24.04" });
   assert.equal(checkCompatibility(facts, host, "sysext", 255).compatible, false);
-  assert.match(checkCompatibility(facts, host, "sysext", 255).reason ?? "", /256\+/);
-  assert.equal(checkCompatibility(facts, host, "sysext", 256).compatible, true);
+  assert.match(checkCompatibility(facts, host, "sysext", 256).reason ?? "", /257\+/);
+  assert.equal(checkCompatibility(facts, host, "sysext", 256).compatible, false);
   assert.equal(checkCompatibility(facts, host, "sysext", 257).compatible, true);
 });
 
