@@ -138,6 +138,14 @@ export async function checkImage(
       checkCompatibility({ ...(await imageFacts(image, kind, rules)), policy }, host, kind, rules),
       systemdVersion,
     );
+    // The dissection's own limit: an image this systemd cannot read does not merge at all.
+    const needs = image.dissected.requiresSystemd;
+    if (needs && systemdVersion < needs.version) {
+      const reason = `systemd ${systemdVersion} cannot read it: ${needs.reason}`;
+      verdict.rules.unshift({ rule: "dissect", status: "fail", reason });
+      verdict.compatible = false;
+      verdict.reason = reason;
+    }
     return {
       ...verdict,
       path: hostPath,

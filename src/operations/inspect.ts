@@ -52,6 +52,11 @@ export interface InspectResult {
   format: string;
   architecture?: string;
   hostArchitecture?: string;
+  /** "root" or "usr": the data partition systemd mounts (DDIs). */
+  designator?: "root" | "usr";
+  /** Ways systemd could read the image otherwise (see DissectedImage.ambiguities). */
+  ambiguities: string[];
+  requiresSystemd?: { version: number; reason: string };
   sectorSize?: number;
   diskGuid?: string;
   partitions: InspectedPartition[];
@@ -165,7 +170,7 @@ export async function inspectImage(
     if (d.data.partition) roles.set(d.data.partition.index, "data");
     if (d.verity?.partition) roles.set(d.verity.partition.index, "verity");
     if (d.signature?.partition) roles.set(d.signature.partition.index, "signature");
-    const warnings = [...(d.gpt?.warnings ?? [])];
+    const warnings = [...(d.gpt?.warnings ?? []), ...d.ambiguities];
     if (d.foreignArchitecture)
       warnings.push(
         `the image has no partitions for this host's architecture; showing ${d.architecture}`,
@@ -177,6 +182,9 @@ export async function inspectImage(
       kind: d.kind,
       format: formatName(d),
       ...(d.architecture ? { architecture: d.architecture } : {}),
+      ...(d.designator ? { designator: d.designator } : {}),
+      ambiguities: d.ambiguities,
+      ...(d.requiresSystemd ? { requiresSystemd: d.requiresSystemd } : {}),
       ...(hostArchitecture() ? { hostArchitecture: hostArchitecture() as string } : {}),
       ...(d.gpt ? { sectorSize: d.gpt.sectorSize, diskGuid: d.gpt.diskGuid } : {}),
       partitions: d.partitions.map((p) => ({

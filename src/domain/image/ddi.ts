@@ -1,10 +1,16 @@
-// Discovery of what an extension image is, the way systemd's dissect does it: a GPT DDI with
-// root/usr (+ verity, signature) partitions by type, a single generic Linux partition, or a bare fs.
+// The one dissection of an extension image, the way systemd's dissect-image.c does it: a bare
+// filesystem superblock first (blkid USAGE=filesystem wins over a partition table), else a GPT
+// judged as libblkid does; root before usr, native architecture before the secondary one, of
+// several partitions of one designator the newest label (strverscmp_improved), noauto skipped;
+// else a single generic Linux partition. Whatever systemd could read another way, or another
+// version reads differently, is listed in `ambiguities`, which verity/signed policies refuse.
 import { ExtctlError } from "../../util/errors.js";
 import { SliceSource, type ByteSource } from "../../util/bytes.js";
 import { hasGpt, readGpt, type GptPartition, type GptTable } from "./gpt.js";
+import { strverscmpImproved } from "./strverscmp.js";
 import {
   hostArchitecture,
+  secondaryArchitecture,
   partitionTypeOf,
   LINUX_GENERIC_GUID,
   type Architecture,
@@ -44,8 +50,36 @@ export interface DissectedImage {
   rootHashFromUuids?: string;
   filesystem: FilesystemType;
   partitions: DissectedPartition[];
-  gpt?: Pick<GptTable, "sectorSize" | "diskGuid" | "warnings">;
+  gpt?: Pick<
+    GptTable,
+    "sectorSize" | "diskGuid" | "warnings" | "header" | "backupDiffers" | "ignoredEntries"
+  >;
+  /** True when the data partition is for the host's secondary architecture (x86 on x86-64). */
+  secondaryArchitecture?: boolean;
+  /**
+   * Ways systemd could read this image otherwise than extctl chose (a filesystem that is also
+   * a GPT, several candidates for one designator, root and usr data, primary/backup GPT split,
+   * overlapping partitions, a sector size old systemd cannot see). Empty when unambiguous.
+   * Policies that require verity or a signature refuse an image with any.
+   */
+  ambiguities: string[];
+  /** The oldest systemd that reads the image as dissected here, when older ones do not. */
+  requiresSystemd?: { version: number; reason: string };
 }
+
+/** systemd versions that changed how an image is dissected (see SYSTEMD_DISSECT_CHANGES). */
+export const SYSTEMD_DISSECT_CHANGES: readonly { version: number; change: string }[] = [
+  {
+    version: 250,
+    change:
+      "several root/usr partitions of one designator: the newest label wins (strverscmp_improved)",
+  },
+  {
+    version: 254,
+    change:
+      "loop devices for image files get the GPT's sector size probed (probe_sector_size in dissect-image.c); before, a loop device has 512-byte sectors and a 4096-byte-sector GPT is not seen",
+  },
+];
 
 /** Recognises a filesystem by its superblock magic. */
 export async function detectFilesystem(source: ByteSource): Promise<FilesystemType> {
@@ -97,15 +131,46 @@ function slice(parent: ByteSource, p: DissectedPartition): ImageSlice {
   };
 }
 
-/** Orders version-like labels the way systemd's strverscmp does, roughly: digits numerically. */
-function labelCompare(a: string, b: string): number {
-  return a.localeCompare(b, "en", { numeric: true });
+const DATA: readonly Designator[] = ["root", "usr"];
+
+/**
+ * Picks per designator of one architecture the partition dissect keeps: the first seen, replaced
+ * only by a strictly newer label (systemd keeps it when strverscmp_improved(old, new) >= 0).
+ * Records an ambiguity when a designator has more than one candidate.
+ */
+function candidates(
+  partitions: DissectedPartition[],
+  arch: Architecture,
+  ambiguities: string[],
+): Map<Designator, DissectedPartition> {
+  const found = new Map<Designator, DissectedPartition>();
+  const count = new Map<Designator, number>();
+  for (const p of partitions) {
+    if (p.noAuto || p.architecture !== arch || !p.designator) continue;
+    const d = p.designator as Designator;
+    count.set(d, (count.get(d) ?? 0) + 1);
+    const seen = found.get(d);
+    if (!seen) found.set(d, p);
+    else if (DATA.includes(d) && strverscmpImproved(seen.name, p.name) < 0) found.set(d, p);
+  }
+  for (const [d, n] of count) {
+    if (n > 1)
+      ambiguities.push(
+        `${n} ${d}-${arch} partitions: systemd picks the one labelled "${found.get(d)?.name}" by label version, another tool may pick another`,
+      );
+  }
+  return found;
+}
+
+function overlaps(a: DissectedPartition, b: DissectedPartition): boolean {
+  return a.firstLba <= b.lastLba && b.firstLba <= a.lastLba;
 }
 
 /**
- * Works out what kind of image `source` is and where its data lives. `preferArchitecture`
- * defaults to the host's; a DDI without a partition for it falls back to the one architecture it
- * has and marks it foreign, so `inspect` can still show it and `check` can refuse it.
+ * Works out what kind of image `source` is and where its data lives, as systemd would. The
+ * architecture defaults to the host's; a DDI without a partition for it (or its secondary)
+ * falls back to the one architecture it has and marks it foreign, so `inspect` can still show
+ * it and `check` can refuse it.
  */
 export async function dissectImage(
   source: ByteSource,
@@ -117,68 +182,126 @@ export async function dissectImage(
       `the image is only ${source.size} bytes, too small for a filesystem or partition table`,
     );
   }
-  if (!(await hasGpt(source))) {
-    const filesystem = await detectFilesystem(source);
-    if (filesystem === "unknown") {
+  const ambiguities: string[] = [];
+  const gptPresent = await hasGpt(source);
+  // systemd asks libblkid for superblocks and partitions at once and takes a filesystem
+  // (USAGE=filesystem) before it looks at PTTYPE: a squashfs that also holds a GPT is a squashfs.
+  const bare = await detectFilesystem(source);
+  if (bare !== "unknown" || !gptPresent) {
+    if (bare === "unknown") {
       throw new ExtctlError(
         "format",
         "the image is neither a GPT disk image nor a known filesystem (squashfs, erofs, ext4, btrfs)",
         { hint: "check that the file is a sysext/confext image and not truncated or compressed" },
       );
     }
+    if (gptPresent)
+      ambiguities.push(
+        `the image is both a ${bare} filesystem and a GPT disk image; systemd mounts the bare ${bare}, the partitions are never used`,
+      );
     return {
       kind: "bare-fs",
       data: { source, offset: 0, size: source.size },
-      filesystem,
+      filesystem: bare,
       partitions: [],
+      ambiguities,
     };
   }
 
   const gpt = await readGpt(source);
   const partitions = gpt.partitions.map(describe);
   const host = options.architecture ?? hostArchitecture();
-  const gptInfo = { sectorSize: gpt.sectorSize, diskGuid: gpt.diskGuid, warnings: gpt.warnings };
-
-  // Candidates per (architecture, designator); root and usr let the newest label win.
-  const found = new Map<string, DissectedPartition>();
-  for (const p of partitions) {
-    if (p.noAuto || !p.architecture || !p.designator) continue;
-    const key = `${p.architecture}/${p.designator}`;
-    const seen = found.get(key);
-    if (!seen) found.set(key, p);
-    else if (
-      (p.designator === "root" || p.designator === "usr") &&
-      labelCompare(p.name, seen.name) > 0
-    )
-      found.set(key, p);
+  const secondary = secondaryArchitecture(host);
+  const gptInfo = {
+    sectorSize: gpt.sectorSize,
+    diskGuid: gpt.diskGuid,
+    warnings: gpt.warnings,
+    header: gpt.header,
+    backupDiffers: gpt.backupDiffers,
+    ignoredEntries: gpt.ignoredEntries,
+  };
+  let requiresSystemd: DissectedImage["requiresSystemd"];
+  if (gpt.sectorSize === 4096) {
+    requiresSystemd = {
+      version: 254,
+      reason:
+        "the GPT uses 4096-byte sectors; systemd before 254 attaches image files as 512-byte-sector loop devices and finds no partition table",
+    };
+    ambiguities.push(requiresSystemd.reason);
   }
-  const archesWithData = [
-    ...new Set(
-      [...found.values()]
-        .filter((p) => p.designator === "root" || p.designator === "usr")
-        .map((p) => p.architecture as Architecture),
-    ),
-  ];
-  let architecture: Architecture | undefined;
-  if (host && archesWithData.includes(host)) architecture = host;
-  else if (archesWithData.length > 0) architecture = archesWithData.sort()[0];
+  if (gpt.header === "backup")
+    ambiguities.push(
+      `the primary GPT is invalid (${gpt.primaryInvalid}); systemd reads the backup table at the last LBA`,
+    );
+  if (gpt.backupDiffers)
+    ambiguities.push("the primary and backup GPT hold different partition entries");
 
-  if (architecture) {
-    const pick = (d: Designator) => found.get(`${architecture}/${d}`);
+  // Native architecture first, then the secondary one (dissect-image.c upgrades the secondary's
+  // partitions only when the native has no root, and no usr either for a usr-only image).
+  const native = host ? candidates(partitions, host, ambiguities) : new Map();
+  const second = secondary ? candidates(partitions, secondary, ambiguities) : new Map();
+  let architecture: Architecture | undefined;
+  let found: Map<Designator, DissectedPartition> | undefined;
+  if (host && native.has("root")) [architecture, found] = [host, native];
+  else if (secondary && second.has("root")) [architecture, found] = [secondary, second];
+  else if (host && native.has("usr")) [architecture, found] = [host, native];
+  else if (secondary && second.has("usr")) [architecture, found] = [secondary, second];
+  if (
+    architecture &&
+    secondary &&
+    architecture === host &&
+    (second.has("root") || second.has("usr"))
+  )
+    ambiguities.push(
+      `the image has data partitions for both ${host} and ${secondary}; systemd uses the ${host} ones`,
+    );
+  if (!architecture) {
+    // No partition systemd would use here: show the first other architecture's, marked foreign.
+    const others = [
+      ...new Set(
+        partitions
+          .filter(
+            (p) =>
+              !p.noAuto && p.architecture && (p.designator === "root" || p.designator === "usr"),
+          )
+          .map((p) => p.architecture as Architecture),
+      ),
+    ].sort();
+    if (others[0]) {
+      architecture = others[0];
+      found = candidates(partitions, architecture, []);
+    }
+  }
+
+  if (architecture && found) {
+    const pick = (d: Designator) => found?.get(d);
     const designator = pick("root") ? "root" : "usr";
+    if (designator === "root" && pick("usr"))
+      ambiguities.push(
+        "the image has both a root and a usr data partition; systemd mounts both, extctl checks only root",
+      );
     const data = pick(designator) as DissectedPartition;
     const verity = pick(`${designator}-verity` as Designator);
     const signature = verity ? pick(`${designator}-verity-sig` as Designator) : undefined;
+    for (const other of partitions) {
+      if (other !== data && overlaps(other, data))
+        ambiguities.push(
+          `partition ${other.index} (${other.typeName}) overlaps the data partition ${data.index}`,
+        );
+    }
     const dataSlice = slice(source, data);
     const result: DissectedImage = {
       kind: "ddi",
       architecture,
-      foreignArchitecture: host !== architecture,
+      foreignArchitecture: architecture !== host && architecture !== secondary,
+      ...(architecture === secondary ? { secondaryArchitecture: true } : {}),
       designator,
       data: dataSlice,
       filesystem: await detectFilesystem(dataSlice.source),
       partitions,
       gpt: gptInfo,
+      ambiguities,
+      ...(requiresSystemd ? { requiresSystemd } : {}),
     };
     if (verity) {
       result.verity = slice(source, verity);
@@ -198,6 +321,8 @@ export async function dissectImage(
       filesystem: await detectFilesystem(data.source),
       partitions,
       gpt: gptInfo,
+      ambiguities,
+      ...(requiresSystemd ? { requiresSystemd } : {}),
     };
   }
   throw new ExtctlError(

@@ -1,5 +1,8 @@
-// GUID partition table reader for extension images (DDIs): protective MBR, primary and backup
-// headers with their CRC32s, and the partition entry array, on 512- or 4096-byte sectors.
+// GUID partition table reader for extension images (DDIs), judging the table as libblkid's gpt
+// prober does (systemd's dissect uses libblkid, and the kernel's partition scan agrees on these
+// rules): a protective MBR, the primary header at LBA 1 or, only when it is invalid, the header
+// at the last LBA; each checked for CRC, MyLBA, usable range inside the disk, 128-byte entries
+// and the entry array CRC. Entries outside the usable range are ignored, not errors.
 import { crc32 } from "node:zlib";
 import { ExtctlError } from "../../util/errors.js";
 import { readExactly, type ByteSource } from "../../util/bytes.js";
@@ -24,10 +27,18 @@ export interface GptPartition {
 
 export interface GptTable {
   sectorSize: 512 | 4096;
+  /** Which header the table came from: the primary at LBA 1, or the backup at the last LBA. */
+  header: "primary" | "backup";
+  /** Why the primary was not used (only when header is "backup"). */
+  primaryInvalid?: string;
+  /** True when both headers are valid but their partition entry arrays differ. */
+  backupDiffers: boolean;
   diskGuid: string;
   firstUsableLba: number;
   lastUsableLba: number;
   partitions: GptPartition[];
+  /** Entries libblkid ignores: outside the usable LBA range (1-based slot numbers). */
+  ignoredEntries: number[];
   /** Problems that did not stop reading, e.g. a damaged backup header. */
   warnings: string[];
 }
@@ -67,18 +78,33 @@ export function guidToBytes(guid: string): Buffer {
 
 const ZERO_GUID = "00000000-0000-0000-0000-000000000000";
 
-/** True when the source starts with a GPT signature at LBA 1 for either sector size. */
+/** True when the source has a protective MBR and a GPT signature at LBA 1 (512 or 4096 bytes). */
 export async function hasGpt(source: ByteSource): Promise<boolean> {
   return (await detectSectorSize(source)) !== undefined;
 }
 
-async function detectSectorSize(source: ByteSource): Promise<512 | 4096 | undefined> {
+/** The sector size whose LBA 1 holds "EFI PART", trying 512 first as libblkid on a loop device. */
+export async function detectSectorSize(source: ByteSource): Promise<512 | 4096 | undefined> {
   for (const size of [512, 4096] as const) {
     if (source.size < size * 2) continue;
     const sig = await source.readAt(size, 8);
     if (sig.toString("latin1") === SIGNATURE) return size;
   }
   return undefined;
+}
+
+/** Reads the protective MBR: libblkid wants 0x55AA and an 0xEE entry; the kernel also wants it at LBA 1. */
+export async function protectiveMbr(
+  source: ByteSource,
+): Promise<{ blkid: boolean; kernel: boolean }> {
+  if (source.size < 512) return { blkid: false, kernel: false };
+  const mbr = await readExactly(source, 0, 512, "protective MBR");
+  if (mbr.readUInt16LE(510) !== 0xaa55) return { blkid: false, kernel: false };
+  const ee = [0, 1, 2, 3].filter((i) => mbr[446 + i * 16 + 4] === 0xee);
+  return {
+    blkid: ee.length > 0,
+    kernel: ee.some((i) => mbr.readUInt32LE(446 + i * 16 + 8) === 1),
+  };
 }
 
 interface Header {
@@ -93,12 +119,13 @@ interface Header {
   entriesCrc: number;
 }
 
-/** Reads and checks one header; returns a reason string when it is not valid. */
+/** Reads and checks one header and its entries as libblkid does; a reason string when invalid. */
 async function readHeader(
   source: ByteSource,
   sectorSize: number,
   lba: bigint,
-): Promise<Header | string> {
+  lastLba: bigint,
+): Promise<{ header: Header; entries: Buffer } | string> {
   const offset = Number(lba) * sectorSize;
   if (lba <= 0n || offset + sectorSize > source.size) return `LBA ${lba} lies past the end`;
   const sector = await readExactly(source, offset, sectorSize, "GPT header");
@@ -121,26 +148,21 @@ async function readHeader(
     entriesCrc: sector.readUInt32LE(88),
   };
   if (header.currentLba !== lba) return `header says it sits at LBA ${header.currentLba}`;
-  if (header.entrySize < 128 || header.entrySize % 8 !== 0)
-    return `partition entry size ${header.entrySize} is invalid`;
+  const { firstUsableLba: fu, lastUsableLba: lu } = header;
+  if (lu < fu || fu > lastLba || lu > lastLba)
+    return `usable LBA range ${fu}-${lu} is empty or past the last LBA ${lastLba}`;
+  if (fu < lba && lba < lu) return "header lies inside the usable LBA range";
+  if (header.entrySize !== 128) return `partition entry size ${header.entrySize} is not 128`;
+  if (header.entryCount === 0) return "partition entry array is empty";
   if (header.entryCount * header.entrySize > MAX_ENTRY_ARRAY_BYTES)
     return `partition entry array of ${header.entryCount} entries is too large`;
-  if (header.firstUsableLba > header.lastUsableLba) return "usable LBA range is empty";
-  return header;
-}
-
-async function readEntries(
-  source: ByteSource,
-  sectorSize: number,
-  header: Header,
-): Promise<Buffer | string> {
-  const offset = Number(header.entriesLba) * sectorSize;
+  const entriesOffset = Number(header.entriesLba) * sectorSize;
   const length = header.entryCount * header.entrySize;
-  if (header.entriesLba <= 0n || offset + length > source.size)
+  if (header.entriesLba <= 0n || entriesOffset + length > source.size)
     return "partition entry array lies past the end";
-  const entries = await readExactly(source, offset, length, "GPT partition entries");
+  const entries = await readExactly(source, entriesOffset, length, "GPT partition entries");
   if (crc32(entries) !== header.entriesCrc) return "partition entry array CRC32 does not match";
-  return entries;
+  return { header, entries };
 }
 
 function decodeName(raw: Buffer): string {
@@ -150,11 +172,15 @@ function decodeName(raw: Buffer): string {
 }
 
 /**
- * Reads the GPT of an image. A damaged primary header or entry array falls back to the backup
- * (with a warning); both damaged is an error.
+ * Reads the GPT of an image as libblkid would on a device with `sectorSize`-byte sectors
+ * (default: the one whose LBA 1 holds the signature). The backup header is used only when the
+ * primary is invalid, and then found at the last LBA, not where the primary points.
  */
-export async function readGpt(source: ByteSource): Promise<GptTable> {
-  const sectorSize = await detectSectorSize(source);
+export async function readGpt(
+  source: ByteSource,
+  options: { sectorSize?: 512 | 4096 } = {},
+): Promise<GptTable> {
+  const sectorSize = options.sectorSize ?? (await detectSectorSize(source));
   if (sectorSize === undefined) {
     throw new ExtctlError(
       "format",
@@ -165,68 +191,69 @@ export async function readGpt(source: ByteSource): Promise<GptTable> {
     );
   }
   const warnings: string[] = [];
-  const mbr = await readExactly(source, 0, 512, "protective MBR");
-  const hasPmbr =
-    mbr.readUInt16LE(510) === 0xaa55 && [0, 1, 2, 3].some((i) => mbr[446 + i * 16 + 4] === 0xee);
-  if (!hasPmbr) {
+  const pmbr = await protectiveMbr(source);
+  if (!pmbr.blkid || !pmbr.kernel) {
     throw new ExtctlError(
       "format",
-      "the image has a GPT header but no protective MBR (no 0x55AA signature or no 0xEE partition)",
+      pmbr.blkid
+        ? "the image's protective MBR partition (0xEE) does not start at LBA 1, so the kernel does not scan its GPT"
+        : "the image has a GPT header but no protective MBR (no 0x55AA signature or no 0xEE partition)",
       { hint: "repair the partition table, e.g. with `sgdisk -e` or by rebuilding the image" },
     );
   }
 
   const lastLba = BigInt(Math.floor(source.size / sectorSize) - 1);
-  const primary = await readHeader(source, sectorSize, 1n);
-  let primaryEntries: Buffer | string = "primary header invalid";
-  if (typeof primary !== "string") primaryEntries = await readEntries(source, sectorSize, primary);
-
-  const backupLba = typeof primary !== "string" ? primary.backupLba : lastLba;
-  const backup = await readHeader(source, sectorSize, backupLba);
-  let backupEntries: Buffer | string = "backup header invalid";
-  if (typeof backup !== "string") backupEntries = await readEntries(source, sectorSize, backup);
-
-  let header: Header;
-  let entries: Buffer;
-  if (typeof primary !== "string" && typeof primaryEntries !== "string") {
-    header = primary;
-    entries = primaryEntries;
+  const primary = await readHeader(source, sectorSize, 1n, lastLba);
+  let chosen: { header: Header; entries: Buffer };
+  let which: "primary" | "backup" = "primary";
+  let primaryInvalid: string | undefined;
+  let backupDiffers = false;
+  if (typeof primary !== "string") {
+    chosen = primary;
+    const backupLba = primary.header.backupLba;
+    const backup = await readHeader(source, sectorSize, backupLba, lastLba);
     if (typeof backup === "string") warnings.push(`backup GPT header: ${backup}`);
-    else if (typeof backupEntries === "string") warnings.push(`backup GPT: ${backupEntries}`);
-    else if (backupLba !== lastLba)
-      warnings.push(`backup GPT header is at LBA ${backupLba}, not the last LBA ${lastLba}`);
-  } else if (typeof backup !== "string" && typeof backupEntries !== "string") {
-    header = backup;
-    entries = backupEntries;
-    const reason = typeof primary === "string" ? primary : (primaryEntries as string);
-    warnings.push(`primary GPT is damaged (${reason}); using the backup`);
+    else {
+      if (backupLba !== lastLba)
+        warnings.push(`backup GPT header is at LBA ${backupLba}, not the last LBA ${lastLba}`);
+      if (!backup.entries.equals(primary.entries)) {
+        backupDiffers = true;
+        warnings.push("the backup GPT's partition entries differ from the primary's");
+      }
+    }
   } else {
-    const reason = typeof primary === "string" ? primary : (primaryEntries as string);
-    throw new ExtctlError(
-      "format",
-      `the GUID partition table is damaged: ${reason} (and the backup is unusable too)`,
-      { hint: "the image is corrupt or truncated; download or build it again" },
+    const backup = await readHeader(source, sectorSize, lastLba, lastLba);
+    if (typeof backup === "string") {
+      throw new ExtctlError(
+        "format",
+        `the GUID partition table is damaged: ${primary} (and the backup at the last LBA: ${backup})`,
+        { hint: "the image is corrupt or truncated; download or build it again" },
+      );
+    }
+    chosen = backup;
+    which = "backup";
+    primaryInvalid = primary;
+    warnings.push(
+      `primary GPT is invalid (${primary}); systemd reads the backup at LBA ${lastLba}`,
     );
   }
+  const { header, entries } = chosen;
 
   const partitions: GptPartition[] = [];
+  const ignoredEntries: number[] = [];
   for (let i = 0; i < header.entryCount; i++) {
     const e = entries.subarray(i * header.entrySize, (i + 1) * header.entrySize);
     const typeGuid = guidFromBytes(e.subarray(0, 16));
     if (typeGuid === ZERO_GUID) continue;
     const first = e.readBigUInt64LE(32);
     const last = e.readBigUInt64LE(40);
-    if (
-      first > last ||
-      first < header.firstUsableLba ||
-      last > header.lastUsableLba ||
-      (last + 1n) * BigInt(sectorSize) > BigInt(source.size)
-    ) {
-      throw new ExtctlError(
-        "format",
-        `GPT partition ${i + 1} spans LBAs ${first}-${last}, outside the image's usable range`,
-        { hint: "the image is corrupt or truncated; download or build it again" },
+    // libblkid ignores an entry outside the usable range (so systemd never sees it).
+    if (first > last || first < header.firstUsableLba || last > header.lastUsableLba) {
+      ignoredEntries.push(i + 1);
+      warnings.push(
+        `GPT partition ${i + 1} spans LBAs ${first}-${last}, outside the usable range; ignored as libblkid does`,
       );
+      continue;
     }
     const attributes = e.readBigUInt64LE(48);
     partitions.push({
@@ -246,6 +273,10 @@ export async function readGpt(source: ByteSource): Promise<GptTable> {
   }
   return {
     sectorSize,
+    header: which,
+    ...(primaryInvalid !== undefined ? { primaryInvalid } : {}),
+    backupDiffers,
+    ignoredEntries,
     diskGuid: header.diskGuid,
     firstUsableLba: Number(header.firstUsableLba),
     lastUsableLba: Number(header.lastUsableLba),

@@ -31,7 +31,8 @@ export type TrustOutcome =
   | "bad-signature"
   | "roothash-mismatch"
   | "corrupted-block"
-  | "corrupted-hash-block";
+  | "corrupted-hash-block"
+  | "ambiguous";
 
 /** `extctl verify` exit codes, one per outcome (1 and 2 stay for errors and usage). */
 export const OUTCOME_EXIT_CODES: Readonly<Record<TrustOutcome, number>> = {
@@ -43,6 +44,7 @@ export const OUTCOME_EXIT_CODES: Readonly<Record<TrustOutcome, number>> = {
   "roothash-mismatch": 14,
   "corrupted-block": 15,
   "corrupted-hash-block": 16,
+  ambiguous: 17,
 };
 
 export interface ImageTrust {
@@ -72,6 +74,12 @@ export interface ImageTrust {
   corruptedBlock?: number;
   /** The protection systemd would see: what the policy is judged on. */
   protection: Protection;
+  /**
+   * Why what extctl checked may not be what systemd mounts (the dissection's ambiguities, and
+   * sidecars systemd is not shown). Any makes the outcome "ambiguous" and is refused under a
+   * policy that requires verity or a signature.
+   */
+  findings: string[];
 }
 
 export interface CheckImageOptions {
@@ -153,10 +161,22 @@ export async function checkImageTrust(
     throw fsError(e, `open the image ${imagePath}`);
   }
   try {
-    return await checkOpenImage(ctx, imagePath, file, trust, options);
+    const found = await checkOpenImage(ctx, imagePath, file, trust, options);
+    return withFindings(found);
   } finally {
     await file.close();
   }
+}
+
+/** An image with findings is "ambiguous": the check did not cover what systemd mounts. */
+function withFindings(t: ImageTrust): ImageTrust {
+  if (t.findings.length === 0) return t;
+  return {
+    ...t,
+    outcome: "ambiguous",
+    message: `${t.message}; but ${t.findings.join("; ")}`,
+    protection: "unprotected",
+  };
 }
 
 async function checkOpenImage(
@@ -168,7 +188,8 @@ async function checkOpenImage(
 ): Promise<ImageTrust> {
   const image = await dissectImage(file);
   const designator = image.designator ?? "root";
-  const base = { image: imagePath, kind: image.kind, designator };
+  const findings = [...image.ambiguities];
+  const base = { image: imagePath, kind: image.kind, designator, findings };
 
   // Find the hash area, the expected root hash and the signature.
   let hashArea: ByteSource | undefined;
@@ -220,6 +241,12 @@ async function checkOpenImage(
       if (errnoCode(e) !== "ENOENT") throw fsError(e, `open ${hashPath}`);
     }
     if (hashArea) {
+      // systemd-sysext/confext are shown /run/extensions/NAME.raw (a symlink) and look for
+      // NAME.verity next to that path (verity_settings_load on the image path); extctl links
+      // only the image, so systemd mounts the bare data without verity.
+      findings.push(
+        `systemd is shown only the image through /run/extensions and never sets up verity from ${hashPath}; it mounts the bare data unchecked`,
+      );
       const text = await sidecar(imagePath, ".roothash", 1024);
       if (text) {
         rootHash = hexRootHash(text.toString("latin1"), sidecarPath(imagePath, ".roothash"));
