@@ -2,7 +2,7 @@
 // (a signed erofs/squashfs DDI by default), reproducibly, written atomically into the output dir.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, mkdtemp, open, readFile, rename, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, open, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Context } from "../util/context.js";
@@ -383,6 +383,8 @@ async function buildFromSource(
       const size = (await stat(filesystem)).size;
       const sha256 = await sha256OfFile(filesystem);
       const handle = await open(filesystem, "r+");
+      // An image is never setuid or writable by others, whatever the umask (issue 12).
+      await handle.chmod(0o644);
       await handle.sync().finally(() => handle.close());
       await rename(filesystem, output);
       result = { ...common, path: output, size, sha256, verity: false, signed: false };
@@ -411,6 +413,7 @@ async function buildFromSource(
             }
           : {}),
       });
+      await chmod(ddiResult.path, 0o644);
       await rename(ddiResult.path, output);
       result = {
         ...common,

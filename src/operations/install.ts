@@ -20,6 +20,8 @@ export interface InstallOptions {
   insecureRegistries?: string[];
   /** Give up on a server that sends less than 1 KiB in this many milliseconds (default 60 s). */
   timeoutMs?: number;
+  /** Hard cap on what the image (or an OCI image's layers) may expand to. */
+  maxBytes?: number;
 }
 
 export interface InstalledImage {
@@ -57,6 +59,7 @@ export async function install(ctx: Context, options: InstallOptions): Promise<In
       ...(options.creds ? { creds: options.creds } : {}),
       ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      ...(options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes }),
     });
     const images: InstalledImage[] = [];
     for (const image of fetched) {

@@ -37,9 +37,11 @@ async function setup(t: TestContext) {
   return { root, storeDir, ctx, notes };
 }
 
+/** Bytes that pass the store's image check (a squashfs magic), distinct per label. */
 function raw(label: string, size = 4096): Buffer {
-  const b = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) b[i] = (i * 31 + label.charCodeAt(i % label.length)) & 0xff;
+  const b = Buffer.alloc(Math.max(size, 4096));
+  for (let i = 0; i < b.length; i++) b[i] = (i * 31 + label.charCodeAt(i % label.length)) & 0xff;
+  b.write("hsqs", 0, "latin1");
   return b;
 }
 
@@ -87,7 +89,7 @@ test("layers apply in order: gzip, zstd and plain tar, with whiteouts", async (t
   if (!requirePeers(t, PEERS, { root: true })) return;
   const registry = await startRegistry(t);
   const newA = raw("a-two", 5000);
-  const c = raw("c", 3000);
+  const c = raw("c", 4500);
   const layout = await makeLayout(t, [
     {
       layers: [

@@ -329,7 +329,8 @@ export async function makeTar(files: readonly LayerFile[]): Promise<Buffer> {
 export type LayerCompression = "gzip" | "zstd" | "none";
 
 export interface ImageSpec {
-  layers: { files: LayerFile[]; compression?: LayerCompression }[];
+  /** `blob`: the layer's bytes exactly as given (hostile ones), instead of files packed and compressed. */
+  layers: { files: LayerFile[]; compression?: LayerCompression; blob?: Buffer }[];
   platform?: { os: string; architecture: string; variant?: string };
 }
 
@@ -352,7 +353,10 @@ async function writeImage(layout: string, spec: ImageSpec) {
     const compression = layer.compression ?? "gzip";
     let data = tar;
     let mediaType = "application/vnd.oci.image.layer.v1.tar";
-    if (compression === "gzip") {
+    if (layer.blob) {
+      data = layer.blob;
+      if (compression !== "none") mediaType += `+${compression}`;
+    } else if (compression === "gzip") {
       data = gzipSync(tar);
       mediaType += "+gzip";
     } else if (compression === "zstd") {

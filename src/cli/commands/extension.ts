@@ -77,9 +77,14 @@ export function registerExtensionCommands(program: Command): void {
         collect,
       )
       .option(...TIMEOUT_OPTION)
+      .option(
+        "--max-size <size>",
+        "refuse an image (or OCI layers) expanding past this size, e.g. 8G (default 64G; never more than the store's free space)",
+      )
       .option("--json", "print the result as JSON")
       .action(async (uri: string, opts, command: Command) => {
         const { install } = await import("../../operations/install.js");
+        const { parseSize } = await import("../../domain/sources/expansion.js");
         const result = await install(contextFor(command), {
           kind,
           uri,
@@ -90,6 +95,7 @@ export function registerExtensionCommands(program: Command): void {
           creds: opts.creds,
           insecureRegistries: opts.insecureRegistry,
           ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
+          ...(opts.maxSize === undefined ? {} : { maxBytes: parseSize(opts.maxSize as string) }),
         });
         if (opts.json) printJson(result);
         else for (const image of result.images) print(`${image.name}  sha256:${image.sha256}`);

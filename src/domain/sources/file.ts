@@ -1,12 +1,12 @@
-// file: sources: the image is streamed from a host path into the store, keeping its mode
-// (Kairos's own test: 0640 stays 0640).
+// file: sources: the image is streamed from a host path into the store, keeping its mode masked
+// with 0644 (Kairos's own test: 0640 stays 0640; setuid, setgid, sticky, x and w for others go).
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import path from "node:path";
 import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
 import type { Context } from "../../util/context.js";
 import { checkStoreName, filePathOf } from "./uri.js";
-import { streamToStore } from "./stream-to-store.js";
+import { STORE_MODE_MASK, streamToStore } from "./stream-to-store.js";
 import type { FetchRequest, FetchedImage, Source } from "./types.js";
 
 export interface FileFetchRequest extends FetchRequest {
@@ -35,7 +35,7 @@ export const fileSource: Source = {
     const image = await streamToStore(createReadStream(from, { highWaterMark: 1 << 20 }), {
       storeDir: request.storeDir,
       name,
-      mode: st.mode & 0o7777,
+      mode: st.mode & STORE_MODE_MASK,
       expectedSize: st.size,
       progress,
       from,

@@ -12,6 +12,9 @@ import type { FetchedImage } from "./types.js";
 import { isBulkBody, MAX_VIEW, type BulkBody } from "./http1.js";
 import { StagedWriter } from "./staged-writer.js";
 
+/** The most a store file may allow: rw-r--r--, never setuid/setgid/sticky, exec or o+w. */
+export const STORE_MODE_MASK = 0o644;
+
 export interface StreamToStoreOptions {
   storeDir: string;
   name: string;
@@ -97,7 +100,7 @@ export async function streamToStore(
       );
     }
     try {
-      await handle.chmod(options.mode ?? 0o644);
+      await handle.chmod((options.mode ?? 0o644) & STORE_MODE_MASK);
       await handle.sync();
       await handle.close();
       open_ = false;

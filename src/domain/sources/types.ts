@@ -25,6 +25,8 @@ export interface FetchRequest {
   timeoutMs?: number;
   /** Refuse to replace an image that is already in the store. */
   noClobber?: boolean;
+  /** Hard cap on the bytes an install may write (expansion.ts; default 64 GiB). */
+  maxBytes?: number;
 }
 
 export interface FetchedImage {

@@ -3,6 +3,7 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ExtctlError } from "../../util/errors.js";
+import { checkSafeName, escapeText, quoteName } from "../store/names.js";
 
 export type SourceScheme = "file" | "http" | "https" | "oci";
 
@@ -51,34 +52,15 @@ export function filePathOf(uri: string): string {
 }
 
 /**
- * Checks that `name` can be a file in the store: one plain path component, not hidden (our temp
- * files start with a dot), ending in .raw so that systemd and `list` see it.
+ * Checks that `name` can be a file in the store: a safe, printable file name (names.ts), ending
+ * in .raw so that systemd and `list` see it.
  */
 export function checkStoreName(name: string, from: string): string {
-  if (
-    name.length === 0 ||
-    name.includes("/") ||
-    name.includes("\0") ||
-    name === "." ||
-    name === ".."
-  ) {
-    throw new ExtctlError("invalid-uri", `cannot take a file name from ${from}`, {
-      hint: "pass --name NAME.raw",
-    });
-  }
-  if (name.startsWith(".")) {
-    throw new ExtctlError(
-      "invalid-uri",
-      `refusing the hidden file name ${JSON.stringify(name)} from ${from}`,
-      {
-        hint: "pass --name NAME.raw",
-      },
-    );
-  }
+  checkSafeName(name, from);
   if (!name.endsWith(".raw")) {
     throw new ExtctlError(
       "invalid-uri",
-      `the file name ${JSON.stringify(name)} from ${from} does not end in .raw, so systemd would not load it`,
+      `the file name ${quoteName(name)} from ${escapeText(from)} does not end in .raw, so systemd would not load it`,
       { hint: `pass --name ${name.replace(/\.[^.]*$/, "")}.raw to store it under another name` },
     );
   }

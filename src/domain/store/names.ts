@@ -85,3 +85,63 @@ export function resolveName(
     { hint: "give the full file name" },
   );
 }
+
+// Characters an image name may not hold (issue 12): control characters (C0, DEL, C1), format
+// characters (bidi overrides, zero-width), line/paragraph separators, surrogates, private use
+// and unassigned code points, and every space but U+0020. Printed raw, any of them could forge a
+// table row or hide what a name really is; systemd refuses control characters in names too.
+const UNSAFE_CHARACTER = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}]|(?! )\p{Zs}/u;
+
+/** Text for a message: every character outside printable ASCII written as \u{…}. */
+export function escapeText(text: string): string {
+  let out = "";
+  for (const ch of text) {
+    const cp = ch.codePointAt(0) as number;
+    out += cp < 0x20 || cp > 0x7e || ch === "\\" ? `\\u{${cp.toString(16)}}` : ch;
+  }
+  return out;
+}
+
+/** A name for messages, quoted and escaped (see escapeText). */
+export function quoteName(name: string): string {
+  return `"${escapeText(name).replace(/"/g, "\\u{22}")}"`;
+}
+
+/**
+ * Why `name` cannot be the file name of an image in a store, or undefined when it can: one
+ * printable path component of at most 255 bytes, not hidden (temp files start with a dot), not
+ * an option look-alike, no slash or backslash, no "..". The one name check for every way a name
+ * comes in: --name, file and URL basenames, OCI titles and classic-image file names, build names.
+ */
+export function unsafeNameReason(name: string): string | undefined {
+  if (name.length === 0) return "it is empty";
+  if (Buffer.byteLength(name, "utf8") > 255) return "it is longer than 255 bytes";
+  if (UNSAFE_CHARACTER.test(name))
+    return "it holds a control, format or other non-printable character";
+  if (name.includes("/") || name.includes("\\")) return "it holds a slash or backslash";
+  if (name === "." || name === ".." || name.includes("..")) return 'it holds ".."';
+  if (name.startsWith(".")) return "it starts with a dot (a hidden file)";
+  if (name.startsWith("-")) return 'it starts with "-" (it would read as an option)';
+  if (name !== name.trim()) return "it starts or ends with a space";
+  return undefined;
+}
+
+/** Throws a clear error when `name` (from `from`) is not a safe image file name. */
+export function checkSafeName(
+  name: string,
+  from: string,
+  options: { hint?: string; exitCode?: number } = {},
+): string {
+  const reason = unsafeNameReason(name);
+  if (reason !== undefined) {
+    throw new ExtctlError(
+      options.exitCode === 2 ? "usage" : "invalid-uri",
+      `refusing the image name ${quoteName(name)} from ${escapeText(from)}: ${reason}`,
+      {
+        hint: options.hint ?? "pass --name NAME.raw with printable characters only",
+        ...(options.exitCode === undefined ? {} : { exitCode: options.exitCode }),
+      },
+    );
+  }
+  return name;
+}

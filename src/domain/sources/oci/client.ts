@@ -642,6 +642,11 @@ export class RegistryClient {
     if (res.statusCode !== 200) await this.fail(res, `fetch the blob ${desc.digest}`);
     const verifier = blobVerifier(desc, this.registry);
     res.body.on("error", (e) => verifier.destroy(this.networkError(e, this.baseUrl)));
+    // pipe() does not pass a destroy upstream: a consumer that gives up early (a bad layer)
+    // would leave the response paused mid-body, and close() would wait for it forever.
+    verifier.on("close", () => {
+      if (!res.body.readableEnded) res.body.destroy();
+    });
     return res.body.pipe(verifier);
   }
 

@@ -2,6 +2,7 @@
 // untrusted input, so a descriptor is only used once its digest, size and media type are sane.
 import { ExtctlError } from "../../../util/errors.js";
 import type { ExtensionKind } from "../../store/layout.js";
+import { unsafeNameReason } from "../../store/names.js";
 import { MEDIA, isDigest, type Descriptor } from "./client.js";
 
 export const ARTIFACT_TYPES: Readonly<Record<ExtensionKind, string>> = {
@@ -139,16 +140,7 @@ export function artifactKind(manifest: ImageManifest): ExtensionKind | undefined
   return undefined;
 }
 
-/** A file name the store may take: a plain `*.raw` name, no directories, nothing hidden. */
+/** A file name the store may take: a safe (names.ts) `*.raw` name. */
 export function isPlainRawName(name: string): boolean {
-  return (
-    name.length > 4 &&
-    name.length <= 255 &&
-    name.endsWith(".raw") &&
-    !name.includes("/") &&
-    !name.includes("\\") &&
-    !name.includes("\0") &&
-    !name.startsWith(".") &&
-    !name.includes("..")
-  );
+  return name.length > 4 && name.endsWith(".raw") && unsafeNameReason(name) === undefined;
 }

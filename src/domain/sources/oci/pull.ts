@@ -12,6 +12,10 @@ import type { Context } from "../../../util/context.js";
 import { ExtctlError, errnoCode, fsError } from "../../../util/errors.js";
 import type { Progress } from "../../../util/progress.js";
 import type { FetchRequest, FetchedImage } from "../types.js";
+import { expansionError, expansionLimit } from "../expansion.js";
+import { checkIsImage } from "../image-check.js";
+import { DEFAULT_STALL_TIMEOUT_MS } from "../stall-guard.js";
+import { escapeText, quoteName, unsafeNameReason } from "../../store/names.js";
 import { RegistryClient, type ClientOptions, type Descriptor } from "./client.js";
 import {
   TITLE_ANNOTATION,
@@ -194,11 +198,18 @@ class Staging {
 }
 
 async function openTemp(temp: string): Promise<FileHandle> {
+  let handle: FileHandle;
   try {
-    return await open(temp, "wx", 0o644);
+    handle = await open(temp, "wx", 0o644);
   } catch (e) {
     throw fsError(e, `create ${temp}`);
   }
+  // A store file is rw-r--r-- whatever the umask (never exec, setuid or writable by others).
+  await handle.chmod(0o644).catch(async (e: unknown) => {
+    await handle.close();
+    throw fsError(e, `create ${temp}`);
+  });
+  return handle;
 }
 
 /** Streams a tar entry into a temp file, hashing it; returns its size and SHA-256. */
@@ -257,6 +268,9 @@ export function safeEntryPath(name: string): string[] {
   return parts;
 }
 
+/** Characters no name may hold (names.ts refuses them with the reason). */
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+
 const WHITEOUT = ".wh.";
 const OPAQUE = ".wh..wh..opq";
 
@@ -267,13 +281,14 @@ async function extractClassic(
   manifest: ImageManifest,
   staging: Staging,
   progress: Progress,
+  limits: { max: number; expanded: number; timeoutMs: number },
 ): Promise<void> {
   const tarStream = await import("tar-stream");
   const skipped: string[] = [];
   let skippedCount = 0;
   const skip = (what: string) => {
     skippedCount++;
-    if (skipped.length < 5) skipped.push(what);
+    if (skipped.length < 5) skipped.push(escapeText(what));
   };
   for (const [layerIndex, layer] of manifest.layers.entries()) {
     const compression = layerCompression(layer.mediaType);
@@ -287,17 +302,44 @@ async function extractClassic(
       );
     }
     const blob = await client.openBlob(layer);
+    const extract = tarStream.extract();
+    const decompress = await decompressor(compression);
+    let lastProgress = Date.now();
+    // One way to give up on the layer: destroying the tar end makes the pipeline settle.
+    const fail = (e: Error) => (extract as unknown as { destroy(e: Error): void }).destroy(e);
     const counter = new Transform({
       transform(chunk: Buffer, _e, done) {
         progress.tick(chunk.length);
+        lastProgress = Date.now();
         done(null, chunk);
       },
     });
-    const extract = tarStream.extract();
-    const decompress = await decompressor(compression);
+    // Counts what the layer expands to: past the limit it is a bomb, not an image.
+    const expanded = new Transform({
+      transform(chunk: Buffer, _e, done) {
+        limits.expanded += chunk.length;
+        lastProgress = Date.now();
+        if (limits.expanded > limits.max) done(expansionError(`layer ${layer.digest}`, limits.max));
+        else done(null, chunk);
+      },
+    });
+    // Neither the download nor the decompressor may sit still longer than --timeout.
+    const watchdog = setInterval(
+      () => {
+        if (Date.now() - lastProgress > limits.timeoutMs)
+          fail(
+            new ExtctlError(
+              "download",
+              `layer ${layer.digest} made no progress for ${limits.timeoutMs / 1000} s; giving up`,
+              { hint: "the registry or the layer stalled; try again, or raise --timeout" },
+            ),
+          );
+      },
+      Math.max(50, Math.min(1000, limits.timeoutMs / 4)),
+    );
     const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [blob, counter];
     if (decompress) stages.push(decompress);
-    stages.push(extract as unknown as NodeJS.WritableStream);
+    stages.push(expanded, extract as unknown as NodeJS.WritableStream);
     const done = (pipeline as (streams: readonly unknown[]) => Promise<void>)(stages);
     done.catch(() => {});
     try {
@@ -321,6 +363,13 @@ async function extractClassic(
           name.endsWith(".raw") &&
           (header.type === "file" || header.type === "contiguous-file")
         ) {
+          if (UNPRINTABLE.test(name)) {
+            throw new ExtctlError(
+              "format",
+              `the image holds a file named ${quoteName(name)}: ${unsafeNameReason(name)}; refusing to install it`,
+              { hint: "image file names must be printable" },
+            );
+          }
           if (!isPlainRawName(name)) {
             skip(name);
           } else {
@@ -337,6 +386,9 @@ async function extractClassic(
       }
       await done;
     } catch (e) {
+      // Settle the pipeline before looking at it: a bad first entry stops the tar reader
+      // without an error of its own, and a pipeline left pending made Node exit 13, silently.
+      fail(e instanceof Error ? e : new Error(String(e)));
       blob.destroy();
       // A digest mismatch surfaces from the pipeline; prefer it over what tar made of the bytes.
       const cause = await done.then(
@@ -351,6 +403,8 @@ async function extractClassic(
           cause,
         },
       );
+    } finally {
+      clearInterval(watchdog);
     }
   }
   if (skippedCount > 0) {
@@ -380,7 +434,7 @@ async function downloadArtifact(
       "format",
       title === undefined
         ? `the artifact ${formatReference(ref)} has no ${TITLE_ANNOTATION} annotation to name its file`
-        : `the artifact ${formatReference(ref)} names its file ${JSON.stringify(title)}, which is not a plain *.raw file name`,
+        : `the artifact ${formatReference(ref)} names its file ${quoteName(title)}, which is not a safe *.raw file name (${unsafeNameReason(title) ?? "it does not end in .raw"})`,
       { hint: "publish it with a title like name.sysext.raw (extctl publish does this)" },
     );
   }
@@ -430,7 +484,14 @@ export async function installFromRegistry(
     const total = manifest.layers.reduce((sum, l) => sum + l.size, 0);
     progress = ctx.progress(`${ref.repository}:${ref.tag ?? ref.digest?.slice(7, 19)}`, total);
     if (kind !== undefined) await downloadArtifact(client, manifest, staging, progress, ref);
-    else await extractClassic(ctx, client, manifest, staging, progress);
+    else {
+      const limits = {
+        max: await expansionLimit(request.storeDir, request.maxBytes),
+        expanded: 0,
+        timeoutMs: request.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+      };
+      await extractClassic(ctx, client, manifest, staging, progress, limits);
+    }
     progress.stop();
     if (staging.files.size === 0) {
       throw new ExtctlError("not-found", `${formatReference(ref)} holds no *.raw file at /`, {
@@ -451,6 +512,10 @@ export async function installFromRegistry(
           `${only.name} has SHA-256 ${only.sha256}, not ${request.sha256} as expected`,
         );
       }
+    }
+    if (kind === undefined) {
+      for (const staged of staging.files.values())
+        await checkIsImage(staged.temp, staged.name, formatReference(ref));
     }
     return await staging.commit(request.noClobber);
   } catch (e) {

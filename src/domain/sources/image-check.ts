@@ -1,0 +1,32 @@
+// An install may only put extension images in the store (issue 12): what arrived must be a GPT
+// DDI or a bare filesystem systemd knows, judged by the same dissection `inspect` uses, before it
+// is renamed into place. Anything else (a decompression bomb of zeros, a tarball) is refused.
+import { FileSource } from "../../util/bytes.js";
+import { ExtctlError, fsError } from "../../util/errors.js";
+import { dissectImage } from "../image/ddi.js";
+import { quoteName } from "../store/names.js";
+
+/** Throws a clear error unless the file at `file` (to be stored as `name`) is an image. */
+export async function checkIsImage(file: string, name: string, from: string): Promise<void> {
+  let source: FileSource;
+  try {
+    source = await FileSource.open(file);
+  } catch (e) {
+    throw fsError(e, `read ${file}`);
+  }
+  try {
+    await dissectImage(source);
+  } catch (e) {
+    if (!(e instanceof ExtctlError)) throw e;
+    throw new ExtctlError(
+      "format",
+      `${quoteName(name)} from ${from} is not an extension image (${e.message}); nothing was stored`,
+      {
+        hint: "an extension image is a GPT disk image (DDI) or a squashfs/erofs/ext4/btrfs filesystem",
+        cause: e,
+      },
+    );
+  } finally {
+    await source.close();
+  }
+}

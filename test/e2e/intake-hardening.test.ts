@@ -1,0 +1,263 @@
+// Issue 12, what comes in through `install`: store files never setuid, names printable, hostile
+// OCI layers (bad first entries, random zstd, gzip bombs) refused in bounded time with a clear
+// error and nothing left behind. Every hostile input is made here, at test time; the real CLI
+// and a real docker-registry are used.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { chmod, readdir, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { test } from "node:test";
+import { gzipSync } from "node:zlib";
+import { runExtctl } from "../helpers/cli.js";
+import { makeSampleImage } from "../helpers/images.js";
+import { requirePeers } from "../helpers/peers.js";
+import { makeLayout, makeTar, pushLayout, startRegistry } from "../helpers/registry.js";
+import { tempDir, tempRoot } from "../helpers/tmp.js";
+
+const STORE = "var/lib/kairos/extensions";
+const OCI_PEERS = ["docker-registry", "skopeo"];
+
+/** Deterministic pseudo-random bytes for one seed. */
+function seeded(seed: number, size: number): Buffer {
+  const out: Buffer[] = [];
+  let block = Buffer.from(`seed-${seed}`);
+  for (let n = 0; n < size; n += block.length) {
+    block = createHash("sha256").update(block).digest();
+    out.push(block);
+  }
+  return Buffer.concat(out).subarray(0, size);
+}
+
+async function storeEntries(root: string): Promise<string[]> {
+  return (await readdir(path.join(root, STORE)).catch(() => [])).sort();
+}
+
+test("install file: from a chmod 4755 source stores a root-owned 0644 image", async (t) => {
+  if (!requirePeers(t, ["mksquashfs"], { root: true })) return;
+  const dir = await tempDir(t);
+  const src = await makeSampleImage(dir, { fileName: "suid.raw", release: "ID=_any\n" });
+  await chmod(src, 0o4755);
+  const other = await makeSampleImage(dir, { fileName: "open.raw", release: "ID=_any\n" });
+  await chmod(other, 0o2777);
+  const root = await tempRoot(t);
+  for (const file of [src, other]) {
+    const r = await runExtctl(["--root", root, "sysext", "install", `file://${file}`]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  for (const name of ["suid.raw", "open.raw"]) {
+    const st = await stat(path.join(root, STORE, name));
+    assert.equal(st.mode & 0o7777, 0o644, `${name} is ${(st.mode & 0o7777).toString(8)}`);
+    assert.equal(st.uid, 0);
+  }
+});
+
+test("image names with newline, CR, ESC, DEL or C1 controls are refused at every way in", async (t) => {
+  if (!requirePeers(t, ["mksquashfs"], { root: true })) return;
+  const dir = await tempDir(t);
+  const src = await makeSampleImage(dir, { fileName: "good.raw", release: "ID=_any\n" });
+  const root = await tempRoot(t);
+  const bad = [
+    "x\nfake  row.raw",
+    "x\r.raw",
+    "x\x1b[31m.raw",
+    "x\x7f.raw",
+    "x\u0085.raw",
+    "x\u202e.raw",
+  ];
+  for (const name of bad) {
+    const r = await runExtctl([
+      "--root",
+      root,
+      "sysext",
+      "install",
+      `file://${src}`,
+      "--name",
+      name,
+    ]);
+    assert.notEqual(r.code, 0, JSON.stringify(name));
+    assert.match(r.stderr, /refusing the image name .*non-printable/);
+    assert.ok(!r.stderr.includes(name), "the raw name is not echoed");
+  }
+  // A percent-encoded newline in a URL's last segment (refused before any connection).
+  const url = await runExtctl([
+    "--root",
+    root,
+    "sysext",
+    "install",
+    "https://127.0.0.1:9/a%0Ab.raw",
+  ]);
+  assert.notEqual(url.code, 0);
+  assert.match(url.stderr, /refusing the image name "a\\u\{a\}b.raw"/);
+  // A file: source whose own file name holds an ESC.
+  const escName = path.join(dir, "e\x1bvil.raw");
+  await writeFile(escName, "x");
+  const file = await runExtctl(["--root", root, "sysext", "install", `file:${escName}`]);
+  assert.notEqual(file.code, 0);
+  assert.match(file.stderr, /refusing the image name/);
+  assert.deepEqual(await storeEntries(root), []);
+});
+
+test("an OCI classic image with a control character in a file name is refused by name", async (t) => {
+  if (!requirePeers(t, OCI_PEERS, { root: true })) return;
+  const registry = await startRegistry(t);
+  pushLayout(
+    await makeLayout(t, [{ layers: [{ files: [{ name: "evil\n.raw", data: seeded(1, 8192) }] }] }]),
+    `${registry.host}/exts/evil:1`,
+  );
+  const root = await tempRoot(t);
+  const r = await runExtctl([
+    "--root",
+    root,
+    "sysext",
+    "install",
+    `oci://${registry.host}/exts/evil:1`,
+    "--insecure-registry",
+    registry.host,
+  ]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /a file named "evil\\u\{a\}.raw".*non-printable/);
+  assert.deepEqual(await storeEntries(root), []);
+});
+
+for (const [label, entry] of [
+  ["absolute", "/x.sysext.raw"],
+  ["climbing", "../x.sysext.raw"],
+] as const) {
+  test(`an uncompressed layer whose first entry is ${label} fails with a clear message`, async (t) => {
+    if (!requirePeers(t, OCI_PEERS, { root: true })) return;
+    const registry = await startRegistry(t);
+    const tar = await makeTar([{ name: entry, data: seeded(2, 8192) }]);
+    pushLayout(
+      await makeLayout(t, [{ layers: [{ files: [], compression: "none", blob: tar }] }]),
+      `${registry.host}/exts/first:1`,
+    );
+    const root = await tempRoot(t);
+    const r = await runExtctl([
+      "--root",
+      root,
+      "sysext",
+      "install",
+      `oci://${registry.host}/exts/first:1`,
+      "--insecure-registry",
+      registry.host,
+    ]);
+    assert.equal(r.code, 1, `exit ${r.code}: ${r.stderr}`);
+    assert.match(r.stderr, label === "absolute" ? /absolute path/ : /climbs out with "\.\."/);
+    assert.deepEqual(await storeEntries(root), []);
+  });
+}
+
+test("30 zstd layers of random bytes each fail within the timeout and release the lock", async (t) => {
+  if (!requirePeers(t, OCI_PEERS, { root: true })) return;
+  const registry = await startRegistry(t);
+  const root = await tempRoot(t);
+  const slowest = { ms: 0, seed: -1 };
+  for (let seed = 0; seed < 30; seed++) {
+    // Large enough that the registry is still sending when the decompressor fails.
+    const blob = seeded(seed, 4 << 20);
+    if (seed % 2 === 0) blob.writeUInt32LE(0xfd2fb528, 0); // half start like a real zstd frame
+    pushLayout(
+      await makeLayout(t, [{ layers: [{ files: [], compression: "zstd", blob }] }]),
+      `${registry.host}/z/r${seed}:1`,
+    );
+    const started = Date.now();
+    const r = await runExtctl(
+      [
+        "--root",
+        root,
+        "sysext",
+        "install",
+        `oci://${registry.host}/z/r${seed}:1`,
+        "--insecure-registry",
+        registry.host,
+        "--timeout",
+        "5",
+      ],
+      { timeoutMs: 20_000 },
+    );
+    const ms = Date.now() - started;
+    if (ms > slowest.ms) Object.assign(slowest, { ms, seed });
+    assert.equal(r.code, 1, `seed ${seed}: exit ${r.code} after ${ms} ms: ${r.stderr}`);
+    assert.match(
+      r.stderr,
+      /not a valid (zstd|gzip) tar archive|not an extension image/,
+      `seed ${seed}`,
+    );
+    assert.ok(ms < 10_000, `seed ${seed} took ${ms} ms`);
+  }
+  // The lock was released every time: a plain list does not wait.
+  const list = await runExtctl(["--root", root, "sysext", "list"], { timeoutMs: 10_000 });
+  assert.equal(list.code, 0, list.stderr);
+  assert.deepEqual(await storeEntries(root), []);
+  t.diagnostic(`slowest: seed ${slowest.seed}, ${slowest.ms} ms`);
+});
+
+test("a 3 MB gzip layer that expands past --max-size is refused and leaves nothing", async (t) => {
+  if (!requirePeers(t, OCI_PEERS, { root: true })) return;
+  const registry = await startRegistry(t);
+  // One 1 GiB file of zeros (tar header + data), gzipped to about 1 MB at test time.
+  const header = await makeTar([{ name: "bomb.sysext.raw", data: Buffer.alloc(0) }]);
+  const head = Buffer.from(header.subarray(0, 512));
+  const size = 1 << 30;
+  head.write(size.toString(8).padStart(11, "0") + "\0", 124, "latin1");
+  head.fill(" ", 148, 156);
+  let sum = 0;
+  for (const b of head) sum += b;
+  head.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "latin1");
+  const zero = Buffer.alloc(1 << 20);
+  const gzip = (await import("node:zlib")).createGzip({ level: 9 });
+  const chunks: Buffer[] = [];
+  gzip.on("data", (c: Buffer) => chunks.push(c));
+  const ended = new Promise((resolve) => gzip.on("end", resolve));
+  gzip.write(head);
+  for (let i = 0; i < size / zero.length; i++) gzip.write(zero);
+  gzip.end(Buffer.alloc(1024));
+  await ended;
+  const blob = Buffer.concat(chunks);
+  assert.ok(blob.length < 3 << 20, `the bomb is ${blob.length} bytes`);
+  pushLayout(
+    await makeLayout(t, [{ layers: [{ files: [], compression: "gzip", blob }] }]),
+    `${registry.host}/exts/bomb:1`,
+  );
+  const root = await tempRoot(t);
+  const r = await runExtctl([
+    "--root",
+    root,
+    "sysext",
+    "install",
+    `oci://${registry.host}/exts/bomb:1`,
+    "--insecure-registry",
+    registry.host,
+    "--max-size",
+    "64M",
+  ]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /expands to more than 67108864 bytes/);
+  assert.deepEqual(await storeEntries(root), []);
+});
+
+test("a classic OCI layer holding a .raw that is no image is refused before it is stored", async (t) => {
+  if (!requirePeers(t, OCI_PEERS, { root: true })) return;
+  const registry = await startRegistry(t);
+  pushLayout(
+    await makeLayout(t, [
+      {
+        layers: [{ files: [{ name: "zeros.sysext.raw", data: gzipSync(Buffer.alloc(1 << 16)) }] }],
+      },
+    ]),
+    `${registry.host}/exts/zeros:1`,
+  );
+  const root = await tempRoot(t);
+  const r = await runExtctl([
+    "--root",
+    root,
+    "sysext",
+    "install",
+    `oci://${registry.host}/exts/zeros:1`,
+    "--insecure-registry",
+    registry.host,
+  ]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /"zeros.sysext.raw" from .* is not an extension image/);
+  assert.deepEqual(await storeEntries(root), []);
+});
