@@ -1,8 +1,12 @@
 // Reads a directory on the host into a FileTree: metadata from lstat, bytes left in place until
 // staging copies them. Hardlinks are found by inode, so they stay hardlinks in the image.
-import { lstat, readdir, readlink } from "node:fs/promises";
+// Each directory is opened without following a symlink and checked against what its parent's
+// listing saw, then listed through /proc/self/fd/N: a directory swapped for a symlink during the
+// walk cannot make the walk list (and staging copy) files from outside the source.
+import { constants } from "node:fs";
+import { lstat, open, readdir, readlink, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { fsError } from "../../../util/errors.js";
+import { ExtctlError, errnoCode, fsError } from "../../../util/errors.js";
 import { mapInParallel } from "../parallel.js";
 import { FileTree, type EntryType, type TreeEntry } from "../tree.js";
 import type { Stats } from "node:fs";
@@ -17,23 +21,77 @@ function entryTypeOf(st: Stats): EntryType {
   return "socket";
 }
 
+let procFd: boolean | undefined;
+
+/**
+ * Opens a directory of the walk (O_NOFOLLOW, O_DIRECTORY) and checks it is the inode its
+ * parent's listing saw (`seen`; the source root itself may be a symlink the user named).
+ * Undefined without /proc, where the walk falls back to paths and staging's check alone.
+ */
+export async function openDirectory(
+  hostDir: string,
+  seen?: Stats,
+): Promise<FileHandle | undefined> {
+  if (procFd === undefined) {
+    procFd = await lstat("/proc/self/fd").then(
+      () => true,
+      () => false,
+    );
+  }
+  if (!procFd) return undefined;
+  const flags = constants.O_RDONLY | constants.O_DIRECTORY | (seen ? constants.O_NOFOLLOW : 0);
+  let handle: FileHandle;
+  try {
+    handle = await open(hostDir, flags);
+  } catch (e) {
+    if (seen && (errnoCode(e) === "ELOOP" || errnoCode(e) === "ENOTDIR"))
+      throw swapped(hostDir, "was replaced by a symlink or a file");
+    throw fsError(e, `read the source directory ${hostDir}`);
+  }
+  const st = await handle.stat();
+  if (seen && (st.dev !== seen.dev || st.ino !== seen.ino)) {
+    await handle.close();
+    throw swapped(hostDir, "was replaced by another directory");
+  }
+  return handle;
+}
+
+function swapped(dir: string, how: string): ExtctlError {
+  return new ExtctlError("build", `the source directory ${dir} ${how} while it was read`, {
+    hint: "build again from a source that nobody modifies during the build",
+  });
+}
+
 export async function readDirectoryTree(dir: string): Promise<FileTree> {
   const tree = new FileTree();
   const inodes = new Map<string, TreeEntry>();
-  const walk = async (hostDir: string, rel: string): Promise<void> => {
+  const walk = async (hostDir: string, rel: string, seen?: Stats): Promise<void> => {
+    const handle = await openDirectory(hostDir, seen);
+    try {
+      await listDirectory(hostDir, rel, handle);
+    } finally {
+      await handle?.close();
+    }
+  };
+  const listDirectory = async (
+    hostDir: string,
+    rel: string,
+    handle: FileHandle | undefined,
+  ): Promise<void> => {
+    // Names are looked up in the opened directory itself, never by the path again.
+    const via = handle ? `/proc/self/fd/${handle.fd}` : hostDir;
     let names: string[];
     try {
-      names = await readdir(hostDir);
+      names = await readdir(via);
     } catch (e) {
       throw fsError(e, `read the source directory ${hostDir}`);
     }
     names.sort();
     const stats = await mapInParallel(names, 32, async (name) => {
-      const hostPath = path.join(hostDir, name);
       try {
-        return await lstat(hostPath);
+        return await lstat(path.join(via, name));
       } catch (e) {
-        throw fsError(e, `read ${hostPath}`);
+        throw fsError(e, `read ${path.join(hostDir, name)}`);
       }
     });
     // Results are used in name order, so hardlink detection stays deterministic.
@@ -64,10 +122,10 @@ export async function readDirectoryTree(dir: string): Promise<FileTree> {
           if (st.nlink > 1) inodes.set(key, entry);
         }
       } else if (entry.type === "symlink") {
-        entry.linkTarget = await readlink(hostPath);
+        entry.linkTarget = await readlink(path.join(via, name));
       }
       tree.set(entry);
-      if (entry.type === "dir") await walk(hostPath, treePath);
+      if (entry.type === "dir") await walk(hostPath, treePath, st);
     }
   };
   await walk(dir, "");
