@@ -52,16 +52,34 @@ run_e2e() {
   local wanted=()
   for lane in "${lanes[@]}"; do [ "$lane" = host ] || wanted+=("$lane"); done
   [ "${#wanted[@]}" -eq 0 ] || bash scripts/lanes.sh build "${wanted[@]}"
+  # The lanes run side by side (their tests mostly wait on peers, loop devices and sockets, so
+  # wall time is the slowest lane's, not the sum); EXTCTL_LANES_SERIAL=1 runs one after another.
+  # Each lane's output goes to a log, printed whole when it ends.
+  local logs pids=() start=$SECONDS
+  logs="$(mktemp -d /tmp/extctl-e2e-lanes.XXXXXX)"
   for lane in "${lanes[@]}"; do
-    local start=$SECONDS
-    echo "== e2e lane $lane"
-    if [ "$lane" = host ]; then
-      run_suite test/e2e || failed+=("$lane")
-    else
-      bash scripts/lanes.sh run "$lane" bash scripts/test.sh e2e || failed+=("$lane")
-    fi
-    echo "== e2e lane $lane: $((SECONDS - start)) s"
+    (
+      t0=$SECONDS
+      rc=0
+      if [ "$lane" = host ]; then
+        run_suite test/e2e || rc=$?
+      else
+        bash scripts/lanes.sh run "$lane" bash scripts/test.sh e2e || rc=$?
+      fi
+      echo "== e2e lane $lane: exit $rc after $((SECONDS - t0)) s"
+      echo "$rc" >"$logs/$lane.rc"
+    ) >"$logs/$lane.log" 2>&1 &
+    pids+=("$!")
+    [ -z "${EXTCTL_LANES_SERIAL:-}" ] || wait "$!"
   done
+  wait "${pids[@]}" 2>/dev/null || true
+  for lane in "${lanes[@]}"; do
+    echo "== e2e lane $lane"
+    cat "$logs/$lane.log"
+    [ "$(cat "$logs/$lane.rc" 2>/dev/null)" = 0 ] || failed+=("$lane")
+  done
+  rm -rf "$logs"
+  echo "== e2e lanes ${lanes[*]}: $((SECONDS - start)) s"
   if [ "${#failed[@]}" -gt 0 ]; then
     echo "error: the end-to-end suite failed in lane(s): ${failed[*]}" >&2
     return 1

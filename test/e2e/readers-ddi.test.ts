@@ -15,7 +15,9 @@ import { tempDir, tempRoot } from "../helpers/tmp.js";
 import type { InspectResult } from "../../src/operations/inspect.js";
 
 interface DissectJson {
+  /** systemd-dissect 252's name for the release file's lines; 257 and later say sysextRelease. */
   extensionRelease?: string[];
+  sysextRelease?: string[];
   mounts: {
     designator: string;
     partition_uuid: string;
@@ -126,7 +128,7 @@ test("a systemd-repart DDI: partitions, architecture, release file, verity and s
   const release = await findReleaseFile(fs, "hello", "sysext");
   assert.equal(release.found, "exact");
   const wantFields = Object.fromEntries(
-    (dissectJson.extensionRelease ?? []).map((l) => [
+    (dissectJson.extensionRelease ?? dissectJson.sysextRelease ?? []).map((l) => [
       l.slice(0, l.indexOf("=")),
       l.slice(l.indexOf("=") + 1),
     ]),

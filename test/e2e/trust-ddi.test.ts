@@ -11,6 +11,7 @@ import { runExtctl } from "../helpers/cli.js";
 import { makeSigningCert } from "../helpers/keys.js";
 import { requirePeers, run } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
+import { systemdVersion } from "../helpers/lane.js";
 
 function makeCert(dir: string, name: string) {
   const { key, cert: crt } = makeSigningCert(dir, name);
@@ -102,7 +103,8 @@ test("a signed DDI made by systemd-repart verifies with its certificate, not wit
   assert.equal(okJson.outcome, "ok");
   assert.equal(okJson.kind, "ddi");
   assert.equal(okJson.signature.signer.fingerprint, good.fingerprint);
-  assert.equal(okJson.verity.superblock.dataBlockSize, 512);
+  // systemd-repart 252 writes 512-byte verity blocks; 257 and 262 write 4096-byte ones.
+  assert.equal(okJson.verity.superblock.dataBlockSize, systemdVersion() < 257 ? 512 : 4096);
   assert.equal(okJson.verity.fullyChecked, false);
 
   // The node's own trust store counts too.
@@ -128,7 +130,8 @@ test("a signed DDI made by systemd-repart verifies with its certificate, not wit
   // One flipped byte in data block 37 of the data partition.
   const corrupt = path.join(dir, "corrupt.raw");
   await copyFile(image, corrupt);
-  await patch(corrupt, data.start * 512 + 37 * 512 + 100, (b) => b ^ 0xff);
+  const blockSize = okJson.verity.superblock.dataBlockSize as number;
+  await patch(corrupt, data.start * 512 + 37 * blockSize + 100, (b) => b ^ 0xff);
   const light = await runExtctl(["verify", corrupt, "--trust", good.crt]);
   assert.equal(light.code, 0, "without --full the data is not read");
   const full = await runExtctl(["verify", corrupt, "--trust", good.crt, "--full", "--json"]);
