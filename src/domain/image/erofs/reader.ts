@@ -525,8 +525,6 @@ export class ErofsFilesystem implements ImageFilesystem {
       const next = i + 1 < total ? (types[i + 1] as number) : -1;
       if (big && next === LC_NONHEAD && (lows[i + 1] as number) & CBLKCNT)
         blocks = (lows[i + 1] as number) & ~CBLKCNT;
-      if (blocks === 0 || blocks > 256)
-        throw bad(`inode ${info.nid} has a pcluster of ${blocks} blocks`);
       const prev = extents[extents.length - 1];
       if (prev) prev.end = start;
       extents.push({
@@ -560,6 +558,10 @@ export class ErofsFilesystem implements ImageFilesystem {
     }
     if (extents.length === 0 || (extents[0] as Extent).start !== 0)
       throw bad(`inode ${info.nid} does not map the start of its data`);
+    // Checked only now: a tail that is inline or a fragment may record 0 blocks (mkfs.erofs 1.8).
+    for (const x of extents)
+      if (x.source === "blocks" && (x.length === 0 || x.length > 256 * bs))
+        throw bad(`inode ${info.nid} has a pcluster of ${x.length / bs} blocks`);
     return extents;
   }
 
@@ -602,7 +604,9 @@ export class ErofsFilesystem implements ImageFilesystem {
       const raw = await this.bytes(pos, packs * packBytes, "compact compression index");
       end = pos + packs * packBytes;
 
-      if (g.count % vcnt !== 0 && g !== groups[2])
+      // Only the last group in use may end in a partly used pack.
+      const later = groups.slice(groups.indexOf(g) + 1).some((h) => h.count > 0);
+      if (g.count % vcnt !== 0 && later)
         throw bad(`inode ${info.nid} has a misaligned compact index`);
       const encodebits = ((packBytes - 4) * 8) / vcnt;
       for (let p = 0; p * packBytes < raw.length; p++) {
