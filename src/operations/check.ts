@@ -14,6 +14,7 @@ import {
 import { NEWEST_SYSTEMD, detectSystemdVersion, hostFacts } from "../domain/image/host.js";
 import { imageFacts, openImage, type OpenedImage } from "../domain/image/image.js";
 import { parseBoolean } from "../domain/image/os-release.js";
+import { hasFeature } from "../domain/image/systemd-versions.js";
 import type { Protection } from "../domain/trust/policy.js";
 import type { ExtensionKind } from "../domain/store/layout.js";
 
@@ -63,9 +64,9 @@ async function policyFacts(
   const policy = resolved.policy;
   if (policy.root.has("unprotected") && policy.usr.has("unprotected"))
     return { ...base, allowed: true, reason: "it allows unprotected images" };
-  // With these off systemd never sees a root hash or signature and mounts the data as it is;
-  // its policy check still counts a DDI's verity partition (seen on 257 and 262), so such a
-  // DDI is "verity" and a bare image "unprotected".
+  // With these off systemd never sees a root hash or signature and mounts the data as it is,
+  // but its policy check still goes by the partitions a DDI has (seen on 257): a signature
+  // partition counts as signed, a verity partition as verity; a bare image is unprotected.
   const embeddedOff =
     image.dissected.kind !== "bare-fs" &&
     veritySourceOff(ctx.env, "SYSTEMD_DISSECT_VERITY_EMBEDDED");
@@ -76,12 +77,18 @@ async function policyFacts(
     const variable = embeddedOff
       ? "SYSTEMD_DISSECT_VERITY_EMBEDDED"
       : "SYSTEMD_DISSECT_VERITY_SIDECAR";
-    const protection: Protection = embeddedOff && image.dissected.verity ? "verity" : "unprotected";
+    const protection: Protection = !embeddedOff
+      ? "unprotected"
+      : image.dissected.signature
+        ? "signed"
+        : image.dissected.verity
+          ? "verity"
+          : "unprotected";
     const allowed = policyAllows(policy, image.dissected.designator ?? "root", protection);
     return {
       ...base,
       allowed,
-      reason: `${variable}=${ctx.env[variable]} makes systemd ignore the image's root hash and signature, so it counts as ${protection}`,
+      reason: `${variable}=${ctx.env[variable]} makes systemd mount the data without verity; its policy sees ${protection} partitions`,
     };
   }
   const [{ loadTrustStore }, { evaluateImage }] = await Promise.all([
@@ -125,7 +132,9 @@ export async function checkImage(
         : onHost !== undefined
           ? "host"
           : "default";
-  const host = await hostFacts(ctx.root, ctx.env);
+  const host = await hostFacts(ctx.root, ctx.env, {
+    scopeFromRootOnly: !ctx.root.isHostRoot && hasFeature(systemdVersion, "rootInitrdRelease"),
+  });
   if (Object.keys(host.osRelease).length === 0)
     ctx.log.warn(
       `${ctx.root.dir} has no os-release (etc/os-release or usr/lib/os-release); systemd would refuse every image`,

@@ -10,9 +10,13 @@
 // policies, given in a unit drop-in or by trusted boot; signed-vs-verity distinctions are proven
 // by test/e2e/repart-ddi.test.ts against systemd-dissect --validate and by extctl's verifier.
 //
-// `systemd-sysext --root` decides the initrd scope from the running system, not from
-// ROOT/etc/initrd-release, so cases with that file tell systemd with SYSTEMD_IN_INITRD=1 what a
-// node holding the file would see (check reads the file itself).
+// 257 and 262 still judge the policy by the partitions a DDI has (signature partition: signed)
+// with that variable; 262 then sets up dm-verity anyway and fails here, so those cases are
+// skipped on 262 with that reason (a fact of this kernel, not a missing peer).
+//
+// `systemd-sysext --root` up to 257 takes the initrd scope from the running system, not from
+// ROOT/etc/initrd-release, so cases with that file also set SYSTEMD_IN_INITRD=1 for both sides;
+// 262 reads ROOT/etc/initrd-release and ignores the variable (check models both).
 import { describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -397,6 +401,8 @@ interface Verdicts {
   systemd: boolean;
   checkReason?: string;
   systemdSays: string;
+  /** systemd needed dm-verity, which this machine's kernel lacks: the case decides nothing. */
+  needsDeviceMapper?: boolean;
 }
 
 async function runCase(
@@ -442,6 +448,7 @@ async function runCase(
 
   let systemdSays = "";
   let merged = false;
+  let needsDeviceMapper = false;
   if (!hasCommand(tool)) systemdSays = `${tool} is not installed`;
   else {
     const args = [
@@ -451,6 +458,8 @@ async function runCase(
     ];
     const r = spawnSync(tool, args, { encoding: "utf8", env });
     systemdSays = `exit ${r.status}: ${(r.stderr ?? "").trim().split("\n").slice(-2).join(" / ")}`;
+    needsDeviceMapper =
+      /device-mapper|Cannot use device \S*-verity/.test(r.stderr ?? "") && r.status !== 0;
     merged = await exists(path.join(root, markerOf(kind, id)));
     spawnSync(tool, [`--root=${root}`, "unmerge"], { encoding: "utf8", env });
   }
@@ -459,11 +468,13 @@ async function runCase(
     systemd: merged,
     ...(verdict.reason ? { checkReason: verdict.reason } : {}),
     systemdSays,
+    ...(needsDeviceMapper ? { needsDeviceMapper } : {}),
   };
 }
 
 describe(`check agrees with the real systemd-sysext/confext (systemd ${systemdVersion()})`, () => {
   const results: { name: string; agree: boolean; merged: boolean }[] = [];
+  const limited: string[] = [];
 
   CASES.forEach((c, i) => {
     test(c.name, async (t) => {
@@ -477,6 +488,13 @@ describe(`check agrees with the real systemd-sysext/confext (systemd ${systemdVe
         ? makeSigningCert(await tempDir(t, "extctl-pki-"), "matrix")
         : { key: "", cert: "" };
       const v = await runCase(t, c, `m${i + 1}`, pki);
+      if (v.needsDeviceMapper) {
+        // A fact of this kernel, not a missing peer: systemd 262 sets up dm-verity for a DDI even
+        // with SYSTEMD_DISSECT_VERITY_EMBEDDED=0, and there is no device-mapper here.
+        limited.push(c.name);
+        t.skip(`systemd needs dm-verity for this DDI and this kernel has none (${v.systemdSays})`);
+        return;
+      }
       results.push({ name: c.name, agree: v.check === v.systemd, merged: v.systemd });
       assert.equal(
         v.check,
@@ -489,9 +507,14 @@ describe(`check agrees with the real systemd-sysext/confext (systemd ${systemdVe
   test("the matrix has at least 40 cases and reports its agreement", async () => {
     assert.ok(CASES.length >= 40);
     const agree = results.filter((r) => r.agree).length;
-    const line = `check-matrix systemd ${systemdVersion()}: ${agree}/${results.length} agree, ${results.filter((r) => r.merged).length} merged`;
+    const line =
+      `check-matrix systemd ${systemdVersion()}: ${agree}/${results.length} agree, ` +
+      `${results.filter((r) => r.merged).length} merged, ${limited.length} need dm-verity`;
     console.log(line);
     if (process.env.EXTCTL_MATRIX_OUT)
-      await writeFile(process.env.EXTCTL_MATRIX_OUT, JSON.stringify({ line, results }, null, 2));
+      await writeFile(
+        process.env.EXTCTL_MATRIX_OUT,
+        JSON.stringify({ line, results, limited }, null, 2),
+      );
   });
 });

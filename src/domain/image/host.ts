@@ -45,11 +45,13 @@ export async function detectSystemdVersion(root: Root): Promise<number | undefin
 export async function hostFacts(
   root: Root,
   env: NodeJS.ProcessEnv = process.env,
+  options: { scopeFromRootOnly?: boolean } = {},
 ): Promise<HostFacts> {
   const osRelease = (await readHostOsRelease(root)) ?? {};
-  // systemd decides initrd scope by /etc/initrd-release; SYSTEMD_IN_INITRD overrides it.
+  // systemd decides initrd scope by /etc/initrd-release; SYSTEMD_IN_INITRD overrides it, except
+  // where a newer systemd-sysext --root reads only ROOT/etc/initrd-release (scopeFromRootOnly).
   let scope: HostFacts["scope"] = "system";
-  const forced = env.SYSTEMD_IN_INITRD;
+  const forced = options.scopeFromRootOnly ? undefined : env.SYSTEMD_IN_INITRD;
   if (
     forced !== undefined
       ? /^(1|yes|true|on)$/i.test(forced)

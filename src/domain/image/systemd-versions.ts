@@ -37,6 +37,12 @@ export const SYSTEMD_FEATURES = {
     since: 256,
     what: "extension-release.NAME serves NAME_VERSION.raw and NAME+SUFFIX.raw",
   },
+  /**
+   * `systemd-sysext --root=DIR` takes the initrd scope from DIR/etc/initrd-release and ignores
+   * SYSTEMD_IN_INITRD; 257 asks the running system (in_initrd()). Seen in the 262 lane; the
+   * version between 258 and 262 that changed it is not verified.
+   */
+  rootInitrdRelease: { since: 262, what: "--root's own /etc/initrd-release decides the scope" },
   /** systemd-repart --make-ddi=sysext|confext|portable. */
   repartMakeDdi: { since: 255, what: "systemd-repart --make-ddi" },
   /** systemd-dissect --validate (with --image-policy). */
