@@ -39,7 +39,7 @@ export interface DissectedImage {
   kind: ImageKind;
   /** Architecture of the chosen root/usr partition (DDIs only). */
   architecture?: Architecture;
-  /** True when the architecture is not the host's (systemd would not use the partition). */
+  /** Always false since systemd 252 mounts the root/usr it picks of any architecture (kept for callers). */
   foreignArchitecture?: boolean;
   /** Which partition role carries the data: "root" or "usr" for DDIs. */
   designator?: "root" | "usr";
@@ -236,41 +236,61 @@ export async function dissectImage(
   if (gpt.backupDiffers)
     ambiguities.push("the primary and backup GPT hold different partition entries");
 
-  // Native architecture first, then the secondary one (dissect-image.c upgrades the secondary's
-  // partitions only when the native has no root, and no usr either for a usr-only image).
+  // A root partition of any architecture beats a usr one; within a designator the native
+  // architecture first, then the secondary, then any other (systemd 252 mounts a foreign root when
+  // it has nothing better, as the differential test against systemd-dissect shows; the image's
+  // extension-release ARCHITECTURE= is what then refuses it).
   const native = host ? candidates(partitions, host, ambiguities) : new Map();
   const second = secondary ? candidates(partitions, secondary, ambiguities) : new Map();
+  const otherArches = [
+    ...new Set(
+      partitions
+        .filter(
+          (p) =>
+            !p.noAuto &&
+            p.architecture &&
+            p.architecture !== host &&
+            p.architecture !== secondary &&
+            (p.designator === "root" || p.designator === "usr"),
+        )
+        .map((p) => p.architecture as Architecture),
+    ),
+  ].sort();
+  const others = new Map(
+    otherArches.map((a) => [a, candidates(partitions, a, ambiguities)] as const),
+  );
+  const tiers: [Architecture, Map<Designator, DissectedPartition>][] = [
+    ...(host ? [[host, native] as [Architecture, Map<Designator, DissectedPartition>]] : []),
+    ...(secondary
+      ? [[secondary, second] as [Architecture, Map<Designator, DissectedPartition>]]
+      : []),
+    ...others.entries(),
+  ];
   let architecture: Architecture | undefined;
   let found: Map<Designator, DissectedPartition> | undefined;
-  if (host && native.has("root")) [architecture, found] = [host, native];
-  else if (secondary && second.has("root")) [architecture, found] = [secondary, second];
-  else if (host && native.has("usr")) [architecture, found] = [host, native];
-  else if (secondary && second.has("usr")) [architecture, found] = [secondary, second];
-  if (
-    architecture &&
-    secondary &&
-    architecture === host &&
-    (second.has("root") || second.has("usr"))
-  )
-    ambiguities.push(
-      `the image has data partitions for both ${host} and ${secondary}; systemd uses the ${host} ones`,
-    );
-  if (!architecture) {
-    // No partition systemd would use here: show the first other architecture's, marked foreign.
-    const others = [
-      ...new Set(
-        partitions
-          .filter(
-            (p) =>
-              !p.noAuto && p.architecture && (p.designator === "root" || p.designator === "usr"),
-          )
-          .map((p) => p.architecture as Architecture),
-      ),
-    ].sort();
-    if (others[0]) {
-      architecture = others[0];
-      found = candidates(partitions, architecture, []);
+  for (const d of DATA) {
+    const tier = tiers.find(([, m]) => m.has(d));
+    if (tier) {
+      [architecture, found] = tier;
+      break;
     }
+  }
+  const withData = tiers.filter(([, m]) => m.has("root") || m.has("usr")).map(([a]) => a);
+  if (withData.length > 1)
+    ambiguities.push(
+      `the image has data partitions for ${withData.join(", ")}; systemd uses the ${architecture} ones`,
+    );
+  if (architecture && architecture !== host && architecture !== secondary) {
+    // Observed on systemd 252: a foreign root with a usr of another non-native architecture is refused.
+    const strayUsr = tiers.some(([a, m]) => a !== architecture && a !== host && m.has("usr"));
+    if (found?.has("root") && strayUsr)
+      throw new ExtctlError(
+        "format",
+        "the disk image has a root and a usr partition of different foreign architectures; systemd refuses it",
+      );
+    ambiguities.push(
+      `the data partition is for ${architecture}, not this host's ${host ?? "architecture"}; systemd still mounts it`,
+    );
   }
 
   if (architecture && found) {
@@ -293,7 +313,9 @@ export async function dissectImage(
     const result: DissectedImage = {
       kind: "ddi",
       architecture,
-      foreignArchitecture: architecture !== host && architecture !== secondary,
+      // systemd 252 mounts a partition of any architecture it picked, so none is "foreign" (the
+      // image's ARCHITECTURE= decides); the difference is listed in ambiguities instead.
+      foreignArchitecture: false,
       ...(architecture === secondary ? { secondaryArchitecture: true } : {}),
       designator,
       data: dataSlice,
