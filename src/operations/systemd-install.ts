@@ -12,6 +12,7 @@ import {
   versionFromLibraryName,
   bootUnitWantsLink,
   bootUnit,
+  checkExecPath,
   dropIn,
 } from "../domain/systemd-units/units.js";
 import { requireRoot, withLock } from "./guard.js";
@@ -105,6 +106,7 @@ export async function systemdInstall(
   ctx: Context,
   options: SystemdInstallOptions = {},
 ): Promise<SystemdInstallResult> {
+  if (options.extctlPath !== undefined) checkExecPath(options.extctlPath);
   requireRoot(ctx);
   if (
     options.systemdVersion !== undefined &&

@@ -261,3 +261,22 @@ test("a classic OCI layer holding a .raw that is no image is refused before it i
   assert.match(r.stderr, /"zeros.sysext.raw" from .* is not an extension image/);
   assert.deepEqual(await storeEntries(root), []);
 });
+
+test("systemd install --extctl with a newline, a space or a % specifier is refused and writes no unit", async (t) => {
+  if (!requirePeers(t, [], { root: true })) return;
+  const root = await tempRoot(t);
+  for (const extctl of [
+    "/usr/bin/extctl\nExecStartPre=/bin/sh -c 'touch /pwned'",
+    "/usr/bin/ext ctl",
+    "/usr/bin/%h/extctl",
+    "usr/bin/extctl",
+    "/usr/bin/extctl\x1b[2K",
+  ]) {
+    const r = await runExtctl(["--root", root, "systemd", "install", "--extctl", extctl]);
+    assert.equal(r.code, 2, `${JSON.stringify(extctl)}: ${r.stderr}`);
+    assert.match(r.stderr, /--extctl .*(not an absolute path|would read differently)/);
+  }
+  assert.deepEqual(await readdir(path.join(root, "etc")), [], "no unit dir was made");
+  const ok = await runExtctl(["--root", root, "systemd", "install", "--extctl", "/opt/x/extctl"]);
+  assert.equal(ok.code, 0, ok.stderr);
+});

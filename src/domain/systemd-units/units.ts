@@ -1,7 +1,9 @@
 // The unit files extctl installs: extctl-boot.service (immucore's linking step, before
 // systemd-sysext/confext start) and, for systemd 254+, drop-ins carrying the image policy and the
 // hierarchy list, as Kairos writes them (spec/kairos.md section 3 step 6).
+import { ExtctlError } from "../../util/errors.js";
 import type { ExtensionKind } from "../store/layout.js";
+import { quoteName } from "../store/names.js";
 
 /** Every file we write starts with this line; uninstall removes only files that carry it. */
 export const UNIT_MARKER =
@@ -105,6 +107,27 @@ export function unitSet(
   if (systemdVersion !== undefined && systemdVersion >= MIN_DROP_IN_VERSION)
     files.push(dropIn("sysext", trusted), dropIn("confext", trusted));
   return { files, links: [bootUnitWantsLink()] };
+}
+
+/**
+ * Checks the program path a unit will run (--extctl): absolute, and only characters that need
+ * no quoting in a unit file. A newline would start a new directive (ExecStartPre=...), and
+ * whitespace, quotes, `%` specifiers, `$` or `\\` would change what systemd runs (issue 12).
+ */
+export function checkExecPath(program: string): string {
+  const fault = !program.startsWith("/")
+    ? "is not an absolute path"
+    : !/^[A-Za-z0-9/._+@:,=-]+$/.test(program)
+      ? "holds a character a unit file would read differently (whitespace, a control character, %, $, a quote or a backslash)"
+      : program.split("/").some((part) => part === "." || part === "..")
+        ? 'holds "." or ".." components'
+        : undefined;
+  if (fault !== undefined) {
+    throw new ExtctlError("usage", `--extctl ${quoteName(program)} ${fault}`, {
+      hint: "give the absolute path of the extctl program, e.g. /usr/bin/extctl",
+    });
+  }
+  return program;
 }
 
 /** Quotes an ExecStart= argument when it holds characters systemd would split or expand. */
