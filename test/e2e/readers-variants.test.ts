@@ -285,7 +285,11 @@ async function runVariants(t: TestContext, fsType: "erofs" | "squashfs"): Promis
       fsType === "erofs" ? erofsVariants(ts, work.inner) : squashfsVariants(ts, work.inner);
     const version =
       fsType === "erofs"
-        ? tool(ts, "mkfs.erofs", ["--help"]).out.match(/mkfs\.erofs[^\n]*?(\d+\.\d+[.\d]*)/)?.[1]
+        ? // 1.8+ answer --version; 1.5 prints its version when it makes an image.
+          (tool(ts, "mkfs.erofs", ["--version"]).out.match(/erofs-utils\) (\d[\d.]*)/)?.[1] ??
+          tool(ts, "mkfs.erofs", [`${work.inner}/probe.img`, `${work.inner}/probe`]).out.match(
+            /mkfs\.erofs (\d[\d.]*)/,
+          )?.[1])
         : tool(ts, "mksquashfs", ["-version"]).out.match(/version (\S+)/)?.[1];
     t.diagnostic(
       `${ts.name} ${fsType} ${version ?? "?"}: ${variants.map((v) => v.name).join(" ")}`,
