@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, open, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
+import { crc32 } from "node:zlib";
 import { runExtctl } from "../helpers/cli.js";
 import { makeSigningCert } from "../helpers/keys.js";
 import { requirePeers, run } from "../helpers/peers.js";
@@ -160,6 +161,34 @@ test("a signed DDI made by systemd-repart verifies with its certificate, not wit
   const mismatch = await runExtctl(["verify", lying, "--trust", good.crt, "--json"]);
   assert.equal(mismatch.code, 14, mismatch.stderr + mismatch.stdout);
   assert.equal(JSON.parse(mismatch.stdout).outcome, "roothash-mismatch");
+});
+
+test("issue 12 bug 2: a signed repart DDI whose primary GPT has LastUsableLBA past the end is refused under signed (systemd reads the backup)", async (t) => {
+  if (!requirePeers(t, ["systemd-repart", "openssl", "sfdisk", "mksquashfs"], { root: true }))
+    return;
+  const dir = await tempDir(t);
+  const good = makeCert(dir, "good-signer");
+  const image = await repartDdi(dir, good);
+  const before = await runExtctl(["verify", image, "--trust", good.crt, "--policy", "signed"]);
+  assert.equal(before.code, 0, before.stderr + before.stdout);
+  const buf = await readFile(image);
+  buf.writeBigUInt64LE(BigInt(buf.length / 512) + 100n, 512 + 48);
+  buf.writeUInt32LE(0, 512 + 16);
+  buf.writeUInt32LE(crc32(buf.subarray(512, 512 + 92)), 512 + 16);
+  await writeFile(image, buf);
+  const after = await runExtctl([
+    "verify",
+    image,
+    "--trust",
+    good.crt,
+    "--policy",
+    "signed",
+    "--json",
+  ]);
+  assert.equal(after.code, 17, after.stderr + after.stdout);
+  const json = JSON.parse(after.stdout);
+  assert.equal(json.outcome, "ambiguous");
+  assert.match(json.findings.join(), /primary GPT is invalid .*backup/);
 });
 
 test("a bare squashfs with veritysetup and openssl sidecars: its tree and signature are checked, but it is ambiguous (exit 17) and refused by verity/signed policies since systemd never sees the sidecars; no-verity and corruption keep their codes", async (t) => {
