@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, open, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
+import { crc32 } from "node:zlib";
 import { runExtctl } from "../helpers/cli.js";
 import { makeSigningCert } from "../helpers/keys.js";
 import { requirePeers, run } from "../helpers/peers.js";
@@ -165,7 +166,35 @@ test("a signed DDI made by systemd-repart verifies with its certificate, not wit
   assert.equal(JSON.parse(mismatch.stdout).outcome, "roothash-mismatch");
 });
 
-test("a bare squashfs with veritysetup and openssl sidecars verifies; unsigned and no-verity images get their own codes", async (t) => {
+test("issue 12 bug 2: a signed repart DDI whose primary GPT has LastUsableLBA past the end is refused under signed (systemd reads the backup)", async (t) => {
+  if (!requirePeers(t, ["systemd-repart", "openssl", "sfdisk", "mksquashfs"], { root: true }))
+    return;
+  const dir = await tempDir(t);
+  const good = makeCert(dir, "good-signer");
+  const image = await repartDdi(dir, good);
+  const before = await runExtctl(["verify", image, "--trust", good.crt, "--policy", "signed"]);
+  assert.equal(before.code, 0, before.stderr + before.stdout);
+  const buf = await readFile(image);
+  buf.writeBigUInt64LE(BigInt(buf.length / 512) + 100n, 512 + 48);
+  buf.writeUInt32LE(0, 512 + 16);
+  buf.writeUInt32LE(crc32(buf.subarray(512, 512 + 92)), 512 + 16);
+  await writeFile(image, buf);
+  const after = await runExtctl([
+    "verify",
+    image,
+    "--trust",
+    good.crt,
+    "--policy",
+    "signed",
+    "--json",
+  ]);
+  assert.equal(after.code, 17, after.stderr + after.stdout);
+  const json = JSON.parse(after.stdout);
+  assert.equal(json.outcome, "ambiguous");
+  assert.match(json.findings.join(), /primary GPT is invalid .*backup/);
+});
+
+test("a bare squashfs with veritysetup and openssl sidecars: its tree and signature are checked, but it is ambiguous (exit 17) and refused by verity/signed policies since systemd never sees the sidecars; no-verity and corruption keep their codes", async (t) => {
   if (!requirePeers(t, ["veritysetup", "openssl", "mksquashfs"], { root: true })) return;
   const dir = await tempDir(t);
   const signer = makeCert(dir, "bare-signer");
@@ -181,21 +210,27 @@ test("a bare squashfs with veritysetup and openssl sidecars verifies; unsigned a
   const out = run("veritysetup", ["format", image, path.join(dir, "bare.verity")]);
   const rootHash = /Root hash:\s*([0-9a-f]+)/.exec(out)![1]!;
   await writeFile(path.join(dir, "bare.roothash"), rootHash + "\n");
+  // systemd-sysext is shown the image through a /run/extensions symlink and never sees these
+  // sidecars (issue 12, security bug 4): the hash tree is checked but the image is "ambiguous".
   const unsigned = await runExtctl(["verify", image, "--json"]);
-  assert.equal(unsigned.code, 11, unsigned.stderr);
-  assert.equal(JSON.parse(unsigned.stdout).outcome, "unsigned");
+  assert.equal(unsigned.code, 17, unsigned.stderr);
+  assert.equal(JSON.parse(unsigned.stdout).outcome, "ambiguous");
+  assert.match(JSON.parse(unsigned.stdout).findings.join(), /\/run\/extensions/);
   const verityPolicy = await runExtctl(["verify", image, "--policy", "verity"]);
-  assert.equal(verityPolicy.code, 0);
+  assert.equal(verityPolicy.code, 17);
   const signedPolicy = await runExtctl(["verify", image, "--policy", "signed"]);
-  assert.equal(signedPolicy.code, 11);
+  assert.equal(signedPolicy.code, 17);
 
   execFileSync("sh", [
     "-c",
     `printf %s "${rootHash}" | openssl smime -sign -nocerts -noattr -binary -in /dev/stdin -signer "${signer.crt}" -inkey "${signer.key}" -outform der -out "${path.join(dir, "bare.roothash.p7s")}"`,
   ]);
   const ok = await runExtctl(["verify", image, "--trust", signer.crt, "--full", "--json"]);
-  assert.equal(ok.code, 0, ok.stderr + ok.stdout);
+  assert.equal(ok.code, 17, ok.stderr + ok.stdout);
   const okJson = JSON.parse(ok.stdout);
+  assert.equal(okJson.protection, "unprotected", "systemd would mount it without verity");
+  const signedOk = await runExtctl(["verify", image, "--trust", signer.crt, "--policy", "signed"]);
+  assert.notEqual(signedOk.code, 0, "a signed policy does not admit sidecars systemd never sees");
   assert.equal(okJson.signature.signer.fingerprint, signer.fingerprint);
   assert.equal(okJson.verity.fullyChecked, true);
 

@@ -75,6 +75,11 @@ export const SYSTEMD_DISSECT_CHANGES: readonly { version: number; change: string
       "several root/usr partitions of one designator: the newest label wins (strverscmp_improved)",
   },
   {
+    version: 252,
+    change:
+      "observed with systemd-dissect 252: a root/usr of any architecture is used when none is native or secondary; root of any architecture beats usr; filesystem superblock before GPT; GPT validity is libblkid's (backup at the last LBA only when the primary is invalid); sidecars are looked up beside the path systemd-sysext is given (/run/extensions/NAME.raw), never beside the store file",
+  },
+  {
     version: 254,
     change:
       "loop devices for image files get the GPT's sector size probed (probe_sector_size in dissect-image.c); before, a loop device has 512-byte sectors and a 4096-byte-sector GPT is not seen",

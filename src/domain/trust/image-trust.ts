@@ -173,7 +173,8 @@ function withFindings(t: ImageTrust): ImageTrust {
   if (t.findings.length === 0) return t;
   return {
     ...t,
-    outcome: "ambiguous",
+    // A hard failure (corruption, bad signature...) keeps its own code; a pass does not stand.
+    outcome: t.outcome === "ok" || t.outcome === "unsigned" ? "ambiguous" : t.outcome,
     message: `${t.message}; but ${t.findings.join("; ")}`,
     protection: "unprotected",
   };
