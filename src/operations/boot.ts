@@ -13,6 +13,7 @@ import {
 } from "../domain/activate/boot-detect.js";
 import type { RefreshMode } from "../domain/activate/refresh.js";
 import type { MergedHierarchy } from "../domain/activate/merged.js";
+import type { UnmergedImage } from "../domain/activate/activation.js";
 import { requireRoot, withLock } from "./guard.js";
 
 export interface BootOptions extends BootSources {
@@ -59,6 +60,8 @@ export interface BootKindRefresh {
   kind: ExtensionKind;
   refreshed: boolean;
   merged: MergedHierarchy[];
+  /** Images linked in /run that systemd did not merge, with its reason (as enable --now says). */
+  unmerged: UnmergedImage[];
   error?: string;
 }
 
@@ -252,15 +255,25 @@ async function refreshKind(
   // Nothing of this kind on the node and nothing linked: no need to start its tool (and Debian
   // 12 has no systemd-confext at all).
   if (!(await store.exists(store.layout.store)) && (await store.runtimeLinks()).length === 0)
-    return { kind, refreshed: false, merged: [] };
+    return { kind, refreshed: false, merged: [], unmerged: [] };
+  let refreshed;
   try {
-    await refresh(ctx, kind, mode);
+    refreshed = await refresh(ctx, kind, mode);
   } catch (e) {
     const error = e instanceof ExtctlError ? e.message : String(e);
     ctx.log.warn(`refreshing ${kind} failed: ${error}`);
-    return { kind, refreshed: false, merged: [], error };
+    return { kind, refreshed: false, merged: [], unmerged: [], error };
   }
-  return { kind, refreshed: true, merged: await readMerged(ctx.root, kind) };
+  const merged = await readMerged(ctx.root, kind);
+  if (refreshed.mode === "none") return { kind, refreshed: false, merged, unmerged: [] };
+  // Every image boot linked that systemd left out is named, with systemd's reason.
+  const { findUnmerged } = await import("../domain/activate/activation.js");
+  const unmerged = await findUnmerged(ctx, store, merged, refreshed.skipped);
+  for (const u of unmerged)
+    ctx.log.warn(
+      `${kind} ${u.name} is linked in ${store.layout.runtime} but not merged: ${u.reason}`,
+    );
+  return { kind, refreshed: true, merged, unmerged };
 }
 
 /**

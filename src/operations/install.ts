@@ -22,6 +22,8 @@ export interface InstallOptions {
   timeoutMs?: number;
   /** Hard cap on what the image (or an OCI image's layers) may expand to. */
   maxBytes?: number;
+  /** Let an OCI classic image replace installed images other than its own (see README). */
+  replace?: boolean;
 }
 
 export interface InstalledImage {
@@ -60,6 +62,7 @@ export async function install(ctx: Context, options: InstallOptions): Promise<In
       ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       ...(options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes }),
+      ...(options.replace ? { replace: true } : {}),
     });
     const images: InstalledImage[] = [];
     for (const image of fetched) {

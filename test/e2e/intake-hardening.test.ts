@@ -4,7 +4,7 @@
 // and a real docker-registry are used.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { chmod, readdir, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, readdir, stat, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { gzipSync } from "node:zlib";
@@ -12,7 +12,7 @@ import { runExtctl } from "../helpers/cli.js";
 import { makeSampleImage } from "../helpers/images.js";
 import { requirePeers } from "../helpers/peers.js";
 import { makeLayout, makeTar, pushLayout, startRegistry } from "../helpers/registry.js";
-import { tempDir, tempRoot } from "../helpers/tmp.js";
+import { tempDir, tempNodeRoot, tempRoot } from "../helpers/tmp.js";
 
 const STORE = "var/lib/kairos/extensions";
 const OCI_PEERS = ["docker-registry", "skopeo"];
@@ -28,8 +28,13 @@ function seeded(seed: number, size: number): Buffer {
   return Buffer.concat(out).subarray(0, size);
 }
 
+/** The files in the store (profile directories such as common/ aside). */
 async function storeEntries(root: string): Promise<string[]> {
-  return (await readdir(path.join(root, STORE)).catch(() => [])).sort();
+  const entries = await readdir(path.join(root, STORE), { withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((e) => !e.isDirectory())
+    .map((e) => e.name)
+    .sort();
 }
 
 test("install file: from a chmod 4755 source stores a root-owned 0644 image", async (t) => {
@@ -279,4 +284,117 @@ test("systemd install --extctl with a newline, a space or a % specifier is refus
   assert.deepEqual(await readdir(path.join(root, "etc")), [], "no unit dir was made");
   const ok = await runExtctl(["--root", root, "systemd", "install", "--extctl", "/opt/x/extctl"]);
   assert.equal(ok.code, 0, ok.stderr);
+});
+
+test("a classic OCI image carrying victim.raw does not replace the installed, enabled victim.raw without --replace", async (t) => {
+  if (!requirePeers(t, [...OCI_PEERS, "mksquashfs"], { root: true })) return;
+  const dir = await tempDir(t);
+  const victim = await makeSampleImage(dir, { fileName: "victim.raw", release: "ID=_any\n" });
+  const root = await tempRoot(t);
+  assert.equal(
+    (await runExtctl(["--root", root, "sysext", "install", `file://${victim}`])).code,
+    0,
+  );
+  assert.equal(
+    (await runExtctl(["--root", root, "sysext", "enable", "victim", "--common"])).code,
+    0,
+  );
+  const original = createHash("sha256")
+    .update(await readFile(path.join(root, STORE, "victim.raw")))
+    .digest("hex");
+  const evilTree = await makeSampleImage(dir, {
+    fileName: "evil.raw",
+    release: "ID=_any\n",
+    files: { "usr/bin/x": "evil" },
+  });
+  const evil = await readFile(evilTree);
+  const registry = await startRegistry(t);
+  pushLayout(
+    await makeLayout(t, [
+      {
+        layers: [
+          {
+            files: [
+              { name: "tool.raw", data: evil },
+              { name: "victim.raw", data: evil },
+            ],
+          },
+        ],
+      },
+    ]),
+    `${registry.host}/exts/tool:1`,
+  );
+  const args = ["--root", root, "sysext", "install", `oci://${registry.host}/exts/tool:1`];
+  args.push("--insecure-registry", registry.host);
+  const refused = await runExtctl(args);
+  assert.equal(refused.code, 1, refused.stderr);
+  assert.match(refused.stderr, /would replace the victim.raw already installed.*\n.*--replace/);
+  assert.deepEqual(await storeEntries(root), ["victim.raw"], "nothing was added either");
+  const still = createHash("sha256")
+    .update(await readFile(path.join(root, STORE, "victim.raw")))
+    .digest("hex");
+  assert.equal(still, original);
+  // The image's own file may be re-installed; with --replace the other one goes too.
+  const replaced = await runExtctl([...args, "--replace"]);
+  assert.equal(replaced.code, 0, replaced.stderr);
+  assert.deepEqual(await storeEntries(root), ["tool.raw", "victim.raw"]);
+  const again = await runExtctl([
+    "--root",
+    root,
+    "sysext",
+    "install",
+    `oci://${registry.host}/exts/tool:1`,
+    "--insecure-registry",
+    registry.host,
+  ]);
+  assert.equal(again.code, 1, "victim.raw is still not tool's own");
+});
+
+test("boot names every image it linked that systemd-sysext did not merge, with the reason, and exits 1", async (t) => {
+  if (!requirePeers(t, ["systemd-sysext", "mksquashfs", "mount", "umount"], { root: true })) return;
+  const work = await tempDir(t);
+  const root = await tempNodeRoot(t); // its own /run tmpfs; unmounted (and unmerged) at the end
+  const store = path.join(root, STORE);
+  await mkdir(path.join(store, "active"), { recursive: true });
+  const good = await makeSampleImage(work, {
+    fileName: "good.raw",
+    release: "ID=_any\n",
+    files: { "usr/share/good/hello": "hi\n" },
+  });
+  const alien = await makeSampleImage(work, {
+    fileName: "alien.raw",
+    release: "ID=nosuchos\nVERSION_ID=1\n",
+    files: { "usr/share/alien/hello": "hi\n" },
+  });
+  for (const file of [good, alien]) {
+    await writeFile(path.join(store, path.basename(file)), await readFile(file));
+    await symlink(`../${path.basename(file)}`, path.join(store, "active", path.basename(file)));
+  }
+  const cmdline = path.join(work, "cmdline");
+  await writeFile(cmdline, "BOOT_IMAGE=/vmlinuz root=LABEL=COS_ACTIVE ro\n");
+  const r = await runExtctl(["--root", root, "boot", "--cmdline", cmdline, "--policy", "any"]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.match(r.stdout, /sysext: merged good/);
+  assert.match(r.stdout, /sysext: NOT merged alien\.raw: .+/);
+  assert.match(r.stdout, /1 linked image was not merged by systemd/);
+  const json = await runExtctl([
+    "--root",
+    root,
+    "boot",
+    "--cmdline",
+    cmdline,
+    "--policy",
+    "any",
+    "--json",
+  ]);
+  assert.equal(json.code, 1);
+  const result = JSON.parse(json.stdout) as {
+    refresh: { kind: string; unmerged: { name: string; reason: string }[] }[];
+  };
+  const sysext = result.refresh.find((x) => x.kind === "sysext");
+  assert.deepEqual(
+    sysext?.unmerged.map((u) => u.name),
+    ["alien.raw"],
+  );
+  assert.ok((sysext?.unmerged[0]?.reason ?? "").length > 0);
 });

@@ -43,7 +43,13 @@ export function renderBoot(result: BootResult): string {
       lines.push(
         `${r.kind}: merged ${r.merged.flatMap((h) => h.extensions).join(", ") || "nothing"}`,
       );
+    for (const u of r.unmerged) lines.push(`${r.kind}: NOT merged ${u.name}: ${u.reason}`);
   }
+  const unmerged = result.refresh.reduce((n, r) => n + r.unmerged.length, 0);
+  if (unmerged > 0)
+    lines.push(
+      `${unmerged} linked image${unmerged === 1 ? " was" : "s were"} not merged by systemd`,
+    );
   return lines.join("\n");
 }
 
@@ -68,6 +74,7 @@ export function registerBootCommand(program: Command): void {
       });
       if (opts.json) printJson(result);
       else print(renderBoot(result));
-      if (result.refresh.some((r) => r.error)) process.exitCode = 1;
+      // A linked image systemd did not merge is a failed boot step, as for enable --now.
+      if (result.refresh.some((r) => r.error || r.unmerged.length > 0)) process.exitCode = 1;
     });
 }

@@ -81,6 +81,10 @@ export function registerExtensionCommands(program: Command): void {
         "--max-size <size>",
         "refuse an image (or OCI layers) expanding past this size, e.g. 8G (default 64G; never more than the store's free space)",
       )
+      .option(
+        "--replace",
+        "oci: let a classic image holding several .raw files replace installed ones besides its own",
+      )
       .option("--json", "print the result as JSON")
       .action(async (uri: string, opts, command: Command) => {
         const { install } = await import("../../operations/install.js");
@@ -96,6 +100,7 @@ export function registerExtensionCommands(program: Command): void {
           insecureRegistries: opts.insecureRegistry,
           ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
           ...(opts.maxSize === undefined ? {} : { maxBytes: parseSize(opts.maxSize as string) }),
+          ...(opts.replace ? { replace: true } : {}),
         });
         if (opts.json) printJson(result);
         else for (const image of result.images) print(`${image.name}  sha256:${image.sha256}`);

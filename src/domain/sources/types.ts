@@ -25,6 +25,8 @@ export interface FetchRequest {
   timeoutMs?: number;
   /** Refuse to replace an image that is already in the store. */
   noClobber?: boolean;
+  /** OCI classic images: may replace any installed image they carry, not only their own. */
+  replace?: boolean;
   /** Hard cap on the bytes an install may write (expansion.ts; default 64 GiB). */
   maxBytes?: number;
 }

@@ -15,7 +15,7 @@ import type { FetchRequest, FetchedImage } from "../types.js";
 import { expansionError, expansionLimit } from "../expansion.js";
 import { checkIsImage } from "../image-check.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "../stall-guard.js";
-import { escapeText, quoteName, unsafeNameReason } from "../../store/names.js";
+import { escapeText, shortName, quoteName, unsafeNameReason } from "../../store/names.js";
 import { RegistryClient, type ClientOptions, type Descriptor } from "./client.js";
 import {
   TITLE_ANNOTATION,
@@ -165,8 +165,30 @@ class Staging {
     this.files.clear();
   }
 
-  /** Moves every staged file into place; refuses up front if --no-clobber forbids one. */
-  async commit(noClobber: boolean | undefined): Promise<FetchedImage[]> {
+  /**
+   * Moves every staged file into place; refuses up front if --no-clobber forbids one, or if one
+   * would replace an installed image that `mayReplace` does not allow.
+   */
+  async commit(
+    noClobber: boolean | undefined,
+    mayReplace: (name: string) => boolean = () => true,
+  ): Promise<FetchedImage[]> {
+    for (const name of this.files.keys()) {
+      if (mayReplace(name)) continue;
+      const exists = await lstat(path.join(this.storeDir, name)).then(
+        () => true,
+        (e: unknown) => (errnoCode(e) === "ENOENT" ? false : Promise.reject(e)),
+      );
+      if (exists) {
+        throw new ExtctlError(
+          "exists",
+          `the image holds ${name}, which would replace the ${name} already installed; nothing was changed`,
+          {
+            hint: "an OCI image may replace only the image it is named after; pass --replace to replace the others too",
+          },
+        );
+      }
+    }
     if (noClobber) {
       for (const name of this.files.keys()) {
         const target = path.join(this.storeDir, name);
@@ -517,7 +539,15 @@ export async function installFromRegistry(
       for (const staged of staging.files.values())
         await checkIsImage(staged.temp, staged.name, formatReference(ref));
     }
-    return await staging.commit(request.noClobber);
+    // A classic image may carry extra .raw files: besides its only file, or the one named after
+    // the repository (exts/tool -> tool.sysext.raw), it may not replace installed ones silently.
+    const own = ref.repository.split("/").at(-1) ?? "";
+    const mayReplace = (name: string) =>
+      request.replace === true ||
+      kind !== undefined ||
+      staging.files.size === 1 ||
+      shortName(name) === own;
+    return await staging.commit(request.noClobber, mayReplace);
   } catch (e) {
     progress?.stop();
     await staging.cleanup();
