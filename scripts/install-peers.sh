@@ -28,7 +28,11 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# A node_modules symlink is a shared install that another checkout owns (git worktrees): never
+# reinstall through it, `npm ci` would empty the shared directory for everyone.
+if [ -L node_modules ]; then
+  :
+elif [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "== installing npm dependencies"
   npm ci --no-audit --no-fund --loglevel=error
 fi
