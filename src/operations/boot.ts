@@ -3,6 +3,7 @@
 // checked against the trust policy first, and refresh. One bad image never stops the others.
 import type { Context } from "../util/context.js";
 import { ExtctlError } from "../util/errors.js";
+import { Root } from "../util/root.js";
 import { ExtensionStore } from "../domain/store/store.js";
 import { EXTENSION_KINDS, type ExtensionKind, type Profile } from "../domain/store/layout.js";
 import { profileForState, type BootState } from "../domain/activate/boot-state.js";
@@ -123,7 +124,8 @@ export async function bootLocked(ctx: Context, options: BootOptions = {}): Promi
     source: trust.source,
     importedKeys: trust.importedKeys ?? [],
   };
-  for (const store of stores) await linkKind(ctx, store, profile, trust, result);
+  const systemd = await bootSystemdVersion(ctx);
+  for (const store of stores) await linkKind(ctx, store, profile, trust, systemd, result);
 
   const mode = options.refresh ?? "auto";
   if (mode !== "none") {
@@ -137,6 +139,7 @@ async function linkKind(
   store: ExtensionStore,
   profile: Profile,
   trust: BootTrust,
+  systemd: number | undefined,
   result: BootResult,
 ): Promise<void> {
   const kind = store.kind;
@@ -148,7 +151,7 @@ async function linkKind(
   // The checks read and verify each image; they run a few at a time so that one image's reads
   // overlap another's signature check. Linking then goes in order, so the profile wins clashes.
   const verdicts = limitedMap(candidates, CHECK_CONCURRENCY, (c) =>
-    checkCandidate(ctx, store, trust, c.dir, c.name),
+    checkCandidate(ctx, store, trust, systemd, c.dir, c.name),
   );
   for (const [i, { dir, name }] of candidates.entries()) {
     const skip = (reason: string, outcome?: string) => {
@@ -163,8 +166,8 @@ async function linkKind(
     }
     if (!verdict.ok) {
       skip(
-        verdict.outcome === "missing"
-          ? (verdict.reason ?? "missing")
+        verdict.outcome === "missing" || verdict.outcome === "unreadable"
+          ? (verdict.reason ?? verdict.outcome)
           : `it fails the ${trust.policy} policy: ${verdict.reason ?? verdict.outcome}`,
         verdict.outcome,
       );
@@ -202,6 +205,7 @@ async function checkCandidate(
   ctx: Context,
   store: ExtensionStore,
   trust: BootTrust,
+  systemd: number | undefined,
   dir: Profile,
   name: string,
 ): Promise<ImageVerdict> {
@@ -214,10 +218,45 @@ async function checkCandidate(
         reason: `its link in the ${dir} profile leads to no image`,
       };
     const hostPath = ctx.root.path(await ctx.root.resolve(store.profileLinkPath(dir, name)));
+    const unreadable = await unreadableBy(hostPath, systemd);
+    if (unreadable) return { ok: false, outcome: "unreadable", reason: unreadable };
     return await trust.check(hostPath, name, store.kind);
   } catch (e) {
     // A reader or trust failure on one image is that image's problem only.
     return { ok: false, outcome: "error", reason: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+/**
+ * The root's systemd (or, for a --root without one, the host's, which merges it). An image
+ * that systemd cannot read makes its whole refresh fail, so it is skipped under every policy.
+ */
+async function bootSystemdVersion(ctx: Context): Promise<number | undefined> {
+  const { detectSystemdVersion } = await import("../domain/image/host.js");
+  return (
+    (await detectSystemdVersion(ctx.root)) ??
+    (ctx.root.isHostRoot ? undefined : await detectSystemdVersion(new Root("/")))
+  );
+}
+
+/** Why systemd `version` could not read the image at all, or undefined when it can. */
+async function unreadableBy(
+  hostPath: string,
+  version: number | undefined,
+): Promise<string | undefined> {
+  if (version === undefined) return undefined;
+  const [{ ReadAheadFileSource }, { dissectImage }] = await Promise.all([
+    import("../domain/image/read-ahead.js"),
+    import("../domain/image/ddi.js"),
+  ]);
+  const file = ReadAheadFileSource.open(hostPath);
+  try {
+    const needs = (await dissectImage(file)).requiresSystemd;
+    return needs && version < needs.version
+      ? `systemd ${version} cannot read it: ${needs.reason}`
+      : undefined;
+  } finally {
+    await file.close();
   }
 }
 
