@@ -255,6 +255,9 @@ async function unreadableBy(
     return needs && version < needs.version
       ? `systemd ${version} cannot read it: ${needs.reason}`
       : undefined;
+  } catch {
+    // Not an image extctl can read: the policy check that follows decides, as it always has.
+    return undefined;
   } finally {
     await file.close();
   }
