@@ -245,16 +245,13 @@ async function unreadableBy(
   version: number | undefined,
 ): Promise<string | undefined> {
   if (version === undefined) return undefined;
-  const [{ ReadAheadFileSource }, { dissectImage }] = await Promise.all([
+  const [{ ReadAheadFileSource }, { dissectImage, unreadableBySystemd }] = await Promise.all([
     import("../domain/image/read-ahead.js"),
     import("../domain/image/ddi.js"),
   ]);
   const file = ReadAheadFileSource.open(hostPath);
   try {
-    const needs = (await dissectImage(file)).requiresSystemd;
-    return needs && version < needs.version
-      ? `systemd ${version} cannot read it: ${needs.reason}`
-      : undefined;
+    return unreadableBySystemd(await dissectImage(file), version);
   } catch {
     // Not an image extctl can read: the policy check that follows decides, as it always has.
     return undefined;

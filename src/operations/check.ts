@@ -13,6 +13,7 @@ import {
 } from "../domain/image/compat.js";
 import { NEWEST_SYSTEMD, detectSystemdVersion, hostFacts } from "../domain/image/host.js";
 import { imageFacts, openImage, type OpenedImage } from "../domain/image/image.js";
+import { unreadableBySystemd } from "../domain/image/ddi.js";
 import { parseBoolean } from "../domain/image/os-release.js";
 import { hasFeature } from "../domain/image/systemd-versions.js";
 import type { Protection } from "../domain/trust/policy.js";
@@ -148,9 +149,8 @@ export async function checkImage(
       systemdVersion,
     );
     // The dissection's own limit: an image this systemd cannot read does not merge at all.
-    const needs = image.dissected.requiresSystemd;
-    if (needs && systemdVersion < needs.version) {
-      const reason = `systemd ${systemdVersion} cannot read it: ${needs.reason}`;
+    const reason = unreadableBySystemd(image.dissected, systemdVersion);
+    if (reason) {
       verdict.rules.unshift({ rule: "dissect", status: "fail", reason });
       verdict.compatible = false;
       verdict.reason = reason;

@@ -1,7 +1,17 @@
 // extctl build against the real peers: systemd-dissect reads the DDI, veritysetup verifies the
 // hash partition, openssl verifies the signature, systemd-sysext 252 merges the image.
 import assert from "node:assert/strict";
-import { chmod, link, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import {
+  chmod,
+  link,
+  mkdir,
+  readdir,
+  readFile,
+  rename,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import path from "node:path";
 import { test, type TestContext } from "node:test";
 import { createContext } from "../../src/util/context.js";
@@ -11,7 +21,7 @@ import { makeSigningCert } from "../helpers/keys.js";
 import { requirePeers, run } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 import { runExtctl } from "../helpers/cli.js";
-import { systemdVersion } from "../helpers/lane.js";
+import { NO_DEVICE_MAPPER, mergesVerityDdiWithoutDm, systemdVersion } from "../helpers/lane.js";
 
 function ctx() {
   return createContext({
@@ -42,6 +52,32 @@ function build(
   options: Partial<BuildOptions> & Pick<BuildOptions, "source" | "outputDir">,
 ): Promise<BuildResult> {
   return buildImage(ctx(), { kind: "sysext", name: "hello", arch: "amd64", ...options });
+}
+
+/**
+ * Makes `ddi` (in ROOT/run/extensions) mergeable here. Where systemd sets up dm-verity for it
+ * regardless (mergesVerityDdiWithoutDm), asserts that merging the DDI fails for that reason only,
+ * then puts its data partition, as a bare image of the same name, in its place: the release
+ * files and content are the build's, only the verity layer is left out.
+ */
+async function mergeableHere(
+  t: TestContext,
+  root: string,
+  ddi: string,
+  partitions: BuildResult["partitions"],
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  if (mergesVerityDdiWithoutDm()) return;
+  const r = spawnSync("systemd-sysext", [`--root=${root}`, "merge"], { encoding: "utf8", env });
+  assert.notEqual(r.status, 0, "the DDI cannot merge without device-mapper");
+  assert.match(r.stderr, NO_DEVICE_MAPPER);
+  const data = partitions![0]!;
+  const bare = `${ddi}.data`;
+  extract(ddi, data.offset, data.size, bare);
+  await rename(bare, ddi);
+  t.diagnostic(
+    `systemd ${systemdVersion()} needs dm-verity for the DDI (none here): its data partition merges instead`,
+  );
 }
 
 function extract(image: string, offset: number, size: number, out: string): void {
@@ -93,18 +129,6 @@ test("a signed erofs build is a DDI that systemd-dissect, veritysetup and openss
   assert.equal(root.partition_uuid.replace(/-/g, ""), result.rootHash!.slice(0, 32));
   assert.equal(dissect.mounts[1]!.partition_uuid.replace(/-/g, ""), result.rootHash!.slice(32));
 
-  // The release file, read out of the image by systemd itself.
-  const release = run(
-    "systemd-dissect",
-    ["--copy-from", result.path, "/usr/lib/extension-release.d/extension-release.hello", "-"],
-    {
-      env: { ...process.env, SYSTEMD_DISSECT_VERITY_EMBEDDED: "0" },
-    },
-  );
-  assert.match(release, /^ID=_any$/m);
-  assert.match(release, /^ARCHITECTURE=x86-64$/m);
-  assert.match(release, /^SYSEXT_ID=hello$/m);
-
   // Independent GPT checks.
   assert.match(run("sgdisk", ["-v", result.path]), /No problems found/);
 
@@ -113,6 +137,18 @@ test("a signed erofs build is a DDI that systemd-dissect, veritysetup and openss
   extract(result.path, data!.offset, data!.size, path.join(work, "data"));
   extract(result.path, verity!.offset, verity!.size, path.join(work, "hash"));
   extract(result.path, sig!.offset, sig!.size, path.join(work, "sig"));
+
+  // The release file, read out of the data partition by systemd itself (from the partition as
+  // a file: systemd 262 would set up dm-verity for the whole DDI, and there is no device-mapper).
+  const release = run("systemd-dissect", [
+    "--copy-from",
+    path.join(work, "data"),
+    "/usr/lib/extension-release.d/extension-release.hello",
+    "-",
+  ]);
+  assert.match(release, /^ID=_any$/m);
+  assert.match(release, /^ARCHITECTURE=x86-64$/m);
+  assert.match(release, /^SYSEXT_ID=hello$/m);
   run("veritysetup", [
     "verify",
     path.join(work, "data"),
@@ -197,6 +233,7 @@ test(`a signed erofs image built with --systemd 252 merges with systemd-sysext $
     "usr/lib/extension-release.d/extension-release.hello.sysext",
   ]);
   const env = { ...process.env, SYSTEMD_DISSECT_VERITY_EMBEDDED: "0" };
+  await mergeableHere(t, root, result.path, result.partitions, env);
   run("systemd-sysext", [`--root=${root}`, "merge"], { env });
   try {
     const merged = await readFile(path.join(root, "usr/.systemd-sysext/extensions"), "utf8");
@@ -241,9 +278,14 @@ test(`without --systemd 252, systemd-sysext ${systemdVersion() || 252} ${systemd
   const src = await helloTree(t);
   const root = await tempRoot(t);
   await mkdir(path.join(root, "run/extensions"), { recursive: true });
-  await build({ source: src, outputDir: path.join(root, "run/extensions"), format: "squashfs" });
+  const built = await build({
+    source: src,
+    outputDir: path.join(root, "run/extensions"),
+    format: "squashfs",
+  });
   const env = { ...process.env, SYSTEMD_DISSECT_VERITY_EMBEDDED: "0" };
   if (systemdVersion() >= 255) {
+    await mergeableHere(t, root, built.path, built.partitions, env);
     run("systemd-sysext", [`--root=${root}`, "merge"], { env });
     try {
       const merged = await readFile(path.join(root, "usr/.systemd-sysext/extensions"), "utf8");

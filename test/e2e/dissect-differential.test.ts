@@ -11,7 +11,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { crc32 } from "node:zlib";
 import { BufferSource } from "../../src/util/bytes.js";
-import { dissectImage } from "../../src/domain/image/ddi.js";
+import { dissectImage, unreadableBySystemd } from "../../src/domain/image/ddi.js";
 import { partitionTypeGuid, LINUX_GENERIC_GUID } from "../../src/domain/image/partition-types.js";
 import { requirePeers, run } from "../helpers/peers.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -117,7 +117,7 @@ function systemdPick(file: string): string {
 async function extctlPick(img: Buffer, version: number): Promise<string> {
   try {
     const d = await dissectImage(new BufferSource(img));
-    if (d.requiresSystemd && version < d.requiresSystemd.version) return "none";
+    if (unreadableBySystemd(d, version)) return "none";
     return `${d.designator ?? "root"}:${d.data.partition?.index ?? "-"}:${d.filesystem}`;
   } catch {
     return "none";

@@ -31,3 +31,17 @@ export function systemdVersion(): number {
 /** A skip reason for tests that change the real `/` (only lanes have a disposable one). */
 export const LIVE_ROOT_ONLY =
   "changes the real / and runs only in a lane (bash scripts/lanes.sh run 257 ...); CI runs every lane";
+
+/**
+ * Whether this systemd-sysext mounts a DDI's data partition without dm-verity when
+ * SYSTEMD_DISSECT_VERITY_EMBEDDED=0, which is how tests merge verity DDIs on these kernels (no
+ * device-mapper). Seen in the lanes: 252 and 257 do; 262 opens the verity partition and sets up
+ * dm-verity regardless, so there such an image cannot merge on this machine at all.
+ */
+export function mergesVerityDdiWithoutDm(): boolean {
+  return systemdVersion() <= 257;
+}
+
+/** What systemd-sysext (or extctl relaying it) says when dm-verity is needed and missing. */
+export const NO_DEVICE_MAPPER =
+  /Cannot initialize device-mapper|Cannot use device \S*-verity|Failed to read metadata for image \S+: Operation not supported/;

@@ -65,7 +65,25 @@ export interface DissectedImage {
   ambiguities: string[];
   /** The oldest systemd that reads the image as dissected here, when older ones do not. */
   requiresSystemd?: { version: number; reason: string };
+  /** The first systemd that refuses to dissect the image at all, when older ones read it. */
+  refusedSinceSystemd?: { version: number; reason: string };
 }
+
+/**
+ * Why systemd `version` cannot dissect `image` at all, or undefined when it can. Such an image
+ * makes its whole refresh fail, so it never merges, whatever the policy.
+ */
+export function unreadableBySystemd(image: DissectedImage, version: number): string | undefined {
+  const needs = image.requiresSystemd;
+  if (needs && version < needs.version) return `systemd ${version} cannot read it: ${needs.reason}`;
+  const refused = image.refusedSinceSystemd;
+  if (refused && version >= refused.version)
+    return `systemd ${version} refuses it: ${refused.reason}`;
+  return undefined;
+}
+
+/** From this systemd on, an image whose root and usr partitions differ in architecture is refused. */
+export const ROOT_USR_ARCH_MATCH_SYSTEMD = 253;
 
 /** systemd versions that changed how an image is dissected (see SYSTEMD_DISSECT_CHANGES). */
 export const SYSTEMD_DISSECT_CHANGES: readonly { version: number; change: string }[] = [
@@ -83,6 +101,13 @@ export const SYSTEMD_DISSECT_CHANGES: readonly { version: number; change: string
     version: 254,
     change:
       "loop devices for image files get the GPT's sector size probed (probe_sector_size in dissect-image.c); before, a loop device has 512-byte sectors and a 4096-byte-sector GPT is not seen",
+  },
+  {
+    // Seen refused by systemd-dissect 254 (Debian 12 backports), 257 and 262, read by 252; 253 was
+    // not available to try, and the refusal is the safe assumption for it.
+    version: ROOT_USR_ARCH_MATCH_SYSTEMD,
+    change:
+      'a root and a usr partition of different architectures are refused ("No root partition for specified root hash found"); 252 mounts the root and ignores the usr',
   },
 ];
 
@@ -298,6 +323,18 @@ export async function dissectImage(
     );
   }
 
+  // systemd picks root and usr each on its own (native, secondary, then any architecture) and,
+  // since ROOT_USR_ARCH_MATCH_SYSTEMD, refuses the pair when their architectures differ.
+  let refusedSinceSystemd: DissectedImage["refusedSinceSystemd"];
+  const usrArch = tiers.find(([, m]) => m.has("usr"))?.[0];
+  if (found?.has("root") && usrArch && usrArch !== architecture) {
+    refusedSinceSystemd = {
+      version: ROOT_USR_ARCH_MATCH_SYSTEMD,
+      reason: `its root partition is for ${architecture} and its usr partition for ${usrArch}; systemd ${ROOT_USR_ARCH_MATCH_SYSTEMD} and later insist that they match`,
+    };
+    ambiguities.push(refusedSinceSystemd.reason);
+  }
+
   if (architecture && found) {
     const pick = (d: Designator) => found?.get(d);
     const designator = pick("root") ? "root" : "usr";
@@ -329,6 +366,7 @@ export async function dissectImage(
       gpt: gptInfo,
       ambiguities,
       ...(requiresSystemd ? { requiresSystemd } : {}),
+      ...(refusedSinceSystemd ? { refusedSinceSystemd } : {}),
     };
     if (verity) {
       result.verity = slice(source, verity);
