@@ -1,6 +1,6 @@
 // `extctl inspect IMAGE`: everything an image says about itself, read without mounting it:
 // partitions, filesystem, release file, names, verity, signer, and a tree summary or listing.
-import { readFile } from "node:fs/promises";
+import { readBounded } from "../util/bounded-read.js";
 import path from "node:path";
 import type { Context } from "../util/context.js";
 import { ExtctlError, errnoCode } from "../util/errors.js";
@@ -139,9 +139,10 @@ function topKey(entryPath: string, isDir: boolean): string | undefined {
   return entryPath.slice(0, second);
 }
 
+/** A sidecar beside the image: untrusted, so a bounded regular file (1 MiB: a PKCS#7 fits). */
 async function readOptional(p: string): Promise<Buffer | undefined> {
   try {
-    return await readFile(p);
+    return await readBounded(p, { cap: 1024 * 1024, what: "a sidecar" });
   } catch (e) {
     if (errnoCode(e) === "ENOENT") return undefined;
     throw e;

@@ -31,14 +31,13 @@ export interface VerifyResult extends ImageTrust {
 
 export async function verifyImage(ctx: Context, options: VerifyOptions): Promise<VerifyResult> {
   const policy = options.policy === undefined ? undefined : parseImagePolicy(options.policy);
-  try {
-    if (!(await stat(options.image)).isFile()) throw new Error("not a file");
-  } catch {
+  const st = await stat(options.image).catch(() => undefined);
+  if (!st) throw new ExtctlError("not-found", `the image ${options.image} does not exist`);
+  if (!st.isFile())
     throw new ExtctlError(
       "not-found",
-      `the image ${options.image} does not exist or is not a file`,
+      `the image ${options.image} is ${st.isFIFO() ? "a FIFO" : st.isDirectory() ? "a directory" : "not a regular file"}, not an image file`,
     );
-  }
   const store = await loadTrustStore(ctx, options.trust ?? []);
   if (store.certificates.length === 0) {
     ctx.log.info(

@@ -1,5 +1,6 @@
 // Random-access byte sources for the format readers: a file, a slice of one (a partition) or a
 // buffer. Readers never see a path and never load a whole image.
+import { constants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { ExtctlError } from "./errors.js";
 
@@ -74,9 +75,15 @@ export class FileSource implements ByteSource {
   ) {}
 
   static async open(path: string): Promise<FileSource> {
-    const handle = await open(path, "r");
+    // O_NONBLOCK: a FIFO where a file belongs must not hang the open; it is refused below.
+    const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
     try {
       const st = await handle.stat();
+      if (!st.isFile() && !st.isBlockDevice())
+        throw new ExtctlError(
+          "format",
+          `${path} is ${st.isFIFO() ? "a FIFO" : st.isDirectory() ? "a directory" : st.isSocket() ? "a socket" : "a character device"}, not a regular file or block device`,
+        );
       let size = st.size;
       if (st.isBlockDevice()) {
         // Block devices report size 0 from stat; ask the end of the device instead.

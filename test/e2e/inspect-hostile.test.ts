@@ -3,7 +3,7 @@
 // and crafted names and release fields cannot inject rows or terminal sequences.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { EXTCTL_BIN, runExtctl } from "../helpers/cli.js";
@@ -94,4 +94,53 @@ test("crafted names and release fields are printed escaped: no fake rows, no ter
   const json = await runExtctl(["inspect", "--json", "--files", file]);
   const parsed = JSON.parse(json.stdout) as { files: { path: string }[] };
   assert.ok(parsed.files.some((f) => f.path === `/usr/bin/tool\n${fakeRow}\x1b[2J`));
+});
+
+test("a FIFO where an image or a sidecar belongs is refused at once, never read", async (t) => {
+  if (!requirePeers(t, ["mksquashfs", "mkfifo", "veritysetup"], {})) return;
+  const work = await tempDir(t, "extctl-fifo-");
+  const tree = path.join(work, "tree");
+  await mkdir(path.join(tree, "usr/lib/extension-release.d"), { recursive: true });
+  await writeFile(
+    path.join(tree, "usr/lib/extension-release.d/extension-release.bare"),
+    "ID=_any\n",
+  );
+  const image = path.join(work, "bare.raw");
+  run("mksquashfs", [tree, image, "-quiet", "-noappend", "-all-root"]);
+  const fifo = path.join(work, "fifo.raw");
+  run("mkfifo", [fifo]);
+  // No writer ever opens these FIFOs: an open or read that blocks would hang to the timeout.
+  for (const args of [
+    ["inspect", fifo],
+    ["verify", fifo],
+  ]) {
+    const r = spawnSync(process.execPath, [EXTCTL_BIN, ...args], {
+      encoding: "utf8",
+      timeout: 20_000,
+    });
+    assert.equal(r.signal, null, `${args[0]} hung on a FIFO`);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /fifo\.raw is a FIFO/);
+  }
+  // Sidecars as FIFOs beside a real bare image. verify reads .roothash and .p7s only once a
+  // .verity exists, so a real hash tree (veritysetup) sits beside those.
+  const hashTree = path.join(work, "hash.tree");
+  run("veritysetup", ["format", image, hashTree]);
+  for (const sidecar of ["bare.verity", "bare.roothash", "bare.roothash.p7s"]) {
+    const fifoPath = path.join(work, sidecar);
+    run("mkfifo", [fifoPath]);
+    if (sidecar !== "bare.verity") await copyFile(hashTree, path.join(work, "bare.verity"));
+    // inspect shows the .roothash and .p7s sidecars; it does not open .verity.
+    for (const verb of sidecar === "bare.verity" ? ["verify"] : ["inspect", "verify"]) {
+      const r = spawnSync(process.execPath, [EXTCTL_BIN, verb, image], {
+        encoding: "utf8",
+        timeout: 20_000,
+      });
+      assert.equal(r.signal, null, `${verb} hung on the FIFO ${sidecar}`);
+      assert.notEqual(r.status, 0, `${verb} with a FIFO ${sidecar}: ${r.stdout}`);
+      assert.match(r.stderr, new RegExp(`${sidecar.replace(/\./g, "\\.")}.* is a FIFO`));
+    }
+    await rm(fifoPath);
+    await rm(path.join(work, "bare.verity"), { force: true });
+  }
 });

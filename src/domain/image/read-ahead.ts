@@ -5,8 +5,9 @@
 // costs a thread-pool round trip and several promises each, which dominated `list` over many
 // images. Why chunks: the readers ask for many small pieces (a 2-byte block header, then the
 // block) that sit next to each other. Large reads (file data) bypass the chunk cache.
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import type { ByteSource } from "../../util/bytes.js";
+import { ExtctlError } from "../../util/errors.js";
 
 /** 64 KiB: a squashfs metadata block is at most 8 KiB; a small image's tables fit in one chunk. */
 export const CHUNK_SIZE = 64 * 1024;
@@ -27,11 +28,19 @@ export class ReadAheadFileSource implements ByteSource {
     readonly path: string,
   ) {}
 
-  /** Opens a file or block device; throws the fs error (ENOENT, EACCES, ...) as is. */
+  /**
+   * Opens a file or block device; throws the fs error (ENOENT, EACCES, ...) as is. O_NONBLOCK
+   * keeps a FIFO put where an image belongs from blocking the open; it is then refused.
+   */
   static open(path: string): ReadAheadFileSource {
-    const fd = openSync(path, "r");
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
     try {
       const st = fstatSync(fd);
+      if (!st.isFile() && !st.isBlockDevice())
+        throw new ExtctlError(
+          "format",
+          `${path} is ${st.isFIFO() ? "a FIFO" : st.isDirectory() ? "a directory" : st.isSocket() ? "a socket" : "a character device"}, not an image file or block device`,
+        );
       const size = st.isBlockDevice() ? deviceSize(fd) : st.size;
       return new ReadAheadFileSource(fd, size, path);
     } catch (e) {

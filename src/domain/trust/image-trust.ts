@@ -1,7 +1,7 @@
 // What protects one extension image and whether it holds: finds its verity data (DDI partitions
 // or a bare image's sidecars), checks superblock, root hash, signature and, when asked, every
 // block; then judges it against an image policy for enable and boot.
-import { readFile, stat } from "node:fs/promises";
+import { readBounded } from "../../util/bounded-read.js";
 import type { Context } from "../../util/context.js";
 import { FileSource, readExactly, type ByteSource } from "../../util/bytes.js";
 import { ExtctlError, errnoCode, fsError, isExtctlError } from "../../util/errors.js";
@@ -96,16 +96,11 @@ async function sidecar(
   const base = imagePath.endsWith(".raw") ? imagePath.slice(0, -4) : imagePath;
   const file = base + suffix;
   try {
-    const st = await stat(file);
-    if (st.size > maxBytes) {
-      throw new ExtctlError(
-        "verity",
-        `${file} is larger than ${maxBytes} bytes, not a ${suffix} sidecar`,
-      );
-    }
-    return await readFile(file);
+    // A sidecar is untrusted input: a regular file of bounded size, never a FIFO or a device.
+    return await readBounded(file, { cap: maxBytes, what: `the ${suffix} sidecar` });
   } catch (e) {
     if (errnoCode(e) === "ENOENT") return undefined;
+    if (e instanceof ExtctlError) throw e;
     throw fsError(e, `read ${file}`);
   }
 }
