@@ -9,6 +9,7 @@ import path from "node:path";
 import { runExtctl } from "../helpers/cli.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir } from "../helpers/tmp.js";
+import { stubImage } from "../helpers/stub-image.js";
 
 const STORE = "var/lib/kairos/extensions";
 
@@ -24,7 +25,7 @@ async function readOnlyRoot(t: TestContext): Promise<string> {
   await mkdir(path.join(root, "usr/lib"), { recursive: true });
   await writeFile(path.join(root, "usr/lib/os-release"), "ID=debian\n");
   const src = path.join(await tempDir(t), "a.raw");
-  await writeFile(src, "image");
+  await writeFile(src, stubImage("image"));
   assert.equal((await runExtctl(["--root", root, "sysext", "install", `file://${src}`])).code, 0);
   assert.equal((await runExtctl(["--root", root, "sysext", "enable", "a", "--common"])).code, 0);
   execFileSync("mount", ["-o", "remount,ro", root]);
@@ -50,7 +51,7 @@ describe("bad input", () => {
     if (!requirePeers(t, ["mount", "umount"], { root: true })) return;
     const root = await readOnlyRoot(t);
     const src = path.join(await tempDir(t), "b.raw");
-    await writeFile(src, "image");
+    await writeFile(src, stubImage("image"));
     const before = await snapshot(root);
     for (const args of [
       ["sysext", "install", `file://${src}`],
@@ -79,7 +80,7 @@ describe("bad input", () => {
     await mkdir(path.join(root, "var/lib/kairos"), { recursive: true });
     await writeFile(path.join(root, STORE), "not a dir");
     const src = path.join(await tempDir(t), "a.raw");
-    await writeFile(src, "image");
+    await writeFile(src, stubImage("image"));
     const result = await runExtctl(["--root", root, "sysext", "install", `file://${src}`]);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /should be the store directory, but a file is there/);
@@ -119,7 +120,7 @@ describe("confext on systemd 252", () => {
     await mkdir(path.join(root, "usr/lib"), { recursive: true });
     await writeFile(path.join(root, "usr/lib/os-release"), "ID=debian\n");
     const src = path.join(await tempDir(t), "net.confext.raw");
-    await writeFile(src, "image");
+    await writeFile(src, stubImage("image"));
     assert.equal(
       (await runExtctl(["--root", root, "confext", "install", `file://${src}`])).code,
       0,

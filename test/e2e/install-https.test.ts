@@ -10,10 +10,13 @@ import { runExtctl } from "../helpers/cli.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 import { withHttpsServer } from "../helpers/https-server.js";
+import { stubImage } from "../helpers/stub-image.js";
 
 const STORE = "var/lib/kairos/extensions";
 // Several of the store writer's 4 MiB slabs, and not a whole number of TLS records.
+// Random bytes behind a squashfs magic: install stores only what looks like an image.
 const payload = randomBytes(20 * 1024 * 1024 + 17);
+stubImage("tool").copy(payload, 0, 0, 64);
 const digest = createHash("sha256").update(payload).digest("hex");
 
 async function storeEntries(root: string): Promise<string[]> {
@@ -121,7 +124,10 @@ describe("install over https", () => {
       assert.match(result.stderr, failure.message);
       assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
       assert.deepEqual(await storeEntries(root), ["tool.sysext.raw"]);
-      assert.equal(await readFile(path.join(root, STORE, "tool.sysext.raw"), "utf8"), "old image");
+      assert.deepEqual(
+        await readFile(path.join(root, STORE, "tool.sysext.raw")),
+        stubImage("old image"),
+      );
     });
   }
 });
@@ -129,6 +135,6 @@ describe("install over https", () => {
 async function writeOld(t: TestContext): Promise<string> {
   const { writeFile } = await import("node:fs/promises");
   const file = path.join(await tempDir(t), "old.raw");
-  await writeFile(file, "old image");
+  await writeFile(file, stubImage("old image"));
   return file;
 }

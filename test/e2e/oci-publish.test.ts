@@ -18,6 +18,7 @@ import {
   startRegistry,
 } from "../helpers/registry.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
+import { stubImage } from "../helpers/stub-image.js";
 
 const PEERS = ["docker-registry", "skopeo"];
 
@@ -34,6 +35,8 @@ async function imageFile(t: TestContext, name: string, size: number, seed: numbe
   const dir = await tempDir(t);
   const data = Buffer.alloc(size);
   for (let i = 0; i < size; i++) data[i] = (i * 131 + seed) & 0xff;
+  // A squashfs magic in front: install admits only what looks like an extension image.
+  stubImage(name).copy(data, 0, 0, 64);
   const file = path.join(dir, name);
   await writeFile(file, data);
   return { file, data };

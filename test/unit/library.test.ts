@@ -6,6 +6,7 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import * as extctl from "../../src/index.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
+import { stubImage } from "../helpers/stub-image.js";
 
 test("every command has a library function", () => {
   for (const name of [
@@ -33,7 +34,7 @@ test("every command has a library function", () => {
 test("install, enable and list through the library", async (t) => {
   const root = await tempRoot(t);
   const src = path.join(await tempDir(t), "tool.raw");
-  await writeFile(src, "not really an image");
+  await writeFile(src, stubImage("tool"));
   const ctx = extctl.createContext({ root, log: extctl.silentLogger });
   await extctl.install(ctx, { kind: "sysext", uri: `file://${src}` });
   await extctl.enable(ctx, { kind: "sysext", name: "tool", profile: "passive" });

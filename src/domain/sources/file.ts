@@ -7,6 +7,7 @@ import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
 import type { Context } from "../../util/context.js";
 import { checkStoreName, filePathOf } from "./uri.js";
 import { STORE_MODE_MASK, streamToStore } from "./stream-to-store.js";
+import { expansionLimit } from "./expansion.js";
 import type { FetchRequest, FetchedImage, Source } from "./types.js";
 
 export interface FileFetchRequest extends FetchRequest {
@@ -37,6 +38,7 @@ export const fileSource: Source = {
       name,
       mode: st.mode & STORE_MODE_MASK,
       expectedSize: st.size,
+      maxSize: await expansionLimit(request.storeDir, request.maxBytes),
       progress,
       from,
       ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),

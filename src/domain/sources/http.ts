@@ -8,6 +8,7 @@ import type { Context } from "../../util/context.js";
 import { ExtctlError, errnoCode } from "../../util/errors.js";
 import { checkStoreName, httpFileName } from "./uri.js";
 import { streamToStore } from "./stream-to-store.js";
+import { expansionLimit } from "./expansion.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "./stall-guard.js";
 import { bulkGet, type BulkRequest, type BulkResponse } from "./http1.js";
 import type { FetchRequest, FetchedImage, Source } from "./types.js";
@@ -184,6 +185,7 @@ export const httpSource: Source = {
       from: url,
       describeReadError: (e) => describeNetworkError(e, url),
       ...(expectedSize === undefined ? {} : { expectedSize }),
+      maxSize: await expansionLimit(request.storeDir, request.maxBytes),
       ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),
     });
     return [image];

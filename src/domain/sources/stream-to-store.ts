@@ -11,6 +11,8 @@ import type { Progress } from "../../util/progress.js";
 import type { FetchedImage } from "./types.js";
 import { isBulkBody, MAX_VIEW, type BulkBody } from "./http1.js";
 import { StagedWriter } from "./staged-writer.js";
+import { expansionError } from "./expansion.js";
+import { checkIsImage } from "./image-check.js";
 
 /** The most a store file may allow: rw-r--r--, never setuid/setgid/sticky, exec or o+w. */
 export const STORE_MODE_MASK = 0o644;
@@ -22,6 +24,11 @@ export interface StreamToStoreOptions {
   sha256?: string;
   /** Exact size the stream must have, when the source announced one. */
   expectedSize?: number;
+  /**
+   * The most bytes accepted (the store's room or --max-size, see expansion.ts): a source that
+   * announced no size cannot fill the disk.
+   */
+  maxSize?: number;
   progress?: Progress;
   /** Where the bytes came from, for messages. */
   from: string;
@@ -58,6 +65,8 @@ export async function streamToStore(
         `${options.from} sent more than the ${options.expectedSize} bytes it announced`,
       );
     }
+    if (options.maxSize !== undefined && writer.position + view.length > options.maxSize)
+      throw expansionError(options.from, options.maxSize);
     options.progress?.tick(view.length);
     return writer.write(view);
   };
@@ -99,6 +108,8 @@ export async function streamToStore(
         },
       );
     }
+    // Only extension images enter the store: judged before the rename, so nothing else lands.
+    await checkIsImage(temp, options.name, options.from);
     try {
       await handle.chmod((options.mode ?? 0o644) & STORE_MODE_MASK);
       await handle.sync();

@@ -2,7 +2,7 @@
 // both kinds. systemd is faked here; test/e2e runs the same verbs against the real one.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { LAYOUTS, type ExtensionKind } from "../../../src/domain/store/layout.js";
 import { install } from "../../../src/operations/install.js";
@@ -13,6 +13,7 @@ import { list } from "../../../src/operations/list.js";
 import type { ExtctlError } from "../../../src/util/errors.js";
 import { testNode } from "../../helpers/node.js";
 import { tempDir } from "../../helpers/tmp.js";
+import { stubImage } from "../../helpers/stub-image.js";
 
 for (const kind of ["sysext", "confext"] as const satisfies readonly ExtensionKind[]) {
   const { store, runtime } = LAYOUTS[kind];
@@ -169,11 +170,25 @@ for (const kind of ["sysext", "confext"] as const satisfies readonly ExtensionKi
     test("file: keeps the mode (0640 stays 0640) and creates the missing store dir", async (t) => {
       const node = await testNode(t);
       const src = path.join(await tempDir(t), "tool.raw");
-      await writeFile(src, "payload");
+      await writeFile(src, stubImage("payload"));
       await (await import("node:fs/promises")).chmod(src, 0o640);
       const result = await install(node.ctx, { kind, uri: `file://${src}` });
       assert.equal(result.images[0]?.name, "tool.raw");
       assert.equal((await stat(node.host(`${store}/tool.raw`))).mode & 0o7777, 0o640);
+    });
+
+    test("file: bytes that are no extension image are refused and nothing is stored", async (t) => {
+      const node = await testNode(t);
+      const src = path.join(await tempDir(t), "notes.raw");
+      await writeFile(src, "just some text, not a filesystem".repeat(200));
+      await assert.rejects(install(node.ctx, { kind, uri: `file://${src}` }), (e: Error) => {
+        assert.match(
+          e.message,
+          /"notes\.raw" from .* is not an extension image.*nothing was stored/,
+        );
+        return true;
+      });
+      assert.deepEqual(await readdir(node.host(store)).catch(() => []), []);
     });
 
     test("a missing file fails", async (t) => {
@@ -200,7 +215,7 @@ for (const kind of ["sysext", "confext"] as const satisfies readonly ExtensionKi
     test("a file sitting where the store dir should be fails and is left alone", async (t) => {
       const node = await testNode(t);
       const src = path.join(await tempDir(t), "tool.raw");
-      await writeFile(src, "payload");
+      await writeFile(src, stubImage("payload"));
       await mkdir(path.dirname(node.host(store)), { recursive: true });
       await writeFile(node.host(store), "in the way");
       await assert.rejects(install(node.ctx, { kind, uri: `file://${src}` }), {

@@ -505,10 +505,14 @@ export async function installFromRegistry(
     }
     const total = manifest.layers.reduce((sum, l) => sum + l.size, 0);
     progress = ctx.progress(`${ref.repository}:${ref.tag ?? ref.digest?.slice(7, 19)}`, total);
-    if (kind !== undefined) await downloadArtifact(client, manifest, staging, progress, ref);
-    else {
+    const max = await expansionLimit(request.storeDir, request.maxBytes);
+    if (kind !== undefined) {
+      // The blob's size is the manifest's word, checked while it downloads; refuse it up front.
+      if (total > max) throw expansionError(formatReference(ref), max);
+      await downloadArtifact(client, manifest, staging, progress, ref);
+    } else {
       const limits = {
-        max: await expansionLimit(request.storeDir, request.maxBytes),
+        max,
         expanded: 0,
         timeoutMs: request.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
       };
@@ -535,10 +539,8 @@ export async function installFromRegistry(
         );
       }
     }
-    if (kind === undefined) {
-      for (const staged of staging.files.values())
-        await checkIsImage(staged.temp, staged.name, formatReference(ref));
-    }
+    for (const staged of staging.files.values())
+      await checkIsImage(staged.temp, staged.name, formatReference(ref));
     // A classic image may carry extra .raw files: besides its only file, or the one named after
     // the repository (exts/tool -> tool.sysext.raw), it may not replace installed ones silently.
     const own = ref.repository.split("/").at(-1) ?? "";

@@ -9,13 +9,15 @@ import { createContext } from "../../../../src/util/context.js";
 import { MemoryLogger } from "../../../../src/util/log.js";
 import { apply } from "../../../../src/operations/apply.js";
 import { tempDir, tempRoot } from "../../../helpers/tmp.js";
+import { stubImage, stubLabel } from "../../../helpers/stub-image.js";
 
 const STORE = "var/lib/kairos/extensions";
 
 async function setup(t: Parameters<typeof tempRoot>[0]) {
   const root = await tempRoot(t);
   const src = await tempDir(t, "extctl-src-");
-  for (const n of ["a", "b", "c"]) await writeFile(path.join(src, `${n}.raw`), `image ${n} v1`);
+  for (const n of ["a", "b", "c"])
+    await writeFile(path.join(src, `${n}.raw`), stubImage(`image ${n} v1`));
   const ctx = createContext({ root, log: new MemoryLogger() });
   const run = (text: string, dryRun = false) =>
     apply(ctx, { file: "node.yaml", text, refresh: "none", ...(dryRun ? { dryRun } : {}) });
@@ -53,7 +55,7 @@ test("a fresh node gets every image and link; a second apply does nothing", asyn
     passive: ["a.raw"],
     common: ["b.raw"],
   });
-  assert.equal(await readFile(path.join(root, STORE, "a.raw"), "utf8"), "image a v1");
+  assert.equal(stubLabel(await readFile(path.join(root, STORE, "a.raw"))), "image a v1");
   const second = await run(spec(src));
   assert.deepEqual(second.steps, []);
   assert.equal(second.changed, false);
@@ -96,14 +98,14 @@ test("a changed source replaces the image and keeps its profiles", async (t) => 
   const { root, src, run } = await setup(t);
   await run(spec(src));
   await mkdir(path.join(src, "v2"));
-  await writeFile(path.join(src, "v2/a.raw"), "image a v2");
+  await writeFile(path.join(src, "v2/a.raw"), stubImage("image a v2"));
   const r = await run(spec(src).replace(`${src}/a.raw`, `${src}/v2/a.raw`));
   assert.deepEqual(
     r.steps.map((s) => s.step),
     ["install"],
   );
   assert.match(r.steps[0]?.description ?? "", /installed sysext a\.raw/);
-  assert.equal(await readFile(path.join(root, STORE, "a.raw"), "utf8"), "image a v2");
+  assert.equal(stubLabel(await readFile(path.join(root, STORE, "a.raw"))), "image a v2");
   assert.deepEqual((await links(root)).active, ["a.raw"]);
   assert.deepEqual((await run(spec(src).replace(`${src}/a.raw`, `${src}/v2/a.raw`))).steps, []);
 });
@@ -166,7 +168,7 @@ test("a failed install names the step and leaves the node as it was", async (t) 
     return true;
   });
   assert.deepEqual(await links(root), before);
-  assert.equal(await readFile(path.join(root, STORE, "a.raw"), "utf8"), "image a v1");
+  assert.equal(stubLabel(await readFile(path.join(root, STORE, "a.raw"))), "image a v1");
   assert.equal(
     await readFile(path.join(root, "var/lib/kairos/extctl-apply.json"), "utf8"),
     stateBefore,
