@@ -57,6 +57,8 @@ export interface InspectResult {
   /** Ways systemd could read the image otherwise (see DissectedImage.ambiguities). */
   ambiguities: string[];
   requiresSystemd?: { version: number; reason: string };
+  /** The first systemd that refuses to dissect the image (see DissectedImage). */
+  refusedSinceSystemd?: { version: number; reason: string };
   sectorSize?: number;
   diskGuid?: string;
   partitions: InspectedPartition[];
@@ -186,6 +188,7 @@ export async function inspectImage(
       ...(d.designator ? { designator: d.designator } : {}),
       ambiguities: d.ambiguities,
       ...(d.requiresSystemd ? { requiresSystemd: d.requiresSystemd } : {}),
+      ...(d.refusedSinceSystemd ? { refusedSinceSystemd: d.refusedSinceSystemd } : {}),
       ...(hostArchitecture() ? { hostArchitecture: hostArchitecture() as string } : {}),
       ...(d.gpt ? { sectorSize: d.gpt.sectorSize, diskGuid: d.gpt.diskGuid } : {}),
       partitions: d.partitions.map((p) => ({

@@ -2,18 +2,20 @@
 // host; the lanes bring 257/262): crafted GPT images (partition types incl. the secondary
 // architecture, duplicate labels, noauto, primary/backup splits, LastUsableLBA past the end,
 // 4096-byte sectors) and a squashfs/GPT polyglot, made at test time from named recipes plus a
-// seeded random series. Fails when the partition extctl designates differs from the one systemd
-// mounts. Compares designation and filesystem only (dm-verity is absent here).
+// seeded random series. Fails when the partition `extctl inspect --json` designates differs from
+// the one systemd mounts. A second test grafts unsigned partitions onto a signed DDI made by
+// `extctl build` and fails when `extctl verify` admits one under which systemd would mount
+// unverified data. Compares designation, filesystem and verity (nothing is mounted here).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { crc32 } from "node:zlib";
-import { BufferSource } from "../../src/util/bytes.js";
-import { dissectImage, unreadableBySystemd } from "../../src/domain/image/ddi.js";
 import { partitionTypeGuid, LINUX_GENERIC_GUID } from "../../src/domain/image/partition-types.js";
 import { requirePeers, run } from "../helpers/peers.js";
+import { runExtctl } from "../helpers/cli.js";
+import { makeSigningCert } from "../helpers/keys.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const MiB = 1024 * 1024;
@@ -100,28 +102,47 @@ async function polyglot(dir: string, r: Recipe, fs: Buffer): Promise<Buffer> {
   return img;
 }
 
+interface DissectMount {
+  designator: string;
+  partno?: number;
+  fstype: string;
+  verity?: string | null;
+}
+
+/** The partitions systemd-dissect would mount, or undefined when it refuses the image. */
+function systemdMounts(file: string): DissectMount[] | undefined {
+  const r = spawnSync("systemd-dissect", ["--json=short", file], { encoding: "utf8" });
+  if (r.status !== 0) return undefined;
+  return (JSON.parse(r.stdout) as { mounts?: DissectMount[] }).mounts ?? [];
+}
+
 /** What systemd-dissect mounts: "designator:partno:fstype", or "none" when it refuses. */
 function systemdPick(file: string): string {
-  const r = spawnSync("systemd-dissect", ["--json=short", file], { encoding: "utf8" });
-  if (r.status !== 0) return "none";
-  const mounts =
-    (JSON.parse(r.stdout) as { mounts?: { designator: string; partno?: number; fstype: string }[] })
-      .mounts ?? [];
+  const mounts = systemdMounts(file);
+  if (!mounts) return "none";
   const m =
     mounts.find((x) => x.designator === "root") ?? mounts.find((x) => x.designator === "usr");
   if (!m) return "none";
   return `${m.designator}:${m.partno && m.partno > 0 ? m.partno : "-"}:${m.fstype}`;
 }
 
-/** What extctl designates for a systemd of `version`. */
-async function extctlPick(img: Buffer, version: number): Promise<string> {
-  try {
-    const d = await dissectImage(new BufferSource(img));
-    if (unreadableBySystemd(d, version)) return "none";
-    return `${d.designator ?? "root"}:${d.data.partition?.index ?? "-"}:${d.filesystem}`;
-  } catch {
-    return "none";
-  }
+interface InspectJson {
+  designator?: string;
+  filesystem: { type: string };
+  partitions: { index: number; role?: string }[];
+  requiresSystemd?: { version: number; reason: string };
+  refusedSinceSystemd?: { version: number; reason: string };
+}
+
+/** What `extctl inspect --json` designates, for a systemd of `version`. */
+async function extctlPick(file: string, version: number): Promise<string> {
+  const r = await runExtctl(["inspect", "--json", file]);
+  if (r.code !== 0) return "none";
+  const d = JSON.parse(r.stdout) as InspectJson;
+  if (d.requiresSystemd && version < d.requiresSystemd.version) return "none";
+  if (d.refusedSinceSystemd && version >= d.refusedSinceSystemd.version) return "none";
+  const data = d.partitions.find((p) => p.role === "data");
+  return `${d.designator ?? "root"}:${data?.index ?? "-"}:${d.filesystem.type}`;
 }
 
 const NAMED: Recipe[] = [
@@ -271,7 +292,7 @@ test("extctl designates the partition systemd-dissect mounts, for crafted and ra
     const file = path.join(work, "case.raw");
     await writeFile(file, img);
     const want = systemdPick(file);
-    const got = await extctlPick(img, version);
+    const got = await extctlPick(file, version);
     tried++;
     if (want !== got)
       disagreements.push(
@@ -282,4 +303,129 @@ test("extctl designates the partition systemd-dissect mounts, for crafted and ra
     `bad inputs tried against systemd-dissect ${version}: ${tried}, disagreements: ${disagreements.length}`,
   );
   assert.deepEqual(disagreements, []);
+});
+
+/** A signed DDI's partitions retyped (partno -> type) and unsigned squashfs partitions added. */
+interface Graft {
+  name: string;
+  retype?: [number, string][];
+  add?: Part[];
+}
+
+const U = {
+  usr64: partitionTypeGuid("usr", "x86-64"),
+  usrVerity64: partitionTypeGuid("usr-verity", "x86-64"),
+  usrSig64: partitionTypeGuid("usr-verity-sig", "x86-64"),
+  usrArm64: partitionTypeGuid("usr", "arm64"),
+};
+
+const GRAFTS: Graft[] = [
+  { name: "the signed DDI as built" },
+  { name: "+ unsigned root-x86", add: [{ type: T.root32, name: "root-x86" }] },
+  {
+    // Issue 12, bug 1: signed usr partitions and an unsigned 32-bit root, which systemd prefers.
+    name: "retyped to usr + unsigned root-x86",
+    retype: [
+      [1, U.usr64],
+      [2, U.usrVerity64],
+      [3, U.usrSig64],
+    ],
+    add: [{ type: T.root32, name: "root-x86" }],
+  },
+  {
+    name: "+ unsigned root-x86-64 with a newer label",
+    add: [{ type: T.root64, name: "root-x86-65" }],
+  },
+  { name: "+ unsigned root-x86-64 with an older label", add: [{ type: T.root64, name: "a" }] },
+  { name: "+ unsigned usr-x86-64", add: [{ type: U.usr64, name: "usr" }] },
+  { name: "+ unsigned usr-arm64", add: [{ type: U.usrArm64, name: "usr-arm64" }] },
+  { name: "+ unsigned root-arm64", add: [{ type: T.rootArm64, name: "root-arm64" }] },
+  { name: "+ unsigned generic", add: [{ type: T.generic, name: "data" }] },
+  { name: "root retyped generic: verity and signature without data", retype: [[1, T.generic]] },
+  { name: "verity retyped generic: signature without verity", retype: [[2, T.generic]] },
+  {
+    name: "data and verity retyped to usr, signature left for root",
+    retype: [
+      [1, U.usr64],
+      [2, U.usrVerity64],
+    ],
+  },
+];
+
+/** Applies a graft to a copy of `signed`: grows the file, retypes, appends and fills partitions. */
+async function graft(signed: string, g: Graft, out: string, fs: Buffer): Promise<void> {
+  const img = await readFile(signed);
+  const extra = (g.add?.length ?? 0) * MiB + MiB;
+  await writeFile(out, Buffer.concat([img, Buffer.alloc(extra)]));
+  run("sfdisk", ["-q", "--relocate", "gpt-bak-std", out]);
+  for (const [n, type] of g.retype ?? [])
+    run("sfdisk", ["-q", "--part-type", out, String(n), type]);
+  for (const p of g.add ?? []) {
+    run("sfdisk", ["-q", "--append", out], {
+      input: `size=${MiB / 512}, type=${p.type}, name="${p.name}"\n`,
+    });
+    const table = JSON.parse(run("sfdisk", ["--json", out])) as {
+      partitiontable: { partitions: { start: number }[] };
+    };
+    const start = table.partitiontable.partitions.at(-1)!.start;
+    const bytes = await readFile(out);
+    fs.copy(bytes, start * 512);
+    await writeFile(out, bytes);
+  }
+}
+
+test("extctl verify never admits under the signed policy what systemd would mount unverified", async (t) => {
+  if (!requirePeers(t, ["systemd-dissect", "sfdisk", "mksquashfs", "openssl"], { root: true }))
+    return;
+  const version = systemdVersion();
+  const dir = await tempDir(t);
+  const fs = await squashfs(dir);
+  const pki = makeSigningCert(dir, "differential");
+  const src = path.join(dir, "signed-src");
+  await mkdir(path.join(src, "usr/lib/extension-release.d"), { recursive: true });
+  await writeFile(path.join(src, "usr/lib/extension-release.d/extension-release.img"), "ID=_any\n");
+  const built = await runExtctl([
+    "build",
+    "sysext",
+    "img",
+    src,
+    "-o",
+    dir,
+    "--format",
+    "squashfs",
+    "--private-key",
+    pki.key,
+    "--certificate",
+    pki.cert,
+  ]);
+  assert.equal(built.code, 0, built.stderr);
+  const signed = path.join(dir, "img.sysext.raw");
+
+  const problems: string[] = [];
+  let admitted = 0;
+  for (const [i, g] of GRAFTS.entries()) {
+    const file = path.join(dir, `graft${i}.raw`);
+    await graft(signed, g, file, fs);
+    const mounts = systemdMounts(file);
+    const want = systemdPick(file);
+    const got = await extctlPick(file, version);
+    if (want !== got) problems.push(`${g.name}: systemd ${version} mounts ${want}, extctl ${got}`);
+    if (process.env.KEEP_GRAFTS) run("cp", [file, process.env.KEEP_GRAFTS]);
+    const verify = await runExtctl(["verify", "--json", "--trust", pki.cert, file]);
+    if (verify.code !== 0) continue;
+    admitted++;
+    // Admitted as signed: every root/usr systemd mounts must be the signed, verified one.
+    const data = (mounts ?? []).filter((m) => m.designator === "root" || m.designator === "usr");
+    const unverified = data.filter((m) => m.verity !== "signed");
+    if (!mounts || unverified.length > 0)
+      problems.push(
+        `${g.name}: extctl verify says OK (signed), systemd ${version} mounts ${unverified.map((m) => `${m.designator}:${m.partno} verity=${m.verity ?? "no"}`).join(", ") || "nothing"}`,
+      );
+  }
+  console.log(
+    `signed DDIs with grafted partitions tried against systemd-dissect ${version}: ${GRAFTS.length}, admitted: ${admitted}, problems: ${problems.length}`,
+  );
+  assert.deepEqual(problems, []);
+  // The untouched build must be admitted, or the test proves nothing.
+  assert.ok(admitted >= 1, "the signed DDI as built is admitted");
 });

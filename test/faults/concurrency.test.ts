@@ -2,12 +2,12 @@
 // run fails except by waiting for the lock.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 import { checkStore, extctl, faultTrials, recordFaults, sha256, type KilledRun } from "./lib.js";
+import { randomImageBytes } from "../helpers/stub-image.js";
 
 const CONCURRENT = 20;
 
@@ -18,7 +18,7 @@ test("20 concurrent install/enable/disable runs on one root stay consistent", as
   const complete = new Set<string>();
   for (const name of names) {
     for (const variant of [0, 1]) {
-      const data = randomBytes((1 << 20) + variant);
+      const data = randomImageBytes((1 << 20) + variant);
       complete.add(sha256(data));
       await writeFile(path.join(dir, `${name}-${variant}.bin`), data);
     }

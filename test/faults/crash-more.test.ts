@@ -23,6 +23,7 @@ import {
   sha256File,
   type CrashTrialOutcome,
 } from "./lib.js";
+import { randomImageBytes } from "../helpers/stub-image.js";
 
 const TRIALS = faultTrials();
 const STORE = "var/lib/kairos/extensions";
@@ -45,7 +46,7 @@ function keyPair(dir: string): { key: string; cert: string } {
 
 /** Random bytes written to DIR/SUB/NAME; returns the path and digest. */
 async function randomImage(dir: string, sub: string, name: string, bytes: number) {
-  const data = randomBytes(bytes);
+  const data = randomImageBytes(bytes);
   const file = path.join(dir, sub, name);
   await mkdir(path.dirname(file), { recursive: true });
   await writeFile(file, data);

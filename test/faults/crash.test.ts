@@ -5,7 +5,6 @@
 // temp files belong to dead processes only. Then a rerun must succeed and sweep those temp files.
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { requirePeers, run } from "../helpers/peers.js";
@@ -20,6 +19,7 @@ import {
   sha256,
   type KilledRun,
 } from "./lib.js";
+import { randomImageBytes } from "../helpers/stub-image.js";
 
 const TRIALS = faultTrials();
 const BIG = 24 << 20;
@@ -86,7 +86,7 @@ async function twoImages(dir: string): Promise<{ files: string[]; digests: Set<s
   const files: string[] = [];
   const digests = new Set<string>();
   for (const tag of ["a", "b"]) {
-    const data = randomBytes(BIG);
+    const data = randomImageBytes(BIG);
     const file = path.join(dir, tag, "big.sysext.raw");
     await mkdir(path.dirname(file), { recursive: true });
     await writeFile(file, data);

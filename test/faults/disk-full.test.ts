@@ -2,12 +2,12 @@
 // installing an image bigger than the free space fails clearly and leaves nothing half-written.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir } from "../helpers/tmp.js";
 import { EXTCTL_BIN, faultTrials, recordFaults, runProcess } from "./lib.js";
+import { randomImageBytes } from "../helpers/stub-image.js";
 
 // Runs inside one namespace: mount the tmpfs root, install, then list what the store holds.
 const SCRIPT = `set -u
@@ -25,9 +25,9 @@ test("install into a full disk fails clearly and leaves nothing behind", async (
   if (!requirePeers(t, ["unshare", "mount"], { root: true })) return;
   const dir = await tempDir(t);
   const big = path.join(dir, "big.sysext.raw");
-  await writeFile(big, randomBytes(12 << 20));
+  await writeFile(big, randomImageBytes(12 << 20));
   const small = path.join(dir, "small.sysext.raw");
-  await writeFile(small, randomBytes(64 << 10));
+  await writeFile(small, randomImageBytes(64 << 10));
   const trials = Math.max(3, Math.ceil(faultTrials() / 3));
   let survived = 0;
   for (let i = 0; i < trials; i++) {

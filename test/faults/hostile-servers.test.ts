@@ -2,7 +2,6 @@
 // huge headers, a certificate for another host): extctl must not hang nor leave files in the store.
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
@@ -13,8 +12,9 @@ import {
   type TestHttpsServer,
 } from "../helpers/https-server.js";
 import { checkStore, extctl, recordFaults, sha256 } from "./lib.js";
+import { randomImageBytes } from "../helpers/stub-image.js";
 
-const IMAGE = randomBytes(256 << 10);
+const IMAGE = randomImageBytes(256 << 10);
 const DIGEST = sha256(IMAGE);
 /** What a well-behaved client needs at most against any of these servers. */
 const DEADLINE_MS = 20_000;

@@ -2,6 +2,7 @@
 // 4 KiB bare "squashfs" that carries a label. Only for tests of install, enable and apply flows
 // that never read the filesystem; the readers' tests use real mksquashfs/mkfs.erofs images.
 const SIZE = 4096;
+import { randomBytes } from "node:crypto";
 
 /**
  * 4 KiB (or `size` bytes) starting with the squashfs magic, then `label`; different labels,
@@ -19,4 +20,11 @@ export function stubImage(label: string, size = SIZE): Buffer {
 export function stubLabel(bytes: Buffer): string | undefined {
   if (bytes.length < SIZE || bytes.toString("latin1", 0, 4) !== "hsqs") return undefined;
   return bytes.toString("utf8", 6, 6 + bytes.readUInt16LE(4));
+}
+
+/** `size` random bytes behind a squashfs magic: an "image" the store admits, for bulk tests. */
+export function randomImageBytes(size: number): Buffer {
+  const out = randomBytes(Math.max(size, SIZE));
+  out.write("hsqs", 0, "latin1");
+  return out;
 }

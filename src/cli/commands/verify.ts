@@ -1,6 +1,6 @@
 // `extctl verify IMAGE`: dm-verity, root hash and signature checks of one image; the exit code
 // names the outcome (0 ok, 10 no verity, 11 unsigned, 12 untrusted signer, 13 bad signature,
-// 14 root hash mismatch, 15 corrupted data block, 16 corrupted hash block).
+// 14 root hash mismatch, 15 corrupted data block, 16 corrupted hash block, 17 ambiguous).
 import type { Command } from "commander";
 import type { VerifyResult } from "../../operations/verify.js";
 import { collect, contextFor } from "../options.js";
@@ -38,7 +38,7 @@ export function registerVerifyCommand(program: Command): void {
   program
     .command("verify")
     .description(
-      "check an image's dm-verity superblock, root hash and signature against the trusted certificates (--full: every data block). Exit codes: 0 ok, 10 no verity, 11 unsigned, 12 untrusted signer, 13 bad signature, 14 root hash mismatch, 15 corrupted data block, 16 corrupted hash block",
+      "check an image's dm-verity superblock, root hash and signature against the trusted certificates (--full: every data block). Exit codes: 0 ok, 10 no verity, 11 unsigned, 12 untrusted signer, 13 bad signature, 14 root hash mismatch, 15 corrupted data block, 16 corrupted hash block, 17 ambiguous (systemd could mount other data than what was checked)",
     )
     .argument(
       "<image>",

@@ -323,11 +323,49 @@ export async function dissectImage(
     );
   }
 
+  // systemd's own refusals (dissect-image.c, in every version tried: 252, 254, 257, 262).
+  const refuse = (why: string): never => {
+    throw new ExtctlError("format", `systemd refuses this disk image: ${why}`, {
+      hint: "rebuild the image with one data partition (root or usr) and its own verity partitions",
+    });
+  };
+  for (const d of DATA) {
+    // The first tier with the data partition wins; a native or secondary tier before it that
+    // holds only its verity or signature partition is "something off" to systemd.
+    for (const [arch, m] of tiers) {
+      if (m.has(d) || (arch !== host && arch !== secondary)) break;
+      if (m.has(`${d}-verity` as Designator) || m.has(`${d}-verity-sig` as Designator))
+        refuse(`it has a ${d}-verity partition for ${arch} but no ${d} partition for it`);
+    }
+    const tier = tiers.find(([, m]) => m.has(d))?.[1];
+    if (tier?.has(`${d}-verity-sig` as Designator) && !tier.has(`${d}-verity` as Designator))
+      refuse(`it has a ${d}-verity-sig partition but no ${d}-verity partition`);
+  }
+  // 252 takes a usr of a foreign architecture only along with a foreign root; from
+  // ROOT_USR_ARCH_MATCH_SYSTEMD on, a usr of any architecture is picked on its own.
+  const usrAny = tiers.find(([, m]) => m.has("usr"));
+  const usrNear = tiers.find(
+    ([a, m]) => m.has("usr") && (a === host || a === secondary || a === architecture),
+  );
+  const rootVerityAndUsr = (usrTier: Map<Designator, DissectedPartition>) =>
+    usrTier.has("usr-verity")
+      ? "it has verity partitions for both root and usr (one verity partition per image)"
+      : "its root partition has dm-verity and there is a separate usr partition (verity on root needs /usr inside it)";
+  let refusedSinceSystemd: DissectedImage["refusedSinceSystemd"];
+  if (found?.has("root") && found.has("root-verity")) {
+    if (usrNear) refuse(rootVerityAndUsr(usrNear[1]));
+    else if (usrAny)
+      refusedSinceSystemd = {
+        version: ROOT_USR_ARCH_MATCH_SYSTEMD,
+        reason: `${rootVerityAndUsr(usrAny[1])}: its usr partition is for ${usrAny[0]}, which systemd ${ROOT_USR_ARCH_MATCH_SYSTEMD} and later take into account`,
+      };
+    if (refusedSinceSystemd) ambiguities.push(refusedSinceSystemd.reason);
+  }
+
   // systemd picks root and usr each on its own (native, secondary, then any architecture) and,
   // since ROOT_USR_ARCH_MATCH_SYSTEMD, refuses the pair when their architectures differ.
-  let refusedSinceSystemd: DissectedImage["refusedSinceSystemd"];
-  const usrArch = tiers.find(([, m]) => m.has("usr"))?.[0];
-  if (found?.has("root") && usrArch && usrArch !== architecture) {
+  const usrArch = usrAny?.[0];
+  if (!refusedSinceSystemd && found?.has("root") && usrArch && usrArch !== architecture) {
     refusedSinceSystemd = {
       version: ROOT_USR_ARCH_MATCH_SYSTEMD,
       reason: `its root partition is for ${architecture} and its usr partition for ${usrArch}; systemd ${ROOT_USR_ARCH_MATCH_SYSTEMD} and later insist that they match`,
