@@ -12,6 +12,7 @@ import { runExtctl } from "../helpers/cli.js";
 import { makeSampleImage } from "../helpers/images.js";
 import { requirePeers } from "../helpers/peers.js";
 import { makeLayout, makeTar, pushLayout, startRegistry } from "../helpers/registry.js";
+import { withHttpsServer } from "../helpers/https-server.js";
 import { tempDir, tempNodeRoot, tempRoot } from "../helpers/tmp.js";
 
 const STORE = "var/lib/kairos/extensions";
@@ -397,4 +398,63 @@ test("boot names every image it linked that systemd-sysext did not merge, with t
     ["alien.raw"],
   );
   assert.ok((sysext?.unmerged[0]?.reason ?? "").length > 0);
+});
+
+test("https: without Content-Length past --max-size, and bytes that are no image, are refused; nothing is stored", async (t) => {
+  if (!requirePeers(t, ["openssl", "mksquashfs"], { root: true })) return;
+  const dir = await tempDir(t);
+  const server = await withHttpsServer(t, { dir: path.join(dir, "certs") });
+  const good = await makeSampleImage(dir, { fileName: "good.raw", release: "ID=_any\n" });
+  const big = Buffer.concat([await readFile(good), seeded(3, 3 << 20)]);
+  server.addFile("big.raw", big);
+  server.addFile("notes.raw", seeded(4, 64 << 10));
+  const root = await tempRoot(t);
+  const install = (url: string, ...args: string[]) =>
+    runExtctl(["--root", root, "sysext", "install", url, "--ca-cert", server.caCert, ...args]);
+
+  // Chunked: the size is not announced, so only the cap stops it.
+  const capped = await install(server.url("big.raw", "chunked"), "--max-size", "1M");
+  assert.equal(capped.code, 1, capped.stderr);
+  assert.match(capped.stderr, /big\.raw is more than 1048576 bytes, the most the store can take/);
+  assert.deepEqual(await storeEntries(root), []);
+
+  const notImage = await install(server.url("notes.raw", "chunked"));
+  assert.equal(notImage.code, 1, notImage.stderr);
+  assert.match(notImage.stderr, /"notes\.raw" from https:.* is not an extension image/);
+  assert.deepEqual(await storeEntries(root), []);
+
+  // Under the cap, the same chunked transfer lands byte for byte.
+  const ok = await install(server.url("big.raw", "chunked"), "--max-size", "8M");
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.deepEqual(await readFile(path.join(root, STORE, "big.raw")), big);
+});
+
+test("an OCI artifact whose blob is no extension image is refused before it is stored", async (t) => {
+  if (!requirePeers(t, ["docker-registry", "mksquashfs"], { root: true })) return;
+  const registry = await startRegistry(t);
+  const dir = await tempDir(t);
+  const notes = path.join(dir, "notes.sysext.raw");
+  await writeFile(notes, seeded(5, 64 << 10));
+  const pushed = await runExtctl([
+    "publish",
+    notes,
+    `oci://${registry.host}/exts/notes:1`,
+    "--insecure-registry",
+    registry.host,
+  ]);
+  // publish pushes what it is given; the installing side is the one that must refuse.
+  assert.equal(pushed.code, 0, pushed.stderr);
+  const root = await tempRoot(t);
+  const r = await runExtctl([
+    "--root",
+    root,
+    "sysext",
+    "install",
+    `oci://${registry.host}/exts/notes:1`,
+    "--insecure-registry",
+    registry.host,
+  ]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /"notes\.sysext\.raw" from oci:.* is not an extension image/);
+  assert.deepEqual(await storeEntries(root), []);
 });

@@ -28,6 +28,8 @@ const execFileAsync = promisify(execFile);
 export type ServeMode =
   /** 200 with the right Content-Length and the whole file. */
   | "ok"
+  /** 200 with no Content-Length (chunked transfer encoding) and the whole file. */
+  | "chunked"
   /** 200 with the right Content-Length, then `dripBytes` bytes every `dripIntervalMs`. */
   | "slow-drip"
   /** 200 with the right Content-Length, then half the file, then the connection is closed. */
@@ -49,6 +51,7 @@ export type ServeMode =
 
 export const SERVE_MODES: readonly ServeMode[] = [
   "ok",
+  "chunked",
   "slow-drip",
   "truncated",
   "short-length",
@@ -261,6 +264,10 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
           "content-type": "application/octet-stream",
           "content-length": String(size),
         });
+        contentStream(content).pipe(res);
+        return;
+      case "chunked":
+        res.writeHead(200, { "content-type": "application/octet-stream" });
         contentStream(content).pipe(res);
         return;
       case "huge-headers": {

@@ -27,6 +27,15 @@ export function expansionError(what: string, limit: number): ExtctlError {
   );
 }
 
+/** A download or copy that passed its limit (what expansionLimit or --max-size allows). */
+export function sizeLimitError(what: string, limit: number): ExtctlError {
+  return new ExtctlError(
+    "format",
+    `${what} is more than ${limit} bytes, the most the store can take; refusing it, nothing was stored`,
+    { hint: "free space in the store or raise --max-size" },
+  );
+}
+
 /** Parses --max-size: bytes, or a number with K, M, G or T (powers of 1024). */
 export function parseSize(text: string): number {
   const m = /^(\d+)([KMGT]?)(i?B)?$/i.exec(text.trim());

@@ -7,7 +7,7 @@ import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
 import type { Context } from "../../util/context.js";
 import { checkStoreName, filePathOf } from "./uri.js";
 import { STORE_MODE_MASK, streamToStore } from "./stream-to-store.js";
-import { expansionLimit } from "./expansion.js";
+import { DEFAULT_MAX_IMAGE_BYTES } from "./expansion.js";
 import type { FetchRequest, FetchedImage, Source } from "./types.js";
 
 export interface FileFetchRequest extends FetchRequest {
@@ -38,7 +38,8 @@ export const fileSource: Source = {
       name,
       mode: st.mode & STORE_MODE_MASK,
       expectedSize: st.size,
-      maxSize: await expansionLimit(request.storeDir, request.maxBytes),
+      // Only the hard cap: the size is known, and a full disk is met cleanly (ENOSPC) anyway.
+      maxSize: request.maxBytes ?? DEFAULT_MAX_IMAGE_BYTES,
       progress,
       from,
       ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),

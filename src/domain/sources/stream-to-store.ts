@@ -11,7 +11,7 @@ import type { Progress } from "../../util/progress.js";
 import type { FetchedImage } from "./types.js";
 import { isBulkBody, MAX_VIEW, type BulkBody } from "./http1.js";
 import { StagedWriter } from "./staged-writer.js";
-import { expansionError } from "./expansion.js";
+import { sizeLimitError } from "./expansion.js";
 import { checkIsImage } from "./image-check.js";
 
 /** The most a store file may allow: rw-r--r--, never setuid/setgid/sticky, exec or o+w. */
@@ -66,7 +66,7 @@ export async function streamToStore(
       );
     }
     if (options.maxSize !== undefined && writer.position + view.length > options.maxSize)
-      throw expansionError(options.from, options.maxSize);
+      throw sizeLimitError(options.from, options.maxSize);
     options.progress?.tick(view.length);
     return writer.write(view);
   };
