@@ -3,7 +3,6 @@
 // checked against the trust policy first, and refresh. One bad image never stops the others.
 import type { Context } from "../util/context.js";
 import { ExtctlError } from "../util/errors.js";
-import { Root } from "../util/root.js";
 import { ExtensionStore } from "../domain/store/store.js";
 import { EXTENSION_KINDS, type ExtensionKind, type Profile } from "../domain/store/layout.js";
 import { profileForState, type BootState } from "../domain/activate/boot-state.js";
@@ -232,11 +231,8 @@ async function checkCandidate(
  * that systemd cannot read makes its whole refresh fail, so it is skipped under every policy.
  */
 async function bootSystemdVersion(ctx: Context): Promise<number | undefined> {
-  const { detectSystemdVersion } = await import("../domain/image/host.js");
-  return (
-    (await detectSystemdVersion(ctx.root)) ??
-    (ctx.root.isHostRoot ? undefined : await detectSystemdVersion(new Root("/")))
-  );
+  const { mergingSystemd } = await import("../domain/image/host.js");
+  return (await mergingSystemd(ctx.root))?.version;
 }
 
 /** Why systemd `version` could not read the image at all, or undefined when it can. */

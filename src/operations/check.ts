@@ -4,14 +4,13 @@
 import path from "node:path";
 import type { Context } from "../util/context.js";
 import { ExtctlError } from "../util/errors.js";
-import { Root } from "../util/root.js";
 import {
   checkCompatibility,
   rulesFor,
   type CompatibilityVerdict,
   type PolicyFacts,
 } from "../domain/image/compat.js";
-import { NEWEST_SYSTEMD, detectSystemdVersion, hostFacts } from "../domain/image/host.js";
+import { NEWEST_SYSTEMD, hostFacts, mergingSystemd } from "../domain/image/host.js";
 import { imageFacts, openImage, type OpenedImage } from "../domain/image/image.js";
 import { unreadableBySystemd } from "../domain/image/ddi.js";
 import { parseBoolean } from "../domain/image/os-release.js";
@@ -117,22 +116,9 @@ export async function checkImage(
   const fileName = path.basename(hostPath);
   const kind: ExtensionKind =
     options.kind ?? (/\.confext(\.raw)?$/.test(fileName) ? "confext" : "sysext");
-  // The root's own systemd; a --root without one (an image tree, a test root) is merged by the
-  // host's systemd-sysext --root, so that one's rules apply.
-  const inRoot = options.systemd === undefined ? await detectSystemdVersion(ctx.root) : undefined;
-  const onHost =
-    options.systemd === undefined && inRoot === undefined && !ctx.root.isHostRoot
-      ? await detectSystemdVersion(new Root("/"))
-      : undefined;
-  const systemdVersion = options.systemd ?? inRoot ?? onHost ?? NEWEST_SYSTEMD;
-  const source =
-    options.systemd !== undefined
-      ? "option"
-      : inRoot !== undefined
-        ? "root"
-        : onHost !== undefined
-          ? "host"
-          : "default";
+  const merging = options.systemd === undefined ? await mergingSystemd(ctx.root) : undefined;
+  const systemdVersion = options.systemd ?? merging?.version ?? NEWEST_SYSTEMD;
+  const source = options.systemd !== undefined ? "option" : (merging?.source ?? "default");
   const host = await hostFacts(ctx.root, ctx.env, {
     scopeFromRootOnly: !ctx.root.isHostRoot && hasFeature(systemdVersion, "rootInitrdRelease"),
   });

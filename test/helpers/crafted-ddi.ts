@@ -259,3 +259,40 @@ export async function buildSignedDdi(
   if (built.code !== 0) throw new Error(`extctl build failed: ${built.stderr}`);
   return { file: path.join(dir, "img.sysext.raw"), cert: pki.cert, key: pki.key };
 }
+
+/** Seeded random grafts onto a signed DDI: retyped partitions and added unsigned ones. */
+export function randomGrafts(seed: number, count: number): Graft[] {
+  const rnd = prng(seed);
+  const pick = <X>(xs: readonly X[]): X => xs[Math.floor(rnd() * xs.length)] as X;
+  const types = [
+    T.root64,
+    T.root32,
+    T.usr64,
+    T.usr32,
+    T.rootArm64,
+    T.generic,
+    U.usr64,
+    U.usrVerity64,
+    U.usrSig64,
+    U.usrArm64,
+    partitionTypeGuid("root-verity", "x86-64"),
+    partitionTypeGuid("root-verity-sig", "x86-64"),
+    partitionTypeGuid("root-verity", "x86"),
+  ];
+  const labels = ["root-x86-64", "root-x86-65", "a", "B", "1.10", "v2~rc1", "usr"];
+  return Array.from({ length: count }, (_, n) => ({
+    name: `random graft #${n} (seed ${seed})`,
+    ...(rnd() < 0.4
+      ? {
+          retype: Array.from(
+            { length: 1 + Math.floor(rnd() * 2) },
+            () => [1 + Math.floor(rnd() * 3), pick(types)] as [number, string],
+          ),
+        }
+      : {}),
+    add: Array.from({ length: Math.floor(rnd() * 3) }, () => ({
+      type: pick(types),
+      name: pick(labels),
+    })),
+  }));
+}

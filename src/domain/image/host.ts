@@ -1,7 +1,7 @@
 // What the host (the --root) looks like to systemd-sysext: its os-release, its systemd version
 // (from the versioned libsystemd-shared file name, without running anything) and architecture.
 import { readdir, stat } from "node:fs/promises";
-import type { Root } from "../../util/root.js";
+import { Root } from "../../util/root.js";
 import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
 import { parseOsRelease, type ReleaseFields } from "./os-release.js";
 import { hostArchitecture } from "./partition-types.js";
@@ -40,6 +40,20 @@ export async function detectSystemdVersion(root: Root): Promise<number | undefin
     }
   }
   return undefined;
+}
+
+/**
+ * The systemd that merges images for `root`: the root's own, or, for a --root without one (an
+ * image tree, a test root), the host's, which runs systemd-sysext --root on it.
+ */
+export async function mergingSystemd(
+  root: Root,
+): Promise<{ version: number; source: "root" | "host" } | undefined> {
+  const inRoot = await detectSystemdVersion(root);
+  if (inRoot !== undefined) return { version: inRoot, source: "root" };
+  if (root.isHostRoot) return undefined;
+  const onHost = await detectSystemdVersion(new Root("/"));
+  return onHost === undefined ? undefined : { version: onHost, source: "host" };
 }
 
 export async function hostFacts(
