@@ -247,7 +247,7 @@ async function unreadableBy(
   ]);
   const file = ReadAheadFileSource.open(hostPath);
   try {
-    return unreadableBySystemd(await dissectImage(file), version);
+    return unreadableBySystemd(await dissectImage(file, { systemd: version }), version);
   } catch {
     // Not an image extctl can read: the policy check that follows decides, as it always has.
     return undefined;

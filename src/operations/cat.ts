@@ -7,6 +7,7 @@ import type { Context } from "../util/context.js";
 import { ExtctlError } from "../util/errors.js";
 import { openImage } from "../domain/image/image.js";
 import { lookup, type TreeEntry } from "../domain/image/tree.js";
+import { dissectingSystemd } from "../domain/image/host.js";
 
 export interface CatResult {
   /** The path asked for and, when it was a symlink, the path inside the image it led to. */
@@ -70,7 +71,9 @@ export async function catImageFile(
 ): Promise<CatResult> {
   if (inner === "")
     throw new ExtctlError("usage", "--cat needs a path inside the image, e.g. /usr/bin/hello");
-  const image = await openImage(path.resolve(imagePath));
+  const image = await openImage(path.resolve(imagePath), {
+    systemd: await dissectingSystemd(ctx.root),
+  });
   try {
     const entry = await findFile(image.fs, inner);
     let written = 0;

@@ -126,7 +126,7 @@ export async function checkImage(
     ctx.log.warn(
       `${ctx.root.dir} has no os-release (etc/os-release or usr/lib/os-release); systemd would refuse every image`,
     );
-  const image = await openImage(hostPath);
+  const image = await openImage(hostPath, { systemd: systemdVersion });
   try {
     const rules = rulesFor(systemdVersion);
     const policy = await policyFacts(ctx, image, kind);

@@ -12,6 +12,7 @@ import { readDetachedSignature, readSignaturePartition } from "../domain/image/s
 import { modeString, walkEach, type TreeEntry } from "../domain/image/tree.js";
 import { readVeritySuperblock, type VeritySuperblockInfo } from "../domain/image/verity-info.js";
 import type { ExtensionKind } from "../domain/store/layout.js";
+import { dissectingSystemd } from "../domain/image/host.js";
 
 export interface InspectOptions {
   /** Include the full listing (with xattrs). */
@@ -57,8 +58,6 @@ export interface InspectResult {
   /** Ways systemd could read the image otherwise (see DissectedImage.ambiguities). */
   ambiguities: string[];
   requiresSystemd?: { version: number; reason: string };
-  /** The first systemd that refuses to dissect the image (see DissectedImage). */
-  refusedSinceSystemd?: { version: number; reason: string };
   sectorSize?: number;
   diskGuid?: string;
   partitions: InspectedPartition[];
@@ -157,7 +156,7 @@ export async function inspectImage(
   options: InspectOptions = {},
 ): Promise<InspectResult> {
   const hostPath = path.resolve(imagePath);
-  const image = await openImage(hostPath);
+  const image = await openImage(hostPath, { systemd: await dissectingSystemd(ctx.root) });
   try {
     const d = image.dissected;
     const fileName = path.basename(hostPath);
@@ -188,7 +187,6 @@ export async function inspectImage(
       ...(d.designator ? { designator: d.designator } : {}),
       ambiguities: d.ambiguities,
       ...(d.requiresSystemd ? { requiresSystemd: d.requiresSystemd } : {}),
-      ...(d.refusedSinceSystemd ? { refusedSinceSystemd: d.refusedSinceSystemd } : {}),
       ...(hostArchitecture() ? { hostArchitecture: hostArchitecture() as string } : {}),
       ...(d.gpt ? { sectorSize: d.gpt.sectorSize, diskGuid: d.gpt.diskGuid } : {}),
       partitions: d.partitions.map((p) => ({

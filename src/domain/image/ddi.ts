@@ -7,14 +7,14 @@
 import { ExtctlError } from "../../util/errors.js";
 import { SliceSource, type ByteSource } from "../../util/bytes.js";
 import { hasGpt, readGpt, type GptPartition, type GptTable } from "./gpt.js";
-import { strverscmpImproved } from "./strverscmp.js";
+import { choosePartitions, PER_DESIGNATOR_SYSTEMD } from "./partition-choice.js";
+import { NEWEST_SYSTEMD } from "./systemd-versions.js";
 import {
   hostArchitecture,
   secondaryArchitecture,
   partitionTypeOf,
   LINUX_GENERIC_GUID,
   type Architecture,
-  type Designator,
 } from "./partition-types.js";
 
 export type ImageKind = "ddi" | "single-partition" | "bare-fs";
@@ -65,8 +65,6 @@ export interface DissectedImage {
   ambiguities: string[];
   /** The oldest systemd that reads the image as dissected here, when older ones do not. */
   requiresSystemd?: { version: number; reason: string };
-  /** The first systemd that refuses to dissect the image at all, when older ones read it. */
-  refusedSinceSystemd?: { version: number; reason: string };
 }
 
 /**
@@ -76,14 +74,8 @@ export interface DissectedImage {
 export function unreadableBySystemd(image: DissectedImage, version: number): string | undefined {
   const needs = image.requiresSystemd;
   if (needs && version < needs.version) return `systemd ${version} cannot read it: ${needs.reason}`;
-  const refused = image.refusedSinceSystemd;
-  if (refused && version >= refused.version)
-    return `systemd ${version} refuses it: ${refused.reason}`;
   return undefined;
 }
-
-/** From this systemd on, an image whose root and usr partitions differ in architecture is refused. */
-export const ROOT_USR_ARCH_MATCH_SYSTEMD = 253;
 
 /** systemd versions that changed how an image is dissected (see SYSTEMD_DISSECT_CHANGES). */
 export const SYSTEMD_DISSECT_CHANGES: readonly { version: number; change: string }[] = [
@@ -103,11 +95,11 @@ export const SYSTEMD_DISSECT_CHANGES: readonly { version: number; change: string
       "loop devices for image files get the GPT's sector size probed (probe_sector_size in dissect-image.c); before, a loop device has 512-byte sectors and a 4096-byte-sector GPT is not seen",
   },
   {
-    // Seen refused by systemd-dissect 254 (Debian 12 backports), 257 and 262, read by 252; 253 was
-    // not available to try, and the refusal is the safe assumption for it.
-    version: ROOT_USR_ARCH_MATCH_SYSTEMD,
+    // Seen on systemd-dissect 254 (Debian 12 backports), 257 and 262 against 252; 253 was not
+    // available to try (partition-choice.ts has both models).
+    version: PER_DESIGNATOR_SYSTEMD,
     change:
-      'a root and a usr partition of different architectures are refused ("No root partition for specified root hash found"); 252 mounts the root and ignores the usr',
+      'each designator (root, usr, their verity and signature) is chosen on its own, best architecture then newest label, and the combination checked: a root and a usr of different architectures are refused ("No root partition for specified root hash found"); 252 groups partitions by architecture and mounts the root',
   },
 ];
 
@@ -161,36 +153,35 @@ function slice(parent: ByteSource, p: DissectedPartition): ImageSlice {
   };
 }
 
-const DATA: readonly Designator[] = ["root", "usr"];
-
 /**
- * Picks per designator of one architecture the partition dissect keeps: the first seen, replaced
- * only by a strictly newer label (systemd keeps it when strverscmp_improved(old, new) >= 0).
- * Records an ambiguity when a designator has more than one candidate.
+ * systemd loads the chosen signature partition while it dissects: NUL-padded JSON with rootHash
+ * and signature. One it cannot load makes it refuse the whole image (a second, newer-labelled
+ * signature partition full of other bytes, say).
  */
-function candidates(
-  partitions: DissectedPartition[],
-  arch: Architecture,
-  ambiguities: string[],
-): Map<Designator, DissectedPartition> {
-  const found = new Map<Designator, DissectedPartition>();
-  const count = new Map<Designator, number>();
-  for (const p of partitions) {
-    if (p.noAuto || p.architecture !== arch || !p.designator) continue;
-    const d = p.designator as Designator;
-    count.set(d, (count.get(d) ?? 0) + 1);
-    const seen = found.get(d);
-    if (!seen) found.set(d, p);
-    else if (DATA.includes(d) && strverscmpImproved(seen.name, p.name) < 0) found.set(d, p);
+async function checkSignatureLoads(source: ByteSource, sig: DissectedPartition): Promise<void> {
+  const raw = await source.readAt(sig.offset, Math.min(sig.size, MAX_SIGNATURE_PARTITION));
+  const nul = raw.indexOf(0);
+  let ok = nul < 0 || !raw.subarray(nul).some((b) => b !== 0);
+  if (ok) {
+    try {
+      const json = JSON.parse(raw.subarray(0, nul < 0 ? raw.length : nul).toString("utf8")) as {
+        rootHash?: unknown;
+        signature?: unknown;
+      };
+      ok = typeof json.rootHash === "string" && typeof json.signature === "string";
+    } catch {
+      ok = false;
+    }
   }
-  for (const [d, n] of count) {
-    if (n > 1)
-      ambiguities.push(
-        `${n} ${d}-${arch} partitions: systemd picks the one labelled "${found.get(d)?.name}" by label version, another tool may pick another`,
-      );
-  }
-  return found;
+  if (!ok)
+    throw new ExtctlError(
+      "format",
+      `systemd refuses this disk image: its signature partition ${sig.index} ("${sig.name}") does not hold the NUL-padded JSON it loads`,
+    );
 }
+
+/** The most of a signature partition read (systemd caps it at a few MiB too). */
+const MAX_SIGNATURE_PARTITION = 4 * 1024 * 1024;
 
 function overlaps(a: DissectedPartition, b: DissectedPartition): boolean {
   return a.firstLba <= b.lastLba && b.firstLba <= a.lastLba;
@@ -204,7 +195,7 @@ function overlaps(a: DissectedPartition, b: DissectedPartition): boolean {
  */
 export async function dissectImage(
   source: ByteSource,
-  options: { architecture?: Architecture } = {},
+  options: { architecture?: Architecture; systemd?: number } = {},
 ): Promise<DissectedImage> {
   if (source.size < 4096) {
     throw new ExtctlError(
@@ -266,134 +257,25 @@ export async function dissectImage(
   if (gpt.backupDiffers)
     ambiguities.push("the primary and backup GPT hold different partition entries");
 
-  // A root partition of any architecture beats a usr one; within a designator the native
-  // architecture first, then the secondary, then any other (systemd 252 mounts a foreign root when
-  // it has nothing better, as the differential test against systemd-dissect shows; the image's
-  // extension-release ARCHITECTURE= is what then refuses it).
-  const native = host ? candidates(partitions, host, ambiguities) : new Map();
-  const second = secondary ? candidates(partitions, secondary, ambiguities) : new Map();
-  const otherArches = [
-    ...new Set(
-      partitions
-        .filter(
-          (p) =>
-            !p.noAuto &&
-            p.architecture &&
-            p.architecture !== host &&
-            p.architecture !== secondary &&
-            (p.designator === "root" || p.designator === "usr"),
-        )
-        .map((p) => p.architecture as Architecture),
-    ),
-  ].sort();
-  const others = new Map(
-    otherArches.map((a) => [a, candidates(partitions, a, ambiguities)] as const),
+  const choice = choosePartitions(
+    partitions,
+    { host, secondary, systemd: options.systemd ?? NEWEST_SYSTEMD },
+    ambiguities,
   );
-  const tiers: [Architecture, Map<Designator, DissectedPartition>][] = [
-    ...(host ? [[host, native] as [Architecture, Map<Designator, DissectedPartition>]] : []),
-    ...(secondary
-      ? [[secondary, second] as [Architecture, Map<Designator, DissectedPartition>]]
-      : []),
-    ...others.entries(),
-  ];
-  let architecture: Architecture | undefined;
-  let found: Map<Designator, DissectedPartition> | undefined;
-  for (const d of DATA) {
-    const tier = tiers.find(([, m]) => m.has(d));
-    if (tier) {
-      [architecture, found] = tier;
-      break;
-    }
-  }
-  const withData = tiers.filter(([, m]) => m.has("root") || m.has("usr")).map(([a]) => a);
-  if (withData.length > 1)
-    ambiguities.push(
-      `the image has data partitions for ${withData.join(", ")}; systemd uses the ${architecture} ones`,
-    );
-  if (architecture && architecture !== host && architecture !== secondary) {
-    // Observed on systemd 252: a foreign root with a usr of another non-native architecture is refused.
-    const strayUsr = tiers.some(([a, m]) => a !== architecture && a !== host && m.has("usr"));
-    if (found?.has("root") && strayUsr)
-      throw new ExtctlError(
-        "format",
-        "the disk image has a root and a usr partition of different foreign architectures; systemd refuses it",
-      );
-    ambiguities.push(
-      `the data partition is for ${architecture}, not this host's ${host ?? "architecture"}; systemd still mounts it`,
-    );
-  }
-
-  // systemd's own refusals (dissect-image.c, in every version tried: 252, 254, 257, 262).
-  const refuse = (why: string): never => {
-    throw new ExtctlError("format", `systemd refuses this disk image: ${why}`, {
-      hint: "rebuild the image with one data partition (root or usr) and its own verity partitions",
-    });
-  };
-  for (const d of DATA) {
-    // The first tier with the data partition wins; a native or secondary tier before it that
-    // holds only its verity or signature partition is "something off" to systemd.
-    for (const [arch, m] of tiers) {
-      if (m.has(d) || (arch !== host && arch !== secondary)) break;
-      if (m.has(`${d}-verity` as Designator) || m.has(`${d}-verity-sig` as Designator))
-        refuse(`it has a ${d}-verity partition for ${arch} but no ${d} partition for it`);
-    }
-    const tier = tiers.find(([, m]) => m.has(d))?.[1];
-    if (tier?.has(`${d}-verity-sig` as Designator) && !tier.has(`${d}-verity` as Designator))
-      refuse(`it has a ${d}-verity-sig partition but no ${d}-verity partition`);
-  }
-  // 252 takes a usr of a foreign architecture only along with a foreign root; from
-  // ROOT_USR_ARCH_MATCH_SYSTEMD on, a usr of any architecture is picked on its own.
-  const usrAny = tiers.find(([, m]) => m.has("usr"));
-  const usrNear = tiers.find(
-    ([a, m]) => m.has("usr") && (a === host || a === secondary || a === architecture),
-  );
-  const rootVerityAndUsr = (usrTier: Map<Designator, DissectedPartition>) =>
-    usrTier.has("usr-verity")
-      ? "it has verity partitions for both root and usr (one verity partition per image)"
-      : "its root partition has dm-verity and there is a separate usr partition (verity on root needs /usr inside it)";
-  let refusedSinceSystemd: DissectedImage["refusedSinceSystemd"];
-  if (found?.has("root") && found.has("root-verity")) {
-    if (usrNear) refuse(rootVerityAndUsr(usrNear[1]));
-    else if (usrAny)
-      refusedSinceSystemd = {
-        version: ROOT_USR_ARCH_MATCH_SYSTEMD,
-        reason: `${rootVerityAndUsr(usrAny[1])}: its usr partition is for ${usrAny[0]}, which systemd ${ROOT_USR_ARCH_MATCH_SYSTEMD} and later take into account`,
-      };
-    if (refusedSinceSystemd) ambiguities.push(refusedSinceSystemd.reason);
-  }
-
-  // systemd picks root and usr each on its own (native, secondary, then any architecture) and,
-  // since ROOT_USR_ARCH_MATCH_SYSTEMD, refuses the pair when their architectures differ.
-  const usrArch = usrAny?.[0];
-  if (!refusedSinceSystemd && found?.has("root") && usrArch && usrArch !== architecture) {
-    refusedSinceSystemd = {
-      version: ROOT_USR_ARCH_MATCH_SYSTEMD,
-      reason: `its root partition is for ${architecture} and its usr partition for ${usrArch}; systemd ${ROOT_USR_ARCH_MATCH_SYSTEMD} and later insist that they match`,
-    };
-    ambiguities.push(refusedSinceSystemd.reason);
-  }
-
-  if (architecture && found) {
-    const pick = (d: Designator) => found?.get(d);
-    const designator = pick("root") ? "root" : "usr";
-    if (designator === "root" && pick("usr"))
-      ambiguities.push(
-        "the image has both a root and a usr data partition; systemd mounts both, extctl checks only root",
-      );
-    const data = pick(designator) as DissectedPartition;
-    const verity = pick(`${designator}-verity` as Designator);
-    const signature = verity ? pick(`${designator}-verity-sig` as Designator) : undefined;
+  if (choice) {
+    const { architecture, designator, data, verity, signature } = choice;
     for (const other of partitions) {
       if (other !== data && overlaps(other, data))
         ambiguities.push(
           `partition ${other.index} (${other.typeName}) overlaps the data partition ${data.index}`,
         );
     }
+    if (signature) await checkSignatureLoads(source, signature);
     const dataSlice = slice(source, data);
     const result: DissectedImage = {
       kind: "ddi",
       architecture,
-      // systemd 252 mounts a partition of any architecture it picked, so none is "foreign" (the
+      // systemd mounts a partition of any architecture it picked, so none is "foreign" (the
       // image's ARCHITECTURE= decides); the difference is listed in ambiguities instead.
       foreignArchitecture: false,
       ...(architecture === secondary ? { secondaryArchitecture: true } : {}),
@@ -404,7 +286,6 @@ export async function dissectImage(
       gpt: gptInfo,
       ambiguities,
       ...(requiresSystemd ? { requiresSystemd } : {}),
-      ...(refusedSinceSystemd ? { refusedSinceSystemd } : {}),
     };
     if (verity) {
       result.verity = slice(source, verity);

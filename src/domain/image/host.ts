@@ -7,7 +7,8 @@ import { parseOsRelease, type ReleaseFields } from "./os-release.js";
 import { hostArchitecture } from "./partition-types.js";
 import type { HostFacts } from "./compat.js";
 
-export { NEWEST_SYSTEMD } from "./systemd-versions.js";
+import { NEWEST_SYSTEMD } from "./systemd-versions.js";
+export { NEWEST_SYSTEMD };
 
 export async function readHostOsRelease(root: Root): Promise<ReleaseFields | undefined> {
   for (const p of ["/etc/os-release", "/usr/lib/os-release"]) {
@@ -54,6 +55,21 @@ export async function mergingSystemd(
   if (root.isHostRoot) return undefined;
   const onHost = await detectSystemdVersion(new Root("/"));
   return onHost === undefined ? undefined : { version: onHost, source: "host" };
+}
+
+const dissecting = new Map<string, Promise<number>>();
+
+/**
+ * The systemd version whose dissection rules apply to images for `root` (mergingSystemd, else
+ * the newest), looked up once per root directory.
+ */
+export function dissectingSystemd(root: Root): Promise<number> {
+  let cached = dissecting.get(root.dir);
+  if (!cached) {
+    cached = mergingSystemd(root).then((m) => m?.version ?? NEWEST_SYSTEMD);
+    dissecting.set(root.dir, cached);
+  }
+  return cached;
 }
 
 export async function hostFacts(

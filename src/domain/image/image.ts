@@ -19,7 +19,11 @@ export interface OpenedImage {
   close(): Promise<void>;
 }
 
-export async function openImage(hostPath: string): Promise<OpenedImage> {
+/** Opens the image as systemd `options.systemd` (default: the newest) would dissect it. */
+export async function openImage(
+  hostPath: string,
+  options: { systemd?: number } = {},
+): Promise<OpenedImage> {
   let file: ReadAheadFileSource;
   try {
     file = ReadAheadFileSource.open(hostPath);
@@ -27,7 +31,10 @@ export async function openImage(hostPath: string): Promise<OpenedImage> {
     throw fsError(e, `open the image ${hostPath}`);
   }
   try {
-    const dissected = await dissectImage(file);
+    const dissected = await dissectImage(
+      file,
+      options.systemd === undefined ? {} : { systemd: options.systemd },
+    );
     const fs = await openFilesystem(dissected.data.source, dissected.filesystem);
     return { path: hostPath, file, dissected, fs, close: () => file.close() };
   } catch (e) {

@@ -5,7 +5,7 @@ import type { Context } from "../../util/context.js";
 import { isExtctlError } from "../../util/errors.js";
 import type { ExtensionKind } from "../store/layout.js";
 import { checkCompatibility, rulesFor, type HostFacts } from "./compat.js";
-import { NEWEST_SYSTEMD, detectSystemdVersion, hostFacts } from "./host.js";
+import { dissectingSystemd, hostFacts } from "./host.js";
 import { formatName, imageFacts, openImage, sidecarPaths } from "./image.js";
 import type { ReleaseFields } from "./os-release.js";
 
@@ -32,7 +32,7 @@ async function hostFor(ctx: Context): Promise<{ host: HostFacts; systemd: number
   if (!cached) {
     cached = (async () => ({
       host: await hostFacts(ctx.root, ctx.env),
-      systemd: (await detectSystemdVersion(ctx.root)) ?? NEWEST_SYSTEMD,
+      systemd: await dissectingSystemd(ctx.root),
     }))();
     hostCache.set(ctx.root.dir, cached);
   }
@@ -47,7 +47,7 @@ export async function summarizeImage(
 ): Promise<ImageSummary> {
   let image;
   try {
-    image = await openImage(hostPath);
+    image = await openImage(hostPath, { systemd: await dissectingSystemd(ctx.root) });
   } catch (e) {
     if (!isExtctlError(e)) throw e;
     ctx.log.debug(`${hostPath}: ${e.message}`);

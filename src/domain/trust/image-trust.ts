@@ -22,6 +22,7 @@ import {
   VERITY_SUPERBLOCK_SIZE,
   type VeritySuperblock,
 } from "./verity-superblock.js";
+import { dissectingSystemd } from "../image/host.js";
 
 export type TrustOutcome =
   | "ok"
@@ -182,7 +183,7 @@ async function checkOpenImage(
   trust: TrustStore,
   options: CheckImageOptions,
 ): Promise<ImageTrust> {
-  const image = await dissectImage(file);
+  const image = await dissectImage(file, { systemd: await dissectingSystemd(ctx.root) });
   const designator = image.designator ?? "root";
   const findings = [...image.ambiguities];
   const base = { image: imagePath, kind: image.kind, designator, findings };

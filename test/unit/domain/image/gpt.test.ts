@@ -191,6 +191,10 @@ test("dissect picks the host-architecture root partition and its verity partitio
       "size=1M, type=2c7357ed-ebd2-46d9-aec1-23d437ec2bf5, name=root-x86-64-verity\n" +
       "size=64K, type=41092b05-9fc8-4523-994f-2def0408b176, name=root-x86-64-verity-sig\n",
   );
+  // systemd loads the signature partition while it dissects: NUL-padded JSON.
+  const img = await readFile(file);
+  Buffer.from(JSON.stringify({ rootHash: "00".repeat(32), signature: "AA==" })).copy(img, 4 << 20);
+  await writeFile(file, img);
   const src = await FileSource.open(file);
   t.after(() => src.close());
   const x86 = await dissectImage(src, { architecture: "x86-64" });
@@ -206,9 +210,15 @@ test("dissect picks the host-architecture root partition and its verity partitio
     x86.data.partition!.uniqueGuid.replace(/-/g, "") +
       x86.verity!.partition!.uniqueGuid.replace(/-/g, ""),
   );
-  const arm = await dissectImage(src, { architecture: "arm64" });
+  // 252 groups by architecture: the arm64 root has no verity of its own. 253 and later fill each
+  // designator on its own and pair it with the x86-64 verity partitions (seen on 254/257/262).
+  const arm252 = await dissectImage(src, { architecture: "arm64", systemd: 252 });
+  assert.equal(arm252.data.partition?.index, 1);
+  assert.equal(arm252.verity, undefined);
+  const arm = await dissectImage(src, { architecture: "arm64", systemd: 257 });
   assert.equal(arm.data.partition?.index, 1);
-  assert.equal(arm.verity, undefined);
+  assert.equal(arm.verity?.partition?.index, 3);
+  assert.match(arm.ambiguities.join("\n"), /systemd 252 reads this image differently/);
   const riscv = await dissectImage(src, { architecture: "riscv64" });
   // systemd 252 mounts a root of another architecture when it has none of its own (checked
   // against systemd-dissect in test/e2e/dissect-differential.test.ts); it is listed as ambiguous.
