@@ -16,6 +16,8 @@ counts="$(mktemp)"
 trap 'rm -f "$counts"' EXIT
 mapfile -t files < <(find test/faults -name '*.test.ts' -type f | sort)
 started=$(date +%s)
+# A fresh seed for the seeded fuzzers each full run (printed by the test; FAULT_SEED replays it).
+export FAULT_SEED="${FAULT_SEED:-$((RANDOM * 32768 + RANDOM))}"
 FAULT_TRIALS="$trials" FAULT_REPORT_FILE="$counts" \
   unshare -m --propagation private sh -c 'mount --make-rshared / && mount --bind /run /run && exec "$@"' sh \
   node --import tsx --test --test-concurrency=1 --test-timeout=3600000 "${files[@]}"

@@ -15,7 +15,12 @@ export async function checkIsImage(file: string, name: string, from: string): Pr
     throw fsError(e, `read ${file}`);
   }
   try {
-    await dissectImage(source);
+    // Whether it is an image at all: any systemd's reading will do (the newest, else 252's);
+    // which partitions a node's systemd uses is judged where it is enabled or booted.
+    await dissectImage(source).catch((e: unknown) => {
+      if (!(e instanceof ExtctlError)) throw e;
+      return dissectImage(source, { systemd: 252 }).catch(() => Promise.reject(e));
+    });
   } catch (e) {
     if (!(e instanceof ExtctlError)) throw e;
     throw new ExtctlError(
