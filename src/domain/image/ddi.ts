@@ -271,6 +271,13 @@ export async function dissectImage(
         );
     }
     if (signature) await checkSignatureLoads(source, signature);
+    // systemd mounts a usr partition beside the root too; one without a filesystem fails the
+    // whole image (seen on 252, 254, 257 and 262).
+    if (choice.usr && (await detectFilesystem(slice(source, choice.usr).source)) === "unknown")
+      throw new ExtctlError(
+        "format",
+        `systemd cannot mount this disk image: its usr partition ${choice.usr.index} beside the root holds no filesystem it knows`,
+      );
     const dataSlice = slice(source, data);
     const result: DissectedImage = {
       kind: "ddi",
