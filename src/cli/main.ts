@@ -3,6 +3,7 @@
 // when it runs, so `--help` and `--version` start fast.
 import { Command, CommanderError } from "commander";
 import { createRequire } from "node:module";
+import { bundledVersion } from "../util/bundled.js";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
 import { escapeControl } from "../util/escape.js";
 import { registerBuildCommand } from "./commands/build.js";
@@ -18,6 +19,8 @@ import { registerInspectCommand } from "./commands/inspect.js";
 import { registerCheckCommand } from "./commands/check.js";
 
 function version(): string {
+  const bundled = bundledVersion();
+  if (bundled !== undefined) return bundled;
   const require = createRequire(import.meta.url);
   return (require("../../package.json") as { version: string }).version;
 }

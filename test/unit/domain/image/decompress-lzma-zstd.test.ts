@@ -215,8 +215,10 @@ test(
     for (const [kind, good, decode] of inputs) {
       for (let i = 0; i < 150; i++) {
         const bad = Buffer.from(good);
-        if (i % 3 === 0) bad[rnd(bad.length)] ^= 1 << rnd(8);
-        else if (i % 3 === 1) for (let k = 0; k < 8; k++) bad[rnd(bad.length)] = rnd(256);
+        if (i % 3 === 0) {
+          const at = rnd(bad.length);
+          bad[at] = (bad[at] as number) ^ (1 << rnd(8));
+        } else if (i % 3 === 1) for (let k = 0; k < 8; k++) bad[rnd(bad.length)] = rnd(256);
         const input = i % 3 === 2 ? bad.subarray(0, rnd(bad.length)) : bad;
         try {
           const out = (await decode(input)) as Buffer;

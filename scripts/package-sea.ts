@@ -1,0 +1,127 @@
+// `npm run package`: writes dist/extctl, one executable for linux (this machine's architecture)
+// that needs no Node.js, npm or compiler where it runs: a Node single executable application.
+//
+// How: esbuild bundles the CLI with every npm package inside (all pure JavaScript since the native
+// zstd and lzma addons were replaced), plus the verity worker's source as a string; Node writes
+// the SEA blob (with V8's code cache, so start-up does not parse 1 MB of JavaScript), and
+// postject injects it into a copy of this node binary. Nothing is downloaded: the binary is the
+// node running this script, so the architecture is this machine's.
+import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
+import { chmod, copyFile, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const SRC = path.join(REPO, "src");
+const WORK = path.join(REPO, "dist/sea");
+const ARCH_NAMES: Readonly<Record<string, string>> = { x64: "", arm64: "-linux-arm64" };
+/** The fuse postject flips so that node looks for the blob (Node's documented sentinel). */
+const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
+
+/** dist/extctl on x86-64 (the name the README and the tests use), dist/extctl-linux-arm64 on arm64. */
+export function packagePath(arch = process.arch): string {
+  const suffix = ARCH_NAMES[arch];
+  if (suffix === undefined || process.platform !== "linux")
+    throw new Error(
+      `npm run package makes linux x64 or arm64 programs, not ${process.platform}-${arch}`,
+    );
+  return path.join(REPO, "dist", `extctl${suffix}`);
+}
+
+async function bundle(entry: string, define: Record<string, string>): Promise<string> {
+  const result = await build({
+    entryPoints: [entry],
+    bundle: true,
+    write: false,
+    format: "cjs",
+    platform: "node",
+    target: "node20",
+    // No externals: a SEA's require() reaches Node's built-ins only.
+    define,
+    supported: { "dynamic-import": false },
+    // import.meta is empty in CommonJS; the two modules that use it ask util/bundled.ts first.
+    logOverride: { "empty-import-meta": "silent" },
+    legalComments: "none",
+    minifyWhitespace: true,
+    logLevel: "warning",
+  });
+  const [file] = result.outputFiles;
+  if (!file) throw new Error(`esbuild wrote nothing for ${entry}`);
+  return file.text;
+}
+
+/** The requires left in a bundle that are not Node built-ins (there must be none). */
+function nonBuiltinRequires(source: string): string[] {
+  const builtins = new Set(
+    createRequire(import.meta.url)("node:module").builtinModules as string[],
+  );
+  const found = new Set<string>();
+  for (const m of source.matchAll(/\brequire\("([^"]+)"\)/g)) {
+    const name = m[1] as string;
+    // "node:" names are built-ins by their scheme, also newer ones a package loads only when
+    // present (undici's node:sqlite cache store).
+    if (!name.startsWith("node:") && !builtins.has(name)) found.add(name);
+  }
+  return [...found];
+}
+
+async function main(): Promise<void> {
+  const out = packagePath();
+  const pkg = JSON.parse(await readFile(path.join(REPO, "package.json"), "utf8")) as {
+    version: string;
+  };
+  await rm(WORK, { recursive: true, force: true });
+  await mkdir(WORK, { recursive: true });
+
+  const worker = await bundle(path.join(SRC, "domain/trust/verity-worker.ts"), {});
+  const cli = await bundle(path.join(SRC, "cli/sea-main.ts"), {
+    EXTCTL_BUNDLED_VERSION: JSON.stringify(pkg.version),
+    EXTCTL_BUNDLED_VERITY_WORKER: JSON.stringify(worker),
+  });
+  const stray = [...nonBuiltinRequires(worker), ...nonBuiltinRequires(cli)];
+  if (stray.length)
+    throw new Error(`the bundle still requires packages from disk: ${stray.join(", ")}`);
+  const main = path.join(WORK, "extctl-sea.cjs");
+  await writeFile(main, cli);
+
+  const blob = path.join(WORK, "extctl.blob");
+  const config = path.join(WORK, "sea-config.json");
+  await writeFile(
+    config,
+    JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true }),
+  );
+  execFileSync(process.execPath, ["--experimental-sea-config", config], { stdio: "inherit" });
+
+  const binary = `${out}.tmp`;
+  await copyFile(process.execPath, binary);
+  await chmod(binary, 0o755);
+  // The symbol table (12 MiB) is for debuggers; .dynsym, which addons link against, stays.
+  try {
+    execFileSync("strip", ["--strip-all", binary], { stdio: "inherit" });
+  } catch {
+    process.stderr.write("note: strip is not available; dist/extctl keeps node's debug symbols\n");
+  }
+  // postject ships no types; its API is this one function.
+  const { inject } = createRequire(import.meta.url)("postject") as {
+    inject: (
+      file: string,
+      name: string,
+      data: Buffer,
+      o: { sentinelFuse: string },
+    ) => Promise<void>;
+  };
+  // postject prints LIEF's notes about node's ELF notes on stderr; they are harmless.
+  await inject(binary, "NODE_SEA_BLOB", await readFile(blob), { sentinelFuse: SEA_FUSE });
+  await copyFile(binary, out);
+  await rm(binary, { force: true });
+  await chmod(out, 0o755);
+  await rm(WORK, { recursive: true, force: true });
+  const size = (await stat(out)).size;
+  process.stdout.write(
+    `wrote ${path.relative(REPO, out)} (${(size / 2 ** 20).toFixed(1)} MiB, node ${process.version}, linux-${process.arch}; needs no Node.js where it runs)\n`,
+  );
+}
+
+if (process.argv[1] && pathToFileURL(process.argv[1]).href === import.meta.url) await main();
