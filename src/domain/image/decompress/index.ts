@@ -6,7 +6,10 @@ import { lz4DecompressBlock } from "./lz4.js";
 import { lzoDecompressBlock } from "./lzo.js";
 import { lzmaAloneDecompress } from "./lzma.js";
 import { xzDecompress } from "./xz.js";
-import { zstdDecompressBlock } from "./zstd.js";
+import type * as ZstdModule from "./zstd.js";
+
+// fzstd is loaded on the first zstd block only: commands that read no image must not pay for it.
+let zstdModule: Promise<typeof ZstdModule> | undefined;
 
 export type Compression = "gzip" | "lzma" | "lzo" | "xz" | "lz4" | "zstd";
 
@@ -85,7 +88,8 @@ const DECOMPRESSORS: Record<Compression, BlockDecompressor> = {
     return lzoDecompressBlock(input, maxOutput);
   },
   async zstd(input, maxOutput) {
-    return zstdDecompressBlock(input, maxOutput);
+    zstdModule ??= import("./zstd.js");
+    return (await zstdModule).zstdDecompressBlock(input, maxOutput);
   },
   async xz(input, maxOutput) {
     const declared = xzDeclaredSize(input);

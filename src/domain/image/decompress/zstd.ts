@@ -8,6 +8,8 @@ import { ExtctlError } from "../../../util/errors.js";
 export const MAX_ZSTD_WINDOW = 128 * 1024 * 1024;
 
 const FRAME_MAGIC = 0xfd2fb528;
+/** The largest window a filesystem block's frame may ask for beyond its own size. */
+const MAX_BLOCK_WINDOW = 8 * 1024 * 1024;
 
 function corrupt(what: string, why: string): ExtctlError {
   return new ExtctlError("format", `${what} is corrupt: ${why}`, {
@@ -68,7 +70,9 @@ class FrameWalker {
   constructor(private readonly what: string) {}
 
   feed(chunk: Uint8Array): void {
-    let buf = this.pending.length ? Buffer.concat([this.pending, chunk]) : Buffer.from(chunk);
+    let buf = this.pending.length
+      ? Buffer.concat([this.pending, chunk])
+      : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
     let at = 0;
     for (;;) {
       if (this.skip > 0) {
@@ -150,10 +154,15 @@ export function zstdDecompressBlock(input: Buffer, maxOutput: number): Buffer {
   if (size === undefined)
     throw corrupt(what, "the frame does not declare its size, so it cannot be bounded");
   if (size > maxOutput) throw corrupt(what, `it inflates past its size of ${maxOutput} bytes`);
+  // fzstd sizes its buffer by the window (a single-segment frame's window is its size); a block
+  // has no reason to ask for more than a few MiB.
+  const window = walker.firstHeader?.window ?? 0;
+  if (window > Math.max(size, MAX_BLOCK_WINDOW))
+    throw corrupt(what, `its frame asks for a ${window}-byte window for ${size} bytes`);
   let out: Uint8Array;
   try {
-    // Given the output buffer, fzstd decodes straight into it and allocates no window.
-    out = decompress(input, new Uint8Array(size));
+    // Without an output buffer: fzstd runs ~3x faster (measured with bench/decompress.ts).
+    out = decompress(input);
   } catch (e) {
     throw decoderError(what, e);
   }

@@ -6,7 +6,6 @@ import type { Transform } from "node:stream";
 import { ExtctlError } from "../../../util/errors.js";
 import { lz4DecompressChunks } from "../decompress/lz4.js";
 import { microLzmaDecompress } from "../decompress/lzma.js";
-import { zstdDecompressPrefix } from "../decompress/zstd.js";
 
 export const EROFS_ALGORITHMS = ["lz4", "lzma", "deflate", "zstd"] as const;
 
@@ -59,7 +58,9 @@ function* microLzma(raw: Buffer, want: number): Generator<Buffer> {
   yield microLzmaDecompress(raw, want);
 }
 
-function* zstdFrame(raw: Buffer, want: number): Generator<Buffer> {
+async function* zstdFrame(raw: Buffer, want: number): AsyncGenerator<Buffer> {
+  // Loaded when first needed, as for squashfs (decompress/index.ts).
+  const { zstdDecompressPrefix } = await import("../decompress/zstd.js");
   yield zstdDecompressPrefix(raw, want, MAX_DECODED_EXTENT);
 }
 
