@@ -17,6 +17,7 @@ import { registerSystemdCommand } from "./commands/systemd.js";
 import { registerApplyCommand } from "./commands/apply.js";
 import { registerInspectCommand } from "./commands/inspect.js";
 import { registerCheckCommand } from "./commands/check.js";
+import { registerCompletionCommand } from "./commands/completion.js";
 
 function version(): string {
   const bundled = bundledVersion();
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
   registerApplyCommand(program);
   registerInspectCommand(program);
   registerCheckCommand(program);
+  registerCompletionCommand(program);
   return program;
 }
 
