@@ -70,7 +70,7 @@ async function decompressor(compression: Compression): Promise<Transform> {
   if (compression === "gzip") return createGunzip();
   if (compression === "zstd") {
     const { createZstdDecompressStream } = await import("../../image/decompress/zstd.js");
-    return createZstdDecompressStream("the zstd-compressed tar");
+    return createZstdDecompressStream();
   }
   return new PassThrough();
 }

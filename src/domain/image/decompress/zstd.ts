@@ -170,9 +170,17 @@ export function zstdDecompressBlock(input: Buffer, maxOutput: number): Buffer {
   return Buffer.from(out.buffer, out.byteOffset, out.length);
 }
 
+/**
+ * A plain Error for a stream: the reader of the stream (an OCI pull, a tar source) says which
+ * layer or file it was, as it does for gzip.
+ */
+function streamError(what: string, e: unknown): Error {
+  return new Error(decoderError(what, e).message, { cause: e });
+}
+
 /** A Transform that decodes a zstd stream (OCI layers, tar.zst sources) in bounded memory. */
 export function createZstdDecompressStream(
-  what = "the zstd stream",
+  what = "the zstd data",
 ): Transform & { readonly frames: number } {
   const walker = new FrameWalker(what);
   let stream: Transform | undefined = undefined;
@@ -187,7 +195,7 @@ export function createZstdDecompressStream(
         decoder.push(chunk);
         cb();
       } catch (e) {
-        cb(decoderError(what, e));
+        cb(streamError(what, e));
       }
     },
     flush(cb: TransformCallback) {
@@ -195,7 +203,7 @@ export function createZstdDecompressStream(
         if (!walker.complete) throw corrupt(what, "it ends inside a frame");
         cb();
       } catch (e) {
-        cb(decoderError(what, e));
+        cb(streamError(what, e));
       }
     },
   });

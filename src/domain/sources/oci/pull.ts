@@ -125,7 +125,7 @@ async function decompressor(compression: Compression): Promise<Transform | undef
   if (compression === "gzip") return createGunzip();
   if (compression === "zstd") {
     const { createZstdDecompressStream } = await import("../../image/decompress/zstd.js");
-    return createZstdDecompressStream("a zstd layer");
+    return createZstdDecompressStream();
   }
   return undefined;
 }
