@@ -2,13 +2,15 @@
 // that needs no Node.js, npm or compiler where it runs: a Node single executable application.
 //
 // How: esbuild bundles the CLI with every npm package inside (all pure JavaScript since the native
-// zstd and lzma addons were replaced), plus the verity worker's source as a string; Node writes
-// the SEA blob (with V8's code cache, so start-up does not parse 1 MB of JavaScript), and
-// postject injects it into a copy of this node binary. Nothing is downloaded: the binary is the
-// node running this script, so the architecture is this machine's.
+// zstd and lzma addons were replaced), plus the verity worker's source as a string; one command
+// run through scripts/sea-loader.cjs writes V8's code cache for that bundle; Node writes the SEA
+// blob (the loader as main script, bundle and cache as assets), and postject injects it into a
+// stripped copy of this node binary. Nothing is downloaded: the binary is the node running this
+// script (or --node FILE), so the architecture is this machine's.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { chmod, copyFile, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import os from "node:os";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -85,6 +87,28 @@ function targetOf(argv: readonly string[]): { node: string; arch: string; codeCa
   return { node: path.resolve(node), arch, codeCache: arch === process.arch };
 }
 
+/**
+ * Runs one simple command through the loader with this node, as bin/extctl.js's build does, so
+ * V8's cache for the bundle holds the functions that command compiled. Same binary, no flags:
+ * V8 takes a cache only from the same version and flags.
+ */
+async function codeCache(loader: string, bundlePath: string): Promise<string> {
+  const cacheFile = `${bundlePath}.v8cache`;
+  const root = await mkdtemp(path.join(os.tmpdir(), "extctl-sea-cache-"));
+  try {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      EXTCTL_SEA_BUNDLE: bundlePath,
+      EXTCTL_WRITE_CODE_CACHE: cacheFile,
+    };
+    delete env.NODE_OPTIONS;
+    execFileSync(process.execPath, [loader, "--root", root, "status"], { env, stdio: "ignore" });
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+  return cacheFile;
+}
+
 async function main(): Promise<void> {
   const target = targetOf(process.argv.slice(2));
   const out = packagePath(target.arch);
@@ -102,18 +126,23 @@ async function main(): Promise<void> {
   const stray = [...nonBuiltinRequires(worker), ...nonBuiltinRequires(cli)];
   if (stray.length)
     throw new Error(`the bundle still requires packages from disk: ${stray.join(", ")}`);
-  const main = path.join(WORK, "extctl-sea.cjs");
-  await writeFile(main, cli);
+  const bundlePath = path.join(WORK, "extctl.cjs");
+  await writeFile(bundlePath, cli);
+  const loader = path.join(REPO, "scripts/sea-loader.cjs");
+  const assets: Record<string, string> = { "extctl.cjs": bundlePath };
+  if (target.codeCache) assets["extctl.cjs.v8cache"] = await codeCache(loader, bundlePath);
 
   const blob = path.join(WORK, "extctl.blob");
   const config = path.join(WORK, "sea-config.json");
   await writeFile(
     config,
     JSON.stringify({
-      main,
+      main: loader,
       output: blob,
       disableExperimentalSEAWarning: true,
-      useCodeCache: target.codeCache,
+      // The loader is a few lines; the bundle's cache is the asset above.
+      useCodeCache: false,
+      assets,
     }),
   );
   execFileSync(process.execPath, ["--experimental-sea-config", config], { stdio: "inherit" });
