@@ -301,9 +301,10 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
     notes: [],
   };
   // Every file install can write, whatever version or policy it was written for.
-  const anyPolicy = dropInPolicy("verity");
+  // Only the paths matter here: they are the same for every policy.
+  const somePolicy = dropInPolicy("verity");
   const boot = bootUnit("/usr/bin/extctl");
-  const files = [boot, dropIn("sysext", anyPolicy), dropIn("confext", anyPolicy)];
+  const files = [boot, dropIn("sysext", somePolicy), dropIn("confext", somePolicy)];
   const link = bootUnitWantsLink();
   const hosts = await unitHosts(ctx, [link.path, ...files.map((f) => f.path)]);
   // The links to systemd's own units that install made, as its boot unit records them.
