@@ -109,6 +109,26 @@ async function codeCache(loader: string, bundlePath: string): Promise<string> {
   return cacheFile;
 }
 
+/**
+ * Runs `fn` with stderr lines matching `noise` dropped: LIEF, inside postject, warns about every
+ * ELF note of node's that it cannot name, which is harmless and hides real messages.
+ */
+async function quietly<T>(noise: RegExp, fn: () => Promise<T>): Promise<T> {
+  const write = process.stderr.write.bind(process.stderr);
+  const warn = console.warn;
+  process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) =>
+    noise.test(String(chunk)) ? true : write(chunk, ...rest)) as typeof process.stderr.write;
+  console.warn = (...args: unknown[]) => {
+    if (!noise.test(args.map(String).join(" "))) warn(...args);
+  };
+  try {
+    return await fn();
+  } finally {
+    process.stderr.write = write;
+    console.warn = warn;
+  }
+}
+
 async function main(): Promise<void> {
   const target = targetOf(process.argv.slice(2));
   const out = packagePath(target.arch);
@@ -166,8 +186,10 @@ async function main(): Promise<void> {
       o: { sentinelFuse: string },
     ) => Promise<void>;
   };
-  // postject prints LIEF's notes about node's ELF notes on stderr; they are harmless.
-  await inject(binary, "NODE_SEA_BLOB", await readFile(blob), { sentinelFuse: SEA_FUSE });
+  const blobData = await readFile(blob);
+  await quietly(/Can't find string offset for section name/, () =>
+    inject(binary, "NODE_SEA_BLOB", blobData, { sentinelFuse: SEA_FUSE }),
+  );
   await copyFile(binary, out);
   await rm(binary, { force: true });
   await chmod(out, 0o755);
