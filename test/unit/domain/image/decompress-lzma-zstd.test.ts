@@ -114,6 +114,11 @@ test(
       assert.ok(zstdDecompressBlock(packed, data.length).equals(data), level);
       assert.ok(zstdDecompressPrefix(packed, 1000, 1 << 24).equals(data.subarray(0, 1000)));
     }
+    // A frame without its size (erofs does not always write it): decoded until enough came out.
+    const unsized = tool("zstd", ["-q", "-c", "--no-content-size"], data);
+    for (const want of [1, 131_073, data.length])
+      assert.ok(zstdDecompressPrefix(unsized, want, 1 << 24).equals(data.subarray(0, want)));
+    assert.throws(() => zstdDecompressPrefix(unsized, data.length + 1, 1 << 24), /holds/);
     // A stream of two frames with a skippable frame between, fed in awkward chunk sizes.
     const skippable = Buffer.alloc(8 + 5);
     skippable.writeUInt32LE(0x184d2a53, 0);
