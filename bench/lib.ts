@@ -388,8 +388,7 @@ export const HEAVY_PACKAGES = [
   "tar-stream",
   "yaml",
   "cli-progress",
-  "zstd-napi",
-  "@napi-rs/lzma",
+  "fzstd",
 ];
 
 const TRACE_HOOK = `// Records loaded modules into $EXTCTL_LOAD_TRACE (made by bench/lib.ts).

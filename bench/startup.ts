@@ -1,8 +1,12 @@
 // Start-up cost: extctl --version / --help / list / status against `node -e 0` (goal <= 1.5x),
-// and whether those simple commands load any heavy package (they must not).
-import { mkdir, writeFile } from "node:fs/promises";
+// and whether those simple commands load any heavy package (they must not); the same commands
+// from the one-file dist/extctl.
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { benchDir, extctl, heavyPackagesIn, loadedModules, sideBySide } from "./lib.js";
+import { packagePath } from "../scripts/package-sea.js";
+import { REPO, benchDir, extctl, heavyPackagesIn, loadedModules, sideBySide } from "./lib.js";
 
 const GOAL = 1.5;
 const root = await benchDir("extctl-bench-startup-");
@@ -31,5 +35,26 @@ for (const row of rows) {
     warmup: 2,
     note: heavy.length === 0 ? undefined : `loads heavy packages: ${heavy.join(", ")}`,
     extra: { heavy_packages_loaded: heavy.length },
+  });
+}
+
+// The one-file build (npm run package): the same commands from dist/extctl, which carries its
+// own node, against the same `node -e 0`.
+const packaged = packagePath();
+if (!existsSync(packaged)) {
+  execFileSync(process.execPath, ["--import", "tsx", path.join(REPO, "scripts/package-sea.ts")], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+}
+for (const row of rows) {
+  await sideBySide({
+    name: `start-up: dist/extctl ${row.label}`,
+    goal: GOAL,
+    peerName: "node -e 0",
+    extctl: { argv: [packaged, ...row.args] },
+    peer: { argv: [process.execPath, "-e", "0"] },
+    runs: Number(process.env.BENCH_RUNS) || 15,
+    warmup: 2,
+    note: `one file of ${((await stat(packaged)).size / 2 ** 20).toFixed(1)} MiB, no Node.js needed`,
   });
 }

@@ -45,7 +45,15 @@ if (first === "--version" || first === "-V") {
   // The build runs one command with this set to store the cache, functions it compiled included.
   const writeTo = process.env.EXTCTL_WRITE_CODE_CACHE;
   if (writeTo) writeFileSync(writeTo, script.createCachedData());
-} else {
+} else if (existsSync(path.join(dist, "main.js"))) {
   const { main } = await import("../dist/cli/main.js");
   process.exitCode = await main(process.argv);
+} else {
+  // A checkout before `npm run build`: say what to do instead of Node's module-not-found trace.
+  const checkout = path.resolve(dist, "../..");
+  process.stderr.write(
+    `extctl: this checkout is not built yet (there is no ${path.relative(checkout, bundle)})\n` +
+      `  run \`npm ci && npm run build\` in ${checkout} first\n`,
+  );
+  process.exitCode = 1;
 }

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   systemd systemd-container cryptsetup-bin openssl squashfs-tools erofs-utils gdisk fdisk
   docker-registry skopeo umoci zstd xz-utils lz4 curl apache2-utils efitools util-linux
-  ca-certificates mmdebstrap time attr python3
+  ca-certificates mmdebstrap time attr python3 binutils zsh fish
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -12,6 +12,8 @@ what="${1:-all}"
 if [ -z "${EXTCTL_LANE:-}" ]; then
   bash scripts/install-peers.sh
   npm run --silent build
+  # dist/extctl, the one-file build, for test/e2e/single-executable.test.ts (here and in the lanes).
+  [ "$what" = unit ] || npm run --silent package >/dev/null
 fi
 
 find_tests() { find "$1" -name '*.test.ts' -type f 2>/dev/null | sort; }

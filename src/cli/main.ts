@@ -3,6 +3,7 @@
 // when it runs, so `--help` and `--version` start fast.
 import { Command, CommanderError } from "commander";
 import { createRequire } from "node:module";
+import { bundledVersion } from "../util/bundled.js";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
 import { escapeControl } from "../util/escape.js";
 import { registerBuildCommand } from "./commands/build.js";
@@ -16,8 +17,11 @@ import { registerSystemdCommand } from "./commands/systemd.js";
 import { registerApplyCommand } from "./commands/apply.js";
 import { registerInspectCommand } from "./commands/inspect.js";
 import { registerCheckCommand } from "./commands/check.js";
+import { registerCompletionCommand } from "./commands/completion.js";
 
 function version(): string {
+  const bundled = bundledVersion();
+  if (bundled !== undefined) return bundled;
   const require = createRequire(import.meta.url);
   return (require("../../package.json") as { version: string }).version;
 }
@@ -49,6 +53,7 @@ export function buildProgram(): Command {
   registerApplyCommand(program);
   registerInspectCommand(program);
   registerCheckCommand(program);
+  registerCompletionCommand(program);
   return program;
 }
 

@@ -87,7 +87,7 @@ export async function boot(ctx: Context, options: BootOptions = {}): Promise<Boo
 
 /** The boot step without taking the lock, for callers that already hold it. */
 export async function bootLocked(ctx: Context, options: BootOptions = {}): Promise<BootResult> {
-  const detection = await detectBootState(ctx.root, options);
+  const detection = await detectBootState(ctx.root, { ...options, env: ctx.env });
   const sentinels = await writeSentinels(ctx.root, detection);
   const profile = profileForState(detection.state);
   const result: BootResult = {

@@ -1,5 +1,6 @@
-// `systemd install [--uninstall]`: writes extctl-boot.service (enabled for sysinit.target) and,
-// for systemd 254+, the image-policy drop-ins; --uninstall removes exactly the files we wrote.
+// `systemd install [--uninstall]`: writes extctl-boot.service (enabled for sysinit.target), enables
+// systemd-sysext/confext.service as kairos-init does and, for systemd 254+, writes the image-policy
+// drop-ins; --uninstall removes exactly the files and links we wrote.
 import { lstat, mkdir, readdir, readlink, realpath, rmdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../util/context.js";
@@ -14,14 +15,26 @@ import {
   bootUnit,
   checkExecPath,
   dropIn,
+  dropInPolicy,
+  enabledByInstall,
+  type DropInPolicy,
 } from "../domain/systemd-units/units.js";
+import {
+  MERGE_UNITS,
+  UNIT_SEARCH_PATH,
+  enableLinks,
+  parseInstallSection,
+  type EnableLink,
+} from "../domain/systemd-units/enablement.js";
 import { requireRoot, withLock } from "./guard.js";
 
 export interface SystemdInstallOptions {
   uninstall?: boolean;
   /** systemd version; default: detected from the root's libsystemd-shared. */
   systemdVersion?: number;
-  /** Trusted (UKI) boot policy in the drop-ins; default: detected from cmdline/sentinel. */
+  /** The drop-ins' image policy: signed, verity, any or a systemd policy (wins over `trusted`). */
+  policy?: string;
+  /** true: the signed policy, false: verity; default: signed on a trusted (UKI) boot, else verity. */
   trusted?: boolean;
   /** The extctl the unit runs; default: the running one on the host, else /usr/bin/extctl. */
   extctlPath?: string;
@@ -31,6 +44,8 @@ export interface SystemdInstallResult {
   action: "install" | "uninstall";
   systemdVersion?: number;
   trusted?: boolean;
+  /** The drop-ins' policy: its name (signed, verity, any, custom) and the --image-policy= value. */
+  policy?: DropInPolicy;
   /** Node paths written (install) or removed (uninstall). */
   changed: string[];
   /** Node paths already as wanted (install) or left alone because not ours (uninstall). */
@@ -122,21 +137,69 @@ export async function systemdInstall(
   );
 }
 
-async function installUnits(
-  ctx: Context,
-  options: SystemdInstallOptions,
-): Promise<SystemdInstallResult> {
-  const version = options.systemdVersion ?? (await detectSystemdVersion(ctx));
+async function choosePolicy(ctx: Context, options: SystemdInstallOptions): Promise<DropInPolicy> {
+  if (options.policy !== undefined) return dropInPolicy(options.policy);
   let trusted = options.trusted;
   if (trusted === undefined) {
     const { trustedBoot } = await import("../domain/trust/policy.js");
     trusted = (await trustedBoot(ctx)) !== undefined;
   }
-  const set = unitSet(options.extctlPath ?? (await runningExtctl(ctx)), version, trusted);
+  return dropInPolicy(trusted ? "signed" : "verity");
+}
+
+/**
+ * The node path of `unit`'s file, the first in systemd's search path, or why it cannot be
+ * enabled (absent, or masked by a link to /dev/null).
+ */
+async function findUnitFile(
+  ctx: Context,
+  unit: string,
+): Promise<{ file: string; text: string } | { why: string }> {
+  for (const dir of UNIT_SEARCH_PATH) {
+    const nodePath = `${dir}/${unit}`;
+    const link = await readlink(await ctx.root.writePath(nodePath, { leaf: "entry" })).catch(
+      () => undefined,
+    );
+    if (link === "/dev/null") return { why: `${unit} is masked (${nodePath} -> /dev/null)` };
+    const text = await readBoundedOptional(await ctx.root.readPath(nodePath), {
+      cap: READ_CAPS.config,
+      noFollow: !ctx.root.isHostRoot,
+      what: "a unit file",
+    }).catch(() => undefined);
+    if (text !== undefined) return { file: nodePath, text: text.toString("utf8") };
+  }
+  return { why: `${unit} is not installed under the root` };
+}
+
+/** The links that enable systemd-sysext/confext.service; notes say what could not be enabled. */
+async function mergeUnitLinks(ctx: Context, notes: string[]): Promise<EnableLink[]> {
+  const links: EnableLink[] = [];
+  for (const unit of MERGE_UNITS) {
+    const found = await findUnitFile(ctx, unit);
+    if ("why" in found) {
+      notes.push(`${found.why}: not enabled`);
+      continue;
+    }
+    const unitLinks = enableLinks(unit, found.file, parseInstallSection(found.text));
+    if (unitLinks.length === 0)
+      notes.push(`${found.file} has no [Install] section to enable it by: not enabled`);
+    links.push(...unitLinks);
+  }
+  return links;
+}
+
+async function installUnits(
+  ctx: Context,
+  options: SystemdInstallOptions,
+): Promise<SystemdInstallResult> {
+  const version = options.systemdVersion ?? (await detectSystemdVersion(ctx));
+  const policy = await choosePolicy(ctx, options);
+  const extctlPath = options.extctlPath ?? (await runningExtctl(ctx));
   const result: SystemdInstallResult = {
     action: "install",
     ...(version === undefined ? {} : { systemdVersion: version }),
-    trusted,
+    trusted: policy.name === "signed",
+    policy,
     changed: [],
     unchanged: [],
     notes: [],
@@ -145,10 +208,33 @@ async function installUnits(
     result.notes.push(
       "the systemd version could not be found under the root, so no drop-ins were written (pass --systemd VERSION)",
     );
-  else if (set.files.length === 1)
+  else if (unitSet(extctlPath, version, policy).files.length === 1)
     result.notes.push(
       `systemd ${version} has no image policies or systemd-confext: no drop-ins written (254 or newer needs them)`,
     );
+  const enable = await mergeUnitLinks(ctx, result.notes);
+  const enableHosts = await unitHosts(
+    ctx,
+    enable.map((l) => l.path),
+  );
+  // A link that is already there (kairos-init's, the distribution's) is not ours to remove later;
+  // the ones this install or an earlier one made are recorded in the boot unit.
+  const bootPath = bootUnit(extctlPath).path;
+  const previous = await readText(await ctx.root.writePath(bootPath, { leaf: "entry" }));
+  const ownedBefore = new Set(
+    typeof previous === "string" && previous.startsWith(UNIT_MARKER)
+      ? enabledByInstall(previous)
+      : [],
+  );
+  const toMake: EnableLink[] = [];
+  for (const link of enable) {
+    const present = await lstat(enableHosts.get(link.path) as string).catch(() => undefined);
+    if (present === undefined) toMake.push(link);
+  }
+  const owned = enable
+    .map((l) => l.path)
+    .filter((p) => ownedBefore.has(p) || toMake.some((l) => l.path === p));
+  const set = unitSet(extctlPath, version, policy, owned);
   const hosts = await unitHosts(ctx, [
     ...set.files.map((f) => f.path),
     ...set.links.map((l) => l.path),
@@ -183,16 +269,28 @@ async function installUnits(
       result.unchanged.push(link.path);
       continue;
     }
-    try {
-      await mkdir(path.dirname(host), { recursive: true });
-      await symlinkAtomic(link.target, host);
-    } catch (e) {
-      throw fsError(e, `enable ${link.path}`);
+    await makeLink(host, link);
+    result.changed.push(link.path);
+  }
+  for (const link of enable) {
+    if (!toMake.includes(link)) {
+      result.unchanged.push(link.path);
+      continue;
     }
+    await makeLink(enableHosts.get(link.path) as string, link);
     result.changed.push(link.path);
   }
   for (const p of result.changed) ctx.log.info(`wrote ${p}`);
   return result;
+}
+
+async function makeLink(host: string, link: EnableLink): Promise<void> {
+  try {
+    await mkdir(path.dirname(host), { recursive: true });
+    await symlinkAtomic(link.target, host);
+  } catch (e) {
+    throw fsError(e, `enable ${link.path}`);
+  }
 }
 
 async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
@@ -203,18 +301,38 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
     notes: [],
   };
   // Every file install can write, whatever version or policy it was written for.
-  const files = [bootUnit("/usr/bin/extctl"), dropIn("sysext", false), dropIn("confext", false)];
+  // Only the paths matter here: they are the same for every policy.
+  const somePolicy = dropInPolicy("verity");
+  const boot = bootUnit("/usr/bin/extctl");
+  const files = [boot, dropIn("sysext", somePolicy), dropIn("confext", somePolicy)];
   const link = bootUnitWantsLink();
-  const dirs = [
-    "/etc/systemd/system/sysinit.target.wants",
-    "/etc/systemd/system/systemd-sysext.service.d",
-    "/etc/systemd/system/systemd-confext.service.d",
-  ];
   const hosts = await unitHosts(ctx, [link.path, ...files.map((f) => f.path)]);
+  // The links to systemd's own units that install made, as its boot unit records them.
+  const bootText = await readText(hosts.get(boot.path) as string);
+  const enabled =
+    typeof bootText === "string" && bootText.startsWith(UNIT_MARKER)
+      ? enabledByInstall(bootText).filter((p) => p.startsWith("/etc/systemd/system/"))
+      : [];
+  const enabledHosts = await unitHosts(ctx, enabled);
+  const dirs = [
+    ...new Set([
+      "/etc/systemd/system/sysinit.target.wants",
+      "/etc/systemd/system/systemd-sysext.service.d",
+      "/etc/systemd/system/systemd-confext.service.d",
+      ...enabled.map((p) => path.posix.dirname(p)),
+    ]),
+  ].filter((d) => d !== "/etc/systemd/system");
   const dirHosts = await Promise.all(dirs.map((d) => ctx.root.writePath(d)));
   if ((await readlink(hosts.get(link.path) as string).catch(() => undefined)) === link.target) {
     await removeFile(hosts.get(link.path) as string, link.path);
     result.changed.push(link.path);
+  }
+  for (const p of enabled) {
+    const host = enabledHosts.get(p) as string;
+    // Only a symlink: whatever else sits there now is someone else's.
+    if (!(await lstat(host).catch(() => undefined))?.isSymbolicLink()) continue;
+    await removeFile(host, p);
+    result.changed.push(p);
   }
   for (const file of files) {
     const text = await readText(hosts.get(file.path) as string);

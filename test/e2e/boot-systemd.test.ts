@@ -4,7 +4,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmod, copyFile, mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  readFile,
+  readdir,
+  readlink,
+  rm,
+  writeFile,
+} from "node:fs/promises";
 import path from "node:path";
 import { requirePeers } from "../helpers/peers.js";
 import { tempRoot } from "../helpers/tmp.js";
@@ -83,6 +92,8 @@ test("installed units and drop-ins pass systemd-analyze verify; broken ones fail
   assert.deepEqual(result.changed.sort(), [
     "/etc/systemd/system/extctl-boot.service",
     "/etc/systemd/system/sysinit.target.wants/extctl-boot.service",
+    "/etc/systemd/system/sysinit.target.wants/systemd-confext.service",
+    "/etc/systemd/system/sysinit.target.wants/systemd-sysext.service",
     "/etc/systemd/system/systemd-confext.service.d/10-extctl-image-policy.conf",
     "/etc/systemd/system/systemd-sysext.service.d/10-extctl-image-policy.conf",
   ]);
@@ -157,6 +168,8 @@ test("systemd 252 gets the boot unit only; --uninstall removes exactly what inst
   assert.deepEqual((JSON.parse(old.stdout) as { changed: string[] }).changed.sort(), [
     "/etc/systemd/system/extctl-boot.service",
     "/etc/systemd/system/sysinit.target.wants/extctl-boot.service",
+    "/etc/systemd/system/sysinit.target.wants/systemd-confext.service",
+    "/etc/systemd/system/sysinit.target.wants/systemd-sysext.service",
   ]);
   assert.equal(verify(root).code, 0);
 
@@ -188,5 +201,137 @@ test("install refuses to overwrite a unit it did not write", async (t) => {
   assert.equal(
     await readFile(path.join(root, "etc/systemd/system/extctl-boot.service"), "utf8"),
     "[Unit]\n",
+  );
+});
+
+function systemctl(root: string, ...args: string[]): { code: number; stdout: string } {
+  const r = spawnSync("systemctl", [`--root=${root}`, ...args], { encoding: "utf8" });
+  return { code: r.status ?? 128, stdout: r.stdout.trim() };
+}
+
+async function links(root: string): Promise<Record<string, string>> {
+  const wants = path.join(root, "etc/systemd/system/sysinit.target.wants");
+  const out: Record<string, string> = {};
+  for (const name of await readdir(wants).catch(() => [] as string[]))
+    out[name] = await readlink(path.join(wants, name));
+  return out;
+}
+
+test("install enables systemd-sysext and systemd-confext.service with the links systemctl --root enable makes", async (t) => {
+  if (!requirePeers(t, ["systemd-analyze", "systemctl"], { root: true })) return;
+  const ours = await systemdRoot(t);
+  const theirs = await systemdRoot(t);
+  assert.equal(systemctl(ours, "is-enabled", "systemd-sysext.service").stdout, "disabled");
+
+  const r = await runExtctl(["--root", ours, "systemd", "install", "--systemd", "255", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(
+    systemctl(theirs, "enable", "systemd-sysext.service", "systemd-confext.service").code,
+    0,
+  );
+  const made = await links(ours);
+  const byTheirs = await links(theirs);
+  for (const unit of ["systemd-sysext.service", "systemd-confext.service"]) {
+    assert.equal(made[unit], byTheirs[unit], `${unit}: the same link as systemctl enable`);
+    assert.equal(systemctl(ours, "is-enabled", unit).stdout, "enabled");
+  }
+  assert.equal(systemctl(ours, "is-enabled", "extctl-boot.service").stdout, "enabled");
+  assert.equal(verify(ours).code, 0);
+
+  // Links that were there before install (kairos-init's) are not install's: uninstall keeps them.
+  const r2 = await runExtctl([
+    "--root",
+    theirs,
+    "systemd",
+    "install",
+    "--systemd",
+    "255",
+    "--json",
+  ]);
+  assert.equal(r2.code, 0, r2.stderr);
+  const second = JSON.parse(r2.stdout) as { unchanged: string[] };
+  assert.ok(
+    second.unchanged.includes("/etc/systemd/system/sysinit.target.wants/systemd-sysext.service"),
+  );
+  assert.equal((await runExtctl(["--root", theirs, "systemd", "install", "--uninstall"])).code, 0);
+  assert.equal(systemctl(theirs, "is-enabled", "systemd-sysext.service").stdout, "enabled");
+  assert.equal((await runExtctl(["--root", ours, "systemd", "install", "--uninstall"])).code, 0);
+  assert.equal(systemctl(ours, "is-enabled", "systemd-sysext.service").stdout, "disabled");
+});
+
+test("--policy any|verity|signed|SPEC: each install replaces the drop-ins the last one wrote, and they verify", async (t) => {
+  if (!requirePeers(t, ["systemd-analyze"], { root: true })) return;
+  const root = await systemdRoot(t);
+  const sysextDropIn = path.join(
+    root,
+    "etc/systemd/system/systemd-sysext.service.d/10-extctl-image-policy.conf",
+  );
+  const confextDropIn = sysextDropIn.replace("systemd-sysext", "systemd-confext");
+  const cases: [string[], string, string][] = [
+    [
+      ["--policy", "any"],
+      "any",
+      "root=verity+signed+encrypted+unprotected+absent:usr=verity+signed+encrypted+unprotected+absent",
+    ],
+    [["--trusted"], "signed", "root=signed+absent:usr=signed+absent"],
+    [["--policy", "verity"], "verity", "root=verity+absent:usr=verity+absent"],
+    [["--policy", "root=signed+absent:usr=absent"], "custom", "root=signed+absent:usr=absent"],
+    [["--policy", "signed"], "signed", "root=signed+absent:usr=signed+absent"],
+  ];
+  for (const [flags, name, spec] of cases) {
+    const r = await runExtctl([
+      "--root",
+      root,
+      "systemd",
+      "install",
+      "--systemd",
+      "255",
+      ...flags,
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const result = JSON.parse(r.stdout) as {
+      policy: { name: string; spec: string };
+      trusted: boolean;
+    };
+    assert.deepEqual(result.policy, { name, spec });
+    assert.equal(result.trusted, name === "signed");
+    for (const file of [sysextDropIn, confextDropIn]) {
+      const text = await readFile(file, "utf8");
+      const execs = text.split("\n").filter((l) => l.startsWith("ExecStart="));
+      assert.equal(execs.length, 2, "one reset, one command: the old policy is gone");
+      assert.ok(execs[1]?.endsWith(` refresh --image-policy=${spec}`), execs[1]);
+    }
+    const ok = verify(root);
+    assert.equal(ok.code, 0, ok.stderr);
+    // extctl's own policy resolution reads the drop-in back with the same name.
+    const trust = await runExtctl(["--root", root, "trust", "list", "--json"]);
+    if (trust.code === 0 && name !== "custom")
+      assert.equal((JSON.parse(trust.stdout) as { policy: { name: string } }).policy.name, name);
+  }
+
+  const both = await runExtctl([
+    "--root",
+    root,
+    "systemd",
+    "install",
+    "--trusted",
+    "--policy",
+    "any",
+  ]);
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /--policy and --trusted/);
+  const bad = await runExtctl([
+    "--root",
+    root,
+    "systemd",
+    "install",
+    "--policy",
+    "root=signed usr=x",
+  ]);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(
+    await readFile(sysextDropIn, "utf8"),
+    /--image-policy=root=signed\+absent:usr=signed\+absent$/m,
   );
 });

@@ -60,7 +60,10 @@ export function registerBootCommand(program: Command): void {
       "link the boot profile's extensions (then common's) into /run and refresh, as immucore does at boot",
     )
     .option("--efivars <dir>", "read EFI variables here (default: ROOT/sys/firmware/efi/efivars)")
-    .option("--cmdline <file>", "read the kernel cmdline here (default: /proc/cmdline)")
+    .option(
+      "--cmdline <file>",
+      "read the kernel cmdline here (default: $SYSTEMD_PROC_CMDLINE, else ROOT/proc/cmdline)",
+    )
     .option("--no-refresh", "only link; systemd-sysext merges later (initramfs)")
     .option("--policy <policy>", "trust policy: signed, verity, any or a systemd image policy")
     .option("--json", "print the result as JSON")

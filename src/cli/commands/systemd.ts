@@ -12,12 +12,16 @@ export function registerSystemdCommand(program: Command): void {
   parent
     .command("install")
     .description(
-      "write extctl-boot.service (before systemd-sysext/confext) and, for systemd 254+, image-policy drop-ins",
+      "write extctl-boot.service (before systemd-sysext/confext), enable systemd-sysext and systemd-confext.service and, for systemd 254+, write image-policy drop-ins",
     )
     .option("--uninstall", "remove exactly the files install wrote")
     .option("--systemd <version>", "the node's systemd version (default: detected under the root)")
-    .option("--trusted", "write the trusted-boot (signed) image policy")
-    .option("--no-trusted", "write the normal-boot (verity) image policy")
+    .option(
+      "--policy <policy>",
+      "the drop-ins' image policy: signed, verity, any (Kairos's extensions.ignore_signatures) or a systemd image policy (default: signed on a trusted boot, else verity)",
+    )
+    .option("--trusted", "the trusted-boot policy: the same as --policy signed")
+    .option("--no-trusted", "the normal-boot policy: the same as --policy verity")
     .option("--extctl <path>", "the extctl the unit runs (default: this one, or /usr/bin/extctl)")
     .option("--json", "print the result as JSON")
     .action(async (opts, command: Command) => {
@@ -30,11 +34,17 @@ export function registerSystemdCommand(program: Command): void {
             "give the major version, e.g. --systemd 255",
           );
       }
+      if (opts.policy !== undefined && typeof opts.trusted === "boolean")
+        throw new UsageError(
+          `--policy and --${opts.trusted ? "" : "no-"}trusted both set the drop-ins' policy`,
+          "give one of them",
+        );
       const { systemdInstall } = await import("../../operations/systemd-install.js");
       const result = await systemdInstall(contextFor(command), {
         ...(opts.uninstall ? { uninstall: true } : {}),
         ...(systemdVersion === undefined ? {} : { systemdVersion }),
         ...(typeof opts.trusted === "boolean" ? { trusted: opts.trusted as boolean } : {}),
+        ...(opts.policy === undefined ? {} : { policy: opts.policy as string }),
         ...(opts.extctl ? { extctlPath: opts.extctl as string } : {}),
       });
       if (opts.json) return printJson(result);

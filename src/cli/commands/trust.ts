@@ -20,7 +20,7 @@ export function registerTrustCommand(program: Command): void {
     .option("--policy <policy>", "show this policy instead of the node's")
     .option(
       "--cmdline <file>",
-      "read the kernel command line from this file instead of ROOT/proc/cmdline",
+      "read the kernel command line from this file (default: $SYSTEMD_PROC_CMDLINE, else ROOT/proc/cmdline)",
     )
     .option("--json", "print as JSON")
     .action(

@@ -5,6 +5,7 @@ import path from "node:path";
 import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
 import type { Root } from "../../util/root.js";
 import { READ_CAPS, readBoundedOptional } from "../../util/bounded-read.js";
+import { CMDLINE_ENV, PROC_CMDLINE, readKernelCmdline } from "../../util/kernel-cmdline.js";
 import { SENTINEL_DIR } from "../store/layout.js";
 import type { BootState } from "./boot-state.js";
 
@@ -14,7 +15,7 @@ export const LOADER_DEVICE_PART_UUID = `LoaderDevicePartUUID-${LOADER_VENDOR_GUI
 export const LOADER_ENTRY_SELECTED = `LoaderEntrySelected-${LOADER_VENDOR_GUID}`;
 
 export const DEFAULT_EFIVARS = "/sys/firmware/efi/efivars";
-export const DEFAULT_CMDLINE = "/proc/cmdline";
+export const DEFAULT_CMDLINE = PROC_CMDLINE;
 
 export interface BootDetection {
   state: BootState;
@@ -28,8 +29,10 @@ export interface BootDetection {
 export interface BootSources {
   /** Host path of the efivarfs directory. */
   efivarsDir?: string;
-  /** Host path of the cmdline file. */
+  /** Host path of the cmdline file; wins over $SYSTEMD_PROC_CMDLINE. */
   cmdlineFile?: string;
+  /** Where $SYSTEMD_PROC_CMDLINE is looked up (the Context's env); unset: not looked up. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -111,31 +114,38 @@ async function readOptional(file: string, what: string): Promise<Buffer | undefi
   return readBoundedOptional(file, { cap: READ_CAPS.small, what });
 }
 
-/** Default host paths: inside the root when one is given (ROOT/proc/cmdline only if present). */
-export async function defaultBootSources(root: Root): Promise<Required<BootSources>> {
-  if (root.isHostRoot) return { efivarsDir: DEFAULT_EFIVARS, cmdlineFile: DEFAULT_CMDLINE };
-  const inRoot = await root.readPath(DEFAULT_CMDLINE);
-  const present = (await readOptional(inRoot, "the kernel cmdline")) !== undefined;
-  return {
-    efivarsDir: await root.readPath(DEFAULT_EFIVARS),
-    cmdlineFile: present ? inRoot : DEFAULT_CMDLINE,
-  };
+/** The efivarfs directory: inside the root when one is given. */
+export async function defaultEfivarsDir(root: Root): Promise<string> {
+  return root.isHostRoot ? DEFAULT_EFIVARS : root.readPath(DEFAULT_EFIVARS);
 }
 
+/**
+ * The cmdline comes from `cmdlineFile`, else $SYSTEMD_PROC_CMDLINE, else ROOT/proc/cmdline, else
+ * (a root without one, as an installer's chroot) the host's /proc/cmdline.
+ */
 export async function detectBootState(
   root: Root,
   sources: BootSources = {},
 ): Promise<BootDetection> {
-  const defaults = await defaultBootSources(root);
-  const cmdlineFile = sources.cmdlineFile ?? defaults.cmdlineFile;
-  const efivarsDir = sources.efivarsDir ?? defaults.efivarsDir;
-  const cmdline = await readOptional(cmdlineFile, "the kernel cmdline");
+  const efivarsDir = sources.efivarsDir ?? (await defaultEfivarsDir(root));
+  const cmdline = await readKernelCmdline(root, {
+    ...(sources.cmdlineFile === undefined ? {} : { file: sources.cmdlineFile }),
+    ...(sources.env === undefined ? {} : { env: sources.env }),
+    hostFallback: true,
+  });
   if (cmdline === undefined) {
-    throw new ExtctlError("not-found", `the kernel cmdline file ${cmdlineFile} does not exist`, {
-      hint: "pass --cmdline FILE",
+    const file = sources.cmdlineFile ?? DEFAULT_CMDLINE;
+    throw new ExtctlError("not-found", `the kernel cmdline file ${file} does not exist`, {
+      hint: `pass --cmdline FILE or set $SYSTEMD_PROC_CMDLINE`,
     });
   }
-  const text = cmdline.toString("utf8");
+  const detection = await decideFromCmdline(cmdline.text, efivarsDir);
+  // Say so when the state did not come from a file: a stray variable is easy to miss.
+  if (cmdline.source === `$${CMDLINE_ENV}`) detection.reason += ` (from $${CMDLINE_ENV})`;
+  return detection;
+}
+
+async function decideFromCmdline(text: string, efivarsDir: string): Promise<BootDetection> {
   // EFI variables only matter on UKI boots; do not touch efivarfs otherwise.
   if (text.includes("kairos.ram") || !text.includes("rd.immucore.uki"))
     return decideBootState(text, {});

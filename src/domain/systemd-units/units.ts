@@ -4,6 +4,7 @@
 import { ExtctlError } from "../../util/errors.js";
 import type { ExtensionKind } from "../store/layout.js";
 import { quoteName } from "../store/names.js";
+import { parseImagePolicy } from "../trust/policy.js";
 
 /** Every file we write starts with this line; uninstall removes only files that carry it. */
 export const UNIT_MARKER =
@@ -19,6 +20,49 @@ export const MIN_DROP_IN_VERSION = 254;
 /** The image policies Kairos writes: signed on a trusted (UKI) boot, verity otherwise. */
 export const TRUSTED_IMAGE_POLICY = "root=signed+absent:usr=signed+absent";
 export const NORMAL_IMAGE_POLICY = "root=verity+absent:usr=verity+absent";
+/** Kairos's extensions.ignore_signatures: what systemd-sysext allows by default, written out. */
+export const ANY_IMAGE_POLICY =
+  "root=verity+signed+encrypted+unprotected+absent:usr=verity+signed+encrypted+unprotected+absent";
+
+export type DropInPolicyName = "signed" | "verity" | "any";
+
+/** The policy a drop-in carries: one of the three names, or a systemd policy as given. */
+export interface DropInPolicy {
+  name: DropInPolicyName | "custom";
+  /** What --image-policy= gets. */
+  spec: string;
+}
+
+const DROP_IN_POLICIES: Readonly<Record<DropInPolicyName, string>> = {
+  signed: TRUSTED_IMAGE_POLICY,
+  verity: NORMAL_IMAGE_POLICY,
+  any: ANY_IMAGE_POLICY,
+};
+
+const POLICY_WHY: Readonly<Record<DropInPolicy["name"], string>> = {
+  signed: "a trusted (UKI) boot: signed images only",
+  verity: "a normal boot: verity-protected images",
+  any: "any image, signed or not (Kairos's extensions.ignore_signatures)",
+  custom: "the policy given to `extctl systemd install --policy`",
+};
+
+/** `signed`, `verity`, `any` or a systemd image policy (checked, and safe in a unit file). */
+export function dropInPolicy(input: string): DropInPolicy {
+  const text = input.trim();
+  if (text === "signed" || text === "verity" || text === "any")
+    return { name: text, spec: DROP_IN_POLICIES[text] };
+  parseImagePolicy(text);
+  // The policy syntax needs none of these; in a unit file they would split or expand the line.
+  if (!/^[A-Za-z0-9=+:*~_-]+$/.test(text))
+    throw new ExtctlError(
+      "usage",
+      `the image policy ${quoteName(text)} has characters a unit file would read differently`,
+      {
+        hint: "use signed, verity, any, or systemd's syntax such as root=signed+absent:usr=signed+absent",
+      },
+    );
+  return { name: "custom", spec: text };
+}
 
 /**
  * Hierarchies systemd-sysext may overlay: the /usr subdirs one by one rather than /usr, so that
@@ -42,9 +86,13 @@ export interface UnitFile {
   content: string;
 }
 
-export function bootUnit(extctlPath: string): UnitFile {
+/** The line of the boot unit that records which enable links install made (uninstall removes those). */
+const ENABLED_PREFIX = "# Enabled by this install: ";
+
+export function bootUnit(extctlPath: string, enabledLinks: readonly string[] = []): UnitFile {
+  const enabled = enabledLinks.length ? `${ENABLED_PREFIX}${enabledLinks.join(" ")}\n` : "";
   const content = `${UNIT_MARKER}
-[Unit]
+${enabled}[Unit]
 Description=Link the boot profile's system and configuration extensions into /run (extctl)
 Documentation=https://kairos.io/docs/advanced/sys-extensions/
 DefaultDependencies=no
@@ -65,6 +113,12 @@ WantedBy=sysinit.target
   return { path: `${UNIT_DIR}/${BOOT_UNIT_NAME}`, content };
 }
 
+/** The enable links a boot unit written by install records (see bootUnit). */
+export function enabledByInstall(bootUnitText: string): string[] {
+  const line = bootUnitText.split("\n").find((l) => l.startsWith(ENABLED_PREFIX));
+  return line ? line.slice(ENABLED_PREFIX.length).split(" ").filter(Boolean) : [];
+}
+
 /** The symlink `systemctl enable` would make for the boot unit. */
 export function bootUnitWantsLink(): { path: string; target: string } {
   return {
@@ -73,16 +127,15 @@ export function bootUnitWantsLink(): { path: string; target: string } {
   };
 }
 
-export function dropIn(kind: ExtensionKind, trusted: boolean): UnitFile {
+export function dropIn(kind: ExtensionKind, policy: DropInPolicy): UnitFile {
   const tool = kind === "sysext" ? "systemd-sysext" : "systemd-confext";
-  const policy = trusted ? TRUSTED_IMAGE_POLICY : NORMAL_IMAGE_POLICY;
   const lines = [
     UNIT_MARKER,
-    `# Image policy for a ${trusted ? "trusted (UKI)" : "normal"} boot.`,
+    `# Image policy ${policy.name}: ${POLICY_WHY[policy.name]}.`,
     "[Service]",
     // An empty ExecStart= drops the unit's own command before ours replaces it.
     "ExecStart=",
-    `ExecStart=/usr/bin/${tool} refresh --image-policy=${policy}`,
+    `ExecStart=/usr/bin/${tool} refresh --image-policy=${policy.spec}`,
   ];
   if (kind === "sysext")
     lines.push(`Environment="SYSTEMD_SYSEXT_HIERARCHIES=${SYSEXT_HIERARCHIES.join(":")}"`);
@@ -97,15 +150,19 @@ export interface UnitSet {
   links: { path: string; target: string }[];
 }
 
-/** What `systemd install` writes for a systemd version (undefined: unknown, no drop-ins). */
+/**
+ * What `systemd install` writes for a systemd version (undefined: unknown, no drop-ins);
+ * `enabledLinks` are the links of systemd's own units that this install makes or made before.
+ */
 export function unitSet(
   extctlPath: string,
   systemdVersion: number | undefined,
-  trusted: boolean,
+  policy: DropInPolicy,
+  enabledLinks: readonly string[] = [],
 ): UnitSet {
-  const files = [bootUnit(extctlPath)];
+  const files = [bootUnit(extctlPath, enabledLinks)];
   if (systemdVersion !== undefined && systemdVersion >= MIN_DROP_IN_VERSION)
-    files.push(dropIn("sysext", trusted), dropIn("confext", trusted));
+    files.push(dropIn("sysext", policy), dropIn("confext", policy));
   return { files, links: [bootUnitWantsLink()] };
 }
 

@@ -3,7 +3,8 @@
 // systemd-sysext unit's drop-ins, a trusted (UKI) boot, or systemd's default (accept all).
 import { readdir, stat } from "node:fs/promises";
 import type { Context } from "../../util/context.js";
-import { READ_CAPS, readBoundedOptional, readInRoot } from "../../util/bounded-read.js";
+import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
+import { readKernelCmdline } from "../../util/kernel-cmdline.js";
 import { ExtctlError } from "../../util/errors.js";
 
 export type PartitionFlag = "verity" | "signed" | "encrypted" | "unprotected" | "unused" | "absent";
@@ -236,20 +237,12 @@ export async function trustedBoot(
   ctx: Context,
   options: ResolvePolicyOptions = {},
 ): Promise<string | undefined> {
-  const cmdline =
-    options.cmdlineFile !== undefined
-      ? (
-          await readBoundedOptional(options.cmdlineFile, {
-            cap: READ_CAPS.small,
-            what: "the kernel cmdline",
-          })
-        )?.toString("utf8")
-      : (
-          await readInRoot(ctx.root, "/proc/cmdline", {
-            cap: READ_CAPS.small,
-            what: "the kernel cmdline",
-          })
-        )?.toString("utf8");
+  const cmdline = (
+    await readKernelCmdline(ctx.root, {
+      ...(options.cmdlineFile === undefined ? {} : { file: options.cmdlineFile }),
+      env: ctx.env,
+    })
+  )?.text;
   if (
     cmdline !== undefined &&
     cmdline.split(/\s+/).some((w) => w === "rd.immucore.uki" || w.startsWith("rd.immucore.uki="))

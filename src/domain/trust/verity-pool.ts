@@ -2,6 +2,7 @@
 // them). Chunks go round the threads; the caller keeps order by awaiting the promises in order.
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
+import { bundledVerityWorker } from "../../util/bundled.js";
 import { hashBlocksToHashBlocks, type BlockHashParams } from "./verity-hash.js";
 import type { HashReply, HashRequest } from "./verity-worker.js";
 
@@ -23,11 +24,14 @@ export const inlineHasher: BlockHasher = {
 };
 
 /**
- * Starts the worker module beside this one: `.js` when running from dist/; from sources (tests,
+ * Starts the worker module beside this one (or the one-file build's copy of it): `.js` when running from dist/; from sources (tests,
  * benches under tsx) the `.ts` file is loaded through tsx's API inside the thread, because a
  * loader registered with `--import` in the parent does not reach worker threads on Node 20.
  */
 function startWorker(): Worker {
+  // The one-file build has no file to start a thread from: it carries the worker's source.
+  const bundled = bundledVerityWorker();
+  if (bundled !== undefined) return new Worker(bundled, { eval: true });
   if (!import.meta.url.endsWith(".ts")) {
     return new Worker(new URL("./verity-worker.js", import.meta.url));
   }

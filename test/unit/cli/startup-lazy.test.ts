@@ -1,5 +1,5 @@
 // Simple commands start fast because they never load the heavy packages (pkijs, undici, tar-stream,
-// yaml, cli-progress, zstd-napi...): every module the real CLI loads is recorded by an import hook.
+// yaml, cli-progress, fzstd...): every module the real CLI loads is recorded by an import hook.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";

@@ -69,8 +69,8 @@ function rawStream(archive: LayerArchive): Readable {
 async function decompressor(compression: Compression): Promise<Transform> {
   if (compression === "gzip") return createGunzip();
   if (compression === "zstd") {
-    const zstd = await import("zstd-napi");
-    return new zstd.DecompressStream();
+    const { createZstdDecompressStream } = await import("../../image/decompress/zstd.js");
+    return createZstdDecompressStream();
   }
   return new PassThrough();
 }

@@ -1,11 +1,15 @@
-// One entry point for the block compressors filesystems use: gzip/zlib and zstd from libraries,
-// LZ4 and LZO by hand, xz/lzma from @napi-rs/lzma. Every call is bounded by the block's size.
+// One entry point for the block compressors filesystems use: gzip/zlib from Node, zstd from fzstd
+// (pure JavaScript), LZ4, LZO, LZMA and xz by hand. Every call is bounded by the block's size.
 import { inflateSync } from "node:zlib";
 import { ExtctlError } from "../../../util/errors.js";
 import { lz4DecompressBlock } from "./lz4.js";
 import { lzoDecompressBlock } from "./lzo.js";
-import type * as LzmaTypes from "@napi-rs/lzma";
-import type * as ZstdTypes from "zstd-napi";
+import { lzmaAloneDecompress } from "./lzma.js";
+import { xzDecompress } from "./xz.js";
+import type * as ZstdModule from "./zstd.js";
+
+// fzstd is loaded on the first zstd block only: commands that read no image must not pay for it.
+let zstdModule: Promise<typeof ZstdModule> | undefined;
 
 export type Compression = "gzip" | "lzma" | "lzo" | "xz" | "lz4" | "zstd";
 
@@ -51,39 +55,6 @@ function xzDeclaredSize(input: Buffer): number {
   return total;
 }
 
-/** The frame content size of a zstd frame header, or undefined when the frame omits it. */
-function zstdDeclaredSize(input: Buffer): number | undefined {
-  if (input.length < 6 || input.readUInt32LE(0) !== 0xfd2fb528)
-    throw corrupt("zstd", "the frame magic is missing");
-  const fhd = input[4] as number;
-  const fcsFlag = fhd >> 6;
-  const singleSegment = (fhd >> 5) & 1;
-  const dictBytes = [0, 1, 2, 4][fhd & 3] as number;
-  const at = 5 + (singleSegment ? 0 : 1) + dictBytes;
-  const fcsBytes = [singleSegment ? 1 : 0, 2, 4, 8][fcsFlag] as number;
-  if (fcsBytes === 0) return undefined;
-  if (at + fcsBytes > input.length) throw corrupt("zstd", "the frame header is cut off");
-  if (fcsBytes === 1) return input[at] as number;
-  if (fcsBytes === 2) return input.readUInt16LE(at) + 256;
-  if (fcsBytes === 4) return input.readUInt32LE(at);
-  const big = input.readBigUInt64LE(at);
-  return big > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(big);
-}
-
-type LzmaModule = typeof LzmaTypes;
-let lzmaModule: Promise<LzmaModule> | undefined;
-function loadLzma(): Promise<LzmaModule> {
-  lzmaModule ??= import("@napi-rs/lzma");
-  return lzmaModule;
-}
-
-type ZstdModule = typeof ZstdTypes;
-let zstdModule: Promise<ZstdModule> | undefined;
-function loadZstd(): Promise<ZstdModule> {
-  zstdModule ??= import("zstd-napi");
-  return zstdModule;
-}
-
 function checkSize(kind: string, out: Buffer, maxOutput: number): Buffer {
   if (out.length > maxOutput) throw tooBig(kind, maxOutput);
   return out;
@@ -117,43 +88,16 @@ const DECOMPRESSORS: Record<Compression, BlockDecompressor> = {
     return lzoDecompressBlock(input, maxOutput);
   },
   async zstd(input, maxOutput) {
-    const declared = zstdDeclaredSize(input);
-    if (declared === undefined)
-      throw corrupt("zstd", "the frame does not declare its size, so it cannot be bounded");
-    if (declared > maxOutput) throw tooBig("zstd", maxOutput);
-    const zstd = await loadZstd();
-    let out: Buffer;
-    try {
-      out = zstd.decompress(input);
-    } catch (e) {
-      throw corrupt("zstd", (e as Error).message);
-    }
-    return checkSize("zstd", out, maxOutput);
+    zstdModule ??= import("./zstd.js");
+    return (await zstdModule).zstdDecompressBlock(input, maxOutput);
   },
   async xz(input, maxOutput) {
-    if (xzDeclaredSize(input) > maxOutput) throw tooBig("xz", maxOutput);
-    const { xz } = await loadLzma();
-    let out: Buffer;
-    try {
-      out = await xz.decompress(input);
-    } catch (e) {
-      throw corrupt("xz", (e as Error).message);
-    }
-    return checkSize("xz", out, maxOutput);
+    const declared = xzDeclaredSize(input);
+    if (declared > maxOutput) throw tooBig("xz", maxOutput);
+    return checkSize("xz", xzDecompress(input, declared), maxOutput);
   },
   async lzma(input, maxOutput) {
-    // The .lzma ("alone") header: 5 property bytes, then the uncompressed size (u64 LE).
-    if (input.length < 13) throw corrupt("lzma", "the header is cut off");
-    const declared = input.readBigUInt64LE(5);
-    if (declared > BigInt(maxOutput)) throw tooBig("lzma", maxOutput);
-    const { lzma } = await loadLzma();
-    let out: Buffer;
-    try {
-      out = await lzma.decompress(input);
-    } catch (e) {
-      throw corrupt("lzma", (e as Error).message);
-    }
-    return checkSize("lzma", out, maxOutput);
+    return checkSize("lzma", lzmaAloneDecompress(input, maxOutput), maxOutput);
   },
 };
 

@@ -5,7 +5,7 @@ import { createInflateRaw, constants as zlibConstants } from "node:zlib";
 import type { Transform } from "node:stream";
 import { ExtctlError } from "../../../util/errors.js";
 import { lz4DecompressChunks } from "../decompress/lz4.js";
-import type * as LzmaTypes from "@napi-rs/lzma";
+import { microLzmaDecompress } from "../decompress/lzma.js";
 
 export const EROFS_ALGORITHMS = ["lz4", "lzma", "deflate", "zstd"] as const;
 
@@ -53,37 +53,15 @@ async function* firstBytesOf(
   if (got < want) throw corrupt(alg, `it holds ${got} bytes, not ${want}`);
 }
 
-type LzmaModule = typeof LzmaTypes;
-let lzmaModule: Promise<LzmaModule> | undefined;
-
-/**
- * MicroLZMA (what erofs stores) is raw LZMA whose first byte, always 0 in LZMA, carries the
- * negated properties byte instead. Rebuilding the 13-byte .lzma header with the size we want
- * lets the ordinary decoder stop exactly there.
- */
-async function* microLzma(raw: Buffer, want: number): AsyncGenerator<Buffer> {
-  if (raw.length < 2) throw corrupt("lzma", "it is too short");
-  const props = ~(raw[0] as number) & 0xff;
-  if (props >= 9 * 5 * 5) throw corrupt("lzma", `properties byte 0x${props.toString(16)}`);
-  const header = Buffer.alloc(14);
-  header[0] = props;
-  header.writeUInt32LE(8 * 1024 * 1024, 1); // erofs' largest LZMA dictionary
-  header.writeBigUInt64LE(BigInt(want), 5);
-  lzmaModule ??= import("@napi-rs/lzma");
-  const { lzma } = await lzmaModule;
-  let out: Buffer;
-  try {
-    out = await lzma.decompress(Buffer.concat([header, raw.subarray(1)]));
-  } catch (e) {
-    throw corrupt("lzma", (e as Error).message);
-  }
-  if (out.length !== want) throw corrupt("lzma", `it holds ${out.length} bytes, not ${want}`);
-  yield out;
+/** MicroLZMA (what erofs stores): raw LZMA with the properties byte in front, no size. */
+function* microLzma(raw: Buffer, want: number): Generator<Buffer> {
+  yield microLzmaDecompress(raw, want);
 }
 
 async function* zstdFrame(raw: Buffer, want: number): AsyncGenerator<Buffer> {
-  const { DecompressStream } = await import("zstd-napi");
-  yield* firstBytesOf("zstd", new DecompressStream(), raw, want);
+  // Loaded when first needed, as for squashfs (decompress/index.ts).
+  const { zstdDecompressPrefix } = await import("../decompress/zstd.js");
+  yield zstdDecompressPrefix(raw, want, MAX_DECODED_EXTENT);
 }
 
 /** Yields the first `want` decoded bytes of pcluster `raw` (zero padding already removed). */

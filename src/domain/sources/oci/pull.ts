@@ -124,8 +124,8 @@ export function layerCompression(mediaType: string): Compression | undefined {
 async function decompressor(compression: Compression): Promise<Transform | undefined> {
   if (compression === "gzip") return createGunzip();
   if (compression === "zstd") {
-    const { DecompressStream } = await import("zstd-napi");
-    return new DecompressStream();
+    const { createZstdDecompressStream } = await import("../../image/decompress/zstd.js");
+    return createZstdDecompressStream();
   }
   return undefined;
 }

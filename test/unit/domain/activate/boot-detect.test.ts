@@ -114,6 +114,47 @@ test("--cmdline and --efivars override the defaults", async (t) => {
   assert.equal(d.state, "passive");
 });
 
+test("$SYSTEMD_PROC_CMDLINE wins over ROOT/proc/cmdline, as in systemd", async (t) => {
+  const dir = await tempRoot(t);
+  await mkdir(path.join(dir, "proc"));
+  await writeFile(path.join(dir, "proc/cmdline"), "root=LABEL=COS_ACTIVE\n");
+  const env = { SYSTEMD_PROC_CMDLINE: "root=LABEL=COS_PASSIVE" };
+  const d = await detectBootState(new Root(dir), { env });
+  assert.equal(d.state, "passive");
+  assert.match(d.reason, /SYSTEMD_PROC_CMDLINE/);
+  // Without the variable the root's file counts again.
+  assert.equal((await detectBootState(new Root(dir), { env: {} })).state, "active");
+});
+
+test("--cmdline wins over $SYSTEMD_PROC_CMDLINE", async (t) => {
+  const dir = await tempRoot(t);
+  const cmdline = path.join(dir, "my-cmdline");
+  await writeFile(cmdline, "root=LABEL=COS_RECOVERY");
+  const env = { SYSTEMD_PROC_CMDLINE: "root=LABEL=COS_PASSIVE" };
+  const d = await detectBootState(new Root(dir), { cmdlineFile: cmdline, env });
+  assert.equal(d.state, "recovery");
+  assert.doesNotMatch(d.reason, /SYSTEMD_PROC_CMDLINE/);
+});
+
+test("$SYSTEMD_PROC_CMDLINE set but empty is an empty cmdline, not a fallback", async (t) => {
+  const dir = await tempRoot(t);
+  await mkdir(path.join(dir, "proc"));
+  await writeFile(path.join(dir, "proc/cmdline"), "root=LABEL=COS_ACTIVE\n");
+  const d = await detectBootState(new Root(dir), { env: { SYSTEMD_PROC_CMDLINE: "" } });
+  assert.equal(d.state, "unknown");
+});
+
+test("a UKI boot named by $SYSTEMD_PROC_CMDLINE reads the root's EFI variables", async (t) => {
+  const dir = await tempRoot(t);
+  const efivars = path.join(dir, "sys/firmware/efi/efivars");
+  await mkdir(efivars, { recursive: true });
+  await writeFile(path.join(efivars, LOADER_DEVICE_PART_UUID), PART);
+  await writeFile(path.join(efivars, LOADER_ENTRY_SELECTED), efiString("recovery.conf"));
+  const d = await detectBootState(new Root(dir), { env: { SYSTEMD_PROC_CMDLINE: UKI } });
+  assert.equal(d.state, "recovery");
+  assert.equal(d.uki, true);
+});
+
 test("a missing --cmdline file is a clear error", async (t) => {
   const dir = await tempRoot(t);
   await assert.rejects(

@@ -3,11 +3,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  ANY_IMAGE_POLICY,
   NORMAL_IMAGE_POLICY,
   TRUSTED_IMAGE_POLICY,
   UNIT_MARKER,
   bootUnit,
   dropIn,
+  dropInPolicy,
+  enabledByInstall,
   quoteArg,
   unitSet,
   versionFromLibraryName,
@@ -15,12 +18,12 @@ import {
 
 test("systemd 253 and older get only the boot unit; 254+ also both drop-ins", () => {
   assert.deepEqual(
-    unitSet("/usr/bin/extctl", 252, false).files.map((f) => f.path),
+    unitSet("/usr/bin/extctl", 252, VERITY).files.map((f) => f.path),
     ["/etc/systemd/system/extctl-boot.service"],
   );
-  assert.equal(unitSet("/usr/bin/extctl", undefined, false).files.length, 1);
+  assert.equal(unitSet("/usr/bin/extctl", undefined, VERITY).files.length, 1);
   assert.deepEqual(
-    unitSet("/usr/bin/extctl", 254, false).files.map((f) => f.path),
+    unitSet("/usr/bin/extctl", 254, VERITY).files.map((f) => f.path),
     [
       "/etc/systemd/system/extctl-boot.service",
       "/etc/systemd/system/systemd-sysext.service.d/10-extctl-image-policy.conf",
@@ -29,12 +32,17 @@ test("systemd 253 and older get only the boot unit; 254+ also both drop-ins", ()
   );
 });
 
-test("drop-ins reset ExecStart and carry the boot kind's image policy", () => {
-  for (const [trusted, policy] of [
-    [true, TRUSTED_IMAGE_POLICY],
-    [false, NORMAL_IMAGE_POLICY],
+const VERITY = dropInPolicy("verity");
+
+test("drop-ins reset ExecStart and carry the chosen image policy", () => {
+  for (const [name, policy] of [
+    ["signed", TRUSTED_IMAGE_POLICY],
+    ["verity", NORMAL_IMAGE_POLICY],
+    ["any", ANY_IMAGE_POLICY],
+    ["root=signed+absent:usr=absent", "root=signed+absent:usr=absent"],
   ] as const) {
-    const sysext = dropIn("sysext", trusted).content;
+    const chosen = dropInPolicy(name);
+    const sysext = dropIn("sysext", chosen).content;
     const lines = sysext.split("\n");
     assert.equal(lines[0], UNIT_MARKER);
     const reset = lines.indexOf("ExecStart=");
@@ -43,7 +51,7 @@ test("drop-ins reset ExecStart and carry the boot kind's image policy", () => {
       lines[reset + 1],
       `ExecStart=/usr/bin/systemd-sysext refresh --image-policy=${policy}`,
     );
-    const confext = dropIn("confext", trusted).content;
+    const confext = dropIn("confext", chosen).content;
     assert.match(
       confext,
       new RegExp(`systemd-confext refresh --image-policy=${policy.replace(/\+/g, "\\+")}`),
@@ -53,7 +61,7 @@ test("drop-ins reset ExecStart and carry the boot kind's image policy", () => {
 });
 
 test("the sysext hierarchies list /usr subdirs and /opt but never /usr or /usr/local", () => {
-  const m = /SYSTEMD_SYSEXT_HIERARCHIES=([^"]+)"/.exec(dropIn("sysext", false).content);
+  const m = /SYSTEMD_SYSEXT_HIERARCHIES=([^"]+)"/.exec(dropIn("sysext", VERITY).content);
   const dirs = (m?.[1] ?? "").split(":");
   assert.ok(dirs.includes("/usr/bin") && dirs.includes("/opt"));
   assert.ok(!dirs.includes("/usr") && !dirs.some((d) => d.startsWith("/usr/local")));
@@ -76,4 +84,29 @@ test("versionFromLibraryName", () => {
   assert.equal(versionFromLibraryName("libsystemd-shared-256.5-1.so"), 256);
   assert.equal(versionFromLibraryName("libsystemd-core-252.so"), undefined);
   assert.equal(versionFromLibraryName("libsystemd-shared.so"), undefined);
+});
+
+test("--policy takes the three names or a systemd policy, and refuses what would break the unit", () => {
+  assert.equal(dropInPolicy("any").name, "any");
+  assert.equal(dropInPolicy("signed").spec, TRUSTED_IMAGE_POLICY);
+  assert.deepEqual(dropInPolicy("root=verity:usr=verity"), {
+    name: "custom",
+    spec: "root=verity:usr=verity",
+  });
+  assert.throws(() => dropInPolicy("root=bogus"), /not a policy flag/);
+  assert.throws(
+    () => dropInPolicy("root=signed\nExecStartPre=/bin/sh"),
+    (e: Error) => /invalid|unit file/.test(e.message),
+  );
+});
+
+test("the boot unit records the enable links install made, and reads them back", () => {
+  const links = [
+    "/etc/systemd/system/sysinit.target.wants/systemd-sysext.service",
+    "/etc/systemd/system/sysinit.target.wants/systemd-confext.service",
+  ];
+  const unit = bootUnit("/usr/bin/extctl", links).content;
+  assert.ok(unit.startsWith(UNIT_MARKER + "\n"));
+  assert.deepEqual(enabledByInstall(unit), links);
+  assert.deepEqual(enabledByInstall(bootUnit("/usr/bin/extctl").content), []);
 });

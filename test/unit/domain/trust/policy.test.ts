@@ -121,3 +121,21 @@ test("policy resolution: --policy, then /etc/extctl/policy, then sysext drop-ins
     /\/etc\/extctl\/policy: the image policy "root=bogus" is invalid/,
   );
 });
+
+test("a trusted boot is also seen in $SYSTEMD_PROC_CMDLINE; --cmdline still wins over it", async (t) => {
+  const root = await tempRoot(t);
+  await mkdir(path.join(root, "proc"), { recursive: true });
+  await writeFile(path.join(root, "proc/cmdline"), "quiet\n");
+  const env = { SYSTEMD_PROC_CMDLINE: "console=ttyS0 rd.immucore.uki" };
+  const ctx = createContext({ root, log: silentLogger, env });
+  const r = await resolvePolicy(ctx);
+  assert.equal(r.policy.name, "signed");
+  assert.match(r.source, /rd\.immucore\.uki/);
+  const cmdline = path.join(root, "plain-cmdline");
+  await writeFile(cmdline, "quiet\n");
+  assert.equal((await resolvePolicy(ctx, undefined, { cmdlineFile: cmdline })).policy.name, "any");
+  assert.equal(
+    (await resolvePolicy(createContext({ root, log: silentLogger, env: {} }))).policy.name,
+    "any",
+  );
+});

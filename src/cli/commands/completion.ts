@@ -1,0 +1,48 @@
+// `extctl completion bash|zsh|fish`: prints a completion script made from this program's command
+// tree; the hidden `extctl __complete images KIND [--PROFILE]` gives it installed image names.
+import { Argument, type Command } from "commander";
+import { completionTree } from "../completion-tree.js";
+import { SHELLS, completionScript, type Shell } from "../completion-scripts.js";
+import { contextFor } from "../options.js";
+import { print } from "../render.js";
+
+function programOf(command: Command): Command {
+  let top = command;
+  while (top.parent) top = top.parent;
+  return top;
+}
+
+export function registerCompletionCommand(program: Command): void {
+  program
+    .command("completion")
+    .description("print a shell completion script (source <(extctl completion bash))")
+    .addArgument(new Argument("<shell>", "the shell to complete in").choices(SHELLS))
+    .action((shell: Shell, _opts, command: Command) => {
+      process.stdout.write(completionScript(shell, completionTree(programOf(command))));
+    });
+
+  // What the scripts call while completing: quiet, and empty rather than an error.
+  const hidden = program.command("__complete", { hidden: true });
+  hidden
+    .command("images")
+    .argument("<kind>")
+    .option("--active")
+    .option("--passive")
+    .option("--recovery")
+    .option("--common")
+    .action(async (kind: string, opts: Record<string, boolean>, command: Command) => {
+      if (kind !== "sysext" && kind !== "confext") return;
+      const profile = (["active", "passive", "recovery", "common"] as const).find((p) => opts[p]);
+      const { list } = await import("../../operations/list.js");
+      try {
+        const result = await list(contextFor(command), { kind, ...(profile ? { profile } : {}) });
+        // The short name (what Kairos users type); enable and the others accept it.
+        const names = result.images
+          .filter((i) => i.present)
+          .map((i) => i.name.replace(/(\.(sysext|confext))?\.raw$/, ""));
+        if (names.length) print(names.join("\n"));
+      } catch {
+        // No store, no permission: nothing to offer.
+      }
+    });
+}

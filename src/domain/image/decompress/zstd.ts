@@ -1,0 +1,251 @@
+// zstd decoding without a native addon (fzstd, pure JavaScript, so the one-file build carries it),
+// bounded: every frame header is read first, so no window or block output is sized by a crafted one.
+import { Transform, type TransformCallback } from "node:stream";
+import { Decompress, decompress } from "fzstd";
+import { ExtctlError } from "../../../util/errors.js";
+
+/** The largest window a frame may ask for: zstd's own default limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT 27). */
+export const MAX_ZSTD_WINDOW = 128 * 1024 * 1024;
+
+const FRAME_MAGIC = 0xfd2fb528;
+/** The largest window a filesystem block's frame may ask for beyond its own size. */
+const MAX_BLOCK_WINDOW = 8 * 1024 * 1024;
+
+function corrupt(what: string, why: string): ExtctlError {
+  return new ExtctlError("format", `${what} is corrupt: ${why}`, {
+    hint: "the data is damaged; download or build it again",
+  });
+}
+
+interface FrameHeader {
+  /** Header length in bytes (from the magic on). */
+  length: number;
+  window: number;
+  /** The frame content size, when the header gives it. */
+  contentSize: number | undefined;
+  checksum: boolean;
+}
+
+/** Parses a frame header at buf[at]; undefined when fewer bytes than it needs are there. */
+function frameHeader(buf: Uint8Array, at: number, what: string): FrameHeader | undefined {
+  if (buf.length < at + 5) return undefined;
+  const fhd = buf[at + 4] as number;
+  if (fhd & 0x08) throw corrupt(what, "a frame header sets its reserved bit");
+  const singleSegment = (fhd >> 5) & 1;
+  const dictBytes = [0, 1, 2, 4][fhd & 3] as number;
+  const fcsBytes = [singleSegment ? 1 : 0, 2, 4, 8][fhd >> 6] as number;
+  const length = 5 + (singleSegment ? 0 : 1) + dictBytes + fcsBytes;
+  if (buf.length < at + length) return undefined;
+  const view = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
+  const fcsAt = at + length - fcsBytes;
+  let contentSize: number | undefined;
+  if (fcsBytes === 1) contentSize = buf[fcsAt] as number;
+  else if (fcsBytes === 2) contentSize = view.readUInt16LE(fcsAt) + 256;
+  else if (fcsBytes === 4) contentSize = view.readUInt32LE(fcsAt);
+  else if (fcsBytes === 8) contentSize = Number(view.readBigUInt64LE(fcsAt));
+  let window: number;
+  if (singleSegment) window = contentSize as number;
+  else {
+    const wd = buf[at + 5] as number;
+    const base = 2 ** (10 + (wd >> 3));
+    window = base + (base / 8) * (wd & 7);
+  }
+  return { length, window, contentSize, checksum: (fhd & 0x04) !== 0 };
+}
+
+/**
+ * Follows the frame and block structure of a zstd stream as its bytes pass (block headers give
+ * their sizes, so nothing is decoded), and refuses a frame whose window is too large before the
+ * decoder allocates it.
+ */
+class FrameWalker {
+  private pending: Buffer = Buffer.alloc(0);
+  /** Bytes still to skip: a block's body, a checksum, a skippable frame. */
+  private skip = 0;
+  private phase: "frame" | "block" | "skippable-size" = "frame";
+  private checksum = false;
+  frames = 0;
+  firstHeader: FrameHeader | undefined;
+
+  constructor(private readonly what: string) {}
+
+  feed(chunk: Uint8Array): void {
+    let buf = this.pending.length
+      ? Buffer.concat([this.pending, chunk])
+      : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    let at = 0;
+    for (;;) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, buf.length - at);
+        this.skip -= n;
+        at += n;
+        if (this.skip > 0) break;
+      }
+      if (this.phase === "frame") {
+        if (buf.length < at + 4) break;
+        const magic = buf.readUInt32LE(at);
+        if ((magic & 0xfffffff0) >>> 0 === 0x184d2a50) {
+          this.phase = "skippable-size";
+          at += 4;
+          continue;
+        }
+        if (magic !== FRAME_MAGIC)
+          throw corrupt(this.what, "a frame does not start with zstd's magic");
+        const header = frameHeader(buf, at, this.what);
+        if (header === undefined) break;
+        if (header.window > MAX_ZSTD_WINDOW)
+          throw new ExtctlError(
+            "unsupported",
+            `${this.what} asks for a ${header.window}-byte window, more than the ${MAX_ZSTD_WINDOW} zstd decoders accept by default`,
+          );
+        this.frames++;
+        this.firstHeader ??= header;
+        this.checksum = header.checksum;
+        at += header.length;
+        this.phase = "block";
+      } else if (this.phase === "skippable-size") {
+        if (buf.length < at + 4) break;
+        this.skip = buf.readUInt32LE(at);
+        at += 4;
+        this.phase = "frame";
+      } else {
+        if (buf.length < at + 3) break;
+        const header =
+          (buf[at] as number) | ((buf[at + 1] as number) << 8) | ((buf[at + 2] as number) << 16);
+        at += 3;
+        const type = (header >> 1) & 3;
+        this.skip = type === 1 ? 1 : header >>> 3;
+        if (header & 1) {
+          this.skip += this.checksum ? 4 : 0;
+          this.phase = "frame";
+        }
+      }
+    }
+    buf = buf.subarray(at);
+    // Only a header's worth is ever kept back (block bodies are skipped, not buffered).
+    this.pending = Buffer.from(buf);
+  }
+
+  /** Whether the stream ended at a frame boundary. */
+  get complete(): boolean {
+    return this.phase === "frame" && this.skip === 0 && this.pending.length === 0;
+  }
+}
+
+function decoderError(what: string, e: unknown): ExtctlError {
+  if (e instanceof ExtctlError) return e;
+  return corrupt(what, (e as Error).message);
+}
+
+/**
+ * Decodes one zstd frame holding a filesystem block. The frame must declare its size, at most
+ * `maxOutput`, and be the only one.
+ */
+export function zstdDecompressBlock(input: Buffer, maxOutput: number): Buffer {
+  const what = "a zstd block in the image";
+  const walker = new FrameWalker(what);
+  walker.feed(input);
+  const size = walker.firstHeader?.contentSize;
+  if (walker.frames !== 1 || !walker.complete)
+    throw corrupt(
+      what,
+      walker.frames > 1 ? "it holds more than one frame" : "the frame is cut off",
+    );
+  if (size === undefined)
+    throw corrupt(what, "the frame does not declare its size, so it cannot be bounded");
+  if (size > maxOutput) throw corrupt(what, `it inflates past its size of ${maxOutput} bytes`);
+  // fzstd sizes its buffer by the window (a single-segment frame's window is its size); a block
+  // has no reason to ask for more than a few MiB.
+  const window = walker.firstHeader?.window ?? 0;
+  if (window > Math.max(size, MAX_BLOCK_WINDOW))
+    throw corrupt(what, `its frame asks for a ${window}-byte window for ${size} bytes`);
+  let out: Uint8Array;
+  try {
+    // Without an output buffer: fzstd runs ~3x faster (measured with bench/decompress.ts).
+    out = decompress(input);
+  } catch (e) {
+    throw decoderError(what, e);
+  }
+  if (out.length !== size) throw corrupt(what, `it holds ${out.length} bytes, not ${size}`);
+  return Buffer.from(out.buffer, out.byteOffset, out.length);
+}
+
+/**
+ * A plain Error for a stream: the reader of the stream (an OCI pull, a tar source) says which
+ * layer or file it was, as it does for gzip.
+ */
+function streamError(what: string, e: unknown): Error {
+  return new Error(decoderError(what, e).message, { cause: e });
+}
+
+/** A Transform that decodes a zstd stream (OCI layers, tar.zst sources) in bounded memory. */
+export function createZstdDecompressStream(
+  what = "the zstd data",
+): Transform & { readonly frames: number } {
+  const walker = new FrameWalker(what);
+  let stream: Transform | undefined = undefined;
+  const decoder = new Decompress((data) => {
+    // fzstd may hand out a view of its own window, which the next block overwrites.
+    if (data.length) stream?.push(Buffer.from(data));
+  });
+  stream = new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      try {
+        walker.feed(chunk);
+        decoder.push(chunk);
+        cb();
+      } catch (e) {
+        cb(streamError(what, e));
+      }
+    },
+    flush(cb: TransformCallback) {
+      try {
+        if (!walker.complete) throw corrupt(what, "it ends inside a frame");
+        cb();
+      } catch (e) {
+        cb(streamError(what, e));
+      }
+    },
+  });
+  return Object.defineProperty(stream, "frames", { get: () => walker.frames }) as Transform & {
+    readonly frames: number;
+  };
+}
+
+/**
+ * The first `want` bytes of one zstd frame (an erofs pcluster, whose extent may use only part of
+ * it); the frame may decode to at most `maxOutput` bytes.
+ */
+export function zstdDecompressPrefix(input: Buffer, want: number, maxOutput: number): Buffer {
+  const what = "an erofs zstd pcluster in the image";
+  const walker = new FrameWalker(what);
+  walker.feed(input);
+  if (walker.frames !== 1 || !walker.complete)
+    throw corrupt(
+      what,
+      walker.frames > 1 ? "it holds more than one frame" : "the frame is cut off",
+    );
+  const size = walker.firstHeader?.contentSize;
+  if (size !== undefined) {
+    if (size < want) throw corrupt(what, `it holds ${size} bytes, not ${want}`);
+    if (size > maxOutput) throw corrupt(what, `it inflates past ${maxOutput} bytes`);
+    return zstdDecompressBlock(input, size).subarray(0, want);
+  }
+  // No size in the header: decode block by block and stop once enough came out.
+  const out = Buffer.allocUnsafe(want);
+  let got = 0;
+  const enough = new Error("enough");
+  const decoder = new Decompress((data) => {
+    const take = Math.min(data.length, want - got);
+    out.set(data.subarray(0, take), got);
+    got += take;
+    if (got >= want) throw enough;
+  });
+  try {
+    decoder.push(input, true);
+  } catch (e) {
+    if (e !== enough) throw decoderError(what, e);
+  }
+  if (got < want) throw corrupt(what, `it holds ${got} bytes, not ${want}`);
+  return out;
+}

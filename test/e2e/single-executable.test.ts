@@ -1,0 +1,199 @@
+// dist/extctl, the one-file build (`npm run package`), run where there is no Node.js at all: a
+// root that holds only that file and the shared libraries it links, entered with chroot. It must
+// print the same --version and --help as bin/extctl.js and read real squashfs images (zstd and
+// xz blocks, made by mksquashfs) and a verity DDI the same way.
+import { test, type TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  rm,
+  writeFile,
+} from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { runExtctl } from "../helpers/cli.js";
+import { requirePeers, run } from "../helpers/peers.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const PACKAGED = path.join(REPO, "dist/extctl");
+
+/**
+ * dist/extctl as scripts/test.sh leaves it (`npm run package` on the host, before the lanes run,
+ * which then test the host's build on their own systemd and libraries).
+ */
+function requirePackaged(t: TestContext): boolean {
+  if (existsSync(PACKAGED)) return true;
+  const message = "dist/extctl is missing: run `npm run package` first (scripts/test.sh does)";
+  if (process.env.CI === "true") throw new Error(message);
+  t.skip(message);
+  return false;
+}
+
+/** The libraries `ldd` names for a program (the dynamic loader among them). */
+function sharedLibraries(program: string): string[] {
+  const out = run("ldd", [program]);
+  const libs: string[] = [];
+  for (const line of out.split("\n")) {
+    const m = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line);
+    if (m?.[1]) libs.push(m[1]);
+  }
+  return libs;
+}
+
+/** A root holding /usr/bin/extctl and the libraries it links: nothing else, no node. */
+async function bareRoot(t: TestContext): Promise<string> {
+  const root = await mkdtemp(path.join(tmpdir(), "extctl-bare-root-"));
+  await mkdir(path.join(root, "usr/bin"), { recursive: true });
+  await copyFile(PACKAGED, path.join(root, "usr/bin/extctl"));
+  await chmod(path.join(root, "usr/bin/extctl"), 0o755);
+  for (const lib of sharedLibraries(PACKAGED)) {
+    const inRoot = path.join(root, lib);
+    await mkdir(path.dirname(inRoot), { recursive: true });
+    await copyFile(lib, inRoot);
+  }
+  // No /proc and no /dev either: extctl reading images needs neither, and nothing of the host's
+  // is mounted into a directory the test deletes afterwards.
+  for (const dir of ["tmp", "images"]) await mkdir(path.join(root, dir));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  return root;
+}
+
+/** Every regular file under the root, relative to it. */
+async function regularFiles(root: string, dir = ""): Promise<string[]> {
+  const files: string[] = [];
+  for (const e of await readdir(path.join(root, dir), { withFileTypes: true })) {
+    const rel = path.join(dir, e.name);
+    if (e.isDirectory()) files.push(...(await regularFiles(root, rel)));
+    else if (e.isFile()) files.push(rel);
+  }
+  return files;
+}
+
+/** Runs the packaged extctl inside the bare root with an empty environment but PATH. */
+function inRoot(root: string, args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync("chroot", [root, "/usr/bin/extctl", ...args], {
+    encoding: "utf8",
+    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", NO_COLOR: "1" },
+    maxBuffer: 64 << 20,
+  });
+  return { code: r.status ?? 128, stdout: r.stdout, stderr: r.stderr };
+}
+
+test("dist/extctl runs in a root without Node.js: --version, --help, inspect and --cat of squashfs zstd/xz images, verify --full of a DDI", async (t) => {
+  if (!requirePeers(t, ["mksquashfs", "chroot", "ldd"], { root: true })) return;
+  if (!requirePackaged(t)) return;
+  const root = await bareRoot(t);
+  for (const file of await regularFiles(root))
+    assert.ok(
+      file === "usr/bin/extctl" || /\.so(\.[\d.]+)?$/.test(file),
+      `${file}: the root holds extctl and its shared libraries only, no node`,
+    );
+  const pkg = JSON.parse(await readFile(path.join(REPO, "package.json"), "utf8")) as {
+    version: string;
+  };
+
+  const version = inRoot(root, ["--version"]);
+  assert.equal(version.code, 0, version.stderr);
+  assert.equal(version.stdout, `${pkg.version}\n`);
+  assert.equal(version.stdout, (await runExtctl(["--version"])).stdout);
+  for (const args of [
+    ["--help"],
+    ["sysext", "--help"],
+    ["systemd", "install", "--help"],
+    ["no-such-command"],
+  ]) {
+    const packaged = inRoot(root, args);
+    const script = await runExtctl(args);
+    assert.equal(packaged.stdout, script.stdout, `${args.join(" ")}: the same output`);
+    assert.equal(packaged.stderr, script.stderr, `${args.join(" ")}: the same errors`);
+    assert.equal(packaged.code, script.code, `${args.join(" ")}: the same exit code`);
+  }
+
+  // Real squashfs images with zstd and xz blocks: a file bigger than one block, and a small one.
+  const work = await tempDir(t);
+  const tree = path.join(work, "tree");
+  await mkdir(path.join(tree, "usr/share/demo"), { recursive: true });
+  await mkdir(path.join(tree, "usr/lib/extension-release.d"), { recursive: true });
+  await writeFile(
+    path.join(tree, "usr/lib/extension-release.d/extension-release.demo"),
+    "ID=_any\n",
+  );
+  const big = Buffer.concat([
+    await readFile(PACKAGED).then((b) => b.subarray(0, 3 << 20)),
+    Buffer.from("end\n"),
+  ]);
+  await writeFile(path.join(tree, "usr/share/demo/big.bin"), big);
+  await writeFile(path.join(tree, "usr/share/demo/hello"), "hello from a single file\n");
+  for (const comp of ["zstd", "xz"]) {
+    const image = path.join(root, "images", `demo-${comp}.raw`);
+    run("mksquashfs", [
+      tree,
+      image,
+      "-noappend",
+      "-all-root",
+      "-quiet",
+      "-no-progress",
+      "-comp",
+      comp,
+    ]);
+    const packaged = inRoot(root, ["inspect", "--json", `/images/demo-${comp}.raw`]);
+    assert.equal(packaged.code, 0, packaged.stderr);
+    const script = await runExtctl(["inspect", "--json", image]);
+    assert.equal(script.code, 0, script.stderr);
+    assert.equal(
+      packaged.stdout.replaceAll(`/images/demo-${comp}.raw`, "IMAGE"),
+      script.stdout.replaceAll(image, "IMAGE"),
+      `${comp}: inspect says the same`,
+    );
+    assert.match(packaged.stdout, new RegExp(`"${comp}"`), `${comp}: the compression is named`);
+    const cat = spawnSync(
+      "chroot",
+      [
+        root,
+        "/usr/bin/extctl",
+        "inspect",
+        "--cat",
+        "/usr/share/demo/big.bin",
+        `/images/demo-${comp}.raw`,
+      ],
+      { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, maxBuffer: 64 << 20 },
+    );
+    assert.equal(cat.status, 0, cat.stderr.toString());
+    assert.ok(cat.stdout.equals(big), `${comp}: the file's bytes come back exactly`);
+  }
+
+  // A verity DDI built by extctl (mksquashfs, zstd) on the host; the packaged one checks every block.
+  const out = path.join(work, "out");
+  await mkdir(out);
+  const built = await runExtctl([
+    "build",
+    "sysext",
+    "demo",
+    tree,
+    "-o",
+    out,
+    "--format",
+    "squashfs",
+    "--compress",
+    "zstd",
+  ]);
+  assert.equal(built.code, 0, built.stderr);
+  await copyFile(path.join(out, "demo.sysext.raw"), path.join(root, "images/demo.sysext.raw"));
+  const packaged = inRoot(root, ["verify", "--full", "/images/demo.sysext.raw"]);
+  const script = await runExtctl(["verify", "--full", path.join(out, "demo.sysext.raw")]);
+  assert.equal(packaged.code, script.code, packaged.stderr);
+  assert.equal(
+    packaged.stdout.replaceAll("/images/demo.sysext.raw", "IMAGE"),
+    script.stdout.replaceAll(path.join(out, "demo.sysext.raw"), "IMAGE"),
+  );
+  assert.match(packaged.stdout, /data checked: every block/);
+});
