@@ -98,7 +98,7 @@ export async function activate(
     );
   }
   if (result.mode === "none") return { refreshed: false, mode: "none", merged: [], unmerged: [] };
-  const merged = await readMerged(ctx.root, store.kind);
+  const merged = await readMerged(ctx.root, store.kind, ctx.env);
   const unmerged = await findUnmerged(ctx, store, merged, result.skipped);
   for (const u of unmerged)
     ctx.log.warn(`${u.name} is linked in ${store.layout.runtime} but not merged: ${u.reason}`);
