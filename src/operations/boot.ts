@@ -1,6 +1,7 @@
 // `boot`: immucore's step `enable-sysext-confext` (spec/kairos.md section 3): detect the boot
 // state, write the sentinels, link the profile's images then common's into /run, each one
 // checked against the trust policy first, and refresh. One bad image never stops the others.
+import { stat } from "node:fs/promises";
 import type { Context } from "../util/context.js";
 import { ExtctlError } from "../util/errors.js";
 import { ExtensionStore } from "../domain/store/store.js";
@@ -142,6 +143,13 @@ async function linkKind(
   result: BootResult,
 ): Promise<void> {
   const kind = store.kind;
+  // A store that is not a directory (a file left where it should be) lists as empty, and the
+  // boot would link nothing of this kind without a word: say why in the journal.
+  const storeStat = await stat(await ctx.root.readPath(store.layout.store)).catch(() => undefined);
+  if (storeStat && !storeStat.isDirectory())
+    ctx.log.warn(
+      `${store.layout.store} is not a directory, so no ${kind} images are linked (move it away and install the images again)`,
+    );
   const wanted = new Map<string, Profile>();
   const dirs: Profile[] = profile === "common" ? ["common"] : [profile, "common"];
   const candidates: { dir: Profile; name: string }[] = [];

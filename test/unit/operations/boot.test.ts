@@ -3,7 +3,7 @@
 // image while the others load, stale links, and a second run that changes nothing.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { lstat, mkdir, readdir, readlink, symlink, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readlink, rmdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createContext, type Context } from "../../../src/util/context.js";
 import { MemoryLogger } from "../../../src/util/log.js";
@@ -178,4 +178,21 @@ test("the default trust is the node's policy: any when nothing says otherwise", 
   const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none" });
   assert.equal(result.policy?.policy, "any");
   assert.deepEqual(Object.keys(await runtime(n.dir)), ["a.raw"]);
+});
+
+test("a file where the sysext store should be: boot says so and still links confexts", async (t) => {
+  const n = await node(t, "COS_ACTIVE", {});
+  await rmdir(path.join(n.dir, STORE));
+  await writeFile(path.join(n.dir, STORE), "not a directory\n");
+  const confexts = path.join(n.dir, "var/lib/kairos/confexts");
+  await mkdir(path.join(confexts, "common"), { recursive: true });
+  await writeFile(path.join(confexts, "e.raw"), "image e");
+  await symlink("/var/lib/kairos/confexts/e.raw", path.join(confexts, "common/e.raw"));
+  const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none", trust: acceptAll });
+  const warning = n.log.lines.find((l) => l.level === "warn" && l.message.includes(`/${STORE}`));
+  assert.match(warning?.message ?? "", /is not a directory, so no sysext images are linked/);
+  assert.deepEqual(
+    result.linked.map((l) => [l.kind, l.name]),
+    [["confext", "e.raw"]],
+  );
 });
