@@ -342,6 +342,9 @@ export class BootedNode {
     const extctl = this.host("/usr/bin/extctl");
     if (EXTCTL_ON_NODE === "single-file") {
       await copyFile(path.join(CHECKOUT, "dist/extctl"), extctl);
+      // A Kairos node has no Node.js: take the lane's away so nothing can lean on it.
+      for (const bin of ["/usr/bin/node", "/usr/bin/nodejs"])
+        await rm(this.host(bin), { force: true });
     } else {
       await writeFile(extctl, `#!/bin/sh\nexec node ${CHECKOUT}/bin/extctl.js "$@"\n`);
     }
