@@ -12,7 +12,13 @@ import { describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { chmod, mkdir, rm, stat, truncate, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { BootedNode, laneRoot, type BootResult, type NodeLane } from "../helpers/booted-node.js";
+import {
+  BootedNode,
+  efiString,
+  laneRoot,
+  type BootResult,
+  type NodeLane,
+} from "../helpers/booted-node.js";
 import { requirePeers } from "../helpers/peers.js";
 import { inLane } from "../helpers/lane.js";
 
@@ -36,6 +42,9 @@ function ready(t: TestContext, lane: NodeLane): boolean {
 }
 
 type Kind = "sysext" | "confext";
+
+/** systemd-boot's vendor GUID for its Loader* variables. */
+const LOADER_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 
 /** A sysext carrying /usr/bin/hello-NAME, or a confext carrying /etc/hello-NAME.conf. */
 function helloFiles(kind: Kind, name: string): Record<string, string> {
@@ -216,6 +225,47 @@ for (const lane of LANES) {
         assert.deepEqual(status.boot.profiles, [profile], boot.diagnostics());
         assert.match(boot.journal("extctl-boot.service"), /Finished extctl-boot\.service/);
       }
+    });
+
+    test("a UKI-style boot takes its profile from the loader's EFI variables", async (t) => {
+      if (!ready(t, lane)) return;
+      const node = await BootedNode.create(t, lane);
+      for (const p of ["active", "passive", "common"]) {
+        await install(node, "sysext", p);
+        await node.extctlOk(["sysext", "enable", p, `--${p}`]);
+      }
+      // The any policy (Kairos's ignore_signatures): bare images merge even on a UKI boot.
+      await node.installUnits({ policy: "any" });
+      const cmdline = ["rd.immucore.uki", "console=ttyS0"];
+      const partUuid = efiString("6d4e6a3c-5b21-4c2f-9a57-0f1e2d3c4b5a");
+      const fromDisk = await node.boot({
+        cmdline,
+        efivars: {
+          [`LoaderDevicePartUUID-${LOADER_GUID}`]: partUuid,
+          [`LoaderEntrySelected-${LOADER_GUID}`]: efiString("passive.conf"),
+        },
+        scenario: "step sentinels ls /run/cos\n",
+      });
+      assertReachedMultiUser(fromDisk);
+      assertMerged(fromDisk, "boot", "sysext", ["passive", "common"]);
+      const status = fromDisk.json<ExtctlStatus & { boot: { uki: boolean } }>("boot.extctl-status");
+      assert.deepEqual(status.boot.profiles, ["passive"], fromDisk.diagnostics());
+      assert.equal(status.boot.uki, true);
+      assert.match(assertStep(fromDisk, "sentinels"), /uki_boot_mode/);
+      assert.match(
+        fromDisk.journal("extctl-boot.service"),
+        /LoaderEntrySelected is "passive\.conf"/,
+      );
+
+      // No LoaderDevicePartUUID: booted from removable media, so nothing at all is linked.
+      const fromUsb = await node.boot({
+        cmdline,
+        efivars: { [`LoaderEntrySelected-${LOADER_GUID}`]: efiString("active.conf") },
+        scenario: "step sentinels ls /run/cos\n",
+      });
+      assertReachedMultiUser(fromUsb);
+      assertMerged(fromUsb, "boot", "sysext", [], [["common.sysext.raw", "enabled-not-linked"]]);
+      assert.match(assertStep(fromUsb, "sentinels"), /livecd_mode/);
     });
 
     test("enable, disable and remove --now inside the node, and a reboot keeps what --now enabled", async (t) => {

@@ -77,6 +77,11 @@ export interface BootOptions {
    * extctl-boot.service gets them as $SYSTEMD_PROC_CMDLINE (issue 17 item 3).
    */
   cmdline: string[];
+  /**
+   * EFI variables the node's firmware "has", by efivarfs file name (NAME-GUID) and content (see
+   * efiString). Given, /sys/firmware/efi/efivars in the node holds exactly these (read-only).
+   */
+  efivars?: Record<string, Buffer>;
   /** Shell run inside after multi-user.target, with SCENARIO_PRELUDE's functions. */
   scenario: string;
   timeoutMs?: number;
@@ -226,6 +231,15 @@ export class BootedNode {
     await writeFile(this.host("/usr/local/lib/extctl-node/scenario.sh"), options.scenario);
     await this.writeCmdlineDropIn(options.cmdline);
 
+    const efi: string[] = [];
+    if (options.efivars) {
+      const dir = path.join(this.work, `efivars-${this.boots}`);
+      await mkdir(dir);
+      for (const [name, data] of Object.entries(options.efivars))
+        await writeFile(path.join(dir, name), data);
+      // The host has no /sys/firmware/efi: a tmpfs over /sys/firmware gives the bind a place.
+      efi.push("--tmpfs=/sys/firmware:mode=0755", `--bind-ro=${dir}:/sys/firmware/efi/efivars`);
+    }
     const loops = await loopDevices();
     const args = [
       "-q",
@@ -241,6 +255,7 @@ export class BootedNode {
       "--property=DeviceAllow=block-loop rwm",
       "--property=DeviceAllow=/dev/loop-control rwm",
       ...this.checkoutBinds(),
+      ...efi,
       ...options.cmdline,
     ];
     const started = Date.now();
@@ -383,6 +398,12 @@ export class BootedNode {
     }
     await writeFile(path.join(dir, "50-extctl-node-test-cmdline.conf"), lines.join("\n") + "\n");
   }
+}
+
+/** An efivarfs file holding a string: a 4-byte attribute word, then UTF-16LE with a NUL. */
+export function efiString(text: string): Buffer {
+  // Non-volatile, boot-service and runtime access, as systemd-boot sets its Loader* variables.
+  return Buffer.concat([Buffer.from([0x07, 0, 0, 0]), Buffer.from(text + "\0", "utf16le")]);
 }
 
 /** Whether the built extctl knows $SYSTEMD_PROC_CMDLINE (issue 17 item 3). */
