@@ -189,6 +189,9 @@ for (const lane of LANES) {
         await node.extctlOk(["confext", "enable", `c${p}`, `--${p}`]);
       }
       await node.installUnits({ policy: "any" });
+      t.diagnostic(
+        `extctl on the node: ${node.extctlOnNode}; harness stand-ins: ${node.standIns.join("; ") || "none"}`,
+      );
       for (const { cmdline, profile } of PROFILE_BOOTS) {
         const started = Date.now();
         const boot = await node.boot({

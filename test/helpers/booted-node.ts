@@ -140,6 +140,8 @@ export interface UnitOptions {
 export class BootedNode {
   /** Workarounds the harness applied for features not in this checkout yet (for diagnostics). */
   readonly standIns: string[] = [];
+  /** How extctl got onto the node (EXTCTL_ON_NODE). */
+  readonly extctlOnNode = EXTCTL_ON_NODE;
   private boots = 0;
 
   private constructor(
