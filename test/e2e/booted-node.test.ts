@@ -189,9 +189,6 @@ for (const lane of LANES) {
         await node.extctlOk(["confext", "enable", `c${p}`, `--${p}`]);
       }
       await node.installUnits({ policy: "any" });
-      t.diagnostic(
-        `extctl on the node: ${node.extctlOnNode}; harness stand-ins: ${node.standIns.join("; ") || "none"}`,
-      );
       for (const { cmdline, profile } of PROFILE_BOOTS) {
         const started = Date.now();
         const boot = await node.boot({
@@ -229,6 +226,9 @@ for (const lane of LANES) {
         assert.deepEqual(status.boot.profiles, [profile], boot.diagnostics());
         assert.match(boot.journal("extctl-boot.service"), /Finished extctl-boot\.service/);
       }
+      t.diagnostic(
+        `extctl on the node: ${node.extctlOnNode}; harness stand-ins: ${node.standIns.join("; ") || "none"}`,
+      );
     });
 
     test("a UKI-style boot takes its profile from the loader's EFI variables", async (t) => {
