@@ -249,8 +249,7 @@ export class BootedNode {
       // The host has no /sys/firmware/efi: a tmpfs over /sys/firmware gives the bind a place.
       efi.push("--tmpfs=/sys/firmware:mode=0755", `--bind-ro=${dir}:/sys/firmware/efi/efivars`);
     }
-    const loops = await loopDevices();
-    const args = [
+    const nspawnArgs = (loops: string[]) => [
       "-q",
       "-D",
       this.root,
@@ -267,11 +266,19 @@ export class BootedNode {
       ...efi,
       ...options.cmdline,
     ];
+    const env = { ...process.env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1" };
+    const timeout = options.timeoutMs ?? 120_000;
     const started = Date.now();
-    const run = await runWithTimeout("systemd-nspawn", args, options.timeoutMs ?? 120_000, {
-      ...process.env,
-      SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1",
-    });
+    let run = await runWithTimeout("systemd-nspawn", nspawnArgs(await loopDevices()), timeout, env);
+    // Other tests on this machine create and remove loop devices: one that went away between
+    // listing and binding stops nspawn before the node starts. Once more with a fresh list.
+    if (
+      run.code !== 0 &&
+      !run.timedOut &&
+      /\/dev\/loop\d/.test(run.output) &&
+      !existsSync(resultsHost)
+    )
+      run = await runWithTimeout("systemd-nspawn", nspawnArgs(await loopDevices()), timeout, env);
     const ms = Date.now() - started;
     const files = await readResults(resultsHost);
     const journalDir = this.host("/var/log/journal");
