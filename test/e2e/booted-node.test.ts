@@ -385,6 +385,16 @@ step run hello-sideloaded
         ],
       );
       assertStep(boot, "run", 127);
+      // extctl status says why, as systemd-sysext's drop-in policy sees it.
+      const side = boot
+        .json<ExtctlStatus>("s1.extctl-status")
+        .kinds.find((k) => k.kind === "sysext")
+        ?.mismatches.find((m) => m.name === "sideloaded.sysext.raw");
+      assert.match(
+        side?.detail ?? "",
+        /has no dm-verity data.*the policy "signed" refuses it \(the policy systemd-sysext runs with, from \/etc\/systemd\/system\/systemd-sysext\.service\.d\//,
+        boot.diagnostics(),
+      );
       const sysextLog = boot.journal("systemd-sysext.service");
       assert.match(sysextLog, /sideloaded/, sysextLog);
       assert.match(sysextLog, /polic/i, `systemd-sysext says the policy refused it: ${sysextLog}`);
