@@ -44,6 +44,8 @@ run_suite() {
 # The end-to-end suite on the host (Debian 12, systemd 252, tests pass --root) and in each lane
 # (scripts/lanes.sh: Debian root filesystems with systemd 252, 257 and 262, run as `/` with their
 # own Node). EXTCTL_LANES=host,252,257 (say) runs some of them; the default is all four.
+# The host lane also boots the 257 and 262 roots as Kairos-like nodes (test/e2e/booted-node.test.ts;
+# EXTCTL_NODE_LANES=257 picks fewer), so those roots are built whenever the host lane runs.
 run_e2e() {
   if [ -n "${EXTCTL_LANE:-}" ]; then
     run_suite test/e2e
@@ -53,6 +55,14 @@ run_e2e() {
   IFS=, read -r -a lanes <<<"${EXTCTL_LANES:-host,252,257,262}"
   local wanted=()
   for lane in "${lanes[@]}"; do [ "$lane" = host ] || wanted+=("$lane"); done
+  # The host lane's test/e2e/booted-node.test.ts boots these lane roots with systemd-nspawn.
+  if [[ " ${lanes[*]} " == *" host "* ]]; then
+    local node_lanes
+    IFS=, read -r -a node_lanes <<<"${EXTCTL_NODE_LANES:-257,262}"
+    for lane in "${node_lanes[@]}"; do
+      [[ " ${wanted[*]} " == *" $lane "* ]] || wanted+=("$lane")
+    done
+  fi
   [ "${#wanted[@]}" -eq 0 ] || bash scripts/lanes.sh build "${wanted[@]}"
   # The lanes run side by side (their tests mostly wait on peers, loop devices and sockets, so
   # wall time is the slowest lane's, not the sum); EXTCTL_LANES_SERIAL=1 runs one after another.

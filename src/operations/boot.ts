@@ -1,6 +1,7 @@
 // `boot`: immucore's step `enable-sysext-confext` (spec/kairos.md section 3): detect the boot
 // state, write the sentinels, link the profile's images then common's into /run, each one
 // checked against the trust policy first, and refresh. One bad image never stops the others.
+import { stat } from "node:fs/promises";
 import type { Context } from "../util/context.js";
 import { ExtctlError } from "../util/errors.js";
 import { ExtensionStore } from "../domain/store/store.js";
@@ -142,6 +143,13 @@ async function linkKind(
   result: BootResult,
 ): Promise<void> {
   const kind = store.kind;
+  // A store that is not a directory (a file left where it should be) lists as empty, and the
+  // boot would link nothing of this kind without a word: say why in the journal.
+  const storeStat = await stat(await ctx.root.readPath(store.layout.store)).catch(() => undefined);
+  if (storeStat && !storeStat.isDirectory())
+    ctx.log.warn(
+      `${store.layout.store} is not a directory, so no ${kind} images are linked (move it away and install the images again)`,
+    );
   const wanted = new Map<string, Profile>();
   const dirs: Profile[] = profile === "common" ? ["common"] : [profile, "common"];
   const candidates: { dir: Profile; name: string }[] = [];
@@ -235,22 +243,36 @@ async function bootSystemdVersion(ctx: Context): Promise<number | undefined> {
   return (await mergingSystemd(ctx.root))?.version;
 }
 
-/** Why systemd `version` could not read the image at all, or undefined when it can. */
+/**
+ * Why systemd (`version`, when known) could not read the image at all, or undefined when it can.
+ * Something that is not an image, or one cut short (its superblock claims more than the file
+ * holds), no systemd can read, and one unreadable image makes its whole merge fail (systemd
+ * issue 32762): it is skipped under every policy, `any` included.
+ */
 async function unreadableBy(
   hostPath: string,
   version: number | undefined,
 ): Promise<string | undefined> {
-  if (version === undefined) return undefined;
   const [{ ReadAheadFileSource }, { dissectImage, unreadableBySystemd }] = await Promise.all([
     import("../domain/image/read-ahead.js"),
     import("../domain/image/ddi.js"),
   ]);
   const file = ReadAheadFileSource.open(hostPath);
   try {
-    return unreadableBySystemd(await dissectImage(file, { systemd: version }), version);
-  } catch {
-    // Not an image extctl can read: the policy check that follows decides, as it always has.
-    return undefined;
+    const image = await dissectImage(file, version === undefined ? {} : { systemd: version });
+    // The superblock the kernel mounts from, with its size claim: a truncated download is
+    // caught here, before it takes every other image's merge down with it.
+    if (image.filesystem === "squashfs") {
+      const { readSquashfsSuperblock } = await import("../domain/image/squashfs/reader.js");
+      await readSquashfsSuperblock(image.data.source);
+    } else if (image.filesystem === "erofs") {
+      const { readErofsSuperblock } = await import("../domain/image/erofs/reader.js");
+      await readErofsSuperblock(image.data.source);
+    }
+    return version === undefined ? undefined : unreadableBySystemd(image, version);
+  } catch (e) {
+    if (e instanceof ExtctlError) return `systemd cannot read it: ${e.message}`;
+    throw e;
   } finally {
     await file.close();
   }

@@ -69,7 +69,7 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
   const [readable, runtime, merged, ...byProfile] = await Promise.all([
     store.readableImages(),
     store.runtimeLinks(),
-    readMerged(ctx.root, options.kind),
+    readMerged(ctx.root, options.kind, ctx.env),
     ...PROFILES.map((p) => store.profileLinks(p)),
   ]);
   // A FIFO, device or dangling link in the store is named and left out: reading it could hang.

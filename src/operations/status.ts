@@ -54,7 +54,7 @@ export async function status(
   const kinds: KindStatus[] = [];
   for (const kind of options.kinds ?? EXTENSION_KINDS) {
     const store = new ExtensionStore(ctx.root, kind);
-    const merged = await readMerged(ctx.root, kind);
+    const merged = await readMerged(ctx.root, kind, ctx.env);
     const linked = await store.runtimeLinks();
     const enabled = {} as Record<Profile, string[]>;
     for (const profile of PROFILES) enabled[profile] = await store.profileLinks(profile);

@@ -12,7 +12,7 @@ import { runExtctl, type CliResult } from "../helpers/cli.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 import { makeSigningCert } from "../helpers/keys.js";
-import { stubImage } from "../helpers/stub-image.js";
+import { superblockStubImage } from "../helpers/stub-image.js";
 
 const STORE = "var/lib/kairos/extensions";
 /** Every command here must end well within this; a hang fails the test instead of blocking. */
@@ -47,7 +47,7 @@ async function linkOut(linkAt: string, target: string, style: "absolute" | "rela
 
 async function sourceImage(t: TestContext, name = "a.raw"): Promise<string> {
   const file = path.join(await tempDir(t), name);
-  await writeFile(file, stubImage(name));
+  await writeFile(file, superblockStubImage(name));
   return file;
 }
 

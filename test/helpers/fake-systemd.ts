@@ -13,6 +13,12 @@ export class FakeSystemd implements ProcessRunner {
   /** Make the next N refreshes fail with this stderr. */
   failNext = 0;
   failMessage = "Failed to merge extensions: Device or resource busy";
+  /**
+   * The sysext hierarchies it merges (markers are written in each), as systemd does with
+   * $SYSTEMD_SYSEXT_HIERARCHIES; default /usr. A booted node with extctl's drop-in merges /usr's
+   * subdirs one by one.
+   */
+  sysextHierarchies: string[] = ["/usr"];
 
   async run(command: string, args: readonly string[], _options?: RunOptions): Promise<RunResult> {
     const argv = [command, ...args];
@@ -31,7 +37,9 @@ export class FakeSystemd implements ProcessRunner {
     const root = rootArg ? rootArg.slice("--root=".length) : "/";
     const isConf = command === "systemd-confext";
     const runtime = path.join(root, isConf ? "run/confexts" : "run/extensions");
-    const marker = path.join(root, isConf ? "etc/.systemd-confext" : "usr/.systemd-sysext");
+    const markers = (isConf ? ["/etc"] : this.sysextHierarchies).map((h) =>
+      path.join(root, h, isConf ? ".systemd-confext" : ".systemd-sysext"),
+    );
     const names = (await readdir(runtime).catch(() => [] as string[])).filter((n) =>
       n.endsWith(".raw"),
     );
@@ -43,13 +51,15 @@ export class FakeSystemd implements ProcessRunner {
       if (reason) log.push(`Extension '${name}' ${reason}.`);
       else merged.push(name);
     }
-    await rm(marker, { recursive: true, force: true });
-    if (merged.length > 0) {
-      await mkdir(marker, { recursive: true });
-      await writeFile(
-        path.join(marker, isConf ? "confexts" : "extensions"),
-        merged.map((n) => n + "\n").join(""),
-      );
+    for (const marker of markers) {
+      await rm(marker, { recursive: true, force: true });
+      if (merged.length > 0) {
+        await mkdir(marker, { recursive: true });
+        await writeFile(
+          path.join(marker, isConf ? "confexts" : "extensions"),
+          merged.map((n) => n + "\n").join(""),
+        );
+      }
     }
     return { command: argv, exitCode: 0, signal: null, stdout: "", stderr: log.join("\n") };
   }

@@ -28,3 +28,28 @@ export function randomImageBytes(size: number): Buffer {
   out.write("hsqs", 0, "latin1");
   return out;
 }
+
+/**
+ * A 4 KiB squashfs whose superblock is whole (version 4.0, a valid block size, tables inside
+ * its 4096 bytes used), with `label` after it: what `boot` checks before linking (a cut-short
+ * image is skipped). Its tables hold nothing, so it suits only flows that read no files.
+ */
+export function superblockStubImage(label: string): Buffer {
+  const out = Buffer.alloc(SIZE);
+  out.write("hsqs", 0, "latin1");
+  out.writeUInt32LE(1, 4); // inodes
+  out.writeUInt32LE(131072, 12); // block size
+  out.writeUInt16LE(1, 20); // gzip
+  out.writeUInt16LE(17, 22); // log2 of the block size
+  out.writeUInt16LE(1, 26); // ids
+  out.writeUInt16LE(4, 28); // version 4.0
+  out.writeBigUInt64LE(BigInt(SIZE), 40); // bytes used
+  out.writeBigUInt64LE(3072n, 48); // id table
+  out.writeBigUInt64LE(0xffffffffffffffffn, 56); // no xattrs
+  out.writeBigUInt64LE(1024n, 64); // inode table
+  out.writeBigUInt64LE(2048n, 72); // directory table
+  out.writeBigUInt64LE(0xffffffffffffffffn, 80); // no fragments
+  out.writeBigUInt64LE(0xffffffffffffffffn, 88); // no export table
+  out.write(label, 3584, "utf8");
+  return out;
+}

@@ -41,7 +41,32 @@ export async function diagnoseUnmerged(
   const target = store.root.path(await store.root.resolve(store.runtimeLinkPath(name)));
   const summary = await summarizeImage(ctx, target, store.kind);
   if (!summary.compatible && summary.reason) return summary.reason;
+  const refusal = await unitPolicyRefusal(ctx, store, target);
+  if (refusal) return refusal;
   return `${store.layout.tool} did not merge it although its release file fits this host; see its log, or \`extctl verify\` for verity problems`;
+}
+
+/**
+ * What the image policy systemd-sysext/confext runs with (its unit's drop-in) says of the image,
+ * when it refuses it: on a booted node systemd's own reason is in its journal only, and an image
+ * linked behind extctl's back (never checked by enable or boot) shows up here.
+ */
+async function unitPolicyRefusal(
+  ctx: Context,
+  store: ExtensionStore,
+  hostPath: string,
+): Promise<string | undefined> {
+  const { unitImagePolicy } = await import("../trust/policy.js");
+  const unit = await unitImagePolicy(ctx, store.kind);
+  if (!unit || unit.policy.name === "any") return undefined;
+  const [{ loadTrustStore }, { evaluateImage }] = await Promise.all([
+    import("../trust/truststore.js"),
+    import("../trust/image-trust.js"),
+  ]);
+  const verdict = await evaluateImage(ctx, hostPath, unit.policy, await loadTrustStore(ctx));
+  return verdict.ok
+    ? undefined
+    : `${verdict.reason} (the policy ${store.layout.tool} runs with, from ${unit.source})`;
 }
 
 export async function findUnmerged(
@@ -98,7 +123,7 @@ export async function activate(
     );
   }
   if (result.mode === "none") return { refreshed: false, mode: "none", merged: [], unmerged: [] };
-  const merged = await readMerged(ctx.root, store.kind);
+  const merged = await readMerged(ctx.root, store.kind, ctx.env);
   const unmerged = await findUnmerged(ctx, store, merged, result.skipped);
   for (const u of unmerged)
     ctx.log.warn(`${u.name} is linked in ${store.layout.runtime} but not merged: ${u.reason}`);

@@ -3,12 +3,13 @@
 // image while the others load, stale links, and a second run that changes nothing.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { lstat, mkdir, readdir, readlink, symlink, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readlink, rmdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createContext, type Context } from "../../../src/util/context.js";
 import { MemoryLogger } from "../../../src/util/log.js";
 import { boot, type BootTrust } from "../../../src/operations/boot.js";
 import { tempRoot } from "../../helpers/tmp.js";
+import { superblockStubImage } from "../../helpers/stub-image.js";
 
 const STORE = "var/lib/kairos/extensions";
 
@@ -29,7 +30,7 @@ async function node(
   for (const [profile, names] of Object.entries(enabled)) {
     await mkdir(path.join(dir, STORE, profile), { recursive: true });
     for (const name of names) {
-      await writeFile(path.join(dir, STORE, name), `image ${name}`);
+      await writeFile(path.join(dir, STORE, name), superblockStubImage(name));
       await symlink(`/${STORE}/${name}`, path.join(dir, STORE, profile, name)).catch(() => {});
     }
   }
@@ -178,4 +179,39 @@ test("the default trust is the node's policy: any when nothing says otherwise", 
   const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none" });
   assert.equal(result.policy?.policy, "any");
   assert.deepEqual(Object.keys(await runtime(n.dir)), ["a.raw"]);
+});
+
+test("a file where the sysext store should be: boot says so and still links confexts", async (t) => {
+  const n = await node(t, "COS_ACTIVE", {});
+  await rmdir(path.join(n.dir, STORE));
+  await writeFile(path.join(n.dir, STORE), "not a directory\n");
+  const confexts = path.join(n.dir, "var/lib/kairos/confexts");
+  await mkdir(path.join(confexts, "common"), { recursive: true });
+  await writeFile(path.join(confexts, "e.raw"), superblockStubImage("e"));
+  await symlink("/var/lib/kairos/confexts/e.raw", path.join(confexts, "common/e.raw"));
+  const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none", trust: acceptAll });
+  const warning = n.log.lines.find((l) => l.level === "warn" && l.message.includes(`/${STORE}`));
+  assert.match(warning?.message ?? "", /is not a directory, so no sysext images are linked/);
+  assert.deepEqual(
+    result.linked.map((l) => [l.kind, l.name]),
+    [["confext", "e.raw"]],
+  );
+});
+
+test("an image cut short or not an image at all is skipped under any policy; the others load", async (t) => {
+  const n = await node(t, "COS_ACTIVE", { active: ["cut.raw", "junk.raw"], common: ["c.raw"] });
+  const cut = superblockStubImage("cut");
+  cut.writeBigUInt64LE(65536n, 40); // claims 64 KiB, holds 4
+  await writeFile(path.join(n.dir, STORE, "cut.raw"), cut);
+  await writeFile(path.join(n.dir, STORE, "junk.raw"), "not an image\n");
+  const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none", trust: acceptAll });
+  assert.deepEqual(Object.keys(await runtime(n.dir)), ["c.raw"]);
+  const reasons = Object.fromEntries(result.skipped.map((s) => [s.name, s.reason]));
+  assert.match(reasons["cut.raw"] ?? "", /claims 65536 bytes but the image has only 4096/);
+  assert.match(reasons["junk.raw"] ?? "", /too small|neither a GPT/);
+  for (const name of ["cut.raw", "junk.raw"])
+    assert.ok(
+      n.log.lines.some((l) => l.level === "warn" && l.message.includes(`skipping sysext ${name}`)),
+      `the journal names ${name}`,
+    );
 });

@@ -116,6 +116,13 @@ export async function readErofsSuperblock(source: ByteSource): Promise<ErofsSupe
       "unsupported",
       `the erofs image uses features extctl cannot read (incompat 0x${incompat.toString(16)})`,
     );
+  // As for squashfs's bytes_used: a superblock claiming more than the file holds is an image
+  // cut short, and nothing past its end can be read.
+  const blocks = sb.readUInt32LE(36);
+  if (blocks * (1 << blockBits) > source.size)
+    throw bad(
+      `it claims ${blocks} blocks of ${1 << blockBits} bytes but the image has only ${source.size} bytes`,
+    );
   const hex = sb.subarray(48, 64).toString("hex");
   return {
     blockSize: 1 << blockBits,
@@ -123,7 +130,7 @@ export async function readErofsSuperblock(source: ByteSource): Promise<ErofsSupe
     rootNid: sb.readUInt16LE(14),
     inodeCount: Number(sb.readBigUInt64LE(16)),
     buildTime: Number(sb.readBigUInt64LE(24)),
-    blocks: sb.readUInt32LE(36),
+    blocks,
     metaBlockAddr: sb.readUInt32LE(40),
     xattrBlockAddr: sb.readUInt32LE(44),
     uuid: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`,
@@ -205,12 +212,7 @@ export class ErofsFilesystem implements ImageFilesystem {
   }
 
   static async open(source: ByteSource): Promise<ErofsFilesystem> {
-    const sb = await readErofsSuperblock(source);
-    if (sb.blocks * sb.blockSize > source.size)
-      throw bad(
-        `it claims ${sb.blocks} blocks of ${sb.blockSize} bytes but the image has only ${source.size} bytes`,
-      );
-    return new ErofsFilesystem(source, sb);
+    return new ErofsFilesystem(source, await readErofsSuperblock(source));
   }
 
   private bytes(offset: number, length: number, what: string): Promise<Buffer> {
