@@ -30,7 +30,7 @@ const CHECKOUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../
  * bound in read-only). "single-file": dist/extctl (`npm run package`, issue 17 item 1) is copied
  * to /usr/bin/extctl and the node needs nothing else. Switching is this one line.
  */
-const EXTCTL_ON_NODE: "checkout" | "single-file" = "checkout";
+const EXTCTL_ON_NODE: "checkout" | "single-file" = "single-file";
 
 export type NodeLane = "257" | "262";
 
@@ -139,7 +139,6 @@ export interface UnitOptions {
 
 export class BootedNode {
   /** Workarounds the harness applied for features not in this checkout yet (for diagnostics). */
-  readonly standIns: string[] = [];
   /** How extctl got onto the node (EXTCTL_ON_NODE). */
   readonly extctlOnNode = EXTCTL_ON_NODE;
   private boots = 0;
@@ -199,37 +198,21 @@ export class BootedNode {
    * systemd-confext.service enabled (Debian leaves them disabled; a Kairos image enables them).
    */
   async installUnits(options: UnitOptions): Promise<void> {
-    const help = await runExtctl(["systemd", "install", "--help"]);
-    const hasPolicyFlag = /--policy\b/.test(help.stdout);
-    if (options.policy === "trusted") await this.extctlOk(["systemd", "install", "--trusted"]);
-    else if (hasPolicyFlag) await this.extctlOk(["systemd", "install", "--policy", "any"]);
-    else {
-      // Until `systemd install --policy any` exists (issue 17 item 2): the normal drop-ins, then
-      // one of ours after them that relaxes the policy the way Kairos's ignore_signatures does.
-      await this.extctlOk(["systemd", "install", "--no-trusted"]);
-      for (const tool of ["systemd-sysext", "systemd-confext"]) {
-        const dir = this.host(`/etc/systemd/system/${tool}.service.d`);
-        await mkdir(dir, { recursive: true });
-        await writeFile(
-          path.join(dir, "90-extctl-node-test-policy.conf"),
-          `[Service]\nExecStart=\nExecStart=/usr/bin/${tool} refresh --image-policy=*\n`,
-        );
-      }
-      this.standIns.push("image policy any: a test drop-in (no `systemd install --policy`)");
-    }
+    await this.extctlOk([
+      "systemd",
+      "install",
+      options.policy === "trusted" ? "--trusted" : "--policy=any",
+    ]);
+    // `systemd install` enables both services itself, as kairos-init does (issue 17 item 2).
     const units = ["systemd-sysext.service", "systemd-confext.service"];
     const enabled = spawnSync("systemctl", [`--root=${this.root}`, "is-enabled", ...units], {
       encoding: "utf8",
     });
-    if (enabled.stdout.split("\n").filter((l) => l.trim() === "enabled").length < units.length) {
-      // Until `systemd install` enables them itself (issue 17 item 2), as kairos-init does.
-      const enable = spawnSync("systemctl", [`--root=${this.root}`, "enable", ...units], {
-        encoding: "utf8",
-      });
-      if (enable.status !== 0) throw new Error(`systemctl enable: ${enable.stderr}`);
-      if (!this.standIns.some((s) => s.startsWith("units")))
-        this.standIns.push("units: systemd-sysext/confext.service enabled by the harness");
-    }
+    const count = enabled.stdout.split("\n").filter((l) => l.trim() === "enabled").length;
+    if (count < units.length)
+      throw new Error(
+        `extctl systemd install left ${units.join(", ")} not all enabled: ${enabled.stdout}`,
+      );
   }
 
   /** Boots the node once, runs the scenario, and returns what it found. */
@@ -306,7 +289,6 @@ export class BootedNode {
         err: files.get(`${name}.err`) ?? "",
       };
     };
-    const standIns = this.standIns;
     const lane = this.lane;
     return {
       exitCode: run.code,
@@ -335,7 +317,6 @@ export class BootedNode {
           });
         return [
           `boot ${boots} of lane ${lane}: nspawn exit ${run.code}${run.timedOut ? " (timed out)" : ""} after ${ms} ms`,
-          standIns.length ? `stand-ins: ${standIns.join("; ")}` : "",
           ...steps,
           "-- console (tail)",
           run.output.split("\n").slice(-30).join("\n"),
@@ -395,23 +376,11 @@ export class BootedNode {
 
   /**
    * extctl-boot.service's view of the kernel cmdline: $SYSTEMD_PROC_CMDLINE (issue 17 item 3).
-   * While this checkout's extctl does not read the variable, the stand-in points its --cmdline at
-   * /proc/1/cmdline, which is where systemd itself reads the cmdline inside a container.
    */
   private async writeCmdlineDropIn(cmdline: string[]): Promise<void> {
     const dir = this.host("/etc/systemd/system/extctl-boot.service.d");
     await mkdir(dir, { recursive: true });
     const lines = ["[Service]", `Environment="SYSTEMD_PROC_CMDLINE=${cmdline.join(" ")}"`];
-    if (!(await extctlReadsProcCmdlineVariable())) {
-      lines.push(
-        "ExecStart=",
-        "ExecStart=/usr/bin/extctl boot --no-refresh --cmdline /proc/1/cmdline",
-      );
-      if (!this.standIns.some((s) => s.startsWith("cmdline")))
-        this.standIns.push(
-          "cmdline: extctl boot --cmdline /proc/1/cmdline (no $SYSTEMD_PROC_CMDLINE)",
-        );
-    }
     await writeFile(path.join(dir, "50-extctl-node-test-cmdline.conf"), lines.join("\n") + "\n");
   }
 }
@@ -423,11 +392,6 @@ export function efiString(text: string): Buffer {
 }
 
 /** Whether the built extctl knows $SYSTEMD_PROC_CMDLINE (issue 17 item 3). */
-async function extctlReadsProcCmdlineVariable(): Promise<boolean> {
-  const bundle = path.join(CHECKOUT, "dist/cli/extctl.bundle.cjs");
-  return (await readFile(bundle, "utf8").catch(() => "")).includes("SYSTEMD_PROC_CMDLINE");
-}
-
 async function symlinkRelative(target: string, at: string): Promise<void> {
   const { symlink } = await import("node:fs/promises");
   await symlink(target, at);
