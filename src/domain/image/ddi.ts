@@ -7,8 +7,8 @@
 import { ExtctlError } from "../../util/errors.js";
 import { SliceSource, type ByteSource } from "../../util/bytes.js";
 import { hasGpt, readGpt, type GptPartition, type GptTable } from "./gpt.js";
-import { choosePartitions, PER_DESIGNATOR_SYSTEMD } from "./partition-choice.js";
-import { NEWEST_SYSTEMD } from "./systemd-versions.js";
+import { choosePartitions } from "./partition-choice.js";
+import { NEWEST_SYSTEMD, SYSTEMD_FEATURES } from "./systemd-versions.js";
 import {
   hostArchitecture,
   secondaryArchitecture,
@@ -76,32 +76,6 @@ export function unreadableBySystemd(image: DissectedImage, version: number): str
   if (needs && version < needs.version) return `systemd ${version} cannot read it: ${needs.reason}`;
   return undefined;
 }
-
-/** systemd versions that changed how an image is dissected (see SYSTEMD_DISSECT_CHANGES). */
-export const SYSTEMD_DISSECT_CHANGES: readonly { version: number; change: string }[] = [
-  {
-    version: 250,
-    change:
-      "several root/usr partitions of one designator: the newest label wins (strverscmp_improved)",
-  },
-  {
-    version: 252,
-    change:
-      "observed with systemd-dissect 252: a root/usr of any architecture is used when none is native or secondary; root of any architecture beats usr; filesystem superblock before GPT; GPT validity is libblkid's (backup at the last LBA only when the primary is invalid); sidecars are looked up beside the path systemd-sysext is given (/run/extensions/NAME.raw), never beside the store file",
-  },
-  {
-    version: 254,
-    change:
-      "loop devices for image files get the GPT's sector size probed (probe_sector_size in dissect-image.c); before, a loop device has 512-byte sectors and a 4096-byte-sector GPT is not seen",
-  },
-  {
-    // Seen on systemd-dissect 254 (Debian 12 backports), 257 and 262 against 252; 253 was not
-    // available to try (partition-choice.ts has both models).
-    version: PER_DESIGNATOR_SYSTEMD,
-    change:
-      'each designator (root, usr, their verity and signature) is chosen on its own, best architecture then newest label, and the combination checked: a root and a usr of different architectures are refused ("No root partition for specified root hash found"); 252 groups partitions by architecture and mounts the root',
-  },
-];
 
 /** Recognises a filesystem by its superblock magic. */
 export async function detectFilesystem(source: ByteSource): Promise<FilesystemType> {
@@ -244,7 +218,7 @@ export async function dissectImage(
   let requiresSystemd: DissectedImage["requiresSystemd"];
   if (gpt.sectorSize === 4096) {
     requiresSystemd = {
-      version: 254,
+      version: SYSTEMD_FEATURES.gptSectorSizeProbe.since,
       reason:
         "the GPT uses 4096-byte sectors; systemd before 254 attaches image files as 512-byte-sector loop devices and finds no partition table",
     };

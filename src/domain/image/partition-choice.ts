@@ -12,10 +12,11 @@
 import { ExtctlError } from "../../util/errors.js";
 import { strverscmpImproved } from "./strverscmp.js";
 import type { Architecture, Designator } from "./partition-types.js";
+import { SYSTEMD_FEATURES } from "./systemd-versions.js";
 import type { DissectedPartition } from "./ddi.js";
 
 /** From this systemd on, each designator is chosen on its own ("slots"); before, by tiers. */
-export const PER_DESIGNATOR_SYSTEMD = 253;
+export const PER_DESIGNATOR_SYSTEMD = SYSTEMD_FEATURES.perDesignatorPartitions.since;
 
 export interface PartitionChoice {
   architecture: Architecture;

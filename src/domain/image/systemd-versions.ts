@@ -43,6 +43,21 @@ export const SYSTEMD_FEATURES = {
    * version between 258 and 262 that changed it is not verified.
    */
   rootInitrdRelease: { since: 262, what: "--root's own /etc/initrd-release decides the scope" },
+  /**
+   * How a DDI's partitions are chosen (domain/image/partition-choice.ts): 252 groups them by
+   * architecture tier; from here each designator (root, usr, their verity and signature) is
+   * filled on its own and root/usr must share an architecture. Seen on 254 (Debian 12
+   * backports), 257 and 262 against 252; 253 was not available to run.
+   */
+  perDesignatorPartitions: {
+    since: 253,
+    what: "each partition designator is chosen on its own (best architecture, newest label)",
+  },
+  /**
+   * Loop devices for image files get the GPT's sector size probed (probe_sector_size); before,
+   * a 4096-byte-sector GPT is not seen on a 512-byte loop device.
+   */
+  gptSectorSizeProbe: { since: 254, what: "4096-byte-sector GPT images" },
   /** systemd-repart --make-ddi=sysext|confext|portable. */
   repartMakeDdi: { since: 255, what: "systemd-repart --make-ddi" },
   /** systemd-dissect --validate (with --image-policy). */
