@@ -76,7 +76,7 @@ build() {
   # This network's CAs (see the header), so that curl and npm in the root reach https.
   if [ -d /usr/local/share/ca-certificates ]; then
     cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
-    chroot "$root" update-ca-certificates >/dev/null
+    chroot "$root" update-ca-certificates >/dev/null 2>&1
   fi
   # A chroot has no init: packages must not start services (docker-registry's would).
   printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"

@@ -20,9 +20,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     exit 1
   fi
   echo "== installing Debian packages: ${missing[*]}"
+  t0=$SECONDS
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "   ($((SECONDS - t0)) s)"
 fi
 # docker-registry's package starts a system service on :5000; tests start their own.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
@@ -99,7 +101,7 @@ print(d["tarball"], d.get("integrity", ""))')
 }
 
 install_node() {
-  local dest="$node_home/node-v$node_version-npm-v$npm_version" registry tmp debian_npm=""
+  local dest="$node_home/node-v$node_version-npm-v$npm_version" registry tmp debian_npm="" t0=$SECONDS
   node_tmp=""
   if [ "$(id -u)" != 0 ]; then
     echo "error: Node.js >= $node_min with npm is needed, and installing it in $node_home needs root" >&2
@@ -132,8 +134,12 @@ install_node() {
     ln -s ../lib/node_modules/npm/bin/npm-cli.js "$tmp/root/bin/npm"
     ln -s ../lib/node_modules/npm/bin/npx-cli.js "$tmp/root/bin/npx"
     # npm's global config: node-gyp builds addons against this Node's own headers (include/node),
-    # since it cannot download them here.
-    printf 'nodedir=%s\n' "$dest" >"$tmp/root/etc/npmrc"
+    # since it cannot download them here; and npm trusts Debian's CA store, as Debian's own nodejs
+    # does (Node's build carries only Mozilla's list, not the CAs a site adds to the system).
+    {
+      printf 'nodedir=%s\n' "$dest"
+      [ ! -f /etc/ssl/certs/ca-certificates.crt ] || printf 'cafile=/etc/ssl/certs/ca-certificates.crt\n'
+    } >"$tmp/root/etc/npmrc"
     "$tmp/root/bin/node" -e 0 || {
       echo "error: the downloaded Node.js $node_version does not run on this machine" >&2
       return 1
@@ -156,7 +162,7 @@ install_node() {
     echo "error: Node.js $node_version is in /usr/local/bin, but this PATH finds $(command -v node || echo no node) first: put /usr/local/bin before /usr/bin" >&2
     return 1
   fi
-  echo "== node $(node --version), npm $(npm --version) (from $dest)"
+  echo "== node $(node --version), npm $(npm --version) (from $dest, $((SECONDS - t0)) s)"
 }
 
 if ! node_ok || ! command -v npm >/dev/null 2>&1; then
