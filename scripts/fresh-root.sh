@@ -128,7 +128,7 @@ run() {
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         sh -euc "
           git config --global --add safe.directory \"\$0\"
-          git clone -q \"\$0\" /root/extctl
+          git -c advice.detachedHead=false clone -q \"\$0\" /root/extctl
           cd /root/extctl
           exec \"\$@\"
         " "$FR_CHECKOUT" "$@"
