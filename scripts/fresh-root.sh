@@ -118,6 +118,12 @@ run() {
       mount --rbind /dev "$r/dev"
       mount -t tmpfs -o mode=0755 tmpfs "$r/run"
       mount -t tmpfs -o mode=1777 tmpfs "$r/tmp"
+      # Lane roots made inside (scripts/lanes.sh) live on the disk, not in this overlay: the kernel
+      # stacks overlayfs two deep at most, and a lane overlay plus systemd-sysext'"'"'s merge on top
+      # of this one would be three ("Failed to merge hierarchies").
+      mkdir "$s/lanes"
+      mkdir -p "$r/var/cache/extctl-lanes"
+      mount --bind "$s/lanes" "$r/var/cache/extctl-lanes"
       # The checkout and its git directory, read-only, only to clone from.
       for d in "$FR_CHECKOUT" "$FR_GIT"; do
         mkdir -p "$r$d"
