@@ -6,7 +6,14 @@ import type { Context } from "../util/context.js";
 import { ExtensionStore } from "../domain/store/store.js";
 import { PROFILES, type ExtensionKind, type Profile } from "../domain/store/layout.js";
 import { isMerged, mergedNames, readMerged } from "../domain/activate/merged.js";
-import { summarizeImage, type ImageSummary } from "../domain/image/summary.js";
+import { existsSync, statSync } from "node:fs";
+import {
+  summarizeImageDetail,
+  summaryHostKey,
+  type ImageSummary,
+} from "../domain/image/summary.js";
+import { sidecarPaths } from "../domain/image/image.js";
+import { SummaryCache, type CachedSummary } from "../domain/store/summary-cache.js";
 
 export interface ListOptions {
   kind: ExtensionKind;
@@ -86,6 +93,12 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
   const storedSet = new Set(stored);
   const names = options.profile ? (byProfile[PROFILES.indexOf(options.profile)] ?? []) : stored;
   const verifier = options.verify ? await makeVerifier(ctx, options.trust ?? []) : undefined;
+  // The columns of an unchanged image come from the store's cache; --verify reads every image,
+  // as enable, boot and check do: the cache never stands in for a security decision.
+  const cache =
+    verifier || stored.length === 0
+      ? undefined
+      : await loadCache(ctx, store).catch(() => undefined);
 
   const images = await mapLimited(names, 16, async (name): Promise<ListedImage> => {
     const present = storedSet.has(name);
@@ -99,11 +112,75 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
     };
     if (!present) return entry;
     const hostPath = files.get(name) as string;
-    Object.assign(entry, describe(await summarizeImage(ctx, hostPath, options.kind)));
+    Object.assign(entry, await summaryColumns(ctx, cache, name, hostPath, options.kind));
     if (verifier) entry.trust = await verifier(hostPath);
     return entry;
   });
+  if (cache && (await cache.save(storedSet)))
+    ctx.log.debug(`updated the summary cache in ${store.layout.store}`);
   return { kind: options.kind, ...(options.profile ? { profile: options.profile } : {}), images };
+}
+
+async function loadCache(ctx: Context, store: ExtensionStore): Promise<SummaryCache> {
+  const [dir, host] = await Promise.all([
+    store.root.readPath(store.layout.store),
+    summaryHostKey(ctx),
+  ]);
+  const cache = await SummaryCache.load(dir, host);
+  if (cache.miss && cache.miss !== "absent")
+    ctx.log.debug(`the summary cache in ${store.layout.store} is ${cache.miss}; rebuilding it`);
+  return cache;
+}
+
+/** The list columns of one image: from the cache when its file is unchanged, else read. */
+async function summaryColumns(
+  ctx: Context,
+  cache: SummaryCache | undefined,
+  name: string,
+  hostPath: string,
+  kind: ExtensionKind,
+): Promise<Partial<ListedImage>> {
+  if (!cache) return describe((await summarizeImageDetail(ctx, hostPath, kind)).summary);
+  // Synchronous: a cache hit is then a stat and a map look-up, no promise per image.
+  const st = statSync(hostPath, { bigint: true });
+  const id = {
+    dev: st.dev,
+    ino: st.ino,
+    size: st.size,
+    mtimeNs: st.mtimeNs,
+    ctimeNs: st.ctimeNs,
+  };
+  let cached = cache.lookup(name, id);
+  if (!cached) {
+    const detail = await summarizeImageDetail(ctx, hostPath, kind);
+    const s = detail.summary;
+    cached = {
+      ...(s.version !== undefined ? { version: s.version } : {}),
+      format: s.format,
+      signaturePartition: detail.signaturePartition,
+      sidecarCounts: detail.sidecarCounts,
+      compatible: s.compatible,
+      ...(s.reason !== undefined ? { reason: s.reason } : {}),
+    };
+    // Stat again after reading: an image replaced meanwhile is not cached under the old key.
+    const after = statSync(hostPath, { bigint: true });
+    if (after.ino === st.ino && after.mtimeNs === st.mtimeNs && after.ctimeNs === st.ctimeNs)
+      cache.put(name, id, cached);
+  }
+  return describe(fromCached(cached, hostPath));
+}
+
+function fromCached(c: CachedSummary, hostPath: string): ImageSummary {
+  // A sidecar signature is not part of the image's stat: looked up each time.
+  const signed =
+    c.signaturePartition || (c.sidecarCounts && existsSync(sidecarPaths(hostPath).signature));
+  return {
+    ...(c.version !== undefined ? { version: c.version } : {}),
+    format: c.format,
+    signed,
+    compatible: c.compatible,
+    ...(c.reason !== undefined ? { reason: c.reason } : {}),
+  };
 }
 
 function describe(summary: ImageSummary): Partial<ListedImage> {
