@@ -63,14 +63,14 @@ test("list re-reads an image changed in place (same size, new mtime; old mtime p
     ["1.0.0"],
   );
   const cacheFile = path.join(store, CACHE);
-  const written = await stat(cacheFile);
+  const written = await stat(cacheFile, { bigint: true });
   assert.ok(written.isFile(), "the first list wrote the cache");
   // Unchanged: served from the cache, which is not rewritten.
   assert.deepEqual(
     (await listed(root)).map((i) => i.version),
     ["1.0.0"],
   );
-  assert.equal((await stat(cacheFile)).mtimeNs, written.mtimeNs);
+  assert.equal((await stat(cacheFile, { bigint: true })).mtimeNs, written.mtimeNs);
 
   const before = await stat(image);
   await patchInPlace(image, "SYSEXT_VERSION_ID=1.0.0", "SYSEXT_VERSION_ID=2.0.0");
