@@ -7,6 +7,7 @@ import { ExtensionStore } from "../domain/store/store.js";
 import { PROFILES, type ExtensionKind, type Profile } from "../domain/store/layout.js";
 import { isMerged, mergedNames, readMerged } from "../domain/activate/merged.js";
 import { existsSync, statSync } from "node:fs";
+import path from "node:path";
 import {
   summarizeImageDetail,
   summaryHostKey,
@@ -93,6 +94,14 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
   const storedSet = new Set(stored);
   const names = options.profile ? (byProfile[PROFILES.indexOf(options.profile)] ?? []) : stored;
   const verifier = options.verify ? await makeVerifier(ctx, options.trust ?? []) : undefined;
+  // A sidecar right in the store dir is known from its listing: no stat per image for it.
+  const listing = readable.listing;
+  const sidecarExists = (file: string): boolean =>
+    listing !== undefined &&
+    path.dirname(file) === listing.dir &&
+    !listing.names.has(path.basename(file))
+      ? false
+      : existsSync(file);
   // The columns of an unchanged image come from the store's cache; --verify reads every image,
   // as enable, boot and check do: the cache never stands in for a security decision.
   const cache =
@@ -112,7 +121,10 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
     };
     if (!present) return entry;
     const hostPath = files.get(name) as string;
-    Object.assign(entry, await summaryColumns(ctx, cache, name, hostPath, options.kind));
+    Object.assign(
+      entry,
+      await summaryColumns(ctx, cache, name, hostPath, options.kind, sidecarExists),
+    );
     if (verifier) entry.trust = await verifier(hostPath);
     return entry;
   });
@@ -139,6 +151,7 @@ async function summaryColumns(
   name: string,
   hostPath: string,
   kind: ExtensionKind,
+  sidecarExists: (file: string) => boolean,
 ): Promise<Partial<ListedImage>> {
   if (!cache) return describe((await summarizeImageDetail(ctx, hostPath, kind)).summary);
   // Synchronous: a cache hit is then a stat and a map look-up, no promise per image.
@@ -167,13 +180,17 @@ async function summaryColumns(
     if (after.ino === st.ino && after.mtimeNs === st.mtimeNs && after.ctimeNs === st.ctimeNs)
       cache.put(name, id, cached);
   }
-  return describe(fromCached(cached, hostPath));
+  return describe(fromCached(cached, hostPath, sidecarExists));
 }
 
-function fromCached(c: CachedSummary, hostPath: string): ImageSummary {
+function fromCached(
+  c: CachedSummary,
+  hostPath: string,
+  sidecarExists: (file: string) => boolean,
+): ImageSummary {
   // A sidecar signature is not part of the image's stat: looked up each time.
   const signed =
-    c.signaturePartition || (c.sidecarCounts && existsSync(sidecarPaths(hostPath).signature));
+    c.signaturePartition || (c.sidecarCounts && sidecarExists(sidecarPaths(hostPath).signature));
   return {
     ...(c.version !== undefined ? { version: c.version } : {}),
     format: c.format,

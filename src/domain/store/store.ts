@@ -175,6 +175,8 @@ export class ExtensionStore {
   async readableImages(): Promise<{
     images: { name: string; file: string }[];
     skipped: { name: string; reason: string }[];
+    /** The store dir's host path and every name in it (sidecars too), when it could be read. */
+    listing?: { dir: string; names: ReadonlySet<string> };
   }> {
     let entries;
     let dir;
@@ -206,7 +208,7 @@ export class ExtensionStore {
         skipped.push({ name, reason: e.message });
       }
     }
-    return { images, skipped };
+    return { images, skipped, listing: { dir, names: new Set(entries.map((e) => e.name)) } };
   }
 
   /** Names linked in a profile dir. */
