@@ -96,7 +96,7 @@ if (!has("systemd-sysext") || !has("mksquashfs")) {
       extctl: { argv: list },
       peer: { argv: extctl("--root", empty, "sysext", "list") },
       runs,
-      note: `summary cache warm; per_image_us = (extctl_s - peer_s) / ${count}; cold_s: no cache, every image opened`,
+      note: `summary cache warm; per image (extctl_s - peer_s) / ${count}; extra.cold_s: no cache, every image opened`,
       extra: { cold_s: round(coldS, 4), images: count },
     });
     process.stderr.write(
