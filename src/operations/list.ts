@@ -177,10 +177,27 @@ async function summaryColumns(
     };
     // Stat again after reading: an image replaced meanwhile is not cached under the old key.
     const after = statSync(hostPath, { bigint: true });
-    if (after.ino === st.ino && after.mtimeNs === st.mtimeNs && after.ctimeNs === st.ctimeNs)
+    if (
+      after.ino === st.ino &&
+      after.mtimeNs === st.mtimeNs &&
+      after.ctimeNs === st.ctimeNs &&
+      settled(st.mtimeNs, st.ctimeNs)
+    )
       cache.put(name, id, cached);
   }
   return describe(fromCached(cached, hostPath, sidecarExists));
+}
+
+/**
+ * File times come from the kernel's coarse clock (a few ms per tick): a file written twice
+ * within one tick keeps its mtime and ctime, so one changed in the last seconds (or dated in
+ * the future) is read again next time rather than cached (git's "racily clean" entries).
+ */
+const SETTLE_NS = 2_000_000_000n;
+
+function settled(mtimeNs: bigint, ctimeNs: bigint): boolean {
+  const latest = mtimeNs > ctimeNs ? mtimeNs : ctimeNs;
+  return BigInt(Date.now()) * 1_000_000n - latest >= SETTLE_NS;
 }
 
 function fromCached(
