@@ -11,6 +11,7 @@ import { DEFAULT_STALL_TIMEOUT_MS } from "./stall-guard.js";
 import { bulkGet, type BulkRequest, type BulkResponse } from "./http1.js";
 import type { FetchRequest, FetchedImage, Source } from "./types.js";
 import { trustedCAs } from "../net/trust.js";
+import { proxyFor } from "../net/proxy.js";
 
 export interface HttpFetchRequest extends FetchRequest {
   name?: string;
@@ -66,6 +67,11 @@ export function describeNetworkError(e: unknown, url: string): ExtctlError {
           hint: "try again",
         },
       );
+    case "EPROXY":
+      return new ExtctlError("download", message, {
+        cause: e,
+        hint: "check HTTPS_PROXY/HTTP_PROXY (and NO_PROXY for hosts to reach directly)",
+      });
     case "HPE_HEADER_OVERFLOW":
       return new ExtctlError("download", `${url} sent oversized headers`, { cause: e });
     default:
@@ -90,7 +96,9 @@ async function getFollowingRedirects(
     ctx.log.debug(`GET ${target.toString()}`);
     let response: BulkResponse;
     try {
-      response = await bulkGet({ ...request, url: target, what: url });
+      const proxy = proxyFor(target, ctx.env);
+      if (proxy) ctx.log.debug(`through the proxy ${proxy.host}`);
+      response = await bulkGet({ ...request, url: target, what: url, ...(proxy ? { proxy } : {}) });
     } catch (e) {
       throw describeNetworkError(e, url);
     }

@@ -23,6 +23,7 @@ import { DEFAULT_STALL_TIMEOUT_MS } from "../stall-guard.js";
 import { bulkGet, MAX_VIEW, type BulkBody, type BulkResponse } from "../http1.js";
 import { StagedWriter } from "../staged-writer.js";
 import { trustedCAs } from "../../net/trust.js";
+import { proxyFor, proxySettings } from "../../net/proxy.js";
 
 export const MEDIA = {
   ociManifest: "application/vnd.oci.image.manifest.v1+json",
@@ -256,12 +257,23 @@ export class RegistryClient {
     // The system's CAs as for https: (a registry behind a fleet's private CA), plus --ca-cert.
     const ca = await trustedCAs(options.caCerts ?? [], ctx.env);
     connect.ca = ca;
-    const dispatcher = new undici.Agent({
+    const agentOptions = {
       connect,
       headersTimeout: options.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
       bodyTimeout: options.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
       maxResponseSize: -1,
-    });
+    };
+    // Manifests and tokens through the same proxies as blobs (domain/net/proxy.ts's variables;
+    // undici applies NO_PROXY itself).
+    const proxies = proxySettings(ctx.env);
+    const dispatcher =
+      proxies.httpsProxy || proxies.httpProxy
+        ? new undici.EnvHttpProxyAgent({
+            ...agentOptions,
+            ...proxies,
+            requestTls: { ca, rejectUnauthorized: true },
+          })
+        : new undici.Agent(agentOptions);
     return new RegistryClient(
       ctx,
       undici,
@@ -355,9 +367,18 @@ export class RegistryClient {
    * retries and redirects as request().
    */
   bulkRequest(pathOrUrl: string, options: RequestOptions, what: string): Promise<BulkResponse> {
-    return this.exchange("GET", pathOrUrl, options, (_m, target, headers) =>
-      bulkGet({ url: new URL(target), headers, ca: this.ca, timeoutMs: this.timeoutMs, what }),
-    );
+    return this.exchange("GET", pathOrUrl, options, (_m, target, headers) => {
+      const url = new URL(target);
+      const proxy = proxyFor(url, this.ctx.env);
+      return bulkGet({
+        url,
+        headers,
+        ca: this.ca,
+        timeoutMs: this.timeoutMs,
+        what,
+        ...(proxy ? { proxy } : {}),
+      });
+    });
   }
 
   private async exchange<R extends Answer>(
