@@ -10,6 +10,16 @@ export interface CarriedContent {
   bytes: number;
 }
 
+/** Top-level names that are symlinks into /usr on a merged-/usr OS (every Kairos flavour). */
+const MERGED_INTO_USR: ReadonlySet<string> = new Set([
+  "bin",
+  "sbin",
+  "lib",
+  "lib32",
+  "lib64",
+  "libx32",
+]);
+
 /**
  * Checks and normalises --include paths: relative to the image root, inside what the extension
  * keeps (`kept`: usr, opt, etc), no "..". Refused rather than repaired, because a path that
@@ -34,14 +44,21 @@ export function checkIncludePaths(raw: readonly string[], kept: readonly string[
         hint: "give a subtree such as usr/lib/firmware/nvidia",
       });
     }
-    if (!kept.includes(parts[0] ?? "")) {
+    const normalised = parts.join("/");
+    const top = parts[0] ?? "";
+    if (!kept.includes(top)) {
+      const hint =
+        top === "opt"
+          ? "add --with-opt to carry /opt"
+          : MERGED_INTO_USR.has(top) && kept.includes("usr")
+            ? `on a merged-/usr OS /${top} is /usr/${top}: --include usr/${normalised}`
+            : undefined;
       throw new ExtctlError(
         "usage",
         `--include ${given} lies outside ${kept.map((k) => `${k}/`).join(" and ")}, which this extension carries`,
-        parts[0] === "opt" ? { hint: "add --with-opt to carry /opt" } : {},
+        hint === undefined ? {} : { hint },
       );
     }
-    const normalised = parts.join("/");
     if (!out.includes(normalised)) out.push(normalised);
   }
   return out;

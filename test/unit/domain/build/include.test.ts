@@ -137,6 +137,12 @@ test("include paths: absolute and '..' refused, outside usr/ refused, '.' and sl
     () => checkIncludePaths(["opt/nvidia"], usr),
     (e: unknown) => e instanceof ExtctlError && e.hint === "add --with-opt to carry /opt",
   );
+  assert.throws(
+    () => checkIncludePaths(["lib/firmware/"], usr),
+    (e: unknown) =>
+      e instanceof ExtctlError &&
+      e.hint === "on a merged-/usr OS /lib is /usr/lib: --include usr/lib/firmware",
+  );
   assert.deepEqual(checkIncludePaths(["opt/nvidia"], ["usr", "opt"]), ["opt/nvidia"]);
   assert.deepEqual(checkIncludePaths(["etc/ssh"], ["etc"]), ["etc/ssh"]);
 });
