@@ -2,55 +2,20 @@
 // image made by the real mkfs.erofs / mksquashfs holds only the included subtree (read back by
 // extctl inspect and by unsquashfs), and the bytes printed are the bytes of its files.
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { readdir } from "node:fs/promises";
 import { test, type TestContext } from "node:test";
 import { runExtctl } from "../helpers/cli.js";
 import { requirePeers, run } from "../helpers/peers.js";
-import { makeLayout, pushLayout, startRegistry, type LayerFile } from "../helpers/registry.js";
+import { NVIDIA_FIRMWARE, pushOsImage } from "../helpers/os-image.js";
+import { startRegistry } from "../helpers/registry.js";
 import { tempDir } from "../helpers/tmp.js";
 
-const FIRMWARE: Record<string, number> = {
-  "usr/lib/firmware/nvidia/gsp_tu10x.bin": 300_001,
-  "usr/lib/firmware/nvidia/tu102/acr/ucode_load.bin": 4_097,
-  "usr/lib/firmware/nvidia/tu102/gr/sw_ctx.bin": 17,
-  "usr/lib/firmware/nvidia/ga102/sec2/desc.bin": 65_536,
-};
+const FIRMWARE = NVIDIA_FIRMWARE;
 
-function file(name: string, size: number): LayerFile {
-  return { name, data: randomBytes(size) };
-}
-
-/**
- * An OS image in miniature, as kairos-init leaves one: a base layer (os-release, a shell, etc,
- * other firmware) and a later layer that adds the NVIDIA firmware, plus one file beside it.
- */
+/** The OS image in a fresh registry. */
 async function osImageInRegistry(t: TestContext): Promise<{ host: string; ref: string }> {
-  const layout = await makeLayout(t, [
-    {
-      layers: [
-        {
-          files: [
-            { name: "usr/lib/os-release", data: 'ID=debian\nVERSION_ID="12"\n' },
-            file("usr/bin/bash", 1_000),
-            { name: "etc/hostname", data: "kairos\n" },
-            file("usr/lib/firmware/amdgpu/navi10_pfp.bin", 2_000),
-            { name: "lib", type: "symlink", linkname: "usr/lib" },
-          ],
-        },
-        {
-          compression: "zstd",
-          files: [
-            ...Object.entries(FIRMWARE).map(([name, size]) => file(name, size)),
-            file("usr/lib/firmware/nvidia-uncompressed.txt", 10),
-            file("usr/share/doc/nvidia/README", 20),
-          ],
-        },
-      ],
-    },
-  ]);
   const registry = await startRegistry(t);
-  pushLayout(layout, `${registry.host}/kairos/os:v1`);
+  await pushOsImage(t, `${registry.host}/kairos/os:v1`);
   return { host: registry.host, ref: `oci://${registry.host}/kairos/os:v1` };
 }
 
