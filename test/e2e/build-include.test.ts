@@ -1,12 +1,14 @@
 // `build --include` from an OS image in a real registry (docker-registry, pushed by skopeo): the
 // image made by the real mkfs.erofs / mksquashfs holds only the included subtree (read back by
-// extctl inspect and by unsquashfs), and the bytes printed are the bytes of its files.
+// extctl inspect and by unsquashfs), and the bytes printed are the bytes of its files; a
+// directory, a rootfs tar and an oci-layout source give the same image.
 import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
+import path from "node:path";
 import { test, type TestContext } from "node:test";
 import { runExtctl } from "../helpers/cli.js";
 import { requirePeers, run } from "../helpers/peers.js";
-import { NVIDIA_FIRMWARE, pushOsImage } from "../helpers/os-image.js";
+import { NVIDIA_FIRMWARE, makeOsLayout, pushOsImage, writeOsTree } from "../helpers/os-image.js";
 import { startRegistry } from "../helpers/registry.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -197,4 +199,37 @@ test("--include of a path the OS image does not have fails naming it and leaves 
   const absolute = await runExtctl(["build", "sysext", "fw", ref, "--include", "/usr/lib"]);
   assert.equal(absolute.code, 2, absolute.stderr);
   assert.match(absolute.stderr, /--include \/usr\/lib is absolute/);
+});
+
+test("--include works the same on a directory, a rootfs tar and an oci-layout source", async (t) => {
+  if (!requirePeers(t, ["tar", "mksquashfs", "unsquashfs"], { root: true })) return;
+  const layout = await makeOsLayout(t);
+  const rootfs = path.join(await tempDir(t), "rootfs");
+  await writeOsTree(rootfs);
+  const tarball = path.join(await tempDir(t), "rootfs.tar");
+  run("tar", ["-cf", tarball, "-C", rootfs, "."]);
+  const sources = [rootfs, tarball, `oci-layout:${layout}:test`];
+  const listings: string[] = [];
+  for (const source of sources) {
+    const out = await tempDir(t);
+    const args = ["build", "sysext", "fw", source, "--include", "usr/lib/firmware/nvidia"];
+    if (source.startsWith("oci-layout:")) args.push("--layers", "all");
+    args.push("--format", "squashfs", "--no-verity", "--output", out, "--json");
+    const built = await runExtctl(args);
+    assert.equal(built.code, 0, `${source}: ${built.stderr}`);
+    const result = JSON.parse(built.stdout) as Built;
+    assert.deepEqual(result.carried, {
+      files: 4,
+      bytes: Object.values(FIRMWARE).reduce((a, b) => a + b, 0),
+    });
+    const listing = run("unsquashfs", ["-l", "-no-xattrs", result.path])
+      .split("\n")
+      .filter((l) => l.startsWith("squashfs-root/") && !l.includes("extension-release"))
+      .sort();
+    listings.push(listing.join("\n"));
+    assert.ok(!listing.some((l) => l.includes("os-release") || l.includes("amdgpu")), source);
+    assert.ok(listing.includes("squashfs-root/usr/lib/firmware/nvidia/gsp_tu10x.bin"), source);
+  }
+  assert.equal(listings[1], listings[0], "tar and directory agree");
+  assert.equal(listings[2], listings[0], "oci-layout and directory agree");
 });
