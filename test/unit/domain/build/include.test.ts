@@ -163,3 +163,22 @@ test("carried content counts regular files and their bytes, a hardlink's bytes o
   }).tree;
   assert.deepEqual(carriedContent(kept), { files: 2, bytes: 3200 });
 });
+
+test("a hardlink whose other name lies outside the subtree becomes the file, bytes and all", () => {
+  const source = tree([
+    { path: "usr/share/blob", size: 64 },
+    {
+      path: "usr/lib/firmware/x/blob",
+      type: "hardlink",
+      hardlinkTarget: "usr/share/blob",
+      size: 64,
+      content: { kind: "inline", data: Buffer.alloc(64) },
+    },
+  ]);
+  const kept = filterTree(includeSubtrees(source, ["usr/lib/firmware/x"]), {
+    kind: "sysext",
+  }).tree;
+  assert.equal(kept.get("usr/lib/firmware/x/blob")?.type, "file");
+  assert.ok(!kept.has("usr/share/blob"));
+  assert.deepEqual(carriedContent(kept), { files: 1, bytes: 64 });
+});
