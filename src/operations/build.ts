@@ -316,7 +316,11 @@ async function buildFromSource(
   const clamp = sourceDateEpoch(ctx.env);
   // Before the kind's own filter, so its checks (os-release, special files, nothing left) see
   // only what is included: an OS image's /usr/lib/os-release must not stop a firmware build.
-  const included = prepared.include ? includeSubtrees(source.tree, prepared.include) : source.tree;
+  const lastLayerOnly =
+    source.kind === "image" && options.base === undefined && (options.layers ?? "last") === "last";
+  const included = prepared.include
+    ? includeSubtrees(source.tree, prepared.include, { lastLayerOnly })
+    : source.tree;
   const filtered = filterTree(included, {
     kind,
     withOpt: options.withOpt ?? false,

@@ -195,6 +195,21 @@ test("--include of a path the OS image does not have fails naming it and leaves 
     merged.stderr,
     /on a merged-\/usr OS \/lib is \/usr\/lib: --include usr\/lib\/firmware/,
   );
+  // Without --layers all only the last layer is read, and the hint says so.
+  const lastLayer = await runExtctl([
+    "build",
+    "sysext",
+    "fw",
+    ref,
+    "--include",
+    "usr/lib/firmware/amdgpu",
+    "--insecure-registry",
+    host,
+    "--output",
+    out,
+  ]);
+  assert.equal(lastLayer.code, 1, lastLayer.stderr);
+  assert.match(lastLayer.stderr, /add --layers all to look in the whole image/);
   assert.deepEqual(await readdir(out), [], "no image, no temp files");
   const absolute = await runExtctl(["build", "sysext", "fw", ref, "--include", "/usr/lib"]);
   assert.equal(absolute.code, 2, absolute.stderr);

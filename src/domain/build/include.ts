@@ -69,7 +69,7 @@ function under(p: string, subtree: string): boolean {
 }
 
 /** Why nothing matched `subtree`: a symlinked parent (merged /usr: lib -> usr/lib) says where to look. */
-function noMatch(tree: FileTree, subtree: string): ExtctlError {
+function noMatch(tree: FileTree, subtree: string, lastLayerOnly: boolean): ExtctlError {
   for (const parent of parentsOf(subtree)) {
     const entry = tree.get(parent);
     if (entry?.type === "symlink") {
@@ -81,15 +81,22 @@ function noMatch(tree: FileTree, subtree: string): ExtctlError {
     }
   }
   return new ExtctlError("build", `--include ${subtree} matches nothing in the source`, {
-    hint: "check the path against the image (paths are relative to its root, e.g. usr/lib/firmware)",
+    hint: lastLayerOnly
+      ? "only the image's last layer was read: add --layers all to look in the whole image"
+      : "check the path against the image (paths are relative to its root, e.g. usr/lib/firmware)",
   });
 }
 
 /**
  * The entries under the given subtrees, plus their parents as directories (the source's own
- * entry when it has one, so modes survive; 0755 otherwise). Each subtree must match something.
+ * entry when it has one, so modes survive; 0755 otherwise). Each subtree must match something;
+ * `lastLayerOnly` says the tree is one layer of an image, the likely reason when one does not.
  */
-export function includeSubtrees(source: FileTree, subtrees: readonly string[]): FileTree {
+export function includeSubtrees(
+  source: FileTree,
+  subtrees: readonly string[],
+  options: { lastLayerOnly?: boolean } = {},
+): FileTree {
   const out = new FileTree();
   // A tar may list a directory's files without the directory itself: a match is any entry
   // at or below the path.
@@ -101,7 +108,7 @@ export function includeSubtrees(source: FileTree, subtrees: readonly string[]): 
     out.set({ ...entry });
   }
   const missing = subtrees.find((s) => !matched.has(s));
-  if (missing !== undefined) throw noMatch(source, missing);
+  if (missing !== undefined) throw noMatch(source, missing, options.lastLayerOnly ?? false);
   for (const entry of [...out.entries()]) {
     for (const parent of parentsOf(entry.path)) {
       if (out.get(parent)?.type === "dir") continue;

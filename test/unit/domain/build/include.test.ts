@@ -114,6 +114,13 @@ test("a path that matches nothing is an error naming it; a symlinked parent says
       e.message === "--include usr/lib/firmware/intel matches nothing in the source",
   );
   assert.throws(
+    () => includeSubtrees(os(), ["usr/lib/firmware/intel"], { lastLayerOnly: true }),
+    (e: unknown) =>
+      e instanceof ExtctlError &&
+      e.hint ===
+        "only the image's last layer was read: add --layers all to look in the whole image",
+  );
+  assert.throws(
     () => includeSubtrees(os(), ["lib/firmware"]),
     /--include lib\/firmware matches nothing in the source: lib is a symlink to usr\/lib/,
   );
