@@ -2,8 +2,6 @@
 // against the system CAs plus --ca-cert, redirects followed a bounded number of times (never
 // from https down to http), timeouts, and every failure said in one sentence with nothing left
 // in the store.
-import { readFile } from "node:fs/promises";
-import { rootCertificates } from "node:tls";
 import type { Context } from "../../util/context.js";
 import { ExtctlError, errnoCode } from "../../util/errors.js";
 import { checkStoreName, httpFileName } from "./uri.js";
@@ -12,6 +10,7 @@ import { expansionLimit } from "./expansion.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "./stall-guard.js";
 import { bulkGet, type BulkRequest, type BulkResponse } from "./http1.js";
 import type { FetchRequest, FetchedImage, Source } from "./types.js";
+import { trustedCAs } from "../net/trust.js";
 
 export interface HttpFetchRequest extends FetchRequest {
   name?: string;
@@ -19,41 +18,7 @@ export interface HttpFetchRequest extends FetchRequest {
   timeoutMs?: number;
 }
 
-const SYSTEM_CA_FILES = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
 const MAX_REDIRECTS = 10;
-
-/**
- * The distribution's bundle (Node's bundled roots when there is none) and the user's extra CAs.
- * Not both bundles: they hold the same Mozilla roots, and parsing each root twice cost ~20 ms
- * of every https download's TLS set-up.
- */
-export async function trustedCAs(
-  extra: readonly string[],
-  env: NodeJS.ProcessEnv,
-): Promise<string[]> {
-  const cas: string[] = [];
-  for (const file of SYSTEM_CA_FILES) {
-    const pem = await readFile(file, "utf8").catch(() => undefined);
-    if (pem) {
-      cas.push(pem);
-      break;
-    }
-  }
-  if (cas.length === 0) cas.push(...rootCertificates);
-  const files = [...extra];
-  if (env.NODE_EXTRA_CA_CERTS) files.push(env.NODE_EXTRA_CA_CERTS);
-  for (const file of files) {
-    try {
-      cas.push(await readFile(file, "utf8"));
-    } catch (e) {
-      throw new ExtctlError(
-        "tls",
-        `cannot read the CA certificate ${file}: ${errnoCode(e) ?? (e as Error).message}`,
-      );
-    }
-  }
-  return cas;
-}
 
 const TLS_CODES = new Set([
   "UNABLE_TO_VERIFY_LEAF_SIGNATURE",

@@ -3,10 +3,8 @@
 // and redirect loop but read their bodies with http1.ts (bulk bytes without undici's per-chunk
 // buffers), hashed and checked while they pass.
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { Transform, type Readable } from "node:stream";
-import { rootCertificates } from "node:tls";
 import type * as UndiciModule from "undici";
 import type { Dispatcher } from "undici";
 import type { Context } from "../../../util/context.js";
@@ -24,6 +22,7 @@ import { apiHost, type Reference } from "./reference.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "../stall-guard.js";
 import { bulkGet, MAX_VIEW, type BulkBody, type BulkResponse } from "../http1.js";
 import { StagedWriter } from "../staged-writer.js";
+import { trustedCAs } from "../../net/trust.js";
 
 export const MEDIA = {
   ociManifest: "application/vnd.oci.image.manifest.v1+json",
@@ -254,25 +253,9 @@ export class RegistryClient {
     const undici = await loadUndici();
     const insecure = isInsecure(ref.registry, options.insecureRegistries);
     const connect: Record<string, unknown> = { rejectUnauthorized: true };
-    let ca: string[] | undefined;
-    if (options.caCerts && options.caCerts.length > 0) {
-      const extra: string[] = [];
-      for (const file of options.caCerts) {
-        try {
-          extra.push(await readFile(file, "utf8"));
-        } catch (e) {
-          throw new ExtctlError(
-            "config",
-            `cannot read the CA certificate ${file}: ${errnoCode(e) ?? String(e)}`,
-            {
-              hint: "give --ca-cert a readable PEM file",
-            },
-          );
-        }
-      }
-      ca = [...rootCertificates, ...extra];
-      connect.ca = ca;
-    }
+    // The system's CAs as for https: (a registry behind a fleet's private CA), plus --ca-cert.
+    const ca = await trustedCAs(options.caCerts ?? [], ctx.env);
+    connect.ca = ca;
     const dispatcher = new undici.Agent({
       connect,
       headersTimeout: options.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
