@@ -218,6 +218,8 @@ export async function buildImage(ctx: Context, options: BuildOptions): Promise<B
 
   const outputDir = path.resolve(options.outputDir ?? ".");
   try {
+    // Like mkosi and `docker build -o`: a missing output directory is made.
+    await mkdir(outputDir, { recursive: true });
     if (!(await stat(outputDir)).isDirectory()) {
       throw new ExtctlError("not-a-directory", `the output ${outputDir} is not a directory`);
     }

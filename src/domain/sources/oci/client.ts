@@ -25,6 +25,18 @@ import { StagedWriter } from "../staged-writer.js";
 import { trustedCAs } from "../../net/trust.js";
 import { proxyFor, proxySettings } from "../../net/proxy.js";
 
+/**
+ * Retry-After in both of RFC 9110's forms: delay-seconds or an HTTP-date; undefined when it is
+ * neither (the usual backoff applies).
+ */
+export function retryAfterMs(value: string, now: number): number | undefined {
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const at = Date.parse(text);
+  if (!/[a-z]/i.test(text) || Number.isNaN(at)) return undefined;
+  return Math.max(0, at - now);
+}
+
 export const MEDIA = {
   ociManifest: "application/vnd.oci.image.manifest.v1+json",
   ociIndex: "application/vnd.oci.image.index.v1+json",
@@ -335,10 +347,8 @@ export class RegistryClient {
 
   private async backoff(attempt: number, retryAfter?: string): Promise<void> {
     let ms = this.retryBaseMs * 2 ** attempt * (0.75 + Math.random() / 2);
-    if (retryAfter !== undefined) {
-      const seconds = Number(retryAfter);
-      if (Number.isFinite(seconds) && seconds >= 0) ms = seconds * 1000;
-    }
+    const asked = retryAfter === undefined ? undefined : retryAfterMs(retryAfter, Date.now());
+    if (asked !== undefined) ms = asked;
     await sleep(Math.min(ms, MAX_RETRY_AFTER_MS));
   }
 
