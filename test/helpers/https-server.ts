@@ -30,6 +30,11 @@ export type ServeMode =
   | "ok"
   /** 200 with no Content-Length (chunked transfer encoding) and the whole file. */
   | "chunked"
+  /**
+   * The first request gets the right Content-Length and an ETag, then half the file and a cut
+   * connection; a request with Range (and a matching If-Range) gets 206 and the rest.
+   */
+  | "cut-once"
   /** 200 with the right Content-Length, then `dripBytes` bytes every `dripIntervalMs`. */
   | "slow-drip"
   /** 200 with the right Content-Length, then half the file, then the connection is closed. */
@@ -52,6 +57,7 @@ export type ServeMode =
 export const SERVE_MODES: readonly ServeMode[] = [
   "ok",
   "chunked",
+  "cut-once",
   "slow-drip",
   "truncated",
   "short-length",
@@ -184,6 +190,8 @@ export interface TestHttpsServer {
   addFile(name: string, content: Buffer | string): void;
   /** Requests received so far, by mode. */
   readonly hits: Record<string, number>;
+  /** The Range header of every request that had one, in order. */
+  readonly ranges: string[];
   /** Connections open right now. */
   openConnections(): number;
   /** Cuts every connection and closes the server. */
@@ -218,6 +226,7 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
 
   const files = new Map<string, FileContent>();
   const hits: Record<string, number> = {};
+  const ranges: string[] = [];
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
@@ -237,6 +246,7 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
     const name = decodeURIComponent(rest.join("/"));
     const mode = modeText as ServeMode;
     hits[mode] = (hits[mode] ?? 0) + 1;
+    if (req.headers.range) ranges.push(String(req.headers.range));
     const socket = req.socket;
     if (mode === "redirect-loop") {
       const n = Number(url.searchParams.get("n") ?? "0") + 1;
@@ -266,6 +276,25 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
         });
         contentStream(content).pipe(res);
         return;
+      case "cut-once": {
+        const etag = `"extctl-test-${size}"`;
+        const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ""));
+        if (range && req.headers["if-range"] === etag) {
+          const from = Number(range[1]);
+          res.writeHead(206, {
+            "content-type": "application/octet-stream",
+            "content-length": String(size - from),
+            "content-range": `bytes ${from}-${size - 1}/${size}`,
+            etag,
+          });
+          contentStream(content, from).pipe(res);
+          return;
+        }
+        socket.write(rawHead(size).replace("\r\n\r\n", `\r\nETag: ${etag}\r\n\r\n`));
+        await pipeRaw(socket, content, 0, Math.floor(size / 2));
+        socket.end();
+        return;
+      }
       case "chunked":
         res.writeHead(200, { "content-type": "application/octet-stream" });
         contentStream(content).pipe(res);
@@ -335,6 +364,7 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
     caCert: certificates.caCert,
     certificates,
     hits,
+    ranges,
     url: (name, mode = "ok") => `${origin}/${mode}/${encodeURIComponent(name)}`,
     addFile(name, content) {
       files.set(

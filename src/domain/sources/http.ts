@@ -130,9 +130,10 @@ export const httpSource: Source = {
     const url = request.uri;
     const name = checkStoreName(request.name ?? httpFileName(url), url);
     const timeout = request.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    const ca = await trustedCAs(request.caCerts ?? [], ctx.env);
     const response = await getFollowingRedirects(ctx, url, {
       headers: { "user-agent": "extctl", accept: "*/*" },
-      ca: await trustedCAs(request.caCerts ?? [], ctx.env),
+      ca,
       timeoutMs: timeout,
     });
     if (response.statusCode >= 300) {
@@ -151,7 +152,44 @@ export const httpSource: Source = {
         ? Number(lengthHeader)
         : undefined;
     const progress = ctx.progress(`downloading ${name}`, expectedSize);
+    // Resuming is safe only when the rest is known to be of the same file: a strong ETag or a
+    // Last-Modified date for If-Range, or the --sha256 that checks the whole at the end.
+    const etag = headerText(response.headers.etag);
+    const validator =
+      etag && !etag.startsWith("W/") ? etag : headerText(response.headers["last-modified"]);
+    const resume = async (offset: number, cause: unknown) => {
+      if (expectedSize === undefined || (validator === undefined && request.sha256 === undefined))
+        return undefined;
+      ctx.log.info(
+        `${url}: the transfer was cut after ${offset} of ${expectedSize} bytes (${describeNetworkError(cause ?? new Error("it ended early"), url).message}); resuming`,
+      );
+      const rest = await getFollowingRedirects(ctx, url, {
+        headers: {
+          "user-agent": "extctl",
+          accept: "*/*",
+          range: `bytes=${offset}-`,
+          ...(validator ? { "if-range": validator } : {}),
+        },
+        ca,
+        timeoutMs: timeout,
+      });
+      const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(
+        headerText(rest.headers["content-range"]) ?? "",
+      );
+      if (
+        rest.statusCode !== 206 ||
+        !range ||
+        Number(range[1]) !== offset ||
+        Number(range[3]) !== expectedSize
+      ) {
+        // A 200 (the file changed, or no ranges) cannot continue what is in the store's temp.
+        await rest.body.dump();
+        return undefined;
+      }
+      return rest.body;
+    };
     const image = await streamToStore(response.body, {
+      resume,
       storeDir: request.storeDir,
       name,
       progress,
@@ -164,6 +202,10 @@ export const httpSource: Source = {
     return [image];
   },
 };
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
 
 function statusText(code: number): string {
   const texts: Record<number, string> = {
