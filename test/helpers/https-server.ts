@@ -35,6 +35,10 @@ export type ServeMode =
    * connection; a request with Range (and a matching If-Range) gets 206 and the rest.
    */
   | "cut-once"
+  /** The first request of each file gets 503 with Retry-After: 1, the next ones the file. */
+  | "busy-once"
+  /** The first request of each file gets 429 with a Retry-After HTTP-date 1 s ahead. */
+  | "limited-once"
   /** 200 with the right Content-Length, then `dripBytes` bytes every `dripIntervalMs`. */
   | "slow-drip"
   /** 200 with the right Content-Length, then half the file, then the connection is closed. */
@@ -58,6 +62,8 @@ export const SERVE_MODES: readonly ServeMode[] = [
   "ok",
   "chunked",
   "cut-once",
+  "busy-once",
+  "limited-once",
   "slow-drip",
   "truncated",
   "short-length",
@@ -227,6 +233,7 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
   const files = new Map<string, FileContent>();
   const hits: Record<string, number> = {};
   const ranges: string[] = [];
+  const refused = new Set<string>();
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
@@ -276,6 +283,27 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
         });
         contentStream(content).pipe(res);
         return;
+      case "busy-once":
+      case "limited-once": {
+        const key = `${mode}/${name}`;
+        if (!refused.has(key)) {
+          refused.add(key);
+          const when = new Date(Date.now() + 1000).toUTCString();
+          res
+            .writeHead(mode === "busy-once" ? 503 : 429, {
+              "retry-after": mode === "busy-once" ? "1" : when,
+              "content-type": "text/plain",
+            })
+            .end("come back later\n");
+          return;
+        }
+        res.writeHead(200, {
+          "content-type": "application/octet-stream",
+          "content-length": String(size),
+        });
+        contentStream(content).pipe(res);
+        return;
+      }
       case "cut-once": {
         const etag = `"extctl-test-${size}"`;
         const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ""));

@@ -12,6 +12,7 @@ import { bulkGet, type BulkRequest, type BulkResponse } from "./http1.js";
 import type { FetchRequest, FetchedImage, Source } from "./types.js";
 import { trustedCAs } from "../net/trust.js";
 import { proxyFor } from "../net/proxy.js";
+import { retryAfterMs } from "../net/retry.js";
 
 export interface HttpFetchRequest extends FetchRequest {
   name?: string;
@@ -20,6 +21,11 @@ export interface HttpFetchRequest extends FetchRequest {
 }
 
 const MAX_REDIRECTS = 10;
+const RETRIED = new Set([429, 502, 503, 504]);
+const MAX_RETRIES = 4;
+const RETRY_BASE_MS = 500;
+/** The longest a Retry-After is honoured; a server asking for more is retried sooner. */
+const MAX_RETRY_WAIT_MS = 30_000;
 
 const TLS_CODES = new Set([
   "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
@@ -92,6 +98,7 @@ async function getFollowingRedirects(
   request: Omit<BulkRequest, "url" | "what">,
 ): Promise<BulkResponse> {
   let target = new URL(url);
+  let retries = 0;
   for (let redirects = 0; ; redirects++) {
     ctx.log.debug(`GET ${target.toString()}`);
     let response: BulkResponse;
@@ -101,6 +108,23 @@ async function getFollowingRedirects(
       response = await bulkGet({ ...request, url: target, what: url, ...(proxy ? { proxy } : {}) });
     } catch (e) {
       throw describeNetworkError(e, url);
+    }
+    // 429 and 503 (and a gateway's 502/504) are worth another try, after Retry-After when given.
+    if (RETRIED.has(response.statusCode) && retries < MAX_RETRIES) {
+      const asked = headerText(response.headers["retry-after"]);
+      const wait = Math.min(
+        MAX_RETRY_WAIT_MS,
+        (asked === undefined ? undefined : retryAfterMs(asked, Date.now())) ??
+          RETRY_BASE_MS * 2 ** retries * (0.75 + Math.random() / 2),
+      );
+      await response.body.dump();
+      ctx.log.info(
+        `${url} answered HTTP ${response.statusCode}; trying again in ${(wait / 1000).toFixed(1)} s`,
+      );
+      retries++;
+      redirects--;
+      await new Promise((r) => setTimeout(r, wait));
+      continue;
     }
     const location = response.headers.location;
     if (!REDIRECTS.has(response.statusCode) || typeof location !== "string") return response;

@@ -24,18 +24,7 @@ import { bulkGet, MAX_VIEW, type BulkBody, type BulkResponse } from "../http1.js
 import { StagedWriter } from "../staged-writer.js";
 import { trustedCAs } from "../../net/trust.js";
 import { proxyFor, proxySettings } from "../../net/proxy.js";
-
-/**
- * Retry-After in both of RFC 9110's forms: delay-seconds or an HTTP-date; undefined when it is
- * neither (the usual backoff applies).
- */
-export function retryAfterMs(value: string, now: number): number | undefined {
-  const text = value.trim();
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
-  const at = Date.parse(text);
-  if (!/[a-z]/i.test(text) || Number.isNaN(at)) return undefined;
-  return Math.max(0, at - now);
-}
+import { retryAfterMs } from "../../net/retry.js";
 
 export const MEDIA = {
   ociManifest: "application/vnd.oci.image.manifest.v1+json",

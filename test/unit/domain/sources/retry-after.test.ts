@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { retryAfterMs } from "../../../../src/domain/sources/oci/client.js";
+import { retryAfterMs } from "../../../../src/domain/net/retry.js";
 
 test("Retry-After is read as delay-seconds and as an HTTP-date", () => {
   const now = Date.parse("Wed, 02 Dec 2026 06:00:00 GMT");
