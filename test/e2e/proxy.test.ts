@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test, type TestContext } from "node:test";
-import { EXTCTL_BIN, runExtctl } from "../helpers/cli.js";
+import { runExtctl } from "../helpers/cli.js";
 import { makeTestCertificates, withHttpsServer } from "../helpers/https-server.js";
 import { makeSampleImage } from "../helpers/images.js";
 import { requirePeers } from "../helpers/peers.js";
@@ -35,17 +35,12 @@ async function startTinyproxy(t: TestContext, dir: string): Promise<{ url: strin
   return { url: `http://127.0.0.1:${port}`, log };
 }
 
+/** extctl with `env`'s proxy variables and none of the others this machine may have set. */
 function extctl(args: string[], env: NodeJS.ProcessEnv) {
-  return new Promise<{ code: number; stderr: string }>((resolve, reject) => {
-    const full: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", ...env };
-    for (const k of ["https_proxy", "http_proxy", "all_proxy", "ALL_PROXY", "no_proxy"])
-      if (!(k in env)) delete full[k];
-    const child = spawn(process.execPath, [EXTCTL_BIN, ...args], { env: full });
-    let stderr = "";
-    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? 128, stderr }));
-  });
+  const unset = Object.fromEntries(
+    ["https_proxy", "http_proxy", "all_proxy", "ALL_PROXY", "no_proxy"].map((k) => [k, undefined]),
+  );
+  return runExtctl(args, { env: { ...unset, ...env } });
 }
 
 async function tunnels(log: string, port: string): Promise<number> {

@@ -4,11 +4,10 @@
 // system bundle bind-mounted over /etc/ssl/certs/ca-certificates.crt in a private mount
 // namespace of each run; without that bundle the same install is refused (the control).
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { EXTCTL_BIN, runExtctl } from "../helpers/cli.js";
+import { runExtctl } from "../helpers/cli.js";
 import { makeTestCertificates, withHttpsServer } from "../helpers/https-server.js";
 import { makeSampleImage } from "../helpers/images.js";
 import { requirePeers } from "../helpers/peers.js";
@@ -17,28 +16,14 @@ import { tempDir, tempRoot } from "../helpers/tmp.js";
 
 const BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
 
-/**
- * extctl with `bundle` as the system CA bundle (when given) and no NODE_EXTRA_CA_CERTS. Async:
- * the https server runs in this process and must go on answering.
- */
-function extctlWithSystemBundle(
-  bundle: string | undefined,
-  args: string[],
-): Promise<{ status: number; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" };
-  delete env.NODE_EXTRA_CA_CERTS;
+/** extctl with `bundle` as the system CA bundle (when given) and no NODE_EXTRA_CA_CERTS. */
+function extctlWithSystemBundle(bundle: string | undefined, args: string[]) {
   const script = bundle
     ? `mount --bind "$1" ${BUNDLE} && shift && exec "$@"`
     : `shift && exec "$@"`;
-  const argv = ["-m", "--propagation", "private", "sh", "-c", script, "sh", bundle ?? "-"];
-  return new Promise((resolve, reject) => {
-    const child = spawn("unshare", [...argv, process.execPath, EXTCTL_BIN, ...args], { env });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ status: code ?? 128, stdout, stderr }));
+  return runExtctl(args, {
+    env: { NODE_EXTRA_CA_CERTS: undefined },
+    prefix: ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", bundle ?? "-"],
   });
 }
 
@@ -79,12 +64,12 @@ test("a CA only in the system bundle is trusted by oci: and https: alike, withou
       "install",
       uri,
     ]);
-    assert.notEqual(refused.status, 0, `${uri} without the CA: ${refused.stdout}`);
+    assert.notEqual(refused.code, 0, `${uri} without the CA: ${refused.stdout}`);
     assert.match(refused.stderr, /certificate|TLS/i);
 
     const root = await tempRoot(t);
     const r = await extctlWithSystemBundle(bundle, ["--root", root, "sysext", "install", uri]);
-    assert.equal(r.status, 0, `${uri}: ${r.stderr}`);
+    assert.equal(r.code, 0, `${uri}: ${r.stderr}`);
     assert.deepEqual(
       await readFile(path.join(root, "var/lib/kairos/extensions/fleet.sysext.raw")),
       await readFile(image),
