@@ -12,7 +12,7 @@ import { bulkGet, type BulkRequest, type BulkResponse } from "./http1.js";
 import type { FetchRequest, FetchedImage, Source } from "./types.js";
 import { trustedCAs } from "../net/trust.js";
 import { proxyFor } from "../net/proxy.js";
-import { retryAfterMs } from "../net/retry.js";
+import { MAX_REDIRECTS, retryAfterMs } from "../net/retry.js";
 
 export interface HttpFetchRequest extends FetchRequest {
   name?: string;
@@ -20,7 +20,6 @@ export interface HttpFetchRequest extends FetchRequest {
   timeoutMs?: number;
 }
 
-const MAX_REDIRECTS = 10;
 const RETRIED = new Set([429, 502, 503, 504]);
 const MAX_RETRIES = 4;
 const RETRY_BASE_MS = 500;

@@ -24,7 +24,7 @@ import { bulkGet, MAX_VIEW, type BulkBody, type BulkResponse } from "../http1.js
 import { StagedWriter } from "../staged-writer.js";
 import { trustedCAs } from "../../net/trust.js";
 import { proxyFor, proxySettings } from "../../net/proxy.js";
-import { retryAfterMs } from "../../net/retry.js";
+import { MAX_REDIRECTS, retryAfterMs } from "../../net/retry.js";
 
 export const MEDIA = {
   ociManifest: "application/vnd.oci.image.manifest.v1+json",
@@ -45,7 +45,6 @@ export const MANIFEST_ACCEPT = [
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_JSON_BYTES = 1024 * 1024;
 const MAX_ERROR_BODY = 64 * 1024;
-const MAX_REDIRECTS = 5;
 const MAX_RETRIES = 4;
 const MAX_RETRY_AFTER_MS = 30_000;
 
