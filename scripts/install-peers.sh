@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   systemd systemd-container cryptsetup-bin openssl squashfs-tools erofs-utils gdisk fdisk
   docker-registry skopeo umoci zstd xz-utils lz4 curl apache2-utils efitools util-linux
-  ca-certificates mmdebstrap time attr python3 binutils zsh fish
+  ca-certificates mmdebstrap time attr python3 binutils zsh fish tinyproxy
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -23,9 +23,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# docker-registry's package starts a system service on :5000; tests start their own.
+# docker-registry's and tinyproxy's packages start system services; tests start their own.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  systemctl disable --now docker-registry tinyproxy >/dev/null 2>&1 || true
 fi
 
 # A node_modules symlink is a shared install that another checkout owns (git worktrees): never
