@@ -1,4 +1,5 @@
-// Start-up cost: extctl --version / --help / list / status against `node -e 0` (goal <= 1.5x),
+// Start-up cost: extctl --version / --help / list / status against `node -e 0` (goal <= 1.3x for
+// --version, list and status, 1.5x for --help),
 // and whether those simple commands load any heavy package (they must not); the same commands
 // from the one-file dist/extctl.
 import { execFileSync } from "node:child_process";
@@ -8,7 +9,7 @@ import path from "node:path";
 import { packagePath } from "../scripts/package-sea.js";
 import { REPO, benchDir, extctl, heavyPackagesIn, loadedModules, sideBySide } from "./lib.js";
 
-const GOAL = 1.5;
+const GOAL = 1.3;
 const root = await benchDir("extctl-bench-startup-");
 await mkdir(path.join(root, "usr/lib"), { recursive: true });
 await writeFile(path.join(root, "usr/lib/os-release"), "ID=debian\nVERSION_ID=12\n");
@@ -16,9 +17,9 @@ const store = path.join(root, "var/lib/kairos/extensions");
 await mkdir(path.join(store, "active"), { recursive: true });
 for (let i = 0; i < 5; i++) await writeFile(path.join(store, `tool${i}.sysext.raw`), "x");
 
-const rows: { label: string; args: string[] }[] = [
+const rows: { label: string; args: string[]; goal?: number }[] = [
   { label: "--version", args: ["--version"] },
-  { label: "--help", args: ["--help"] },
+  { label: "--help", args: ["--help"], goal: 1.5 },
   { label: "sysext list (5 images)", args: ["--root", root, "sysext", "list"] },
   { label: "status", args: ["--root", root, "status"] },
 ];
@@ -27,7 +28,7 @@ for (const row of rows) {
   const heavy = heavyPackagesIn((await loadedModules(row.args)).modules);
   await sideBySide({
     name: `start-up: extctl ${row.label}`,
-    goal: GOAL,
+    goal: row.goal ?? GOAL,
     peerName: "node -e 0",
     extctl: { argv: extctl(...row.args) },
     peer: { argv: [process.execPath, "-e", "0"] },
@@ -49,7 +50,7 @@ if (!existsSync(packaged)) {
 for (const row of rows) {
   await sideBySide({
     name: `start-up: dist/extctl ${row.label}`,
-    goal: GOAL,
+    goal: row.goal ?? GOAL,
     peerName: "node -e 0",
     extctl: { argv: [packaged, ...row.args] },
     peer: { argv: [process.execPath, "-e", "0"] },

@@ -18,7 +18,7 @@ cache="${EXTCTL_LANES_CACHE:-/var/cache/extctl-lanes}"
 common=(
   systemd systemd-container cryptsetup-bin openssl squashfs-tools erofs-utils gdisk fdisk
   util-linux attr zstd xz-utils lz4 curl ca-certificates skopeo umoci apache2-utils efitools
-  docker-registry python3 mount time
+  docker-registry python3 mount time tinyproxy
 )
 
 suite_of() {

@@ -10,10 +10,20 @@ what="${1:-all}"
 # Inside a lane (scripts/lanes.sh run sets EXTCTL_LANE) the host has already installed and built;
 # the lane has no npm, and the checkout is the host's.
 if [ -z "${EXTCTL_LANE:-}" ]; then
-  bash scripts/install-peers.sh
-  npm run --silent build
-  # dist/extctl, the one-file build, for test/e2e/single-executable.test.ts (here and in the lanes).
-  [ "$what" = unit ] || npm run --silent package >/dev/null
+  if [ "$what" = unit ]; then
+    # The unit tests need only the npm packages: no root, no Debian packages, no build; but a
+    # machine without a Node >= 20.19 and npm (a fresh Debian 12) gets them from install-peers.sh.
+    if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null \
+      || ! command -v npm >/dev/null 2>&1; then
+      bash scripts/install-peers.sh
+    fi
+    [ -d node_modules ] || npm ci --no-audit --no-fund
+  else
+    bash scripts/install-peers.sh
+    npm run --silent build
+    # dist/extctl, the one-file build, for test/e2e/single-executable.test.ts (here and in lanes).
+    npm run --silent package >/dev/null
+  fi
 fi
 
 find_tests() { find "$1" -name '*.test.ts' -type f 2>/dev/null | sort; }

@@ -19,7 +19,13 @@ import {
 import { humanBytes } from "../util/progress.js";
 import type { ExtensionKind } from "../domain/store/layout.js";
 import type { Architecture } from "../domain/image/partition-types.js";
-import { filterTree, newestMtime } from "../domain/build/filter.js";
+import { filterTree, keptTopLevels, newestMtime } from "../domain/build/filter.js";
+import {
+  carriedContent,
+  checkIncludePaths,
+  includeSubtrees,
+  type CarriedContent,
+} from "../domain/build/include.js";
 import { defaultSeed, uuidBytes, uuidString, SeededIds } from "../domain/build/ids.js";
 import { makeFilesystem, type FilesystemFormat, DEFAULT_COMPRESS } from "../domain/build/mkfs.js";
 import {
@@ -61,6 +67,8 @@ export interface BuildOptions {
   layers?: LayerSelection;
   base?: string;
   keepOwners?: boolean;
+  /** Keep only these subtrees of the source (paths from the image root, e.g. usr/lib/firmware). */
+  include?: string[];
   /** oci:// sources: registry hosts reached over plain http. */
   insecureRegistries?: string[];
   /** oci:// sources: registry credentials "USER:PASS". */
@@ -89,6 +97,10 @@ export interface BuildResult {
   files: number;
   bytes: number;
   dropped: Record<string, number>;
+  /** The subtrees kept (--include), normalised; absent when the whole source was used. */
+  include?: string[];
+  /** What came from the source (extctl's release files not counted): what the OS can drop. */
+  carried: CarriedContent;
   partitions?: DdiPartitionInfo[];
 }
 
@@ -187,6 +199,10 @@ export async function buildImage(ctx: Context, options: BuildOptions): Promise<B
     });
   }
   const seed = uuidString(uuidBytes(options.seed ?? defaultSeed(kind)));
+  const include =
+    options.include === undefined || options.include.length === 0
+      ? undefined
+      : checkIncludePaths(options.include, keptTopLevels(kind, options.withOpt ?? false));
   for (const problem of namingProblems(kind, name)) ctx.log.warn(problem);
 
   // Check the key pair before any long work, so a bad key costs nothing and leaves nothing.
@@ -202,6 +218,8 @@ export async function buildImage(ctx: Context, options: BuildOptions): Promise<B
 
   const outputDir = path.resolve(options.outputDir ?? ".");
   try {
+    // Like mkosi and `docker build -o`: a missing output directory is made.
+    await mkdir(outputDir, { recursive: true });
     if (!(await stat(outputDir)).isDirectory()) {
       throw new ExtctlError("not-a-directory", `the output ${outputDir} is not a directory`);
     }
@@ -238,6 +256,7 @@ export async function buildImage(ctx: Context, options: BuildOptions): Promise<B
       outputDir,
       output,
       downloads,
+      include,
     });
     if (!legacy) {
       ctx.log.warn(
@@ -262,6 +281,7 @@ interface Prepared {
   outputDir: string;
   output: string;
   downloads: string | undefined;
+  include: string[] | undefined;
 }
 
 /**
@@ -296,7 +316,14 @@ async function buildFromSource(
   });
   await afterWalkTestHook(ctx);
   const clamp = sourceDateEpoch(ctx.env);
-  const filtered = filterTree(source.tree, {
+  // Before the kind's own filter, so its checks (os-release, special files, nothing left) see
+  // only what is included: an OS image's /usr/lib/os-release must not stop a firmware build.
+  const lastLayerOnly =
+    source.kind === "image" && options.base === undefined && (options.layers ?? "last") === "last";
+  const included = prepared.include
+    ? includeSubtrees(source.tree, prepared.include, { lastLayerOnly })
+    : source.tree;
+  const filtered = filterTree(included, {
     kind,
     withOpt: options.withOpt ?? false,
     keepOwners: options.keepOwners ?? false,
@@ -304,6 +331,7 @@ async function buildFromSource(
   });
   if (filtered.summary) ctx.log.info(filtered.summary);
   const tree = filtered.tree;
+  const carried = carriedContent(tree);
   const epoch = clamp ?? newestMtime(tree);
 
   const release = renderReleaseFile({
@@ -378,6 +406,8 @@ async function buildFromSource(
       files: stageResult.files,
       bytes: stageResult.bytes,
       dropped: Object.fromEntries(filtered.dropped),
+      ...(prepared.include ? { include: prepared.include } : {}),
+      carried,
     };
     if (options.noVerity) {
       const size = (await stat(filesystem)).size;
@@ -429,6 +459,11 @@ async function buildFromSource(
     }
     await fsyncDir(outputDir);
     ctx.log.info(`wrote ${output} (${humanBytes(result.size)})`);
+    if (prepared.include) {
+      ctx.log.info(
+        `the extension carries ${carried.files} ${carried.files === 1 ? "file" : "files"} (${humanBytes(carried.bytes)}) of ${options.source} that the OS image can drop`,
+      );
+    }
     return result;
   } catch (e) {
     throw errnoCode(e) !== undefined ? fsError(e, `build ${output}`) : e;

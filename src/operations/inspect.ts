@@ -1,5 +1,6 @@
 // `extctl inspect IMAGE`: everything an image says about itself, read without mounting it:
-// partitions, filesystem, release file, names, verity, signer, and a tree summary or listing.
+// partitions, filesystem, release file, names, verity, signer; with --tree a summary of the
+// tree, with --files every file (only these two walk the tree: plain inspect reads what it prints).
 import { readBounded } from "../util/bounded-read.js";
 import path from "node:path";
 import type { Context } from "../util/context.js";
@@ -15,8 +16,10 @@ import type { ExtensionKind } from "../domain/store/layout.js";
 import { dissectingSystemd } from "../domain/image/host.js";
 
 export interface InspectOptions {
-  /** Include the full listing (with xattrs). */
+  /** Include the full listing (with xattrs); implies the tree summary. */
   files?: boolean;
+  /** Walk the whole tree for its summary (counts, sizes, top directories). */
+  tree?: boolean;
   /** Which release directory to look in; default: guessed from the file name and content. */
   kind?: ExtensionKind;
   /** Extra trusted certificates (files or dirs) for checking the signature. */
@@ -86,7 +89,8 @@ export interface InspectResult {
     /** The trust check's sentence: who signed, which certificate, or why not. */
     trust?: string;
   };
-  tree: {
+  /** With --tree or --files only: plain inspect does not walk the tree. */
+  tree?: {
     entries: number;
     files: number;
     directories: number;
@@ -211,15 +215,6 @@ export async function inspectImage(
         systemd252: imageName(fileName, kind, 252),
         systemd255: imageName(fileName, kind, 255),
       },
-      tree: {
-        entries: 0,
-        files: 0,
-        directories: 0,
-        symlinks: 0,
-        other: 0,
-        totalFileSize: 0,
-        topDirectories: [],
-      },
       bytesRead: 0,
     };
 
@@ -311,30 +306,43 @@ export async function inspectImage(
           : {}),
       });
     };
-    await walkEach(image.fs, root, (e) => {
-      const t = result.tree;
-      t.entries++;
-      if (e.type === "file") {
-        t.files++;
-        t.totalFileSize += e.size;
-      } else if (e.type === "dir") t.directories++;
-      else if (e.type === "symlink") t.symlinks++;
-      else t.other++;
-      const key = topKey(e.path, e.type === "dir");
-      if (key !== undefined) {
-        let agg = tops.get(key);
-        if (!agg) tops.set(key, (agg = { entries: 0, size: 0 }));
-        agg.entries++;
-        if (e.type === "file") agg.size += e.size;
-      }
-      if (options.files) return listFile(e);
-    });
+    const t = {
+      entries: 0,
+      files: 0,
+      directories: 0,
+      symlinks: 0,
+      other: 0,
+      totalFileSize: 0,
+      topDirectories: [] as { path: string; entries: number; size: number }[],
+    };
+    const walkTree = options.files === true || options.tree === true;
+    if (walkTree)
+      await walkEach(image.fs, root, (e) => {
+        t.entries++;
+        if (e.type === "file") {
+          t.files++;
+          t.totalFileSize += e.size;
+        } else if (e.type === "dir") t.directories++;
+        else if (e.type === "symlink") t.symlinks++;
+        else t.other++;
+        const key = topKey(e.path, e.type === "dir");
+        if (key !== undefined) {
+          let agg = tops.get(key);
+          if (!agg) tops.set(key, (agg = { entries: 0, size: 0 }));
+          agg.entries++;
+          if (e.type === "file") agg.size += e.size;
+        }
+        if (options.files) return listFile(e);
+      });
     if (result.signature)
       await checkSignature(ctx, hostPath, result.signature, options.trust ?? []);
-    result.tree.topDirectories = [...tops.entries()]
-      .map(([p, v]) => ({ path: p, ...v }))
-      .sort((a, b) => b.size - a.size || a.path.localeCompare(b.path))
-      .slice(0, 10);
+    if (walkTree) {
+      t.topDirectories = [...tops.entries()]
+        .map(([p, v]) => ({ path: p, ...v }))
+        .sort((a, b) => b.size - a.size || a.path.localeCompare(b.path))
+        .slice(0, 10);
+      result.tree = t;
+    }
     if (options.files) result.files = files;
     // erofs learns its compression from the inodes it has read.
     result.filesystem.compression = image.fs.compression;

@@ -6,7 +6,15 @@ import type { Context } from "../util/context.js";
 import { ExtensionStore } from "../domain/store/store.js";
 import { PROFILES, type ExtensionKind, type Profile } from "../domain/store/layout.js";
 import { isMerged, mergedNames, readMerged } from "../domain/activate/merged.js";
-import { summarizeImage, type ImageSummary } from "../domain/image/summary.js";
+import { existsSync, statSync } from "node:fs";
+import path from "node:path";
+import {
+  summarizeImageDetail,
+  summaryHostKey,
+  type ImageSummary,
+} from "../domain/image/summary.js";
+import { sidecarPaths } from "../domain/image/image.js";
+import { SummaryCache, type CachedSummary } from "../domain/store/summary-cache.js";
 
 export interface ListOptions {
   kind: ExtensionKind;
@@ -86,6 +94,20 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
   const storedSet = new Set(stored);
   const names = options.profile ? (byProfile[PROFILES.indexOf(options.profile)] ?? []) : stored;
   const verifier = options.verify ? await makeVerifier(ctx, options.trust ?? []) : undefined;
+  // A sidecar right in the store dir is known from its listing: no stat per image for it.
+  const listing = readable.listing;
+  const sidecarExists = (file: string): boolean =>
+    listing !== undefined &&
+    path.dirname(file) === listing.dir &&
+    !listing.names.has(path.basename(file))
+      ? false
+      : existsSync(file);
+  // The columns of an unchanged image come from the store's cache; --verify reads every image,
+  // as enable, boot and check do: the cache never stands in for a security decision.
+  const cache =
+    verifier || stored.length === 0
+      ? undefined
+      : await loadCache(ctx, store).catch(() => undefined);
 
   const images = await mapLimited(names, 16, async (name): Promise<ListedImage> => {
     const present = storedSet.has(name);
@@ -99,11 +121,100 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
     };
     if (!present) return entry;
     const hostPath = files.get(name) as string;
-    Object.assign(entry, describe(await summarizeImage(ctx, hostPath, options.kind)));
+    Object.assign(
+      entry,
+      await summaryColumns(ctx, cache, name, hostPath, options.kind, sidecarExists),
+    );
     if (verifier) entry.trust = await verifier(hostPath);
     return entry;
   });
+  if (cache && (await cache.save(storedSet)))
+    ctx.log.debug(`updated the summary cache in ${store.layout.store}`);
   return { kind: options.kind, ...(options.profile ? { profile: options.profile } : {}), images };
+}
+
+async function loadCache(ctx: Context, store: ExtensionStore): Promise<SummaryCache> {
+  const [dir, host] = await Promise.all([
+    store.root.readPath(store.layout.store),
+    summaryHostKey(ctx),
+  ]);
+  const cache = await SummaryCache.load(dir, host);
+  if (cache.miss && cache.miss !== "absent")
+    ctx.log.debug(`the summary cache in ${store.layout.store} is ${cache.miss}; rebuilding it`);
+  return cache;
+}
+
+/** The list columns of one image: from the cache when its file is unchanged, else read. */
+async function summaryColumns(
+  ctx: Context,
+  cache: SummaryCache | undefined,
+  name: string,
+  hostPath: string,
+  kind: ExtensionKind,
+  sidecarExists: (file: string) => boolean,
+): Promise<Partial<ListedImage>> {
+  if (!cache) return describe((await summarizeImageDetail(ctx, hostPath, kind)).summary);
+  // Synchronous: a cache hit is then a stat and a map look-up, no promise per image.
+  const st = statSync(hostPath, { bigint: true });
+  const id = {
+    dev: st.dev,
+    ino: st.ino,
+    size: st.size,
+    mtimeNs: st.mtimeNs,
+    ctimeNs: st.ctimeNs,
+  };
+  let cached = cache.lookup(name, id);
+  if (!cached) {
+    const detail = await summarizeImageDetail(ctx, hostPath, kind);
+    const s = detail.summary;
+    cached = {
+      ...(s.version !== undefined ? { version: s.version } : {}),
+      format: s.format,
+      signaturePartition: detail.signaturePartition,
+      sidecarCounts: detail.sidecarCounts,
+      compatible: s.compatible,
+      ...(s.reason !== undefined ? { reason: s.reason } : {}),
+    };
+    // Stat again after reading: an image replaced meanwhile is not cached under the old key.
+    const after = statSync(hostPath, { bigint: true });
+    if (
+      after.ino === st.ino &&
+      after.mtimeNs === st.mtimeNs &&
+      after.ctimeNs === st.ctimeNs &&
+      settled(st.mtimeNs, st.ctimeNs)
+    )
+      cache.put(name, id, cached);
+  }
+  return describe(fromCached(cached, hostPath, sidecarExists));
+}
+
+/**
+ * File times come from the kernel's coarse clock (a few ms per tick): a file written twice
+ * within one tick keeps its mtime and ctime, so one changed in the last seconds (or dated in
+ * the future) is read again next time rather than cached (git's "racily clean" entries).
+ */
+const SETTLE_NS = 2_000_000_000n;
+
+function settled(mtimeNs: bigint, ctimeNs: bigint): boolean {
+  const latest = mtimeNs > ctimeNs ? mtimeNs : ctimeNs;
+  return BigInt(Date.now()) * 1_000_000n - latest >= SETTLE_NS;
+}
+
+function fromCached(
+  c: CachedSummary,
+  hostPath: string,
+  sidecarExists: (file: string) => boolean,
+): ImageSummary {
+  // A sidecar signature is not part of the image's stat: looked up each time.
+  const signed =
+    c.signaturePartition || (c.sidecarCounts && sidecarExists(sidecarPaths(hostPath).signature));
+  return {
+    ...(c.version !== undefined ? { version: c.version } : {}),
+    format: c.format,
+    signed,
+    compatible: c.compatible,
+    ...(c.reason !== undefined ? { reason: c.reason } : {}),
+  };
 }
 
 function describe(summary: ImageSummary): Partial<ListedImage> {

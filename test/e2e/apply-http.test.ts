@@ -3,7 +3,7 @@
 // applied to three roots at once by three extctl processes gives three identical nodes.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { readFile, readdir, readlink, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -12,10 +12,11 @@ import type { TestContext } from "node:test";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 import { runExtctl } from "../helpers/cli.js";
+import { randomImageBytes } from "../helpers/stub-image.js";
 
 const STORE = "var/lib/kairos/extensions";
-const V1 = randomBytes(256 * 1024);
-const V2 = randomBytes(256 * 1024);
+const V1 = randomImageBytes(256 * 1024);
+const V2 = randomImageBytes(256 * 1024);
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 /**

@@ -167,3 +167,19 @@ test("a rootfs tarball with a '..' path is refused", async (t) => {
   ]);
   await expectFailure(t, { source: tarball }, "build", /climbs out of the tree/);
 });
+
+test("--output names a directory that does not exist yet: it is made, as mkosi and docker build -o do", async (t) => {
+  if (!requirePeers(t, ["mksquashfs"], {})) return;
+  const src = await tree(t);
+  const out = path.join(await tempDir(t, "extctl-build-out-"), "new", "deeper");
+  const ctx = createContext({ log: new MemoryLogger() });
+  const result = await buildImage(ctx, {
+    kind: "sysext",
+    name: "made",
+    source: src,
+    outputDir: out,
+    format: "squashfs",
+  });
+  assert.equal(result.path, path.join(out, "made.sysext.raw"));
+  assert.deepEqual(await readdir(out), ["made.sysext.raw"]);
+});

@@ -31,7 +31,11 @@ test("a few KiB of squashfs directories all pointing at the next level: a clear 
   assert.ok(image.length <= 16 * 1024, `the bomb is ${image.length} bytes`);
   const file = path.join(work, "bomb.sysext.raw");
   await writeFile(file, image);
-  for (const args of [["--files", file], [file], ["--json", "--files", file]]) {
+  for (const args of [
+    ["--files", file],
+    ["--tree", file],
+    ["--json", "--files", file],
+  ]) {
     const r = inspectBounded(args);
     assert.equal(r.code, 1, r.stderr);
     assert.match(
@@ -40,6 +44,10 @@ test("a few KiB of squashfs directories all pointing at the next level: a clear 
     );
     assert.ok(r.rssKiB < 200 * 1024, `peak RSS ${r.rssKiB} KiB`);
   }
+  // Plain inspect reads only what it prints: no walk, so the bomb is never expanded.
+  const plain = inspectBounded([file]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.ok(plain.rssKiB < 200 * 1024, `peak RSS ${plain.rssKiB} KiB`);
 });
 
 test("inspect --files lists a squashfs of 200,000 entries", async (t) => {

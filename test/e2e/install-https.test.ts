@@ -138,3 +138,51 @@ async function writeOld(t: TestContext): Promise<string> {
   await writeFile(file, stubImage("old image"));
   return file;
 }
+
+test("an https download cut in the middle resumes with Range and If-Range and lands byte for byte", async (t) => {
+  if (!requirePeers(t, ["openssl"], { root: true })) return;
+  const dir = await tempDir(t);
+  const server = await withHttpsServer(t, { dir: path.join(dir, "certs") });
+  server.addFile("tool.sysext.raw", payload);
+  const root = await tempRoot(t);
+  const result = await runExtctl([
+    "--root",
+    root,
+    "sysext",
+    "install",
+    server.url("tool.sysext.raw", "cut-once"),
+    "--ca-cert",
+    server.caCert,
+  ]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /cut after \d+ of \d+ bytes.*resuming/);
+  assert.deepEqual(server.ranges, [`bytes=${Math.floor(payload.length / 2)}-`]);
+  const stored = await readFile(path.join(root, STORE, "tool.sysext.raw"));
+  assert.equal(createHash("sha256").update(stored).digest("hex"), digest);
+});
+
+test("503 and 429 with Retry-After (seconds and an HTTP-date) are retried after the wait they ask for", async (t) => {
+  if (!requirePeers(t, ["openssl"], { root: true })) return;
+  const dir = await tempDir(t);
+  const server = await withHttpsServer(t, { dir: path.join(dir, "certs") });
+  server.addFile("tool.sysext.raw", payload);
+  for (const mode of ["busy-once", "limited-once"] as const) {
+    const root = await tempRoot(t);
+    const started = Date.now();
+    const result = await runExtctl([
+      "--root",
+      root,
+      "sysext",
+      "install",
+      server.url("tool.sysext.raw", mode),
+      "--ca-cert",
+      server.caCert,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /answered HTTP (503|429); trying again in/);
+    assert.ok(Date.now() - started >= 900, `${mode}: it waited ${Date.now() - started} ms`);
+    assert.equal(server.hits[mode], 2);
+    const stored = await readFile(path.join(root, STORE, "tool.sysext.raw"));
+    assert.equal(createHash("sha256").update(stored).digest("hex"), digest);
+  }
+});

@@ -11,6 +11,7 @@ import type { Logger } from "../../src/util/log.js";
 import { requirePeers } from "../helpers/peers.js";
 import { inspectRaw, startRegistry } from "../helpers/registry.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
+import { stubImage } from "../helpers/stub-image.js";
 
 const PEERS = ["docker-registry", "skopeo", "htpasswd", "openssl"];
 const silent: Logger = { verbosity: "quiet", warn() {}, info() {}, debug() {} };
@@ -27,6 +28,7 @@ async function store(t: TestContext, env: NodeJS.ProcessEnv = cleanEnv) {
 async function imageFile(t: TestContext) {
   const dir = await tempDir(t);
   const data = Buffer.alloc(20_000, 0x5a);
+  stubImage("private").copy(data, 0, 0, 64); // install admits only what looks like an image
   data.write("secret extension", 100);
   const file = path.join(dir, "private.sysext.raw");
   await writeFile(file, data);

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { appendFile, lstat, readFile, readdir, readlink, stat } from "node:fs/promises";
 import path from "node:path";
 import { EXTCTL_BIN as DEFAULT_BIN } from "../helpers/cli.js";
+import { SUMMARY_CACHE_FILE } from "../../src/domain/store/summary-cache.js";
 
 /** The built CLI; EXTCTL_BIN points the suite at another build. */
 export const EXTCTL_BIN = process.env.EXTCTL_BIN
@@ -216,6 +217,8 @@ export async function checkStore(
   for (const store of STORES) {
     for (const entry of await list(store)) {
       const nodePath = `${store}/${entry.name}`;
+      // list's summary cache: not a temp, not an image, rebuilt whatever state it is in.
+      if (entry.name === SUMMARY_CACHE_FILE && entry.isFile()) continue;
       if (entry.name.startsWith(".extctl-")) {
         noteTemp(nodePath, entry.name);
         continue;

@@ -16,10 +16,18 @@ export interface CliResult {
 
 export function runExtctl(
   args: readonly string[],
-  options: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {},
+  options: {
+    /** Merged over process.env; a variable set to undefined is removed. */
+    env?: NodeJS.ProcessEnv;
+    input?: string;
+    timeoutMs?: number;
+    /** A command that runs extctl, e.g. ["unshare", "-m", "sh", "-c", "...; exec \"$@\"", "sh"]. */
+    prefix?: readonly string[];
+  } = {},
 ): Promise<CliResult> {
+  const argv = [...(options.prefix ?? []), process.execPath, EXTCTL_BIN, ...args];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [EXTCTL_BIN, ...args], {
+    const child = spawn(argv[0] as string, argv.slice(1), {
       env: { ...process.env, NO_COLOR: "1", ...options.env },
       stdio: ["pipe", "pipe", "pipe"],
       timeout: options.timeoutMs ?? 120_000,

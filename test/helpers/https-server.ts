@@ -30,6 +30,15 @@ export type ServeMode =
   | "ok"
   /** 200 with no Content-Length (chunked transfer encoding) and the whole file. */
   | "chunked"
+  /**
+   * The first request gets the right Content-Length and an ETag, then half the file and a cut
+   * connection; a request with Range (and a matching If-Range) gets 206 and the rest.
+   */
+  | "cut-once"
+  /** The first request of each file gets 503 with Retry-After: 1, the next ones the file. */
+  | "busy-once"
+  /** The first request of each file gets 429 with a Retry-After HTTP-date 1 s ahead. */
+  | "limited-once"
   /** 200 with the right Content-Length, then `dripBytes` bytes every `dripIntervalMs`. */
   | "slow-drip"
   /** 200 with the right Content-Length, then half the file, then the connection is closed. */
@@ -52,6 +61,9 @@ export type ServeMode =
 export const SERVE_MODES: readonly ServeMode[] = [
   "ok",
   "chunked",
+  "cut-once",
+  "busy-once",
+  "limited-once",
   "slow-drip",
   "truncated",
   "short-length",
@@ -184,6 +196,8 @@ export interface TestHttpsServer {
   addFile(name: string, content: Buffer | string): void;
   /** Requests received so far, by mode. */
   readonly hits: Record<string, number>;
+  /** The Range header of every request that had one, in order. */
+  readonly ranges: string[];
   /** Connections open right now. */
   openConnections(): number;
   /** Cuts every connection and closes the server. */
@@ -218,6 +232,8 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
 
   const files = new Map<string, FileContent>();
   const hits: Record<string, number> = {};
+  const ranges: string[] = [];
+  const refused = new Set<string>();
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
@@ -237,6 +253,7 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
     const name = decodeURIComponent(rest.join("/"));
     const mode = modeText as ServeMode;
     hits[mode] = (hits[mode] ?? 0) + 1;
+    if (req.headers.range) ranges.push(String(req.headers.range));
     const socket = req.socket;
     if (mode === "redirect-loop") {
       const n = Number(url.searchParams.get("n") ?? "0") + 1;
@@ -266,6 +283,46 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
         });
         contentStream(content).pipe(res);
         return;
+      case "busy-once":
+      case "limited-once": {
+        const key = `${mode}/${name}`;
+        if (!refused.has(key)) {
+          refused.add(key);
+          const when = new Date(Date.now() + 1000).toUTCString();
+          res
+            .writeHead(mode === "busy-once" ? 503 : 429, {
+              "retry-after": mode === "busy-once" ? "1" : when,
+              "content-type": "text/plain",
+            })
+            .end("come back later\n");
+          return;
+        }
+        res.writeHead(200, {
+          "content-type": "application/octet-stream",
+          "content-length": String(size),
+        });
+        contentStream(content).pipe(res);
+        return;
+      }
+      case "cut-once": {
+        const etag = `"extctl-test-${size}"`;
+        const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ""));
+        if (range && req.headers["if-range"] === etag) {
+          const from = Number(range[1]);
+          res.writeHead(206, {
+            "content-type": "application/octet-stream",
+            "content-length": String(size - from),
+            "content-range": `bytes ${from}-${size - 1}/${size}`,
+            etag,
+          });
+          contentStream(content, from).pipe(res);
+          return;
+        }
+        socket.write(rawHead(size).replace("\r\n\r\n", `\r\nETag: ${etag}\r\n\r\n`));
+        await pipeRaw(socket, content, 0, Math.floor(size / 2));
+        socket.end();
+        return;
+      }
       case "chunked":
         res.writeHead(200, { "content-type": "application/octet-stream" });
         contentStream(content).pipe(res);
@@ -335,6 +392,7 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
     caCert: certificates.caCert,
     certificates,
     hits,
+    ranges,
     url: (name, mode = "ok") => `${origin}/${mode}/${encodeURIComponent(name)}`,
     addFile(name, content) {
       files.set(

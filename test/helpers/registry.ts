@@ -47,6 +47,24 @@ async function waitForHttp(url: string, child: ChildProcess, stderr: () => strin
   throw new Error(`docker-registry did not answer on ${url}: ${stderr()}`);
 }
 
+/** Waits until the port accepts connections (a TLS registry, whose CA fetch() does not trust). */
+async function waitForPort(port: number, child: ChildProcess, stderr: () => string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr()}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1", () => {
+        socket.end();
+        resolve(true);
+      });
+      socket.on("error", () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`docker-registry did not listen on ${port}: ${stderr()}`);
+}
+
 function stopOnEnd(t: TestContext, child: ChildProcess): void {
   t.after(
     () =>
@@ -163,6 +181,8 @@ export type RegistryAuth =
 export async function startRegistry(
   t: TestContext,
   auth: RegistryAuth = { kind: "none" },
+  /** Serve https with this certificate and key (PEM files) instead of plain http. */
+  tls?: { cert: string; key: string },
 ): Promise<Registry> {
   const dir = await tempDir(t, "extctl-registry-");
   const port = await freePort();
@@ -201,7 +221,7 @@ storage:
 http:
   addr: 127.0.0.1:${port}
   secret: ${randomBytes(16).toString("hex")}
-${authYaml}`;
+${tls ? `  tls:\n    certificate: ${tls.cert}\n    key: ${tls.key}\n` : ""}${authYaml}`;
   await mkdir(path.join(dir, "data"));
   await writeFile(path.join(dir, "config.yml"), config);
   const child = spawn("docker-registry", ["serve", path.join(dir, "config.yml")], {
@@ -213,8 +233,10 @@ ${authYaml}`;
   });
   stopOnEnd(t, child);
   const host = `127.0.0.1:${port}`;
-  await waitForHttp(`http://${host}/v2/`, child, () => stderr);
-  return { host, url: `http://${host}`, pid: child.pid as number, dir, tokenRequests };
+  if (tls) await waitForPort(port, child, () => stderr);
+  else await waitForHttp(`http://${host}/v2/`, child, () => stderr);
+  const url = `${tls ? "https" : "http"}://${host}`;
+  return { host, url, pid: child.pid as number, dir, tokenRequests };
 }
 
 /** What a tampering proxy does to a blob body: the chunk to send on, or "cut" to drop the line. */

@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import { Argument, InvalidArgumentError, Option } from "commander";
 import { collect, contextFor } from "../options.js";
+import { humanBytes } from "../../util/progress.js";
 import { print, printJson } from "../render.js";
 
 function intArg(value: string): number {
@@ -30,6 +31,7 @@ interface BuildFlags {
   layers?: "last" | "all";
   base?: string;
   keepOwners?: boolean;
+  include?: string[];
   systemd?: number;
   insecureRegistry?: string[];
   creds?: string;
@@ -96,6 +98,11 @@ export function registerBuildCommand(program: Command): void {
     .option("--base <ref>", "container images: build only what SOURCE adds over this image")
     .option("--keep-owners", "keep file owners (default: everything owned by root)")
     .option(
+      "--include <path>",
+      "keep only this subtree of the source, e.g. usr/lib/firmware/nvidia (repeatable)",
+      collect,
+    )
+    .option(
       "--systemd <version>",
       "oldest systemd the image must work on; below 255 also writes the release file 252-254 look for",
       intArg,
@@ -142,6 +149,7 @@ export function registerBuildCommand(program: Command): void {
           ...(flags.layers !== undefined ? { layers: flags.layers } : {}),
           ...(flags.base !== undefined ? { base: flags.base } : {}),
           keepOwners: flags.keepOwners ?? false,
+          ...(flags.include ? { include: flags.include } : {}),
           ...(flags.systemd !== undefined ? { systemd: flags.systemd } : {}),
           ...(flags.insecureRegistry ? { insecureRegistries: flags.insecureRegistry } : {}),
           ...(flags.creds !== undefined ? { creds: flags.creds } : {}),
@@ -161,6 +169,12 @@ export function registerBuildCommand(program: Command): void {
         if (result.rootHash) rows.push(["root hash", result.rootHash]);
         if (result.certificateFingerprint) rows.push(["signer", result.certificateFingerprint]);
         rows.push(["release", result.releaseFiles.join(", ")]);
+        if (result.include) rows.push(["included", result.include.join(", ")]);
+        // Exact bytes as well as the rounded size: what the OS image can drop by shipping this.
+        rows.push([
+          "carries",
+          `${result.carried.files} ${result.carried.files === 1 ? "file" : "files"}, ${result.carried.bytes} bytes (${humanBytes(result.carried.bytes)})`,
+        ]);
         const width = Math.max(...rows.map(([k]) => k.length));
         print(rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n"));
       },

@@ -1,4 +1,4 @@
-// `extctl inspect IMAGE [--files] [--json]`: what an extension image holds, read without
+// `extctl inspect IMAGE [--tree|--files] [--json]`: what an extension image holds, read without
 // mounting it.
 import type { Command } from "commander";
 import type { InspectResult } from "../../operations/inspect.js";
@@ -85,10 +85,12 @@ function renderInspect(r: InspectResult): string {
   } else kv("signature", "none");
   out.push("");
   const t = r.tree;
-  kv(
-    "tree",
-    `${t.entries} entries: ${t.files} files (${size(t.totalFileSize)}), ${t.directories} directories, ${t.symlinks} symlinks, ${t.other} other`,
-  );
+  if (t)
+    kv(
+      "tree",
+      `${t.entries} entries: ${t.files} files (${size(t.totalFileSize)}), ${t.directories} directories, ${t.symlinks} symlinks, ${t.other} other`,
+    );
+  else kv("tree", "not read (--tree for a summary, --files for every file)");
   if (r.files) {
     out.push(
       renderTable(r.files, [
@@ -108,7 +110,7 @@ function renderInspect(r: InspectResult): string {
         },
       ]).trimEnd(),
     );
-  } else {
+  } else if (t) {
     for (const d of t.topDirectories)
       out.push(
         `  ${d.path.padEnd(30)} ${String(d.entries).padStart(7)} entries ${size(d.size).padStart(11)}`,
@@ -125,7 +127,8 @@ export function registerInspectCommand(program: Command): void {
       "show what an extension image holds without mounting it: partitions, filesystem, release file, verity, signer and files",
     )
     .argument("<image>", "the image file (.raw DDI or bare squashfs/erofs)")
-    .option("--files", "list every file (with xattrs) instead of a summary")
+    .option("--tree", "walk the whole tree for a summary: counts, sizes, top directories")
+    .option("--files", "list every file (with xattrs), with the tree summary")
     .option("--kind <kind>", "sysext or confext (default: from the file name and content)")
     .option(
       "--trust <file|dir>",
@@ -140,14 +143,21 @@ export function registerInspectCommand(program: Command): void {
     .action(
       async (
         image: string,
-        opts: { files?: boolean; kind?: string; json?: boolean; trust?: string[]; cat?: string },
+        opts: {
+          files?: boolean;
+          tree?: boolean;
+          kind?: string;
+          json?: boolean;
+          trust?: string[];
+          cat?: string;
+        },
         command: Command,
       ) => {
         if (opts.cat !== undefined) {
-          if (opts.files || opts.json)
+          if (opts.files || opts.tree || opts.json)
             throw new ExtctlError(
               "usage",
-              "--cat writes file bytes; it cannot be combined with --files or --json",
+              "--cat writes file bytes; it cannot be combined with --files, --tree or --json",
             );
           const { catImageFile } = await import("../../operations/cat.js");
           await catImageFile(contextFor(command), image, opts.cat, process.stdout);
@@ -158,6 +168,7 @@ export function registerInspectCommand(program: Command): void {
         const { inspectImage } = await import("../../operations/inspect.js");
         const result = await inspectImage(contextFor(command), image, {
           files: opts.files ?? false,
+          tree: opts.tree ?? false,
           ...(opts.kind ? { kind: opts.kind as "sysext" | "confext" } : {}),
           trust: opts.trust ?? [],
         });

@@ -39,19 +39,53 @@ async function hostFor(ctx: Context): Promise<{ host: HostFacts; systemd: number
   return cached;
 }
 
+/**
+ * Everything outside the image that a summary depends on (the systemd version whose rules
+ * apply, the root's os-release, architecture and scope), as one string: a cached summary made
+ * under another string is stale.
+ */
+export async function summaryHostKey(ctx: Context): Promise<string> {
+  const { host, systemd } = await hostFor(ctx);
+  return JSON.stringify({ systemd, dissecting: await dissectingSystemd(ctx.root), host });
+}
+
+/** A summary and how it came to say "signed", for the store's summary cache. */
+export interface SummaryDetail {
+  summary: ImageSummary;
+  /** The image itself holds a signature partition. */
+  signaturePartition: boolean;
+  /** A .roothash.p7s beside the image would make it signed (bare or single-partition images). */
+  sidecarCounts: boolean;
+}
+
 export async function summarizeImage(
   ctx: Context,
   hostPath: string,
   kind: ExtensionKind,
   options: SummaryOptions = {},
 ): Promise<ImageSummary> {
+  return (await summarizeImageDetail(ctx, hostPath, kind, options)).summary;
+}
+
+/** summarizeImage, with what the summary cache needs to redo the sidecar check on its own. */
+export async function summarizeImageDetail(
+  ctx: Context,
+  hostPath: string,
+  kind: ExtensionKind,
+  options: SummaryOptions = {},
+): Promise<SummaryDetail> {
+  const failed = (summary: ImageSummary): SummaryDetail => ({
+    summary,
+    signaturePartition: false,
+    sidecarCounts: false,
+  });
   let image;
   try {
     image = await openImage(hostPath, { systemd: await dissectingSystemd(ctx.root) });
   } catch (e) {
     if (!isExtctlError(e)) throw e;
     ctx.log.debug(`${hostPath}: ${e.message}`);
-    return { format: "unknown", signed: false, compatible: false, reason: e.message };
+    return failed({ format: "unknown", signed: false, compatible: false, reason: e.message });
   }
   try {
     const defaults = await hostFor(ctx);
@@ -63,25 +97,30 @@ export async function summarizeImage(
     const upper = kind === "confext" ? "CONFEXT" : "SYSEXT";
     const version = release?.[`${upper}_VERSION_ID`] ?? release?.VERSION_ID;
     // A synchronous stat: an ENOENT from fs.promises costs an Error per unsigned image.
+    const signaturePartition = image.dissected.signature !== undefined;
+    const sidecarCounts = image.dissected.kind !== "ddi";
     const signed =
-      image.dissected.signature !== undefined ||
-      (image.dissected.kind !== "ddi" && existsSync(sidecarPaths(hostPath).signature));
+      signaturePartition || (sidecarCounts && existsSync(sidecarPaths(hostPath).signature));
     return {
-      ...(version !== undefined ? { version } : {}),
-      format: formatName(image.dissected),
-      signed,
-      compatible: verdict.compatible,
-      ...(verdict.reason ? { reason: verdict.reason } : {}),
-      ...(release ? { release } : {}),
+      summary: {
+        ...(version !== undefined ? { version } : {}),
+        format: formatName(image.dissected),
+        signed,
+        compatible: verdict.compatible,
+        ...(verdict.reason ? { reason: verdict.reason } : {}),
+        ...(release ? { release } : {}),
+      },
+      signaturePartition,
+      sidecarCounts,
     };
   } catch (e) {
     if (!isExtctlError(e)) throw e;
-    return {
+    return failed({
       format: formatName(image.dissected),
       signed: false,
       compatible: false,
       reason: e.message,
-    };
+    });
   } finally {
     await image.close();
   }

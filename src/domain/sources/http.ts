@@ -2,8 +2,6 @@
 // against the system CAs plus --ca-cert, redirects followed a bounded number of times (never
 // from https down to http), timeouts, and every failure said in one sentence with nothing left
 // in the store.
-import { readFile } from "node:fs/promises";
-import { rootCertificates } from "node:tls";
 import type { Context } from "../../util/context.js";
 import { ExtctlError, errnoCode } from "../../util/errors.js";
 import { checkStoreName, httpFileName } from "./uri.js";
@@ -12,6 +10,9 @@ import { expansionLimit } from "./expansion.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "./stall-guard.js";
 import { bulkGet, type BulkRequest, type BulkResponse } from "./http1.js";
 import type { FetchRequest, FetchedImage, Source } from "./types.js";
+import { trustedCAs } from "../net/trust.js";
+import { proxyFor } from "../net/proxy.js";
+import { MAX_REDIRECTS, retryAfterMs } from "../net/retry.js";
 
 export interface HttpFetchRequest extends FetchRequest {
   name?: string;
@@ -19,41 +20,11 @@ export interface HttpFetchRequest extends FetchRequest {
   timeoutMs?: number;
 }
 
-const SYSTEM_CA_FILES = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
-const MAX_REDIRECTS = 10;
-
-/**
- * The distribution's bundle (Node's bundled roots when there is none) and the user's extra CAs.
- * Not both bundles: they hold the same Mozilla roots, and parsing each root twice cost ~20 ms
- * of every https download's TLS set-up.
- */
-export async function trustedCAs(
-  extra: readonly string[],
-  env: NodeJS.ProcessEnv,
-): Promise<string[]> {
-  const cas: string[] = [];
-  for (const file of SYSTEM_CA_FILES) {
-    const pem = await readFile(file, "utf8").catch(() => undefined);
-    if (pem) {
-      cas.push(pem);
-      break;
-    }
-  }
-  if (cas.length === 0) cas.push(...rootCertificates);
-  const files = [...extra];
-  if (env.NODE_EXTRA_CA_CERTS) files.push(env.NODE_EXTRA_CA_CERTS);
-  for (const file of files) {
-    try {
-      cas.push(await readFile(file, "utf8"));
-    } catch (e) {
-      throw new ExtctlError(
-        "tls",
-        `cannot read the CA certificate ${file}: ${errnoCode(e) ?? (e as Error).message}`,
-      );
-    }
-  }
-  return cas;
-}
+const RETRIED = new Set([429, 502, 503, 504]);
+const MAX_RETRIES = 4;
+const RETRY_BASE_MS = 500;
+/** The longest a Retry-After is honoured; a server asking for more is retried sooner. */
+const MAX_RETRY_WAIT_MS = 30_000;
 
 const TLS_CODES = new Set([
   "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
@@ -101,6 +72,11 @@ export function describeNetworkError(e: unknown, url: string): ExtctlError {
           hint: "try again",
         },
       );
+    case "EPROXY":
+      return new ExtctlError("download", message, {
+        cause: e,
+        hint: "check HTTPS_PROXY/HTTP_PROXY (and NO_PROXY for hosts to reach directly)",
+      });
     case "HPE_HEADER_OVERFLOW":
       return new ExtctlError("download", `${url} sent oversized headers`, { cause: e });
     default:
@@ -121,13 +97,33 @@ async function getFollowingRedirects(
   request: Omit<BulkRequest, "url" | "what">,
 ): Promise<BulkResponse> {
   let target = new URL(url);
+  let retries = 0;
   for (let redirects = 0; ; redirects++) {
     ctx.log.debug(`GET ${target.toString()}`);
     let response: BulkResponse;
     try {
-      response = await bulkGet({ ...request, url: target, what: url });
+      const proxy = proxyFor(target, ctx.env);
+      if (proxy) ctx.log.debug(`through the proxy ${proxy.host}`);
+      response = await bulkGet({ ...request, url: target, what: url, ...(proxy ? { proxy } : {}) });
     } catch (e) {
       throw describeNetworkError(e, url);
+    }
+    // 429 and 503 (and a gateway's 502/504) are worth another try, after Retry-After when given.
+    if (RETRIED.has(response.statusCode) && retries < MAX_RETRIES) {
+      const asked = headerText(response.headers["retry-after"]);
+      const wait = Math.min(
+        MAX_RETRY_WAIT_MS,
+        (asked === undefined ? undefined : retryAfterMs(asked, Date.now())) ??
+          RETRY_BASE_MS * 2 ** retries * (0.75 + Math.random() / 2),
+      );
+      await response.body.dump();
+      ctx.log.info(
+        `${url} answered HTTP ${response.statusCode}; trying again in ${(wait / 1000).toFixed(1)} s`,
+      );
+      retries++;
+      redirects--;
+      await new Promise((r) => setTimeout(r, wait));
+      continue;
     }
     const location = response.headers.location;
     if (!REDIRECTS.has(response.statusCode) || typeof location !== "string") return response;
@@ -157,9 +153,10 @@ export const httpSource: Source = {
     const url = request.uri;
     const name = checkStoreName(request.name ?? httpFileName(url), url);
     const timeout = request.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    const ca = await trustedCAs(request.caCerts ?? [], ctx.env);
     const response = await getFollowingRedirects(ctx, url, {
       headers: { "user-agent": "extctl", accept: "*/*" },
-      ca: await trustedCAs(request.caCerts ?? [], ctx.env),
+      ca,
       timeoutMs: timeout,
     });
     if (response.statusCode >= 300) {
@@ -178,7 +175,44 @@ export const httpSource: Source = {
         ? Number(lengthHeader)
         : undefined;
     const progress = ctx.progress(`downloading ${name}`, expectedSize);
+    // Resuming is safe only when the rest is known to be of the same file: a strong ETag or a
+    // Last-Modified date for If-Range, or the --sha256 that checks the whole at the end.
+    const etag = headerText(response.headers.etag);
+    const validator =
+      etag && !etag.startsWith("W/") ? etag : headerText(response.headers["last-modified"]);
+    const resume = async (offset: number, cause: unknown) => {
+      if (expectedSize === undefined || (validator === undefined && request.sha256 === undefined))
+        return undefined;
+      ctx.log.info(
+        `${url}: the transfer was cut after ${offset} of ${expectedSize} bytes (${describeNetworkError(cause ?? new Error("it ended early"), url).message}); resuming`,
+      );
+      const rest = await getFollowingRedirects(ctx, url, {
+        headers: {
+          "user-agent": "extctl",
+          accept: "*/*",
+          range: `bytes=${offset}-`,
+          ...(validator ? { "if-range": validator } : {}),
+        },
+        ca,
+        timeoutMs: timeout,
+      });
+      const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(
+        headerText(rest.headers["content-range"]) ?? "",
+      );
+      if (
+        rest.statusCode !== 206 ||
+        !range ||
+        Number(range[1]) !== offset ||
+        Number(range[3]) !== expectedSize
+      ) {
+        // A 200 (the file changed, or no ranges) cannot continue what is in the store's temp.
+        await rest.body.dump();
+        return undefined;
+      }
+      return rest.body;
+    };
     const image = await streamToStore(response.body, {
+      resume,
       storeDir: request.storeDir,
       name,
       progress,
@@ -191,6 +225,10 @@ export const httpSource: Source = {
     return [image];
   },
 };
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
 
 function statusText(code: number): string {
   const texts: Record<number, string> = {

@@ -6,6 +6,7 @@
 // body stream took 2.7 times as long (measured with bench/oci.ts).
 import net from "node:net";
 import tls from "node:tls";
+import { proxyAuthorization } from "../net/proxy.js";
 import { stallError } from "./stall-guard.js";
 
 /** The most a body view can hold: one socket read. */
@@ -24,6 +25,8 @@ export interface BulkRequest {
   timeoutMs: number;
   /** What is being fetched, for messages. */
   what: string;
+  /** An http:// proxy to go through (domain/net/proxy.ts): CONNECT for https, absolute-form for http. */
+  proxy?: URL;
 }
 
 export type ResponseHeaders = Record<string, string | string[]>;
@@ -105,11 +108,17 @@ class Exchange implements BulkBody {
     const promise = new Promise<BulkResponse>((resolve, reject) => {
       this.settleHead = { resolve, reject };
     });
-    let head = `GET ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
+    const proxy = this.request.proxy;
+    const secure = url.protocol === "https:";
+    // Through a proxy, plain http asks for the absolute URL; https tunnels with CONNECT first.
+    const target = proxy && !secure ? url.toString() : `${url.pathname}${url.search}`;
+    let head = `GET ${target} HTTP/1.1\r\nhost: ${url.host}\r\n`;
+    const proxyAuth = proxy && !secure ? proxyAuthorization(proxy) : undefined;
     const fields: Record<string, string> = {
       ...headers,
       "accept-encoding": "identity",
       connection: "close",
+      ...(proxyAuth ? { "proxy-authorization": proxyAuth } : {}),
     };
     for (const [name, value] of Object.entries(fields)) {
       if (/[\r\n]/.test(name) || /[\r\n]/.test(value))
@@ -118,7 +127,6 @@ class Exchange implements BulkBody {
     }
     head += "\r\n";
     const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
-    const secure = url.protocol === "https:";
     const port = Number(url.port) || (secure ? 443 : 80);
     // Node asks for the next read's buffer after each callback: the consumer's space when it
     // has some (no copy), else readBuffer. No 'data' events are emitted.
@@ -127,24 +135,42 @@ class Exchange implements BulkBody {
       callback: (n: number, buf: Uint8Array) =>
         this.onRead(Buffer.from(buf.buffer, buf.byteOffset, n)),
     };
-    const socket = secure
-      ? tls.connect({
-          host,
-          port,
-          ...(net.isIP(host) ? {} : { servername: host }),
-          ...(this.request.ca ? { ca: [...this.request.ca] } : {}),
-          rejectUnauthorized: true,
-          onread,
-        } as tls.ConnectionOptions)
-      : net.connect({ host, port, onread });
-    this.socket = socket;
-    socket.on("error", (e) => this.fail(e));
-    socket.on("end", () => this.onEnd());
-    socket.on("close", () => this.onEnd());
-    socket.write(head);
+    const tlsOptions = {
+      ...(net.isIP(host) ? {} : { servername: host }),
+      ...(this.request.ca ? { ca: [...this.request.ca] } : {}),
+      rejectUnauthorized: true,
+    };
     const tick = Math.max(50, Math.min(1000, this.request.timeoutMs / 4));
     this.timer = setInterval(() => this.checkStall(), tick);
     this.timer.unref();
+    const attach = (socket: net.Socket): void => {
+      this.socket = socket;
+      socket.on("error", (e) => this.fail(e));
+      socket.on("end", () => this.onEnd());
+      socket.on("close", () => this.onEnd());
+      socket.write(head);
+    };
+    if (!proxy)
+      attach(
+        secure
+          ? tls.connect({ host, port, ...tlsOptions, onread } as tls.ConnectionOptions)
+          : net.connect({ host, port, onread }),
+      );
+    else if (!secure)
+      attach(net.connect({ host: proxyHost(proxy), port: proxyPort(proxy), onread }));
+    else
+      openTunnel(proxy, host, port, this.request.what).then(
+        (raw) => {
+          if (this.state === "failed") return void raw.destroy();
+          // TLS over an existing socket ignores onread: its bytes come as 'data' events.
+          const socket = tls.connect({ socket: raw, ...tlsOptions } as tls.ConnectionOptions);
+          socket.on("data", (chunk: Buffer) => {
+            if (!this.onRead(chunk)) socket.pause();
+          });
+          attach(socket);
+        },
+        (e: unknown) => this.fail(e as Error),
+      );
     return promise;
   }
 
@@ -399,6 +425,65 @@ class Exchange implements BulkBody {
     clearInterval(this.timer);
     this.socket?.destroy();
   }
+}
+
+function proxyHost(proxy: URL): string {
+  return proxy.hostname.replace(/^\[(.*)\]$/, "$1");
+}
+
+function proxyPort(proxy: URL): number {
+  return Number(proxy.port) || 80;
+}
+
+/** A TCP connection to host:port through the proxy's CONNECT tunnel, ready for TLS. */
+function openTunnel(proxy: URL, host: string, port: number, what: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const authority = net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+    const socket = net.connect({ host: proxyHost(proxy), port: proxyPort(proxy) });
+    let head = Buffer.alloc(0);
+    const auth = proxyAuthorization(proxy);
+    const fail = (e: Error) => {
+      socket.destroy();
+      reject(e);
+    };
+    socket.once("error", (e: NodeJS.ErrnoException) =>
+      fail(
+        httpError(
+          "EPROXY",
+          `cannot reach the proxy ${proxy.host} for ${what}: ${e.code ?? e.message}`,
+        ),
+      ),
+    );
+    socket.on("connect", () =>
+      socket.write(
+        `CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n${auth ? `proxy-authorization: ${auth}\r\n` : ""}\r\n`,
+      ),
+    );
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf("\r\n\r\n");
+      if (end < 0) {
+        if (head.length > MAX_HEAD)
+          fail(httpError("EPROXY", `the proxy ${proxy.host} sent an oversized answer`));
+        return;
+      }
+      socket.off("data", onData);
+      socket.removeAllListeners("error");
+      const status = /^HTTP\/1\.[01] (\d{3})/.exec(head.toString("latin1", 0, end));
+      if (status?.[1] !== "200") {
+        const line = head.toString("latin1", 0, end).split("\r\n")[0] ?? "";
+        return fail(
+          httpError(
+            "EPROXY",
+            `the proxy ${proxy.host} refused the tunnel to ${authority} for ${what}: ${line}`,
+          ),
+        );
+      }
+      socket.pause();
+      resolve(socket);
+    };
+    socket.on("data", onData);
+  });
 }
 
 function malformed(what: string, detail: string): Error {

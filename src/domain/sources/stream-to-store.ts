@@ -34,7 +34,15 @@ export interface StreamToStoreOptions {
   from: string;
   /** Says what went wrong when reading the source failed (default: a read error on `from`). */
   describeReadError?: (e: unknown) => Error;
+  /**
+   * Continues a transfer cut after `offset` bytes (a dropped connection, a body that ended
+   * early): the rest of the bytes, or undefined when the source cannot resume.
+   */
+  resume?: (offset: number, cause: unknown) => Promise<StoreInput | undefined>;
 }
+
+/** How often one transfer may be resumed. */
+const MAX_RESUMES = 5;
 
 /** Bytes from a stream, or a response body from http1.ts (read without per-chunk buffers). */
 export type StoreInput = AsyncIterable<Buffer> | Readable | BulkBody;
@@ -70,25 +78,50 @@ export async function streamToStore(
     options.progress?.tick(view.length);
     return writer.write(view);
   };
-  try {
-    try {
-      if (isBulkBody(body)) {
-        await body.pipe(take, () => writer.space());
-      } else {
-        for await (const chunk of body as AsyncIterable<Buffer>) {
-          for (let at = 0; at < chunk.length; at += MAX_VIEW) {
-            const wait = take(chunk.subarray(at, at + MAX_VIEW));
-            if (wait) await wait;
-          }
-        }
+  const feed = async (input: StoreInput): Promise<void> => {
+    if (isBulkBody(input)) {
+      await input.pipe(take, () => writer.space());
+      return;
+    }
+    for await (const chunk of input as AsyncIterable<Buffer>) {
+      for (let at = 0; at < chunk.length; at += MAX_VIEW) {
+        const wait = take(chunk.subarray(at, at + MAX_VIEW));
+        if (wait) await wait;
       }
+    }
+  };
+  try {
+    let input: StoreInput = body;
+    for (let resumes = 0; ; resumes++) {
+      let cut: unknown;
+      try {
+        await feed(input);
+      } catch (e) {
+        await writer.settled();
+        if (e instanceof ExtctlError) throw e;
+        if (writer.failure !== undefined) throw fsError(e, `write ${options.name} into the store`);
+        cut = e; // something on the source's side: a cut connection, a read error
+      }
+      const short =
+        cut === undefined &&
+        options.expectedSize !== undefined &&
+        writer.position < options.expectedSize;
+      if (cut === undefined && !short) break;
+      await writer.settled();
+      const next =
+        options.resume && resumes < MAX_RESUMES
+          ? await options.resume(writer.position, cut)
+          : undefined;
+      if (next === undefined) {
+        if (cut === undefined) break; // the size check below says how short it was
+        throw options.describeReadError?.(cut) ?? fsError(cut, `read ${options.from}`);
+      }
+      input = next;
+    }
+    try {
       await writer.flush();
     } catch (e) {
-      await writer.settled();
-      if (e instanceof ExtctlError) throw e;
-      if (writer.failure !== undefined) throw fsError(e, `write ${options.name} into the store`);
-      // Anything else went wrong on the source's side (a cut connection, a read error).
-      throw options.describeReadError?.(e) ?? fsError(e, `read ${options.from}`);
+      throw fsError(e, `write ${options.name} into the store`);
     }
     const size = writer.position;
     if (options.expectedSize !== undefined && size !== options.expectedSize) {

@@ -175,10 +175,14 @@ export class ExtensionStore {
   async readableImages(): Promise<{
     images: { name: string; file: string }[];
     skipped: { name: string; reason: string }[];
+    /** The store dir's host path and every name in it (sidecars too), when it could be read. */
+    listing?: { dir: string; names: ReadonlySet<string> };
   }> {
     let entries;
+    let dir;
     try {
-      entries = await readdir(await this.root.readPath(this.layout.store), { withFileTypes: true });
+      dir = await this.root.readPath(this.layout.store);
+      entries = await readdir(dir, { withFileTypes: true });
     } catch (e) {
       if (errnoCode(e) === "ENOENT" || errnoCode(e) === "ENOTDIR")
         return { images: [], skipped: [] };
@@ -186,10 +190,17 @@ export class ExtensionStore {
     }
     const images: { name: string; file: string }[] = [];
     const skipped: { name: string; reason: string }[] = [];
+    const regular = new Set(entries.filter((e) => e.isFile()).map((e) => e.name));
     for (const name of entries
       .map((e) => e.name)
       .filter(isImageName)
       .sort()) {
+      // A regular file right in the resolved store dir has nothing to resolve: no lstat walk
+      // per image (the walk is most of the cost of listing a large store).
+      if (regular.has(name)) {
+        images.push({ name, file: path.join(dir, name) });
+        continue;
+      }
       try {
         images.push({ name, file: await this.imageFile(name) });
       } catch (e) {
@@ -197,7 +208,7 @@ export class ExtensionStore {
         skipped.push({ name, reason: e.message });
       }
     }
-    return { images, skipped };
+    return { images, skipped, listing: { dir, names: new Set(entries.map((e) => e.name)) } };
   }
 
   /** Names linked in a profile dir. */

@@ -3,10 +3,8 @@
 // and redirect loop but read their bodies with http1.ts (bulk bytes without undici's per-chunk
 // buffers), hashed and checked while they pass.
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { Transform, type Readable } from "node:stream";
-import { rootCertificates } from "node:tls";
 import type * as UndiciModule from "undici";
 import type { Dispatcher } from "undici";
 import type { Context } from "../../../util/context.js";
@@ -24,6 +22,9 @@ import { apiHost, type Reference } from "./reference.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "../stall-guard.js";
 import { bulkGet, MAX_VIEW, type BulkBody, type BulkResponse } from "../http1.js";
 import { StagedWriter } from "../staged-writer.js";
+import { trustedCAs } from "../../net/trust.js";
+import { proxyFor, proxySettings } from "../../net/proxy.js";
+import { MAX_REDIRECTS, retryAfterMs } from "../../net/retry.js";
 
 export const MEDIA = {
   ociManifest: "application/vnd.oci.image.manifest.v1+json",
@@ -44,7 +45,6 @@ export const MANIFEST_ACCEPT = [
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_JSON_BYTES = 1024 * 1024;
 const MAX_ERROR_BODY = 64 * 1024;
-const MAX_REDIRECTS = 5;
 const MAX_RETRIES = 4;
 const MAX_RETRY_AFTER_MS = 30_000;
 
@@ -254,31 +254,26 @@ export class RegistryClient {
     const undici = await loadUndici();
     const insecure = isInsecure(ref.registry, options.insecureRegistries);
     const connect: Record<string, unknown> = { rejectUnauthorized: true };
-    let ca: string[] | undefined;
-    if (options.caCerts && options.caCerts.length > 0) {
-      const extra: string[] = [];
-      for (const file of options.caCerts) {
-        try {
-          extra.push(await readFile(file, "utf8"));
-        } catch (e) {
-          throw new ExtctlError(
-            "config",
-            `cannot read the CA certificate ${file}: ${errnoCode(e) ?? String(e)}`,
-            {
-              hint: "give --ca-cert a readable PEM file",
-            },
-          );
-        }
-      }
-      ca = [...rootCertificates, ...extra];
-      connect.ca = ca;
-    }
-    const dispatcher = new undici.Agent({
+    // The system's CAs as for https: (a registry behind a fleet's private CA), plus --ca-cert.
+    const ca = await trustedCAs(options.caCerts ?? [], ctx.env);
+    connect.ca = ca;
+    const agentOptions = {
       connect,
       headersTimeout: options.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
       bodyTimeout: options.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
       maxResponseSize: -1,
-    });
+    };
+    // Manifests and tokens through the same proxies as blobs (domain/net/proxy.ts's variables;
+    // undici applies NO_PROXY itself).
+    const proxies = proxySettings(ctx.env);
+    const dispatcher =
+      proxies.httpsProxy || proxies.httpProxy
+        ? new undici.EnvHttpProxyAgent({
+            ...agentOptions,
+            ...proxies,
+            requestTls: { ca, rejectUnauthorized: true },
+          })
+        : new undici.Agent(agentOptions);
     return new RegistryClient(
       ctx,
       undici,
@@ -340,10 +335,8 @@ export class RegistryClient {
 
   private async backoff(attempt: number, retryAfter?: string): Promise<void> {
     let ms = this.retryBaseMs * 2 ** attempt * (0.75 + Math.random() / 2);
-    if (retryAfter !== undefined) {
-      const seconds = Number(retryAfter);
-      if (Number.isFinite(seconds) && seconds >= 0) ms = seconds * 1000;
-    }
+    const asked = retryAfter === undefined ? undefined : retryAfterMs(retryAfter, Date.now());
+    if (asked !== undefined) ms = asked;
     await sleep(Math.min(ms, MAX_RETRY_AFTER_MS));
   }
 
@@ -372,9 +365,18 @@ export class RegistryClient {
    * retries and redirects as request().
    */
   bulkRequest(pathOrUrl: string, options: RequestOptions, what: string): Promise<BulkResponse> {
-    return this.exchange("GET", pathOrUrl, options, (_m, target, headers) =>
-      bulkGet({ url: new URL(target), headers, ca: this.ca, timeoutMs: this.timeoutMs, what }),
-    );
+    return this.exchange("GET", pathOrUrl, options, (_m, target, headers) => {
+      const url = new URL(target);
+      const proxy = proxyFor(url, this.ctx.env);
+      return bulkGet({
+        url,
+        headers,
+        ca: this.ca,
+        timeoutMs: this.timeoutMs,
+        what,
+        ...(proxy ? { proxy } : {}),
+      });
+    });
   }
 
   private async exchange<R extends Answer>(

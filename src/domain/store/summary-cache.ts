@@ -1,0 +1,203 @@
+// The store's cache of what `list` shows per image, so an unchanged store lists without opening
+// its images: one hidden file beside them, keyed per image by its stat and as a whole by the host.
+import { constants } from "node:fs";
+import { open, rename, rm, type FileHandle } from "node:fs/promises";
+import path from "node:path";
+import { errnoCode } from "../../util/errors.js";
+import { tempPathBeside } from "../../util/atomic.js";
+
+/** The cache's file name in the store dir (hidden, not *.raw: no tool takes it for an image). */
+export const SUMMARY_CACHE_FILE = ".extctl-cache.json";
+
+/** Bump when the file's shape or what a summary means changes: an older file is then rebuilt. */
+export const SUMMARY_CACHE_FORMAT = 1;
+
+/** Far above 10,000 images (about 250 bytes each), far below what hurts to parse. */
+const CACHE_CAP = 32 * 1024 * 1024;
+
+/**
+ * What makes a file the same file: device, inode, size, and mtime and ctime in nanoseconds
+ * (ctime changes on any write or chmod, and cannot be set back by a user).
+ */
+export interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+/** The facts cached per image: the columns of `list`, nothing used for a decision. */
+export interface CachedSummary {
+  version?: string;
+  format: string;
+  /** Signed by a partition of the image itself (a sidecar is looked up on every use). */
+  signaturePartition: boolean;
+  /** A .roothash.p7s beside the image makes it signed (not for DDIs or unreadable images). */
+  sidecarCounts: boolean;
+  compatible: boolean;
+  reason?: string;
+}
+
+interface CacheFile {
+  format: number;
+  host: string;
+  entries: Record<string, { key: string; summary: CachedSummary }>;
+}
+
+function identityKey(id: FileIdentity): string {
+  return `${id.dev}:${id.ino}:${id.size}:${id.mtimeNs}:${id.ctimeNs}`;
+}
+
+function isCachedSummary(value: unknown): value is CachedSummary {
+  if (typeof value !== "object" || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return (
+    typeof v.format === "string" &&
+    typeof v.signaturePartition === "boolean" &&
+    typeof v.sidecarCounts === "boolean" &&
+    typeof v.compatible === "boolean" &&
+    (v.version === undefined || typeof v.version === "string") &&
+    (v.reason === undefined || typeof v.reason === "string")
+  );
+}
+
+/** Why a cache file was not used (for the debug log and the tests). */
+export type CacheMiss = "absent" | "symlink" | "not-a-file" | "too-large" | "corrupt" | "stale";
+
+export class SummaryCache {
+  private readonly entries: Map<string, { key: string; summary: CachedSummary }>;
+  private dirty: boolean;
+
+  private constructor(
+    private readonly file: string,
+    private readonly host: string,
+    loaded: CacheFile | undefined,
+    /** Why the file on disk was not used, if it was not. */
+    readonly miss: CacheMiss | undefined,
+  ) {
+    this.entries = new Map(Object.entries(loaded?.entries ?? {}));
+    this.dirty = loaded === undefined;
+  }
+
+  /**
+   * Reads the cache in `storeDir` (a host path already resolved inside the root) for `host`,
+   * a string naming everything outside the image a summary depends on (systemd version,
+   * os-release, scope). Never throws: a missing, corrupt, oversized, foreign or symlinked file
+   * gives an empty cache that is written anew on save.
+   */
+  static async load(storeDir: string, host: string): Promise<SummaryCache> {
+    const file = path.join(storeDir, SUMMARY_CACHE_FILE);
+    const { data, miss } = await readCacheFile(file);
+    let parsed: CacheFile | undefined;
+    let why = miss;
+    if (data !== undefined) {
+      try {
+        const value = JSON.parse(data.toString("utf8")) as Partial<CacheFile>;
+        if (
+          typeof value !== "object" ||
+          value === null ||
+          typeof value.entries !== "object" ||
+          value.entries === null
+        )
+          why = "corrupt";
+        else if (value.format !== SUMMARY_CACHE_FORMAT || value.host !== host) why = "stale";
+        else {
+          const entries: CacheFile["entries"] = {};
+          for (const [name, entry] of Object.entries(value.entries)) {
+            const e = entry as { key?: unknown; summary?: unknown };
+            if (typeof e?.key === "string" && isCachedSummary(e.summary))
+              entries[name] = { key: e.key, summary: e.summary };
+          }
+          parsed = { format: SUMMARY_CACHE_FORMAT, host, entries };
+        }
+      } catch {
+        why = "corrupt";
+      }
+    }
+    return new SummaryCache(file, host, parsed, why);
+  }
+
+  /** The cached summary of image `name` if the file is still the one it was made from. */
+  lookup(name: string, id: FileIdentity): CachedSummary | undefined {
+    const entry = this.entries.get(name);
+    if (entry === undefined || entry.key !== identityKey(id)) return undefined;
+    return entry.summary;
+  }
+
+  put(name: string, id: FileIdentity, summary: CachedSummary): void {
+    this.entries.set(name, { key: identityKey(id), summary });
+    this.dirty = true;
+  }
+
+  /**
+   * Writes the cache when it changed (entries of images not in `present`, the store's images
+   * now, are dropped), as a
+   * temp file renamed over the old one: a reader sees the old file or the new one, and the
+   * rename replaces a symlink planted there instead of writing through it. No fsync: a file
+   * torn by a crash is corrupt JSON, and rebuilt. Returns whether it wrote; failing to write
+   * (a read-only store, no permission) is not an error, the next list reads the images again.
+   */
+  async save(present: ReadonlySet<string>): Promise<boolean> {
+    for (const name of this.entries.keys()) {
+      if (!present.has(name)) {
+        this.entries.delete(name);
+        this.dirty = true;
+      }
+    }
+    if (!this.dirty) return false;
+    const content: CacheFile = {
+      format: SUMMARY_CACHE_FORMAT,
+      host: this.host,
+      entries: Object.fromEntries(this.entries),
+    };
+    const temp = tempPathBeside(this.file, "cache");
+    try {
+      const handle = await open(temp, "wx", 0o644);
+      try {
+        await handle.writeFile(JSON.stringify(content));
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, this.file);
+    } catch {
+      await rm(temp, { force: true }).catch(() => {});
+      return false;
+    }
+    this.dirty = false;
+    return true;
+  }
+}
+
+/** Opens without following a symlink, reads only a regular file, and at most CACHE_CAP bytes. */
+async function readCacheFile(file: string): Promise<{ data?: Buffer; miss?: CacheMiss }> {
+  let handle: FileHandle;
+  try {
+    handle = await open(
+      file,
+      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY,
+    );
+  } catch (e) {
+    const code = errnoCode(e);
+    if (code === "ELOOP") return { miss: "symlink" };
+    if (code === "ENOENT" || code === "ENOTDIR") return { miss: "absent" };
+    return { miss: "not-a-file" };
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) return { miss: "not-a-file" };
+    if (st.size > CACHE_CAP) return { miss: "too-large" };
+    const data = Buffer.alloc(st.size);
+    let filled = 0;
+    while (filled < data.length) {
+      const { bytesRead } = await handle.read(data, filled, data.length - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return { data: data.subarray(0, filled) };
+  } catch {
+    return { miss: "corrupt" };
+  } finally {
+    await handle.close();
+  }
+}
