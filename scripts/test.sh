@@ -18,6 +18,8 @@ if [ -z "${EXTCTL_LANE:-}" ]; then
       bash scripts/install-peers.sh
     fi
     [ -d node_modules ] || npm ci --no-audit --no-fund
+    # test/unit/cli/startup-lazy.test.ts runs the built CLI: a fresh clone has none yet.
+    [ -f dist/cli/extctl.bundle.cjs ] || npm run --silent build
   else
     bash scripts/install-peers.sh
     npm run --silent build
