@@ -354,9 +354,6 @@ test("a classic OCI image carrying victim.raw does not replace the installed, en
 test("boot names every image it linked that systemd-sysext did not merge, with the reason, and exits 1", async (t) => {
   if (!requirePeers(t, ["systemd-sysext", "mksquashfs", "mount", "umount"], { root: true })) return;
   const work = await tempDir(t);
-  const root = await tempNodeRoot(t); // its own /run tmpfs; unmounted (and unmerged) at the end
-  const store = path.join(root, STORE);
-  await mkdir(path.join(store, "active"), { recursive: true });
   const good = await makeSampleImage(work, {
     fileName: "good.raw",
     release: "ID=_any\n",
@@ -367,20 +364,35 @@ test("boot names every image it linked that systemd-sysext did not merge, with t
     release: "ID=nosuchos\nVERSION_ID=1\n",
     files: { "usr/share/alien/hello": "hi\n" },
   });
-  for (const file of [good, alien]) {
-    await writeFile(path.join(store, path.basename(file)), await readFile(file));
-    await symlink(`../${path.basename(file)}`, path.join(store, "active", path.basename(file)));
-  }
+  // Each form gets a node of its own: a second refresh of the same merge is another test.
+  const node = async () => {
+    const root = await tempNodeRoot(t); // its own /run tmpfs; unmounted (and unmerged) at the end
+    const store = path.join(root, STORE);
+    await mkdir(path.join(store, "active"), { recursive: true });
+    for (const file of [good, alien]) {
+      await writeFile(path.join(store, path.basename(file)), await readFile(file));
+      await symlink(`../${path.basename(file)}`, path.join(store, "active", path.basename(file)));
+    }
+    return root;
+  };
   const cmdline = path.join(work, "cmdline");
   await writeFile(cmdline, "BOOT_IMAGE=/vmlinuz root=LABEL=COS_ACTIVE ro\n");
-  const r = await runExtctl(["--root", root, "boot", "--cmdline", cmdline, "--policy", "any"]);
+  const r = await runExtctl([
+    "--root",
+    await node(),
+    "boot",
+    "--cmdline",
+    cmdline,
+    "--policy",
+    "any",
+  ]);
   assert.equal(r.code, 1, r.stdout + r.stderr);
   assert.match(r.stdout, /sysext: merged good/);
   assert.match(r.stdout, /sysext: NOT merged alien\.raw: .+/);
   assert.match(r.stdout, /1 linked image was not merged by systemd/);
   const json = await runExtctl([
     "--root",
-    root,
+    await node(),
     "boot",
     "--cmdline",
     cmdline,
@@ -388,7 +400,7 @@ test("boot names every image it linked that systemd-sysext did not merge, with t
     "any",
     "--json",
   ]);
-  assert.equal(json.code, 1);
+  assert.equal(json.code, 1, json.stderr);
   const result = JSON.parse(json.stdout) as {
     refresh: { kind: string; unmerged: { name: string; reason: string }[] }[];
   };

@@ -37,7 +37,7 @@ export type ServeMode =
   | "cut-once"
   /** The first request of each file gets 503 with Retry-After: 1, the next ones the file. */
   | "busy-once"
-  /** The first request of each file gets 429 with a Retry-After HTTP-date 1 s ahead. */
+  /** The first request of each file gets 429 with a Retry-After HTTP-date 1 to 2 s ahead. */
   | "limited-once"
   /** 200 with the right Content-Length, then `dripBytes` bytes every `dripIntervalMs`. */
   | "slow-drip"
@@ -288,7 +288,8 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
         const key = `${mode}/${name}`;
         if (!refused.has(key)) {
           refused.add(key);
-          const when = new Date(Date.now() + 1000).toUTCString();
+          // An HTTP-date has whole seconds: 2 s ahead is at least 1 s once truncated.
+          const when = new Date(Date.now() + 2000).toUTCString();
           res
             .writeHead(mode === "busy-once" ? 503 : 429, {
               "retry-after": mode === "busy-once" ? "1" : when,
