@@ -1,16 +1,16 @@
 // `systemd install [--uninstall]`: writes extctl-boot.service (enabled for sysinit.target), enables
 // systemd-sysext/confext.service as kairos-init does and, for systemd 254+, writes the image-policy
 // drop-ins; --uninstall removes exactly the files and links we wrote.
-import { lstat, mkdir, readdir, readlink, realpath, rmdir, unlink } from "node:fs/promises";
+import { lstat, mkdir, readlink, realpath, rmdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../util/context.js";
 import { ExtctlError, errnoCode, fsError } from "../util/errors.js";
 import { symlinkAtomic, writeFileAtomic } from "../util/atomic.js";
 import { READ_CAPS, readBoundedOptional } from "../util/bounded-read.js";
+import { detectSystemdVersion } from "../domain/image/host.js";
 import {
   UNIT_MARKER,
   unitSet,
-  versionFromLibraryName,
   bootUnitWantsLink,
   bootUnit,
   checkExecPath,
@@ -51,32 +51,6 @@ export interface SystemdInstallResult {
   /** Node paths already as wanted (install) or left alone because not ours (uninstall). */
   unchanged: string[];
   notes: string[];
-}
-
-const LIBRARY_DIRS = [
-  "/usr/lib/systemd",
-  "/usr/lib64/systemd",
-  "/lib/systemd",
-  "/usr/lib/x86_64-linux-gnu/systemd",
-  "/usr/lib/aarch64-linux-gnu/systemd",
-  "/usr/lib/riscv64-linux-gnu/systemd",
-];
-
-/** The systemd version installed in the root, from its libsystemd-shared-NNN.so. */
-export async function detectSystemdVersion(ctx: Context): Promise<number | undefined> {
-  for (const dir of LIBRARY_DIRS) {
-    let names: string[];
-    try {
-      names = await readdir(await ctx.root.readPath(dir));
-    } catch {
-      continue;
-    }
-    for (const name of names) {
-      const version = versionFromLibraryName(name);
-      if (version !== undefined) return version;
-    }
-  }
-  return undefined;
 }
 
 async function runningExtctl(ctx: Context): Promise<string> {
@@ -192,7 +166,7 @@ async function installUnits(
   ctx: Context,
   options: SystemdInstallOptions,
 ): Promise<SystemdInstallResult> {
-  const version = options.systemdVersion ?? (await detectSystemdVersion(ctx));
+  const version = options.systemdVersion ?? (await detectSystemdVersion(ctx.root));
   const policy = await choosePolicy(ctx, options);
   const extctlPath = options.extctlPath ?? (await runningExtctl(ctx));
   const result: SystemdInstallResult = {
