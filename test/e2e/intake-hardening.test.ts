@@ -377,37 +377,34 @@ test("boot names every image it linked that systemd-sysext did not merge, with t
   };
   const cmdline = path.join(work, "cmdline");
   await writeFile(cmdline, "BOOT_IMAGE=/vmlinuz root=LABEL=COS_ACTIVE ro\n");
-  const r = await runExtctl([
-    "--root",
-    await node(),
-    "boot",
-    "--cmdline",
-    cmdline,
-    "--policy",
-    "any",
-  ]);
+  // systemd-sysext 262 now and then fails the whole merge ("Failed to merge hierarchies") when
+  // many merges run at once on the machine; that is not what this test checks, so such a boot
+  // is tried once more on a new node (and said in the diagnostics).
+  const boot = async (...extra: string[]) => {
+    const args = ["boot", "--cmdline", cmdline, "--policy", "any", ...extra];
+    let run = await runExtctl(["--root", await node(), ...args]);
+    if (/refreshing sysext failed: .*Failed to merge hierarchies/.test(run.stderr)) {
+      t.diagnostic(`systemd-sysext failed the whole merge, trying once more: ${run.stderr}`);
+      run = await runExtctl(["--root", await node(), ...args]);
+    }
+    return run;
+  };
+  const r = await boot();
   assert.equal(r.code, 1, r.stdout + r.stderr);
   assert.match(r.stdout, /sysext: merged good/);
   assert.match(r.stdout, /sysext: NOT merged alien\.raw: .+/);
   assert.match(r.stdout, /1 linked image was not merged by systemd/);
-  const json = await runExtctl([
-    "--root",
-    await node(),
-    "boot",
-    "--cmdline",
-    cmdline,
-    "--policy",
-    "any",
-    "--json",
-  ]);
+  const json = await boot("--json");
   assert.equal(json.code, 1, json.stderr);
   const result = JSON.parse(json.stdout) as {
-    refresh: { kind: string; unmerged: { name: string; reason: string }[] }[];
+    refresh: { kind: string; error?: string; unmerged: { name: string; reason: string }[] }[];
   };
   const sysext = result.refresh.find((x) => x.kind === "sysext");
+  assert.equal(sysext?.error, undefined, json.stderr);
   assert.deepEqual(
     sysext?.unmerged.map((u) => u.name),
     ["alien.raw"],
+    json.stdout + json.stderr,
   );
   assert.ok((sysext?.unmerged[0]?.reason ?? "").length > 0);
 });
