@@ -27,6 +27,7 @@ export type ErrorCode =
   | "build"
   | "registry"
   | "config"
+  | "catalog"
   | "internal";
 
 export class ExtctlError extends Error {
