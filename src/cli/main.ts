@@ -18,6 +18,7 @@ import { registerApplyCommand } from "./commands/apply.js";
 import { registerInspectCommand } from "./commands/inspect.js";
 import { registerCheckCommand } from "./commands/check.js";
 import { registerCompletionCommand } from "./commands/completion.js";
+import { registerCatalogCommand } from "./commands/catalog.js";
 
 function version(): string {
   const bundled = bundledVersion();
@@ -53,6 +54,7 @@ export function buildProgram(): Command {
   registerApplyCommand(program);
   registerInspectCommand(program);
   registerCheckCommand(program);
+  registerCatalogCommand(program);
   registerCompletionCommand(program);
   return program;
 }

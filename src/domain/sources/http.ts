@@ -226,6 +226,70 @@ export const httpSource: Source = {
   },
 };
 
+export interface HttpBytesRequest {
+  /** Extra CA certificate files (PEM) trusted besides the system ones. */
+  caCerts?: readonly string[];
+  /** Connect, header and low-speed limit; default 60 s. */
+  timeoutMs?: number;
+  /** The most bytes accepted; a longer answer is an error. */
+  maxBytes: number;
+  /** What is fetched, for messages ("the catalog"). */
+  what?: string;
+}
+
+/**
+ * GETs a small file whole (a catalog, its signature) with the same TLS, proxies, redirects and
+ * retries as downloads, bounded by `maxBytes`. Undefined when the server answers 404 or 410,
+ * so a caller can tell "absent" from "unreachable".
+ */
+export async function httpGetBytes(
+  ctx: Context,
+  url: string,
+  request: HttpBytesRequest,
+): Promise<Buffer | undefined> {
+  const what = request.what ?? url;
+  const ca = await trustedCAs(request.caCerts ?? [], ctx.env);
+  const response = await getFollowingRedirects(ctx, url, {
+    headers: { "user-agent": "extctl", accept: "*/*" },
+    ca,
+    timeoutMs: request.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+  });
+  if (response.statusCode === 404 || response.statusCode === 410) {
+    await response.body.dump();
+    return undefined;
+  }
+  if (response.statusCode !== 200) {
+    await response.body.dump();
+    throw new ExtctlError(
+      "download",
+      `${url} answered HTTP ${response.statusCode}${statusText(response.statusCode)}`,
+    );
+  }
+  const tooLarge = () =>
+    new ExtctlError(
+      "download",
+      `${what} at ${url} is larger than ${request.maxBytes} bytes; refusing it`,
+    );
+  const length = headerText(response.headers["content-length"]);
+  if (length !== undefined && /^\d+$/.test(length) && Number(length) > request.maxBytes) {
+    await response.body.dump();
+    throw tooLarge();
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    await response.body.pipe((view) => {
+      total += view.length;
+      if (total > request.maxBytes) return Promise.reject(tooLarge());
+      chunks.push(Buffer.from(view));
+      return undefined;
+    });
+  } catch (e) {
+    throw describeNetworkError(e, url);
+  }
+  return Buffer.concat(chunks, total);
+}
+
 function headerText(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }

@@ -176,16 +176,33 @@ function toBuffer(view: ArrayBuffer | Uint8Array): Buffer {
     : Buffer.from(view);
 }
 
+/** What a detached signature covers, for messages. */
+export interface DetachedSubject {
+  /** "root hash", "catalog". */
+  name: string;
+  /** How to make a good one. */
+  hint: string;
+}
+
+const ROOT_HASH: DetachedSubject = {
+  name: "root hash",
+  hint: "sign the root hash with `openssl smime -sign -noattr -binary -outform der` or extctl build",
+};
+
 interface ParsedSignature {
   pkijs: typeof Pkijs;
   signedData: Pkijs.SignedData;
 }
 
-async function parsePkcs7(der: Buffer, what: string): Promise<ParsedSignature> {
+async function parsePkcs7(
+  der: Buffer,
+  what: string,
+  subject: DetachedSubject = ROOT_HASH,
+): Promise<ParsedSignature> {
   const [asn1js, pkijs] = await Promise.all([import("asn1js"), import("pkijs")]);
   const fail = (why: string) =>
-    new ExtctlError("signature", `${what}: the root hash signature is not a PKCS#7: ${why}`, {
-      hint: "sign the root hash with `openssl smime -sign -noattr -binary -outform der` or extctl build",
+    new ExtctlError("signature", `${what}: the ${subject.name} signature is not a PKCS#7: ${why}`, {
+      hint: subject.hint,
     });
   const asn = asn1js.fromBER(new Uint8Array(der));
   if (asn.offset === -1) throw fail(asn.result.error || "bad DER");
@@ -238,6 +255,7 @@ function signerVerifies(
   signer: Pkijs.SignerInfo,
   certDer: Buffer,
   content: Buffer,
+  subject: DetachedSubject,
 ): { ok: boolean; why?: string } {
   const digestName = DIGESTS[signer.digestAlgorithm.algorithmId];
   if (!digestName)
@@ -252,7 +270,7 @@ function signerVerifies(
       !value?.valueBlock?.valueHexView ||
       !toBuffer(value.valueBlock.valueHexView).equals(expected)
     ) {
-      return { ok: false, why: "the signed digest does not match the root hash" };
+      return { ok: false, why: `the signed digest does not match the ${subject.name}` };
     }
     signedBytes = toBuffer(signer.signedAttrs.encodedValue);
   }
@@ -323,9 +341,29 @@ export async function verifyRootHashSignature(
   trusted: readonly TrustedCertificate[],
   what: string,
 ): Promise<SignatureCheck> {
-  const parsed = await parsePkcs7(der, what);
+  return verifyDetachedSignature(
+    Buffer.from(rootHash.toLowerCase(), "latin1"),
+    der,
+    trusted,
+    what,
+    ROOT_HASH,
+  );
+}
+
+/**
+ * Verifies the detached PKCS#7 `der` over the exact bytes `content` (a root hash in hex, a
+ * catalog file) against `trusted`, with the rules of verifyRootHashSignature. `subject` says
+ * what was signed, for messages.
+ */
+export async function verifyDetachedSignature(
+  content: Buffer,
+  der: Buffer,
+  trusted: readonly TrustedCertificate[],
+  what: string,
+  subject: DetachedSubject,
+): Promise<SignatureCheck> {
+  const parsed = await parsePkcs7(der, what, subject);
   const { pkijs, signedData } = parsed;
-  const content = Buffer.from(rootHash.toLowerCase(), "latin1");
   const embedded = embeddedCertificates(parsed);
   const trustedParsed = trusted.flatMap((t) => {
     const cert = parsedCertificate(pkijs, t.der);
@@ -355,7 +393,7 @@ export async function verifyRootHashSignature(
       };
       continue;
     }
-    const result = signerVerifies(parsed, signer, match.t.der, content);
+    const result = signerVerifies(parsed, signer, match.t.der, content, subject);
     if (result.ok) return { ok: true, signer: match.t };
     if (firstFailure) continue;
     const embeddedSigner = describeEmbedded();
@@ -423,6 +461,34 @@ export async function signRootHash(
     throw new ExtctlError("usage", `"${rootHashHex}" is not a root hash in hex`);
   }
   const rootHash = rootHashHex.toLowerCase();
+  const { signature, fingerprint } = await signDetached(
+    Buffer.from(rootHash, "latin1"),
+    keyPem,
+    certPem,
+  );
+  return {
+    json: serializeSignaturePartition({ rootHash, certificateFingerprint: fingerprint, signature }),
+    fingerprint,
+    signature,
+  };
+}
+
+export interface DetachedSignature {
+  /** The DER PKCS#7. */
+  signature: Buffer;
+  /** SHA-256 of the signer certificate's DER, lowercase hex. */
+  fingerprint: string;
+}
+
+/**
+ * A detached PKCS#7 over the exact bytes `content`, as signRootHash makes it (OpenSSL
+ * PKCS7_DETACHED|PKCS7_NOATTR|PKCS7_BINARY, the signer certificate embedded).
+ */
+export async function signDetached(
+  content: Buffer,
+  keyPem: string | Buffer,
+  certPem: string | Buffer,
+): Promise<DetachedSignature> {
   let key;
   try {
     key = createPrivateKey(keyPem);
@@ -441,7 +507,6 @@ export async function signRootHash(
   }
   const [asn1js, pkijs] = await Promise.all([import("asn1js"), import("pkijs")]);
   const cert = pkijs.Certificate.fromBER(new Uint8Array(der));
-  const content = Buffer.from(rootHash, "latin1");
   let signatureOid: string;
   let digest: string | null = "sha256";
   switch (key.asymmetricKeyType) {
@@ -490,9 +555,5 @@ export async function signRootHash(
   });
   const signature = toBuffer(info.toSchema().toBER());
   const fingerprint = createHash("sha256").update(der).digest("hex");
-  return {
-    json: serializeSignaturePartition({ rootHash, certificateFingerprint: fingerprint, signature }),
-    fingerprint,
-    signature,
-  };
+  return { signature, fingerprint };
 }

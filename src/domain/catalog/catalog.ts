@@ -1,0 +1,237 @@
+// The extension catalog (Kairos's `releases.json`, the "sysext hub"): parsed and checked field by
+// field, since a catalog is untrusted input; every refusal names the catalog and the JSON path.
+import { ExtctlError } from "../../util/errors.js";
+import { EXTENSION_KINDS, type ExtensionKind } from "../store/layout.js";
+
+/** The largest catalog extctl reads: Kairos's own is a few hundred KiB. */
+export const MAX_CATALOG_BYTES = 8 * 1024 * 1024;
+
+const MAX_LAYERS = 10_000;
+const MAX_TAGS = 10_000;
+const MAX_TEXT = 64 * 1024;
+
+export interface CatalogTag {
+  tag: string;
+  /** The tag's image digest as the catalog states it (display only). */
+  digest?: string;
+  created?: string;
+  /** Per kind, per Go architecture: the pinned reference `host[:port]/repo@sha256:<64 hex>`. */
+  images: Partial<Record<ExtensionKind, Record<string, string>>>;
+  /** A staged rollout: only nodes whose rollout bucket is below `percent` take this tag. */
+  rollout?: { percent: number };
+}
+
+export interface CatalogLayer {
+  name: string;
+  latest?: string;
+  tags: CatalogTag[];
+  title?: string;
+  description?: string;
+}
+
+export interface Catalog {
+  /** Where it was read from (names it in every message). */
+  url: string;
+  /** When it was generated (ISO 8601); guards against a replayed older catalog. */
+  generated?: string;
+  repo?: string;
+  layers: CatalogLayer[];
+}
+
+// A registry host (a dot, a port or localhost: never a Docker Hub short name), a repository path
+// in the distribution spec's grammar, and a sha256 digest; no scheme and no tag.
+const HOST = String.raw`(?:localhost|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)(?::\d{1,5})?`;
+const COMPONENT = String.raw`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`;
+const PINNED_REFERENCE = new RegExp(
+  String.raw`^(${HOST})/${COMPONENT}(?:/${COMPONENT})*@sha256:[a-f0-9]{64}$`,
+);
+const GOARCH = /^[a-z0-9_]{1,32}$/;
+const LAYER_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$/;
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+/** Why `reference` is not a digest-pinned OCI reference, or undefined when it is one. */
+export function pinnedReferenceProblem(reference: string): string | undefined {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(reference)) {
+    return "has a scheme; write host/repository@sha256:<64 hex digits>";
+  }
+  if (!reference.includes("@")) return "is not pinned to a digest (@sha256:<64 hex digits>)";
+  const match = PINNED_REFERENCE.exec(reference);
+  if (!match) {
+    return "is not host[:port]/repository@sha256:<64 hex digits> (a tag, an uppercase letter or a missing registry host?)";
+  }
+  const host = match[1] as string;
+  if (host !== "localhost" && !host.includes(".") && !host.includes(":")) {
+    return `starts with "${host}", which is not a registry host (no dot or port)`;
+  }
+  const port = /:(\d+)$/.exec(host);
+  if (port && Number(port[1]) > 65535) return `names port ${port[1]}, which is not a port`;
+  return undefined;
+}
+
+class CatalogReader {
+  constructor(private readonly url: string) {}
+
+  bad(path: string, why: string): never {
+    throw new ExtctlError("catalog", `the catalog ${this.url} is invalid: ${path} ${why}`, {
+      hint: "fix the catalog where it is published, or remove it from the catalog list",
+    });
+  }
+
+  object(value: unknown, path: string): Record<string, unknown> {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      this.bad(path, "is not an object");
+    }
+    return value as Record<string, unknown>;
+  }
+
+  /** An optional object: absent and null mean none. */
+  optionalObject(value: unknown, path: string): Record<string, unknown> | undefined {
+    return value === undefined || value === null ? undefined : this.object(value, path);
+  }
+
+  text(value: unknown, path: string): string {
+    if (typeof value !== "string") this.bad(path, "is not a string");
+    if (value.length > MAX_TEXT) this.bad(path, `is longer than ${MAX_TEXT} characters`);
+    return value;
+  }
+
+  optionalText(value: unknown, path: string): string | undefined {
+    return value === undefined || value === null ? undefined : this.text(value, path);
+  }
+
+  time(value: unknown, path: string): string | undefined {
+    const text = this.optionalText(value, path);
+    if (text === undefined) return undefined;
+    // An ISO 8601 date and time with a zone, as Kairos's generator writes it.
+    if (
+      !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/.test(text) ||
+      Number.isNaN(Date.parse(text))
+    ) {
+      this.bad(path, `is not an ISO 8601 time such as 2026-09-01T08:24:03Z: "${text}"`);
+    }
+    return text;
+  }
+
+  array(value: unknown, path: string, max: number): unknown[] {
+    if (!Array.isArray(value)) this.bad(path, "is not an array");
+    if (value.length > max) this.bad(path, `has more than ${max} entries`);
+    return value;
+  }
+
+  catalog(value: unknown): Catalog {
+    const top = this.object(value, "the top level");
+    const catalog: Catalog = { url: this.url, layers: [] };
+    const generated = this.time(top.generated, "generated");
+    if (generated !== undefined) catalog.generated = generated;
+    const repo = this.optionalText(top.repo, "repo");
+    if (repo !== undefined) catalog.repo = repo;
+    if (top.layers === undefined) this.bad("layers", "is missing");
+    const seen = new Set<string>();
+    this.array(top.layers, "layers", MAX_LAYERS).forEach((item, i) => {
+      const layer = this.layer(item, `layers[${i}]`);
+      if (seen.has(layer.name)) this.bad(`layers[${i}].name`, `repeats "${layer.name}"`);
+      seen.add(layer.name);
+      catalog.layers.push(layer);
+    });
+    return catalog;
+  }
+
+  layer(value: unknown, path: string): CatalogLayer {
+    const fields = this.object(value, path);
+    const name = this.text(fields.name, `${path}.name`);
+    if (!LAYER_NAME.test(name)) {
+      this.bad(
+        `${path}.name`,
+        `"${name}" is not an extension name (letters, digits, '.', '_', '+', '-')`,
+      );
+    }
+    const layer: CatalogLayer = { name, tags: [] };
+    const latest = this.optionalText(fields.latest, `${path}.latest`);
+    if (latest !== undefined && latest !== "") layer.latest = latest;
+    const title = this.optionalText(fields.title, `${path}.title`);
+    if (title !== undefined) layer.title = title;
+    const description = this.optionalText(fields.description, `${path}.description`);
+    if (description !== undefined) layer.description = description;
+    const tags = fields.tags === undefined || fields.tags === null ? [] : fields.tags;
+    const seen = new Set<string>();
+    this.array(tags, `${path}.tags`, MAX_TAGS).forEach((item, i) => {
+      const tag = this.tag(item, `${path}.tags[${i}]`);
+      if (seen.has(tag.tag)) this.bad(`${path}.tags[${i}].tag`, `repeats "${tag.tag}"`);
+      seen.add(tag.tag);
+      layer.tags.push(tag);
+    });
+    return layer;
+  }
+
+  tag(value: unknown, path: string): CatalogTag {
+    const fields = this.object(value, path);
+    const name = this.text(fields.tag, `${path}.tag`);
+    if (name === "" || name.length > 128 || /[\s\p{Cc}]/u.test(name)) {
+      this.bad(`${path}.tag`, `"${name}" is not a version tag (1 to 128 printable characters)`);
+    }
+    const tag: CatalogTag = { tag: name, images: {} };
+    const digest = this.optionalText(fields.digest, `${path}.digest`);
+    if (digest !== undefined && digest !== "") {
+      if (!DIGEST.test(digest)) this.bad(`${path}.digest`, "is not sha256:<64 hex digits>");
+      tag.digest = digest;
+    }
+    const created = this.time(fields.created, `${path}.created`);
+    if (created !== undefined) tag.created = created;
+    for (const kind of EXTENSION_KINDS) {
+      const images = this.images(fields[kind], `${path}.${kind}`);
+      if (images) tag.images[kind] = images;
+    }
+    const rollout = this.optionalObject(fields.rollout, `${path}.rollout`);
+    if (rollout) {
+      const percent = rollout.percent;
+      if (
+        typeof percent !== "number" ||
+        !Number.isFinite(percent) ||
+        percent < 0 ||
+        percent > 100
+      ) {
+        this.bad(`${path}.rollout.percent`, "is not a number from 0 to 100");
+      }
+      tag.rollout = { percent };
+    }
+    return tag;
+  }
+
+  images(value: unknown, path: string): Record<string, string> | undefined {
+    const byArch = this.optionalObject(value, path);
+    if (!byArch) return undefined;
+    const out: Record<string, string> = {};
+    for (const [arch, entry] of Object.entries(byArch)) {
+      if (!GOARCH.test(arch)) this.bad(`${path}`, `has "${arch}", which is not a Go architecture`);
+      const fields = this.object(entry, `${path}.${arch}`);
+      const reference = this.text(fields.oci, `${path}.${arch}.oci`);
+      const problem = pinnedReferenceProblem(reference);
+      if (problem) this.bad(`${path}.${arch}.oci`, `"${reference}" ${problem}`);
+      out[arch] = reference;
+    }
+    return out;
+  }
+}
+
+/**
+ * Parses a catalog read from `url`. Refuses more than MAX_CATALOG_BYTES before parsing, JSON that
+ * is not a catalog, and any image reference that is not pinned to a digest.
+ */
+export function parseCatalog(bytes: Buffer, url: string): Catalog {
+  const reader = new CatalogReader(url);
+  if (bytes.length > MAX_CATALOG_BYTES) {
+    throw new ExtctlError(
+      "catalog",
+      `the catalog ${url} is ${bytes.length} bytes, more than the ${MAX_CATALOG_BYTES} extctl reads`,
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString("utf8"));
+  } catch (e) {
+    throw new ExtctlError("catalog", `the catalog ${url} is not JSON: ${(e as Error).message}`, {
+      hint: "check the URL: it should serve a releases.json",
+    });
+  }
+  return reader.catalog(value);
+}

@@ -1,0 +1,335 @@
+// Reading catalogs from https:, file: and oci: URLs, in order, with their detached signatures
+// checked against the node's trust store and a per-URL memory of the newest `generated` seen,
+// so a catalog cannot be forged, frozen or rolled back (TUF's threat model) without notice.
+import path from "node:path";
+import type { Context } from "../../util/context.js";
+import { ExtctlError, errnoCode } from "../../util/errors.js";
+import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
+import { writeFileInRoot } from "../../util/atomic.js";
+import type { Root } from "../../util/root.js";
+import { httpGetBytes } from "../sources/http.js";
+import { filePathOf } from "../sources/uri.js";
+import { RegistryClient } from "../sources/oci/client.js";
+import { documentKind, parseImageManifest, TITLE_ANNOTATION } from "../sources/oci/manifest.js";
+import { manifestSelector, parseReference } from "../sources/oci/reference.js";
+import { loadTrustStore, type TrustStore } from "../trust/truststore.js";
+import { verifyDetachedSignature, type DetachedSubject } from "../trust/signature.js";
+import { MAX_CATALOG_BYTES, parseCatalog, type Catalog } from "./catalog.js";
+
+/** Under the root: one catalog URL a line; `#` starts a comment. */
+export const DEFAULT_CATALOGS_FILE = "/etc/extctl/catalogs";
+/** Under the root: per catalog URL, the newest `generated` time seen. */
+export const CATALOG_STATE_FILE = "/var/lib/kairos/extctl-catalogs.json";
+/** A detached PKCS#7 is a few KiB. */
+export const MAX_CATALOG_SIGNATURE_BYTES = 1024 * 1024;
+/** The suffix of a catalog's detached signature, beside it (https:, file:) or as a layer (oci:). */
+export const SIGNATURE_SUFFIX = ".p7s";
+
+export const CATALOG_SIGNATURE: DetachedSubject = {
+  name: "catalog",
+  hint: "sign the catalog with `extctl catalog sign FILE --key KEY --cert CERT`",
+};
+
+export interface CatalogFetchOptions {
+  /** Catalog URLs in order; empty or undefined: those in DEFAULT_CATALOGS_FILE. */
+  urls?: string[];
+  /** Extra CA certificate files (PEM) for https: and registries. */
+  caCerts?: string[];
+  /** Registry hosts reached over plain http (oci: catalogs). */
+  insecureRegistries?: string[];
+  /** Registry credentials "USER:PASS" (oci: catalogs). */
+  creds?: string;
+  timeoutMs?: number;
+  /** "signed": a catalog without a valid signature is refused. Default "any". */
+  policy?: "any" | "signed";
+  /** Extra trusted certificate files or directories (host paths), as --trust. */
+  trust?: string[];
+  /** Record the newest `generated` seen (default true; false for --dry-run). */
+  remember?: boolean;
+}
+
+export interface LoadedCatalogs {
+  catalogs: Catalog[];
+  skipped: { url: string; reason: string }[];
+  /** Per loaded catalog: the subject of the certificate that signed it, or undefined. */
+  signed: Record<string, string | undefined>;
+}
+
+/** What one URL served: the catalog's bytes and its signature, when there is one. */
+interface FetchedCatalog {
+  bytes: Buffer;
+  signature?: Buffer;
+}
+
+/** The catalog URLs listed in ROOT/etc/extctl/catalogs, in order; none when it is absent. */
+export async function defaultCatalogUrls(root: Root): Promise<string[]> {
+  const bytes = await readInRoot(root, DEFAULT_CATALOGS_FILE, {
+    cap: READ_CAPS.config,
+    what: "the catalog list",
+  });
+  if (bytes === undefined) return [];
+  return bytes
+    .toString("utf8")
+    .split("\n")
+    .map((line) => line.replace(/(^|\s)#.*$/, "").trim())
+    .filter((line) => line !== "");
+}
+
+async function fetchHttps(
+  ctx: Context,
+  url: string,
+  options: CatalogFetchOptions,
+): Promise<FetchedCatalog> {
+  const request = {
+    ...(options.caCerts ? { caCerts: options.caCerts } : {}),
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+  };
+  const bytes = await httpGetBytes(ctx, url, {
+    ...request,
+    maxBytes: MAX_CATALOG_BYTES,
+    what: "the catalog",
+  });
+  if (bytes === undefined) {
+    throw new ExtctlError("not-found", `${url} answered HTTP 404 Not Found`, {
+      hint: "check the catalog URL",
+    });
+  }
+  const signatureUrl = new URL(url);
+  signatureUrl.pathname += SIGNATURE_SUFFIX;
+  const signature = await httpGetBytes(ctx, signatureUrl.toString(), {
+    ...request,
+    maxBytes: MAX_CATALOG_SIGNATURE_BYTES,
+    what: "the catalog signature",
+  });
+  return signature === undefined ? { bytes } : { bytes, signature };
+}
+
+/** file: catalogs are node paths under the root, as the catalog list that names them. */
+async function fetchFile(ctx: Context, url: string): Promise<FetchedCatalog> {
+  const nodePath = path.posix.resolve("/", filePathOf(url));
+  const bytes = await readInRoot(ctx.root, nodePath, {
+    cap: MAX_CATALOG_BYTES,
+    what: "a catalog",
+  });
+  if (bytes === undefined) {
+    throw new ExtctlError("not-found", `the file ${ctx.root.path(nodePath)} does not exist`);
+  }
+  const signature = await readInRoot(ctx.root, nodePath + SIGNATURE_SUFFIX, {
+    cap: MAX_CATALOG_SIGNATURE_BYTES,
+    what: "a catalog signature",
+  });
+  return signature === undefined ? { bytes } : { bytes, signature };
+}
+
+/**
+ * oci: catalogs are an image (or ORAS artifact) manifest: the layer whose title ends in .json is
+ * the catalog, a layer titled the same plus .p7s its signature.
+ */
+async function fetchOci(
+  ctx: Context,
+  url: string,
+  options: CatalogFetchOptions,
+): Promise<FetchedCatalog> {
+  const ref = parseReference(url);
+  const client = await RegistryClient.create(ctx, ref, {
+    ...(options.creds === undefined ? {} : { creds: options.creds }),
+    ...(options.caCerts ? { caCerts: options.caCerts } : {}),
+    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+  });
+  try {
+    const fetched = await client.getManifest(manifestSelector(ref));
+    if (documentKind(fetched.mediaType, fetched.json) !== "manifest") {
+      throw new ExtctlError(
+        "catalog",
+        `${url} is an image index, not the manifest of a catalog; point at the catalog's manifest`,
+      );
+    }
+    const manifest = parseImageManifest(fetched.mediaType, fetched.json);
+    const titled = manifest.layers.filter((l) =>
+      (l.annotations?.[TITLE_ANNOTATION] ?? "").endsWith(".json"),
+    );
+    if (titled.length !== 1) {
+      throw new ExtctlError(
+        "catalog",
+        titled.length === 0
+          ? `${url} has no layer titled *.json (${TITLE_ANNOTATION}), so it holds no catalog`
+          : `${url} has ${titled.length} layers titled *.json; a catalog image holds one`,
+      );
+    }
+    const layer = titled[0] as (typeof titled)[number];
+    const title = layer.annotations?.[TITLE_ANNOTATION] as string;
+    const bytes = await client.readBlob(layer, MAX_CATALOG_BYTES);
+    const signatureLayer = manifest.layers.find(
+      (l) => l.annotations?.[TITLE_ANNOTATION] === title + SIGNATURE_SUFFIX,
+    );
+    if (!signatureLayer) return { bytes };
+    return { bytes, signature: await client.readBlob(signatureLayer, MAX_CATALOG_SIGNATURE_BYTES) };
+  } finally {
+    await client.close();
+  }
+}
+
+async function fetchCatalogBytes(
+  ctx: Context,
+  url: string,
+  options: CatalogFetchOptions,
+): Promise<FetchedCatalog> {
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+  switch (scheme) {
+    case "https":
+      return fetchHttps(ctx, url, options);
+    case "file":
+      return fetchFile(ctx, url);
+    case "oci":
+      return fetchOci(ctx, url, options);
+    case "http":
+      throw new ExtctlError("invalid-uri", `${url}: catalogs are read over https, not http`);
+    default:
+      throw new ExtctlError(
+        "invalid-uri",
+        `${url} is not a catalog URL (https://, file:// or oci://)`,
+      );
+  }
+}
+
+/** The remembered state: per catalog URL, the newest `generated` time seen. */
+interface CatalogState {
+  generated: Record<string, string>;
+}
+
+async function readState(ctx: Context): Promise<CatalogState> {
+  let bytes: Buffer | undefined;
+  try {
+    bytes = await readInRoot(ctx.root, CATALOG_STATE_FILE, {
+      cap: READ_CAPS.config,
+      what: "the catalog state",
+    });
+  } catch (e) {
+    ctx.log.warn(`cannot read ${ctx.root.path(CATALOG_STATE_FILE)}: ${(e as Error).message}`);
+    return { generated: {} };
+  }
+  if (bytes === undefined) return { generated: {} };
+  try {
+    const value = JSON.parse(bytes.toString("utf8")) as { generated?: unknown };
+    const generated: Record<string, string> = {};
+    if (typeof value.generated === "object" && value.generated !== null) {
+      for (const [url, time] of Object.entries(value.generated as Record<string, unknown>)) {
+        if (typeof time === "string" && !Number.isNaN(Date.parse(time))) generated[url] = time;
+      }
+    }
+    return { generated };
+  } catch {
+    ctx.log.warn(
+      `${ctx.root.path(CATALOG_STATE_FILE)} is not JSON; the catalog times seen before are forgotten`,
+    );
+    return { generated: {} };
+  }
+}
+
+/** Checks the signature (when present, or when the policy asks for one): the signer's subject. */
+async function checkSignature(
+  url: string,
+  fetched: FetchedCatalog,
+  policy: "any" | "signed",
+  trustStore: () => Promise<TrustStore>,
+): Promise<string | undefined> {
+  if (fetched.signature === undefined) {
+    if (policy === "signed") {
+      throw new ExtctlError(
+        "untrusted",
+        `the catalog ${url} has no signature (${SIGNATURE_SUFFIX}) and the catalog policy is signed`,
+        { hint: CATALOG_SIGNATURE.hint },
+      );
+    }
+    return undefined;
+  }
+  const store = await trustStore();
+  const trusted = store.certificates;
+  const check = await verifyDetachedSignature(
+    fetched.bytes,
+    fetched.signature,
+    trusted,
+    `the catalog ${url}`,
+    CATALOG_SIGNATURE,
+  );
+  if (check.ok) return check.signer.subject;
+  const names =
+    trusted.length === 0
+      ? "no certificate is trusted (verity.d, --trust)"
+      : `trusted: ${trusted.map((c) => `"${c.subject}" (${c.source})`).join(", ")}`;
+  throw new ExtctlError("signature", `${check.message}; refusing it (${names})`, {
+    hint: "a catalog whose signature does not verify may have been tampered with",
+  });
+}
+
+/**
+ * Reads the catalogs in order. One that cannot be read, is invalid, fails its signature check or
+ * is older than one seen before from the same URL is skipped with a warning; only when none is
+ * left is it an error, naming every URL and why. A catalog without `generated` is accepted but
+ * never moves the remembered time (it cannot be ordered).
+ */
+export async function loadCatalogs(
+  ctx: Context,
+  options: CatalogFetchOptions,
+): Promise<LoadedCatalogs> {
+  const urls =
+    options.urls && options.urls.length > 0 ? options.urls : await defaultCatalogUrls(ctx.root);
+  if (urls.length === 0) {
+    throw new ExtctlError("config", "no extension catalog is configured", {
+      hint: `give --catalog URL, or list catalog URLs in ${ctx.root.path(DEFAULT_CATALOGS_FILE)}`,
+    });
+  }
+  const policy = options.policy ?? "any";
+  let store: Promise<TrustStore> | undefined;
+  const trustStore = () => (store ??= loadTrustStore(ctx, options.trust ?? []));
+  const state = await readState(ctx);
+  const result: LoadedCatalogs = { catalogs: [], skipped: [], signed: {} };
+  let changed = false;
+  for (const url of urls) {
+    try {
+      const fetched = await fetchCatalogBytes(ctx, url, options);
+      const signer = await checkSignature(url, fetched, policy, trustStore);
+      const catalog = parseCatalog(fetched.bytes, url);
+      const seen = state.generated[url];
+      if (catalog.generated !== undefined && seen !== undefined) {
+        if (Date.parse(catalog.generated) < Date.parse(seen)) {
+          throw new ExtctlError(
+            "catalog",
+            `${url} was generated at ${catalog.generated}, older than ${seen} seen before: a stale or replayed catalog`,
+            { hint: "the server or a mirror serves an old copy; refusing it" },
+          );
+        }
+      }
+      if (
+        catalog.generated !== undefined &&
+        (seen === undefined || Date.parse(catalog.generated) > Date.parse(seen))
+      ) {
+        state.generated[url] = catalog.generated;
+        changed = true;
+      }
+      result.catalogs.push(catalog);
+      result.signed[url] = signer;
+      ctx.log.debug(
+        `catalog ${url}: ${catalog.layers.length} extensions${signer ? `, signed by "${signer}"` : ", unsigned"}`,
+      );
+    } catch (e) {
+      if (!(e instanceof ExtctlError) && errnoCode(e) === undefined) throw e;
+      const reason = (e as Error).message;
+      result.skipped.push({ url, reason });
+      ctx.log.warn(`skipping the catalog ${url}: ${reason}`);
+    }
+  }
+  if (result.catalogs.length === 0) {
+    throw new ExtctlError(
+      "catalog",
+      `no catalog could be read: ${result.skipped.map((s) => `${s.url}: ${s.reason}`).join("; ")}`,
+      { hint: "check the catalog URLs, the network and --ca-cert" },
+    );
+  }
+  if (changed && options.remember !== false) {
+    const data = { generated: Object.fromEntries(Object.entries(state.generated).sort()) };
+    await writeFileInRoot(ctx.root, CATALOG_STATE_FILE, JSON.stringify(data, null, 2) + "\n");
+  }
+  return result;
+}

@@ -1,0 +1,119 @@
+// `extctl catalog sign|verify`: detached PKCS#7 signatures over a catalog file's exact bytes,
+// as loadCatalogs checks them (FILE.p7s beside it), so publishers can sign and check catalogs.
+import type { Context } from "../util/context.js";
+import { ExtctlError, fsError } from "../util/errors.js";
+import { readBounded, readBoundedOptional, READ_CAPS } from "../util/bounded-read.js";
+import { writeFileAtomic } from "../util/atomic.js";
+import { MAX_CATALOG_BYTES, parseCatalog } from "../domain/catalog/catalog.js";
+import {
+  CATALOG_SIGNATURE,
+  MAX_CATALOG_SIGNATURE_BYTES,
+  SIGNATURE_SUFFIX,
+} from "../domain/catalog/fetch.js";
+import { loadTrustStore } from "../domain/trust/truststore.js";
+import {
+  certificateDer,
+  describeCertificate,
+  signDetached,
+  verifyDetachedSignature,
+  type CertificateInfo,
+} from "../domain/trust/signature.js";
+
+async function readHostFile(file: string, cap: number, what: string): Promise<Buffer> {
+  try {
+    return await readBounded(file, { cap, what });
+  } catch (e) {
+    throw fsError(e, `read ${file} (${what})`);
+  }
+}
+
+/** Reads a catalog file and checks that it is one (nobody should sign a broken catalog). */
+async function readCatalogFile(file: string): Promise<{ bytes: Buffer; layers: number }> {
+  const bytes = await readHostFile(file, MAX_CATALOG_BYTES, "a catalog");
+  const catalog = parseCatalog(bytes, file);
+  return { bytes, layers: catalog.layers.length };
+}
+
+export interface CatalogSignResult {
+  file: string;
+  signature: string;
+  signer: CertificateInfo;
+}
+
+/** Signs the catalog FILE with KEY/CERT (PEM); writes FILE.p7s (or `output`), DER. */
+export async function signCatalog(
+  _ctx: Context,
+  options: { file: string; key: string; cert: string; output?: string },
+): Promise<CatalogSignResult> {
+  const { bytes } = await readCatalogFile(options.file);
+  const key = await readHostFile(options.key, READ_CAPS.certificate, "a private key");
+  const cert = await readHostFile(options.cert, READ_CAPS.certificate, "a certificate");
+  const { signature } = await signDetached(bytes, key, cert);
+  const output = options.output ?? options.file + SIGNATURE_SUFFIX;
+  try {
+    await writeFileAtomic(output, signature);
+  } catch (e) {
+    throw fsError(e, `write ${output}`);
+  }
+  return {
+    file: options.file,
+    signature: output,
+    signer: describeCertificate(certificateDer(cert)),
+  };
+}
+
+export interface CatalogVerifyResult {
+  file: string;
+  signature: string;
+  /** Extensions the catalog lists. */
+  layers: number;
+  signer: CertificateInfo & { source: string };
+}
+
+/**
+ * Checks the catalog FILE against its signature (FILE.p7s, or `signature`) and the trust store
+ * (verity.d under the root, plus `trust`). A missing or failing signature is an error.
+ */
+export async function verifyCatalog(
+  ctx: Context,
+  options: { file: string; signature?: string; trust?: string[] },
+): Promise<CatalogVerifyResult> {
+  const { bytes, layers } = await readCatalogFile(options.file);
+  const signatureFile = options.signature ?? options.file + SIGNATURE_SUFFIX;
+  const der = await readBoundedOptional(signatureFile, {
+    cap: MAX_CATALOG_SIGNATURE_BYTES,
+    what: "a catalog signature",
+  });
+  if (der === undefined) {
+    throw new ExtctlError(
+      "untrusted",
+      `the catalog ${options.file} has no signature ${signatureFile}`,
+      {
+        hint: CATALOG_SIGNATURE.hint,
+      },
+    );
+  }
+  const store = await loadTrustStore(ctx, options.trust ?? []);
+  for (const w of store.warnings) ctx.log.warn(`trust store: ${w}`);
+  const check = await verifyDetachedSignature(
+    bytes,
+    der,
+    store.certificates,
+    `the catalog ${options.file}`,
+    CATALOG_SIGNATURE,
+  );
+  if (!check.ok) {
+    throw new ExtctlError(
+      check.reason === "untrusted-signer" ? "untrusted" : "signature",
+      check.message,
+      {
+        hint:
+          check.reason === "untrusted-signer"
+            ? "trust the signer with --trust CERT, or put it in /etc/verity.d"
+            : "the catalog or its signature was changed after signing",
+      },
+    );
+  }
+  const { der: _der, ...signer } = check.signer;
+  return { file: options.file, signature: signatureFile, layers, signer };
+}
