@@ -3,6 +3,7 @@
 // switches, switch every profile at once and, with --now, confirm the merge. Whatever step finds
 // the new version unusable, the old one stays current and merged and the item says why.
 import semver from "semver";
+import { tagVersion } from "../domain/catalog/resolve.js";
 import type { Context } from "../util/context.js";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
 import { ExtensionStore } from "../domain/store/store.js";
@@ -234,9 +235,9 @@ async function upgradeOne(
 
 function isDowngrade(from: string, to: string): boolean {
   // Only versions both of which are semver can be ordered; a tag like `stable` never is.
-  const a = semver.valid(semver.clean(from));
-  const b = semver.valid(semver.clean(to));
-  return a !== null && b !== null && semver.lt(b, a);
+  const a = tagVersion(from);
+  const b = tagVersion(to);
+  return a !== undefined && b !== undefined && semver.rcompare(b, a) > 0;
 }
 
 /** Why `entry` must not become current on this node (or that OS), or undefined when it may. */

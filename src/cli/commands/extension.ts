@@ -7,7 +7,7 @@ import { UsageError } from "../../util/errors.js";
 import type { ExtensionKind, Profile } from "../../domain/store/layout.js";
 import type { RefreshMode } from "../../domain/activate/refresh.js";
 import type { ListedImage } from "../../operations/list.js";
-import { collect, contextFor, TIMEOUT_OPTION } from "../options.js";
+import { collect, contextFor } from "../options.js";
 import { print, printJson, renderTable } from "../render.js";
 import { renderStatus } from "./status.js";
 import {

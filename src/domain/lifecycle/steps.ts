@@ -8,7 +8,6 @@ import type { Context } from "../../util/context.js";
 import { ExtctlError } from "../../util/errors.js";
 import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
 import { tempPathBeside } from "../../util/atomic.js";
-import type { ExtensionStore } from "../store/store.js";
 import { isImageName } from "../store/names.js";
 import {
   storeFileName,

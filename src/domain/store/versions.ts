@@ -16,9 +16,10 @@ import { fsyncDir, tempPathBeside, writeFileAtomic } from "../../util/atomic.js"
 import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
 import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
 import { IMAGE_SUFFIX, checkSafeName, isImageName } from "./names.js";
-import type { ExtensionStore } from "./store.js";
+import { VERSIONS_DIR, type ExtensionStore } from "./store.js";
 
-export const VERSIONS_DIR = ".versions";
+export { VERSIONS_DIR };
+
 const RECORD_FILE = "record.json";
 const RECORD_FORMAT = 1;
 
@@ -241,6 +242,15 @@ export class VersionedStore {
       await this.write(record);
     }
     return removed;
+  }
+
+  /** Deletes the versions directory of `name` (after its NAME.raw was removed). */
+  async removeAll(name: string): Promise<void> {
+    try {
+      await rm(await this.store.writeHost(this.dir(name)), { recursive: true, force: true });
+    } catch (e) {
+      throw fsError(e, `delete ${this.dir(name)}`);
+    }
   }
 
   /** Drops record entries whose file is gone (a killed install); returns the record. */
