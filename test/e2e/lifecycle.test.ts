@@ -502,3 +502,55 @@ test("a catalog that is tampered with, unsigned under --catalog-policy signed, o
   assert.deepEqual(await state(), before);
   await rm(path.join(f.dir, "releases.json"), { force: true });
 });
+
+test("a rollout gate: a node in the wave takes the gated latest, one outside it stays on the ungated version", async (t) => {
+  if (!requirePeers(t, PEERS, { root: true })) return;
+  const { rolloutBucket } = await import("../../src/domain/catalog/resolve.js");
+  const f = await fixture(t);
+  const v1 = await f.publishVersion("hello", "1.0.0");
+  const v2 = await f.publishVersion("hello", "2.0.0");
+  const url = f.serveCatalog(
+    "releases.json",
+    f.catalogJson({
+      hello: {
+        latest: "2.0.0",
+        tags: [
+          { version: "1.0.0", published: v1 },
+          { version: "2.0.0", published: v2, rollout: 50 },
+        ],
+      },
+    }),
+  );
+  // Two machine ids, one on each side of 50%.
+  const ids: Record<"inside" | "outside", string | undefined> = {
+    inside: undefined,
+    outside: undefined,
+  };
+  for (let i = 0; !(ids.inside && ids.outside); i++) {
+    const id = createHash("md5").update(String(i)).digest("hex");
+    ids[rolloutBucket(id, "hello") < 50 ? "inside" : "outside"] ??= id;
+  }
+  for (const [side, id] of Object.entries(ids)) {
+    const root = await tempRoot(t);
+    await writeFile(path.join(root, "etc/machine-id"), `${id}\n`);
+    const r = ok(
+      await runExtctl([
+        "--root",
+        root,
+        "sysext",
+        "install",
+        "hello",
+        "--json",
+        "--catalog",
+        url,
+        ...f.net,
+      ]),
+      side,
+    );
+    assert.equal(
+      (JSON.parse(r.stdout) as { version: string }).version,
+      side === "inside" ? "2.0.0" : "1.0.0",
+      side,
+    );
+  }
+});

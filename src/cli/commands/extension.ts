@@ -98,6 +98,10 @@ export function registerExtensionCommands(program: Command): void {
       { install: true },
     ).action(async (target: string, opts, command: Command) => {
       const { isUriOrPath } = await import("../../operations/install-name.js");
+      if (!isUriOrPath(target) && target.includes("/"))
+        throw new UsageError(
+          `${JSON.stringify(target)} is neither a URI, an absolute path nor a catalog name (write file:${target} for a relative path)`,
+        );
       if (!isUriOrPath(target)) {
         for (const flag of ["sha256", "name", "platform", "replace"] as const)
           if (opts[flag] !== undefined)
