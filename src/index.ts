@@ -29,7 +29,7 @@ export { apply, type ApplyOptions, type ApplyResult } from "./operations/apply.j
 export { systemdInstall } from "./operations/systemd-install.js";
 
 // Building blocks other tools reuse.
-export { resolveName, shortName } from "./domain/store/names.js";
+export { resolveName, shortName, versionedCandidates } from "./domain/store/names.js";
 export { ExtensionStore } from "./domain/store/store.js";
 export { detectBootState } from "./domain/activate/boot-detect.js";
 export { readMerged, type MergedHierarchy } from "./domain/activate/merged.js";
