@@ -262,6 +262,12 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
       const field = `${prefix}${kind}[${i}]`;
       if (yaml.isScalar(item)) {
         // `- "NAME@CONSTRAINT"`: by name from the catalogs, enabled where Kairos enables.
+        if (typeof item.value !== "string" || item.value.trim() === "")
+          r.fail(
+            item,
+            field,
+            "must be NAME[@VERSION] (a string) or a mapping with source: or name:",
+          );
         const { name, requested } = parseNameString(r, item, field, r.string(item, field));
         spec.entries.push({
           from: "catalog",
