@@ -179,3 +179,38 @@ ${entries}  prune: true
   assert.equal(await sha256Of(image("hello")), hello["1.0.0"].sha256);
   await stat(path.join(root, STORE, ".versions/hello"));
 });
+
+test("an upgrade apply cannot use leaves the old version current and enabled, and says why", async (t) => {
+  if (!requirePeers(t, PEERS, { root: true })) return;
+  const f = await catalogFixture(t);
+  const one = await f.publishVersion("hello", "1.0.0");
+  const url = f.serveCatalog(
+    "releases.json",
+    f.catalogJson({ hello: { latest: "1.0.0", tags: tags(one) } }),
+  );
+  const root = await tempRoot(t);
+  const dir = await tempDir(t);
+  const spec = path.join(dir, "node.yaml");
+  await writeFile(spec, `extensions:\n  catalogs: [${url}]\n  sysext:\n    - hello@^1\n`);
+  const apply = () => runExtctl(["--root", root, "apply", spec, "--refresh", "none", ...f.net]);
+  ok(await apply(), "install");
+  const image = path.join(root, STORE, "hello.raw");
+  assert.equal(await sha256Of(image), one.sha256);
+
+  // 1.1.0 is built for another OS: it would not merge on this node, so it is never switched to.
+  const other = await f.publishVersion("hello", "1.1.0", "ID=someotheros\nVERSION_ID=1\n");
+  f.serveCatalog(
+    "releases.json",
+    f.catalogJson(
+      { hello: { latest: "1.1.0", tags: tags(one, other) } },
+      new Date(Date.now() + 1000).toISOString(),
+    ),
+  );
+  const failed = await apply();
+  assert.equal(failed.code, 1, failed.stdout + failed.stderr);
+  assert.match(failed.stderr, /step 1 of \d+ \(upgrade sysext hello 1\.0\.0 -> 1\.1\.0/);
+  assert.match(failed.stderr, /1\.1\.0: it would not merge on this node/);
+  assert.equal(await sha256Of(image), one.sha256, "the old version stays current");
+  for (const profile of ["active", "passive"])
+    assert.equal(await readlink(path.join(root, STORE, profile, "hello.raw")), "../hello.raw");
+});
