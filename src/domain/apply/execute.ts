@@ -184,7 +184,9 @@ async function upgradeStep(
   options: ExecuteOptions,
 ): Promise<string> {
   const restore = step.changedRequest ? await recordRequest(ctx, spec, step) : undefined;
-  const entry = spec.entries.find((e) => e.from === "catalog" && e.name === step.name);
+  const entry = spec.entries.find(
+    (e) => e.from === "catalog" && e.kind === step.kind && e.name === step.name,
+  );
   const { upgrade } = await import("../../operations/upgrade.js");
   let result;
   try {
