@@ -18,6 +18,11 @@ export interface ApplyOptions {
   insecureRegistries?: string[];
   /** Low-speed limit of each download (see stall-guard.ts). */
   timeoutMs?: number;
+  /** For the catalog entries: registry credentials, catalog policy, extra trust, versions kept. */
+  creds?: string;
+  catalogPolicy?: "any" | "signed";
+  trust?: string[];
+  keep?: number;
 }
 
 export interface ApplyStep {
@@ -54,29 +59,37 @@ export async function apply(ctx: Context, options: ApplyOptions): Promise<ApplyR
   const spec = await parseApplySpec(text, label);
   requireRoot(ctx);
   return withLock(ctx, async () => {
-    const { computePlan, describeStep } = await import("../domain/apply/plan.js");
-    const plan = await computePlan(ctx, spec);
+    const { changesNode, computePlan, describeStep } = await import("../domain/apply/plan.js");
+    const net = {
+      ...(options.caCerts ? { caCerts: options.caCerts } : {}),
+      ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      ...(options.creds === undefined ? {} : { creds: options.creds }),
+      ...(options.catalogPolicy === undefined ? {} : { catalogPolicy: options.catalogPolicy }),
+      ...(options.trust ? { trust: options.trust } : {}),
+    };
+    const plan = await computePlan(ctx, spec, { net });
     if (options.dryRun) {
       return {
         file: label,
         dryRun: true,
         steps: plan.steps.map((s) => ({ step: s.step, description: describeStep(s), detail: s })),
-        changed: plan.steps.length > 0,
+        changed: plan.steps.some(changesNode),
       };
     }
     const { executePlan } = await import("../domain/apply/execute.js");
     const done = await executePlan(ctx, spec, plan, {
+      ...net,
       ...(options.refresh ? { refresh: options.refresh } : {}),
-      ...(options.caCerts ? { caCerts: options.caCerts } : {}),
-      ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
-      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      ...(options.keep === undefined ? {} : { keep: options.keep }),
     });
-    if (done.length === 0) ctx.log.info("nothing to do: the node already matches the file");
+    const changed = done.some((d) => changesNode(d.step));
+    if (!changed) ctx.log.info("nothing to do: the node already matches the file");
     return {
       file: label,
       dryRun: false,
       steps: done.map((d) => ({ step: d.step.step, description: d.description, detail: d.step })),
-      changed: done.length > 0,
+      changed,
     };
   });
 }

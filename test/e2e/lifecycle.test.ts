@@ -6,92 +6,14 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { lstat, mkdir, readFile, readdir, readlink, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { test, type TestContext } from "node:test";
+import { test } from "node:test";
 import { runExtctl, type CliResult } from "../helpers/cli.js";
-import { withHttpsServer, type TestHttpsServer } from "../helpers/https-server.js";
-import { makeSampleImage } from "../helpers/images.js";
+import { catalogFixture, type Published } from "../helpers/catalog-fixture.js";
 import { requirePeers } from "../helpers/peers.js";
-import { startRegistry, type Registry } from "../helpers/registry.js";
-import { tempDir, tempNodeRoot, tempRoot } from "../helpers/tmp.js";
+import { tempNodeRoot, tempRoot } from "../helpers/tmp.js";
 
 const STORE = "var/lib/kairos/extensions";
 const PEERS = ["docker-registry", "mksquashfs", "openssl"];
-const ARCH = process.arch === "x64" ? "amd64" : process.arch;
-
-interface Published {
-  version: string;
-  /** host/repo@sha256:… as a catalog holds it. */
-  reference: string;
-  sha256: string;
-}
-
-interface CatalogTagSpec {
-  version: string;
-  published?: Published;
-  rollout?: number;
-}
-
-/** A registry, an HTTPS server and helpers to publish versions and serve catalogs. */
-async function fixture(t: TestContext) {
-  const registry: Registry = await startRegistry(t);
-  const dir = await tempDir(t);
-  const server: TestHttpsServer = await withHttpsServer(t, { dir: path.join(dir, "certs") });
-  const publishVersion = async (
-    name: string,
-    version: string,
-    release = "ID=_any\n",
-  ): Promise<Published> => {
-    const file = await makeSampleImage(dir, {
-      fileName: `${name}-${version}.raw`,
-      releaseName: name,
-      release,
-      files: { [`usr/share/${name}/version`]: `${version}\n` },
-    });
-    const r = await runExtctl([
-      "publish",
-      file,
-      `oci://${registry.host}/exts/${name}:${version}`,
-      "--kind",
-      "sysext",
-      "--insecure-registry",
-      registry.host,
-      "--json",
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    const pinned = (JSON.parse(r.stdout) as { pinned: string }).pinned;
-    const digest = pinned.slice(pinned.indexOf("@"));
-    return {
-      version,
-      reference: `${registry.host}/exts/${name}${digest}`,
-      sha256: createHash("sha256")
-        .update(await readFile(file))
-        .digest("hex"),
-    };
-  };
-  const catalogJson = (
-    layers: Record<string, { latest?: string; tags: CatalogTagSpec[] }>,
-    generated = new Date().toISOString(),
-  ) =>
-    JSON.stringify({
-      generated,
-      repo: "test/extensions",
-      layers: Object.entries(layers).map(([name, layer]) => ({
-        name,
-        ...(layer.latest ? { latest: layer.latest } : {}),
-        tags: layer.tags.map((tag) => ({
-          tag: tag.version,
-          sysext: tag.published ? { [ARCH]: { oci: tag.published.reference } } : {},
-          ...(tag.rollout === undefined ? {} : { rollout: { percent: tag.rollout } }),
-        })),
-      })),
-    });
-  const serveCatalog = (file: string, json: string) => {
-    server.addFile(file, Buffer.from(json));
-    return server.url(file);
-  };
-  const net = ["--ca-cert", server.caCert, "--insecure-registry", registry.host];
-  return { registry, server, dir, publishVersion, catalogJson, serveCatalog, net };
-}
 
 const sha256Of = async (file: string) =>
   createHash("sha256")
@@ -105,7 +27,7 @@ function ok(r: CliResult, what: string): CliResult {
 
 test("install by name takes latest, a pin or the highest tag a constraint allows; --dry-run changes nothing", async (t) => {
   if (!requirePeers(t, PEERS, { root: true })) return;
-  const f = await fixture(t);
+  const f = await catalogFixture(t);
   const v = {
     "1.0.0": await f.publishVersion("hello", "1.0.0"),
     "1.1.0": await f.publishVersion("hello", "1.1.0"),
@@ -167,7 +89,7 @@ test("install by name takes latest, a pin or the highest tag a constraint allows
 
 test("the first catalog that publishes a name wins, the shadowed one is named, an unreachable one is skipped", async (t) => {
   if (!requirePeers(t, PEERS, { root: true })) return;
-  const f = await fixture(t);
+  const f = await catalogFixture(t);
   const one = await f.publishVersion("hello", "1.0.0");
   const two = await f.publishVersion("hello", "2.0.0");
   const first = f.serveCatalog(
@@ -220,7 +142,7 @@ test("the first catalog that publishes a name wins, the shadowed one is named, a
 
 test("upgrade keeps every profile and the link names, a pin does not move, an incompatible version is never switched to, rollback goes back", async (t) => {
   if (!requirePeers(t, PEERS, { root: true })) return;
-  const f = await fixture(t);
+  const f = await catalogFixture(t);
   const v1 = await f.publishVersion("hello", "1.0.0");
   const v11 = await f.publishVersion("hello", "1.1.0");
   const v12 = await f.publishVersion("hello", "1.2.0");
@@ -319,7 +241,7 @@ test("upgrade keeps every profile and the link names, a pin does not move, an in
 
 test("keep-N never removes the current version, and remove takes every version with it", async (t) => {
   if (!requirePeers(t, PEERS, { root: true })) return;
-  const f = await fixture(t);
+  const f = await catalogFixture(t);
   const published = [];
   for (const version of ["1.0.0", "1.1.0", "1.2.0", "1.3.0"])
     published.push(await f.publishVersion("hello", version));
@@ -374,7 +296,7 @@ test("keep-N never removes the current version, and remove takes every version w
 
 test("upgrade --now merges the new version with the real systemd-sysext", async (t) => {
   if (!requirePeers(t, [...PEERS, "systemd-sysext", "mount", "umount"], { root: true })) return;
-  const f = await fixture(t);
+  const f = await catalogFixture(t);
   const v1 = await f.publishVersion("hello", "1.0.0");
   const v2 = await f.publishVersion("hello", "2.0.0");
   const url = f.serveCatalog(
@@ -410,7 +332,7 @@ test("upgrade --now merges the new version with the real systemd-sysext", async 
 
 test("a catalog that is tampered with, unsigned under --catalog-policy signed, or older than one seen is refused with nothing changed", async (t) => {
   if (!requirePeers(t, PEERS, { root: true })) return;
-  const f = await fixture(t);
+  const f = await catalogFixture(t);
   const v1 = await f.publishVersion("hello", "1.0.0");
   const v2 = await f.publishVersion("hello", "2.0.0");
   const keyDir = path.join(f.dir, "keys");
@@ -506,7 +428,7 @@ test("a catalog that is tampered with, unsigned under --catalog-policy signed, o
 test("a rollout gate: a node in the wave takes the gated latest, one outside it stays on the ungated version", async (t) => {
   if (!requirePeers(t, PEERS, { root: true })) return;
   const { rolloutBucket } = await import("../../src/domain/catalog/resolve.js");
-  const f = await fixture(t);
+  const f = await catalogFixture(t);
   const v1 = await f.publishVersion("hello", "1.0.0");
   const v2 = await f.publishVersion("hello", "2.0.0");
   const url = f.serveCatalog(

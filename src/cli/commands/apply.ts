@@ -1,7 +1,7 @@
 // `extctl apply FILE|-`: declarative extensions (alone or under `extensions:` of a Kairos
 // cloud-config): plan with --dry-run, or apply; a second apply does nothing.
 import type { Command } from "commander";
-import { Option } from "commander";
+import { InvalidArgumentError, Option } from "commander";
 import type { RefreshMode } from "../../domain/activate/refresh.js";
 import { collect, contextFor, TIMEOUT_OPTION } from "../options.js";
 import { print, printJson } from "../render.js";
@@ -30,6 +30,28 @@ export function registerApplyCommand(program: Command): void {
       collect,
     )
     .option(...TIMEOUT_OPTION)
+    .option("--creds <user:pass>", "oci: registry credentials (catalog entries)")
+    .addOption(
+      new Option(
+        "--catalog-policy <policy>",
+        "signed: refuse a catalog without a valid URL.p7s signature",
+      ).choices(["any", "signed"]),
+    )
+    .option(
+      "--trust <cert>",
+      "also trust this certificate for catalog and image signatures (repeatable)",
+      collect,
+    )
+    .option(
+      "--keep <n>",
+      "versions to keep of each extension from the catalogs (default 3)",
+      (v) => {
+        const n = Number.parseInt(v, 10);
+        if (!Number.isInteger(n) || n < 1 || String(n) !== v.trim())
+          throw new InvalidArgumentError("must be a whole number of at least 1");
+        return n;
+      },
+    )
     .option("--json", "print the plan or the steps done as JSON")
     .action(async (file: string, opts, command: Command) => {
       const { apply } = await import("../../operations/apply.js");
@@ -40,10 +62,21 @@ export function registerApplyCommand(program: Command): void {
         ...(opts.caCert ? { caCerts: opts.caCert as string[] } : {}),
         ...(opts.insecureRegistry ? { insecureRegistries: opts.insecureRegistry as string[] } : {}),
         ...(opts.timeout === undefined ? {} : { timeoutMs: (opts.timeout as number) * 1000 }),
+        ...(opts.creds ? { creds: opts.creds as string } : {}),
+        ...(opts.catalogPolicy ? { catalogPolicy: opts.catalogPolicy as "any" | "signed" } : {}),
+        ...(opts.trust ? { trust: opts.trust as string[] } : {}),
+        ...(opts.keep === undefined ? {} : { keep: opts.keep as number }),
       });
       if (opts.json) return printJson(result);
       if (result.steps.length === 0)
         return print("nothing to do: the node already matches the file");
+      if (!result.changed && !result.dryRun)
+        return print(
+          [
+            "nothing to do: the node already matches the file",
+            ...result.steps.map((s) => `  ${s.description}`),
+          ].join("\n"),
+        );
       const head = result.dryRun ? "plan:" : "done:";
       print([head, ...result.steps.map((s, i) => `  ${i + 1}. ${s.description}`)].join("\n"));
     });

@@ -14,12 +14,20 @@ import type { ApplySpec } from "./schema.js";
 import type { Admission } from "../trust/admission.js";
 import { POLICY_FILE, computePlan, describeStep, type PlanStep } from "./plan.js";
 import { writeApplyState, type ApplyState } from "./state.js";
+import { VersionedStore, storeFileName } from "../store/versions.js";
+import { shortName } from "../store/names.js";
+import type { NetOptions } from "../lifecycle/steps.js";
 
 export interface ExecuteOptions {
   refresh?: RefreshMode;
   caCerts?: string[];
   insecureRegistries?: string[];
   timeoutMs?: number;
+  /** Registry credentials, catalog policy and extra trust for the catalog entries. */
+  creds?: string;
+  catalogPolicy?: "any" | "signed";
+  trust?: string[];
+  keep?: number;
 }
 
 export interface ExecutedStep {
@@ -98,10 +106,33 @@ export async function executePlan(
         await writeApplyState(ctx.root, state);
         return `installed ${step.kind} ${names.map((n) => n.name).join(", ")} from ${step.source}`;
       });
+    } else if (step.step === "install-name") {
+      await runner.run(step, async () => {
+        const { installByName } = await import("../../operations/install-name.js");
+        const result = await installByName(ctx, {
+          ...netOptions(spec, options),
+          kind: step.kind,
+          spec: step.requested === undefined ? step.name : `${step.name}@${step.requested}`,
+          ...(options.keep === undefined ? {} : { keep: options.keep }),
+        });
+        // Installed by name now: its versions record says where it came from, not apply's state.
+        const image = storeFileName(step.name);
+        if (state[step.kind][image] !== undefined) {
+          delete state[step.kind][image];
+          await writeApplyState(ctx.root, state);
+        }
+        return `installed ${step.kind} ${step.name} ${result.version} from ${result.catalog}`;
+      });
+    } else if (step.step === "upgrade") {
+      await runner.run(step, () => upgradeStep(ctx, spec, step, options));
+    } else if (step.step === "up-to-date") {
+      await runner.run(step, async () => {
+        if (step.changedRequest) await recordRequest(ctx, spec, step);
+      });
     }
   }
   // The rest is computed again now that every image is in the store under its real name.
-  const second = await computePlan(ctx, spec);
+  const second = await computePlan(ctx, spec, { resolve: false });
   const later = second.steps.filter(
     (s) => s.step !== "install" && s.step !== "policy" && s.step !== "trust",
   );
@@ -111,6 +142,79 @@ export async function executePlan(
   const gate = await admission(ctx);
   for (const step of later) await runLinkStep(ctx, runner, step, state, options, gate);
   return runner.done;
+}
+
+function netOptions(spec: ApplySpec, options: ExecuteOptions): NetOptions {
+  return {
+    ...(spec.catalogs ? { catalogs: spec.catalogs } : {}),
+    ...(options.caCerts ? { caCerts: options.caCerts } : {}),
+    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    ...(options.creds === undefined ? {} : { creds: options.creds }),
+    ...(options.catalogPolicy === undefined ? {} : { catalogPolicy: options.catalogPolicy }),
+    ...(options.trust ? { trust: options.trust } : {}),
+  };
+}
+
+/** Writes the file's constraint (and catalogs) into the extension's record; returns the record
+ * as it was, to put back when what follows fails. */
+async function recordRequest(
+  ctx: Context,
+  spec: ApplySpec,
+  step: { kind: ExtensionKind; name: string; requested?: string; pinned: boolean },
+): Promise<(() => Promise<void>) | undefined> {
+  const versions = new VersionedStore(new ExtensionStore(ctx.root, step.kind));
+  const record = await versions.read(step.name);
+  if (!record) return undefined;
+  const before = structuredClone(record);
+  if (step.requested === undefined) delete record.requested;
+  else record.requested = step.requested;
+  record.pinned = step.pinned;
+  if (spec.catalogs) record.catalogs = [...spec.catalogs];
+  await versions.write(record);
+  return () => versions.write(before);
+}
+
+/** Moves a catalog entry to the version its constraint picks, through `upgrade` (checked before
+ * the switch; on any failure the old version stays current and merged). */
+async function upgradeStep(
+  ctx: Context,
+  spec: ApplySpec,
+  step: Extract<PlanStep, { step: "upgrade" }>,
+  options: ExecuteOptions,
+): Promise<string> {
+  const restore = step.changedRequest ? await recordRequest(ctx, spec, step) : undefined;
+  const entry = spec.entries.find(
+    (e) => e.from === "catalog" && e.kind === step.kind && e.name === step.name,
+  );
+  const { upgrade } = await import("../../operations/upgrade.js");
+  let result;
+  try {
+    result = await upgrade(ctx, {
+      ...netOptions(spec, options),
+      kind: step.kind,
+      names: [step.name],
+      // The file asked for this version: going down to it is what it says.
+      ...(step.changedRequest ? { allowDowngrade: true } : {}),
+      ...(entry?.now ? { now: true } : {}),
+      ...(options.refresh ? { refresh: options.refresh } : {}),
+      ...(options.keep === undefined ? {} : { keep: options.keep }),
+    });
+  } catch (e) {
+    await restore?.();
+    throw e;
+  }
+  const item = result.items[0];
+  if (!item || item.action === "failed") {
+    await restore?.();
+    throw new ExtctlError(
+      "config",
+      `${step.name} stays at ${item?.from ?? step.from}: ${item?.reason ?? "upgrade reported nothing"}`,
+    );
+  }
+  if (item.action === "upgraded")
+    return `upgraded ${step.kind} ${step.name} ${item.from ?? step.from} -> ${item.to ?? step.to}: ${item.reason}`;
+  return `${step.kind} ${step.name}: ${item.action}: ${item.reason}`;
 }
 
 async function installStep(
@@ -185,6 +289,14 @@ async function runLinkStep(
             if ((await store.unlinkPath(link)) && target !== undefined) tx.removed(link, target);
           }
           await store.deleteImage(step.name);
+          // One installed by name goes with its kept versions (as `remove` does).
+          const versions = new VersionedStore(store);
+          const name = shortName(step.name);
+          if (
+            step.name === storeFileName(name) &&
+            (await versions.read(name).catch(() => undefined))
+          )
+            await versions.removeAll(name);
         } catch (e) {
           await tx.rollback();
           throw fsError(e, `delete ${store.imagePath(step.name)}`);

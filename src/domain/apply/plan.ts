@@ -7,7 +7,9 @@ import { ExtctlError } from "../../util/errors.js";
 import { ExtensionStore } from "../store/store.js";
 import { EXTENSION_KINDS, PROFILES, type ExtensionKind, type Profile } from "../store/layout.js";
 import { isLiveProfile, readSentinels } from "../activate/boot-state.js";
-import type { ApplyEntry, ApplySpec } from "./schema.js";
+import { VersionedStore, storeFileName } from "../store/versions.js";
+import type { NetOptions } from "../lifecycle/steps.js";
+import type { ApplyEntry, ApplySpec, CatalogEntry } from "./schema.js";
 import { readApplyState, type ApplyState } from "./state.js";
 
 export const POLICY_FILE = "/etc/extctl/policy";
@@ -24,6 +26,46 @@ export type PlanStep =
       name?: string;
       replaces?: string;
     }
+  | {
+      /** A catalog entry not installed by name yet: installByName. */
+      step: "install-name";
+      kind: ExtensionKind;
+      name: string;
+      requested?: string;
+      version: string;
+      reference: string;
+      catalog: string;
+      line: number;
+    }
+  | {
+      /** A catalog entry whose constraint now picks another version: upgrade. */
+      step: "upgrade";
+      kind: ExtensionKind;
+      name: string;
+      requested?: string;
+      from: string;
+      to: string;
+      reference: string;
+      /** The file asks for another constraint (or catalogs) than the one recorded. */
+      changedRequest: boolean;
+      /** The request names a published tag exactly. */
+      pinned: boolean;
+      line: number;
+    }
+  | {
+      /** A catalog entry whose current version is the one its constraint picks. */
+      step: "up-to-date";
+      kind: ExtensionKind;
+      name: string;
+      requested?: string;
+      version: string;
+      /** The file's constraint or catalogs differ from the recorded ones: apply records them. */
+      changedRequest: boolean;
+      pinned: boolean;
+      /** Why it stays (a version rolled back from is not taken again). */
+      reason?: string;
+      line: number;
+    }
   | { step: "link"; kind: ExtensionKind; name: string; profile: Profile }
   | { step: "unlink"; kind: ExtensionKind; name: string; profile: Profile }
   | { step: "link-runtime"; kind: ExtensionKind; name: string; profile: Profile }
@@ -39,6 +81,12 @@ export function describeStep(s: PlanStep): string {
       return `trust ${s.cert} (${s.path})`;
     case "install":
       return `install ${s.kind} ${s.name ?? "(name known after download)"} from ${s.source}${s.replaces ? ` (replaces the image from ${s.replaces})` : ""}`;
+    case "install-name":
+      return `install ${s.kind} ${s.name} ${s.version}${s.requested === undefined ? " (latest)" : ` (${s.requested})`} from ${s.catalog}`;
+    case "upgrade":
+      return `upgrade ${s.kind} ${s.name} ${s.from} -> ${s.to}${s.requested === undefined ? " (latest)" : ` (${s.requested})`}`;
+    case "up-to-date":
+      return `${s.kind} ${s.name} ${s.version} is up to date${s.requested === undefined ? "" : ` (${s.requested})`}${s.reason ? `: ${s.reason}` : ""}${s.changedRequest ? "; records the file's version request" : ""}`;
     case "link":
       return `enable ${s.kind} ${s.name} in ${s.profile}`;
     case "unlink":
@@ -72,8 +120,10 @@ export function predictName(source: string): string | undefined {
   }
 }
 
-/** Which store name each entry stands for: the recorded one for its source, else predicted. */
+/** Which store name each entry stands for: the recorded one for its source, else predicted;
+ * NAME.raw for an entry from the catalogs. */
 function nameFor(entry: ApplyEntry, state: ApplyState): string | undefined {
+  if (entry.from === "catalog") return storeFileName(entry.name);
   for (const [name, record] of Object.entries(state[entry.kind])) {
     if (record.source === entry.source) return name;
   }
@@ -90,7 +140,134 @@ export interface ComputedPlan {
   state: ApplyState;
 }
 
-export async function computePlan(ctx: Context, spec: ApplySpec): Promise<ComputedPlan> {
+/** Whether a step changes the node (an up-to-date catalog entry does not, unless it records). */
+export function changesNode(s: PlanStep): boolean {
+  return s.step !== "up-to-date" || s.changedRequest;
+}
+
+/** The file's catalog entry as an error at its line, in the schema's style. */
+function entryError(spec: ApplySpec, entry: ApplyEntry, e: unknown): ExtctlError {
+  const inner =
+    e instanceof ExtctlError ? e : new ExtctlError("config", (e as Error).message ?? String(e));
+  return new ExtctlError(
+    inner.code,
+    `${spec.file}:${entry.line}: ${entry.field}: ${inner.message}`,
+    {
+      cause: e,
+      ...(inner.hint === undefined ? {} : { hint: inner.hint }),
+      ...(inner.exitCode === undefined ? {} : { exitCode: inner.exitCode }),
+    },
+  );
+}
+
+export interface PlanOptions {
+  /** Catalog, TLS and registry options (the file's catalogs: go in `catalogs`). */
+  net?: NetOptions;
+  /** false: no catalog look-ups (the second pass after the installs, which only links). */
+  resolve?: boolean;
+}
+
+interface Resolver {
+  resolve(
+    entry: CatalogEntry,
+    recorded: readonly string[],
+  ): Promise<{
+    version: string;
+    reference: string;
+    catalog: string;
+    pinned: boolean;
+  }>;
+}
+
+async function catalogResolver(ctx: Context, net: NetOptions): Promise<Resolver> {
+  const [{ CatalogCache, nodeIdentity }, { resolveExtension }] = await Promise.all([
+    import("../lifecycle/steps.js"),
+    import("../catalog/resolve.js"),
+  ]);
+  // Planning remembers no catalog's `generated` time; installByName and upgrade do when they run.
+  const cache = new CatalogCache(ctx, net, false);
+  let identity: Promise<{ arch: string; machineId?: string }> | undefined;
+  return {
+    async resolve(entry, recorded) {
+      const { catalogs } = await cache.get(recorded);
+      return resolveExtension(catalogs, entry.name, entry.requested, {
+        kind: entry.kind,
+        ...(await (identity ??= nodeIdentity(ctx))),
+        log: (m) => ctx.log.info(m),
+      });
+    },
+  };
+}
+
+/** install NAME VERSION, upgrade NAME FROM -> TO, or up to date, for one catalog entry. */
+async function planCatalogEntry(
+  spec: ApplySpec,
+  entry: CatalogEntry,
+  store: ExtensionStore,
+  resolver: Resolver,
+): Promise<PlanStep> {
+  const versions = new VersionedStore(store);
+  const record = await versions.read(entry.name);
+  const current = record ? await versions.current(record) : undefined;
+  const resolution = await resolver.resolve(entry, record?.catalogs ?? []);
+  const requested = entry.requested === undefined ? {} : { requested: entry.requested };
+  if (!record || !current)
+    return {
+      step: "install-name",
+      kind: entry.kind,
+      name: entry.name,
+      ...requested,
+      version: resolution.version,
+      reference: resolution.reference,
+      catalog: resolution.catalog,
+      line: entry.line,
+    };
+  const changedRequest =
+    record.requested !== entry.requested ||
+    (spec.catalogs !== undefined &&
+      JSON.stringify(record.catalogs) !== JSON.stringify(spec.catalogs));
+  if (resolution.reference === current.reference)
+    return {
+      step: "up-to-date",
+      kind: entry.kind,
+      name: entry.name,
+      ...requested,
+      version: current.version,
+      changedRequest,
+      pinned: resolution.pinned,
+      line: entry.line,
+    };
+  if (!changedRequest && !resolution.pinned && record.rolledBack.includes(resolution.version))
+    return {
+      step: "up-to-date",
+      kind: entry.kind,
+      name: entry.name,
+      ...requested,
+      version: current.version,
+      changedRequest,
+      pinned: resolution.pinned,
+      reason: `${resolution.version} was rolled back from; \`install ${entry.name}@${resolution.version}\` takes it again`,
+      line: entry.line,
+    };
+  return {
+    step: "upgrade",
+    kind: entry.kind,
+    name: entry.name,
+    ...requested,
+    from: current.version,
+    to: resolution.version,
+    reference: resolution.reference,
+    changedRequest,
+    pinned: resolution.pinned,
+    line: entry.line,
+  };
+}
+
+export async function computePlan(
+  ctx: Context,
+  spec: ApplySpec,
+  options: PlanOptions = {},
+): Promise<ComputedPlan> {
   const steps: PlanStep[] = [];
   const state = await readApplyState(ctx.root);
 
@@ -127,6 +304,7 @@ export async function computePlan(ctx: Context, spec: ApplySpec): Promise<Comput
   const installs: PlanStep[] = [];
   const links: PlanStep[] = [];
   const removes: PlanStep[] = [];
+  let resolver: Resolver | undefined;
   for (const kind of EXTENSION_KINDS) {
     const store = new ExtensionStore(ctx.root, kind);
     const entries = spec.entries.filter((e) => e.kind === kind);
@@ -145,13 +323,28 @@ export async function computePlan(ctx: Context, spec: ApplySpec): Promise<Comput
           );
         listed.set(name, entry);
       }
+      if (entry.from === "catalog") {
+        if (options.resolve !== false) {
+          resolver ??= await catalogResolver(ctx, {
+            ...options.net,
+            ...(spec.catalogs ? { catalogs: spec.catalogs } : {}),
+          });
+          const step = await planCatalogEntry(spec, entry, store, resolver).catch((e: unknown) => {
+            throw entryError(spec, entry, e);
+          });
+          installs.push(step);
+          if (step.step === "install-name" && entry.now && runtime.has(name as string))
+            refresh.add(kind);
+        }
+      }
       const record = name === undefined ? undefined : state[kind][name];
       const needsInstall =
-        name === undefined ||
-        !images.has(name) ||
-        record === undefined ||
-        record.source !== entry.source ||
-        (entry.sha256 !== undefined && record.sha256 !== entry.sha256);
+        entry.from === "uri" &&
+        (name === undefined ||
+          !images.has(name) ||
+          record === undefined ||
+          record.source !== entry.source ||
+          (entry.sha256 !== undefined && record.sha256 !== entry.sha256));
       if (needsInstall) {
         installs.push({
           step: "install",

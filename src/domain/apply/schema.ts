@@ -4,11 +4,11 @@ import type * as Yaml from "yaml";
 import type { Document, LineCounter, Node as YamlNode, Pair, YAMLMap } from "yaml";
 import { ExtctlError } from "../../util/errors.js";
 import { PROFILES, type ExtensionKind, type Profile } from "../store/layout.js";
+import { unsafeNameReason } from "../store/names.js";
+import { storeFileName } from "../store/versions.js";
 
-export interface ApplyEntry {
+interface EntryBase {
   kind: ExtensionKind;
-  source: string;
-  sha256?: string;
   profiles: Profile[];
   now: boolean;
   /** Where the entry is in the file, for messages. */
@@ -16,16 +16,47 @@ export interface ApplyEntry {
   line: number;
 }
 
+/** `source: URI` (with `sha256:` for http(s)): one image, installed as the source names it. */
+export interface UriEntry extends EntryBase {
+  from: "uri";
+  source: string;
+  sha256?: string;
+  name?: undefined;
+  requested?: undefined;
+}
+
+/** `NAME[@VERSION|@CONSTRAINT]` or `{name, version}`: installed by name from the catalogs
+ * (spec/kairos.md section 6) and upgraded when the constraint allows a newer version. */
+export interface CatalogEntry extends EntryBase {
+  from: "catalog";
+  /** The catalog name; the store image is NAME.raw. */
+  name: string;
+  /** A tag (a pin) or a semver constraint; undefined: the catalog's latest. */
+  requested?: string;
+  source?: undefined;
+  sha256?: undefined;
+}
+
+export type ApplyEntry = UriEntry | CatalogEntry;
+
 export interface ApplySpec {
+  /** The file's name as messages give it. */
+  file: string;
   policy?: string;
   /** Node paths of certificates to trust. */
   trust: string[];
+  /** `catalogs:`: replaces the node's default catalogs for this file's catalog entries. */
+  catalogs?: string[];
   entries: ApplyEntry[];
   prune: boolean;
 }
 
-const TOP_KEYS = ["policy", "trust", "sysext", "confext", "prune"] as const;
-const ENTRY_KEYS = ["source", "sha256", "profiles", "now"] as const;
+/** Where a string or `name:` entry without profiles is enabled: where Kairos links what it
+ * installs (spec/kairos.md section 6: `active/` and `passive/`). */
+export const DEFAULT_CATALOG_PROFILES: readonly Profile[] = ["active", "passive"];
+
+const TOP_KEYS = ["policy", "trust", "catalogs", "sysext", "confext", "prune"] as const;
+const ENTRY_KEYS = ["source", "sha256", "name", "version", "profiles", "now"] as const;
 
 class SchemaReader {
   constructor(
@@ -119,6 +150,43 @@ function checkSource(
     );
 }
 
+/** Checks a catalog extension's name (its store file NAME.raw must be a safe name). */
+function checkName(r: SchemaReader, node: YamlNode, field: string, name: string): void {
+  if (/^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(name) || name.startsWith("/"))
+    r.fail(
+      node,
+      field,
+      `${JSON.stringify(name)} is a URI or a path, not a catalog name`,
+      "give a URI as `source:` (a mapping entry with profiles:)",
+    );
+  const reason = unsafeNameReason(storeFileName(name));
+  if (reason !== undefined)
+    r.fail(node, field, `${JSON.stringify(name)} is not a usable extension name: ${reason}`);
+}
+
+/** A string entry: NAME, NAME@TAG (a pin) or NAME@CONSTRAINT. */
+function parseNameString(
+  r: SchemaReader,
+  node: YamlNode,
+  field: string,
+  text: string,
+): { name: string; requested?: string } {
+  const at = text.indexOf("@");
+  const name = (at < 0 ? text : text.slice(0, at)).trim();
+  const requested = at < 0 ? undefined : text.slice(at + 1).trim();
+  if (name === "") r.fail(node, field, `${JSON.stringify(text)} has no extension name before @`);
+  checkName(r, node, field, name);
+  if (requested === "") r.fail(node, field, `${JSON.stringify(text)} has an empty version after @`);
+  return requested === undefined ? { name } : { name, requested };
+}
+
+/** A catalog URL: https:, file: or oci: (the schemes catalogs are fetched from). */
+function checkCatalogUrl(r: SchemaReader, node: YamlNode, field: string, url: string): void {
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase();
+  if (!scheme || !["https", "file", "oci"].includes(scheme))
+    r.fail(node, field, `${JSON.stringify(url)} is not an https:, file: or oci: URL`);
+}
+
 export async function parseApplySpec(text: string, file: string): Promise<ApplySpec> {
   const yaml = await import("yaml");
   const lines = new yaml.LineCounter();
@@ -150,7 +218,7 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
   }
   const where = prefix.replace(/\.$/, "") || "(top level)";
   const pairs = r.pairs(r.map(top, where), where, TOP_KEYS);
-  const spec: ApplySpec = { trust: [], entries: [], prune: false };
+  const spec: ApplySpec = { file, trust: [], entries: [], prune: false };
 
   const policy = pairs.get("policy");
   if (policy) {
@@ -175,6 +243,15 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
       spec.trust.push(p);
     });
   }
+  const catalogs = pairs.get("catalogs");
+  if (catalogs) {
+    spec.catalogs = r.list(catalogs.value, `${prefix}catalogs`).map((item, i) => {
+      const field = `${prefix}catalogs[${i}]`;
+      const url = r.string(item, field);
+      checkCatalogUrl(r, item, field, url);
+      return url;
+    });
+  }
   const prune = pairs.get("prune");
   if (prune) spec.prune = r.boolean(prune.value, `${prefix}prune`);
 
@@ -183,9 +260,116 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
     if (!list) continue;
     r.list(list.value, `${prefix}${kind}`).forEach((item, i) => {
       const field = `${prefix}${kind}[${i}]`;
+      if (yaml.isScalar(item)) {
+        // `- "NAME@CONSTRAINT"`: by name from the catalogs, enabled where Kairos enables.
+        if (typeof item.value !== "string" || item.value.trim() === "")
+          r.fail(
+            item,
+            field,
+            "must be NAME[@VERSION] (a string) or a mapping with source: or name:",
+          );
+        const { name, requested } = parseNameString(r, item, field, r.string(item, field));
+        spec.entries.push({
+          from: "catalog",
+          kind,
+          name,
+          ...(requested === undefined ? {} : { requested }),
+          profiles: [...DEFAULT_CATALOG_PROFILES],
+          now: false,
+          field,
+          line: r.lineOf(item),
+        });
+        return;
+      }
       const entry = r.pairs(r.map(item, field), field, ENTRY_KEYS);
-      const sourcePair = entry.get("source") ?? r.fail(item, `${field}.source`, "is missing");
-      const source = r.string(sourcePair.value, `${field}.source`);
+      const sourcePair = entry.get("source");
+      const namePair = entry.get("name");
+      const profilesOf = (fallback?: readonly Profile[]): Profile[] => {
+        if (!entry.has("profiles") && fallback) return [...fallback];
+        const profilesPair =
+          entry.get("profiles") ??
+          r.fail(
+            item,
+            `${field}.profiles`,
+            "is missing (list active, passive, recovery or common)",
+          );
+        const profiles: Profile[] = [];
+        r.list(profilesPair.value, `${field}.profiles`).forEach((p, j) => {
+          const name = r.string(p, `${field}.profiles[${j}]`);
+          if (!(PROFILES as readonly string[]).includes(name))
+            r.fail(
+              p,
+              `${field}.profiles[${j}]`,
+              `"${name}" is not a profile; use ${PROFILES.join(", ")}`,
+            );
+          if (!profiles.includes(name as Profile)) profiles.push(name as Profile);
+        });
+        return profiles;
+      };
+      const nowPair = entry.get("now");
+      const now = nowPair ? r.boolean(nowPair.value, `${field}.now`) : false;
+      if (namePair) {
+        if (sourcePair)
+          r.fail(
+            sourcePair.key,
+            `${field}.source`,
+            "an entry has either name: (from the catalogs) or source: (a URI), not both",
+          );
+        const shaPair = entry.get("sha256");
+        if (shaPair)
+          r.fail(
+            shaPair.key,
+            `${field}.sha256`,
+            "only a source: entry takes sha256:; a catalog pins its images by digest",
+          );
+        const name = r.string(namePair.value, `${field}.name`);
+        if (name.includes("@"))
+          r.fail(
+            namePair.value,
+            `${field}.name`,
+            `${JSON.stringify(name)} holds "@"`,
+            "give the version as `version:`, or write the entry as a string NAME@VERSION",
+          );
+        checkName(r, namePair.value as YamlNode, `${field}.name`, name);
+        const versionPair = entry.get("version");
+        let requested: string | undefined;
+        if (versionPair) {
+          const v = versionPair.value;
+          if (yaml.isScalar(v) && typeof v.value === "number")
+            r.fail(
+              v,
+              `${field}.version`,
+              "must be a string; quote it (YAML reads 2.10 as the number 2.1)",
+            );
+          requested = r.string(v, `${field}.version`);
+        }
+        spec.entries.push({
+          from: "catalog",
+          kind,
+          name,
+          ...(requested === undefined ? {} : { requested }),
+          profiles: profilesOf(DEFAULT_CATALOG_PROFILES),
+          now,
+          field,
+          line: r.lineOf(item),
+        });
+        return;
+      }
+      const uriPair =
+        sourcePair ??
+        r.fail(
+          item,
+          `${field}.source`,
+          "is missing (give source: URI, or name: for an extension from the catalogs)",
+        );
+      const versionPair = entry.get("version");
+      if (versionPair)
+        r.fail(
+          versionPair.key,
+          `${field}.version`,
+          "only a name: entry takes version:; a source: URI carries its own version",
+        );
+      const source = r.string(uriPair.value, `${field}.source`);
       let sha256: string | undefined;
       const shaPair = entry.get("sha256");
       if (shaPair) {
@@ -193,28 +377,14 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
         if (!/^[0-9a-f]{64}$/.test(sha256))
           r.fail(shaPair.value, `${field}.sha256`, "must be 64 hex digits");
       }
-      checkSource(r, sourcePair.value as YamlNode, `${field}.source`, source, sha256);
-      const profilesPair =
-        entry.get("profiles") ??
-        r.fail(item, `${field}.profiles`, "is missing (list active, passive, recovery or common)");
-      const profiles: Profile[] = [];
-      r.list(profilesPair.value, `${field}.profiles`).forEach((p, j) => {
-        const name = r.string(p, `${field}.profiles[${j}]`);
-        if (!(PROFILES as readonly string[]).includes(name))
-          r.fail(
-            p,
-            `${field}.profiles[${j}]`,
-            `"${name}" is not a profile; use ${PROFILES.join(", ")}`,
-          );
-        if (!profiles.includes(name as Profile)) profiles.push(name as Profile);
-      });
-      const nowPair = entry.get("now");
+      checkSource(r, uriPair.value as YamlNode, `${field}.source`, source, sha256);
       spec.entries.push({
+        from: "uri",
         kind,
         source,
         ...(sha256 === undefined ? {} : { sha256 }),
-        profiles,
-        now: nowPair ? r.boolean(nowPair.value, `${field}.now`) : false,
+        profiles: profilesOf(),
+        now,
         field,
         line: r.lineOf(item),
       });

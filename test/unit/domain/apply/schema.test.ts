@@ -124,3 +124,116 @@ for (const [what, text, pattern] of ERRORS) {
     });
   });
 }
+
+test("catalog entries: strings, {name, version}, catalogs: (the Kairos 4487 syntax)", async () => {
+  const spec = await parseApplySpec(
+    `#cloud-config
+extensions:
+  catalogs: [https://example.org/releases.json, file:///srv/releases.json]
+  sysext:
+    - "gpg@>= 2.5, < 3"
+    - curl
+    - k3s@v1.32.0
+    - name: fwupd
+      version: "^2.1"
+      profiles: [common]
+      now: true
+    - name: htop
+    - source: oci://r.example/k3s@sha256:${"b".repeat(64)}
+      profiles: [active]
+  confext:
+    - net@1.0.0
+`,
+    "node.yaml",
+  );
+  assert.deepEqual(spec.catalogs, [
+    "https://example.org/releases.json",
+    "file:///srv/releases.json",
+  ]);
+  assert.equal(spec.file, "node.yaml");
+  assert.deepEqual(
+    spec.entries.map((e) => [e.kind, e.from, e.name, e.requested, e.profiles, e.now, e.line]),
+    [
+      ["sysext", "catalog", "gpg", ">= 2.5, < 3", ["active", "passive"], false, 5],
+      ["sysext", "catalog", "curl", undefined, ["active", "passive"], false, 6],
+      ["sysext", "catalog", "k3s", "v1.32.0", ["active", "passive"], false, 7],
+      ["sysext", "catalog", "fwupd", "^2.1", ["common"], true, 8],
+      ["sysext", "catalog", "htop", undefined, ["active", "passive"], false, 12],
+      ["sysext", "uri", undefined, undefined, ["active"], false, 13],
+      ["confext", "catalog", "net", "1.0.0", ["active", "passive"], false, 16],
+    ],
+  );
+  assert.equal(spec.entries[5]?.source, `oci://r.example/k3s@sha256:${"b".repeat(64)}`);
+  assert.equal("requested" in (spec.entries[1] ?? {}), false, "a bare name asks for latest");
+});
+
+test("without catalogs: the node's defaults are used (spec.catalogs stays unset)", async () => {
+  const spec = await parseApplySpec("sysext: [gpg]\n", "x.yaml");
+  assert.equal(spec.catalogs, undefined);
+  assert.equal(spec.entries[0]?.name, "gpg");
+});
+
+const CATALOG_ERRORS: [string, string, RegExp][] = [
+  [
+    "name and source in one entry",
+    `sysext:\n  - name: gpg\n    source: oci://r.example/g@sha256:${"c".repeat(64)}\n`,
+    /^f\.yaml:3: sysext\[0\]\.source: an entry has either name: .* or source: .*not both/,
+  ],
+  [
+    "an unsafe string entry",
+    "sysext:\n  - ok\n  - ../etc@1\n",
+    /^f\.yaml:3: sysext\[1\]: "\.\.\/etc" is not a usable extension name/,
+  ],
+  [
+    "a URI as a string entry",
+    "extensions:\n  sysext:\n    - oci://r.example/g:1\n",
+    /^f\.yaml:3: extensions\.sysext\[0\]: "oci:\/\/r\.example\/g:1" is a URI or a path/,
+  ],
+  ["an empty version after @", "sysext:\n  - gpg@\n", /^f\.yaml:2: sysext\[0\]: .*empty version/],
+  ["no name before @", "sysext:\n  - '@1.0'\n", /^f\.yaml:2: sysext\[0\]: .*no extension name/],
+  [
+    "an unquoted numeric version",
+    "sysext:\n  - name: gpg\n    version: 2.10\n",
+    /^f\.yaml:3: sysext\[0\]\.version: must be a string; quote it/,
+  ],
+  [
+    "a version in name:",
+    "sysext:\n  - name: gpg@2\n",
+    /^f\.yaml:2: sysext\[0\]\.name: "gpg@2" holds "@"/,
+  ],
+  [
+    "version: on a source entry",
+    "sysext:\n  - source: file:///a.raw\n    version: '1'\n    profiles: [common]\n",
+    /^f\.yaml:3: sysext\[0\]\.version: only a name: entry takes version:/,
+  ],
+  [
+    "sha256: on a name entry",
+    `sysext:\n  - name: gpg\n    sha256: ${SHA}\n`,
+    /^f\.yaml:3: sysext\[0\]\.sha256: only a source: entry takes sha256:/,
+  ],
+  [
+    "a catalog that is not https, file or oci",
+    "extensions:\n  catalogs:\n    - http://example.org/releases.json\n",
+    /^f\.yaml:3: extensions\.catalogs\[0\]: "http:\/\/example\.org\/releases\.json" is not an https:, file: or oci: URL/,
+  ],
+  [
+    "catalogs: not a list",
+    "catalogs: https://example.org/releases.json\n",
+    /^f\.yaml:1: catalogs: must be a list/,
+  ],
+  [
+    "a bad profile on a name entry",
+    "sysext:\n  - name: gpg\n    profiles: [activ]\n",
+    /^f\.yaml:3: sysext\[0\]\.profiles\[0\]: "activ" is not a profile/,
+  ],
+];
+
+for (const [what, text, pattern] of CATALOG_ERRORS) {
+  test(`schema error: ${what}`, async () => {
+    await assert.rejects(parseApplySpec(text, "f.yaml"), (e: Error & { code?: string }) => {
+      assert.equal(e.code, "config");
+      assert.match(e.message, pattern);
+      return true;
+    });
+  });
+}
