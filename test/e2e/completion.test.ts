@@ -93,7 +93,7 @@ test("bash: commands, aliases, options, choices and installed image names comple
     ],
     [
       ["extctl", "c"],
-      ["check", "completion", "confext"],
+      ["catalog", "check", "completion", "confext"],
     ],
     [
       ["extctl", "sysext", "d"],
