@@ -2,7 +2,7 @@
 // checked, an unreachable catalog is skipped with a warning, and a tampered or unsigned one is
 // refused under the policies; `extctl catalog sign|verify` make and check the signature.
 import assert from "node:assert/strict";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test, type TestContext } from "node:test";
 import { loadCatalogs } from "../../src/domain/catalog/fetch.js";
@@ -14,6 +14,7 @@ import { runExtctl } from "../helpers/cli.js";
 import { withHttpsServer } from "../helpers/https-server.js";
 import { makeSigningCert } from "../helpers/keys.js";
 import { requirePeers } from "../helpers/peers.js";
+import { startRegistry } from "../helpers/registry.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 import { bytesOf, catalogJson } from "../unit/domain/catalog/fixtures.js";
 
@@ -124,5 +125,68 @@ test("over https a tampered catalog is refused under any policy and an unsigned 
   await assert.rejects(
     loadCatalogs(s.ctx, { ...options, urls: [s.server.url("unsigned.json")], policy: "signed" }),
     /has no signature \(\.p7s\) and the catalog policy is signed/,
+  );
+});
+
+test("an oci: catalog pushed with `extctl catalog publish` is read with its signature", async (t) => {
+  if (!requirePeers(t, ["openssl", "docker-registry"])) return;
+  const s = await setup(t);
+  const registry = await startRegistry(t);
+  const sign = await runExtctl([
+    "catalog",
+    "sign",
+    s.catalogFile,
+    "--key",
+    s.signer.key,
+    "--cert",
+    s.signer.cert,
+  ]);
+  assert.equal(sign.code, 0, sign.stderr);
+  const reference = `oci://${registry.host}/catalogs/hadron:latest`;
+  const pushed = await runExtctl([
+    "catalog",
+    "publish",
+    s.catalogFile,
+    reference,
+    "--insecure-registry",
+    registry.host,
+    "--json",
+  ]);
+  assert.equal(pushed.code, 0, pushed.stderr);
+  const result = JSON.parse(pushed.stdout) as { pinned: string; signed: boolean };
+  assert.equal(result.signed, true);
+  assert.match(
+    result.pinned,
+    /^oci:\/\/127\.0\.0\.1:\d+\/catalogs\/hadron:latest@sha256:[0-9a-f]{64}$/,
+  );
+  for (const url of [reference, result.pinned]) {
+    const loaded = await loadCatalogs(s.ctx, {
+      urls: [url],
+      insecureRegistries: [registry.host],
+      trust: [s.signer.cert],
+      policy: "signed",
+    });
+    assert.match(loaded.signed[url]!, /CN=Fleet Catalog/);
+    assert.equal(loaded.catalogs[0]!.layers[0]!.name, "gpg");
+  }
+  // Unsigned at another tag: fine under any, refused under signed.
+  const unsignedRef = `oci://${registry.host}/catalogs/hadron:unsigned`;
+  await rm(`${s.catalogFile}.p7s`);
+  const unsignedPush = await runExtctl([
+    "catalog",
+    "publish",
+    s.catalogFile,
+    unsignedRef,
+    "--insecure-registry",
+    registry.host,
+  ]);
+  assert.equal(unsignedPush.code, 0, unsignedPush.stderr);
+  await assert.rejects(
+    loadCatalogs(s.ctx, {
+      urls: [unsignedRef],
+      insecureRegistries: [registry.host],
+      policy: "signed",
+    }),
+    /has no signature/,
   );
 });

@@ -9,9 +9,7 @@ import { writeFileInRoot } from "../../util/atomic.js";
 import type { Root } from "../../util/root.js";
 import { httpGetBytes } from "../sources/http.js";
 import { filePathOf } from "../sources/uri.js";
-import { RegistryClient } from "../sources/oci/client.js";
-import { documentKind, parseImageManifest, TITLE_ANNOTATION } from "../sources/oci/manifest.js";
-import { manifestSelector, parseReference } from "../sources/oci/reference.js";
+import { fetchOciCatalog, MAX_CATALOG_SIGNATURE_BYTES, SIGNATURE_SUFFIX } from "./oci.js";
 import { loadTrustStore, type TrustStore } from "../trust/truststore.js";
 import { verifyDetachedSignature, type DetachedSubject } from "../trust/signature.js";
 import { MAX_CATALOG_BYTES, parseCatalog, type Catalog } from "./catalog.js";
@@ -20,10 +18,7 @@ import { MAX_CATALOG_BYTES, parseCatalog, type Catalog } from "./catalog.js";
 export const DEFAULT_CATALOGS_FILE = "/etc/extctl/catalogs";
 /** Under the root: per catalog URL, the newest `generated` time seen. */
 export const CATALOG_STATE_FILE = "/var/lib/kairos/extctl-catalogs.json";
-/** A detached PKCS#7 is a few KiB. */
-export const MAX_CATALOG_SIGNATURE_BYTES = 1024 * 1024;
-/** The suffix of a catalog's detached signature, beside it (https:, file:) or as a layer (oci:). */
-export const SIGNATURE_SUFFIX = ".p7s";
+export { MAX_CATALOG_SIGNATURE_BYTES, SIGNATURE_SUFFIX };
 
 export const CATALOG_SIGNATURE: DetachedSubject = {
   name: "catalog",
@@ -121,55 +116,6 @@ async function fetchFile(ctx: Context, url: string): Promise<FetchedCatalog> {
   return signature === undefined ? { bytes } : { bytes, signature };
 }
 
-/**
- * oci: catalogs are an image (or ORAS artifact) manifest: the layer whose title ends in .json is
- * the catalog, a layer titled the same plus .p7s its signature.
- */
-async function fetchOci(
-  ctx: Context,
-  url: string,
-  options: CatalogFetchOptions,
-): Promise<FetchedCatalog> {
-  const ref = parseReference(url);
-  const client = await RegistryClient.create(ctx, ref, {
-    ...(options.creds === undefined ? {} : { creds: options.creds }),
-    ...(options.caCerts ? { caCerts: options.caCerts } : {}),
-    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
-    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-  });
-  try {
-    const fetched = await client.getManifest(manifestSelector(ref));
-    if (documentKind(fetched.mediaType, fetched.json) !== "manifest") {
-      throw new ExtctlError(
-        "catalog",
-        `${url} is an image index, not the manifest of a catalog; point at the catalog's manifest`,
-      );
-    }
-    const manifest = parseImageManifest(fetched.mediaType, fetched.json);
-    const titled = manifest.layers.filter((l) =>
-      (l.annotations?.[TITLE_ANNOTATION] ?? "").endsWith(".json"),
-    );
-    if (titled.length !== 1) {
-      throw new ExtctlError(
-        "catalog",
-        titled.length === 0
-          ? `${url} has no layer titled *.json (${TITLE_ANNOTATION}), so it holds no catalog`
-          : `${url} has ${titled.length} layers titled *.json; a catalog image holds one`,
-      );
-    }
-    const layer = titled[0] as (typeof titled)[number];
-    const title = layer.annotations?.[TITLE_ANNOTATION] as string;
-    const bytes = await client.readBlob(layer, MAX_CATALOG_BYTES);
-    const signatureLayer = manifest.layers.find(
-      (l) => l.annotations?.[TITLE_ANNOTATION] === title + SIGNATURE_SUFFIX,
-    );
-    if (!signatureLayer) return { bytes };
-    return { bytes, signature: await client.readBlob(signatureLayer, MAX_CATALOG_SIGNATURE_BYTES) };
-  } finally {
-    await client.close();
-  }
-}
-
 async function fetchCatalogBytes(
   ctx: Context,
   url: string,
@@ -182,7 +128,7 @@ async function fetchCatalogBytes(
     case "file":
       return fetchFile(ctx, url);
     case "oci":
-      return fetchOci(ctx, url, options);
+      return fetchOciCatalog(ctx, url, options);
     case "http":
       throw new ExtctlError("invalid-uri", `${url}: catalogs are read over https, not http`);
     default:
