@@ -41,8 +41,10 @@ export {
   offeredVersions,
   resolveExtension,
   rolloutBucket,
+  type OfferedVersion,
   type Resolution,
 } from "./domain/catalog/resolve.js";
+export { readMachineId } from "./domain/catalog/machine-id.js";
 export {
   CATALOG_STATE_FILE,
   DEFAULT_CATALOGS_FILE,

@@ -82,6 +82,19 @@ test("an https catalog signed with `extctl catalog sign` is fetched, checked and
     /skipping the catalog https:\/\/127\.0\.0\.1:1\/releases\.json: cannot connect .*connection refused/,
   );
   assert.match(warnings[1]!, /missing\.json answered HTTP 404/);
+  // More than 8 MiB is refused, announced or not (chunked).
+  s.server.addFile("huge.json", Buffer.alloc(8 * 1024 * 1024 + 1, 0x20));
+  for (const mode of ["ok", "chunked"] as const) {
+    await assert.rejects(
+      loadCatalogs(s.ctx, { urls: [s.server.url("huge.json", mode)], caCerts: [s.server.caCert] }),
+      /huge\.json is larger than 8388608 bytes/,
+    );
+  }
+  // Without the CA the TLS check fails, and says so.
+  await assert.rejects(
+    loadCatalogs(s.ctx, { urls: [url] }),
+    /TLS verification failed for https:\/\/127\.0\.0\.1/,
+  );
   assert.equal(
     resolveExtension(loaded.catalogs, "gpg", ">= 2.50, < 2.55", { kind: "sysext", arch: "amd64" })
       .version,

@@ -10,6 +10,7 @@ import {
   defaultCatalogUrls,
   loadCatalogs,
 } from "../../../../src/domain/catalog/fetch.js";
+import { readMachineId } from "../../../../src/domain/catalog/machine-id.js";
 import { resolveExtension } from "../../../../src/domain/catalog/resolve.js";
 import { signCatalog, verifyCatalog } from "../../../../src/operations/catalog.js";
 import { createContext, type Context } from "../../../../src/util/context.js";
@@ -270,4 +271,14 @@ test("catalog verify: ok with the signer, refused when unsigned, untrusted or ta
     signCatalog(s.ctx, { file, key: signer.key, cert: signer.cert }),
     /top level is not an object/,
   );
+});
+
+test("the machine-id is read under the root; junk or none places the node in no wave", async (t) => {
+  const s = await setup(t);
+  const root = new Root(s.root);
+  assert.equal(await readMachineId(root), undefined);
+  await writeFile(path.join(s.root, "etc/machine-id"), "uninitialized\n");
+  assert.equal(await readMachineId(root), undefined);
+  await writeFile(path.join(s.root, "etc/machine-id"), "0123456789ABCDEF0123456789abcdef\n");
+  assert.equal(await readMachineId(root), "0123456789abcdef0123456789abcdef");
 });
