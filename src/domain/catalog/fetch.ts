@@ -19,6 +19,8 @@ export const DEFAULT_CATALOGS_FILE = "/etc/extctl/catalogs";
 /** Under the root: per catalog URL, the newest `generated` time seen. */
 export const CATALOG_STATE_FILE = "/var/lib/kairos/extctl-catalogs.json";
 export { MAX_CATALOG_SIGNATURE_BYTES, SIGNATURE_SUFFIX };
+/** A `generated` further ahead of the clock than this is accepted but not remembered. */
+const MAX_CLOCK_SKEW_MS = 24 * 60 * 60 * 1000;
 
 export const CATALOG_SIGNATURE: DetachedSubject = {
   name: "catalog",
@@ -213,7 +215,8 @@ async function checkSignature(
  * Reads the catalogs in order. One that cannot be read, is invalid, fails its signature check or
  * is older than one seen before from the same URL is skipped with a warning; only when none is
  * left is it an error, naming every URL and why. A catalog without `generated` is accepted but
- * never moves the remembered time (it cannot be ordered).
+ * never moves the remembered time (it cannot be ordered); nor does one generated more than a
+ * day ahead of the clock (a time that would lock out every honest catalog until then).
  */
 export async function loadCatalogs(
   ctx: Context,
@@ -251,8 +254,16 @@ export async function loadCatalogs(
         catalog.generated !== undefined &&
         (seen === undefined || Date.parse(catalog.generated) > Date.parse(seen))
       ) {
-        state.generated[url] = catalog.generated;
-        changed = true;
+        if (Date.parse(catalog.generated) > Date.now() + MAX_CLOCK_SKEW_MS) {
+          // Remembering a time far ahead would refuse every honest catalog until then (a
+          // poisoned or mistyped one); a node whose clock is behind just remembers nothing.
+          ctx.log.warn(
+            `${url} says it was generated at ${catalog.generated}, more than a day ahead of this node's clock; not remembering that time`,
+          );
+        } else {
+          state.generated[url] = catalog.generated;
+          changed = true;
+        }
       }
       result.catalogs.push(catalog);
       result.signed[url] = signer;

@@ -265,6 +265,7 @@ export function resolveExtension(
     log?: (message: string) => void;
   },
 ): Resolution {
+  if (requested !== undefined && requested.trim() === "") requested = undefined;
   const found = findLayer(catalogs, name);
   if (!found) {
     throw new ExtctlError(

@@ -282,3 +282,15 @@ test("the machine-id is read under the root; junk or none places the node in no 
   await writeFile(path.join(s.root, "etc/machine-id"), "0123456789ABCDEF0123456789abcdef\n");
   assert.equal(await readMachineId(root), "0123456789abcdef0123456789abcdef");
 });
+
+test("a catalog generated far ahead of the clock is accepted but its time is not remembered", async (t) => {
+  const s = await setup(t);
+  const url = await writeCatalog(s, "/srv/f.json", { generated: "2026-09-02T00:00:00Z" });
+  await loadCatalogs(s.ctx, { urls: [url] });
+  const ahead = new Date(Date.now() + 7 * 24 * 3600 * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+  await writeCatalog(s, "/srv/f.json", { generated: ahead });
+  const loaded = await loadCatalogs(s.ctx, { urls: [url] });
+  assert.equal(loaded.catalogs.length, 1);
+  assert.match(s.log.text(), /more than a day ahead of this node's clock; not remembering/);
+  assert.match(await readFile(path.join(s.root, CATALOG_STATE_FILE), "utf8"), /2026-09-02/);
+});
