@@ -56,7 +56,7 @@ export {
 export { publishCatalog, signCatalog, verifyCatalog } from "./operations/catalog.js";
 
 // Building blocks other tools reuse.
-export { resolveName, shortName } from "./domain/store/names.js";
+export { resolveName, shortName, versionedCandidates } from "./domain/store/names.js";
 export { ExtensionStore } from "./domain/store/store.js";
 export { detectBootState } from "./domain/activate/boot-detect.js";
 export { readMerged, type MergedHierarchy } from "./domain/activate/merged.js";

@@ -25,7 +25,7 @@ export interface CompletionNode {
 }
 
 /** The commands whose argument is the name of an installed image of their parent's kind. */
-const IMAGE_COMMANDS = new Set(["enable", "disable", "remove"]);
+const IMAGE_COMMANDS = new Set(["enable", "disable", "remove", "upgrade", "rollback", "versions"]);
 const KINDS = new Set(["sysext", "confext"]);
 
 // commander keeps these on its objects without typing them in its declarations.

@@ -22,6 +22,10 @@ export interface CheckOptions {
   kind?: ExtensionKind;
   /** systemd version whose rules apply; default: the root's, else the newest. */
   systemd?: number;
+  /** The file name systemd will see the image under (default: the path's own). */
+  fileName?: string;
+  /** Judge against this os-release instead of the root's (an OS the node upgrades to). */
+  osRelease?: Record<string, string>;
 }
 
 export interface CheckResult extends CompatibilityVerdict {
@@ -113,15 +117,16 @@ export async function checkImage(
       `--systemd ${options.systemd} is not a systemd version (e.g. 252, 255, 258)`,
     );
   const hostPath = path.resolve(imagePath);
-  const fileName = path.basename(hostPath);
+  const fileName = options.fileName ?? path.basename(hostPath);
   const kind: ExtensionKind =
     options.kind ?? (/\.confext(\.raw)?$/.test(fileName) ? "confext" : "sysext");
   const merging = options.systemd === undefined ? await mergingSystemd(ctx.root) : undefined;
   const systemdVersion = options.systemd ?? merging?.version ?? NEWEST_SYSTEMD;
   const source = options.systemd !== undefined ? "option" : (merging?.source ?? "default");
-  const host = await hostFacts(ctx.root, ctx.env, {
+  const rootHost = await hostFacts(ctx.root, ctx.env, {
     scopeFromRootOnly: !ctx.root.isHostRoot && hasFeature(systemdVersion, "rootInitrdRelease"),
   });
+  const host = options.osRelease ? { ...rootHost, osRelease: options.osRelease } : rootHost;
   if (Object.keys(host.osRelease).length === 0)
     ctx.log.warn(
       `${ctx.root.dir} has no os-release (etc/os-release or usr/lib/os-release); systemd would refuse every image`,
@@ -131,7 +136,12 @@ export async function checkImage(
     const rules = rulesFor(systemdVersion);
     const policy = await policyFacts(ctx, image, kind);
     const verdict = withConfextTool(
-      checkCompatibility({ ...(await imageFacts(image, kind, rules)), policy }, host, kind, rules),
+      checkCompatibility(
+        { ...(await imageFacts(image, kind, rules, fileName)), policy },
+        host,
+        kind,
+        rules,
+      ),
       systemdVersion,
     );
     // The dissection's own limit: an image this systemd cannot read does not merge at all.

@@ -5,7 +5,7 @@ import type { Context } from "../util/context.js";
 import { isExtctlError } from "../util/errors.js";
 import { ExtensionStore } from "../domain/store/store.js";
 import { PROFILES, type ExtensionKind, type Profile } from "../domain/store/layout.js";
-import { resolveName } from "../domain/store/names.js";
+import { resolveName, shortName } from "../domain/store/names.js";
 import { LinkTransaction } from "../domain/activate/transaction.js";
 import { activate, type ActivationReport } from "../domain/activate/activation.js";
 import type { RefreshMode } from "../domain/activate/refresh.js";
@@ -24,6 +24,8 @@ export interface RemoveResult {
   /** Profiles whose link was removed. */
   profiles: Profile[];
   unlinkedRuntime: boolean;
+  /** Set when the image was an extension installed by name: its kept versions went too. */
+  versionsRemoved?: boolean;
   activation?: ActivationReport;
 }
 
@@ -62,6 +64,14 @@ export async function remove(ctx: Context, options: RemoveOptions): Promise<Remo
       }
     }
     await store.deleteImage(image);
+    // An extension installed by name goes with all its versions.
+    const { VersionedStore } = await import("../domain/store/versions.js");
+    const versions = new VersionedStore(store);
+    const name = shortName(image);
+    if (image === `${name}.raw` && (await versions.read(name).catch(() => undefined))) {
+      await versions.removeAll(name);
+      result.versionsRemoved = true;
+    }
     ctx.log.info(
       `removed ${image}` +
         (result.profiles.length ? ` and its links in ${result.profiles.join(", ")}` : ""),

@@ -1,10 +1,13 @@
 // `systemd install [--uninstall]`: writes extctl-boot.service (enabled for sysinit.target), enables
-// systemd-sysext/confext.service as kairos-init does and, for systemd 254+, writes the image-policy
-// drop-ins; --uninstall removes exactly the files and links we wrote.
+// systemd-sysext/confext.service as kairos-init does, for systemd 254+ writes the image-policy
+// drop-ins and with --auto-upgrade the upgrade timer and service (the timer enabled for
+// timers.target); --uninstall removes exactly the files and links we wrote.
 import { lstat, mkdir, readlink, realpath, rmdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../util/context.js";
 import { ExtctlError, errnoCode, fsError } from "../util/errors.js";
+import { lastErrorLine } from "../util/runner.js";
+import { quoteName } from "../domain/store/names.js";
 import { symlinkAtomic, writeFileAtomic } from "../util/atomic.js";
 import { READ_CAPS, readBoundedOptional } from "../util/bounded-read.js";
 import { detectSystemdVersion } from "../domain/image/host.js";
@@ -13,10 +16,15 @@ import {
   unitSet,
   bootUnitWantsLink,
   bootUnit,
+  checkCalendarSpec,
   checkExecPath,
+  DEFAULT_ON_CALENDAR,
   dropIn,
   dropInPolicy,
   enabledByInstall,
+  upgradeService,
+  upgradeTimer,
+  upgradeTimerWantsLink,
   type DropInPolicy,
 } from "../domain/systemd-units/units.js";
 import {
@@ -38,6 +46,10 @@ export interface SystemdInstallOptions {
   trusted?: boolean;
   /** The extctl the unit runs; default: the running one on the host, else /usr/bin/extctl. */
   extctlPath?: string;
+  /** Also write and enable extctl-upgrade.timer and .service (`upgrade --all --now`). */
+  autoUpgrade?: boolean;
+  /** The timer's OnCalendar= (default daily); only with autoUpgrade. */
+  onCalendar?: string;
 }
 
 export interface SystemdInstallResult {
@@ -46,6 +58,8 @@ export interface SystemdInstallResult {
   trusted?: boolean;
   /** The drop-ins' policy: its name (signed, verity, any, custom) and the --image-policy= value. */
   policy?: DropInPolicy;
+  /** With --auto-upgrade: the upgrade timer's schedule. */
+  autoUpgrade?: { onCalendar: string };
   /** Node paths written (install) or removed (uninstall). */
   changed: string[];
   /** Node paths already as wanted (install) or left alone because not ours (uninstall). */
@@ -106,9 +120,55 @@ export async function systemdInstall(
       exitCode: 2,
     });
   }
+  if (options.onCalendar !== undefined && !options.autoUpgrade)
+    throw new ExtctlError("usage", "--on-calendar is the upgrade timer's schedule", {
+      hint: "give it with --auto-upgrade",
+      exitCode: 2,
+    });
+  if (options.uninstall && options.autoUpgrade)
+    throw new ExtctlError("usage", "--uninstall and --auto-upgrade cannot be combined", {
+      hint: "--uninstall alone removes the upgrade timer and service too",
+      exitCode: 2,
+    });
+  // Checked before the lock and before anything is written: a bad schedule changes nothing.
+  const onCalendar = options.autoUpgrade
+    ? await checkCalendar(ctx, options.onCalendar ?? DEFAULT_ON_CALENDAR)
+    : undefined;
   return withLock(ctx, () =>
-    options.uninstall ? uninstallUnits(ctx) : installUnits(ctx, options),
+    options.uninstall ? uninstallUnits(ctx) : installUnits(ctx, options, onCalendar),
   );
+}
+
+/**
+ * The OnCalendar= value, checked: always that it is safe on one unit-file line, then by the
+ * host's `systemd-analyze calendar` (systemd's own parser; the spec means the same on any
+ * systemd of the last years, so the host's copy stands in for the root's) and, when that program
+ * is not there, by checkCalendarSpec's syntactic rules.
+ */
+async function checkCalendar(ctx: Context, input: string): Promise<string> {
+  const spec = checkCalendarSpec(input, { parsed: true });
+  let result;
+  try {
+    result = await ctx.runner.run("systemd-analyze", ["calendar", "--", spec], {
+      timeoutMs: 10_000,
+    });
+  } catch (e) {
+    if (errnoCode(e) !== "ENOENT") throw e;
+    ctx.log.debug("systemd-analyze is not installed: checking --on-calendar by its syntax only");
+    return checkCalendarSpec(spec);
+  }
+  if (result.exitCode !== 0) {
+    const why = lastErrorLine(result);
+    throw new ExtctlError(
+      "usage",
+      `--on-calendar ${quoteName(input)} is not a calendar event systemd reads${why ? `: ${why}` : ""}`,
+      {
+        hint: "give a systemd calendar event such as daily, weekly or 'Mon *-*-* 03:00' (see systemd.time(7); `systemd-analyze calendar SPEC` checks one)",
+        exitCode: 2,
+      },
+    );
+  }
+  return spec;
 }
 
 async function choosePolicy(ctx: Context, options: SystemdInstallOptions): Promise<DropInPolicy> {
@@ -165,6 +225,7 @@ async function mergeUnitLinks(ctx: Context, notes: string[]): Promise<EnableLink
 async function installUnits(
   ctx: Context,
   options: SystemdInstallOptions,
+  onCalendar: string | undefined,
 ): Promise<SystemdInstallResult> {
   const version = options.systemdVersion ?? (await detectSystemdVersion(ctx.root));
   const policy = await choosePolicy(ctx, options);
@@ -174,6 +235,7 @@ async function installUnits(
     ...(version === undefined ? {} : { systemdVersion: version }),
     trusted: policy.name === "signed",
     policy,
+    ...(onCalendar === undefined ? {} : { autoUpgrade: { onCalendar } }),
     changed: [],
     unchanged: [],
     notes: [],
@@ -208,7 +270,13 @@ async function installUnits(
   const owned = enable
     .map((l) => l.path)
     .filter((p) => ownedBefore.has(p) || toMake.some((l) => l.path === p));
-  const set = unitSet(extctlPath, version, policy, owned);
+  const set = unitSet(
+    extctlPath,
+    version,
+    policy,
+    owned,
+    onCalendar === undefined ? undefined : { onCalendar },
+  );
   const hosts = await unitHosts(ctx, [
     ...set.files.map((f) => f.path),
     ...set.links.map((l) => l.path),
@@ -278,9 +346,15 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
   // Only the paths matter here: they are the same for every policy.
   const somePolicy = dropInPolicy("verity");
   const boot = bootUnit("/usr/bin/extctl");
-  const files = [boot, dropIn("sysext", somePolicy), dropIn("confext", somePolicy)];
-  const link = bootUnitWantsLink();
-  const hosts = await unitHosts(ctx, [link.path, ...files.map((f) => f.path)]);
+  const files = [
+    boot,
+    dropIn("sysext", somePolicy),
+    dropIn("confext", somePolicy),
+    upgradeService("/usr/bin/extctl"),
+    upgradeTimer(),
+  ];
+  const ourLinks = [bootUnitWantsLink(), upgradeTimerWantsLink()];
+  const hosts = await unitHosts(ctx, [...ourLinks.map((l) => l.path), ...files.map((f) => f.path)]);
   // The links to systemd's own units that install made, as its boot unit records them.
   const bootText = await readText(hosts.get(boot.path) as string);
   const enabled =
@@ -291,14 +365,17 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
   const dirs = [
     ...new Set([
       "/etc/systemd/system/sysinit.target.wants",
+      "/etc/systemd/system/timers.target.wants",
       "/etc/systemd/system/systemd-sysext.service.d",
       "/etc/systemd/system/systemd-confext.service.d",
       ...enabled.map((p) => path.posix.dirname(p)),
     ]),
   ].filter((d) => d !== "/etc/systemd/system");
   const dirHosts = await Promise.all(dirs.map((d) => ctx.root.writePath(d)));
-  if ((await readlink(hosts.get(link.path) as string).catch(() => undefined)) === link.target) {
-    await removeFile(hosts.get(link.path) as string, link.path);
+  for (const link of ourLinks) {
+    const host = hosts.get(link.path) as string;
+    if ((await readlink(host).catch(() => undefined)) !== link.target) continue;
+    await removeFile(host, link.path);
     result.changed.push(link.path);
   }
   for (const p of enabled) {

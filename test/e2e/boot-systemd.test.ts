@@ -335,3 +335,93 @@ test("--policy any|verity|signed|SPEC: each install replaces the drop-ins the la
     /--image-policy=root=signed\+absent:usr=signed\+absent$/m,
   );
 });
+
+const UPGRADE_TARGETS = [
+  "sysinit.target",
+  "basic.target",
+  "shutdown.target",
+  "network-online.target",
+  "timers.target",
+];
+
+test("--auto-upgrade writes an upgrade service and timer that verify; a bad --on-calendar writes nothing", async (t) => {
+  if (!requirePeers(t, ["systemd-analyze"], { root: true })) return;
+  const root = await systemdRoot(t);
+  // The upgrade units keep systemd's default dependencies (a normal service after boot), so
+  // verify needs the targets those name, copied from the host's systemd.
+  for (const target of UPGRADE_TARGETS)
+    await copyFile(
+      `/lib/systemd/system/${target}`,
+      path.join(root, "usr/lib/systemd/system", target),
+    );
+  // Uninstall never removes /etc/systemd/system itself; a node always has it.
+  await mkdir(path.join(root, "etc/systemd/system"), { recursive: true });
+  const before = await tree(root);
+  const install = (...extra: string[]) =>
+    runExtctl(["--root", root, "systemd", "install", "--systemd", "255", "--json", ...extra]);
+
+  for (const [args, message] of [
+    [["--on-calendar", "daily"], /--on-calendar is the upgrade timer's schedule/],
+    [
+      ["--auto-upgrade", "--on-calendar", "every full moon"],
+      /is not a calendar event systemd reads/,
+    ],
+    [["--auto-upgrade", "--on-calendar", "daily\nExecStartPre=/bin/sh"], /--on-calendar/],
+  ] as const) {
+    const bad = await install(...args);
+    assert.equal(bad.code, 2, `${args.join(" ")}: ${bad.stderr}`);
+    assert.match(bad.stderr, message);
+    assert.deepEqual(await tree(root), before, "a usage error writes nothing");
+  }
+
+  const r = await install("--auto-upgrade", "--on-calendar", "Mon *-*-* 03:00");
+  assert.equal(r.code, 0, r.stderr);
+  const result = JSON.parse(r.stdout) as { changed: string[]; autoUpgrade: unknown };
+  assert.deepEqual(result.autoUpgrade, { onCalendar: "Mon *-*-* 03:00" });
+  for (const p of [
+    "/etc/systemd/system/extctl-upgrade.service",
+    "/etc/systemd/system/extctl-upgrade.timer",
+    "/etc/systemd/system/timers.target.wants/extctl-upgrade.timer",
+  ])
+    assert.ok(result.changed.includes(p), p);
+  assert.equal(
+    await readlink(path.join(root, "etc/systemd/system/timers.target.wants/extctl-upgrade.timer")),
+    "/etc/systemd/system/extctl-upgrade.timer",
+  );
+  const timer = await readFile(path.join(root, "etc/systemd/system/extctl-upgrade.timer"), "utf8");
+  assert.match(timer, /^OnCalendar=Mon \*-\*-\* 03:00$/m);
+  const ok = verify(root, [
+    "extctl-boot.service",
+    "extctl-upgrade.service",
+    "extctl-upgrade.timer",
+    "systemd-sysext.service",
+  ]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stderr.trim(), "", "no warnings about the upgrade units");
+
+  // The same check fails when what the service runs is missing: verify reads the new units too.
+  await rm(path.join(root, "usr/bin/extctl"));
+  const broken = verify(root, ["extctl-upgrade.service"]);
+  assert.notEqual(broken.code, 0);
+  assert.match(
+    broken.stderr,
+    /extctl-upgrade\.service: Command \/usr\/bin\/extctl is not executable/,
+  );
+  await writeFile(path.join(root, "usr/bin/extctl"), "#!/bin/sh\nexit 0\n");
+  await chmod(path.join(root, "usr/bin/extctl"), 0o755);
+
+  const again = await install("--auto-upgrade", "--on-calendar", "Mon *-*-* 03:00");
+  assert.deepEqual((JSON.parse(again.stdout) as { changed: string[] }).changed, [], "idempotent");
+  const daily = await install("--auto-upgrade");
+  assert.deepEqual((JSON.parse(daily.stdout) as { changed: string[] }).changed, [
+    "/etc/systemd/system/extctl-upgrade.timer",
+  ]);
+  assert.match(
+    await readFile(path.join(root, "etc/systemd/system/extctl-upgrade.timer"), "utf8"),
+    /^OnCalendar=daily$/m,
+  );
+
+  const un = await runExtctl(["--root", root, "systemd", "install", "--uninstall"]);
+  assert.equal(un.code, 0, un.stderr);
+  assert.deepEqual(await tree(root), before);
+});

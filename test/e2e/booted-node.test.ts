@@ -496,5 +496,37 @@ snapshot s1
       assert.equal(count("reloads-1"), count("reloads-0"), boot.diagnostics());
       assert.ok(count("reloads-2") > count("reloads-1"), boot.diagnostics());
     });
+
+    test("systemd install --auto-upgrade: the upgrade timer is enabled and waiting after boot", async (t) => {
+      if (!ready(t, lane)) return;
+      const node = await BootedNode.create(t, lane);
+      await node.extctlOk([
+        "systemd",
+        "install",
+        "--policy=any",
+        "--auto-upgrade",
+        "--on-calendar",
+        "*-*-* 04:00:00",
+      ]);
+      const boot = await node.boot({
+        cmdline: ["root=LABEL=COS_ACTIVE"],
+        scenario: `
+step enabled systemctl is-enabled extctl-upgrade.timer
+step active systemctl is-active extctl-upgrade.timer
+step calendar systemctl show -P TimersCalendar extctl-upgrade.timer
+step timers systemctl list-timers --all --no-pager extctl-upgrade.timer
+step service systemctl show -P LoadState,UnitFileState extctl-upgrade.service
+`,
+      });
+      assertReachedMultiUser(boot);
+      assert.equal(assertStep(boot, "enabled").trim(), "enabled");
+      assert.equal(assertStep(boot, "active").trim(), "active");
+      assert.match(assertStep(boot, "calendar"), /OnCalendar=\*-\*-\* 04:00:00/);
+      const timers = assertStep(boot, "timers");
+      assert.match(timers, /extctl-upgrade\.timer\s+extctl-upgrade\.service/, timers);
+      assert.match(timers, /1 timers? listed/, timers);
+      // The service is started by the timer only: loaded, and static (no [Install] of its own).
+      assert.deepEqual(assertStep(boot, "service").trim().split("\n"), ["loaded", "static"]);
+    });
   });
 }

@@ -138,10 +138,12 @@ test("bash: commands, aliases, options, choices and installed image names comple
     [
       ["extctl", "systemd", "install", "--"],
       [
+        "--auto-upgrade",
         "--extctl",
         "--help",
         "--json",
         "--no-trusted",
+        "--on-calendar",
         "--policy",
         "--systemd",
         "--trusted",

@@ -1,14 +1,21 @@
 // `extctl sysext|confext VERB`: the kairos-agent grammar (install/download, list, enable,
 // disable, remove, status). Each action loads its operation only when it runs.
+import { pathToFileURL } from "node:url";
 import type { Command } from "commander";
 import { Option } from "commander";
 import { UsageError } from "../../util/errors.js";
 import type { ExtensionKind, Profile } from "../../domain/store/layout.js";
 import type { RefreshMode } from "../../domain/activate/refresh.js";
 import type { ListedImage } from "../../operations/list.js";
-import { collect, contextFor, TIMEOUT_OPTION } from "../options.js";
+import { collect, contextFor } from "../options.js";
 import { print, printJson, renderTable } from "../render.js";
 import { renderStatus } from "./status.js";
+import {
+  addCatalogOptions,
+  netOptionsOf,
+  parseKeep,
+  registerLifecycleCommands,
+} from "./lifecycle.js";
 
 const PROFILE_FLAGS = ["active", "passive", "recovery", "common"] as const;
 
@@ -54,57 +61,89 @@ export function registerExtensionCommands(program: Command): void {
       .command(kind)
       .description(`manage ${what}s (${kind === "sysext" ? "/usr and /opt" : "/etc"} overlays)`);
 
-    parent
-      .command("install")
-      .alias("download")
-      .description(`fetch a ${what} image into the store from file:, http:, https: or oci:`)
-      .argument("<uri>", "where the image is, e.g. https://example.org/tool.sysext.raw")
-      .option("--sha256 <hex>", "expected SHA-256 of the image, checked while it streams")
-      .option("--name <file>", "store the image under this file name (must end in .raw)")
-      .option(
-        "--ca-cert <file>",
-        "also trust this CA (PEM) for https: and oci: (repeatable)",
-        collect,
-      )
-      .option(
-        "--platform <os/arch[/variant]>",
-        "oci: which platform to pull from a multi-arch index",
-      )
-      .option("--creds <user:pass>", "oci: registry credentials")
-      .option(
-        "--insecure-registry <host>",
-        "oci: reach this registry over plain http (repeatable)",
-        collect,
-      )
-      .option(...TIMEOUT_OPTION)
-      .option(
-        "--max-size <size>",
-        "refuse an image (or OCI layers) expanding past this size, e.g. 8G (default 64G; never more than the store's free space)",
-      )
-      .option(
-        "--replace",
-        "oci: let a classic image holding several .raw files replace installed ones besides its own",
-      )
-      .option("--json", "print the result as JSON")
-      .action(async (uri: string, opts, command: Command) => {
-        const { install } = await import("../../operations/install.js");
-        const { parseSize } = await import("../../domain/sources/expansion.js");
-        const result = await install(contextFor(command), {
+    addCatalogOptions(
+      parent
+        .command("install")
+        .alias("download")
+        .description(
+          `fetch a ${what} into the store: from file:, http:, https: or oci:, or by NAME[@VERSION|@CONSTRAINT] from the catalogs`,
+        )
+        .argument(
+          "<uri|name>",
+          "where the image is (https://example.org/tool.sysext.raw), or a catalog name such as fwupd, fwupd@2.1.7 or 'gpg@>= 2.5, < 3'",
+        )
+        .option("--sha256 <hex>", "expected SHA-256 of the image, checked while it streams")
+        .option("--name <file>", "store the image under this file name (must end in .raw)")
+        .option(
+          "--ca-cert <file>",
+          "also trust this CA (PEM) for https: and oci: (repeatable)",
+          collect,
+        )
+        .option(
+          "--platform <os/arch[/variant]>",
+          "oci: which platform to pull from a multi-arch index",
+        )
+        .option(
+          "--max-size <size>",
+          "refuse an image (or OCI layers) expanding past this size, e.g. 8G (default 64G; never more than the store's free space)",
+        )
+        .option(
+          "--replace",
+          "oci: let a classic image holding several .raw files replace installed ones besides its own",
+        )
+        .option("--version <version>", "by name: this tag or semver constraint (as NAME@VERSION)")
+        .option("--dry-run", "by name: print what would be fetched; change nothing")
+        .option("--keep <n>", "by name: versions to keep (default 3)", parseKeep)
+        .option("--json", "print the result as JSON"),
+      { install: true },
+    ).action(async (target: string, opts, command: Command) => {
+      const { isUriOrPath } = await import("../../operations/install-name.js");
+      if (!isUriOrPath(target) && target.includes("/"))
+        throw new UsageError(
+          `${JSON.stringify(target)} is neither a URI, an absolute path nor a catalog name (write file:${target} for a relative path)`,
+        );
+      if (!isUriOrPath(target)) {
+        for (const flag of ["sha256", "name", "platform", "replace"] as const)
+          if (opts[flag] !== undefined)
+            throw new UsageError(`--${flag} is for installing from a URI, not by catalog name`);
+        const { installByName } = await import("../../operations/install-name.js");
+        const result = await installByName(contextFor(command), {
           kind,
-          uri,
-          sha256: opts.sha256,
-          name: opts.name,
-          caCerts: opts.caCert,
-          platform: opts.platform,
-          creds: opts.creds,
-          insecureRegistries: opts.insecureRegistry,
-          ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
-          ...(opts.maxSize === undefined ? {} : { maxBytes: parseSize(opts.maxSize as string) }),
-          ...(opts.replace ? { replace: true } : {}),
+          spec: target,
+          ...(await netOptionsOf(opts)),
+          ...(opts.version === undefined ? {} : { version: opts.version as string }),
+          ...(opts.dryRun ? { dryRun: true } : {}),
+          ...(opts.keep === undefined ? {} : { keep: opts.keep as number }),
         });
         if (opts.json) printJson(result);
-        else for (const image of result.images) print(`${image.name}  sha256:${image.sha256}`);
+        else print(`${result.name} ${result.version}  ${result.reference}  (${result.action})`);
+        return;
+      }
+      for (const flag of ["version", "dryRun", "keep", "catalog", "catalogPolicy"] as const)
+        if (opts[flag] !== undefined)
+          throw new UsageError(
+            `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for installing by catalog name, not from a URI`,
+          );
+      const { install } = await import("../../operations/install.js");
+      const { parseSize } = await import("../../domain/sources/expansion.js");
+      const result = await install(contextFor(command), {
+        kind,
+        uri: target.startsWith("/") ? pathToFileURL(target).href : target,
+        sha256: opts.sha256,
+        name: opts.name,
+        caCerts: opts.caCert,
+        platform: opts.platform,
+        creds: opts.creds,
+        insecureRegistries: opts.insecureRegistry,
+        ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
+        ...(opts.maxSize === undefined ? {} : { maxBytes: parseSize(opts.maxSize as string) }),
+        ...(opts.replace ? { replace: true } : {}),
       });
+      if (opts.json) printJson(result);
+      else for (const image of result.images) print(`${image.name}  sha256:${image.sha256}`);
+    });
+
+    registerLifecycleCommands(parent, kind);
 
     addProfileFlags(
       parent

@@ -1,5 +1,6 @@
 // `extctl systemd install [--uninstall]`: the units that run `extctl boot` before
-// systemd-sysext/confext and, for systemd 254+, their image-policy drop-ins.
+// systemd-sysext/confext, for systemd 254+ their image-policy drop-ins and, with --auto-upgrade,
+// a timer running `upgrade --all --now`.
 import type { Command } from "commander";
 import { UsageError } from "../../util/errors.js";
 import { contextFor } from "../options.js";
@@ -23,6 +24,14 @@ export function registerSystemdCommand(program: Command): void {
     .option("--trusted", "the trusted-boot policy: the same as --policy signed")
     .option("--no-trusted", "the normal-boot policy: the same as --policy verity")
     .option("--extctl <path>", "the extctl the unit runs (default: this one, or /usr/bin/extctl)")
+    .option(
+      "--auto-upgrade",
+      "also write and enable extctl-upgrade.timer and extctl-upgrade.service, which run `sysext upgrade --all --now` then `confext upgrade --all --now`",
+    )
+    .option(
+      "--on-calendar <spec>",
+      "with --auto-upgrade: when the timer fires, a systemd calendar event (default: daily, with up to 1h random delay)",
+    )
     .option("--json", "print the result as JSON")
     .action(async (opts, command: Command) => {
       let systemdVersion: number | undefined;
@@ -39,6 +48,11 @@ export function registerSystemdCommand(program: Command): void {
           `--policy and --${opts.trusted ? "" : "no-"}trusted both set the drop-ins' policy`,
           "give one of them",
         );
+      if (opts.onCalendar !== undefined && !opts.autoUpgrade)
+        throw new UsageError(
+          "--on-calendar is the upgrade timer's schedule",
+          "give it with --auto-upgrade",
+        );
       const { systemdInstall } = await import("../../operations/systemd-install.js");
       const result = await systemdInstall(contextFor(command), {
         ...(opts.uninstall ? { uninstall: true } : {}),
@@ -46,6 +60,8 @@ export function registerSystemdCommand(program: Command): void {
         ...(typeof opts.trusted === "boolean" ? { trusted: opts.trusted as boolean } : {}),
         ...(opts.policy === undefined ? {} : { policy: opts.policy as string }),
         ...(opts.extctl ? { extctlPath: opts.extctl as string } : {}),
+        ...(opts.autoUpgrade ? { autoUpgrade: true } : {}),
+        ...(opts.onCalendar === undefined ? {} : { onCalendar: opts.onCalendar as string }),
       });
       if (opts.json) return printJson(result);
       const verb = result.action === "install" ? "wrote" : "removed";

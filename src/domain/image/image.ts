@@ -58,8 +58,9 @@ export async function imageFacts(
   image: Pick<OpenedImage, "path" | "fs" | "dissected">,
   kind: ExtensionKind,
   systemd: SystemdRules,
+  /** The name systemd sees the file under, when it is not the file's own (a version file). */
+  fileName = path.basename(image.path),
 ): Promise<ImageFacts> {
-  const fileName = path.basename(image.path);
   const name = imageName(fileName, kind, systemd);
   const release = await findReleaseFile(image.fs, name, kind, {
     versionedNameFallback: hasFeature(systemd, "versionedNameFallback"),

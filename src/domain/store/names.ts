@@ -1,6 +1,7 @@
 // Resolving what the user typed to one image (spec/kairos.md "ours" 1): a name matches exactly,
-// with or without `.raw`, `.sysext.raw` or `.confext.raw`; a pattern only with --regex, and a
-// pattern that matches more than one image is an error that lists them.
+// with or without `.raw`, `.sysext.raw` or `.confext.raw`; failing that, a bare name matches the
+// one image that is that name plus a version (issue 14 item 4); a pattern only with --regex. A
+// name or pattern that matches more than one image is an error that lists them.
 import { ExtctlError } from "../../util/errors.js";
 
 export const IMAGE_SUFFIX = ".raw";
@@ -29,6 +30,30 @@ export function shortName(fileName: string): string {
       return fileName.slice(0, -suffix.length);
   }
   return fileName;
+}
+
+// What may follow NAME in `NAME-VERSION` / `NAME_VERSION`: a digit, or `v` and a digit, first
+// (so `k3s` never finds `k3s-agent`, Kairos 4767), then version characters only.
+const VERSION = /^v?[0-9][A-Za-z0-9.+~_-]*$/;
+
+/**
+ * The images of `available` that are the bare name `query` with a version: `NAME-VERSION` or
+ * `NAME_VERSION` plus any of the known suffixes, VERSION starting with a digit or `v` and a
+ * digit (`mytool` -> `mytool-v1.0.sysext.raw`, `mytool_1.2.raw`; never `mytool-agent.raw`,
+ * `non-mytool.raw` or `mytoolx-1.raw`). A query that already ends in a suffix is a full file
+ * name and has no versioned candidates. Sorted.
+ */
+export function versionedCandidates(query: string, available: readonly string[]): string[] {
+  if (query.length === 0 || KNOWN_SUFFIXES.some((suffix) => query.endsWith(suffix))) return [];
+  const found = new Set<string>();
+  for (const name of available) {
+    const short = shortName(name);
+    if (short.length <= query.length + 1 || !short.startsWith(query)) continue;
+    const separator = short[query.length];
+    if (separator !== "-" && separator !== "_") continue;
+    if (VERSION.test(short.slice(query.length + 1))) found.add(name);
+  }
+  return [...found].sort();
 }
 
 export interface MatchOptions {
@@ -63,6 +88,17 @@ export function resolveName(
   } else {
     const wanted = new Set(exactCandidates(query));
     matches = available.filter((name) => wanted.has(name));
+    if (matches.length === 0) {
+      const versioned = versionedCandidates(query, available);
+      if (versioned.length === 1) return versioned[0] as string;
+      if (versioned.length > 1) {
+        throw new ExtctlError(
+          "ambiguous",
+          `${JSON.stringify(query)} matches ${versioned.length} versioned images in ${options.where}: ${versioned.join(", ")}`,
+          { hint: `give the full file name, for example ${versioned[versioned.length - 1]}` },
+        );
+      }
+    }
   }
   matches = [...new Set(matches)].sort();
   if (matches.length === 1) return matches[0] as string;
@@ -75,7 +111,7 @@ export function resolveName(
         hint:
           near.length > 0
             ? `did you mean: ${near.join(", ")}?`
-            : "run `list` to see the images there; --regex matches a pattern",
+            : "run `list` to see the images there; a bare name also finds NAME-VERSION (VERSION starting with a digit or v and a digit); --regex matches a pattern",
       },
     );
   }

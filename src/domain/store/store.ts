@@ -15,6 +15,9 @@ import {
 import { LAYOUTS, PROFILES, profileDir, type ExtensionKind, type Profile } from "./layout.js";
 import { isImageName } from "./names.js";
 
+/** Where versions of extensions installed by name live (store/versions.ts owns the layout). */
+export const VERSIONS_DIR = ".versions";
+
 export interface LinkInfo {
   name: string;
   /** Node path the link points at. */
@@ -372,6 +375,10 @@ export async function sweepAbandonedTemps(root: Root): Promise<void> {
   for (const kind of ["sysext", "confext"] as const) {
     const layout = LAYOUTS[kind];
     dirs.push(layout.store, layout.runtime, ...PROFILES.map((p) => profileDir(kind, p)));
+    // The versions dirs of extensions installed by name: killed fetches and switches.
+    const versions = `${layout.store}/${VERSIONS_DIR}`;
+    const names = await readdir(await root.readPath(versions)).catch(() => [] as string[]);
+    dirs.push(...names.filter((n) => !n.startsWith(".")).map((n) => `${versions}/${n}`));
   }
   const abandoned = (name: string) => {
     const pid = tempOwnerPid(name);

@@ -1,6 +1,7 @@
 // The unit files extctl installs: extctl-boot.service (immucore's linking step, before
-// systemd-sysext/confext start) and, for systemd 254+, drop-ins carrying the image policy and the
-// hierarchy list, as Kairos writes them (spec/kairos.md section 3 step 6).
+// systemd-sysext/confext start), for systemd 254+ drop-ins carrying the image policy and the
+// hierarchy list, as Kairos writes them (spec/kairos.md section 3 step 6), and with
+// --auto-upgrade a timer and service running `upgrade --all --now` (like systemd-sysupdate's).
 import { ExtctlError } from "../../util/errors.js";
 import type { ExtensionKind } from "../store/layout.js";
 import { quoteName } from "../store/names.js";
@@ -145,6 +146,112 @@ export function dropIn(kind: ExtensionKind, policy: DropInPolicy): UnitFile {
   };
 }
 
+export const UPGRADE_SERVICE_NAME = "extctl-upgrade.service";
+export const UPGRADE_TIMER_NAME = "extctl-upgrade.timer";
+/** systemd-sysupdate.timer's own schedule is weekly; extensions carry fixes, so daily. */
+export const DEFAULT_ON_CALENDAR = "daily";
+
+/**
+ * The service the upgrade timer starts: one oneshot unit that upgrades the system extensions,
+ * then the configuration extensions (two ExecStart= lines run in order). One unit rather than one
+ * per kind because a timer starts exactly one unit, and `systemctl status extctl-upgrade` then
+ * shows the whole run; a failed sysext upgrade (which keeps the old version merged) fails the
+ * unit and skips the confext one until the next run, so the failure is seen, not hidden.
+ */
+export function upgradeService(extctlPath: string): UnitFile {
+  const program = quoteArg(extctlPath);
+  const content = `${UNIT_MARKER}
+[Unit]
+Description=Upgrade the system and configuration extensions from their catalogs (extctl)
+Documentation=https://kairos.io/docs/advanced/sys-extensions/
+Wants=network-online.target
+After=network-online.target extctl-boot.service systemd-sysext.service systemd-confext.service
+
+[Service]
+Type=oneshot
+ExecStart=${program} sysext upgrade --all --now --json
+ExecStart=${program} confext upgrade --all --now --json
+# upgrade exits 3 when there is nothing to do: a success, and the confext line still runs.
+SuccessExitStatus=3
+`;
+  return { path: `${UNIT_DIR}/${UPGRADE_SERVICE_NAME}`, content };
+}
+
+/** The timer that starts extctl-upgrade.service; `onCalendar` must have passed checkCalendarSpec. */
+export function upgradeTimer(onCalendar: string = DEFAULT_ON_CALENDAR): UnitFile {
+  const content = `${UNIT_MARKER}
+[Unit]
+Description=Upgrade the system and configuration extensions regularly (extctl)
+Documentation=https://kairos.io/docs/advanced/sys-extensions/
+
+[Timer]
+OnCalendar=${onCalendar}
+RandomizedDelaySec=1h
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+`;
+  return { path: `${UNIT_DIR}/${UPGRADE_TIMER_NAME}`, content };
+}
+
+/** The symlink `systemctl enable extctl-upgrade.timer` would make. */
+export function upgradeTimerWantsLink(): { path: string; target: string } {
+  return {
+    path: `${UNIT_DIR}/timers.target.wants/${UPGRADE_TIMER_NAME}`,
+    target: `${UNIT_DIR}/${UPGRADE_TIMER_NAME}`,
+  };
+}
+
+const CALENDAR_SHORTHANDS = new Set([
+  "minutely",
+  "hourly",
+  "daily",
+  "weekly",
+  "monthly",
+  "quarterly",
+  "semiannually",
+  "yearly",
+  "annually",
+]);
+
+/**
+ * The syntactic check of an OnCalendar= value, for when `systemd-analyze calendar` is not there
+ * to parse it (and, always, that it is safe on one unit-file line: no newline, `%` specifier,
+ * quote or backslash). A shorthand (`daily`), or up to four words (weekday, date, time, time
+ * zone) of the characters systemd.time(7) uses. Returns the spec trimmed; throws a usage error.
+ */
+export function checkCalendarSpec(input: string, options: { parsed?: boolean } = {}): string {
+  const spec = input.trim();
+  const bad = (why: string): never => {
+    throw new ExtctlError("usage", `--on-calendar ${quoteName(input)} ${why}`, {
+      hint: "give a systemd calendar event such as daily, weekly, 'Mon *-*-* 03:00' or '*-*-* 04:00:00 UTC' (see systemd.time(7))",
+      exitCode: 2,
+    });
+  };
+  if (spec.length === 0) bad("is empty");
+  if (spec.length > 200) bad("is longer than 200 characters");
+  if (!/^[A-Za-z0-9 *.,:~/+_-]+$/.test(spec))
+    bad("holds a character a calendar event never has (a newline, %, a quote or a backslash)");
+  if (options.parsed) return spec;
+  const words = spec.split(/ +/);
+  if (words.length === 1 && CALENDAR_SHORTHANDS.has(spec.toLowerCase())) return spec;
+  if (words.length > 4) bad("has more than four parts (weekday, date, time, time zone)");
+  const dateOrTime = /^[0-9*][0-9*.,:~/+-]*$/;
+  const day = "(?:mon|tue|wed|thu|fri|sat|sun)(?:day|sday|nesday|rsday|urday)?";
+  const weekday = new RegExp(`^${day}(?:(?:,|\\.\\.)${day})*$`, "i");
+  const zone = /^[A-Za-z][A-Za-z0-9_+/-]*$/;
+  const ok = words.every(
+    (w, i) =>
+      dateOrTime.test(w) ||
+      (i === 0 && weekday.test(w)) ||
+      (i === words.length - 1 && i > 0 && zone.test(w)),
+  );
+  if (!ok || !words.some((w) => dateOrTime.test(w) || weekday.test(w)))
+    bad("is not a calendar event systemd reads");
+  return spec;
+}
+
 export interface UnitSet {
   files: UnitFile[];
   links: { path: string; target: string }[];
@@ -152,18 +259,25 @@ export interface UnitSet {
 
 /**
  * What `systemd install` writes for a systemd version (undefined: unknown, no drop-ins);
- * `enabledLinks` are the links of systemd's own units that this install makes or made before.
+ * `enabledLinks` are the links of systemd's own units that this install makes or made before;
+ * with `autoUpgrade`, the upgrade service and timer, and the link enabling the timer.
  */
 export function unitSet(
   extctlPath: string,
   systemdVersion: number | undefined,
   policy: DropInPolicy,
   enabledLinks: readonly string[] = [],
+  autoUpgrade?: { onCalendar: string },
 ): UnitSet {
   const files = [bootUnit(extctlPath, enabledLinks)];
+  const links = [bootUnitWantsLink()];
   if (systemdVersion !== undefined && systemdVersion >= MIN_DROP_IN_VERSION)
     files.push(dropIn("sysext", policy), dropIn("confext", policy));
-  return { files, links: [bootUnitWantsLink()] };
+  if (autoUpgrade !== undefined) {
+    files.push(upgradeService(extctlPath), upgradeTimer(autoUpgrade.onCalendar));
+    links.push(upgradeTimerWantsLink());
+  }
+  return { files, links };
 }
 
 /**

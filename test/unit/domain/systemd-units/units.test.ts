@@ -8,13 +8,18 @@ import {
   TRUSTED_IMAGE_POLICY,
   UNIT_MARKER,
   bootUnit,
+  checkCalendarSpec,
   dropIn,
   dropInPolicy,
   enabledByInstall,
   quoteArg,
   unitSet,
+  upgradeService,
+  upgradeTimer,
+  upgradeTimerWantsLink,
   versionFromLibraryName,
 } from "../../../../src/domain/systemd-units/units.js";
+import type { ExtctlError } from "../../../../src/util/errors.js";
 
 test("systemd 253 and older get only the boot unit; 254+ also both drop-ins", () => {
   assert.deepEqual(
@@ -109,4 +114,107 @@ test("the boot unit records the enable links install made, and reads them back",
   assert.ok(unit.startsWith(UNIT_MARKER + "\n"));
   assert.deepEqual(enabledByInstall(unit), links);
   assert.deepEqual(enabledByInstall(bootUnit("/usr/bin/extctl").content), []);
+});
+
+test("the upgrade service is a oneshot after the network, upgrading sysexts then confexts", () => {
+  const unit = upgradeService("/usr/bin/extctl");
+  assert.equal(unit.path, "/etc/systemd/system/extctl-upgrade.service");
+  const lines = unit.content.split("\n");
+  assert.equal(lines[0], UNIT_MARKER);
+  assert.ok(lines.includes("Type=oneshot"));
+  assert.ok(lines.includes("Wants=network-online.target"));
+  assert.match(unit.content, /^After=network-online\.target /m);
+  assert.deepEqual(
+    lines.filter((l) => l.startsWith("ExecStart=")),
+    [
+      "ExecStart=/usr/bin/extctl sysext upgrade --all --now --json",
+      "ExecStart=/usr/bin/extctl confext upgrade --all --now --json",
+    ],
+  );
+  assert.ok(lines.includes("SuccessExitStatus=3"), "nothing to do (exit 3) is a success");
+  assert.doesNotMatch(unit.content, /\[Install\]/, "started by the timer, not enabled itself");
+  assert.match(
+    upgradeService("/opt/my tools/extctl").content,
+    /^ExecStart="\/opt\/my tools\/extctl" sysext /m,
+  );
+});
+
+test("the upgrade timer: OnCalendar (daily by default), 1h random delay, persistent, timers.target", () => {
+  const timer = upgradeTimer();
+  assert.equal(timer.path, "/etc/systemd/system/extctl-upgrade.timer");
+  const lines = timer.content.split("\n");
+  assert.equal(lines[0], UNIT_MARKER);
+  for (const line of [
+    "[Timer]",
+    "OnCalendar=daily",
+    "RandomizedDelaySec=1h",
+    "Persistent=true",
+    "[Install]",
+    "WantedBy=timers.target",
+  ])
+    assert.ok(lines.includes(line), line);
+  assert.match(upgradeTimer("Mon *-*-* 03:00").content, /^OnCalendar=Mon \*-\*-\* 03:00$/m);
+  assert.deepEqual(upgradeTimerWantsLink(), {
+    path: "/etc/systemd/system/timers.target.wants/extctl-upgrade.timer",
+    target: "/etc/systemd/system/extctl-upgrade.timer",
+  });
+});
+
+test("unitSet adds the upgrade service, timer and timer link only with autoUpgrade", () => {
+  const plain = unitSet("/usr/bin/extctl", 255, VERITY);
+  assert.ok(!plain.files.some((f) => f.path.includes("upgrade")));
+  assert.equal(plain.links.length, 1);
+  const auto = unitSet("/usr/bin/extctl", 252, VERITY, [], { onCalendar: "weekly" });
+  assert.deepEqual(
+    auto.files.map((f) => f.path),
+    [
+      "/etc/systemd/system/extctl-boot.service",
+      "/etc/systemd/system/extctl-upgrade.service",
+      "/etc/systemd/system/extctl-upgrade.timer",
+    ],
+  );
+  assert.match(auto.files[2]?.content ?? "", /^OnCalendar=weekly$/m);
+  assert.deepEqual(
+    auto.links.map((l) => l.path),
+    [
+      "/etc/systemd/system/sysinit.target.wants/extctl-boot.service",
+      "/etc/systemd/system/timers.target.wants/extctl-upgrade.timer",
+    ],
+  );
+});
+
+test("checkCalendarSpec takes systemd's shorthands and events, refuses the rest as usage errors", () => {
+  for (const ok of [
+    "daily",
+    "Weekly",
+    "Mon *-*-* 03:00",
+    "Mon..Fri 22:30",
+    "Sat,Sun 04:00:00",
+    "*-*-* 04:00:00 UTC",
+    "*-*-01 00:00",
+    "2027-01-01",
+    "*:0/15",
+    "03:00 Europe/Berlin",
+  ])
+    assert.equal(checkCalendarSpec(ok), ok, ok);
+  assert.equal(checkCalendarSpec("  daily "), "daily");
+  for (const bad of [
+    "",
+    "   ",
+    "daily\nExecStartPre=/bin/sh",
+    "%H:00",
+    'daily"',
+    "every day",
+    "bogus",
+    "a b c d e",
+    "x".repeat(201),
+  ])
+    assert.throws(
+      () => checkCalendarSpec(bad),
+      (e: ExtctlError) => e.code === "usage" && e.exitCode === 2 && /--on-calendar/.test(e.message),
+      JSON.stringify(bad),
+    );
+  // Parsed by systemd-analyze: only the unit-file safety is ours to check.
+  assert.equal(checkCalendarSpec("every day", { parsed: true }), "every day");
+  assert.throws(() => checkCalendarSpec("%H", { parsed: true }), { code: "usage" });
 });

@@ -1,0 +1,269 @@
+// `upgrade [NAME...|--all]`: re-resolve what each extension installed by name asked for (a pin
+// stays), fetch the new version, judge it (policy, signature, the `check` rules) before anything
+// switches, switch every profile at once and, with --now, confirm the merge. Whatever step finds
+// the new version unusable, the old one stays current and merged and the item says why.
+import semver from "semver";
+import { tagVersion } from "../domain/catalog/resolve.js";
+import type { Context } from "../util/context.js";
+import { ExtctlError, isExtctlError } from "../util/errors.js";
+import { ExtensionStore } from "../domain/store/store.js";
+import type { ExtensionKind } from "../domain/store/layout.js";
+import { shortName } from "../domain/store/names.js";
+import {
+  VersionedStore,
+  storeFileName,
+  type VersionEntry,
+  type VersionRecord,
+} from "../domain/store/versions.js";
+import {
+  CatalogCache,
+  discardVersion,
+  fetchVersion,
+  nodeIdentity,
+  switchVersion,
+  type NetOptions,
+} from "../domain/lifecycle/steps.js";
+import type { RefreshMode } from "../domain/activate/refresh.js";
+import { DEFAULT_KEEP } from "./install-name.js";
+import { requireRoot, withLock } from "./guard.js";
+
+export interface UpgradeOptions extends NetOptions {
+  kind: ExtensionKind;
+  /** Extensions to upgrade; empty with `all`: every one installed by name. */
+  names: string[];
+  all?: boolean;
+  now?: boolean;
+  dryRun?: boolean;
+  keep?: number;
+  allowDowngrade?: boolean;
+  /** Image policy instead of the node's, for the new versions. */
+  policy?: string;
+  /** Pre-fetch for another OS: the os-release to judge against; nothing switches. */
+  forOs?: Record<string, string>;
+  refresh?: RefreshMode;
+}
+
+export type UpgradeAction =
+  "up-to-date" | "would-upgrade" | "upgraded" | "prefetched" | "skipped" | "failed";
+
+export interface UpgradeItem {
+  name: string;
+  from?: string;
+  to?: string;
+  action: UpgradeAction;
+  reason: string;
+  reference?: string;
+  /** Set with --now when a refresh ran: whether the new version merged. */
+  merged?: boolean;
+  pruned?: string[];
+}
+
+export interface UpgradeResult {
+  kind: ExtensionKind;
+  items: UpgradeItem[];
+  /** 0 something was upgraded (or would be), 3 nothing to do, 1 a failure kept an old version. */
+  exitCode: 0 | 1 | 3;
+}
+
+/** Exit code when every extension is up to date: a timer or a script can tell "nothing new". */
+export const NOTHING_TO_DO = 3;
+
+export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<UpgradeResult> {
+  if (options.all && options.names.length > 0)
+    throw new ExtctlError("usage", "give extension names or --all, not both", { exitCode: 2 });
+  if (!options.all && options.names.length === 0)
+    throw new ExtctlError("usage", "name the extensions to upgrade, or pass --all", {
+      exitCode: 2,
+    });
+  if (!options.dryRun) requireRoot(ctx);
+  const store = new ExtensionStore(ctx.root, options.kind);
+  const versions = new VersionedStore(store);
+  const run = async (): Promise<UpgradeResult> => {
+    const installed = await versions.names();
+    const names = options.all ? installed : options.names.map((n) => wantedName(n, installed));
+    const catalogs = new CatalogCache(ctx, options, !options.dryRun && !options.forOs);
+    const identity = await nodeIdentity(ctx);
+    const items: UpgradeItem[] = [];
+    for (const name of names) {
+      const record = await versions.read(name);
+      if (!record) {
+        items.push({
+          name,
+          action: "failed",
+          reason: `${name} was not installed by name from a catalog, so it has no versions to upgrade`,
+        });
+        continue;
+      }
+      try {
+        items.push(await upgradeOne(ctx, versions, record, catalogs, identity, options));
+      } catch (e) {
+        if (!isExtctlError(e)) throw e;
+        const current = await versions.current(record).catch(() => undefined);
+        items.push({
+          name,
+          ...(current ? { from: current.version } : {}),
+          action: "failed",
+          reason: e.message,
+        });
+      }
+    }
+    for (const item of items)
+      (item.action === "failed" ? ctx.log.warn : ctx.log.info).call(
+        ctx.log,
+        `${options.kind} ${item.name}: ${item.action}${item.to ? ` ${item.from ?? "?"} -> ${item.to}` : ""}: ${item.reason}`,
+      );
+    const exitCode = items.some((i) => i.action === "failed")
+      ? 1
+      : items.some((i) => ["upgraded", "would-upgrade", "prefetched"].includes(i.action))
+        ? 0
+        : NOTHING_TO_DO;
+    return { kind: options.kind, items, exitCode };
+  };
+  return options.dryRun ? run() : withLock(ctx, run);
+}
+
+/** A name as installed (the catalog name), also when given as its store file name. */
+function wantedName(query: string, installed: readonly string[]): string {
+  if (installed.includes(query)) return query;
+  const short = shortName(query);
+  return installed.includes(short) ? short : query;
+}
+
+async function upgradeOne(
+  ctx: Context,
+  versions: VersionedStore,
+  record: VersionRecord,
+  catalogs: CatalogCache,
+  identity: { arch: string; machineId?: string },
+  options: UpgradeOptions,
+): Promise<UpgradeItem> {
+  const name = record.name;
+  await versions.reconcile(record);
+  const current = await versions.current(record);
+  if (!current)
+    return {
+      name,
+      action: "failed",
+      reason: `${storeFileName(name)} is none of the versions extctl installed (replaced by hand or from a URI); \`install ${name}\` takes it back`,
+    };
+  const { catalogs: loaded } = await catalogs.get(record.catalogs);
+  const { resolveExtension } = await import("../domain/catalog/resolve.js");
+  const resolution = resolveExtension(loaded, name, record.requested, {
+    kind: options.kind,
+    ...identity,
+    log: (m) => ctx.log.info(m),
+  });
+  const item = { name, from: current.version, to: resolution.version };
+  if (resolution.reference === current.reference)
+    return {
+      name,
+      from: current.version,
+      action: "up-to-date",
+      reason: record.pinned
+        ? `pinned to ${record.requested ?? current.version}`
+        : `${current.version} is the version ${record.requested === undefined ? "the catalog calls latest" : `that satisfies ${record.requested}`}`,
+    };
+  if (!record.pinned && record.rolledBack.includes(resolution.version))
+    return {
+      ...item,
+      action: "skipped",
+      reason: `${resolution.version} was rolled back from; \`install ${name}@${resolution.version}\` takes it again`,
+    };
+  if (isDowngrade(current.version, resolution.version) && !options.allowDowngrade)
+    return {
+      ...item,
+      action: "failed",
+      reason: `the catalog ${resolution.catalog} chose ${resolution.version}, older than the current ${current.version}; --allow-downgrade takes it`,
+    };
+  if (options.dryRun)
+    return {
+      ...item,
+      action: "would-upgrade",
+      reference: resolution.reference,
+      reason: `${resolution.catalog} offers ${resolution.version}`,
+    };
+
+  const { entry, downloaded } = await fetchVersion(ctx, versions, record, resolution, options);
+  const refusal = await refusalOf(ctx, versions, name, entry, {
+    ...(options.policy === undefined ? {} : { policy: options.policy }),
+    ...(options.trust === undefined ? {} : { trust: options.trust }),
+    ...(options.forOs ? { osRelease: options.forOs } : {}),
+  });
+  if (refusal) {
+    if (!record.versions.includes(entry)) await discardVersion(versions, name, entry);
+    return {
+      ...item,
+      action: "failed",
+      reference: entry.reference,
+      reason: `${resolution.version}: ${refusal}`,
+    };
+  }
+  if (!record.versions.includes(entry)) record.versions.push(entry);
+  if (options.forOs) {
+    await versions.write(record);
+    return {
+      ...item,
+      action: "prefetched",
+      reference: entry.reference,
+      reason: `${downloaded ? "fetched" : "already had"} ${resolution.version} for that OS; nothing switched`,
+    };
+  }
+  // The record names the new version before the switch, so a crash at any point leaves a record
+  // that knows both files.
+  record.previous = current.version;
+  await versions.write(record);
+  const outcome = await switchVersion(ctx, versions, name, current, entry, {
+    ...(options.now ? { now: true } : {}),
+    ...(options.refresh ? { refresh: options.refresh } : {}),
+  });
+  if (outcome.merged) record.merged = entry.version;
+  await versions.write(record);
+  const pruned = await versions.prune(record, options.keep ?? DEFAULT_KEEP);
+  return {
+    ...item,
+    action: "upgraded",
+    reference: entry.reference,
+    reason: outcome.refreshed
+      ? `${entry.version} is merged`
+      : options.now
+        ? `${entry.version} is current; it was not merged now (not linked for the booted profile)`
+        : `${entry.version} is current; it merges at the next refresh or boot (--now merges it now)`,
+    ...(outcome.merged === undefined ? {} : { merged: outcome.merged }),
+    ...(pruned.length > 0 ? { pruned } : {}),
+  };
+}
+
+function isDowngrade(from: string, to: string): boolean {
+  // Only versions both of which are semver can be ordered; a tag like `stable` never is.
+  const a = tagVersion(from);
+  const b = tagVersion(to);
+  return a !== undefined && b !== undefined && semver.rcompare(b, a) > 0;
+}
+
+/** Why `entry` must not become current on this node (or that OS), or undefined when it may. */
+export async function refusalOf(
+  ctx: Context,
+  versions: VersionedStore,
+  name: string,
+  entry: VersionEntry,
+  options: { policy?: string; trust?: string[]; osRelease?: Record<string, string> },
+): Promise<string | undefined> {
+  const file = await versions.store.root.readPath(versions.filePath(name, entry));
+  const { admission } = await import("../domain/trust/admission.js");
+  const gate = await admission(ctx, {
+    ...(options.policy === undefined ? {} : { policy: options.policy }),
+    ...(options.trust === undefined ? {} : { trust: options.trust }),
+  });
+  const verdict = await gate.evaluate(file);
+  if (verdict && !verdict.ok)
+    return `the ${gate.policy.policy.name} policy (from ${gate.policy.source}) refuses it: ${verdict.reason}`;
+  const { checkImage } = await import("./check.js");
+  const check = await checkImage(ctx, file, {
+    kind: versions.store.kind,
+    fileName: storeFileName(name),
+    ...(options.osRelease ? { osRelease: options.osRelease } : {}),
+  });
+  if (!check.compatible)
+    return `it would not merge ${options.osRelease ? "on that OS" : "on this node"}: ${check.reason}`;
+  return undefined;
+}
