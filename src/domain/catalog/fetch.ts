@@ -4,7 +4,7 @@
 import path from "node:path";
 import type { Context } from "../../util/context.js";
 import { ExtctlError, errnoCode } from "../../util/errors.js";
-import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
+import { READ_CAPS, readBoundedOptional, readInRoot } from "../../util/bounded-read.js";
 import { writeFileInRoot } from "../../util/atomic.js";
 import type { Root } from "../../util/root.js";
 import { httpGetBytes } from "../sources/http.js";
@@ -28,7 +28,10 @@ export const CATALOG_SIGNATURE: DetachedSubject = {
 };
 
 export interface CatalogFetchOptions {
-  /** Catalog URLs in order; empty or undefined: those in DEFAULT_CATALOGS_FILE. */
+  /**
+   * Catalog URLs in order (a file: URL here is a host path); empty or undefined: those in
+   * DEFAULT_CATALOGS_FILE (where a file: URL is a node path under the root).
+   */
   urls?: string[];
   /** Extra CA certificate files (PEM) for https: and registries. */
   caCerts?: string[];
@@ -101,20 +104,29 @@ async function fetchHttps(
   return signature === undefined ? { bytes } : { bytes, signature };
 }
 
-/** file: catalogs are node paths under the root, as the catalog list that names them. */
-async function fetchFile(ctx: Context, url: string): Promise<FetchedCatalog> {
-  const nodePath = path.posix.resolve("/", filePathOf(url));
-  const bytes = await readInRoot(ctx.root, nodePath, {
-    cap: MAX_CATALOG_BYTES,
-    what: "a catalog",
-  });
+/**
+ * file: catalogs. A URL from the catalog list under the root names a node path, read inside the
+ * root; one the caller gives (--catalog) names a host path, as `install file://` and `--trust`
+ * do: it is what the operator points at. Both are read bounded, regular files only.
+ */
+async function fetchFile(ctx: Context, url: string, underRoot: boolean): Promise<FetchedCatalog> {
+  const file = path.posix.resolve("/", filePathOf(url));
+  const read = (target: string, cap: number, what: string) =>
+    underRoot
+      ? readInRoot(ctx.root, target, { cap, what })
+      : readBoundedOptional(target, { cap, what });
+  const bytes = await read(file, MAX_CATALOG_BYTES, "a catalog");
   if (bytes === undefined) {
-    throw new ExtctlError("not-found", `the file ${ctx.root.path(nodePath)} does not exist`);
+    throw new ExtctlError(
+      "not-found",
+      `the file ${underRoot ? ctx.root.path(file) : file} does not exist`,
+    );
   }
-  const signature = await readInRoot(ctx.root, nodePath + SIGNATURE_SUFFIX, {
-    cap: MAX_CATALOG_SIGNATURE_BYTES,
-    what: "a catalog signature",
-  });
+  const signature = await read(
+    file + SIGNATURE_SUFFIX,
+    MAX_CATALOG_SIGNATURE_BYTES,
+    "a catalog signature",
+  );
   return signature === undefined ? { bytes } : { bytes, signature };
 }
 
@@ -122,13 +134,14 @@ async function fetchCatalogBytes(
   ctx: Context,
   url: string,
   options: CatalogFetchOptions,
+  fromList: boolean,
 ): Promise<FetchedCatalog> {
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
   switch (scheme) {
     case "https":
       return fetchHttps(ctx, url, options);
     case "file":
-      return fetchFile(ctx, url);
+      return fetchFile(ctx, url, fromList);
     case "oci":
       return fetchOciCatalog(ctx, url, options);
     case "http":
@@ -222,8 +235,8 @@ export async function loadCatalogs(
   ctx: Context,
   options: CatalogFetchOptions,
 ): Promise<LoadedCatalogs> {
-  const urls =
-    options.urls && options.urls.length > 0 ? options.urls : await defaultCatalogUrls(ctx.root);
+  const given = options.urls !== undefined && options.urls.length > 0;
+  const urls = given ? (options.urls as string[]) : await defaultCatalogUrls(ctx.root);
   if (urls.length === 0) {
     throw new ExtctlError("config", "no extension catalog is configured", {
       hint: `give --catalog URL, or list catalog URLs in ${ctx.root.path(DEFAULT_CATALOGS_FILE)}`,
@@ -237,7 +250,7 @@ export async function loadCatalogs(
   let changed = false;
   for (const url of urls) {
     try {
-      const fetched = await fetchCatalogBytes(ctx, url, options);
+      const fetched = await fetchCatalogBytes(ctx, url, options, !given);
       const signer = await checkSignature(url, fetched, policy, trustStore);
       const catalog = parseCatalog(fetched.bytes, url);
       const seen = state.generated[url];
