@@ -100,6 +100,10 @@ async function fetchHttps(
     ...request,
     maxBytes: MAX_CATALOG_SIGNATURE_BYTES,
     what: "the catalog signature",
+    // Object stores (S3, GCS) answer 403 for a key that is not there. Taking it as "unsigned"
+    // weakens nothing: under the any policy a missing signature is accepted anyway, and under
+    // signed it is refused.
+    absent: [403, 404, 410],
   });
   return signature === undefined ? { bytes } : { bytes, signature };
 }
@@ -110,7 +114,8 @@ async function fetchHttps(
  * do: it is what the operator points at. Both are read bounded, regular files only.
  */
 async function fetchFile(ctx: Context, url: string, underRoot: boolean): Promise<FetchedCatalog> {
-  const file = path.posix.resolve("/", filePathOf(url));
+  const named = filePathOf(url);
+  const file = underRoot ? path.posix.resolve("/", named) : path.resolve(named);
   const read = (target: string, cap: number, what: string) =>
     underRoot
       ? readInRoot(ctx.root, target, { cap, what })
