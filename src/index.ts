@@ -28,6 +28,33 @@ export { boot, type BootOptions, type BootResult } from "./operations/boot.js";
 export { apply, type ApplyOptions, type ApplyResult } from "./operations/apply.js";
 export { systemdInstall } from "./operations/systemd-install.js";
 
+// Extension catalogs (Kairos's releases.json): load, resolve, sign.
+export {
+  parseCatalog,
+  type Catalog,
+  type CatalogLayer,
+  type CatalogTag,
+} from "./domain/catalog/catalog.js";
+export {
+  chooseTag,
+  goarch,
+  offeredVersions,
+  resolveExtension,
+  rolloutBucket,
+  type OfferedVersion,
+  type Resolution,
+} from "./domain/catalog/resolve.js";
+export { readMachineId } from "./domain/catalog/machine-id.js";
+export {
+  CATALOG_STATE_FILE,
+  DEFAULT_CATALOGS_FILE,
+  defaultCatalogUrls,
+  loadCatalogs,
+  type CatalogFetchOptions,
+  type LoadedCatalogs,
+} from "./domain/catalog/fetch.js";
+export { publishCatalog, signCatalog, verifyCatalog } from "./operations/catalog.js";
+
 // Building blocks other tools reuse.
 export { resolveName, shortName, versionedCandidates } from "./domain/store/names.js";
 export { ExtensionStore } from "./domain/store/store.js";

@@ -1,5 +1,6 @@
-// `extctl catalog sign|verify`: detached PKCS#7 signatures over a catalog file's exact bytes,
-// as loadCatalogs checks them (FILE.p7s beside it), so publishers can sign and check catalogs.
+// `extctl catalog sign|verify|publish`: detached PKCS#7 signatures over a catalog file's exact
+// bytes as loadCatalogs checks them (FILE.p7s beside it), and catalogs pushed to a registry.
+import path from "node:path";
 import type { Context } from "../util/context.js";
 import { ExtctlError, fsError } from "../util/errors.js";
 import { readBounded, readBoundedOptional, READ_CAPS } from "../util/bounded-read.js";
@@ -10,6 +11,7 @@ import {
   MAX_CATALOG_SIGNATURE_BYTES,
   SIGNATURE_SUFFIX,
 } from "../domain/catalog/fetch.js";
+import { pushOciCatalog, type RegistryOptions } from "../domain/catalog/oci.js";
 import { loadTrustStore } from "../domain/trust/truststore.js";
 import {
   certificateDer,
@@ -116,4 +118,45 @@ export async function verifyCatalog(
   }
   const { der: _der, ...signer } = check.signer;
   return { file: options.file, signature: signatureFile, layers, signer };
+}
+
+export interface CatalogPublishResult {
+  file: string;
+  /** oci://registry/repo:tag@sha256:... */
+  pinned: string;
+  signed: boolean;
+}
+
+/**
+ * Pushes the catalog FILE, with FILE.p7s when there is one (or `signature`), to an oci:
+ * reference, as the artifact loadCatalogs reads from oci: URLs.
+ */
+export async function publishCatalog(
+  ctx: Context,
+  options: { file: string; reference: string; signature?: string } & RegistryOptions,
+): Promise<CatalogPublishResult> {
+  const { bytes } = await readCatalogFile(options.file);
+  const signatureFile = options.signature ?? options.file + SIGNATURE_SUFFIX;
+  const signature = await readBoundedOptional(signatureFile, {
+    cap: MAX_CATALOG_SIGNATURE_BYTES,
+    what: "a catalog signature",
+  });
+  if (signature === undefined && options.signature !== undefined) {
+    throw new ExtctlError("not-found", `the signature ${signatureFile} does not exist`);
+  }
+  const title = path.basename(options.file).endsWith(".json")
+    ? path.basename(options.file)
+    : "releases.json";
+  const { pinned } = await pushOciCatalog(
+    ctx,
+    options.reference,
+    { bytes, title, ...(signature ? { signature } : {}) },
+    {
+      ...(options.creds === undefined ? {} : { creds: options.creds }),
+      ...(options.caCerts ? { caCerts: options.caCerts } : {}),
+      ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    },
+  );
+  return { file: options.file, pinned, signed: signature !== undefined };
 }

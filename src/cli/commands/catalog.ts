@@ -1,7 +1,7 @@
-// `extctl catalog sign|verify`: make and check the detached signature (FILE.p7s) of an extension
-// catalog, the one `install NAME` and `upgrade` check with --catalog-policy signed.
+// `extctl catalog sign|verify|publish`: make and check the detached signature (FILE.p7s) of an
+// extension catalog (what --catalog-policy signed asks for), and push a catalog to a registry.
 import type { Command } from "commander";
-import { collect, contextFor } from "../options.js";
+import { collect, contextFor, TIMEOUT_OPTION } from "../options.js";
 import { print, printJson } from "../render.js";
 
 export function registerCatalogCommand(program: Command): void {
@@ -64,6 +64,53 @@ export function registerCatalogCommand(program: Command): void {
           print(
             `OK: ${result.file} (${result.layers} extensions) is signed by "${result.signer.subject}" (SHA-256 ${result.signer.fingerprint}, trusted from ${result.signer.source})`,
           );
+      },
+    );
+  catalog
+    .command("publish")
+    .description(
+      "push a catalog (and FILE.p7s when present) to an OCI registry, for oci:// catalog URLs",
+    )
+    .argument("<file>", "the catalog (JSON)")
+    .argument("<reference>", "where to push it: oci://REGISTRY/REPOSITORY:TAG")
+    .option("--signature <file>", "the signature to push with it (default FILE.p7s, if present)")
+    .option("--creds <user:pass>", "registry credentials")
+    .option("--ca-cert <file>", "trust this CA certificate (PEM) too; repeatable", collect)
+    .option(
+      "--insecure-registry <host>",
+      "reach this registry over plain http; repeatable",
+      collect,
+    )
+    .option(...TIMEOUT_OPTION)
+    .option("--json", "print the result as JSON")
+    .action(
+      async (
+        file: string,
+        reference: string,
+        opts: {
+          signature?: string;
+          creds?: string;
+          caCert?: string[];
+          insecureRegistry?: string[];
+          timeout?: number;
+          json?: boolean;
+        },
+        command: Command,
+      ) => {
+        const { publishCatalog } = await import("../../operations/catalog.js");
+        const result = await publishCatalog(contextFor(command), {
+          file,
+          reference,
+          ...(opts.signature === undefined ? {} : { signature: opts.signature }),
+          ...(opts.creds === undefined ? {} : { creds: opts.creds }),
+          ...(opts.caCert === undefined ? {} : { caCerts: opts.caCert }),
+          ...(opts.insecureRegistry === undefined
+            ? {}
+            : { insecureRegistries: opts.insecureRegistry }),
+          ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
+        });
+        if (opts.json) printJson(result);
+        else print(`${result.pinned}${result.signed ? " (signed)" : ""}`);
       },
     );
 }

@@ -4,14 +4,12 @@
 import path from "node:path";
 import type { Context } from "../../util/context.js";
 import { ExtctlError, errnoCode } from "../../util/errors.js";
-import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
+import { READ_CAPS, readBoundedOptional, readInRoot } from "../../util/bounded-read.js";
 import { writeFileInRoot } from "../../util/atomic.js";
 import type { Root } from "../../util/root.js";
 import { httpGetBytes } from "../sources/http.js";
 import { filePathOf } from "../sources/uri.js";
-import { RegistryClient } from "../sources/oci/client.js";
-import { documentKind, parseImageManifest, TITLE_ANNOTATION } from "../sources/oci/manifest.js";
-import { manifestSelector, parseReference } from "../sources/oci/reference.js";
+import { fetchOciCatalog, MAX_CATALOG_SIGNATURE_BYTES, SIGNATURE_SUFFIX } from "./oci.js";
 import { loadTrustStore, type TrustStore } from "../trust/truststore.js";
 import { verifyDetachedSignature, type DetachedSubject } from "../trust/signature.js";
 import { MAX_CATALOG_BYTES, parseCatalog, type Catalog } from "./catalog.js";
@@ -20,10 +18,9 @@ import { MAX_CATALOG_BYTES, parseCatalog, type Catalog } from "./catalog.js";
 export const DEFAULT_CATALOGS_FILE = "/etc/extctl/catalogs";
 /** Under the root: per catalog URL, the newest `generated` time seen. */
 export const CATALOG_STATE_FILE = "/var/lib/kairos/extctl-catalogs.json";
-/** A detached PKCS#7 is a few KiB. */
-export const MAX_CATALOG_SIGNATURE_BYTES = 1024 * 1024;
-/** The suffix of a catalog's detached signature, beside it (https:, file:) or as a layer (oci:). */
-export const SIGNATURE_SUFFIX = ".p7s";
+export { MAX_CATALOG_SIGNATURE_BYTES, SIGNATURE_SUFFIX };
+/** A `generated` further ahead of the clock than this is accepted but not remembered. */
+const MAX_CLOCK_SKEW_MS = 24 * 60 * 60 * 1000;
 
 export const CATALOG_SIGNATURE: DetachedSubject = {
   name: "catalog",
@@ -31,7 +28,10 @@ export const CATALOG_SIGNATURE: DetachedSubject = {
 };
 
 export interface CatalogFetchOptions {
-  /** Catalog URLs in order; empty or undefined: those in DEFAULT_CATALOGS_FILE. */
+  /**
+   * Catalog URLs in order (a file: URL here is a host path); empty or undefined: those in
+   * DEFAULT_CATALOGS_FILE (where a file: URL is a node path under the root).
+   */
   urls?: string[];
   /** Extra CA certificate files (PEM) for https: and registries. */
   caCerts?: string[];
@@ -100,89 +100,55 @@ async function fetchHttps(
     ...request,
     maxBytes: MAX_CATALOG_SIGNATURE_BYTES,
     what: "the catalog signature",
-  });
-  return signature === undefined ? { bytes } : { bytes, signature };
-}
-
-/** file: catalogs are node paths under the root, as the catalog list that names them. */
-async function fetchFile(ctx: Context, url: string): Promise<FetchedCatalog> {
-  const nodePath = path.posix.resolve("/", filePathOf(url));
-  const bytes = await readInRoot(ctx.root, nodePath, {
-    cap: MAX_CATALOG_BYTES,
-    what: "a catalog",
-  });
-  if (bytes === undefined) {
-    throw new ExtctlError("not-found", `the file ${ctx.root.path(nodePath)} does not exist`);
-  }
-  const signature = await readInRoot(ctx.root, nodePath + SIGNATURE_SUFFIX, {
-    cap: MAX_CATALOG_SIGNATURE_BYTES,
-    what: "a catalog signature",
+    // Object stores (S3, GCS) answer 403 for a key that is not there. Taking it as "unsigned"
+    // weakens nothing: under the any policy a missing signature is accepted anyway, and under
+    // signed it is refused.
+    absent: [403, 404, 410],
   });
   return signature === undefined ? { bytes } : { bytes, signature };
 }
 
 /**
- * oci: catalogs are an image (or ORAS artifact) manifest: the layer whose title ends in .json is
- * the catalog, a layer titled the same plus .p7s its signature.
+ * file: catalogs. A URL from the catalog list under the root names a node path, read inside the
+ * root; one the caller gives (--catalog) names a host path, as `install file://` and `--trust`
+ * do: it is what the operator points at. Both are read bounded, regular files only.
  */
-async function fetchOci(
-  ctx: Context,
-  url: string,
-  options: CatalogFetchOptions,
-): Promise<FetchedCatalog> {
-  const ref = parseReference(url);
-  const client = await RegistryClient.create(ctx, ref, {
-    ...(options.creds === undefined ? {} : { creds: options.creds }),
-    ...(options.caCerts ? { caCerts: options.caCerts } : {}),
-    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
-    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-  });
-  try {
-    const fetched = await client.getManifest(manifestSelector(ref));
-    if (documentKind(fetched.mediaType, fetched.json) !== "manifest") {
-      throw new ExtctlError(
-        "catalog",
-        `${url} is an image index, not the manifest of a catalog; point at the catalog's manifest`,
-      );
-    }
-    const manifest = parseImageManifest(fetched.mediaType, fetched.json);
-    const titled = manifest.layers.filter((l) =>
-      (l.annotations?.[TITLE_ANNOTATION] ?? "").endsWith(".json"),
+async function fetchFile(ctx: Context, url: string, underRoot: boolean): Promise<FetchedCatalog> {
+  const named = filePathOf(url);
+  const file = underRoot ? path.posix.resolve("/", named) : path.resolve(named);
+  const read = (target: string, cap: number, what: string) =>
+    underRoot
+      ? readInRoot(ctx.root, target, { cap, what })
+      : readBoundedOptional(target, { cap, what });
+  const bytes = await read(file, MAX_CATALOG_BYTES, "a catalog");
+  if (bytes === undefined) {
+    throw new ExtctlError(
+      "not-found",
+      `the file ${underRoot ? ctx.root.path(file) : file} does not exist`,
     );
-    if (titled.length !== 1) {
-      throw new ExtctlError(
-        "catalog",
-        titled.length === 0
-          ? `${url} has no layer titled *.json (${TITLE_ANNOTATION}), so it holds no catalog`
-          : `${url} has ${titled.length} layers titled *.json; a catalog image holds one`,
-      );
-    }
-    const layer = titled[0] as (typeof titled)[number];
-    const title = layer.annotations?.[TITLE_ANNOTATION] as string;
-    const bytes = await client.readBlob(layer, MAX_CATALOG_BYTES);
-    const signatureLayer = manifest.layers.find(
-      (l) => l.annotations?.[TITLE_ANNOTATION] === title + SIGNATURE_SUFFIX,
-    );
-    if (!signatureLayer) return { bytes };
-    return { bytes, signature: await client.readBlob(signatureLayer, MAX_CATALOG_SIGNATURE_BYTES) };
-  } finally {
-    await client.close();
   }
+  const signature = await read(
+    file + SIGNATURE_SUFFIX,
+    MAX_CATALOG_SIGNATURE_BYTES,
+    "a catalog signature",
+  );
+  return signature === undefined ? { bytes } : { bytes, signature };
 }
 
 async function fetchCatalogBytes(
   ctx: Context,
   url: string,
   options: CatalogFetchOptions,
+  fromList: boolean,
 ): Promise<FetchedCatalog> {
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
   switch (scheme) {
     case "https":
       return fetchHttps(ctx, url, options);
     case "file":
-      return fetchFile(ctx, url);
+      return fetchFile(ctx, url, fromList);
     case "oci":
-      return fetchOci(ctx, url, options);
+      return fetchOciCatalog(ctx, url, options);
     case "http":
       throw new ExtctlError("invalid-uri", `${url}: catalogs are read over https, not http`);
     default:
@@ -267,14 +233,15 @@ async function checkSignature(
  * Reads the catalogs in order. One that cannot be read, is invalid, fails its signature check or
  * is older than one seen before from the same URL is skipped with a warning; only when none is
  * left is it an error, naming every URL and why. A catalog without `generated` is accepted but
- * never moves the remembered time (it cannot be ordered).
+ * never moves the remembered time (it cannot be ordered); nor does one generated more than a
+ * day ahead of the clock (a time that would lock out every honest catalog until then).
  */
 export async function loadCatalogs(
   ctx: Context,
   options: CatalogFetchOptions,
 ): Promise<LoadedCatalogs> {
-  const urls =
-    options.urls && options.urls.length > 0 ? options.urls : await defaultCatalogUrls(ctx.root);
+  const given = options.urls !== undefined && options.urls.length > 0;
+  const urls = given ? (options.urls as string[]) : await defaultCatalogUrls(ctx.root);
   if (urls.length === 0) {
     throw new ExtctlError("config", "no extension catalog is configured", {
       hint: `give --catalog URL, or list catalog URLs in ${ctx.root.path(DEFAULT_CATALOGS_FILE)}`,
@@ -288,7 +255,7 @@ export async function loadCatalogs(
   let changed = false;
   for (const url of urls) {
     try {
-      const fetched = await fetchCatalogBytes(ctx, url, options);
+      const fetched = await fetchCatalogBytes(ctx, url, options, !given);
       const signer = await checkSignature(url, fetched, policy, trustStore);
       const catalog = parseCatalog(fetched.bytes, url);
       const seen = state.generated[url];
@@ -305,8 +272,16 @@ export async function loadCatalogs(
         catalog.generated !== undefined &&
         (seen === undefined || Date.parse(catalog.generated) > Date.parse(seen))
       ) {
-        state.generated[url] = catalog.generated;
-        changed = true;
+        if (Date.parse(catalog.generated) > Date.now() + MAX_CLOCK_SKEW_MS) {
+          // Remembering a time far ahead would refuse every honest catalog until then (a
+          // poisoned or mistyped one); a node whose clock is behind just remembers nothing.
+          ctx.log.warn(
+            `${url} says it was generated at ${catalog.generated}, more than a day ahead of this node's clock; not remembering that time`,
+          );
+        } else {
+          state.generated[url] = catalog.generated;
+          changed = true;
+        }
       }
       result.catalogs.push(catalog);
       result.signed[url] = signer;

@@ -265,6 +265,7 @@ export function resolveExtension(
     log?: (message: string) => void;
   },
 ): Resolution {
+  if (requested !== undefined && requested.trim() === "") requested = undefined;
   const found = findLayer(catalogs, name);
   if (!found) {
     throw new ExtctlError(
@@ -298,6 +299,14 @@ export function resolveExtension(
   return resolution;
 }
 
+export interface OfferedVersion {
+  version: string;
+  /** "oci://..." when the tag has an image for this kind and architecture. */
+  reference?: string;
+  catalog: string;
+  rollout?: { percent: number };
+}
+
 /**
  * What the catalogs offer of `name`: every tag of the first catalog publishing it (the one
  * resolveExtension uses), semver tags highest first, then the others in catalog order. A tag
@@ -307,7 +316,7 @@ export function offeredVersions(
   catalogs: readonly Catalog[],
   name: string,
   options: { kind: ExtensionKind; arch: string },
-): { version: string; reference?: string; catalog: string; rollout?: { percent: number } }[] {
+): OfferedVersion[] {
   const found = findLayer(catalogs, name);
   if (!found) return [];
   const semverTags = bySemverDescending(found.layer.tags).map((s) => s.tag);

@@ -235,12 +235,14 @@ export interface HttpBytesRequest {
   maxBytes: number;
   /** What is fetched, for messages ("the catalog"). */
   what?: string;
+  /** Statuses that mean "absent" (undefined is returned); default 404 and 410. */
+  absent?: readonly number[];
 }
 
 /**
  * GETs a small file whole (a catalog, its signature) with the same TLS, proxies, redirects and
- * retries as downloads, bounded by `maxBytes`. Undefined when the server answers 404 or 410,
- * so a caller can tell "absent" from "unreachable".
+ * retries as downloads, bounded by `maxBytes`. Undefined when the server answers 404 or 410
+ * (or `absent`), so a caller can tell "absent" from "unreachable".
  */
 export async function httpGetBytes(
   ctx: Context,
@@ -254,7 +256,7 @@ export async function httpGetBytes(
     ca,
     timeoutMs: request.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
   });
-  if (response.statusCode === 404 || response.statusCode === 410) {
+  if ((request.absent ?? [404, 410]).includes(response.statusCode)) {
     await response.body.dump();
     return undefined;
   }

@@ -18,7 +18,7 @@ test("the tree has every command, aliases, choices, and no hidden command", () =
   assert.ok(at("")?.options.some((o) => o.names.includes("--root") && o.takesValue));
 });
 
-test("enable, disable and remove of each kind take an installed image's name", () => {
+test("enable, disable, remove, upgrade, rollback and versions of each kind take an installed image's name", () => {
   const withImages = allNodes(tree)
     .filter((n) => n.imageArgument)
     .map((n) => `${n.path.join(" ")}:${n.imageArgument?.kind}`);
@@ -26,9 +26,15 @@ test("enable, disable and remove of each kind take an installed image's name", (
     "confext disable:confext",
     "confext enable:confext",
     "confext remove:confext",
+    "confext rollback:confext",
+    "confext upgrade:confext",
+    "confext versions:confext",
     "sysext disable:sysext",
     "sysext enable:sysext",
     "sysext remove:sysext",
+    "sysext rollback:sysext",
+    "sysext upgrade:sysext",
+    "sysext versions:sysext",
   ]);
 });
 
