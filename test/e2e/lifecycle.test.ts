@@ -6,93 +6,14 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { lstat, mkdir, readFile, readdir, readlink, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { test, type TestContext } from "node:test";
+import { test } from "node:test";
 import { runExtctl, type CliResult } from "../helpers/cli.js";
-import { withHttpsServer, type TestHttpsServer } from "../helpers/https-server.js";
-import { makeSampleImage } from "../helpers/images.js";
+import { catalogFixture as fixture, type Published } from "../helpers/catalog-fixture.js";
 import { requirePeers } from "../helpers/peers.js";
-import { startRegistry, type Registry } from "../helpers/registry.js";
-import { tempDir, tempNodeRoot, tempRoot } from "../helpers/tmp.js";
+import { tempNodeRoot, tempRoot } from "../helpers/tmp.js";
 
 const STORE = "var/lib/kairos/extensions";
 const PEERS = ["docker-registry", "mksquashfs", "openssl"];
-const ARCH = process.arch === "x64" ? "amd64" : process.arch;
-
-interface Published {
-  version: string;
-  /** host/repo@sha256:… as a catalog holds it. */
-  reference: string;
-  sha256: string;
-}
-
-interface CatalogTagSpec {
-  version: string;
-  published?: Published;
-  rollout?: number;
-}
-
-/** A registry, an HTTPS server and helpers to publish versions and serve catalogs. */
-async function fixture(t: TestContext) {
-  const registry: Registry = await startRegistry(t);
-  const dir = await tempDir(t);
-  const server: TestHttpsServer = await withHttpsServer(t, { dir: path.join(dir, "certs") });
-  const publishVersion = async (
-    name: string,
-    version: string,
-    release = "ID=_any\n",
-  ): Promise<Published> => {
-    const file = await makeSampleImage(dir, {
-      fileName: `${name}-${version}.raw`,
-      releaseName: name,
-      release,
-      files: { [`usr/share/${name}/version`]: `${version}\n` },
-    });
-    const r = await runExtctl([
-      "publish",
-      file,
-      `oci://${registry.host}/exts/${name}:${version}`,
-      "--kind",
-      "sysext",
-      "--insecure-registry",
-      registry.host,
-      "--json",
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    const pinned = (JSON.parse(r.stdout) as { pinned: string }).pinned;
-    const digest = pinned.slice(pinned.indexOf("@"));
-    return {
-      version,
-      reference: `${registry.host}/exts/${name}${digest}`,
-      sha256: createHash("sha256")
-        .update(await readFile(file))
-        .digest("hex"),
-    };
-  };
-  const catalogJson = (
-    layers: Record<string, { latest?: string; tags: CatalogTagSpec[] }>,
-    generated = new Date().toISOString(),
-  ) =>
-    JSON.stringify({
-      generated,
-      repo: "test/extensions",
-      layers: Object.entries(layers).map(([name, layer]) => ({
-        name,
-        ...(layer.latest ? { latest: layer.latest } : {}),
-        tags: layer.tags.map((tag) => ({
-          tag: tag.version,
-          sysext: tag.published ? { [ARCH]: { oci: tag.published.reference } } : {},
-          ...(tag.rollout === undefined ? {} : { rollout: { percent: tag.rollout } }),
-        })),
-      })),
-    });
-  const serveCatalog = (file: string, json: string) => {
-    server.addFile(file, Buffer.from(json));
-    return server.url(file);
-  };
-  const net = ["--ca-cert", server.caCert, "--insecure-registry", registry.host];
-  return { registry, server, dir, publishVersion, catalogJson, serveCatalog, net };
-}
-
 const sha256Of = async (file: string) =>
   createHash("sha256")
     .update(await readFile(file))
