@@ -182,11 +182,17 @@ test("kill -9 during upgrade --all and rollback leaves every profile on exactly 
   };
   const cycle: Op[] = ["upgrade", "rollback", "prune", "rollback"];
   const calm: Record<Op, number> = { upgrade: 0, prune: 0, rollback: 0 };
+  // The fastest of three unkilled runs: one slow calibration run (a busy machine) would put the
+  // late kills after the end of every trial.
   for (const op of ["upgrade", "prune", "rollback"] as const) {
-    const root = await copyRoot(templates[op], trialRoot);
-    const r = await extctl(commands[op](root));
-    assert.equal(r.code, 0, `calibration ${op}: ${r.stderr}`);
-    calm[op] = r.ms;
+    const times: number[] = [];
+    for (let k = 0; k < 3; k++) {
+      const root = await copyRoot(templates[op], trialRoot);
+      const r = await extctl(commands[op](root));
+      assert.equal(r.code, 0, `calibration ${op}: ${r.stderr}`);
+      times.push(r.ms);
+    }
+    calm[op] = Math.min(...times);
   }
   const versionOf = new Map([v.v1, v.v2, v.v3].map((p) => [p.sha256, p.version]));
 
