@@ -36,12 +36,13 @@ export async function catalogFixture(t: TestContext) {
     name: string,
     version: string,
     release = "ID=_any\n",
+    files: Record<string, string> = {},
   ): Promise<Published> => {
     const file = await makeSampleImage(dir, {
       fileName: `${name}-${version}.raw`,
       releaseName: name,
       release,
-      files: { [`usr/share/${name}/version`]: `${version}\n` },
+      files: { [`usr/share/${name}/version`]: `${version}\n`, ...files },
     });
     const r = await runExtctl([
       "publish",
