@@ -68,6 +68,7 @@ class WorkerHasher implements BlockHasher {
   >();
   private nextId = 1;
   private failure: Error | undefined;
+  private closing = false;
 
   /**
    * `size` threads in all: the calling thread hashes a chunk itself whenever every worker has
@@ -129,7 +130,8 @@ class WorkerHasher implements BlockHasher {
     const entry = this.pending.get(reply.id);
     if (!entry) return;
     this.pending.delete(reply.id);
-    if (--entry.slot.busy === 0) entry.slot.worker.unref();
+    // Once closing, a late reply must not unref a thread whose exit close() is waiting for.
+    if (--entry.slot.busy === 0 && !this.closing) entry.slot.worker.unref();
     if ("error" in reply) entry.reject(new Error(reply.error));
     else
       entry.resolve(Buffer.from(reply.hashes.buffer, reply.hashes.byteOffset, reply.hashes.length));
@@ -145,7 +147,15 @@ class WorkerHasher implements BlockHasher {
 
   async close(): Promise<void> {
     this.failure ??= new Error("the verity hashing pool is closed");
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    // An idle worker is unref'd; its exit must still keep the event loop alive until it comes,
+    // or an await of close() is left pending with nothing to wake it.
+    this.closing = true;
+    await Promise.all(
+      this.slots.map((s) => {
+        s.worker.ref();
+        return s.worker.terminate();
+      }),
+    );
   }
 }
 

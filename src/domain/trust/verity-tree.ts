@@ -179,9 +179,10 @@ async function pipeline(
       if ((await consume(consumed++, hashes)) === false) return;
     }
   } finally {
-    // Do not leave rejections unobserved when we stop early.
+    // Do not leave rejections unobserved when we stop early, nor a read of the caller's file
+    // still running when we return (the caller closes it next).
     for (const p of inFlight) p.catch(() => {});
-    reading?.catch(() => {});
+    await reading?.catch(() => {});
   }
 }
 
@@ -528,5 +529,7 @@ async function checkLevel(
       return false;
     },
   );
+  // Stopped early: the stored hashes read ahead must land before the caller closes the file.
+  await Promise.allSettled(storedReads.values());
   return failure;
 }
