@@ -1,5 +1,6 @@
 // `extctl verify --full` of a 1 GiB verity image against `veritysetup verify` of the same data
-// and hash area, side by side; also throughput against `openssl speed -evp sha256`.
+// and hash area, side by side, with every core and with one hashing thread; also throughput
+// against `openssl speed -evp sha256 -bytes 4096` (one core: the most one thread can hash).
 // Run: node --import tsx bench/verify.ts  (BENCH_SIZE_MIB to change the size, BENCH_RUNS runs).
 import { execFileSync } from "node:child_process";
 import { createCipheriv, randomBytes } from "node:crypto";
@@ -9,7 +10,10 @@ import path from "node:path";
 import { emitSkipped, extctl, sideBySide } from "./lib.js";
 
 const NAME = "verify --full 1 GiB";
-const GOAL = 1.0;
+/** Issue 16: ≤ 0.6 of veritysetup with every core (≥ 1.5 GB/s on 2). */
+const GOAL = 0.6;
+/** With one thread the goal is a rate (≥ 90% of openssl's); the ratio row is kept loose. */
+const GOAL_ONE_THREAD = 1.0;
 
 function has(cmd: string): boolean {
   try {
@@ -59,20 +63,38 @@ async function main(): Promise<void> {
     const rootHash = /Root hash:\s*([0-9a-f]+)/.exec(out)?.[1] as string;
     await writeFile(path.join(dir, "bench.roothash"), rootHash);
 
-    const result = await sideBySide({
-      name: sizeMib === 1024 ? NAME : `verify --full ${sizeMib} MiB`,
-      goal: GOAL,
-      extctl: { argv: extctl("verify", "--full", "--policy", "verity", image) },
-      peer: { argv: ["veritysetup", "verify", image, hash, rootHash] },
-      peerName: "veritysetup verify",
-      note: `${os.availableParallelism()} hashing threads; page cache warm`,
-    });
     const rate = opensslSha256Rate();
     const bytes = sizeMib * 1024 * 1024;
-    const extctlRate = bytes / result.extctl_s;
-    process.stderr.write(
-      `extctl verify --full: ${(extctlRate / 1e6).toFixed(0)} MB/s; veritysetup verify: ${(bytes / result.peer_s / 1e6).toFixed(0)} MB/s; openssl sha256 (1 thread, 4 KiB): ${(rate / 1e6).toFixed(0)} MB/s; ratio ${result.ratio.toFixed(2)}; peak RSS ${result.peak_rss_mib.toFixed(0)} MiB\n`,
-    );
+    const label = sizeMib === 1024 ? NAME : `verify --full ${sizeMib} MiB`;
+    // --policy any: the image is unsigned (exit 17 under a signing policy), but every block is
+    // still hashed; a corrupted block would still fail with 15.
+    const argv = extctl("verify", "--full", "--policy", "any", image);
+    const peer = { argv: ["veritysetup", "verify", image, hash, rootHash] };
+    const threads = os.availableParallelism();
+    const rows = [
+      { name: label, goal: GOAL, threads, env: {} },
+      {
+        name: `${label}, 1 thread`,
+        goal: GOAL_ONE_THREAD,
+        threads: 1,
+        env: { EXTCTL_VERITY_THREADS: "1" },
+      },
+    ];
+    for (const row of rows) {
+      const result = await sideBySide({
+        name: row.name,
+        goal: row.goal,
+        extctl: { argv, env: row.env },
+        peer,
+        peerName: "veritysetup verify",
+        extra: { openssl_sha256_4k_MBps: Math.round(rate / 1e6) },
+        note: `${row.threads} hashing thread${row.threads === 1 ? "" : "s"}; page cache warm; MB/s include Node's start-up`,
+      });
+      const extctlRate = bytes / result.extctl_s;
+      process.stderr.write(
+        `${row.name}: extctl ${(extctlRate / 1e6).toFixed(0)} MB/s (${((100 * extctlRate) / rate).toFixed(0)}% of openssl's one core); veritysetup verify ${(bytes / result.peer_s / 1e6).toFixed(0)} MB/s; openssl sha256 (1 thread, 4 KiB) ${(rate / 1e6).toFixed(0)} MB/s; ratio ${result.ratio.toFixed(2)}; peak RSS ${result.peak_rss_mib.toFixed(0)} MiB\n`,
+      );
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

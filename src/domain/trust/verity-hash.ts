@@ -1,6 +1,6 @@
 // The inner loop of dm-verity: digests of consecutive blocks packed into hash blocks exactly as
 // cryptsetup lays them out. Shared by the main thread and the hashing workers, so it stays tiny.
-import { hash } from "node:crypto";
+import crypto from "node:crypto";
 
 export interface BlockHashParams {
   algorithm: string;
@@ -23,43 +23,102 @@ export function digestSlotSize(hashType: 0 | 1, digestSize: number): number {
   return hashType === 1 ? 2 ** Math.ceil(Math.log2(digestSize)) : digestSize;
 }
 
+/**
+ * One-shot digest as a latin1 ("binary") string, one char per byte. Per 4 KiB block the call's overhead is
+ * what separates Node from openssl: crypto.hash() (Node ≥ 20.12) skips the Hash object, and a
+ * latin1 string is far cheaper to make than a Buffer (≈2.6 µs against ≈3.3 µs a block here).
+ * createHash() is the fallback for a Node without crypto.hash.
+ */
+const digestLatin1: (algorithm: string, data: Uint8Array) => string =
+  typeof crypto.hash === "function"
+    ? (algorithm, data) => crypto.hash(algorithm, data, "binary")
+    : (algorithm, data) => crypto.createHash(algorithm).update(data).digest("binary");
+
 /** Digest of one block with the salt where the hash type puts it. */
 export function blockDigest(
   params: Pick<BlockHashParams, "algorithm" | "hashType" | "salt">,
   block: Buffer,
 ): Buffer {
-  if (params.salt.length === 0) return hash(params.algorithm, block, "buffer");
+  if (params.salt.length === 0) return Buffer.from(digestLatin1(params.algorithm, block), "latin1");
   const joined =
     params.hashType === 1
       ? Buffer.concat([params.salt, block])
       : Buffer.concat([block, params.salt]);
-  return hash(params.algorithm, joined, "buffer");
+  return Buffer.from(digestLatin1(params.algorithm, joined), "latin1");
 }
 
 /**
  * Hashes the whole blocks of `data` (a trailing partial block is zero-filled, as the kernel
  * never sees one) and returns them as hash blocks: digests in slots, each hash block
  * zero-padded. `data` should hold a multiple of hashesPerBlock blocks except at the very end.
+ *
+ * With `scratch` true the caller gives `data` up (it is a fresh read or a transferred copy): the
+ * salt is then written over the already hashed neighbour of each block, so every block is hashed
+ * where it lies, with no copy. Otherwise `data` is left as it was.
  */
-export function hashBlocksToHashBlocks(params: BlockHashParams, data: Buffer): Buffer {
+export function hashBlocksToHashBlocks(
+  params: BlockHashParams,
+  data: Buffer,
+  scratch = false,
+): Buffer {
   const { blockSize, hashBlockSize, digestSize, salt, algorithm } = params;
   const perBlock = hashesPerBlock(hashBlockSize, digestSize);
   const slot = digestSlotSize(params.hashType, digestSize);
   const blocks = Math.ceil(data.length / blockSize);
-  const out = Buffer.alloc(Math.ceil(blocks / perBlock) * hashBlockSize);
-  // One scratch buffer holding salt and block side by side: one-shot hashing of it is faster
-  // than an incremental hash object per block.
-  const scratch = Buffer.alloc(salt.length + blockSize);
-  const blockAt = params.hashType === 1 ? salt.length : 0;
-  salt.copy(scratch, params.hashType === 1 ? 0 : blockSize);
-  for (let i = 0; i < blocks; i++) {
+  const whole = Math.floor(data.length / blockSize);
+  const groups = Math.ceil(blocks / perBlock);
+  const out = Buffer.alloc(groups * hashBlockSize);
+  const ab = data.buffer;
+  const base = data.byteOffset;
+  const saltFirst = params.hashType === 1;
+  const s = salt.length;
+  const inPlace = scratch && s > 0;
+
+  // One buffer holding salt and a block side by side, for the blocks hashed out of place.
+  const joined = Buffer.alloc(s + blockSize);
+  const blockAt = saltFirst ? s : 0;
+  salt.copy(joined, saltFirst ? 0 : blockSize);
+
+  const digestAt = (i: number): string => {
     const start = i * blockSize;
+    if (i < whole) {
+      if (s === 0) return digestLatin1(algorithm, new Uint8Array(ab, base + start, blockSize));
+      // In place, the salt goes over the neighbour hashed the turn before: the tail of block
+      // i-1 (salt first, blocks in order) or the head of block i+1 (salt last, backwards).
+      if (inPlace && saltFirst && i > 0) {
+        data.set(salt, start - s);
+        return digestLatin1(algorithm, new Uint8Array(ab, base + start - s, s + blockSize));
+      }
+      if (inPlace && !saltFirst && i < whole - 1) {
+        data.set(salt, start + blockSize);
+        return digestLatin1(algorithm, new Uint8Array(ab, base + start, blockSize + s));
+      }
+    }
     const end = Math.min(start + blockSize, data.length);
-    if (end - start < blockSize) scratch.fill(0, blockAt, blockAt + blockSize);
-    data.copy(scratch, blockAt, start, end);
-    const digest = hash(algorithm, scratch, "buffer");
-    const position = Math.floor(i / perBlock) * hashBlockSize + (i % perBlock) * slot;
-    digest.copy(out, position, 0, digestSize);
+    if (end - start < blockSize) joined.fill(0, blockAt, blockAt + blockSize);
+    joined.set(new Uint8Array(ab, base + start, end - start), blockAt);
+    return digestLatin1(algorithm, joined);
+  };
+
+  const backwards = inPlace && !saltFirst;
+  for (let n = 0; n < groups; n++) {
+    const g = backwards ? groups - 1 - n : n;
+    const first = g * perBlock;
+    const count = Math.min(perBlock, blocks - first);
+    const at = g * hashBlockSize;
+    if (slot === digestSize) {
+      // Digests side by side: one write per hash block is cheaper than one per digest.
+      let digests = "";
+      if (backwards) for (let k = count - 1; k >= 0; k--) digests = digestAt(first + k) + digests;
+      else for (let k = 0; k < count; k++) digests += digestAt(first + k);
+      out.write(digests, at, digests.length, "latin1");
+    } else if (backwards) {
+      for (let k = count - 1; k >= 0; k--)
+        out.write(digestAt(first + k), at + k * slot, digestSize, "latin1");
+    } else {
+      for (let k = 0; k < count; k++)
+        out.write(digestAt(first + k), at + k * slot, digestSize, "latin1");
+    }
   }
   return out;
 }

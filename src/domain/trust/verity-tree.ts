@@ -2,7 +2,7 @@
 // hashes the data blocks, each level above hashes the one below, top level first on disk.
 import { randomBytes, randomUUID } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
-import { readExactly, SliceSource, type ByteSource } from "../../util/bytes.js";
+import { FileSource, readExactly, SliceSource, type ByteSource } from "../../util/bytes.js";
 import { ExtctlError } from "../../util/errors.js";
 import type { Progress } from "../../util/progress.js";
 import {
@@ -142,6 +142,15 @@ export function hashAreaInFile(handle: FileHandle, offset = 0): HashAreaTarget {
 }
 
 /**
+ * Whether what `source` reads is a fresh buffer nobody else holds, so the hasher may transfer
+ * it or hash it in place. A file's reads are; a BufferSource hands out views of its memory, and
+ * a slice or a cache is not known to be either.
+ */
+function freshReads(source: ByteSource): boolean {
+  return source instanceof FileSource;
+}
+
+/**
  * Runs `chunks` chunks through the hasher, at most `hasher.concurrency` at a time, handing each
  * result to `consume` in order. Reading the next chunk overlaps hashing of the previous ones.
  */
@@ -150,6 +159,7 @@ async function pipeline(
   chunks: number,
   read: (index: number) => Promise<Buffer>,
   params: BlockHashParams,
+  owned: boolean,
   consume: (index: number, hashes: Buffer) => Promise<boolean | void>,
 ): Promise<void> {
   const inFlight: Promise<Buffer>[] = [];
@@ -163,15 +173,16 @@ async function pipeline(
       while (reading && inFlight.length < Math.max(1, hasher.concurrency)) {
         const data = await reading;
         reading = next < chunks ? read(next++) : undefined;
-        inFlight.push(hasher.hash(params, data));
+        inFlight.push(hasher.hash(params, data, owned));
       }
       const hashes = await (inFlight.shift() as Promise<Buffer>);
       if ((await consume(consumed++, hashes)) === false) return;
     }
   } finally {
-    // Do not leave rejections unobserved when we stop early.
+    // Do not leave rejections unobserved when we stop early, nor a read of the caller's file
+    // still running when we return (the caller closes it next).
     for (const p of inFlight) p.catch(() => {});
-    reading?.catch(() => {});
+    await reading?.catch(() => {});
   }
 }
 
@@ -266,6 +277,7 @@ export async function buildVerityTree(
       await hashLevels(
         layout,
         new SliceSource(data, 0, dataBytes),
+        freshReads(data),
         target,
         hasher,
         options.progress,
@@ -297,6 +309,7 @@ function chunkBlocks(layout: VerityLayout, blockSize: number): number {
 async function hashLevels(
   layout: VerityLayout,
   data: ByteSource,
+  dataReadsFresh: boolean,
   target: HashAreaTarget,
   hasher: BlockHasher,
   progress: Progress | undefined,
@@ -325,9 +338,17 @@ async function hashLevels(
       return buf;
     };
     const perChunkOut = (per / layout.hashesPerBlock) * params.hashBlockSize;
-    await pipeline(hasher, chunks, read, hashParams(layout, blockSize), async (i, hashes) => {
-      await target.writeAt(dest.offset + i * perChunkOut, hashes);
-    });
+    const owned = level === 0 && dataReadsFresh;
+    await pipeline(
+      hasher,
+      chunks,
+      read,
+      hashParams(layout, blockSize),
+      owned,
+      async (i, hashes) => {
+        await target.writeAt(dest.offset + i * perChunkOut, hashes);
+      },
+    );
   }
 }
 
@@ -442,8 +463,18 @@ async function checkLevel(
   const perChunkOut = (per / layout.hashesPerBlock) * params.hashBlockSize;
   const slot = digestSlotSize(params.hashType, layout.digestSize);
   let failure: VerityCheck | undefined;
+  // The stored hashes of a chunk are read alongside its blocks, not after they are hashed.
+  const storedReads = new Map<number, Promise<Buffer>>();
   const read = async (i: number) => {
     const count = Math.min(per, sourceBlocks - i * per);
+    const storedRead = readExactly(
+      hashArea,
+      stored.offset + i * perChunkOut,
+      Math.ceil(count / layout.hashesPerBlock) * params.hashBlockSize,
+      `hash level ${level}`,
+    );
+    storedRead.catch(() => {});
+    storedReads.set(i, storedRead);
     const buf = await readExactly(
       source,
       sourceBase + i * per * blockSize,
@@ -453,46 +484,52 @@ async function checkLevel(
     if (!below) progress?.tick(buf.length);
     return buf;
   };
-  await pipeline(hasher, chunks, read, hashParams(layout, blockSize), async (i, computed) => {
-    const storedBytes = await readExactly(
-      hashArea,
-      stored.offset + i * perChunkOut,
-      computed.length,
-      `hash level ${level}`,
-    );
-    if (storedBytes.equals(computed)) return true;
-    let at = 0;
-    while (storedBytes[at] === computed[at]) at++;
-    const hashBlock = Math.floor(at / params.hashBlockSize);
-    const inBlock = at % params.hashBlockSize;
-    const index = hashBlock * layout.hashesPerBlock + Math.floor(inBlock / slot);
-    const sourceBlock = i * per + index;
-    if (inBlock >= layout.hashesPerBlock * slot || sourceBlock >= sourceBlocks) {
-      const block = i * (per / layout.hashesPerBlock) + hashBlock;
-      failure = {
-        ok: false,
-        reason: "corrupted-hash-block",
-        level,
-        block,
-        message: `hash block ${block} of level ${level} has non-zero bytes in its spare area`,
-      };
-    } else if (below) {
-      failure = {
-        ok: false,
-        reason: "corrupted-hash-block",
-        level: level - 1,
-        block: sourceBlock,
-        message: `hash block ${sourceBlock} of level ${level - 1} does not match its hash`,
-      };
-    } else {
-      failure = {
-        ok: false,
-        reason: "corrupted-block",
-        block: sourceBlock,
-        message: `data block ${sourceBlock} (bytes ${sourceBlock * params.dataBlockSize}..${(sourceBlock + 1) * params.dataBlockSize - 1}) does not match its hash`,
-      };
-    }
-    return false;
-  });
+  const owned = freshReads(source);
+  await pipeline(
+    hasher,
+    chunks,
+    read,
+    hashParams(layout, blockSize),
+    owned,
+    async (i, computed) => {
+      const storedBytes = await (storedReads.get(i) as Promise<Buffer>);
+      storedReads.delete(i);
+      if (storedBytes.equals(computed)) return true;
+      let at = 0;
+      while (storedBytes[at] === computed[at]) at++;
+      const hashBlock = Math.floor(at / params.hashBlockSize);
+      const inBlock = at % params.hashBlockSize;
+      const index = hashBlock * layout.hashesPerBlock + Math.floor(inBlock / slot);
+      const sourceBlock = i * per + index;
+      if (inBlock >= layout.hashesPerBlock * slot || sourceBlock >= sourceBlocks) {
+        const block = i * (per / layout.hashesPerBlock) + hashBlock;
+        failure = {
+          ok: false,
+          reason: "corrupted-hash-block",
+          level,
+          block,
+          message: `hash block ${block} of level ${level} has non-zero bytes in its spare area`,
+        };
+      } else if (below) {
+        failure = {
+          ok: false,
+          reason: "corrupted-hash-block",
+          level: level - 1,
+          block: sourceBlock,
+          message: `hash block ${sourceBlock} of level ${level - 1} does not match its hash`,
+        };
+      } else {
+        failure = {
+          ok: false,
+          reason: "corrupted-block",
+          block: sourceBlock,
+          message: `data block ${sourceBlock} (bytes ${sourceBlock * params.dataBlockSize}..${(sourceBlock + 1) * params.dataBlockSize - 1}) does not match its hash`,
+        };
+      }
+      return false;
+    },
+  );
+  // Stopped early: the stored hashes read ahead must land before the caller closes the file.
+  await Promise.allSettled(storedReads.values());
   return failure;
 }

@@ -6,6 +6,7 @@ import { hashBlocksToHashBlocks, type BlockHashParams } from "./verity-hash.js";
 export interface HashRequest {
   id: number;
   params: Omit<BlockHashParams, "salt"> & { salt: Uint8Array };
+  /** Transferred: this thread owns it, so it is hashed in place. */
   data: Uint8Array;
 }
 
@@ -15,7 +16,7 @@ parentPort?.on("message", (request: HashRequest) => {
   try {
     const params = { ...request.params, salt: Buffer.from(request.params.salt) };
     const data = Buffer.from(request.data.buffer, request.data.byteOffset, request.data.length);
-    const hashes = hashBlocksToHashBlocks(params, data);
+    const hashes = hashBlocksToHashBlocks(params, data, true);
     const reply: HashReply = { id: request.id, hashes };
     parentPort?.postMessage(reply, [hashes.buffer as ArrayBuffer]);
   } catch (e) {
