@@ -19,6 +19,13 @@ import {
   type Token,
 } from "./auth.js";
 import { apiHost, type Reference } from "./reference.js";
+import {
+  blockedError,
+  findRegistry,
+  insecureHosts,
+  loadRegistriesConf,
+  type RegistriesConf,
+} from "./registries-conf.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "../stall-guard.js";
 import { bulkGet, MAX_VIEW, type BulkBody, type BulkResponse } from "../http1.js";
 import { StagedWriter } from "../staged-writer.js";
@@ -77,6 +84,16 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Test hook: shorter backoff between retries. */
   retryBaseMs?: number;
+  /** How often a failed request is tried again (default 4); a mirror gets fewer. */
+  maxRetries?: number;
+  /** registries.conf, already read; otherwise the client reads it from the context's root. */
+  registries?: RegistriesConf;
+  /**
+   * Plain http for this endpoint, as registries.conf says for the mirror or origin chosen by
+   * pull.ts (--insecure-registry still applies). Unset: the entry matching the reference decides,
+   * and a pull from a blocked one is refused.
+   */
+  insecure?: boolean;
 }
 
 interface RequestOptions {
@@ -218,6 +235,7 @@ export class RegistryClient {
   private credsLooked = false;
   private readonly scopes: string[];
   private readonly retryBaseMs: number;
+  private readonly maxRetries: number;
 
   private constructor(
     private readonly ctx: Context,
@@ -244,6 +262,7 @@ export class RegistryClient {
       this.credsLooked = true;
     }
     this.retryBaseMs = options.retryBaseMs ?? 250;
+    this.maxRetries = options.maxRetries ?? MAX_RETRIES;
   }
 
   static async create(
@@ -252,7 +271,17 @@ export class RegistryClient {
     options: ClientOptions = {},
   ): Promise<RegistryClient> {
     const undici = await loadUndici();
-    const insecure = isInsecure(ref.registry, options.insecureRegistries);
+    const registries = options.registries ?? (await loadRegistriesConf(ctx));
+    let confInsecure = options.insecure;
+    if (confInsecure === undefined) {
+      const match = findRegistry(registries, ref);
+      // registries.conf blocks pulls; a push (which never goes to a mirror) is not a pull.
+      const pushing = (options.actions ?? ["pull"]).includes("push");
+      if (match?.entry.blocked && !pushing) throw blockedError(ref, match.entry);
+      confInsecure = match?.entry.insecure ?? false;
+    }
+    const insecureList = [...(options.insecureRegistries ?? []), ...insecureHosts(registries)];
+    const insecure = confInsecure || isInsecure(ref.registry, insecureList);
     const connect: Record<string, unknown> = { rejectUnauthorized: true };
     // The system's CAs as for https: (a registry behind a fleet's private CA), plus --ca-cert.
     const ca = await trustedCAs(options.caCerts ?? [], ctx.env);
@@ -274,16 +303,7 @@ export class RegistryClient {
             requestTls: { ca, rejectUnauthorized: true },
           })
         : new undici.Agent(agentOptions);
-    return new RegistryClient(
-      ctx,
-      undici,
-      dispatcher,
-      ca,
-      ref,
-      insecure,
-      options.insecureRegistries ?? [],
-      options,
-    );
+    return new RegistryClient(ctx, undici, dispatcher, ca, ref, insecure, insecureList, options);
   }
 
   async close(): Promise<void> {
@@ -403,7 +423,7 @@ export class RegistryClient {
       try {
         res = await send(currentMethod, target, headers);
       } catch (e) {
-        if (isRetryableNetworkError(e) && attempts < MAX_RETRIES) {
+        if (isRetryableNetworkError(e) && attempts < this.maxRetries) {
           this.ctx.log.debug(`${currentMethod} ${target}: ${causeCode(e)}; retrying`);
           await this.backoff(attempts++);
           continue;
@@ -418,7 +438,7 @@ export class RegistryClient {
         await this.authenticate(header);
         continue;
       }
-      if ((status === 429 || status >= 500) && attempts < MAX_RETRIES) {
+      if ((status === 429 || status >= 500) && attempts < this.maxRetries) {
         const retryAfter = headerValue(res, "retry-after");
         await res.body.dump();
         this.ctx.log.debug(`${currentMethod} ${target}: HTTP ${status}; retrying`);
@@ -710,7 +730,7 @@ export class RegistryClient {
           await writer.settled();
           throw fsError(writer.failure, "write the blob to disk");
         }
-        if (!isRetryableNetworkError(e) || attempts >= MAX_RETRIES) {
+        if (!isRetryableNetworkError(e) || attempts >= this.maxRetries) {
           await writer.settled();
           throw this.networkError(e, this.baseUrl);
         }

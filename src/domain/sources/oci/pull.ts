@@ -34,6 +34,7 @@ import {
   type Platform,
 } from "./platform.js";
 import { formatReference, manifestSelector, parseReference, type Reference } from "./reference.js";
+import { loadRegistriesConf, pullSources, type PullSource } from "./registries-conf.js";
 
 export interface ResolvedImage {
   manifest: ImageManifest;
@@ -99,6 +100,63 @@ function clientOptions(request: {
     options.insecureRegistries = request.insecureRegistries;
   if (request.timeoutMs !== undefined) options.timeoutMs = request.timeoutMs;
   return options;
+}
+
+/** A mirror is tried once and quickly: the next source is a better bet than a long wait. */
+const MIRROR_RETRIES = 1;
+
+/** Failures of the place bytes came from, after which the next source may do better. */
+const SOURCE_FAILURES = new Set(["registry", "tls", "not-found", "checksum", "download"]);
+
+function describeSource(source: PullSource): string {
+  return `${source.mirror ? "the mirror" : "the origin"} ${formatReference(source.ref, { scheme: false })}`;
+}
+
+/**
+ * Runs `attempt` against each place registries.conf says `ref` may be pulled from (its mirrors
+ * in order, then the origin), until one succeeds. A mirror that cannot be reached, lacks the
+ * image or serves bytes that fail their digest falls through to the next source; the origin's
+ * failure is the error. Credentials given on the command line go only to the reference's own
+ * host; a mirror's come from the usual lookup for its host. On success the caller owns the
+ * client; on failure it is closed here.
+ */
+async function fromPullSources<T>(
+  ctx: Context,
+  ref: Reference,
+  request: Parameters<typeof clientOptions>[0],
+  attempt: (client: RegistryClient, source: PullSource) => Promise<T>,
+): Promise<{ value: T; client: RegistryClient }> {
+  const registries = await loadRegistriesConf(ctx);
+  const sources = pullSources(registries, ref);
+  for (const [i, source] of sources.entries()) {
+    const last = i === sources.length - 1;
+    const options: ClientOptions = {
+      ...clientOptions(request),
+      registries,
+      insecure: source.insecure,
+    };
+    if (source.ref.registry !== ref.registry) delete options.creds;
+    if (source.mirror) options.maxRetries = MIRROR_RETRIES;
+    let client: RegistryClient | undefined;
+    try {
+      client = await RegistryClient.create(ctx, source.ref, options);
+      const value = await attempt(client, source);
+      if (sources.length > 1 || source.ref !== ref) {
+        ctx.log.debug(
+          `${formatReference(ref)}: served by ${describeSource(source)} (${source.where})`,
+        );
+      }
+      return { value, client };
+    } catch (e) {
+      await client?.close();
+      const fallsThrough = e instanceof ExtctlError && SOURCE_FAILURES.has(e.code);
+      if (last || !fallsThrough) throw e;
+      const message = `${describeSource(source)} failed: ${e.message}; trying the next source`;
+      if (e.code === "checksum") ctx.log.warn(message);
+      else ctx.log.debug(message);
+    }
+  }
+  throw new ExtctlError("internal", "registries.conf gave no source to pull from");
 }
 
 type Compression = "gzip" | "zstd" | "none";
@@ -484,11 +542,25 @@ export async function installFromRegistry(
 ): Promise<FetchedImage[]> {
   const ref = parseReference(request.uri);
   const wanted = wantedPlatform(request.platform);
-  const client = await RegistryClient.create(ctx, ref, clientOptions(request));
+  const { value } = await fromPullSources(ctx, ref, request, (client, source) =>
+    installFrom(ctx, client, source, ref, wanted, request),
+  );
+  return value;
+}
+
+/** One try of installFromRegistry against one source; the client is closed at the end. */
+async function installFrom(
+  ctx: Context,
+  client: RegistryClient,
+  source: PullSource,
+  ref: Reference,
+  wanted: Platform,
+  request: FetchRequest,
+): Promise<FetchedImage[]> {
   const staging = new Staging(request.storeDir);
   let progress: Progress | undefined;
   try {
-    const resolved = await resolveImage(client, ref, wanted);
+    const resolved = await resolveImage(client, source.ref, wanted);
     const { manifest } = resolved;
     const kind = artifactKind(manifest);
     ctx.log.debug(
@@ -595,40 +667,48 @@ export async function pullImageLayers(
   options: PullOptions = {},
 ): Promise<PulledImage> {
   const ref = parseReference(reference);
-  const client = await RegistryClient.create(ctx, ref, clientOptions(options));
-  try {
-    const resolved = await resolveImage(client, ref, wantedPlatform(options.platform));
-    const configDesc = resolved.manifest.config;
-    let config: Record<string, unknown> | undefined;
-    if (configDesc.mediaType.endsWith("+json") || configDesc.mediaType.endsWith(".json")) {
-      const bytes = await client.readBlob(configDesc);
-      try {
-        const parsed = JSON.parse(bytes.toString("utf8")) as unknown;
-        if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
-          config = parsed as Record<string, unknown>;
-        }
-      } catch {
-        throw new ExtctlError(
-          "registry",
-          `the config of ${formatReference(ref)} is not valid JSON`,
-        );
+  const { value, client } = await fromPullSources(ctx, ref, options, (client, source) =>
+    resolveWithConfig(client, source, options),
+  );
+  const { resolved, config } = value;
+  const configDesc = resolved.manifest.config;
+  return {
+    reference: formatReference({ ...ref, digest: resolved.digest }),
+    digest: resolved.digest,
+    config,
+    configDescriptor: configDesc,
+    layers: resolved.manifest.layers.map((layer) => ({
+      mediaType: layer.mediaType,
+      digest: layer.digest,
+      size: layer.size,
+      open: () => client.openBlob(layer),
+    })),
+    close: () => client.close(),
+  };
+}
+
+/** The image and its config from one source. */
+async function resolveWithConfig(
+  client: RegistryClient,
+  source: PullSource,
+  options: PullOptions,
+): Promise<{ resolved: ResolvedImage; config: Record<string, unknown> | undefined }> {
+  const resolved = await resolveImage(client, source.ref, wantedPlatform(options.platform));
+  const configDesc = resolved.manifest.config;
+  let config: Record<string, unknown> | undefined;
+  if (configDesc.mediaType.endsWith("+json") || configDesc.mediaType.endsWith(".json")) {
+    const bytes = await client.readBlob(configDesc);
+    try {
+      const parsed = JSON.parse(bytes.toString("utf8")) as unknown;
+      if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
+        config = parsed as Record<string, unknown>;
       }
+    } catch {
+      throw new ExtctlError(
+        "registry",
+        `the config of ${formatReference(source.ref)} is not valid JSON`,
+      );
     }
-    return {
-      reference: formatReference({ ...ref, digest: resolved.digest }),
-      digest: resolved.digest,
-      config,
-      configDescriptor: configDesc,
-      layers: resolved.manifest.layers.map((layer) => ({
-        mediaType: layer.mediaType,
-        digest: layer.digest,
-        size: layer.size,
-        open: () => client.openBlob(layer),
-      })),
-      close: () => client.close(),
-    };
-  } catch (e) {
-    await client.close();
-    throw e;
   }
+  return { resolved, config };
 }
