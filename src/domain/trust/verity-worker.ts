@@ -10,15 +10,21 @@ export interface HashRequest {
   data: Uint8Array;
 }
 
-export type HashReply = { id: number; hashes: Uint8Array } | { id: number; error: string };
+export type HashReply =
+  { id: number; hashes: Uint8Array; spent: Uint8Array } | { id: number; error: string };
 
 parentPort?.on("message", (request: HashRequest) => {
   try {
     const params = { ...request.params, salt: Buffer.from(request.params.salt) };
     const data = Buffer.from(request.data.buffer, request.data.byteOffset, request.data.length);
     const hashes = hashBlocksToHashBlocks(params, data, true);
-    const reply: HashReply = { id: request.id, hashes };
-    parentPort?.postMessage(reply, [hashes.buffer as ArrayBuffer]);
+    // The chunk goes back too: freed on this thread, every 4 MiB chunk was a fresh mmap for the
+    // reading thread (page faults: 1.9 s of system time per GiB with 2 threads, 0.2 s with 1).
+    const reply: HashReply = { id: request.id, hashes, spent: request.data };
+    parentPort?.postMessage(reply, [
+      hashes.buffer as ArrayBuffer,
+      request.data.buffer as ArrayBuffer,
+    ]);
   } catch (e) {
     parentPort?.postMessage({ id: request.id, error: String(e) } satisfies HashReply);
   }
