@@ -4,27 +4,16 @@
 // 1.x, a newer 1.x in the catalog is an upgrade on the next apply, a pin stays, --dry-run plans
 // and changes nothing, errors name the file's line, prune takes an extension's versions too.
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { readFile, readdir, readlink, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { runExtctl, type CliResult } from "../helpers/cli.js";
-import { catalogFixture, type Published } from "../helpers/catalog-fixture.js";
+import { catalogFixture, ok, sha256Of, type Published } from "../helpers/catalog-fixture.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 
 const STORE = "var/lib/kairos/extensions";
 const PEERS = ["docker-registry", "mksquashfs", "openssl"];
-
-const sha256Of = async (file: string) =>
-  createHash("sha256")
-    .update(await readFile(file))
-    .digest("hex");
-
-function ok(r: CliResult, what: string): CliResult {
-  assert.equal(r.code, 0, `${what}: ${r.stdout}${r.stderr}`);
-  return r;
-}
 
 interface Result {
   dryRun: boolean;

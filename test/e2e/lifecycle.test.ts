@@ -7,23 +7,13 @@ import { createHash } from "node:crypto";
 import { lstat, mkdir, readFile, readdir, readlink, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { runExtctl, type CliResult } from "../helpers/cli.js";
-import { catalogFixture, type Published } from "../helpers/catalog-fixture.js";
+import { runExtctl } from "../helpers/cli.js";
+import { catalogFixture, ok, sha256Of, type Published } from "../helpers/catalog-fixture.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempNodeRoot, tempRoot } from "../helpers/tmp.js";
 
 const STORE = "var/lib/kairos/extensions";
 const PEERS = ["docker-registry", "mksquashfs", "openssl"];
-
-const sha256Of = async (file: string) =>
-  createHash("sha256")
-    .update(await readFile(file))
-    .digest("hex");
-
-function ok(r: CliResult, what: string): CliResult {
-  assert.equal(r.code, 0, `${what}: ${r.stdout}${r.stderr}`);
-  return r;
-}
 
 test("install by name takes latest, a pin or the highest tag a constraint allows; --dry-run changes nothing", async (t) => {
   if (!requirePeers(t, PEERS, { root: true })) return;

@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { TestContext } from "node:test";
-import { runExtctl } from "./cli.js";
+import { runExtctl, type CliResult } from "./cli.js";
 import { withHttpsServer, type TestHttpsServer } from "./https-server.js";
 import { makeSampleImage } from "./images.js";
 import { startRegistry, type Registry } from "./registry.js";
@@ -88,4 +88,16 @@ export async function catalogFixture(t: TestContext) {
   };
   const net = ["--ca-cert", server.caCert, "--insecure-registry", registry.host];
   return { registry, server, dir, publishVersion, catalogJson, serveCatalog, net };
+}
+
+/** SHA-256 (hex) of a file's bytes. */
+export const sha256Of = async (file: string): Promise<string> =>
+  createHash("sha256")
+    .update(await readFile(file))
+    .digest("hex");
+
+/** Asserts that a CLI run exited 0, naming the step and its output otherwise. */
+export function ok(r: CliResult, what: string): CliResult {
+  assert.equal(r.code, 0, `${what}: ${r.stdout}${r.stderr}`);
+  return r;
 }

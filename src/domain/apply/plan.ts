@@ -226,28 +226,21 @@ async function planCatalogEntry(
     record.requested !== entry.requested ||
     (spec.catalogs !== undefined &&
       JSON.stringify(record.catalogs) !== JSON.stringify(spec.catalogs));
-  if (resolution.reference === current.reference)
-    return {
-      step: "up-to-date",
-      kind: entry.kind,
-      name: entry.name,
-      ...requested,
-      version: current.version,
-      changedRequest,
-      pinned: resolution.pinned,
-      line: entry.line,
-    };
+  const upToDate = {
+    step: "up-to-date" as const,
+    kind: entry.kind,
+    name: entry.name,
+    ...requested,
+    version: current.version,
+    changedRequest,
+    pinned: resolution.pinned,
+    line: entry.line,
+  };
+  if (resolution.reference === current.reference) return upToDate;
   if (!changedRequest && !resolution.pinned && record.rolledBack.includes(resolution.version))
     return {
-      step: "up-to-date",
-      kind: entry.kind,
-      name: entry.name,
-      ...requested,
-      version: current.version,
-      changedRequest,
-      pinned: resolution.pinned,
+      ...upToDate,
       reason: `${resolution.version} was rolled back from; \`install ${entry.name}@${resolution.version}\` takes it again`,
-      line: entry.line,
     };
   return {
     step: "upgrade",
