@@ -6,7 +6,6 @@ import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../../util/context.js";
 import { ExtctlError } from "../../util/errors.js";
-import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
 import { tempPathBeside } from "../../util/atomic.js";
 import { isImageName } from "../store/names.js";
 import {
@@ -107,20 +106,15 @@ export class CatalogCache {
 
 /** This node's architecture in the catalog's (Go) names, and its machine id for rollouts. */
 export async function nodeIdentity(ctx: Context): Promise<{ arch: string; machineId?: string }> {
-  const [{ hostFacts }, { goarch }] = await Promise.all([
+  const [{ hostFacts }, { goarch }, { readMachineId }] = await Promise.all([
     import("../image/host.js"),
     import("../catalog/resolve.js"),
+    import("../catalog/machine-id.js"),
   ]);
   const host = await hostFacts(ctx.root, ctx.env);
-  const raw = await readInRoot(ctx.root, "/etc/machine-id", {
-    cap: READ_CAPS.small,
-    what: "the machine id",
-  }).catch(() => undefined);
-  const machineId = raw?.toString("utf8").trim();
-  return {
-    arch: goarch(host.architecture),
-    ...(machineId && /^[0-9a-f]{32}$/.test(machineId) ? { machineId } : {}),
-  };
+  // An unreadable machine-id (a FIFO, too large) only puts the node in no rollout wave.
+  const machineId = await readMachineId(ctx.root).catch(() => undefined);
+  return { arch: goarch(host.architecture), ...(machineId ? { machineId } : {}) };
 }
 
 /** A new record for an extension installed by name. */
