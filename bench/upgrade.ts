@@ -4,7 +4,7 @@
 // (b) with 20 new versions, against 20 `extctl sysext install oci://…@sha256:…` of the same
 // images (one process resolving, pulling, checking and switching 20, against 20 processes).
 // Images are published with `extctl publish` to a local docker-registry; the catalog is a file:
-// URL in the Kairos format (inside the root, as --root reads file: URLs). BENCH_RUNS for runs, BENCH_UPGRADE_COUNT for the number (20).
+// URL in the Kairos format (inside the root, named by the root's etc/extctl/catalogs). BENCH_RUNS for runs, BENCH_UPGRADE_COUNT for the number (20).
 import { execFileSync } from "node:child_process";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -47,7 +47,8 @@ async function main(): Promise<void> {
     old.push(await f.publishVersion(name, "1.0.0"));
     fresh.push(await f.publishVersion(name, "1.1.0"));
   }
-  // A file: catalog is read under --root: it lives in the store's root (and in every copy).
+  // The root's own catalog list names a file: catalog inside the root (and every copy of it):
+  // URLs in ROOT/etc/extctl/catalogs are node paths, --catalog ones host paths.
   const template = path.join(dir, "template");
   const catalogFile = path.join(template, "etc/extctl/releases.json");
   const catalogUrl = "file:///etc/extctl/releases.json";
@@ -69,7 +70,7 @@ async function main(): Promise<void> {
         ),
       ),
     );
-  const net = ["--catalog", catalogUrl, "--insecure-registry", f.registry.host];
+  const net = ["--insecure-registry", f.registry.host];
   const newRoot = async (where: string) => {
     await rm(where, { recursive: true, force: true });
     await mkdir(path.join(where, "usr/lib"), { recursive: true });
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
   // The store: every extension installed by name at 1.0.0 and enabled in active.
   await newRoot(template);
   await mkdir(path.dirname(catalogFile), { recursive: true });
+  await writeFile(path.join(template, "etc/extctl/catalogs"), `${catalogUrl}\n`);
   await writeCatalog([old]);
   for (const name of names) {
     for (const args of [
