@@ -112,7 +112,9 @@ class WorkerHasher implements BlockHasher {
     // structured clone of 4 MiB costs ~5 ms, a transfer ~5 µs, a copy here ~0.4 ms.
     const whole =
       owned && data.byteOffset === 0 && data.buffer.byteLength === data.length && !isShared(data);
-    const sent = whole ? data : Buffer.from(data);
+    // The copy gets an ArrayBuffer of its own: Buffer.from() of a small buffer would land in
+    // Node's shared pool, which Node 24 refuses to transfer (DataCloneError).
+    const sent = whole ? data : ownCopy(data);
     const request: HashRequest = {
       id,
       params: { ...params, salt: new Uint8Array(params.salt) },
@@ -175,4 +177,11 @@ export function defaultHashThreads(): number {
 /** A pool of `size` threads (default: defaultHashThreads()), or inline when size is 1. */
 export function createBlockHasher(size = defaultHashThreads()): BlockHasher {
   return size <= 1 ? inlineHasher : new WorkerHasher(size);
+}
+
+/** A copy of `data` in an ArrayBuffer of exactly its length (never the Buffer pool). */
+function ownCopy(data: Buffer): Buffer {
+  const copy = new Uint8Array(data.length);
+  copy.set(data);
+  return Buffer.from(copy.buffer, 0, copy.length);
 }
