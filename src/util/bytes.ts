@@ -9,6 +9,18 @@ export interface ByteSource {
   readonly size: number;
   /** Reads up to `length` bytes at `offset`; shorter only at the end of the source. */
   readAt(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Where bytes [offset, offset+length) lie in an open file, for readers that read them
+   * themselves (the verity hashing threads share the process's descriptors); undefined when
+   * the source is not a file. The descriptor stays the source's: valid until it is closed.
+   */
+  fileRegion?(offset: number, length: number): FileRegion | undefined;
+}
+
+/** Bytes of an open file: its descriptor and the position they start at. */
+export interface FileRegion {
+  fd: number;
+  position: number;
 }
 
 /** Reads exactly `length` bytes or fails with a format error naming `what`. */
@@ -62,6 +74,11 @@ export class SliceSource implements ByteSource {
   async readAt(offset: number, length: number): Promise<Buffer> {
     if (offset >= this.size || length <= 0) return Buffer.alloc(0);
     return this.parent.readAt(this.offset + offset, Math.min(length, this.size - offset));
+  }
+
+  fileRegion(offset: number, length: number): FileRegion | undefined {
+    if (offset < 0 || length < 0 || offset + length > this.size) return undefined;
+    return this.parent.fileRegion?.(this.offset + offset, length);
   }
 }
 
@@ -117,6 +134,11 @@ export class FileSource implements ByteSource {
     }
     this.bytesRead += got;
     return got === want ? buf : buf.subarray(0, got);
+  }
+
+  fileRegion(offset: number, length: number): FileRegion | undefined {
+    if (offset < 0 || length < 0 || offset + length > this.size) return undefined;
+    return { fd: this.handle.fd, position: offset };
   }
 
   close(): Promise<void> {

@@ -6,7 +6,7 @@
 // images. Why chunks: the readers ask for many small pieces (a 2-byte block header, then the
 // block) that sit next to each other. Large reads (file data) bypass the chunk cache.
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
-import type { ByteSource } from "../../util/bytes.js";
+import type { ByteSource, FileRegion } from "../../util/bytes.js";
 import { ExtctlError } from "../../util/errors.js";
 
 /** 64 KiB: a squashfs metadata block is at most 8 KiB; a small image's tables fit in one chunk. */
@@ -102,6 +102,11 @@ export class ReadAheadFileSource implements ByteSource {
     }
     this.bytesRead += got;
     return got === length ? buf : buf.subarray(0, got);
+  }
+
+  fileRegion(offset: number, length: number): FileRegion | undefined {
+    if (this.closed || offset < 0 || length < 0 || offset + length > this.size) return undefined;
+    return { fd: this.fd, position: offset };
   }
 
   close(): Promise<void> {

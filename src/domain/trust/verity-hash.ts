@@ -1,6 +1,7 @@
 // The inner loop of dm-verity: digests of consecutive blocks packed into hash blocks exactly as
-// cryptsetup lays them out. Shared by the main thread and the hashing workers, so it stays tiny.
+// cryptsetup lays them out. Shared by the main thread and the hashing workers, so it stays small.
 import crypto from "node:crypto";
+import { readSync, readvSync } from "node:fs";
 
 export interface BlockHashParams {
   algorithm: string;
@@ -121,4 +122,116 @@ export function hashBlocksToHashBlocks(
     }
   }
   return out;
+}
+
+/** Linux's IOV_MAX: the most buffers one readv takes. */
+const IOV_MAX = 1024;
+
+/**
+ * A reusable buffer of slots, each a block with the salt beside it where the hash type puts it,
+ * filled from a file with readv straight into the block half of each slot: every block is then
+ * hashed where it lies, with no copy and no allocation per chunk.
+ */
+export class BlockSlots {
+  private readonly buffer: Buffer;
+  /** The block half of each slot: where readv puts the file's bytes. */
+  private readonly blocks: Uint8Array[] = [];
+  /** Each whole slot: salt and block, the digest's input. */
+  private readonly inputs: Uint8Array[] = [];
+
+  constructor(
+    readonly params: BlockHashParams,
+    readonly capacity: number,
+  ) {
+    const { blockSize, salt } = params;
+    const slot = blockSize + salt.length;
+    const saltFirst = params.hashType === 1;
+    this.buffer = Buffer.alloc(slot * capacity);
+    const ab = this.buffer.buffer;
+    const base = this.buffer.byteOffset;
+    for (let i = 0; i < capacity; i++) {
+      const at = i * slot;
+      salt.copy(this.buffer, saltFirst ? at : at + blockSize);
+      this.blocks.push(new Uint8Array(ab, base + at + (saltFirst ? salt.length : 0), blockSize));
+      this.inputs.push(new Uint8Array(ab, base + at, slot));
+    }
+  }
+
+  /** Whether these slots can take `blocks` blocks hashed with `params`. */
+  fits(params: BlockHashParams, blocks: number): boolean {
+    const p = this.params;
+    return (
+      blocks <= this.capacity &&
+      p.blockSize === params.blockSize &&
+      p.hashType === params.hashType &&
+      p.algorithm === params.algorithm &&
+      p.hashBlockSize === params.hashBlockSize &&
+      p.salt.equals(params.salt)
+    );
+  }
+
+  /** Reads `count` whole blocks at `position` of `fd` into the first slots. */
+  read(fd: number, position: number, count: number): void {
+    const size = this.params.blockSize;
+    let i = 0;
+    let partial = 0;
+    while (i < count) {
+      // A short read can stop inside a block: finish that one, then go on with readv.
+      const n =
+        partial > 0
+          ? readSync(fd, this.blocks[i] as Uint8Array, partial, size - partial, position)
+          : readvSync(fd, this.blocks.slice(i, Math.min(count, i + IOV_MAX)), position);
+      if (n === 0)
+        throw new Error(`the file ended at byte ${position}, inside the blocks being hashed`);
+      position += n;
+      partial += n;
+      i += Math.floor(partial / size);
+      partial %= size;
+    }
+  }
+
+  /** The hash blocks of the first `count` slots (see hashBlocksToHashBlocks). */
+  hashBlocks(count: number): Buffer {
+    const { hashBlockSize, digestSize, algorithm, hashType } = this.params;
+    const perBlock = hashesPerBlock(hashBlockSize, digestSize);
+    const slot = digestSlotSize(hashType, digestSize);
+    const groups = Math.ceil(count / perBlock);
+    const out = Buffer.alloc(groups * hashBlockSize);
+    for (let g = 0; g < groups; g++) {
+      const first = g * perBlock;
+      const last = Math.min(first + perBlock, count);
+      const at = g * hashBlockSize;
+      if (slot === digestSize) {
+        let digests = "";
+        for (let k = first; k < last; k++)
+          digests += digestLatin1(algorithm, this.inputs[k] as Uint8Array);
+        out.write(digests, at, digests.length, "latin1");
+      } else {
+        for (let k = first; k < last; k++)
+          out.write(
+            digestLatin1(algorithm, this.inputs[k] as Uint8Array),
+            at + (k - first) * slot,
+            digestSize,
+            "latin1",
+          );
+      }
+    }
+    return out;
+  }
+}
+
+/**
+ * Reads `count` blocks at `position` of `fd` and returns their hash blocks, reusing `slots` when
+ * they fit; returns the slots used, for the next call.
+ */
+export function hashFileBlocks(
+  params: BlockHashParams,
+  fd: number,
+  position: number,
+  count: number,
+  slots: BlockSlots | undefined,
+): { hashes: Buffer; slots: BlockSlots } {
+  const use = slots?.fits(params, count) ? slots : new BlockSlots(params, count);
+  use.read(fd, position, count);
+  return { hashes: use.hashBlocks(count), slots: use };
 }

@@ -2,7 +2,13 @@
 // hashes the data blocks, each level above hashes the one below, top level first on disk.
 import { randomBytes, randomUUID } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
-import { FileSource, readExactly, SliceSource, type ByteSource } from "../../util/bytes.js";
+import {
+  FileSource,
+  readExactly,
+  SliceSource,
+  type ByteSource,
+  type FileRegion,
+} from "../../util/bytes.js";
 import { ExtctlError } from "../../util/errors.js";
 import type { Progress } from "../../util/progress.js";
 import {
@@ -186,6 +192,34 @@ async function pipeline(
   }
 }
 
+/**
+ * Hashes `chunks` chunks of a file region, at most `hasher.concurrency` at a time, each read by
+ * the thread that hashes it, handing the results to `consume` in order. Returns only when no
+ * read is left running: the caller closes the descriptor next.
+ */
+async function regionPipeline(
+  hasher: BlockHasher,
+  chunks: number,
+  chunk: (index: number) => { region: FileRegion; blocks: number },
+  params: BlockHashParams,
+  consume: (index: number, hashes: Buffer) => Promise<boolean | void>,
+): Promise<void> {
+  const inFlight: Promise<Buffer>[] = [];
+  let next = 0;
+  try {
+    for (let consumed = 0; consumed < chunks; consumed++) {
+      while (next < chunks && inFlight.length < Math.max(1, hasher.concurrency)) {
+        const { region, blocks } = chunk(next++);
+        inFlight.push(hasher.hashRegion(params, region, blocks));
+      }
+      const hashes = await (inFlight.shift() as Promise<Buffer>);
+      if ((await consume(consumed, hashes)) === false) return;
+    }
+  } finally {
+    await Promise.allSettled(inFlight);
+  }
+}
+
 export interface BuildVerityOptions {
   dataBlockSize?: number;
   hashBlockSize?: number;
@@ -339,16 +373,28 @@ async function hashLevels(
     };
     const perChunkOut = (per / layout.hashesPerBlock) * params.hashBlockSize;
     const owned = level === 0 && dataReadsFresh;
-    await pipeline(
-      hasher,
-      chunks,
-      read,
-      hashParams(layout, blockSize),
-      owned,
-      async (i, hashes) => {
-        await target.writeAt(dest.offset + i * perChunkOut, hashes);
-      },
-    );
+    const write = async (i: number, hashes: Buffer) => {
+      await target.writeAt(dest.offset + i * perChunkOut, hashes);
+    };
+    const region = level === 0 ? data.fileRegion?.(0, sourceBlocks * blockSize) : undefined;
+    if (region) {
+      await regionPipeline(
+        hasher,
+        chunks,
+        (i) => {
+          const blocks = Math.min(per, sourceBlocks - i * per);
+          progress?.tick(blocks * blockSize);
+          return {
+            region: { fd: region.fd, position: region.position + i * per * blockSize },
+            blocks,
+          };
+        },
+        hashParams(layout, blockSize),
+        write,
+      );
+    } else {
+      await pipeline(hasher, chunks, read, hashParams(layout, blockSize), owned, write);
+    }
   }
 }
 
@@ -463,9 +509,9 @@ async function checkLevel(
   const perChunkOut = (per / layout.hashesPerBlock) * params.hashBlockSize;
   const slot = digestSlotSize(params.hashType, layout.digestSize);
   let failure: VerityCheck | undefined;
-  // The stored hashes of a chunk are read alongside its blocks, not after they are hashed.
   const storedReads = new Map<number, Promise<Buffer>>();
-  const read = async (i: number) => {
+  // The stored hashes of a chunk are read alongside its blocks, not after they are hashed.
+  const readStored = (i: number) => {
     const count = Math.min(per, sourceBlocks - i * per);
     const storedRead = readExactly(
       hashArea,
@@ -475,60 +521,83 @@ async function checkLevel(
     );
     storedRead.catch(() => {});
     storedReads.set(i, storedRead);
-    const buf = await readExactly(
-      source,
-      sourceBase + i * per * blockSize,
-      count * blockSize,
-      below ? `hash level ${level - 1}` : "the data",
-    );
-    if (!below) progress?.tick(buf.length);
-    return buf;
+    return count;
   };
-  const owned = freshReads(source);
-  await pipeline(
-    hasher,
-    chunks,
-    read,
-    hashParams(layout, blockSize),
-    owned,
-    async (i, computed) => {
-      const storedBytes = await (storedReads.get(i) as Promise<Buffer>);
-      storedReads.delete(i);
-      if (storedBytes.equals(computed)) return true;
-      let at = 0;
-      while (storedBytes[at] === computed[at]) at++;
-      const hashBlock = Math.floor(at / params.hashBlockSize);
-      const inBlock = at % params.hashBlockSize;
-      const index = hashBlock * layout.hashesPerBlock + Math.floor(inBlock / slot);
-      const sourceBlock = i * per + index;
-      if (inBlock >= layout.hashesPerBlock * slot || sourceBlock >= sourceBlocks) {
-        const block = i * (per / layout.hashesPerBlock) + hashBlock;
-        failure = {
-          ok: false,
-          reason: "corrupted-hash-block",
-          level,
-          block,
-          message: `hash block ${block} of level ${level} has non-zero bytes in its spare area`,
+  const compare = async (i: number, computed: Buffer) => {
+    const storedBytes = await (storedReads.get(i) as Promise<Buffer>);
+    storedReads.delete(i);
+    if (storedBytes.equals(computed)) return true;
+    let at = 0;
+    while (storedBytes[at] === computed[at]) at++;
+    const hashBlock = Math.floor(at / params.hashBlockSize);
+    const inBlock = at % params.hashBlockSize;
+    const index = hashBlock * layout.hashesPerBlock + Math.floor(inBlock / slot);
+    const sourceBlock = i * per + index;
+    if (inBlock >= layout.hashesPerBlock * slot || sourceBlock >= sourceBlocks) {
+      const block = i * (per / layout.hashesPerBlock) + hashBlock;
+      failure = {
+        ok: false,
+        reason: "corrupted-hash-block",
+        level,
+        block,
+        message: `hash block ${block} of level ${level} has non-zero bytes in its spare area`,
+      };
+    } else if (below) {
+      failure = {
+        ok: false,
+        reason: "corrupted-hash-block",
+        level: level - 1,
+        block: sourceBlock,
+        message: `hash block ${sourceBlock} of level ${level - 1} does not match its hash`,
+      };
+    } else {
+      failure = {
+        ok: false,
+        reason: "corrupted-block",
+        block: sourceBlock,
+        message: `data block ${sourceBlock} (bytes ${sourceBlock * params.dataBlockSize}..${(sourceBlock + 1) * params.dataBlockSize - 1}) does not match its hash`,
+      };
+    }
+    return false;
+  };
+  // Data in a file is read by the hashing threads themselves; anything else through here.
+  const region = below ? undefined : source.fileRegion?.(sourceBase, sourceBlocks * blockSize);
+  if (region) {
+    await regionPipeline(
+      hasher,
+      chunks,
+      (i) => {
+        const blocks = readStored(i);
+        progress?.tick(blocks * blockSize);
+        return {
+          region: { fd: region.fd, position: region.position + i * per * blockSize },
+          blocks,
         };
-      } else if (below) {
-        failure = {
-          ok: false,
-          reason: "corrupted-hash-block",
-          level: level - 1,
-          block: sourceBlock,
-          message: `hash block ${sourceBlock} of level ${level - 1} does not match its hash`,
-        };
-      } else {
-        failure = {
-          ok: false,
-          reason: "corrupted-block",
-          block: sourceBlock,
-          message: `data block ${sourceBlock} (bytes ${sourceBlock * params.dataBlockSize}..${(sourceBlock + 1) * params.dataBlockSize - 1}) does not match its hash`,
-        };
-      }
-      return false;
-    },
-  );
+      },
+      hashParams(layout, blockSize),
+      compare,
+    );
+  } else {
+    const read = async (i: number) => {
+      const count = readStored(i);
+      const buf = await readExactly(
+        source,
+        sourceBase + i * per * blockSize,
+        count * blockSize,
+        below ? `hash level ${level - 1}` : "the data",
+      );
+      if (!below) progress?.tick(buf.length);
+      return buf;
+    };
+    await pipeline(
+      hasher,
+      chunks,
+      read,
+      hashParams(layout, blockSize),
+      freshReads(source),
+      compare,
+    );
+  }
   // Stopped early: the stored hashes read ahead must land before the caller closes the file.
   await Promise.allSettled(storedReads.values());
   return failure;

@@ -10,6 +10,7 @@ import { BufferSource, FileSource } from "../../../../src/util/bytes.js";
 import {
   digestSlotSize,
   hashBlocksToHashBlocks,
+  hashFileBlocks,
   hashesPerBlock,
   type BlockHashParams,
 } from "../../../../src/domain/trust/verity-hash.js";
@@ -70,6 +71,85 @@ for (const c of cases) {
     assert.deepEqual(hashBlocksToHashBlocks(params, view, true), want);
   });
 }
+
+test("hashing blocks read from a file into salted slots matches createHash, slots reused only when they fit", async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "extctl-verity-slots-"));
+  try {
+    let slots: ReturnType<typeof hashFileBlocks>["slots"] | undefined;
+    for (const c of cases.filter((k) => k.bytes % k.blockSize === 0)) {
+      const params: BlockHashParams = {
+        algorithm: "sha256",
+        hashType: c.hashType,
+        salt: randomBytes(c.salt),
+        blockSize: c.blockSize,
+        hashBlockSize: 4096,
+        digestSize: 32,
+      };
+      // The blocks start 777 bytes into the file, as a partition does inside an image.
+      const data = randomBytes(c.bytes);
+      const file = path.join(dir, "data");
+      await writeFile(file, Buffer.concat([randomBytes(777), data, randomBytes(5)]));
+      const handle = await open(file, "r");
+      try {
+        const blocks = c.bytes / c.blockSize;
+        const done = hashFileBlocks(params, handle.fd, 777, blocks, slots);
+        assert.deepEqual(done.hashes, reference(params, data), c.name);
+        assert.ok(done.slots !== slots, `${c.name}: other params get slots of their own`);
+        // Again with the same slots: a second chunk of fewer blocks.
+        const again = hashFileBlocks(params, handle.fd, 777, 1, done.slots);
+        assert.equal(again.slots, done.slots);
+        assert.deepEqual(again.hashes, reference(params, data.subarray(0, c.blockSize)));
+        slots = done.slots;
+        assert.throws(
+          () => hashFileBlocks(params, handle.fd, 777 + c.bytes, 2, slots),
+          /the file ended/,
+          "blocks past the end of the file are an error, not zeros",
+        );
+      } finally {
+        await handle.close();
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("the pool hashes file regions on its threads and on the calling thread alike", async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "extctl-verity-region-"));
+  const params: BlockHashParams = {
+    algorithm: "sha256",
+    hashType: 0,
+    salt: randomBytes(32),
+    blockSize: 4096,
+    hashBlockSize: 4096,
+    digestSize: 32,
+  };
+  const hasher = createBlockHasher(2);
+  try {
+    const chunks = Array.from({ length: 7 }, () => randomBytes(256 * 4096));
+    const file = path.join(dir, "data");
+    await writeFile(file, Buffer.concat(chunks));
+    const handle = await open(file, "r");
+    try {
+      // Seven at once: more than the worker's queue, so some run on this thread.
+      const got = await Promise.all(
+        chunks.map((_, i) =>
+          hasher.hashRegion(params, { fd: handle.fd, position: i * 256 * 4096 }, 256),
+        ),
+      );
+      got.forEach((g, i) => assert.deepEqual(g, reference(params, chunks[i]!), `chunk ${i}`));
+      assert.deepEqual(
+        await inlineHasher.hashRegion(params, { fd: handle.fd, position: 0 }, 256),
+        reference(params, chunks[0]!),
+      );
+    } finally {
+      await handle.close();
+    }
+  } finally {
+    await hasher.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
 
 test("sha512 digests (64 bytes) fill 64-byte slots", () => {
   const params: BlockHashParams = {
