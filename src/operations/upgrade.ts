@@ -3,7 +3,7 @@
 // switches, switch every profile at once and, with --now, confirm the merge. Whatever step finds
 // the new version unusable, the old one stays current and merged and the item says why.
 import semver from "semver";
-import { tagVersion } from "../domain/catalog/resolve.js";
+import { tagVersion, type Resolution } from "../domain/catalog/resolve.js";
 import type { Context } from "../util/context.js";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
 import { ExtensionStore } from "../domain/store/store.js";
@@ -82,30 +82,24 @@ export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<Up
     const installed = await versions.names();
     const names = options.all ? installed : options.names.map((n) => wantedName(n, installed));
     const catalogs = new CatalogCache(ctx, options, !options.dryRun && !options.forOs);
-    const identity = await nodeIdentity(ctx);
+    const identity = nodeIdentity(ctx);
+    identity.catch(() => {}); // awaited by each judge; nothing to judge must not leave it unhandled
+    // Judging what each extension should be is read-only (record, inodes, catalog), so it runs for
+    // all of them at once; fetching and switching then go one extension at a time.
+    const judged = await Promise.all(
+      names.map((name) =>
+        settle(name, versions, () => judge(ctx, versions, name, catalogs, identity, options)),
+      ),
+    );
     const items: UpgradeItem[] = [];
-    for (const name of names) {
-      const record = await versions.read(name);
-      if (!record) {
-        items.push({
-          name,
-          action: "failed",
-          reason: `${name} was not installed by name from a catalog, so it has no versions to upgrade`,
-        });
+    for (const j of judged) {
+      if (!("record" in j)) {
+        items.push(j);
         continue;
       }
-      try {
-        items.push(await upgradeOne(ctx, versions, record, catalogs, identity, options));
-      } catch (e) {
-        if (!isExtctlError(e)) throw e;
-        const current = await versions.current(record).catch(() => undefined);
-        items.push({
-          name,
-          ...(current ? { from: current.version } : {}),
-          action: "failed",
-          reason: e.message,
-        });
-      }
+      items.push(
+        await settle(j.record.name, versions, () => upgradeTo(ctx, versions, j, options), j.record),
+      );
     }
     for (const item of items)
       (item.action === "failed" ? ctx.log.warn : ctx.log.info).call(
@@ -129,15 +123,54 @@ function wantedName(query: string, installed: readonly string[]): string {
   return installed.includes(short) ? short : query;
 }
 
-async function upgradeOne(
+/**
+ * Runs one step for one extension; a refusal extctl can explain becomes a failed item naming the
+ * version that stays current, anything else is a bug and propagates.
+ */
+async function settle<T>(
+  name: string,
+  versions: VersionedStore,
+  step: () => Promise<T | UpgradeItem>,
+  record?: VersionRecord,
+): Promise<T | UpgradeItem> {
+  try {
+    return await step();
+  } catch (e) {
+    if (!isExtctlError(e)) throw e;
+    const known = record ?? (await versions.read(name).catch(() => undefined));
+    const current = known ? await versions.current(known).catch(() => undefined) : undefined;
+    return {
+      name,
+      ...(current ? { from: current.version } : {}),
+      action: "failed",
+      reason: e.message,
+    };
+  }
+}
+
+/** An extension whose catalog offers another version than the current one, to be fetched. */
+interface Offer {
+  record: VersionRecord;
+  current: VersionEntry;
+  resolution: Resolution;
+}
+
+/** What the catalog says `name` should be: a final item (nothing to fetch), or an offer. */
+async function judge(
   ctx: Context,
   versions: VersionedStore,
-  record: VersionRecord,
+  name: string,
   catalogs: CatalogCache,
-  identity: { arch: string; machineId?: string },
+  identity: Promise<{ arch: string; machineId?: string }>,
   options: UpgradeOptions,
-): Promise<UpgradeItem> {
-  const name = record.name;
+): Promise<Offer | UpgradeItem> {
+  const record = await versions.read(name);
+  if (!record)
+    return {
+      name,
+      action: "failed",
+      reason: `${name} was not installed by name from a catalog, so it has no versions to upgrade`,
+    };
   await versions.reconcile(record);
   const current = await versions.current(record);
   if (!current)
@@ -146,11 +179,14 @@ async function upgradeOne(
       action: "failed",
       reason: `${storeFileName(name)} is none of the versions extctl installed (replaced by hand or from a URI); \`install ${name}\` takes it back`,
     };
-  const { catalogs: loaded } = await catalogs.get(record.catalogs);
-  const { resolveExtension } = await import("../domain/catalog/resolve.js");
+  const [{ catalogs: loaded }, { resolveExtension }, node] = await Promise.all([
+    catalogs.get(record.catalogs),
+    import("../domain/catalog/resolve.js"),
+    identity,
+  ]);
   const resolution = resolveExtension(loaded, name, record.requested, {
     kind: options.kind,
-    ...identity,
+    ...node,
     log: (m) => ctx.log.info(m),
   });
   const item = { name, from: current.version, to: resolution.version };
@@ -182,7 +218,19 @@ async function upgradeOne(
       reference: resolution.reference,
       reason: `${resolution.catalog} offers ${resolution.version}`,
     };
+  return { record, current, resolution };
+}
 
+/** Fetches the offered version, judges it on this node, switches to it and prunes. */
+async function upgradeTo(
+  ctx: Context,
+  versions: VersionedStore,
+  offer: Offer,
+  options: UpgradeOptions,
+): Promise<UpgradeItem> {
+  const { record, current, resolution } = offer;
+  const name = record.name;
+  const item = { name, from: current.version, to: resolution.version };
   const { entry, downloaded } = await fetchVersion(ctx, versions, record, resolution, options);
   const refusal = await refusalOf(ctx, versions, name, entry, {
     ...(options.policy === undefined ? {} : { policy: options.policy }),
