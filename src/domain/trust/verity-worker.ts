@@ -3,13 +3,8 @@
 // a region of a file the process has open, which the thread reads itself: threads share the
 // process's descriptors, so the bytes never pass through the main thread.
 import { parentPort } from "node:worker_threads";
-import type {
-  BlockSlots} from "./verity-hash.js";
-import {
-  hashBlocksToHashBlocks,
-  hashFileBlocks,
-  type BlockHashParams,
-} from "./verity-hash.js";
+import type { BlockSlots } from "./verity-hash.js";
+import { hashBlocksToHashBlocks, hashFileBlocks, type BlockHashParams } from "./verity-hash.js";
 
 export interface HashRequest {
   id: number;
