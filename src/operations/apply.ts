@@ -58,7 +58,8 @@ export async function apply(ctx: Context, options: ApplyOptions): Promise<ApplyR
   const { parseApplySpec } = await import("../domain/apply/schema.js");
   const spec = await parseApplySpec(text, label);
   requireRoot(ctx);
-  return withLock(ctx, async () => {
+  // Under the lock, `ctx` is the locked context: the operations apply runs take the lock once.
+  return withLock(ctx, async (ctx) => {
     const { changesNode, computePlan, describeStep } = await import("../domain/apply/plan.js");
     const net = {
       ...(options.caCerts ? { caCerts: options.caCerts } : {}),

@@ -5,12 +5,13 @@ import type { Context } from "../util/context.js";
 import { ExtctlError, fsError } from "../util/errors.js";
 import { readBounded, readBoundedOptional, READ_CAPS } from "../util/bounded-read.js";
 import { writeFileAtomic } from "../util/atomic.js";
-import { MAX_CATALOG_BYTES, parseCatalog } from "../domain/catalog/catalog.js";
 import {
-  CATALOG_SIGNATURE,
+  MAX_CATALOG_BYTES,
   MAX_CATALOG_SIGNATURE_BYTES,
   SIGNATURE_SUFFIX,
-} from "../domain/catalog/fetch.js";
+  parseCatalog,
+} from "../domain/catalog/catalog.js";
+import { CATALOG_SIGNATURE } from "../domain/catalog/fetch.js";
 import { pushOciCatalog, type RegistryOptions } from "../domain/catalog/oci.js";
 import { loadTrustStore } from "../domain/trust/truststore.js";
 import {

@@ -3,7 +3,7 @@
 // readPath() to read (links resolved inside the root, as in a chroot), writePath() for every
 // create, replace or delete (a link that leads out of the root is an error), path() only for
 // messages and for paths already resolved.
-import { lstat, readlink } from "node:fs/promises";
+import { lstatSync, readlinkSync } from "node:fs";
 import path from "node:path";
 import { ExtctlError, errnoCode } from "./errors.js";
 
@@ -107,8 +107,10 @@ export class Root {
       const candidate = "/" + [...done, part].join("/");
       let target: string | undefined;
       try {
-        const st = await lstat(this.path(candidate));
-        if (st.isSymbolicLink()) target = await readlink(this.path(candidate));
+        // Synchronous: one lstat of a local directory entry is a few µs, an awaited one a thread
+        // pool round trip; a store path has seven components and a command resolves hundreds.
+        const st = lstatSync(this.path(candidate), { throwIfNoEntry: false });
+        if (st?.isSymbolicLink()) target = readlinkSync(this.path(candidate));
       } catch (e) {
         if (errnoCode(e) !== "ENOENT" && errnoCode(e) !== "ENOTDIR") throw e;
       }

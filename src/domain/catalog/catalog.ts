@@ -5,6 +5,10 @@ import { EXTENSION_KINDS, type ExtensionKind } from "../store/layout.js";
 
 /** The largest catalog extctl reads: Kairos's own is a few hundred KiB. */
 export const MAX_CATALOG_BYTES = 8 * 1024 * 1024;
+/** A detached catalog signature (PKCS#7) is small; more is not one. */
+export const MAX_CATALOG_SIGNATURE_BYTES = 1024 * 1024;
+/** Where a catalog's detached signature lives: the catalog's URL or file name plus this. */
+export const SIGNATURE_SUFFIX = ".p7s";
 
 const MAX_LAYERS = 10_000;
 const MAX_TAGS = 10_000;

@@ -7,18 +7,21 @@ import { ExtctlError, errnoCode } from "../../util/errors.js";
 import { READ_CAPS, readBoundedOptional, readInRoot } from "../../util/bounded-read.js";
 import { writeFileInRoot } from "../../util/atomic.js";
 import type { Root } from "../../util/root.js";
-import { httpGetBytes } from "../sources/http.js";
 import { filePathOf } from "../sources/uri.js";
-import { fetchOciCatalog, MAX_CATALOG_SIGNATURE_BYTES, SIGNATURE_SUFFIX } from "./oci.js";
 import { loadTrustStore, type TrustStore } from "../trust/truststore.js";
 import { verifyDetachedSignature, type DetachedSubject } from "../trust/signature.js";
-import { MAX_CATALOG_BYTES, parseCatalog, type Catalog } from "./catalog.js";
+import {
+  MAX_CATALOG_BYTES,
+  MAX_CATALOG_SIGNATURE_BYTES,
+  SIGNATURE_SUFFIX,
+  parseCatalog,
+  type Catalog,
+} from "./catalog.js";
 
 /** Under the root: one catalog URL a line; `#` starts a comment. */
 export const DEFAULT_CATALOGS_FILE = "/etc/extctl/catalogs";
 /** Under the root: per catalog URL, the newest `generated` time seen. */
 export const CATALOG_STATE_FILE = "/var/lib/kairos/extctl-catalogs.json";
-export { MAX_CATALOG_SIGNATURE_BYTES, SIGNATURE_SUFFIX };
 /** A `generated` further ahead of the clock than this is accepted but not remembered. */
 const MAX_CLOCK_SKEW_MS = 24 * 60 * 60 * 1000;
 
@@ -84,6 +87,8 @@ async function fetchHttps(
     ...(options.caCerts ? { caCerts: options.caCerts } : {}),
     ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
   };
+  // Loaded for https catalogs only: it brings TLS, which a file: catalog does not need.
+  const { httpGetBytes } = await import("../sources/http.js");
   const bytes = await httpGetBytes(ctx, url, {
     ...request,
     maxBytes: MAX_CATALOG_BYTES,
@@ -148,7 +153,7 @@ async function fetchCatalogBytes(
     case "file":
       return fetchFile(ctx, url, fromList);
     case "oci":
-      return fetchOciCatalog(ctx, url, options);
+      return (await import("./oci.js")).fetchOciCatalog(ctx, url, options);
     case "http":
       throw new ExtctlError("invalid-uri", `${url}: catalogs are read over https, not http`);
     default:

@@ -10,14 +10,12 @@ import {
   TITLE_ANNOTATION,
 } from "../sources/oci/manifest.js";
 import { manifestSelector, parseReference, pinnedReference } from "../sources/oci/reference.js";
-import { MAX_CATALOG_BYTES } from "./catalog.js";
+import { MAX_CATALOG_BYTES, MAX_CATALOG_SIGNATURE_BYTES, SIGNATURE_SUFFIX } from "./catalog.js";
 
 export const CATALOG_ARTIFACT_TYPE = "application/vnd.extctl.catalog.v1+json";
 const CATALOG_MEDIA_TYPE = "application/json";
 const SIGNATURE_MEDIA_TYPE = "application/pkcs7-signature";
 /** A detached PKCS#7 is a few KiB. */
-export const MAX_CATALOG_SIGNATURE_BYTES = 1024 * 1024;
-export const SIGNATURE_SUFFIX = ".p7s";
 
 export interface RegistryOptions {
   creds?: string;

@@ -1,15 +1,16 @@
 // withLock: an operation that calls another under the lock (apply calls installByName and
-// upgrade) takes the root's lock once; separate runs still wait for each other.
+// upgrade) with the locked context takes the root's lock once; separate runs still wait for each
+// other, also when they share one context.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createContext } from "../../../src/util/context.js";
 import { withLock } from "../../../src/operations/guard.js";
 import { tempRoot } from "../../helpers/tmp.js";
 
-test("a nested withLock in the same call chain runs at once", async (t) => {
+test("a nested withLock given the locked context runs at once", async (t) => {
   const ctx = createContext({ root: await tempRoot(t) });
   const inner = await Promise.race([
-    withLock(ctx, () => withLock(ctx, () => Promise.resolve("inner"))),
+    withLock(ctx, (locked) => withLock(locked, () => Promise.resolve("inner"))),
     new Promise((r) => setTimeout(() => r("deadlock"), 5000).unref()),
   ]);
   assert.equal(inner, "inner");
