@@ -27,10 +27,7 @@ const holding = new WeakMap<Context, ReadonlySet<string>>();
  * Runs `work` holding the root's lock, after clearing what killed runs left behind. `work` gets
  * the context to run under: nested operations must be given it, not the outer one.
  */
-export async function withLock<T>(
-  ctx: Context,
-  work: (locked: Context) => Promise<T>,
-): Promise<T> {
+export async function withLock<T>(ctx: Context, work: (locked: Context) => Promise<T>): Promise<T> {
   // The lock is the first thing written: a lock dir that leads outside the root stops here.
   const lockFile = await ctx.root.writePath(LOCK_FILE, { leaf: "entry", what: LOCK_FILE });
   const mine = holding.get(ctx);
