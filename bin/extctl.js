@@ -18,7 +18,8 @@ const cacheFile = `${bundle}.v8cache`;
  * flags is rejected by V8 and the source is compiled as usual.
  */
 function loadBundle() {
-  const source = readFileSync(bundle, "utf8");
+  // ASCII only (scripts/bundle-cli.ts checks): latin1 skips UTF-8 decoding of a megabyte.
+  const source = readFileSync(bundle, "latin1");
   let cachedData;
   try {
     cachedData = readFileSync(cacheFile);

@@ -1,6 +1,6 @@
 // One way to run external programs (systemd-sysext, systemctl, mkfs.*): it records the command
 // line for -v, captures stderr for error messages, and can be swapped for a fake in unit tests.
-import { spawn } from "node:child_process";
+import type { spawn as Spawn } from "node:child_process";
 
 export interface RunOptions {
   env?: NodeJS.ProcessEnv;
@@ -31,6 +31,19 @@ export class SpawnRunner implements ProcessRunner {
   run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     const argv = [command, ...args];
     this.onCommand?.(argv);
+    // Loaded on the first run: the many commands that spawn nothing do not pay for it (~4 ms).
+    return import("node:child_process").then(({ spawn }) =>
+      this.spawnWith(spawn, command, args, options),
+    );
+  }
+
+  private spawnWith(
+    spawn: typeof Spawn,
+    command: string,
+    args: readonly string[],
+    options: RunOptions,
+  ): Promise<RunResult> {
+    const argv = [command, ...args];
     return new Promise((resolve, reject) => {
       const child = spawn(command, args, {
         env: options.env ?? process.env,

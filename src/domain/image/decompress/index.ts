@@ -5,11 +5,13 @@ import { ExtctlError } from "../../../util/errors.js";
 import { lz4DecompressBlock } from "./lz4.js";
 import { lzoDecompressBlock } from "./lzo.js";
 import { lzmaAloneDecompress } from "./lzma.js";
-import { xzDecompress } from "./xz.js";
+import type * as XzModule from "./xz.js";
 import type * as ZstdModule from "./zstd.js";
 
 // fzstd is loaded on the first zstd block only: commands that read no image must not pay for it.
 let zstdModule: Promise<typeof ZstdModule> | undefined;
+// xz likewise, on the first xz block: it brings node:crypto (for SHA-256 checks).
+let xzModule: Promise<typeof XzModule> | undefined;
 
 export type Compression = "gzip" | "lzma" | "lzo" | "xz" | "lz4" | "zstd";
 
@@ -94,7 +96,8 @@ const DECOMPRESSORS: Record<Compression, BlockDecompressor> = {
   async xz(input, maxOutput) {
     const declared = xzDeclaredSize(input);
     if (declared > maxOutput) throw tooBig("xz", maxOutput);
-    return checkSize("xz", xzDecompress(input, declared), maxOutput);
+    xzModule ??= import("./xz.js");
+    return checkSize("xz", (await xzModule).xzDecompress(input, declared), maxOutput);
   },
   async lzma(input, maxOutput) {
     return checkSize("lzma", lzmaAloneDecompress(input, maxOutput), maxOutput);
