@@ -79,7 +79,8 @@ export async function listVersions(
         ...(e.catalog === undefined ? {} : { catalog: e.catalog }),
         installedAt: e.installedAt,
         current: e.file === current?.file,
-        previous: e.version === record.previous,
+        // A switch killed after its record write leaves `previous` naming the current version.
+        previous: e.version === record.previous && e.file !== current?.file,
         merged: e.version === record.merged,
       })),
   };

@@ -8,6 +8,7 @@ import path from "node:path";
 import { test, type TestContext } from "node:test";
 import { upgrade } from "../../../src/operations/upgrade.js";
 import { rollback } from "../../../src/operations/rollback.js";
+import { listVersions } from "../../../src/operations/versions.js";
 import { ExtensionStore } from "../../../src/domain/store/store.js";
 import {
   VersionedStore,
@@ -163,6 +164,31 @@ test("upgrade --now that merges records the merged version; rollback --now goes 
   assert.match(again.items[0]?.reason ?? "", /rolled back/);
   assert.equal(again.exitCode, 3, "nothing was done");
   assert.equal(await current(), "1.0.0");
+});
+
+test("a rollback killed after its record write (previous names the current version) still rolls back, and versions does not call the current one previous", async (t) => {
+  if (!requirePeers(t, ["mksquashfs"])) return;
+  const { node, versions, current } = await versionedNode(t);
+  // The state such a crash leaves: 1.0.0 current, the record's previous already says 1.0.0.
+  const record = (await versions.read("hello"))!;
+  record.previous = "1.0.0";
+  await versions.write(record);
+  const shown = await listVersions(node.ctx, {
+    kind: "sysext",
+    name: "hello",
+    installedOnly: true,
+  });
+  assert.deepEqual(
+    shown.installed.filter((v) => v.previous).map((v) => v.version),
+    [],
+    "the current version is not also the previous one",
+  );
+  assert.equal(await current(), "1.0.0");
+  // rollback has no older version than the current 1.0.0 to go to: it says so, changes nothing.
+  await assert.rejects(rollback(node.ctx, { kind: "sysext", name: "hello" }), /no older version/);
+  assert.equal(await current(), "1.0.0");
+  const back = await rollback(node.ctx, { kind: "sysext", name: "hello", to: "2.0.0" });
+  assert.deepEqual([back.from, back.to], ["1.0.0", "2.0.0"]);
 });
 
 test("upgrade --dry-run says what it would do and changes nothing; --for-os judges against another os-release and switches nothing", async (t) => {
