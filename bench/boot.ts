@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { loadavg } from "node:os";
 import path from "node:path";
 import { makeSigningCert } from "../test/helpers/keys.js";
-import { benchDir, emitSkipped, extctl, sideBySide } from "./lib.js";
+import { benchDir, benchRoot, emitSkipped, extctl, sideBySide } from "./lib.js";
 
 const NAME = "boot 50 signed images";
 const GOAL = 0.1;
@@ -83,12 +83,11 @@ async function main(): Promise<void> {
   );
   const built = path.join(dir, "bench.sysext.raw");
 
-  const root = path.join(dir, "root");
+  const root = await benchRoot(path.join(dir, "root"), [
+    "var/lib/kairos/extensions/active",
+    "etc/verity.d",
+  ]);
   const store = path.join(root, "var/lib/kairos/extensions");
-  await mkdir(path.join(store, "active"), { recursive: true });
-  await mkdir(path.join(root, "etc/verity.d"), { recursive: true });
-  await mkdir(path.join(root, "usr/lib"), { recursive: true });
-  await writeFile(path.join(root, "usr/lib/os-release"), "ID=debian\nVERSION_ID=12\n");
   await copyFile(cert, path.join(root, "etc/verity.d/fleet.crt"));
   const images: string[] = [];
   for (let i = 0; i < COUNT; i++) {

@@ -17,7 +17,7 @@
 // collected lines into OUTDIR/RESULTS.md and OUTDIR/ratios.svg.
 import { spawn } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -218,6 +218,20 @@ export async function benchDir(prefix = "extctl-bench-"): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
   process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** The os-release every bench root has: extensions with ID=debian VERSION_ID=12 merge there. */
+export const BENCH_OS_RELEASE = "ID=debian\nVERSION_ID=12\n";
+
+/**
+ * A node root for a bench at `root` (made afresh): usr/lib/os-release plus the directories
+ * given (node paths relative to the root, e.g. "var/lib/kairos/extensions/active").
+ */
+export async function benchRoot(root: string, dirs: readonly string[] = []): Promise<string> {
+  await rm(root, { recursive: true, force: true });
+  for (const d of ["usr/lib", ...dirs]) await mkdir(path.join(root, d), { recursive: true });
+  await writeFile(path.join(root, "usr/lib/os-release"), BENCH_OS_RELEASE);
+  return root;
 }
 
 // ---------------------------------------------------------------------------------------------

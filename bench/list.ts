@@ -5,7 +5,16 @@
 import { execFileSync } from "node:child_process";
 import { link, mkdir, rm, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { benchDir, emitSkipped, extctl, measure, median, round, sideBySide } from "./lib.js";
+import {
+  benchDir,
+  benchRoot,
+  emitSkipped,
+  extctl,
+  measure,
+  median,
+  round,
+  sideBySide,
+} from "./lib.js";
 
 const COUNTS = (process.env.BENCH_LIST_COUNTS ?? process.env.BENCH_LIST_IMAGES ?? "1000,10000")
   .split(",")
@@ -28,10 +37,7 @@ function has(cmd: string): boolean {
 async function makeRoots(dir: string, image: string, count: number) {
   const ours = path.join(dir, `extctl-root-${count}`);
   const theirs = path.join(dir, `sysext-root-${count}`);
-  for (const root of [ours, theirs]) {
-    await mkdir(path.join(root, "usr/lib"), { recursive: true });
-    await writeFile(path.join(root, "usr/lib/os-release"), "ID=debian\nVERSION_ID=12\n");
-  }
+  for (const root of [ours, theirs]) await benchRoot(root);
   const store = path.join(ours, "var/lib/kairos/extensions");
   const active = path.join(store, "active");
   const runtime = path.join(ours, "run/extensions");
@@ -73,9 +79,7 @@ if (!has("systemd-sysext") || !has("mksquashfs")) {
     stdio: "ignore",
   });
   // The same command on an empty store: what is left of extctl's time is start-up, not listing.
-  const empty = path.join(dir, "empty-root");
-  await mkdir(path.join(empty, "usr/lib"), { recursive: true });
-  await writeFile(path.join(empty, "usr/lib/os-release"), "ID=debian\nVERSION_ID=12\n");
+  const empty = await benchRoot(path.join(dir, "empty-root"));
   const runs = Number(process.env.BENCH_RUNS) || 7;
 
   for (const count of COUNTS) {

@@ -4,17 +4,24 @@
 // from the one-file dist/extctl.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, stat, writeFile } from "node:fs/promises";
+import { stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { packagePath } from "../scripts/package-sea.js";
-import { REPO, benchDir, extctl, heavyPackagesIn, loadedModules, sideBySide } from "./lib.js";
+import {
+  REPO,
+  benchDir,
+  benchRoot,
+  extctl,
+  heavyPackagesIn,
+  loadedModules,
+  sideBySide,
+} from "./lib.js";
 
 const GOAL = 1.3;
-const root = await benchDir("extctl-bench-startup-");
-await mkdir(path.join(root, "usr/lib"), { recursive: true });
-await writeFile(path.join(root, "usr/lib/os-release"), "ID=debian\nVERSION_ID=12\n");
+const root = await benchRoot(await benchDir("extctl-bench-startup-"), [
+  "var/lib/kairos/extensions/active",
+]);
 const store = path.join(root, "var/lib/kairos/extensions");
-await mkdir(path.join(store, "active"), { recursive: true });
 for (let i = 0; i < 5; i++) await writeFile(path.join(store, `tool${i}.sysext.raw`), "x");
 
 const rows: { label: string; args: string[]; goal?: number }[] = [

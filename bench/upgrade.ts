@@ -10,13 +10,12 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { TestContext } from "node:test";
 import { catalogFixture, type Published } from "../test/helpers/catalog-fixture.js";
-import { benchDir, emitSkipped, extctl, measure, sideBySide } from "./lib.js";
+import { benchDir, benchRoot, emitSkipped, extctl, measure, sideBySide } from "./lib.js";
 
 const COUNT = Number(process.env.BENCH_UPGRADE_COUNT) || 20;
 const GOAL = 1.2;
 const NOTHING = `upgrade --all, ${COUNT} installed, nothing new`;
 const NEW = `upgrade --all, ${COUNT} new versions`;
-const OS_RELEASE = 'ID=debian\nVERSION_ID="12"\n';
 
 function has(cmd: string): boolean {
   try {
@@ -71,14 +70,7 @@ async function main(): Promise<void> {
       ),
     );
   const net = ["--insecure-registry", f.registry.host];
-  const newRoot = async (where: string) => {
-    await rm(where, { recursive: true, force: true });
-    await mkdir(path.join(where, "usr/lib"), { recursive: true });
-    await mkdir(path.join(where, "etc"), { recursive: true });
-    await mkdir(path.join(where, "run"), { recursive: true });
-    await writeFile(path.join(where, "usr/lib/os-release"), OS_RELEASE);
-    return where;
-  };
+  const newRoot = (where: string) => benchRoot(where, ["etc", "run"]);
 
   // The store: every extension installed by name at 1.0.0 and enabled in active.
   await newRoot(template);
