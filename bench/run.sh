@@ -27,8 +27,14 @@ for file in "${files[@]}"; do
   echo "== $file" >&2
   log="$out_dir/$(basename "$file" .ts).log"
   start=$(date +%s)
-  # Each benchmark prints BENCH lines on stdout; its other output goes to the log.
-  if node --import tsx "$file" >"$log.out" 2>"$log"; then
+  # Each benchmark prints BENCH lines on stdout; its other output goes to the log. boot.ts runs
+  # in the systemd 257 lane when that lane is built: its peer, `systemd-dissect --validate` (what
+  # immucore runs), is 253+, and the host's 252 lacks it.
+  run=(node --import tsx "$file")
+  if [ "$(basename "$file")" = boot.ts ] && [ -x "$(bash scripts/lanes.sh path 257)/usr/bin/node" ]; then
+    run=(bash scripts/lanes.sh run 257 sh -c "cd '$PWD' && node --import tsx '$file'")
+  fi
+  if "${run[@]}" >"$log.out" 2>"$log"; then
     status=ok
   else
     status="exit $?"
