@@ -53,17 +53,15 @@ const ATTR_NO_AUTO = 1n << 63n;
 
 /** Formats 16 GUID bytes stored mixed-endian (first three fields little-endian). */
 export function guidFromBytes(b: Buffer): string {
-  const hex = (from: number, to: number, reverse: boolean) => {
-    const part = Buffer.from(b.subarray(from, to));
-    return (reverse ? part.reverse() : part).toString("hex");
+  // One hex string, then its bytes regrouped: the first three fields are little-endian. A GPT
+  // read turns 256 GUIDs into strings, and a boot reads every image's.
+  const h = b.toString("hex", 0, 16);
+  const swap = (from: number, bytes: number) => {
+    let out = "";
+    for (let i = bytes - 1; i >= 0; i--) out += h.slice(from + 2 * i, from + 2 * i + 2);
+    return out;
   };
-  return [
-    hex(0, 4, true),
-    hex(4, 6, true),
-    hex(6, 8, true),
-    hex(8, 10, false),
-    hex(10, 16, false),
-  ].join("-");
+  return `${swap(0, 4)}-${swap(8, 2)}-${swap(12, 2)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
 export function guidToBytes(guid: string): Buffer {
@@ -243,6 +241,8 @@ export async function readGpt(
   const ignoredEntries: number[] = [];
   for (let i = 0; i < header.entryCount; i++) {
     const e = entries.subarray(i * header.entrySize, (i + 1) * header.entrySize);
+    // An unused entry (most of the 128) has an all-zero type GUID.
+    if (e.readBigUInt64LE(0) === 0n && e.readBigUInt64LE(8) === 0n) continue;
     const typeGuid = guidFromBytes(e.subarray(0, 16));
     if (typeGuid === ZERO_GUID) continue;
     const first = e.readBigUInt64LE(32);

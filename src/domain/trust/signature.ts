@@ -9,6 +9,7 @@ import {
   verify,
   X509Certificate,
 } from "node:crypto";
+import type * as Asn1js from "asn1js";
 import type * as Pkijs from "pkijs";
 import { ExtctlError } from "../../util/errors.js";
 
@@ -194,12 +195,24 @@ interface ParsedSignature {
   signedData: Pkijs.SignedData;
 }
 
+let pki: Promise<[typeof Asn1js, typeof Pkijs]> | undefined;
+
+/**
+ * asn1js and pkijs, loaded on the first signature and kept: each import() in the CLI bundle
+ * builds a fresh namespace object over pkijs's hundreds of exports (~0.2 ms), and a boot
+ * checks one signature per image.
+ */
+function pkiModules(): Promise<[typeof Asn1js, typeof Pkijs]> {
+  pki ??= Promise.all([import("asn1js"), import("pkijs")]);
+  return pki;
+}
+
 async function parsePkcs7(
   der: Buffer,
   what: string,
   subject: DetachedSubject = ROOT_HASH,
 ): Promise<ParsedSignature> {
-  const [asn1js, pkijs] = await Promise.all([import("asn1js"), import("pkijs")]);
+  const [asn1js, pkijs] = await pkiModules();
   const fail = (why: string) =>
     new ExtctlError("signature", `${what}: the ${subject.name} signature is not a PKCS#7: ${why}`, {
       hint: subject.hint,
@@ -505,7 +518,7 @@ export async function signDetached(
       `the private key does not belong to the certificate "${x509.subject.replace(/\n/g, ", ")}"`,
     );
   }
-  const [asn1js, pkijs] = await Promise.all([import("asn1js"), import("pkijs")]);
+  const [asn1js, pkijs] = await pkiModules();
   const cert = pkijs.Certificate.fromBER(new Uint8Array(der));
   let signatureOid: string;
   let digest: string | null = "sha256";
