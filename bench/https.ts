@@ -16,6 +16,8 @@ async function makeFile(file: string, mib: number): Promise<void> {
   try {
     for (let i = 0; i < mib; i++) {
       randomFillSync(chunk);
+      // A squashfs magic up front: install stores only what dissects as an image (issue 12).
+      if (i === 0) chunk.write("hsqs", 0, "latin1");
       await handle.write(chunk);
     }
   } finally {

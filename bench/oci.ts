@@ -44,6 +44,8 @@ try {
   const block = randomBytes(1024 * 1024);
   for (let i = 0; i < MIB; i++) {
     block.writeUInt32LE(i, 0);
+    // A squashfs magic up front: install stores only what dissects as an image (issue 12).
+    if (i === 0) block.write("hsqs", 0, "latin1");
     await handle.write(block);
   }
   await handle.close();
