@@ -52,7 +52,8 @@ function recognised<const N extends string>(
 
 const xfs = recognised("xfs", async (source) => {
   const head = await source.readAt(0, 4);
-  return head.length >= 4 && head.readUInt32LE(0) === 0x58465342; // "XFSB" big-endian
+  // "XFSB": xfs keeps its superblock big-endian.
+  return head.length >= 4 && head.readUInt32BE(0) === 0x58465342;
 });
 
 const ext4 = recognised("ext4", async (source) => {
