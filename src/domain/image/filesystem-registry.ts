@@ -84,6 +84,9 @@ export const FILESYSTEMS = [squashfs, xfs, erofs, ext4, btrfs, vfat] as const;
 
 export type FilesystemType = (typeof FILESYSTEMS)[number]["name"] | "unknown";
 
+/** The filesystems extctl reads (those with a reader). */
+export type ReadableFilesystem = Extract<(typeof FILESYSTEMS)[number], { open: object }>["name"];
+
 /** The filesystems build can make (those with an mkfs), the default one first. */
 export type FilesystemFormat = Extract<(typeof FILESYSTEMS)[number], { mkfs: object }>["name"];
 
@@ -98,9 +101,9 @@ export const FORMATS: readonly FilesystemFormat[] = BUILDABLE.map((f) => f.name)
 export const DEFAULT_FORMAT: FilesystemFormat = FORMATS[0] as FilesystemFormat;
 
 /** The filesystems extctl can read, in the table's order. */
-export const READABLE: readonly string[] = (FILESYSTEMS as readonly FilesystemDescriptor[])
+export const READABLE = (FILESYSTEMS as readonly FilesystemDescriptor[])
   .filter((f) => f.open !== undefined)
-  .map((f) => f.name);
+  .map((f) => f.name) as readonly ReadableFilesystem[];
 
 export function filesystemNamed(name: string): FilesystemDescriptor | undefined {
   return (FILESYSTEMS as readonly FilesystemDescriptor[]).find((f) => f.name === name);

@@ -3,6 +3,7 @@
 import { ExtctlError } from "../../../util/errors.js";
 import type { ByteSource } from "../../../util/bytes.js";
 import type { FilesystemDescriptor, MkfsInput } from "../filesystem-registry.js";
+import type { ImageFilesystem } from "../tree.js";
 
 const COMPRESSORS = new Set(["none", "lz4", "lz4hc"]);
 
@@ -28,7 +29,7 @@ export const erofs = {
     const magic = await source.readAt(1024, 4);
     return magic.length === 4 && magic.readUInt32LE(0) === 0xe0f5e1e2;
   },
-  async open(source: ByteSource) {
+  async open(source: ByteSource): Promise<ImageFilesystem> {
     return (await import("./reader.js")).openErofs(source);
   },
   async checkSuperblock(source: ByteSource) {

@@ -3,6 +3,7 @@
 import { ExtctlError } from "../../../util/errors.js";
 import type { ByteSource } from "../../../util/bytes.js";
 import type { FilesystemDescriptor, MkfsInput } from "../filesystem-registry.js";
+import type { ImageFilesystem } from "../tree.js";
 
 const COMPRESSORS = new Set(["none", "gzip", "lzo", "lz4", "xz", "zstd", "lzma"]);
 
@@ -30,7 +31,7 @@ export const squashfs = {
   async detect(source: ByteSource) {
     return (await source.readAt(0, 4)).toString("latin1") === "hsqs";
   },
-  async open(source: ByteSource) {
+  async open(source: ByteSource): Promise<ImageFilesystem> {
     return (await import("./reader.js")).openSquashfs(source);
   },
   async checkSuperblock(source: ByteSource) {
