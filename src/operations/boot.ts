@@ -253,22 +253,18 @@ async function unreadableBy(
   hostPath: string,
   version: number | undefined,
 ): Promise<string | undefined> {
-  const [{ ReadAheadFileSource }, { dissectImage, unreadableBySystemd }] = await Promise.all([
-    import("../domain/image/read-ahead.js"),
-    import("../domain/image/ddi.js"),
-  ]);
+  const [{ ReadAheadFileSource }, { dissectImage, unreadableBySystemd }, { checkSuperblock }] =
+    await Promise.all([
+      import("../domain/image/read-ahead.js"),
+      import("../domain/image/ddi.js"),
+      import("../domain/image/filesystem.js"),
+    ]);
   const file = ReadAheadFileSource.open(hostPath);
   try {
     const image = await dissectImage(file, version === undefined ? {} : { systemd: version });
     // The superblock the kernel mounts from, with its size claim: a truncated download is
     // caught here, before it takes every other image's merge down with it.
-    if (image.filesystem === "squashfs") {
-      const { readSquashfsSuperblock } = await import("../domain/image/squashfs/reader.js");
-      await readSquashfsSuperblock(image.data.source);
-    } else if (image.filesystem === "erofs") {
-      const { readErofsSuperblock } = await import("../domain/image/erofs/reader.js");
-      await readErofsSuperblock(image.data.source);
-    }
+    await checkSuperblock(image.data.source, image.filesystem);
     return version === undefined ? undefined : unreadableBySystemd(image, version);
   } catch (e) {
     if (e instanceof ExtctlError) return `systemd cannot read it: ${e.message}`;

@@ -27,7 +27,12 @@ import {
   type CarriedContent,
 } from "../domain/build/include.js";
 import { defaultSeed, uuidBytes, uuidString, SeededIds } from "../domain/build/ids.js";
-import { makeFilesystem, type FilesystemFormat, DEFAULT_COMPRESS } from "../domain/build/mkfs.js";
+import {
+  buildFormat,
+  makeFilesystem,
+  type FilesystemFormat,
+  DEFAULT_COMPRESS,
+} from "../domain/build/mkfs.js";
 import {
   checkImageName,
   legacyImageName,
@@ -173,12 +178,7 @@ export async function buildImage(ctx: Context, options: BuildOptions): Promise<B
   checkImageName(name);
   const goArch = (options.arch ?? hostGoArch()) as GoArch;
   const architecture = systemdArchitecture(goArch);
-  const format = options.format ?? "erofs";
-  if (format !== "erofs" && format !== "squashfs") {
-    throw new ExtctlError("usage", `unknown filesystem format "${String(format)}"`, {
-      hint: "use --format erofs or squashfs",
-    });
-  }
+  const format = buildFormat(options.format);
   const compress = options.compress ?? DEFAULT_COMPRESS[format];
   const legacy = options.systemd !== undefined && options.systemd < 255;
   const verityBlockSize = options.verityBlockSize ?? (legacy ? 512 : 4096);

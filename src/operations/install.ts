@@ -1,10 +1,10 @@
-// `install URI`: fetch an image into the store (file:, http(s):, oci:). An image with the same
+// `install URI`: fetch an image into the store (from any registered source). An image with the same
 // name is replaced atomically and keeps its profile links, so upgrades keep their enablement.
 import type { Context } from "../util/context.js";
 import { ExtensionStore } from "../domain/store/store.js";
 import type { ExtensionKind, Profile } from "../domain/store/layout.js";
 import { fetchIntoStore } from "../domain/sources/index.js";
-import { schemeOf } from "../domain/sources/uri.js";
+import { sourceOf } from "../domain/sources/uri.js";
 import { checkSha256Option } from "../domain/sources/stream-to-store.js";
 import { requireRoot, withLock } from "./guard.js";
 
@@ -43,7 +43,7 @@ export interface InstallResult {
 }
 
 export async function install(ctx: Context, options: InstallOptions): Promise<InstallResult> {
-  schemeOf(options.uri);
+  sourceOf(options.uri);
   const sha256 = checkSha256Option(options.sha256);
   requireRoot(ctx);
   const store = new ExtensionStore(ctx.root, options.kind);

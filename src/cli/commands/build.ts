@@ -5,6 +5,12 @@ import { Argument, InvalidArgumentError, Option } from "commander";
 import { collect, contextFor } from "../options.js";
 import { humanBytes } from "../../util/progress.js";
 import { print, printJson } from "../render.js";
+import {
+  DEFAULT_FORMAT,
+  FORMATS,
+  mkfsOf,
+  type FilesystemFormat,
+} from "../../domain/image/filesystem-registry.js";
 
 function intArg(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError("expected a whole number");
@@ -16,7 +22,7 @@ interface BuildFlags {
   privateKey?: string;
   certificate?: string;
   arch?: string;
-  format?: "erofs" | "squashfs";
+  format?: FilesystemFormat;
   compress?: string;
   withOpt?: boolean;
   serviceReload?: boolean;
@@ -61,12 +67,10 @@ export function registerBuildCommand(program: Command): void {
         "riscv64",
       ]),
     )
-    .addOption(
-      new Option("--format <fs>", "filesystem").choices(["erofs", "squashfs"]).default("erofs"),
-    )
+    .addOption(new Option("--format <fs>", "filesystem").choices(FORMATS).default(DEFAULT_FORMAT))
     .option(
       "--compress <alg>",
-      "compressor: erofs none|lz4|lz4hc[,LEVEL]; squashfs gzip|xz|zstd|lz4|lzo|none",
+      `compressor: ${FORMATS.map((f) => `${f} ${mkfsOf(f)?.compressHelp ?? ""}`).join("; ")}`,
     )
     .option("--with-opt", "sysext: keep /opt as well as /usr")
     .option("--service-reload", "set EXTENSION_RELOAD_MANAGER=1 (systemd reloads units on merge)")

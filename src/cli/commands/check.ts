@@ -4,6 +4,7 @@ import type { Command } from "commander";
 import { ExtctlError } from "../../util/errors.js";
 import { contextFor } from "../options.js";
 import { print, printJson, renderTable } from "../render.js";
+import { READABLE } from "../../domain/image/filesystem-registry.js";
 
 export function registerCheckCommand(program: Command): void {
   program
@@ -11,7 +12,7 @@ export function registerCheckCommand(program: Command): void {
     .description(
       "tell whether systemd-sysext/confext would merge an image on this root, rule by rule (exit 0 yes, 1 no)",
     )
-    .argument("<image>", "the image file (.raw DDI or bare squashfs/erofs)")
+    .argument("<image>", `the image file (.raw DDI or bare ${READABLE.join("/")})`)
     .option(
       "--systemd <version>",
       "apply this systemd version's rules (default: the root's systemd, else the newest)",

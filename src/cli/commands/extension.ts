@@ -7,6 +7,7 @@ import { UsageError } from "../../util/errors.js";
 import type { ExtensionKind, Profile } from "../../domain/store/layout.js";
 import type { RefreshMode } from "../../domain/activate/refresh.js";
 import type { ListedImage } from "../../operations/list.js";
+import { schemeList } from "../../domain/sources/source-registry.js";
 import { collect, contextFor } from "../options.js";
 import { print, printJson, renderTable } from "../render.js";
 import { renderStatus } from "./status.js";
@@ -66,7 +67,7 @@ export function registerExtensionCommands(program: Command): void {
         .command("install")
         .alias("download")
         .description(
-          `fetch a ${what} into the store: from file:, http:, https: or oci:, or by NAME[@VERSION|@CONSTRAINT] from the catalogs`,
+          `fetch a ${what} into the store: from ${schemeList()}, or by NAME[@VERSION|@CONSTRAINT] from the catalogs`,
         )
         .argument(
           "<uri|name>",

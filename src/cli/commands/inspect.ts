@@ -6,6 +6,7 @@ import { ExtctlError } from "../../util/errors.js";
 import { collect, contextFor } from "../options.js";
 import { escapeControl } from "../../util/escape.js";
 import { print, printJson, renderTable } from "../render.js";
+import { READABLE } from "../../domain/image/filesystem-registry.js";
 
 function size(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -126,7 +127,7 @@ export function registerInspectCommand(program: Command): void {
     .description(
       "show what an extension image holds without mounting it: partitions, filesystem, release file, verity, signer and files",
     )
-    .argument("<image>", "the image file (.raw DDI or bare squashfs/erofs)")
+    .argument("<image>", `the image file (.raw DDI or bare ${READABLE.join("/")})`)
     .option("--tree", "walk the whole tree for a summary: counts, sizes, top directories")
     .option("--files", "list every file (with xattrs), with the tree summary")
     .option("--kind <kind>", "sysext or confext (default: from the file name and content)")

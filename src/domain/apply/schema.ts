@@ -6,6 +6,8 @@ import { ExtctlError } from "../../util/errors.js";
 import { PROFILES, type ExtensionKind, type Profile } from "../store/layout.js";
 import { unsafeNameReason } from "../store/names.js";
 import { storeFileName } from "../store/versions.js";
+import { schemeList, sourceFor } from "../sources/source-registry.js";
+import { uriScheme } from "../sources/uri.js";
 
 interface EntryBase {
   kind: ExtensionKind;
@@ -130,22 +132,21 @@ function checkSource(
   source: string,
   sha256: string | undefined,
 ): void {
-  const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(source);
-  const scheme = m?.[1]?.toLowerCase();
-  if (!scheme || !["file", "http", "https", "oci"].includes(scheme))
-    r.fail(node, field, `${JSON.stringify(source)} is not a file:, http:, https: or oci: URI`);
-  if (scheme === "oci" && !/@sha256:[0-9a-f]{64}$/.test(source) && sha256 === undefined)
+  const scheme = uriScheme(source);
+  const from = scheme === undefined ? undefined : sourceFor(scheme);
+  if (!from) r.fail(node, field, `${JSON.stringify(source)} is not a ${schemeList()} URI`);
+  if (from.pin === "digest" && !/@sha256:[0-9a-f]{64}$/.test(source) && sha256 === undefined)
     r.fail(
       node,
       field,
-      "an oci: source must be pinned by digest",
+      `an ${from.label} source must be pinned by digest`,
       "append @sha256:DIGEST to the reference (extctl publish prints it), or give sha256:",
     );
-  if ((scheme === "http" || scheme === "https") && sha256 === undefined)
+  if (from.pin === "sha256" && sha256 === undefined)
     r.fail(
       node,
       field,
-      "an http(s): source must be pinned with sha256:",
+      `an ${from.label} source must be pinned with sha256:`,
       "add `sha256: <hex>` to the entry",
     );
 }

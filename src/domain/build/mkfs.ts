@@ -1,16 +1,22 @@
-// Makes the read-only filesystem of an image with the real mkfs.erofs or mksquashfs, run through
-// ctx.runner with fixed UUIDs and times, so equal staging trees give equal bytes.
+// Makes the read-only filesystem of an image with the real mkfs of the format (from the filesystem
+// registry), run through ctx.runner with fixed UUIDs and times, so equal staging trees give equal bytes.
 import type { Context } from "../../util/context.js";
 import { ExtctlError, errnoCode } from "../../util/errors.js";
 import { lastErrorLine } from "../../util/runner.js";
+import {
+  DEFAULT_FORMAT,
+  FORMATS,
+  mkfsOf,
+  nameList,
+  type FilesystemFormat,
+  type MkfsDescriptor,
+} from "../image/filesystem-registry.js";
 
-export type FilesystemFormat = "erofs" | "squashfs";
-
-export const FORMATS: readonly FilesystemFormat[] = ["erofs", "squashfs"];
+export { FORMATS, type FilesystemFormat };
 
 export interface MkfsOptions {
   format: FilesystemFormat;
-  /** erofs: none, lz4, lz4hc[,LEVEL]; squashfs: gzip, lzo, lz4, xz, zstd, lzma, none. */
+  /** The format's compressor (DEFAULT_COMPRESS when absent); each mkfs checks its own. */
   compress?: string;
   stagingDir: string;
   output: string;
@@ -21,13 +27,24 @@ export interface MkfsOptions {
   keepOwners?: boolean;
 }
 
-export const DEFAULT_COMPRESS: Readonly<Record<FilesystemFormat, string>> = {
-  erofs: "lz4hc",
-  squashfs: "gzip",
-};
+export const DEFAULT_COMPRESS: Readonly<Record<FilesystemFormat, string>> = Object.fromEntries(
+  FORMATS.map((f) => [f, (mkfsOf(f) as MkfsDescriptor).defaultCompress]),
+) as Record<FilesystemFormat, string>;
 
-const EROFS_COMPRESSORS = new Set(["none", "lz4", "lz4hc"]);
-const SQUASHFS_COMPRESSORS = new Set(["none", "gzip", "lzo", "lz4", "xz", "zstd", "lzma"]);
+/** The format build makes: `format` when it is one build knows, the default when absent. */
+export function buildFormat(format: string | undefined): FilesystemFormat {
+  const chosen = format ?? DEFAULT_FORMAT;
+  if (!(FORMATS as readonly string[]).includes(chosen)) {
+    throw new ExtctlError("usage", `unknown filesystem format "${String(chosen)}"`, {
+      hint: `use --format ${nameList(FORMATS)}`,
+    });
+  }
+  return chosen as FilesystemFormat;
+}
+
+function mkfsFor(format: string): MkfsDescriptor {
+  return mkfsOf(buildFormat(format)) as MkfsDescriptor;
+}
 
 /** The argv for the mkfs program, without running it. */
 export function mkfsCommand(options: MkfsOptions): {
@@ -35,51 +52,29 @@ export function mkfsCommand(options: MkfsOptions): {
   args: string[];
   env: Record<string, string>;
 } {
-  const compress = options.compress ?? DEFAULT_COMPRESS[options.format];
-  const [algorithm, level] = compress.split(",");
-  if (options.format === "erofs") {
-    if (!EROFS_COMPRESSORS.has(algorithm ?? "")) {
-      throw new ExtctlError("usage", `mkfs.erofs cannot compress with "${compress}"`, {
-        hint: "use --compress none, lz4 or lz4hc[,LEVEL]",
-      });
-    }
-    const args = ["--quiet", "-U", options.uuid];
-    if (algorithm !== "none") args.push(`-z${compress}`);
-    if (!options.keepOwners) args.push("--all-root");
-    args.push(options.output, options.stagingDir);
-    // erofs-utils clamps file times to SOURCE_DATE_EPOCH and uses it as the build time.
-    return { program: "mkfs.erofs", args, env: { SOURCE_DATE_EPOCH: String(options.epoch) } };
-  }
-  if (!SQUASHFS_COMPRESSORS.has(algorithm ?? "")) {
-    throw new ExtctlError("usage", `mksquashfs cannot compress with "${compress}"`, {
-      hint: "use --compress gzip, lzo, lz4, xz, zstd, lzma or none",
-    });
-  }
-  const args = [options.stagingDir, options.output, "-noappend", "-quiet", "-no-progress"];
-  args.push("-mkfs-time", String(options.epoch));
-  if (algorithm === "none") args.push("-noI", "-noD", "-noF", "-noX");
-  else {
-    args.push("-comp", algorithm ?? "gzip");
-    if (level !== undefined) args.push("-Xcompression-level", level);
-  }
-  if (!options.keepOwners) args.push("-all-root");
-  return { program: "mksquashfs", args, env: {} };
+  const mkfs = mkfsFor(options.format);
+  const { args, env } = mkfs.command({
+    compress: options.compress ?? mkfs.defaultCompress,
+    stagingDir: options.stagingDir,
+    output: options.output,
+    epoch: options.epoch,
+    uuid: options.uuid,
+    ...(options.keepOwners === undefined ? {} : { keepOwners: options.keepOwners }),
+  });
+  return { program: mkfs.program, args, env };
 }
 
 export async function makeFilesystem(ctx: Context, options: MkfsOptions): Promise<void> {
   const { program, args, env } = mkfsCommand(options);
   let result;
   try {
-    // mksquashfs refuses SOURCE_DATE_EPOCH next to -mkfs-time; each tool gets only what it reads.
+    // Each tool gets only the SOURCE_DATE_EPOCH its mkfs asks for (mksquashfs refuses one).
     const { SOURCE_DATE_EPOCH: _ignored, ...inherited } = ctx.env;
     result = await ctx.runner.run(program, args, { env: { ...inherited, ...env } });
   } catch (e) {
     if (errnoCode(e) === "ENOENT") {
       throw new ExtctlError("build", `${program} is not installed`, {
-        hint:
-          options.format === "erofs"
-            ? "install erofs-utils, or use --format squashfs"
-            : "install squashfs-tools",
+        hint: mkfsFor(options.format).missingHint,
       });
     }
     throw e;

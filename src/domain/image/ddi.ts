@@ -8,6 +8,8 @@ import { ExtctlError } from "../../util/errors.js";
 import { SliceSource, type ByteSource } from "../../util/bytes.js";
 import { hasGpt, readGpt, type GptPartition, type GptTable } from "./gpt.js";
 import { choosePartitions } from "./partition-choice.js";
+import { detectFilesystem } from "./filesystem.js";
+import type { FilesystemType } from "./filesystem-registry.js";
 import { NEWEST_SYSTEMD, SYSTEMD_FEATURES } from "./systemd-versions.js";
 import {
   hostArchitecture,
@@ -18,7 +20,7 @@ import {
 } from "./partition-types.js";
 
 export type ImageKind = "ddi" | "single-partition" | "bare-fs";
-export type FilesystemType = "squashfs" | "erofs" | "ext4" | "btrfs" | "xfs" | "vfat" | "unknown";
+export type { FilesystemType };
 
 export interface DissectedPartition extends GptPartition {
   /** repart's name for the type (root-x86-64-verity), or the type GUID when unknown. */
@@ -75,37 +77,6 @@ export function unreadableBySystemd(image: DissectedImage, version: number): str
   const needs = image.requiresSystemd;
   if (needs && version < needs.version) return `systemd ${version} cannot read it: ${needs.reason}`;
   return undefined;
-}
-
-/** Recognises a filesystem by its superblock magic. */
-export async function detectFilesystem(source: ByteSource): Promise<FilesystemType> {
-  const head = await source.readAt(0, 4);
-  if (head.toString("latin1") === "hsqs") return "squashfs";
-  if (head.length >= 4 && head.readUInt32LE(0) === 0x58465342) return "xfs"; // "XFSB" big-endian
-  if (source.size >= 1028) {
-    const erofs = await source.readAt(1024, 4);
-    if (erofs.length === 4 && erofs.readUInt32LE(0) === 0xe0f5e1e2) return "erofs";
-  }
-  if (source.size >= 1082) {
-    const ext = await source.readAt(1080, 2);
-    if (ext.length === 2 && ext.readUInt16LE(0) === 0xef53) return "ext4";
-  }
-  if (source.size >= 0x10048) {
-    const btrfs = await source.readAt(0x10040, 8);
-    if (btrfs.toString("latin1") === "_BHRfS_M") return "btrfs";
-  }
-  if (source.size >= 512) {
-    const boot = await source.readAt(0, 512);
-    if (
-      boot.length === 512 &&
-      boot.readUInt16LE(510) === 0xaa55 &&
-      (boot.toString("latin1", 54, 59) === "FAT12" ||
-        boot.toString("latin1", 54, 59) === "FAT16" ||
-        boot.toString("latin1", 82, 87) === "FAT32")
-    )
-      return "vfat";
-  }
-  return "unknown";
 }
 
 function describe(p: GptPartition): DissectedPartition {

@@ -1,6 +1,7 @@
 // The one model every filesystem reader produces (entries with type, mode, owner, size, link
 // target, xattrs) and the walks built on it: bounded listing, path lookup and file reading.
 import { ExtctlError } from "../../util/errors.js";
+import type { ReadableFilesystem } from "./filesystem-registry.js";
 
 export type EntryType = "file" | "dir" | "symlink" | "chardev" | "blockdev" | "fifo" | "socket";
 
@@ -28,7 +29,7 @@ export interface TreeEntry {
 
 /** A filesystem inside an image, read without mounting it. */
 export interface ImageFilesystem {
-  readonly type: "squashfs" | "erofs";
+  readonly type: ReadableFilesystem;
   /** Compression name(s) in use, e.g. "gzip" or "lz4" (or "none"). */
   readonly compression: string;
   readonly blockSize: number;

@@ -10,6 +10,8 @@ export interface FetchRequest {
   storeDir: string;
   /** Expected SHA-256 (hex) of the single file fetched; checked while streaming. */
   sha256?: string;
+  /** Store the image under this file name instead of the source's. */
+  name?: string;
   /** Extra CA certificate files (PEM) trusted besides the system ones. */
   caCerts?: string[];
   /** OCI: platform "os/arch[/variant]"; default the host's. */

@@ -1,25 +1,35 @@
-// Parsing what `install` is given: file:, http:, https: or oci: (the schemes Kairos accepts),
+// Parsing what `install` is given: a URI of a scheme some source handles (source-registry.ts),
 // and the file name an image gets in the store.
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ExtctlError } from "../../util/errors.js";
 import { checkSafeName, escapeText, quoteName } from "../store/names.js";
+import { schemeList, sourceFor, type SourceDescriptor } from "./source-registry.js";
 
-export type SourceScheme = "file" | "http" | "https" | "oci";
+export { SCHEMES } from "./source-registry.js";
 
-export const SCHEMES: readonly SourceScheme[] = ["file", "http", "https", "oci"];
+/** The scheme of a URI, lower case; undefined when the text does not start with one. */
+export function uriScheme(uri: string): string | undefined {
+  return /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(uri)?.[1]?.toLowerCase();
+}
 
-export function schemeOf(uri: string): SourceScheme {
-  const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(uri);
-  const scheme = m?.[1]?.toLowerCase();
-  if (scheme && (SCHEMES as readonly string[]).includes(scheme)) return scheme as SourceScheme;
+/** The source that handles a URI; refuses a URI of a scheme no source handles. */
+export function sourceOf(uri: string): SourceDescriptor {
+  const scheme = uriScheme(uri);
+  const source = scheme === undefined ? undefined : sourceFor(scheme);
+  if (source) return source;
   throw new ExtctlError(
     "invalid-uri",
     scheme
       ? `unsupported URI scheme "${scheme}:" in ${JSON.stringify(uri)}`
       : `${JSON.stringify(uri)} is not a URI`,
-    { hint: "use file:, http:, https: or oci:, e.g. https://example.org/tool.sysext.raw" },
+    { hint: `use ${schemeList()}, e.g. https://example.org/tool.sysext.raw` },
   );
+}
+
+export function schemeOf(uri: string): string {
+  sourceOf(uri);
+  return uriScheme(uri) as string;
 }
 
 /** Host path of a file: URI (file:///abs, file:/abs or file:relative). */
