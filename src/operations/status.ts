@@ -43,72 +43,88 @@ export async function status(
   ctx: Context,
   options: { kinds?: ExtensionKind[] } = {},
 ): Promise<StatusResult> {
-  const boot = await readSentinels(ctx.root);
-  const { resolvePolicy } = await import("../domain/trust/policy.js");
-  const resolved = await resolvePolicy(ctx);
+  // Every read below is independent of the others: issued together, their file system round
+  // trips overlap instead of adding up (status is a start-up-bound command).
+  const bootState = readSentinels(ctx.root);
+  const [boot, resolved, kinds] = await Promise.all([
+    bootState,
+    import("../domain/trust/policy.js").then(({ resolvePolicy }) => resolvePolicy(ctx)),
+    Promise.all((options.kinds ?? EXTENSION_KINDS).map((k) => kindStatus(ctx, k, bootState))),
+  ]);
   const policy = {
     name: resolved.policy.name,
     text: resolved.policy.text,
     source: resolved.source,
   };
-  const kinds: KindStatus[] = [];
-  for (const kind of options.kinds ?? EXTENSION_KINDS) {
-    const store = new ExtensionStore(ctx.root, kind);
-    const merged = await readMerged(ctx.root, kind, ctx.env);
-    const linked = await store.runtimeLinks();
-    const enabled = {} as Record<Profile, string[]>;
-    for (const profile of PROFILES) enabled[profile] = await store.profileLinks(profile);
-    const mismatches: Mismatch[] = [];
-    const mergedSet = mergedNames(merged);
-    const linkedSystemdNames = new Set(linked.flatMap(systemdNames));
-
-    for (const name of linked) {
-      const info = await store.linkInfo(store.runtimeLinkPath(name));
-      if (info && !info.resolves) {
-        mismatches.push({
-          name,
-          problem: "dangling-link",
-          detail: `${store.runtimeLinkPath(name)} -> ${info.target} leads to no image`,
-        });
-      }
-    }
-    if (merged.length > 0 || linked.length > 0) {
-      for (const u of await findUnmerged(ctx, store, merged)) {
-        if (!mismatches.some((m) => m.name === u.name))
-          mismatches.push({ name: u.name, problem: "linked-not-merged", detail: u.reason });
-      }
-    }
-    for (const name of mergedSet) {
-      if (!linkedSystemdNames.has(name)) {
-        mismatches.push({
-          name,
-          problem: "merged-not-linked",
-          detail: `merged, but not from ${store.layout.runtime} (another extension dir, or unlinked since the last refresh)`,
-        });
-      }
-    }
-    for (const profile of PROFILES) {
-      if (!isLiveProfile(profile, boot)) continue;
-      for (const name of enabled[profile]) {
-        if (!linked.includes(name)) {
-          mismatches.push({
-            name,
-            problem: "enabled-not-linked",
-            detail: `enabled in the ${profile} profile but not linked in ${store.layout.runtime}: it loads at the next boot, or now with enable --now`,
-          });
-        }
-      }
-    }
-    kinds.push({
-      kind,
-      store: store.layout.store,
-      merged,
-      enabled,
-      linked,
-      mismatches: mismatches.filter(
-        (m, i, all) => all.findIndex((o) => o.name === m.name && o.problem === m.problem) === i,
-      ),
-    });
-  }
   return { boot, policy, kinds };
+}
+
+/** One kind's merged state, runtime and profile links, and where they disagree. */
+async function kindStatus(
+  ctx: Context,
+  kind: ExtensionKind,
+  bootState: Promise<SentinelState>,
+): Promise<KindStatus> {
+  const store = new ExtensionStore(ctx.root, kind);
+  const [merged, linked, profileLinks] = await Promise.all([
+    readMerged(ctx.root, kind, ctx.env),
+    store.runtimeLinks(),
+    Promise.all(PROFILES.map((profile) => store.profileLinks(profile))),
+  ]);
+  const enabled = Object.fromEntries(
+    PROFILES.map((profile, i) => [profile, profileLinks[i] as string[]]),
+  ) as Record<Profile, string[]>;
+  const mismatches: Mismatch[] = [];
+  const mergedSet = mergedNames(merged);
+  const linkedSystemdNames = new Set(linked.flatMap(systemdNames));
+
+  for (const name of linked) {
+    const info = await store.linkInfo(store.runtimeLinkPath(name));
+    if (info && !info.resolves) {
+      mismatches.push({
+        name,
+        problem: "dangling-link",
+        detail: `${store.runtimeLinkPath(name)} -> ${info.target} leads to no image`,
+      });
+    }
+  }
+  if (merged.length > 0 || linked.length > 0) {
+    for (const u of await findUnmerged(ctx, store, merged)) {
+      if (!mismatches.some((m) => m.name === u.name))
+        mismatches.push({ name: u.name, problem: "linked-not-merged", detail: u.reason });
+    }
+  }
+  for (const name of mergedSet) {
+    if (!linkedSystemdNames.has(name)) {
+      mismatches.push({
+        name,
+        problem: "merged-not-linked",
+        detail: `merged, but not from ${store.layout.runtime} (another extension dir, or unlinked since the last refresh)`,
+      });
+    }
+  }
+  // The boot state (read beside this) decides which profiles are live.
+  const boot = await bootState;
+  for (const profile of PROFILES) {
+    if (!isLiveProfile(profile, boot)) continue;
+    for (const name of enabled[profile]) {
+      if (!linked.includes(name)) {
+        mismatches.push({
+          name,
+          problem: "enabled-not-linked",
+          detail: `enabled in the ${profile} profile but not linked in ${store.layout.runtime}: it loads at the next boot, or now with enable --now`,
+        });
+      }
+    }
+  }
+  return {
+    kind,
+    store: store.layout.store,
+    merged,
+    enabled,
+    linked,
+    mismatches: mismatches.filter(
+      (m, i, all) => all.findIndex((o) => o.name === m.name && o.problem === m.problem) === i,
+    ),
+  };
 }
