@@ -1,23 +1,12 @@
-// Image layers applied in order the way OCI runtimes do: `.wh.NAME` deletes NAME below, an
-// opaque marker `.wh..wh..opq` empties its directory below, and later entries replace earlier.
+// Image layers applied onto a build tree in order the way OCI runtimes do: whiteouts (as
+// oci/whiteout.ts reads them) delete what lower layers left, and later entries replace earlier.
 import { ExtctlError } from "../../util/errors.js";
+import { isWhiteout, whiteoutOf } from "../oci/whiteout.js";
 import { FileTree, parentsOf, type TreeEntry } from "./tree.js";
-
-const WHITEOUT = ".wh.";
-const OPAQUE = ".wh..wh..opq";
 
 export interface LayerStats {
   deleted: number;
   opaque: number;
-}
-
-function baseName(p: string): string {
-  return p.slice(p.lastIndexOf("/") + 1);
-}
-
-function dirName(p: string): string {
-  const slash = p.lastIndexOf("/");
-  return slash === -1 ? "" : p.slice(0, slash);
 }
 
 function ensureParents(tree: FileTree, entry: TreeEntry, describe: string): void {
@@ -71,9 +60,9 @@ export function applyLayer(
 ): LayerStats {
   const stats: LayerStats = { deleted: 0, opaque: 0 };
   for (const e of entries) {
-    const name = baseName(e.path);
-    if (name === OPAQUE) {
-      const dir = dirName(e.path);
+    const whiteout = whiteoutOf(e.path);
+    if (whiteout?.kind === "opaque") {
+      const { dir } = whiteout;
       if (tree.get(dir)?.type === "dir" || dir === "") {
         for (const child of tree.sorted()) {
           if ((dir === "" || child.path.startsWith(`${dir}/`)) && child.path !== dir)
@@ -81,14 +70,13 @@ export function applyLayer(
         }
         tree.removeChildren(dir);
       }
-    } else if (name.startsWith(WHITEOUT)) {
-      const victim = `${dirName(e.path) ? `${dirName(e.path)}/` : ""}${name.slice(WHITEOUT.length)}`;
-      if (tree.has(victim)) stats.deleted++;
-      tree.remove(victim);
+    } else if (whiteout?.kind === "remove") {
+      if (tree.has(whiteout.path)) stats.deleted++;
+      tree.remove(whiteout.path);
     }
   }
   for (const e of entries) {
-    if (baseName(e.path).startsWith(WHITEOUT)) continue;
+    if (isWhiteout(e.path)) continue;
     ensureParents(tree, e, describe);
     const old = tree.get(e.path);
     if (e.type === "dir" && old?.type === "dir") {
@@ -129,7 +117,7 @@ export function applyLayers(
 
 /** Counts the whiteouts in one layer (what `--layers last` cannot express). */
 export function countWhiteouts(entries: readonly TreeEntry[]): number {
-  return entries.filter((e) => baseName(e.path).startsWith(WHITEOUT)).length;
+  return entries.filter((e) => isWhiteout(e.path)).length;
 }
 
 function sameEntry(a: TreeEntry, b: TreeEntry): boolean {

@@ -11,7 +11,6 @@ export const ociSource: Source = {
   },
 };
 
-export { parseReference, formatReference, pinnedReference, type Reference } from "./reference.js";
 import type { PullOptions, PulledImage } from "./pull.js";
 export type { PullOptions, PulledImage, PulledLayer } from "./pull.js";
 export type { PushRequest, PushResult } from "./push.js";
