@@ -2,14 +2,14 @@
 // oci/whiteout.ts reads them) delete what lower layers left, and later entries replace earlier.
 import { ExtctlError } from "../../util/errors.js";
 import { isWhiteout, whiteoutOf } from "../oci/whiteout.js";
-import { FileTree, parentsOf, type TreeEntry } from "./tree.js";
+import { FileTree, parentsOf, type BuildEntry } from "./tree.js";
 
 export interface LayerStats {
   deleted: number;
   opaque: number;
 }
 
-function ensureParents(tree: FileTree, entry: TreeEntry, describe: string): void {
+function ensureParents(tree: FileTree, entry: BuildEntry, describe: string): void {
   for (const parent of parentsOf(entry.path)) {
     const existing = tree.get(parent);
     if (existing === undefined) {
@@ -34,7 +34,7 @@ function ensureParents(tree: FileTree, entry: TreeEntry, describe: string): void
 }
 
 /** Follows hardlink chains to the regular file that carries the bytes. */
-function linkRoot(tree: FileTree, target: string, describe: string, from: string): TreeEntry {
+function linkRoot(tree: FileTree, target: string, describe: string, from: string): BuildEntry {
   let entry = tree.get(target);
   for (let hops = 0; entry?.type === "hardlink" && hops < 64; hops++) {
     entry = entry.hardlinkTarget === undefined ? undefined : tree.get(entry.hardlinkTarget);
@@ -55,7 +55,7 @@ function linkRoot(tree: FileTree, target: string, describe: string, from: string
  */
 export function applyLayer(
   tree: FileTree,
-  entries: readonly TreeEntry[],
+  entries: readonly BuildEntry[],
   describe: string,
 ): LayerStats {
   const stats: LayerStats = { deleted: 0, opaque: 0 };
@@ -100,7 +100,7 @@ export function applyLayer(
 }
 
 export function applyLayers(
-  layers: readonly { entries: readonly TreeEntry[]; describe: string }[],
+  layers: readonly { entries: readonly BuildEntry[]; describe: string }[],
 ): {
   tree: FileTree;
   stats: LayerStats;
@@ -116,11 +116,11 @@ export function applyLayers(
 }
 
 /** Counts the whiteouts in one layer (what `--layers last` cannot express). */
-export function countWhiteouts(entries: readonly TreeEntry[]): number {
+export function countWhiteouts(entries: readonly BuildEntry[]): number {
   return entries.filter((e) => isWhiteout(e.path)).length;
 }
 
-function sameEntry(a: TreeEntry, b: TreeEntry): boolean {
+function sameEntry(a: BuildEntry, b: BuildEntry): boolean {
   return (
     a.type === b.type &&
     a.mode === b.mode &&
@@ -132,7 +132,7 @@ function sameEntry(a: TreeEntry, b: TreeEntry): boolean {
   );
 }
 
-function sameContent(a: TreeEntry, b: TreeEntry): boolean {
+function sameContent(a: BuildEntry, b: BuildEntry): boolean {
   if (a.content === undefined || b.content === undefined) return a.content === b.content;
   if (a.content.kind === "layer" && b.content.kind === "layer") {
     return a.content.layer === b.content.layer && a.content.ordinal === b.content.ordinal;

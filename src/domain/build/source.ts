@@ -12,7 +12,7 @@ import type { GoArch } from "./release-file.js";
 import { readDirectoryTree } from "./sources/dir.js";
 import { imageArchiveMembers, openImage, type ImageLayers } from "./sources/oci-layout.js";
 import { archiveOfFile, readArchiveEntries, type LayerArchive } from "./sources/tar.js";
-import type { FileTree, TreeEntry } from "./tree.js";
+import type { FileTree, BuildEntry } from "./tree.js";
 
 export type LayerSelection = "last" | "all";
 
@@ -154,8 +154,8 @@ export async function loadSource(
   if (image.layers.length === 0) {
     throw new ExtctlError("build", `the image ${image.describe} has no layers`);
   }
-  const listings = new Map<number, TreeEntry[]>();
-  const listing = async (i: number): Promise<TreeEntry[]> => {
+  const listings = new Map<number, BuildEntry[]>();
+  const listing = async (i: number): Promise<BuildEntry[]> => {
     let entries = listings.get(i);
     if (!entries) {
       entries = await readArchiveEntries(image.layers[i] as LayerArchive, i);

@@ -13,7 +13,7 @@ import {
   sniffCompression,
   type LayerCompression,
 } from "../../oci/layer.js";
-import { treePath, type EntryType, type TreeEntry } from "../tree.js";
+import { treePath, type BuildEntryType, type BuildEntry } from "../tree.js";
 
 /** A tar archive, or a byte range of a file holding one (a blob inside an outer tar). */
 export interface LayerArchive {
@@ -90,7 +90,7 @@ function digestChecker(archive: LayerArchive): Transform & { check(): void } {
   return t;
 }
 
-function entryType(header: Header): EntryType | undefined {
+function entryType(header: Header): BuildEntryType | undefined {
   switch (header.type) {
     case "file":
     case "contiguous-file":
@@ -164,14 +164,14 @@ export async function walkArchive(
 export async function readArchiveEntries(
   archive: LayerArchive,
   layer: number,
-): Promise<TreeEntry[]> {
-  const out: TreeEntry[] = [];
+): Promise<BuildEntry[]> {
+  const out: BuildEntry[] = [];
   await walkArchive(archive, async (header, ordinal) => {
     const type = entryType(header);
     if (type === undefined) return;
     const p = treePath(header.name, archive.describe);
     if (p === "") return;
-    const entry: TreeEntry = {
+    const entry: BuildEntry = {
       path: p,
       type,
       mode: (header.mode ?? 0o644) & 0o7777,

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { applyLayers, diffOverBase } from "../../../../src/domain/build/layers.js";
-import type { TreeEntry } from "../../../../src/domain/build/tree.js";
+import type { BuildEntry } from "../../../../src/domain/build/tree.js";
 
 let ordinal = 0;
-function file(p: string, layer: number, extra: Partial<TreeEntry> = {}): TreeEntry {
+function file(p: string, layer: number, extra: Partial<BuildEntry> = {}): BuildEntry {
   return {
     path: p,
     type: "file",
@@ -17,11 +17,11 @@ function file(p: string, layer: number, extra: Partial<TreeEntry> = {}): TreeEnt
     ...extra,
   };
 }
-function dir(p: string): TreeEntry {
+function dir(p: string): BuildEntry {
   return { path: p, type: "dir", mode: 0o755, uid: 0, gid: 0, mtime: 1, size: 0 };
 }
 const marker = (p: string) => file(p, 99, { size: 0 });
-const paths = (entries: Iterable<TreeEntry>) => [...entries].map((e) => e.path).sort();
+const paths = (entries: Iterable<BuildEntry>) => [...entries].map((e) => e.path).sort();
 
 test("a whiteout deletes the path (and a directory's contents) from lower layers", () => {
   const { tree, stats } = applyLayers([
