@@ -1,7 +1,7 @@
 // Image layers applied onto a build tree in order the way OCI runtimes do: whiteouts (as
 // oci/whiteout.ts reads them) delete what lower layers left, and later entries replace earlier.
 import { ExtctlError } from "../../util/errors.js";
-import { isWhiteout, whiteoutOf } from "../oci/whiteout.js";
+import { hides, isWhiteout, whiteoutOf } from "../oci/whiteout.js";
 import { FileTree, parentsOf, type BuildEntry } from "./tree.js";
 
 export interface LayerStats {
@@ -64,10 +64,7 @@ export function applyLayer(
     if (whiteout?.kind === "opaque") {
       const { dir } = whiteout;
       if (tree.get(dir)?.type === "dir" || dir === "") {
-        for (const child of tree.sorted()) {
-          if ((dir === "" || child.path.startsWith(`${dir}/`)) && child.path !== dir)
-            stats.opaque++;
-        }
+        for (const child of tree.entries()) if (hides(whiteout, child.path)) stats.opaque++;
         tree.removeChildren(dir);
       }
     } else if (whiteout?.kind === "remove") {

@@ -40,6 +40,24 @@ test("an opaque directory hides lower contents but keeps what its own layer adds
   assert.deepEqual(paths(tree.entries()), ["usr", "usr/o", "usr/o/new"]);
 });
 
+test("an opaque marker at the top empties the tree below; the counts say what went", () => {
+  const { tree, stats } = applyLayers([
+    { describe: "l1", entries: [dir("etc"), file("etc/a", 0), file("b", 0)] },
+    { describe: "l2", entries: [marker(".wh..wh..opq"), file("c", 1)] },
+  ]);
+  assert.deepEqual(paths(tree.entries()), ["c"]);
+  assert.deepEqual(stats, { deleted: 0, opaque: 3 });
+});
+
+test("a bare .wh. removes nothing, at the top or in a directory", () => {
+  const { tree, stats } = applyLayers([
+    { describe: "l1", entries: [dir("usr"), file("usr/a", 0), file("b", 0)] },
+    { describe: "l2", entries: [marker(".wh."), marker("usr/.wh.")] },
+  ]);
+  assert.deepEqual(paths(tree.entries()), ["b", "usr", "usr/a"]);
+  assert.deepEqual(stats, { deleted: 0, opaque: 0 });
+});
+
 test("a whiteout never deletes its own layer's entry; a later layer re-adds", () => {
   const { tree } = applyLayers([
     { describe: "l1", entries: [file("usr/a", 0)] },
