@@ -67,4 +67,5 @@ export { signRootHash, verifyRootHashSignature } from "./domain/trust/signature.
 export { parseImagePolicy, resolvePolicy } from "./domain/trust/policy.js";
 export { evaluateImage, checkImageTrust } from "./domain/trust/image-trust.js";
 export { loadTrustStore } from "./domain/trust/truststore.js";
-export { parseReference, pullImageLayers } from "./domain/sources/oci/index.js";
+export { parseReference } from "./domain/oci/reference.js";
+export { pullImageLayers } from "./domain/sources/oci/index.js";

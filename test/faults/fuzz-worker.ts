@@ -4,7 +4,7 @@
 // Entry points expected (each is skipped, and said so, while its module does not exist yet):
 //   image/os-release parseOsRelease(text)       store/names resolveName(query, names, {where})
 //   sources/uri schemeOf/filePathOf/httpFileName/checkStoreName(text)
-//   sources/oci/reference parseReference(text)  sources/oci/manifest parseImageManifest/parseIndex
+//   oci/reference parseReference(text)  oci/manifest parseImageManifest/parseIndex
 //   image/gpt readGpt(ByteSource)                image/squashfs/reader openSquashfs(ByteSource)
 //   image/erofs/reader openErofs(ByteSource)     trust/verity-superblock parseVeritySuperblock(buf)
 //   trust/signature parseSignaturePartition(buf) trust/efi parseSignatureLists(buf)
@@ -148,7 +148,7 @@ const TARGETS: Target[] = [
   },
   {
     name: "OCI reference",
-    module: "domain/sources/oci/reference.js",
+    module: "domain/oci/reference.js",
     seeds: () => [
       text("oci://localhost:5000/a/b:tag@sha256:" + "a".repeat(64)),
       text("ghcr.io/x/y"),
@@ -157,7 +157,7 @@ const TARGETS: Target[] = [
   },
   {
     name: "OCI manifest and index",
-    module: "domain/sources/oci/manifest.js",
+    module: "domain/oci/manifest.js",
     seeds: () => [
       text(
         JSON.stringify({

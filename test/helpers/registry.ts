@@ -8,6 +8,7 @@ import net from "node:net";
 import path from "node:path";
 import type { TestContext } from "node:test";
 import { gzipSync } from "node:zlib";
+import type { LayerCompression } from "../../src/domain/oci/layer.js";
 import { run } from "./peers.js";
 import { tempDir } from "./tmp.js";
 
@@ -347,8 +348,6 @@ export async function makeTar(files: readonly LayerFile[]): Promise<Buffer> {
   for await (const c of pack) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
 }
-
-export type LayerCompression = "gzip" | "zstd" | "none";
 
 export interface ImageSpec {
   /** `blob`: the layer's bytes exactly as given (hostile ones), instead of files packed and compressed. */

@@ -2,7 +2,7 @@
 // what systemd or the kernel would misuse, and normalises owners and times for reproducibility.
 import type { ExtensionKind } from "../store/layout.js";
 import { ExtctlError } from "../../util/errors.js";
-import { FileTree, symlinkStaysInside, type TreeEntry } from "./tree.js";
+import { FileTree, symlinkStaysInside, type BuildEntry } from "./tree.js";
 
 export interface FilterOptions {
   kind: ExtensionKind;
@@ -25,7 +25,7 @@ export function keptTopLevels(kind: ExtensionKind, withOpt = false): string[] {
   return withOpt ? ["usr", "opt"] : ["usr"];
 }
 
-const SPECIAL: ReadonlySet<TreeEntry["type"]> = new Set(["char", "block", "fifo", "socket"]);
+const SPECIAL: ReadonlySet<BuildEntry["type"]> = new Set(["char", "block", "fifo", "socket"]);
 
 export function filterTree(source: FileTree, options: FilterOptions): FilterResult {
   const keep = new Set(keptTopLevels(options.kind, options.withOpt));
@@ -54,7 +54,7 @@ export function filterTree(source: FileTree, options: FilterOptions): FilterResu
         { hint: "make it absolute (/usr/...) or point it inside the tree" },
       );
     }
-    const kept: TreeEntry = { ...entry };
+    const kept: BuildEntry = { ...entry };
     if (!options.keepOwners) {
       kept.uid = 0;
       kept.gid = 0;

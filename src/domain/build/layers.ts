@@ -1,26 +1,15 @@
-// Image layers applied in order the way OCI runtimes do: `.wh.NAME` deletes NAME below, an
-// opaque marker `.wh..wh..opq` empties its directory below, and later entries replace earlier.
+// Image layers applied onto a build tree in order the way OCI runtimes do: whiteouts (as
+// oci/whiteout.ts reads them) delete what lower layers left, and later entries replace earlier.
 import { ExtctlError } from "../../util/errors.js";
-import { FileTree, parentsOf, type TreeEntry } from "./tree.js";
-
-const WHITEOUT = ".wh.";
-const OPAQUE = ".wh..wh..opq";
+import { hides, isWhiteout, whiteoutOf } from "../oci/whiteout.js";
+import { FileTree, parentsOf, type BuildEntry } from "./tree.js";
 
 export interface LayerStats {
   deleted: number;
   opaque: number;
 }
 
-function baseName(p: string): string {
-  return p.slice(p.lastIndexOf("/") + 1);
-}
-
-function dirName(p: string): string {
-  const slash = p.lastIndexOf("/");
-  return slash === -1 ? "" : p.slice(0, slash);
-}
-
-function ensureParents(tree: FileTree, entry: TreeEntry, describe: string): void {
+function ensureParents(tree: FileTree, entry: BuildEntry, describe: string): void {
   for (const parent of parentsOf(entry.path)) {
     const existing = tree.get(parent);
     if (existing === undefined) {
@@ -45,7 +34,7 @@ function ensureParents(tree: FileTree, entry: TreeEntry, describe: string): void
 }
 
 /** Follows hardlink chains to the regular file that carries the bytes. */
-function linkRoot(tree: FileTree, target: string, describe: string, from: string): TreeEntry {
+function linkRoot(tree: FileTree, target: string, describe: string, from: string): BuildEntry {
   let entry = tree.get(target);
   for (let hops = 0; entry?.type === "hardlink" && hops < 64; hops++) {
     entry = entry.hardlinkTarget === undefined ? undefined : tree.get(entry.hardlinkTarget);
@@ -66,29 +55,25 @@ function linkRoot(tree: FileTree, target: string, describe: string, from: string
  */
 export function applyLayer(
   tree: FileTree,
-  entries: readonly TreeEntry[],
+  entries: readonly BuildEntry[],
   describe: string,
 ): LayerStats {
   const stats: LayerStats = { deleted: 0, opaque: 0 };
   for (const e of entries) {
-    const name = baseName(e.path);
-    if (name === OPAQUE) {
-      const dir = dirName(e.path);
+    const whiteout = whiteoutOf(e.path);
+    if (whiteout?.kind === "opaque") {
+      const { dir } = whiteout;
       if (tree.get(dir)?.type === "dir" || dir === "") {
-        for (const child of tree.sorted()) {
-          if ((dir === "" || child.path.startsWith(`${dir}/`)) && child.path !== dir)
-            stats.opaque++;
-        }
+        for (const child of tree.entries()) if (hides(whiteout, child.path)) stats.opaque++;
         tree.removeChildren(dir);
       }
-    } else if (name.startsWith(WHITEOUT)) {
-      const victim = `${dirName(e.path) ? `${dirName(e.path)}/` : ""}${name.slice(WHITEOUT.length)}`;
-      if (tree.has(victim)) stats.deleted++;
-      tree.remove(victim);
+    } else if (whiteout?.kind === "remove") {
+      if (tree.has(whiteout.path)) stats.deleted++;
+      tree.remove(whiteout.path);
     }
   }
   for (const e of entries) {
-    if (baseName(e.path).startsWith(WHITEOUT)) continue;
+    if (isWhiteout(e.path)) continue;
     ensureParents(tree, e, describe);
     const old = tree.get(e.path);
     if (e.type === "dir" && old?.type === "dir") {
@@ -112,7 +97,7 @@ export function applyLayer(
 }
 
 export function applyLayers(
-  layers: readonly { entries: readonly TreeEntry[]; describe: string }[],
+  layers: readonly { entries: readonly BuildEntry[]; describe: string }[],
 ): {
   tree: FileTree;
   stats: LayerStats;
@@ -128,11 +113,11 @@ export function applyLayers(
 }
 
 /** Counts the whiteouts in one layer (what `--layers last` cannot express). */
-export function countWhiteouts(entries: readonly TreeEntry[]): number {
-  return entries.filter((e) => baseName(e.path).startsWith(WHITEOUT)).length;
+export function countWhiteouts(entries: readonly BuildEntry[]): number {
+  return entries.filter((e) => isWhiteout(e.path)).length;
 }
 
-function sameEntry(a: TreeEntry, b: TreeEntry): boolean {
+function sameEntry(a: BuildEntry, b: BuildEntry): boolean {
   return (
     a.type === b.type &&
     a.mode === b.mode &&
@@ -144,7 +129,7 @@ function sameEntry(a: TreeEntry, b: TreeEntry): boolean {
   );
 }
 
-function sameContent(a: TreeEntry, b: TreeEntry): boolean {
+function sameContent(a: BuildEntry, b: BuildEntry): boolean {
   if (a.content === undefined || b.content === undefined) return a.content === b.content;
   if (a.content.kind === "layer" && b.content.kind === "layer") {
     return a.content.layer === b.content.layer && a.content.ordinal === b.content.ordinal;

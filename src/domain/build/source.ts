@@ -6,12 +6,13 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Context } from "../../util/context.js";
 import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
+import { formatPlatform, type Platform } from "../oci/platform.js";
 import { applyLayers, countWhiteouts, diffOverBase } from "./layers.js";
 import type { GoArch } from "./release-file.js";
 import { readDirectoryTree } from "./sources/dir.js";
 import { imageArchiveMembers, openImage, type ImageLayers } from "./sources/oci-layout.js";
 import { archiveOfFile, readArchiveEntries, type LayerArchive } from "./sources/tar.js";
-import type { FileTree, TreeEntry } from "./tree.js";
+import type { FileTree, BuildEntry } from "./tree.js";
 
 export type LayerSelection = "last" | "all";
 
@@ -36,6 +37,13 @@ export interface LoadedSource {
   kind: "directory" | "archive" | "image";
 }
 
+/** Builds are for Linux; --arch names the architecture, and no variant is asked for. */
+function imagePlatform(arch: GoArch): Platform {
+  return { os: "linux", architecture: arch };
+}
+
+const BUILD_PLATFORM_HINT = "pick another --arch or another image";
+
 type Resolved =
   | { kind: "directory"; path: string }
   | { kind: "archive"; archive: LayerArchive }
@@ -55,7 +63,8 @@ async function pullLayers(
   if (dir === undefined) throw new ExtctlError("internal", "no download directory for oci://");
   const { pullImageLayers } = await import("../sources/oci/index.js");
   const image = await pullImageLayers(ctx, reference, {
-    platform: `linux/${options.arch}`,
+    platform: formatPlatform(imagePlatform(options.arch)),
+    platformHint: BUILD_PLATFORM_HINT,
     ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
     ...(options.creds ? { creds: options.creds } : {}),
   });
@@ -86,7 +95,7 @@ async function resolve(
   options: SourceOptions,
   from: "last" | "all" = "all",
 ): Promise<Resolved> {
-  const arch = options.arch;
+  const platform = imagePlatform(options.arch);
   if (spec.startsWith("oci://")) {
     return {
       kind: "image",
@@ -94,7 +103,10 @@ async function resolve(
     };
   }
   if (spec.startsWith("oci-layout:")) {
-    return { kind: "image", image: await openImage(spec.slice("oci-layout:".length), arch) };
+    return {
+      kind: "image",
+      image: await openImage(spec.slice("oci-layout:".length), platform, BUILD_PLATFORM_HINT),
+    };
   }
   let st;
   try {
@@ -108,7 +120,8 @@ async function resolve(
     throw fsError(e, `read the source ${spec}`);
   }
   if (st.isDirectory()) return { kind: "directory", path: spec };
-  if (await imageArchiveMembers(spec)) return { kind: "image", image: await openImage(spec, arch) };
+  if (await imageArchiveMembers(spec))
+    return { kind: "image", image: await openImage(spec, platform, BUILD_PLATFORM_HINT) };
   return { kind: "archive", archive: await archiveOfFile(spec) };
 }
 
@@ -141,8 +154,8 @@ export async function loadSource(
   if (image.layers.length === 0) {
     throw new ExtctlError("build", `the image ${image.describe} has no layers`);
   }
-  const listings = new Map<number, TreeEntry[]>();
-  const listing = async (i: number): Promise<TreeEntry[]> => {
+  const listings = new Map<number, BuildEntry[]>();
+  const listing = async (i: number): Promise<BuildEntry[]> => {
     let entries = listings.get(i);
     if (!entries) {
       entries = await readArchiveEntries(image.layers[i] as LayerArchive, i);

@@ -20,7 +20,7 @@ import type { Progress } from "../../util/progress.js";
 import { inParallel } from "./parallel.js";
 import { copyVerifiedHostFile } from "./sources/host-file.js";
 import { walkArchive, type LayerArchive } from "./sources/tar.js";
-import type { FileTree, TreeEntry } from "./tree.js";
+import type { FileTree, BuildEntry } from "./tree.js";
 
 export interface StageOptions {
   /** Layer archives that `{kind: "layer"}` content refers to, by index. */
@@ -39,7 +39,7 @@ export interface StageResult {
 /** Filesystem calls in flight at once: small files are bound by round trips, not bandwidth. */
 const CONCURRENCY = 16;
 
-function isLinkedToKeptFile(tree: FileTree, e: TreeEntry): boolean {
+function isLinkedToKeptFile(tree: FileTree, e: BuildEntry): boolean {
   if (e.type !== "hardlink" || e.hardlinkTarget === undefined) return false;
   const target = tree.get(e.hardlinkTarget);
   return target !== undefined && (target.type === "file" || target.type === "hardlink");
@@ -51,16 +51,16 @@ export async function stageTree(
   options: StageOptions = {},
 ): Promise<StageResult> {
   const entries = tree.sorted();
-  const host = (e: TreeEntry) => path.join(stagingDir, ...e.path.split("/"));
+  const host = (e: BuildEntry) => path.join(stagingDir, ...e.path.split("/"));
   const result: StageResult = { files: 0, bytes: 0 };
   try {
     for (const e of entries) {
       if (e.type === "dir") await mkdir(host(e), { mode: 0o700 });
     }
     // Bytes that come out of layers, grouped so each layer is streamed once.
-    const fromLayers = new Map<number, Map<number, TreeEntry[]>>();
-    const links = new Set<TreeEntry>();
-    const direct: TreeEntry[] = [];
+    const fromLayers = new Map<number, Map<number, BuildEntry[]>>();
+    const links = new Set<BuildEntry>();
+    const direct: BuildEntry[] = [];
     for (const e of entries) {
       if (e.type === "hardlink" && isLinkedToKeptFile(tree, e)) {
         links.add(e);
@@ -95,7 +95,7 @@ export async function stageTree(
       await walkArchive(archive, async (_header, ordinal, body) => {
         const targets = byOrdinal.get(ordinal);
         if (!targets || targets.length === 0) return;
-        const [first, ...others] = targets as [TreeEntry, ...TreeEntry[]];
+        const [first, ...others] = targets as [BuildEntry, ...BuildEntry[]];
         await pipeline(body, createWriteStream(host(first), { flags: "wx" }));
         for (const other of others)
           await copyFile(host(first), host(other), constants.COPYFILE_EXCL);

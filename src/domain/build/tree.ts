@@ -3,7 +3,7 @@
 import path from "node:path";
 import { ExtctlError } from "../../util/errors.js";
 
-export type EntryType =
+export type BuildEntryType =
   "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo" | "socket";
 
 /** Where a regular file's bytes live until staging copies them. */
@@ -13,10 +13,10 @@ export type ContentRef =
   | { kind: "layer"; layer: number; ordinal: number }
   | { kind: "inline"; data: Buffer };
 
-export interface TreeEntry {
+export interface BuildEntry {
   /** Relative POSIX path without leading or trailing slash, e.g. "usr/bin/hello". */
   path: string;
-  type: EntryType;
+  type: BuildEntryType;
   /** Permission bits including setuid, setgid and sticky (0o7777). */
   mode: number;
   uid: number;
@@ -73,13 +73,13 @@ export function parentsOf(p: string): string[] {
 
 /** A set of entries keyed by path, with the directory semantics layers need. */
 export class FileTree {
-  private readonly map = new Map<string, TreeEntry>();
+  private readonly map = new Map<string, BuildEntry>();
 
   get size(): number {
     return this.map.size;
   }
 
-  get(p: string): TreeEntry | undefined {
+  get(p: string): BuildEntry | undefined {
     return this.map.get(p);
   }
 
@@ -88,7 +88,7 @@ export class FileTree {
   }
 
   /** Adds or replaces an entry; a non-directory replacing a directory drops its contents. */
-  set(entry: TreeEntry): void {
+  set(entry: BuildEntry): void {
     const old = this.map.get(entry.path);
     if (old?.type === "dir" && entry.type !== "dir") this.removeChildren(entry.path);
     this.map.set(entry.path, entry);
@@ -109,12 +109,12 @@ export class FileTree {
     }
   }
 
-  entries(): IterableIterator<TreeEntry> {
+  entries(): IterableIterator<BuildEntry> {
     return this.map.values();
   }
 
   /** Entries sorted by path, so parents come before their children. */
-  sorted(): TreeEntry[] {
+  sorted(): BuildEntry[] {
     return [...this.map.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   }
 }

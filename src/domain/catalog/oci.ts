@@ -2,14 +2,10 @@
 // optional layer titled the same plus .p7s its detached signature (pushed by `catalog publish`).
 import type { Context } from "../../util/context.js";
 import { ExtctlError } from "../../util/errors.js";
-import { MEDIA, RegistryClient, sha256Digest, type ClientOptions } from "../sources/oci/client.js";
-import {
-  documentKind,
-  EMPTY_CONFIG,
-  parseImageManifest,
-  TITLE_ANNOTATION,
-} from "../sources/oci/manifest.js";
-import { manifestSelector, parseReference, pinnedReference } from "../sources/oci/reference.js";
+import { MEDIA, documentKind, parseImageManifest } from "../oci/manifest.js";
+import { manifestSelector, parseReference, pinnedReference } from "../oci/reference.js";
+import { EMPTY_CONFIG, TITLE_ANNOTATION } from "../sources/oci/artifact.js";
+import { RegistryClient, sha256Digest, type ClientOptions } from "../sources/oci/client.js";
 import { MAX_CATALOG_BYTES, MAX_CATALOG_SIGNATURE_BYTES, SIGNATURE_SUFFIX } from "./catalog.js";
 
 export const CATALOG_ARTIFACT_TYPE = "application/vnd.extctl.catalog.v1+json";

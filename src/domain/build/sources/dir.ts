@@ -8,10 +8,10 @@ import { lstat, open, readdir, readlink, type FileHandle } from "node:fs/promise
 import path from "node:path";
 import { ExtctlError, errnoCode, fsError } from "../../../util/errors.js";
 import { mapInParallel } from "../parallel.js";
-import { FileTree, type EntryType, type TreeEntry } from "../tree.js";
+import { FileTree, type BuildEntryType, type BuildEntry } from "../tree.js";
 import type { Stats } from "node:fs";
 
-function entryTypeOf(st: Stats): EntryType {
+function entryTypeOf(st: Stats): BuildEntryType {
   if (st.isFile()) return "file";
   if (st.isDirectory()) return "dir";
   if (st.isSymbolicLink()) return "symlink";
@@ -64,7 +64,7 @@ function swapped(dir: string, how: string): ExtctlError {
 
 export async function readDirectoryTree(dir: string): Promise<FileTree> {
   const tree = new FileTree();
-  const inodes = new Map<string, TreeEntry>();
+  const inodes = new Map<string, BuildEntry>();
   const walk = async (hostDir: string, rel: string, seen?: Stats): Promise<void> => {
     const handle = await openDirectory(hostDir, seen);
     try {
@@ -99,7 +99,7 @@ export async function readDirectoryTree(dir: string): Promise<FileTree> {
       const hostPath = path.join(hostDir, name);
       const treePath = rel === "" ? name : `${rel}/${name}`;
       const st = stats[i] as Stats;
-      const entry: TreeEntry = {
+      const entry: BuildEntry = {
         path: treePath,
         type: entryTypeOf(st),
         mode: st.mode & 0o7777,

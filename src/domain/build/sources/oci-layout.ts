@@ -3,12 +3,11 @@
 import { open, stat } from "node:fs/promises";
 import path from "node:path";
 import { ExtctlError, errnoCode, fsError } from "../../../util/errors.js";
+import { parseIndex, type Descriptor, type DocumentOrigin } from "../../oci/manifest.js";
+import type { Platform } from "../../oci/platform.js";
+import { resolveImage, type FetchedDocument, type ManifestStore } from "../../oci/resolve.js";
 import { indexTar, type TarMember } from "./tar-index.js";
 import type { LayerArchive } from "./tar.js";
-
-import type { GoArch } from "../release-file.js";
-
-export type { GoArch };
 
 export interface ImageLayers {
   describe: string;
@@ -121,46 +120,52 @@ function parseJson(text: string, what: string): unknown {
   }
 }
 
-interface Descriptor {
-  mediaType?: string;
-  digest: string;
-  annotations?: Record<string, string>;
-  platform?: { architecture?: string; os?: string };
-}
-
-function descriptors(value: unknown, key: string, what: string): Descriptor[] {
-  const list = (value as Record<string, unknown> | null)?.[key];
-  if (!Array.isArray(list)) throw new ExtctlError("format", `${what} has no "${key}" list`);
-  return list.map((d: unknown) => {
-    const digest = (d as { digest?: unknown }).digest;
-    if (typeof digest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(digest)) {
-      throw new ExtctlError("format", `${what} holds a descriptor without a sha256 digest`);
-    }
-    return d as Descriptor;
-  });
-}
+const REF_NAME = "org.opencontainers.image.ref.name";
 
 function blobPath(digest: string): string {
   const [alg, hex] = digest.split(":");
   return `blobs/${alg}/${hex}`;
 }
 
-function isIndex(mediaType: string | undefined, doc: unknown): boolean {
-  return (
-    mediaType === "application/vnd.oci.image.index.v1+json" ||
-    mediaType === "application/vnd.docker.distribution.manifest.list.v2+json" ||
-    (mediaType === undefined && Array.isArray((doc as { manifests?: unknown }).manifests))
-  );
+function asObject(value: unknown, what: string): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ExtctlError("format", `${what} is not a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** The layout's blobs as a manifest store: a document is found by the descriptor naming it. */
+class LayoutManifests implements ManifestStore {
+  readonly origin: DocumentOrigin;
+  constructor(private readonly bundle: Bundle) {
+    this.origin = { code: "format", says: `the OCI layout ${bundle.describe} holds` };
+  }
+  async manifest(target: string | Descriptor): Promise<FetchedDocument> {
+    const digest = typeof target === "string" ? target : target.digest;
+    const json = asObject(await this.bundle.readJson(blobPath(digest)), `blob ${digest}`);
+    const declared = typeof json.mediaType === "string" ? json.mediaType : "";
+    return {
+      mediaType: typeof target === "string" ? declared : target.mediaType,
+      digest,
+      json,
+    };
+  }
 }
 
 async function layersOfOci(
   bundle: Bundle,
   tag: string | undefined,
-  arch: GoArch,
+  platform: Platform,
+  platformHint: string,
 ): Promise<ImageLayers> {
-  const index = await bundle.readJson("index.json");
-  const all = descriptors(index, "manifests", `${bundle.describe}/index.json`);
-  const refName = (d: Descriptor) => d.annotations?.["org.opencontainers.image.ref.name"];
+  const store = new LayoutManifests(bundle);
+  const what = `${bundle.describe}/index.json`;
+  const all = parseIndex(
+    "",
+    asObject(await bundle.readJson("index.json"), what),
+    store.origin,
+  ).manifests;
+  const refName = (d: Descriptor) => d.annotations?.[REF_NAME];
   let chosen: Descriptor | undefined;
   if (tag !== undefined) {
     chosen = all.find((d) => refName(d) === tag || refName(d)?.endsWith(`:${tag}`));
@@ -172,7 +177,7 @@ async function layersOfOci(
       );
     }
   } else if (all.length === 1) {
-    chosen = all[0];
+    chosen = all[0] as Descriptor;
   } else {
     const tags = all.map(refName).filter(Boolean).join(", ");
     throw new ExtctlError(
@@ -180,26 +185,15 @@ async function layersOfOci(
       `the OCI layout ${bundle.describe} holds ${all.length} images; name one with oci-layout:DIR:TAG (tags: ${tags})`,
     );
   }
-  let manifest: unknown = await bundle.readJson(blobPath(chosen!.digest));
-  let mediaType = chosen!.mediaType;
-  for (let depth = 0; isIndex(mediaType, manifest) && depth < 4; depth++) {
-    const platforms = descriptors(manifest, "manifests", `image index ${chosen!.digest}`);
-    const match = platforms.find(
-      (d) => d.platform?.architecture === arch && (d.platform.os ?? "linux") === "linux",
-    );
-    if (!match) {
-      throw new ExtctlError("not-found", `the image has no linux/${arch} variant`, {
-        hint: "pick another --arch or another image",
-      });
-    }
-    manifest = await bundle.readJson(blobPath(match.digest));
-    mediaType = match.mediaType;
-  }
-  const layers = descriptors(manifest, "layers", "the image manifest");
+  const describe = tag ? `${bundle.describe}:${tag}` : bundle.describe;
+  const { manifest } = await resolveImage(store, chosen, platform, {
+    name: describe,
+    platformHint,
+  });
   return {
-    describe: tag ? `${bundle.describe}:${tag}` : bundle.describe,
+    describe,
     layers: await Promise.all(
-      layers.map((d, i) =>
+      manifest.layers.map((d, i) =>
         bundle.archive(blobPath(d.digest), `layer ${i + 1} (${d.digest.slice(0, 19)})`, d.digest),
       ),
     ),
@@ -258,8 +252,15 @@ async function splitTag(spec: string): Promise<[string, string | undefined]> {
   return [spec, undefined];
 }
 
-/** Opens `oci-layout:DIR[:TAG]` (a directory or a tar) or a `docker save` archive `FILE[:TAG]`. */
-export async function openImage(spec: string, arch: GoArch): Promise<ImageLayers> {
+/**
+ * Opens `oci-layout:DIR[:TAG]` (a directory or a tar) or a `docker save` archive `FILE[:TAG]`;
+ * an index in a layout yields its entry for `platform` (`platformHint` says how to pick another).
+ */
+export async function openImage(
+  spec: string,
+  platform: Platform,
+  platformHint: string,
+): Promise<ImageLayers> {
   const [location, tag] = await splitTag(spec);
   let st;
   try {
@@ -285,7 +286,7 @@ export async function openImage(spec: string, arch: GoArch): Promise<ImageLayers
     }
     bundle = new TarBundle(location, members);
   }
-  if (await bundle.has("index.json")) return layersOfOci(bundle, tag, arch);
+  if (await bundle.has("index.json")) return layersOfOci(bundle, tag, platform, platformHint);
   if (await bundle.has("manifest.json")) return layersOfDockerSave(bundle, tag);
   throw new ExtctlError("format", `${location} holds no index.json or manifest.json`, {
     hint: "give an OCI image layout (oci-layout:DIR[:TAG]) or a `docker save` archive",

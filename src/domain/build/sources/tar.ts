@@ -5,10 +5,15 @@ import { createReadStream } from "node:fs";
 import { open } from "node:fs/promises";
 import { PassThrough, Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createGunzip } from "node:zlib";
 import type { Header } from "tar-stream";
 import { ExtctlError, fsError } from "../../../util/errors.js";
-import { treePath, type EntryType, type TreeEntry } from "../tree.js";
+import {
+  MAGIC_BYTES,
+  layerDecompressor,
+  sniffCompression,
+  type LayerCompression,
+} from "../../oci/layer.js";
+import { treePath, type BuildEntryType, type BuildEntry } from "../tree.js";
 
 /** A tar archive, or a byte range of a file holding one (a blob inside an outer tar). */
 export interface LayerArchive {
@@ -20,8 +25,6 @@ export interface LayerArchive {
   /** "sha256:<hex>" of the stored (compressed) bytes, checked while they pass. */
   digest?: string;
 }
-
-export type Compression = "none" | "gzip" | "zstd";
 
 export async function archiveOfFile(file: string): Promise<LayerArchive> {
   try {
@@ -40,14 +43,12 @@ export async function archiveOfFile(file: string): Promise<LayerArchive> {
   }
 }
 
-export async function detectCompression(archive: LayerArchive): Promise<Compression> {
+export async function detectCompression(archive: LayerArchive): Promise<LayerCompression> {
   const handle = await open(archive.path, "r");
   try {
-    const magic = Buffer.alloc(4);
-    const { bytesRead } = await handle.read(magic, 0, 4, archive.start);
-    if (bytesRead >= 2 && magic[0] === 0x1f && magic[1] === 0x8b) return "gzip";
-    if (bytesRead === 4 && magic.readUInt32LE(0) === 0xfd2fb528) return "zstd";
-    return "none";
+    const magic = Buffer.alloc(Math.min(MAGIC_BYTES, archive.length));
+    const { bytesRead } = await handle.read(magic, 0, magic.length, archive.start);
+    return sniffCompression(magic.subarray(0, bytesRead));
   } finally {
     await handle.close();
   }
@@ -64,15 +65,6 @@ function rawStream(archive: LayerArchive): Readable {
     end: archive.start + archive.length - 1,
     highWaterMark: 1 << 20,
   });
-}
-
-async function decompressor(compression: Compression): Promise<Transform> {
-  if (compression === "gzip") return createGunzip();
-  if (compression === "zstd") {
-    const { createZstdDecompressStream } = await import("../../image/decompress/zstd.js");
-    return createZstdDecompressStream();
-  }
-  return new PassThrough();
 }
 
 function digestChecker(archive: LayerArchive): Transform & { check(): void } {
@@ -98,7 +90,7 @@ function digestChecker(archive: LayerArchive): Transform & { check(): void } {
   return t;
 }
 
-function entryType(header: Header): EntryType | undefined {
+function entryType(header: Header): BuildEntryType | undefined {
   switch (header.type) {
     case "file":
     case "contiguous-file":
@@ -133,7 +125,12 @@ export async function walkArchive(
   const compression = await detectCompression(archive);
   const extract = tar.extract();
   const checker = digestChecker(archive);
-  const feeding = pipeline(rawStream(archive), checker, await decompressor(compression), extract);
+  const feeding = pipeline(
+    rawStream(archive),
+    checker,
+    await layerDecompressor(compression),
+    extract,
+  );
   let failure: unknown;
   feeding.catch((e: unknown) => {
     failure ??= e;
@@ -167,14 +164,14 @@ export async function walkArchive(
 export async function readArchiveEntries(
   archive: LayerArchive,
   layer: number,
-): Promise<TreeEntry[]> {
-  const out: TreeEntry[] = [];
+): Promise<BuildEntry[]> {
+  const out: BuildEntry[] = [];
   await walkArchive(archive, async (header, ordinal) => {
     const type = entryType(header);
     if (type === undefined) return;
     const p = treePath(header.name, archive.describe);
     if (p === "") return;
-    const entry: TreeEntry = {
+    const entry: BuildEntry = {
       path: p,
       type,
       mode: (header.mode ?? 0o644) & 0o7777,

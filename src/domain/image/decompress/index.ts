@@ -13,7 +13,7 @@ let zstdModule: Promise<typeof ZstdModule> | undefined;
 // xz likewise, on the first xz block: it brings node:crypto (for SHA-256 checks).
 let xzModule: Promise<typeof XzModule> | undefined;
 
-export type Compression = "gzip" | "lzma" | "lzo" | "xz" | "lz4" | "zstd";
+export type BlockCompression = "gzip" | "lzma" | "lzo" | "xz" | "lz4" | "zstd";
 
 /** Decompresses one block into at most `maxOutput` bytes, or fails with a format error. */
 export type BlockDecompressor = (input: Buffer, maxOutput: number) => Promise<Buffer>;
@@ -68,7 +68,7 @@ function checkSize(kind: string, out: Buffer, maxOutput: number): Buffer {
 const INFLATES_PER_YIELD = 128;
 let inflatesSinceYield = 0;
 
-const DECOMPRESSORS: Record<Compression, BlockDecompressor> = {
+const DECOMPRESSORS: Record<BlockCompression, BlockDecompressor> = {
   async gzip(input, maxOutput) {
     if (++inflatesSinceYield >= INFLATES_PER_YIELD) {
       inflatesSinceYield = 0;
@@ -104,6 +104,6 @@ const DECOMPRESSORS: Record<Compression, BlockDecompressor> = {
   },
 };
 
-export function decompressorFor(compression: Compression): BlockDecompressor {
+export function decompressorFor(compression: BlockCompression): BlockDecompressor {
   return DECOMPRESSORS[compression];
 }

@@ -2,7 +2,11 @@
 // their indexes for lookups), the id, fragment and xattr tables, and streaming file data.
 import { ExtctlError } from "../../../util/errors.js";
 import { readExactly, type ByteSource } from "../../../util/bytes.js";
-import { decompressorFor, type BlockDecompressor, type Compression } from "../decompress/index.js";
+import {
+  decompressorFor,
+  type BlockDecompressor,
+  type BlockCompression,
+} from "../decompress/index.js";
 import {
   checkEntryName,
   childPath,
@@ -16,7 +20,7 @@ const METADATA_SIZE = 8192;
 const NO_TABLE = 0xffffffffffffffffn;
 const NO_FRAGMENT = 0xffffffff;
 const NO_XATTR = 0xffffffff;
-const COMPRESSORS: Record<number, Compression> = {
+const COMPRESSORS: Record<number, BlockCompression> = {
   1: "gzip",
   2: "lzma",
   3: "lzo",
@@ -47,7 +51,7 @@ export interface SquashfsSuperblock {
   modTime: number;
   blockSize: number;
   fragmentCount: number;
-  compression: Compression;
+  compression: BlockCompression;
   flags: number;
   idCount: number;
   rootInode: bigint;

@@ -3,7 +3,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { ExtctlError } from "../../../util/errors.js";
-import { DEFAULT_REGISTRY } from "./reference.js";
+import { DEFAULT_REGISTRY } from "../../oci/reference.js";
 
 export interface Credentials {
   username: string;

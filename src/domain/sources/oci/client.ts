@@ -18,7 +18,8 @@ import {
   type Credentials,
   type Token,
 } from "./auth.js";
-import { apiHost, type Reference } from "./reference.js";
+import { MEDIA, isDigest, type Descriptor } from "../../oci/manifest.js";
+import { apiHost, type Reference } from "../../oci/reference.js";
 import {
   blockedError,
   findRegistry,
@@ -33,14 +34,6 @@ import { trustedCAs } from "../../net/trust.js";
 import { proxyFor, proxySettings } from "../../net/proxy.js";
 import { MAX_REDIRECTS, retryAfterMs } from "../../net/retry.js";
 
-export const MEDIA = {
-  ociManifest: "application/vnd.oci.image.manifest.v1+json",
-  ociIndex: "application/vnd.oci.image.index.v1+json",
-  dockerManifest: "application/vnd.docker.distribution.manifest.v2+json",
-  dockerList: "application/vnd.docker.distribution.manifest.list.v2+json",
-  ociEmpty: "application/vnd.oci.empty.v1+json",
-} as const;
-
 export const MANIFEST_ACCEPT = [
   MEDIA.ociIndex,
   MEDIA.ociManifest,
@@ -54,16 +47,6 @@ const MAX_JSON_BYTES = 1024 * 1024;
 const MAX_ERROR_BODY = 64 * 1024;
 const MAX_RETRIES = 4;
 const MAX_RETRY_AFTER_MS = 30_000;
-
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  annotations?: Record<string, string>;
-  platform?: { os: string; architecture: string; variant?: string };
-  artifactType?: string;
-  data?: string;
-}
 
 export interface FetchedManifest {
   mediaType: string;
@@ -101,12 +84,6 @@ interface RequestOptions {
   /** Called on every attempt, so retried requests get a fresh body. */
   body?: () => Buffer | string | Readable;
   followRedirects?: boolean;
-}
-
-const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
-
-export function isDigest(value: unknown): value is string {
-  return typeof value === "string" && DIGEST_RE.test(value);
 }
 
 export function sha256Digest(data: Buffer | string): string {

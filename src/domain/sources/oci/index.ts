@@ -1,5 +1,5 @@
-// The `oci:` source: installs extension images from OCI registries. Only types and the reference
-// parser load eagerly; the client (and undici) is loaded when a fetch really happens.
+// The `oci:` source: installs extension images from OCI registries. Only types load eagerly; the
+// client (and undici) is loaded when a fetch or a pull really happens.
 import type { Context } from "../../../util/context.js";
 import type { FetchRequest, FetchedImage, Source } from "../types.js";
 
@@ -11,7 +11,6 @@ export const ociSource: Source = {
   },
 };
 
-export { parseReference, formatReference, pinnedReference, type Reference } from "./reference.js";
 import type { PullOptions, PulledImage } from "./pull.js";
 export type { PullOptions, PulledImage, PulledLayer } from "./pull.js";
 export type { PushRequest, PushResult } from "./push.js";

@@ -6,7 +6,6 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createGunzip } from "node:zlib";
 import { fsyncDir, tempPathBeside } from "../../../util/atomic.js";
 import type { Context } from "../../../util/context.js";
 import { ExtctlError, errnoCode, fsError } from "../../../util/errors.js";
@@ -16,71 +15,38 @@ import { expansionError, expansionLimit } from "../expansion.js";
 import { checkIsImage } from "../image-check.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "../stall-guard.js";
 import { escapeText, shortName, quoteName, unsafeNameReason } from "../../store/names.js";
-import { RegistryClient, type ClientOptions, type Descriptor } from "./client.js";
+import { layerCompression, layerDecompressor } from "../../oci/layer.js";
+import { FROM_REGISTRY, type Descriptor, type ImageManifest } from "../../oci/manifest.js";
+import { hostPlatform, parsePlatform, type Platform } from "../../oci/platform.js";
 import {
-  TITLE_ANNOTATION,
-  artifactKind,
-  documentKind,
-  isPlainRawName,
-  parseImageManifest,
-  parseIndex,
-  type ImageManifest,
-} from "./manifest.js";
-import {
-  choosePlatform,
-  formatPlatform,
-  hostPlatform,
-  parsePlatform,
-  type Platform,
-} from "./platform.js";
-import { formatReference, manifestSelector, parseReference, type Reference } from "./reference.js";
+  formatReference,
+  manifestSelector,
+  parseReference,
+  type Reference,
+} from "../../oci/reference.js";
+import { resolveImage, type ManifestStore, type ResolvedImage } from "../../oci/resolve.js";
+import { hides, whiteoutOf } from "../../oci/whiteout.js";
+import { TITLE_ANNOTATION, artifactKind, isPlainRawName } from "./artifact.js";
+import { RegistryClient, type ClientOptions } from "./client.js";
 import { loadRegistriesConf, pullSources, type PullSource } from "./registries-conf.js";
 
-export interface ResolvedImage {
-  manifest: ImageManifest;
-  /** Digest of the image manifest itself (not of the index that led to it). */
-  digest: string;
-  /** Digest of the index when the reference named one. */
-  indexDigest?: string;
-  platform?: Platform;
-}
+const INSTALL_PLATFORM_HINT = "pick one of those with --platform os/arch[/variant]";
 
-/** Fetches what a reference names and, for an index, the entry for the wanted platform. */
-export async function resolveImage(
+/** The image `ref` names on this registry, for the wanted platform. */
+function resolveOnRegistry(
   client: RegistryClient,
   ref: Reference,
   wanted: Platform,
+  platformHint = INSTALL_PLATFORM_HINT,
 ): Promise<ResolvedImage> {
-  const top = await client.getManifest(manifestSelector(ref));
-  if (documentKind(top.mediaType, top.json) === "manifest") {
-    return { manifest: parseImageManifest(top.mediaType, top.json), digest: top.digest };
-  }
-  const index = parseIndex(top.mediaType, top.json);
-  const entry = choosePlatform(index.manifests, wanted);
-  if (!entry) {
-    const available = index.manifests
-      .map((m) => (m.platform ? formatPlatform(m.platform) : undefined))
-      .filter((p): p is string => p !== undefined);
-    throw new ExtctlError(
-      "not-found",
-      `${formatReference(ref)} has no image for ${formatPlatform(wanted)} (it has: ${available.length > 0 ? [...new Set(available)].join(", ") : "no platforms"})`,
-      { hint: "pick one of those with --platform os/arch[/variant]" },
-    );
-  }
-  const child = await client.getManifest(entry.digest);
-  if (documentKind(child.mediaType, child.json) !== "manifest") {
-    throw new ExtctlError(
-      "unsupported",
-      `${formatReference(ref)} nests an index inside an index, which extctl does not follow`,
-    );
-  }
-  const resolved: ResolvedImage = {
-    manifest: parseImageManifest(child.mediaType, child.json),
-    digest: child.digest,
-    indexDigest: top.digest,
+  const store: ManifestStore = {
+    origin: FROM_REGISTRY,
+    manifest: (target) => client.getManifest(typeof target === "string" ? target : target.digest),
   };
-  if (entry.platform) resolved.platform = entry.platform;
-  return resolved;
+  return resolveImage(store, manifestSelector(ref), wanted, {
+    name: formatReference(ref),
+    platformHint,
+  });
 }
 
 export function wantedPlatform(text: string | undefined): Platform {
@@ -157,35 +123,6 @@ async function fromPullSources<T>(
     }
   }
   throw new ExtctlError("internal", "registries.conf gave no source to pull from");
-}
-
-type Compression = "gzip" | "zstd" | "none";
-
-export function layerCompression(mediaType: string): Compression | undefined {
-  switch (mediaType) {
-    case "application/vnd.oci.image.layer.v1.tar":
-    case "application/vnd.oci.image.layer.nondistributable.v1.tar":
-      return "none";
-    case "application/vnd.oci.image.layer.v1.tar+gzip":
-    case "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip":
-    case "application/vnd.docker.image.rootfs.diff.tar.gzip":
-    case "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
-      return "gzip";
-    case "application/vnd.oci.image.layer.v1.tar+zstd":
-    case "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd":
-      return "zstd";
-    default:
-      return undefined;
-  }
-}
-
-async function decompressor(compression: Compression): Promise<Transform | undefined> {
-  if (compression === "gzip") return createGunzip();
-  if (compression === "zstd") {
-    const { createZstdDecompressStream } = await import("../../image/decompress/zstd.js");
-    return createZstdDecompressStream();
-  }
-  return undefined;
 }
 
 /** A file written into the store under a temp name, renamed into place only at the very end. */
@@ -351,9 +288,6 @@ export function safeEntryPath(name: string): string[] {
 /** Characters no name may hold (names.ts refuses them with the reason). */
 const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
 
-const WHITEOUT = ".wh.";
-const OPAQUE = ".wh..wh..opq";
-
 /** Applies the layers of a classic image in order, keeping only regular `*.raw` files at `/`. */
 async function extractClassic(
   ctx: Context,
@@ -383,7 +317,7 @@ async function extractClassic(
     }
     const blob = await client.openBlob(layer);
     const extract = tarStream.extract();
-    const decompress = await decompressor(compression);
+    const decompress = compression === "none" ? undefined : await layerDecompressor(compression);
     let lastProgress = Date.now();
     // One way to give up on the layer: destroying the tar end makes the pipeline settle.
     const fail = (e: Error) => (extract as unknown as { destroy(e: Error): void }).destroy(e);
@@ -432,13 +366,14 @@ async function extractClassic(
           entry.resume();
           continue;
         }
-        if (name === OPAQUE) {
+        const whiteout = whiteoutOf(name);
+        if (whiteout) {
+          // Only what lower layers left: this layer's own files stay, whatever the order.
           for (const staged of [...staging.files.values()]) {
-            if (staged.layer < layerIndex) await staging.drop(staged.name);
+            if (staged.layer < layerIndex && hides(whiteout, staged.name)) {
+              await staging.drop(staged.name);
+            }
           }
-        } else if (name.startsWith(WHITEOUT)) {
-          const hidden = staging.files.get(name.slice(WHITEOUT.length));
-          if (hidden && hidden.layer < layerIndex) await staging.drop(hidden.name);
         } else if (
           name.endsWith(".raw") &&
           (header.type === "file" || header.type === "contiguous-file")
@@ -560,7 +495,7 @@ async function installFrom(
   const staging = new Staging(request.storeDir);
   let progress: Progress | undefined;
   try {
-    const resolved = await resolveImage(client, source.ref, wanted);
+    const resolved = await resolveOnRegistry(client, source.ref, wanted);
     const { manifest } = resolved;
     const kind = artifactKind(manifest);
     ctx.log.debug(
@@ -652,6 +587,8 @@ export interface PulledImage {
 
 export interface PullOptions {
   platform?: string;
+  /** How the caller's user picks another platform, for the error when the index lacks theirs. */
+  platformHint?: string;
   creds?: string;
   caCerts?: string[];
   insecureRegistries?: string[];
@@ -693,7 +630,12 @@ async function resolveWithConfig(
   source: PullSource,
   options: PullOptions,
 ): Promise<{ resolved: ResolvedImage; config: Record<string, unknown> | undefined }> {
-  const resolved = await resolveImage(client, source.ref, wantedPlatform(options.platform));
+  const resolved = await resolveOnRegistry(
+    client,
+    source.ref,
+    wantedPlatform(options.platform),
+    options.platformHint,
+  );
   const configDesc = resolved.manifest.config;
   let config: Record<string, unknown> | undefined;
   if (configDesc.mediaType.endsWith("+json") || configDesc.mediaType.endsWith(".json")) {

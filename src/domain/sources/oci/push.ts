@@ -8,29 +8,17 @@ import type { Readable } from "node:stream";
 import type { Context } from "../../../util/context.js";
 import { ExtctlError, fsError } from "../../../util/errors.js";
 import type { ExtensionKind } from "../../store/layout.js";
-import {
-  MEDIA,
-  RegistryClient,
-  sha256Digest,
-  type ClientOptions,
-  type Descriptor,
-} from "./client.js";
-import {
-  ARTIFACT_TYPES,
-  EMPTY_CONFIG,
-  TITLE_ANNOTATION,
-  documentKind,
-  isPlainRawName,
-  parseIndex,
-} from "./manifest.js";
+import { MEDIA, documentKind, parseIndex, type Descriptor } from "../../oci/manifest.js";
 import {
   formatPlatform,
   hostPlatform,
   parsePlatform,
-  platformMatches,
+  samePlatform,
   type Platform,
-} from "./platform.js";
-import { formatReference, parseReference, pinnedReference } from "./reference.js";
+} from "../../oci/platform.js";
+import { formatReference, parseReference, pinnedReference } from "../../oci/reference.js";
+import { ARTIFACT_TYPES, EMPTY_CONFIG, TITLE_ANNOTATION, isPlainRawName } from "./artifact.js";
+import { RegistryClient, sha256Digest, type ClientOptions } from "./client.js";
 
 export const DEFAULT_CHUNK_SIZE = 32 * 1024 * 1024;
 
@@ -106,14 +94,7 @@ export function mergeIndexEntries(
   existing: readonly Descriptor[],
   entry: Descriptor & { platform: Platform },
 ): Descriptor[] {
-  const others = existing.filter(
-    (d) =>
-      !(
-        d.platform &&
-        platformMatches(entry.platform, d.platform) &&
-        (d.platform.variant ?? "") === (entry.platform.variant ?? "")
-      ),
-  );
+  const others = existing.filter((d) => !(d.platform && samePlatform(entry.platform, d.platform)));
   return [...others, entry];
 }
 

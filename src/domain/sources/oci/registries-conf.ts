@@ -10,7 +10,7 @@ import {
   type TomlTable,
   type TomlValue,
 } from "../../../util/toml.js";
-import { formatReference, parseReference, type Reference } from "./reference.js";
+import { formatReference, parseReference, type Reference } from "../../oci/reference.js";
 
 export const REGISTRIES_CONF = "/etc/containers/registries.conf";
 export const REGISTRIES_CONF_DIR = "/etc/containers/registries.conf.d";

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { filterTree } from "../../../../src/domain/build/filter.js";
-import { FileTree, type TreeEntry } from "../../../../src/domain/build/tree.js";
+import { FileTree, type BuildEntry } from "../../../../src/domain/build/tree.js";
 
-function tree(entries: Partial<TreeEntry>[]): FileTree {
+function tree(entries: Partial<BuildEntry>[]): FileTree {
   const t = new FileTree();
   for (const e of entries) {
     t.set({
@@ -16,7 +16,7 @@ function tree(entries: Partial<TreeEntry>[]): FileTree {
       size: 1,
       content: { kind: "inline", data: Buffer.from("x") },
       ...e,
-    } as TreeEntry);
+    } as BuildEntry);
   }
   return t;
 }

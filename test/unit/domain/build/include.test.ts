@@ -6,10 +6,10 @@ import {
   checkIncludePaths,
   includeSubtrees,
 } from "../../../../src/domain/build/include.js";
-import { FileTree, type TreeEntry } from "../../../../src/domain/build/tree.js";
+import { FileTree, type BuildEntry } from "../../../../src/domain/build/tree.js";
 import { ExtctlError } from "../../../../src/util/errors.js";
 
-function tree(entries: Partial<TreeEntry>[]): FileTree {
+function tree(entries: Partial<BuildEntry>[]): FileTree {
   const t = new FileTree();
   for (const e of entries) {
     const type = e.type ?? "file";
@@ -23,7 +23,7 @@ function tree(entries: Partial<TreeEntry>[]): FileTree {
       size: type === "file" ? 10 : 0,
       ...(type === "file" ? { content: { kind: "inline", data: Buffer.alloc(10) } } : {}),
       ...e,
-    } as TreeEntry);
+    } as BuildEntry);
   }
   return t;
 }

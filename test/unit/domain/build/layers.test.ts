@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { applyLayers, diffOverBase } from "../../../../src/domain/build/layers.js";
-import type { TreeEntry } from "../../../../src/domain/build/tree.js";
+import type { BuildEntry } from "../../../../src/domain/build/tree.js";
 
 let ordinal = 0;
-function file(p: string, layer: number, extra: Partial<TreeEntry> = {}): TreeEntry {
+function file(p: string, layer: number, extra: Partial<BuildEntry> = {}): BuildEntry {
   return {
     path: p,
     type: "file",
@@ -17,11 +17,11 @@ function file(p: string, layer: number, extra: Partial<TreeEntry> = {}): TreeEnt
     ...extra,
   };
 }
-function dir(p: string): TreeEntry {
+function dir(p: string): BuildEntry {
   return { path: p, type: "dir", mode: 0o755, uid: 0, gid: 0, mtime: 1, size: 0 };
 }
 const marker = (p: string) => file(p, 99, { size: 0 });
-const paths = (entries: Iterable<TreeEntry>) => [...entries].map((e) => e.path).sort();
+const paths = (entries: Iterable<BuildEntry>) => [...entries].map((e) => e.path).sort();
 
 test("a whiteout deletes the path (and a directory's contents) from lower layers", () => {
   const { tree, stats } = applyLayers([
@@ -38,6 +38,24 @@ test("an opaque directory hides lower contents but keeps what its own layer adds
     { describe: "l2", entries: [file("usr/o/new", 1), marker("usr/o/.wh..wh..opq")] },
   ]);
   assert.deepEqual(paths(tree.entries()), ["usr", "usr/o", "usr/o/new"]);
+});
+
+test("an opaque marker at the top empties the tree below; the counts say what went", () => {
+  const { tree, stats } = applyLayers([
+    { describe: "l1", entries: [dir("etc"), file("etc/a", 0), file("b", 0)] },
+    { describe: "l2", entries: [marker(".wh..wh..opq"), file("c", 1)] },
+  ]);
+  assert.deepEqual(paths(tree.entries()), ["c"]);
+  assert.deepEqual(stats, { deleted: 0, opaque: 3 });
+});
+
+test("a bare .wh. removes nothing, at the top or in a directory", () => {
+  const { tree, stats } = applyLayers([
+    { describe: "l1", entries: [dir("usr"), file("usr/a", 0), file("b", 0)] },
+    { describe: "l2", entries: [marker(".wh."), marker("usr/.wh.")] },
+  ]);
+  assert.deepEqual(paths(tree.entries()), ["b", "usr", "usr/a"]);
+  assert.deepEqual(stats, { deleted: 0, opaque: 0 });
 });
 
 test("a whiteout never deletes its own layer's entry; a later layer re-adds", () => {

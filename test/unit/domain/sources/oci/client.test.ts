@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { test, type TestContext } from "node:test";
 import { RegistryClient } from "../../../../../src/domain/sources/oci/client.js";
-import { parseReference } from "../../../../../src/domain/sources/oci/reference.js";
+import { parseReference } from "../../../../../src/domain/oci/reference.js";
 import { createContext } from "../../../../../src/util/context.js";
 import { tempDir } from "../../../../helpers/tmp.js";
 

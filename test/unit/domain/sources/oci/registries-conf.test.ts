@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { parseReference } from "../../../../../src/domain/sources/oci/reference.js";
+import { parseReference } from "../../../../../src/domain/oci/reference.js";
 import {
   findRegistry,
   insecureHosts,

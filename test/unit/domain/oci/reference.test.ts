@@ -5,7 +5,7 @@ import {
   formatReference,
   parseReference,
   pinnedReference,
-} from "../../../../../src/domain/sources/oci/reference.js";
+} from "../../../../src/domain/oci/reference.js";
 
 const DIGEST = `sha256:${"ab".repeat(32)}`;
 

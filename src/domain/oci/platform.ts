@@ -1,6 +1,6 @@
-// Platforms (`os/arch[/variant]`) and how one is chosen from a multi-arch index: the host's by
-// default, named the way OCI names architectures rather than the way Node does.
-import { ExtctlError } from "../../../util/errors.js";
+// Platforms (`os/arch[/variant]`) and the one rule for choosing an image from a multi-arch index,
+// used by install, publish and build alike; names follow OCI, not Node.
+import { ExtctlError } from "../../util/errors.js";
 
 export interface Platform {
   os: string;
@@ -20,6 +20,12 @@ const NODE_TO_OCI_ARCH: Record<string, string> = {
   mips: "mips",
   mipsel: "mipsle",
 };
+
+/**
+ * The variant an architecture means when none is written, as containerd normalises it: arm64
+ * images almost never say "v8", and a bare "arm" is ARMv7 (armhf).
+ */
+const DEFAULT_VARIANT: Readonly<Record<string, string>> = { arm64: "v8", arm: "v7" };
 
 export function parsePlatform(text: string): Platform {
   const parts = text.trim().split("/");
@@ -50,15 +56,13 @@ export function formatPlatform(p: Platform): string {
   return p.variant ? `${p.os}/${p.architecture}/${p.variant}` : `${p.os}/${p.architecture}`;
 }
 
-/** arm64 images usually omit "v8"; treat the two spellings as the same variant. */
 function normalVariant(p: Platform): string | undefined {
-  if (p.architecture === "arm64" && (p.variant === undefined || p.variant === "v8")) return "v8";
-  return p.variant;
+  return p.variant ?? DEFAULT_VARIANT[p.architecture];
 }
 
 /**
- * Whether `candidate` serves `wanted`: os and architecture equal, and the variant equal when
- * the user asked for one.
+ * Whether `candidate` serves `wanted`: os and architecture equal, and the variant equal (after
+ * defaults) when one was asked for. Without a variant any of the architecture's will do.
  */
 export function platformMatches(wanted: Platform, candidate: Platform): boolean {
   if (wanted.os !== candidate.os || wanted.architecture !== candidate.architecture) return false;
@@ -66,7 +70,17 @@ export function platformMatches(wanted: Platform, candidate: Platform): boolean 
   return normalVariant(wanted) === normalVariant(candidate);
 }
 
-/** Picks the best entry: an exact variant match first, else the first that matches at all. */
+/** Whether two index entries are for the same platform, as written (publish replaces those). */
+export function samePlatform(a: Platform, b: Platform): boolean {
+  return (
+    a.os === b.os && a.architecture === b.architecture && (a.variant ?? "") === (b.variant ?? "")
+  );
+}
+
+/**
+ * Picks the entry to use: one whose variant is exactly the wanted one (after defaults) first,
+ * else the first that matches at all; entries without a platform never match.
+ */
 export function choosePlatform<T extends { platform?: Platform }>(
   entries: readonly T[],
   wanted: Platform,

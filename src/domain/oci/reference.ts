@@ -1,6 +1,6 @@
 // OCI references (`oci://registry/repo:tag`, `oci://repo@sha256:...`) parsed with the rules
 // go-containerregistry and the distribution spec use, so extctl accepts what Kairos accepts.
-import { ExtctlError } from "../../../util/errors.js";
+import { ExtctlError } from "../../util/errors.js";
 
 export const DEFAULT_REGISTRY = "docker.io";
 export const DEFAULT_TAG = "latest";
