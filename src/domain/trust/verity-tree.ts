@@ -193,24 +193,31 @@ async function pipeline(
 }
 
 /**
- * Hashes `chunks` chunks of a file region, at most `hasher.concurrency` at a time, each read by
- * the thread that hashes it, handing the results to `consume` in order. Returns only when no
- * read is left running: the caller closes the descriptor next.
+ * Hashes `blocks` blocks of a file region in chunks of `per`, at most `hasher.concurrency` at a
+ * time, each read by the thread that hashes it; `starting` is told of each chunk as it is sent,
+ * `consume` gets the results in order. Returns only when no read is left running: the caller
+ * closes the descriptor next.
  */
 async function regionPipeline(
   hasher: BlockHasher,
-  chunks: number,
-  chunk: (index: number) => { region: FileRegion; blocks: number },
   params: BlockHashParams,
+  region: FileRegion,
+  blocks: number,
+  per: number,
+  starting: (index: number, count: number) => void,
   consume: (index: number, hashes: Buffer) => Promise<boolean | void>,
 ): Promise<void> {
+  const chunks = Math.ceil(blocks / per);
   const inFlight: Promise<Buffer>[] = [];
   let next = 0;
   try {
     for (let consumed = 0; consumed < chunks; consumed++) {
       while (next < chunks && inFlight.length < Math.max(1, hasher.concurrency)) {
-        const { region, blocks } = chunk(next++);
-        inFlight.push(hasher.hashRegion(params, region, blocks));
+        const i = next++;
+        const count = Math.min(per, blocks - i * per);
+        starting(i, count);
+        const position = region.position + i * per * params.blockSize;
+        inFlight.push(hasher.hashRegion(params, { fd: region.fd, position }, count));
       }
       const hashes = await (inFlight.shift() as Promise<Buffer>);
       if ((await consume(consumed, hashes)) === false) return;
@@ -380,16 +387,11 @@ async function hashLevels(
     if (region) {
       await regionPipeline(
         hasher,
-        chunks,
-        (i) => {
-          const blocks = Math.min(per, sourceBlocks - i * per);
-          progress?.tick(blocks * blockSize);
-          return {
-            region: { fd: region.fd, position: region.position + i * per * blockSize },
-            blocks,
-          };
-        },
         hashParams(layout, blockSize),
+        region,
+        sourceBlocks,
+        per,
+        (_, count) => progress?.tick(count * blockSize),
         write,
       );
     } else {
@@ -565,16 +567,14 @@ async function checkLevel(
   if (region) {
     await regionPipeline(
       hasher,
-      chunks,
-      (i) => {
-        const blocks = readStored(i);
-        progress?.tick(blocks * blockSize);
-        return {
-          region: { fd: region.fd, position: region.position + i * per * blockSize },
-          blocks,
-        };
-      },
       hashParams(layout, blockSize),
+      region,
+      sourceBlocks,
+      per,
+      (i, count) => {
+        readStored(i);
+        progress?.tick(count * blockSize);
+      },
       compare,
     );
   } else {
