@@ -6,6 +6,7 @@ import { createRequire } from "node:module";
 import { bundledVersion } from "../util/bundled.js";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
 import { escapeControl } from "../util/escape.js";
+import { addFlags, GLOBAL_FLAGS } from "./options.js";
 import { registerBuildCommand } from "./commands/build.js";
 import { registerExtensionCommands } from "./commands/extension.js";
 import { registerPublishCommand } from "./commands/publish.js";
@@ -38,11 +39,9 @@ export function buildProgram(): Command {
       "after",
       "\nRun `extctl --version` for the version, `extctl COMMAND --help` for a command's options.",
     )
-    .option("--root <dir>", "operate on this root directory instead of /", "/")
-    .option("-v, --verbose", "show details and the commands extctl runs")
-    .option("-q, --quiet", "print only warnings, errors and data")
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
+  addFlags(program, GLOBAL_FLAGS);
   registerExtensionCommands(program);
   registerBuildCommand(program);
   registerPublishCommand(program);
