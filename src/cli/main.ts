@@ -28,6 +28,22 @@ function version(): string {
   return (require("../../package.json") as { version: string }).version;
 }
 
+/**
+ * undici parses HTTP with llhttp compiled to WebAssembly, and V8 recompiles that with its
+ * optimizing tier on a background thread that Node then waits for at exit: ~40 ms of every
+ * registry command. What undici parses for extctl is a few small responses (blobs go through
+ * http1.ts), for which V8's baseline wasm compiler (Liftoff) is plenty. A process-wide V8 flag is
+ * the program's choice, not the library's, so it is set here, for the commands that can reach a
+ * registry (each offers --insecure-registry), before their action. Not earlier: V8 accepts the
+ * bundle's code cache only under the flags it was written with (bin/extctl.js writes it after a
+ * `status` run), and node:v8 is not worth loading for a command that sends no request.
+ */
+async function keepWasmOnLiftoff(_program: Command, action: Command): Promise<void> {
+  if (!action.options.some((o) => o.attributeName() === "insecureRegistry")) return;
+  const { setFlagsFromString } = await import("node:v8");
+  setFlagsFromString("--liftoff-only");
+}
+
 export function buildProgram(): Command {
   const program = new Command("extctl")
     .description(
@@ -40,6 +56,7 @@ export function buildProgram(): Command {
       "\nRun `extctl --version` for the version, `extctl COMMAND --help` for a command's options.",
     )
     .showHelpAfterError("(run with --help for usage)")
+    .hook("preAction", keepWasmOnLiftoff)
     .exitOverride();
   addFlags(program, GLOBAL_FLAGS);
   registerExtensionCommands(program);
