@@ -14,8 +14,9 @@ import {
   negatedFlag,
   numberFlag,
   textFlag,
-  type FlagSpec,
+  type Flag,
 } from "../options.js";
+import type { BuildOptions } from "../../operations/build.js";
 import { humanBytes } from "../../util/progress.js";
 import { print, printJson } from "../render.js";
 import { DEFAULT_FORMAT, FORMATS, mkfsOf } from "../../domain/image/filesystem-registry.js";
@@ -24,6 +25,16 @@ function intArg(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError("expected a whole number");
   return Number(value);
 }
+
+/**
+ * The flags are BuildOptions fields of the same name and type, but for these four, which the
+ * action renames or keeps: the spec is checked against BuildOptions, so the CLI declares no
+ * second copy of it.
+ */
+type OwnFlags = "output" | "verity" | "insecureRegistry" | "json";
+type BuildFlagSpec = { readonly [K in keyof BuildOptions]?: Flag<BuildOptions[K] | undefined> } & {
+  readonly [K in OwnFlags]: Flag<unknown>;
+};
 
 const BUILD_FLAGS = {
   output: textFlag(
@@ -85,7 +96,7 @@ const BUILD_FLAGS = {
   ),
   creds: textFlag("--creds <user:pass>", "oci:// sources: registry credentials"),
   json: jsonFlag(),
-} as const satisfies FlagSpec;
+} as const satisfies BuildFlagSpec;
 
 export function registerBuildCommand(program: Command): void {
   addFlags(
