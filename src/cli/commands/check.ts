@@ -2,6 +2,7 @@
 // exit 0 when it would merge, 1 when not.
 import type { Command } from "commander";
 import { ExtctlError } from "../../util/errors.js";
+import { EXTENSION_KINDS } from "../../domain/store/layout.js";
 import { addFlags, contextFor, flagsOf, jsonFlag, textFlag, type FlagSpec } from "../options.js";
 import { print, printJson, renderTable } from "../render.js";
 import { READABLE } from "../../domain/image/filesystem-registry.js";
@@ -26,7 +27,8 @@ export function registerCheckCommand(program: Command): void {
     CHECK_FLAGS,
   ).action(async (image: string, _opts: unknown, command: Command) => {
     const opts = flagsOf(command, CHECK_FLAGS);
-    if (opts.kind !== undefined && opts.kind !== "sysext" && opts.kind !== "confext")
+    const kind = EXTENSION_KINDS.find((k) => k === opts.kind);
+    if (opts.kind !== undefined && !kind)
       throw new ExtctlError("usage", `--kind must be sysext or confext, not ${opts.kind}`);
     let systemd: number | undefined;
     if (opts.systemd !== undefined) {
@@ -41,7 +43,7 @@ export function registerCheckCommand(program: Command): void {
     const result = await checkImage(contextFor(command), {
       image,
       ...(systemd !== undefined ? { systemd } : {}),
-      ...(opts.kind ? { kind: opts.kind as "sysext" | "confext" } : {}),
+      ...(kind ? { kind } : {}),
     });
     if (opts.json) printJson(result);
     else {

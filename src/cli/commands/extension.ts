@@ -39,6 +39,11 @@ const PROFILE_FLAGS = {
 
 const PROFILE_NAMES = ["active", "passive", "recovery", "common"] as const satisfies Profile[];
 
+function chosenProfile(flags: FlagValues<typeof PROFILE_FLAGS>, required: true): Profile;
+function chosenProfile(
+  flags: FlagValues<typeof PROFILE_FLAGS>,
+  required: false,
+): Profile | undefined;
 function chosenProfile(
   flags: FlagValues<typeof PROFILE_FLAGS>,
   required: boolean,
@@ -119,7 +124,7 @@ function switchArgs(kind: ExtensionKind, name: string, opts: FlagValues<typeof D
   return {
     kind,
     name,
-    profile: chosenProfile(opts, true) as Profile,
+    profile: chosenProfile(opts, true),
     now: !!opts.now,
     regex: !!opts.regex,
     refresh: opts.refresh,

@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import type { InspectResult } from "../../operations/inspect.js";
 import { ExtctlError } from "../../util/errors.js";
+import { EXTENSION_KINDS } from "../../domain/store/layout.js";
 import {
   addFlags,
   boolFlag,
@@ -166,14 +167,15 @@ export function registerInspectCommand(program: Command): void {
       await catImageFile(contextFor(command), { image, path: opts.cat, out: process.stdout });
       return;
     }
-    if (opts.kind !== undefined && opts.kind !== "sysext" && opts.kind !== "confext")
+    const kind = EXTENSION_KINDS.find((k) => k === opts.kind);
+    if (opts.kind !== undefined && !kind)
       throw new ExtctlError("usage", `--kind must be sysext or confext, not ${opts.kind}`);
     const { inspectImage } = await import("../../operations/inspect.js");
     const result = await inspectImage(contextFor(command), {
       image,
       files: opts.files ?? false,
       tree: opts.tree ?? false,
-      ...(opts.kind ? { kind: opts.kind as "sysext" | "confext" } : {}),
+      ...(kind ? { kind } : {}),
       trust: opts.trust ?? [],
     });
     if (opts.json) printJson(result);

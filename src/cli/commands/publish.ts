@@ -2,6 +2,7 @@
 // reference. The registry client loads only when the command runs.
 import type { Command } from "commander";
 import { UsageError } from "../../util/errors.js";
+import { EXTENSION_KINDS } from "../../domain/store/layout.js";
 import {
   addFlags,
   boolFlag,
@@ -44,7 +45,8 @@ export function registerPublishCommand(program: Command): void {
     PUBLISH_FLAGS,
   ).action(async (image: string, reference: string, _opts: unknown, command: Command) => {
     const flags = flagsOf(command, PUBLISH_FLAGS);
-    if (flags.kind !== undefined && flags.kind !== "sysext" && flags.kind !== "confext") {
+    const kind = EXTENSION_KINDS.find((k) => k === flags.kind);
+    if (flags.kind !== undefined && !kind) {
       throw new UsageError(`--kind must be sysext or confext, not "${flags.kind}"`);
     }
     const { publish } = await import("../../operations/publish.js");
@@ -52,7 +54,7 @@ export function registerPublishCommand(program: Command): void {
     const result = await publish(ctx, image, reference, {
       ...(flags.platform !== undefined ? { platform: flags.platform } : {}),
       ...(flags.index ? { index: true } : {}),
-      ...(flags.kind !== undefined ? { kind: flags.kind as "sysext" | "confext" } : {}),
+      ...(kind ? { kind } : {}),
       ...(flags.creds !== undefined ? { creds: flags.creds } : {}),
       ...(flags.caCert ? { caCerts: flags.caCert } : {}),
       ...(flags.insecureRegistry ? { insecureRegistries: flags.insecureRegistry } : {}),
