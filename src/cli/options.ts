@@ -155,21 +155,10 @@ function same(option: Option): Option {
   return option;
 }
 
-/**
- * Adds the spec's options to `command` in the spec's order (the order --help lists them). A key
- * that is not commander's attribute name for its option would read nothing: refused here, when
- * the program is built, so no command can ship with it.
- */
+/** Adds the spec's options to `command` in the spec's order (the order --help lists them). */
 export function addFlags(command: Command, spec: FlagSpec): Command {
-  for (const [key, flag] of Object.entries(spec)) {
-    for (const option of flag.options()) {
-      if (option.attributeName() !== key)
-        throw new Error(
-          `extctl bug: ${option.flags} is read as ${option.attributeName()}, not ${key}`,
-        );
-      command.addOption(option);
-    }
-  }
+  for (const key in spec)
+    for (const option of (spec[key] as Flag<unknown>).options()) command.addOption(option);
   return command;
 }
 
@@ -179,12 +168,20 @@ export function readFlags<S extends FlagSpec>(
   spec: S,
 ): FlagValues<S> {
   const read: Record<string, unknown> = {};
-  for (const [key, flag] of Object.entries(spec)) read[key] = flag.read(values[key]);
+  for (const key in spec) read[key] = (spec[key] as Flag<unknown>).read(values[key]);
   return read as FlagValues<S>;
 }
 
-/** The options of the command an action runs for, read through its spec. */
+/**
+ * The options of the command an action runs for, read through its spec. A spec key that is not
+ * commander's attribute name for an option of the command would read nothing: refused here (the
+ * check costs the one command that runs, not the start-up of every command).
+ */
 export function flagsOf<S extends FlagSpec>(command: Command, spec: S): FlagValues<S> {
+  const names = new Set(command.options.map((o) => o.attributeName()));
+  for (const key in spec)
+    if (!names.has(key))
+      throw new Error(`extctl bug: ${command.name()} has no option read as ${key}`);
   return readFlags(command.opts(), spec);
 }
 
