@@ -191,7 +191,7 @@ export function defined<T extends object>(values: T): T {
 }
 
 /** Parses a repeatable option into an array (commander's collector). */
-export function collect(value: string, previous: string[] = []): string[] {
+function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 
