@@ -7,26 +7,56 @@ export { MemoryLogger, StderrLogger, silentLogger, type Logger } from "./util/lo
 export { SpawnRunner, type ProcessRunner, type RunResult } from "./util/runner.js";
 export * from "./domain/store/layout.js";
 
+// Every operation with its Options and Result: op(ctx, options) -> Promise<Result>. publish alone
+// still takes its image and reference before the options.
 // The kairos-agent verbs.
 export { install, type InstallOptions, type InstallResult } from "./operations/install.js";
+export {
+  installByName,
+  type InstallNameOptions,
+  type InstallNameResult,
+} from "./operations/install-name.js";
 export { enable, type EnableOptions, type EnableResult } from "./operations/enable.js";
 export { disable, type DisableOptions, type DisableResult } from "./operations/disable.js";
 export { remove, type RemoveOptions, type RemoveResult } from "./operations/remove.js";
 export { list, type ListOptions, type ListResult, type ListedImage } from "./operations/list.js";
-export { status, type StatusResult, type KindStatus, type Mismatch } from "./operations/status.js";
+export {
+  status,
+  type StatusOptions,
+  type StatusResult,
+  type KindStatus,
+  type Mismatch,
+} from "./operations/status.js";
+
+// Versions installed by name from catalogs.
+export { upgrade, type UpgradeOptions, type UpgradeResult } from "./operations/upgrade.js";
+export { rollback, type RollbackOptions, type RollbackResult } from "./operations/rollback.js";
+export { listVersions, type VersionsOptions, type VersionsResult } from "./operations/versions.js";
 
 // Images: build, read, check, verify, publish.
-export { buildImage } from "./operations/build.js";
-export { inspectImage } from "./operations/inspect.js";
+export { buildImage, type BuildOptions, type BuildResult } from "./operations/build.js";
+export { inspectImage, type InspectOptions, type InspectResult } from "./operations/inspect.js";
+export { catImageFile, type CatOptions, type CatResult } from "./operations/cat.js";
 export { checkImage, type CheckOptions, type CheckResult } from "./operations/check.js";
-export { verifyImage } from "./operations/verify.js";
-export { publish } from "./operations/publish.js";
+export { verifyImage, type VerifyOptions, type VerifyResult } from "./operations/verify.js";
+export { publish, type PublishOptions, type PublishResult } from "./operations/publish.js";
 
 // Trust, boot and fleets.
-export { listTrust, importEfiTrust } from "./operations/trust.js";
+export {
+  listTrust,
+  importEfiTrust,
+  type TrustListOptions,
+  type TrustListResult,
+  type EfiImportOptions,
+  type EfiImportResult,
+} from "./operations/trust.js";
 export { boot, type BootOptions, type BootResult } from "./operations/boot.js";
 export { apply, type ApplyOptions, type ApplyResult } from "./operations/apply.js";
-export { systemdInstall } from "./operations/systemd-install.js";
+export {
+  systemdInstall,
+  type SystemdInstallOptions,
+  type SystemdInstallResult,
+} from "./operations/systemd-install.js";
 
 // Extension catalogs (Kairos's releases.json): load, resolve, sign.
 export {
@@ -53,7 +83,17 @@ export {
   type CatalogFetchOptions,
   type LoadedCatalogs,
 } from "./domain/catalog/fetch.js";
-export { publishCatalog, signCatalog, verifyCatalog } from "./operations/catalog.js";
+export {
+  publishCatalog,
+  signCatalog,
+  verifyCatalog,
+  type CatalogPublishOptions,
+  type CatalogPublishResult,
+  type CatalogSignOptions,
+  type CatalogSignResult,
+  type CatalogVerifyOptions,
+  type CatalogVerifyResult,
+} from "./operations/catalog.js";
 
 // Building blocks other tools reuse.
 export { resolveName, shortName, versionedCandidates } from "./domain/store/names.js";

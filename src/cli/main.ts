@@ -6,6 +6,7 @@ import { createRequire } from "node:module";
 import { bundledVersion } from "../util/bundled.js";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
 import { escapeControl } from "../util/escape.js";
+import { addFlags, GLOBAL_FLAGS } from "./options.js";
 import { registerBuildCommand } from "./commands/build.js";
 import { registerExtensionCommands } from "./commands/extension.js";
 import { registerPublishCommand } from "./commands/publish.js";
@@ -27,6 +28,22 @@ function version(): string {
   return (require("../../package.json") as { version: string }).version;
 }
 
+/**
+ * undici parses HTTP with llhttp compiled to WebAssembly, and V8 recompiles that with its
+ * optimizing tier on a background thread that Node then waits for at exit: ~40 ms of every
+ * registry command. What undici parses for extctl is a few small responses (blobs go through
+ * http1.ts), for which V8's baseline wasm compiler (Liftoff) is plenty. A process-wide V8 flag is
+ * the program's choice, not the library's, so it is set here, for the commands that can reach a
+ * registry (each offers --insecure-registry), before their action. Not earlier: V8 accepts the
+ * bundle's code cache only under the flags it was written with (bin/extctl.js writes it after a
+ * `status` run), and node:v8 is not worth loading for a command that sends no request.
+ */
+async function keepWasmOnLiftoff(_program: Command, action: Command): Promise<void> {
+  if (!action.options.some((o) => o.attributeName() === "insecureRegistry")) return;
+  const { setFlagsFromString } = await import("node:v8");
+  setFlagsFromString("--liftoff-only");
+}
+
 export function buildProgram(): Command {
   const program = new Command("extctl")
     .description(
@@ -38,11 +55,10 @@ export function buildProgram(): Command {
       "after",
       "\nRun `extctl --version` for the version, `extctl COMMAND --help` for a command's options.",
     )
-    .option("--root <dir>", "operate on this root directory instead of /", "/")
-    .option("-v, --verbose", "show details and the commands extctl runs")
-    .option("-q, --quiet", "print only warnings, errors and data")
     .showHelpAfterError("(run with --help for usage)")
+    .hook("preAction", keepWasmOnLiftoff)
     .exitOverride();
+  addFlags(program, GLOBAL_FLAGS);
   registerExtensionCommands(program);
   registerBuildCommand(program);
   registerPublishCommand(program);

@@ -63,12 +63,17 @@ async function writeAll(out: Writable, chunk: Buffer): Promise<void> {
   ]);
 }
 
-export async function catImageFile(
-  ctx: Context,
-  imagePath: string,
-  inner: string,
-  out: Writable,
-): Promise<CatResult> {
+export interface CatOptions {
+  /** The image file (a host path). */
+  image: string;
+  /** The file inside the image, e.g. /usr/bin/hello. */
+  path: string;
+  /** Where its bytes go (stdout for `inspect --cat`). */
+  out: Writable;
+}
+
+export async function catImageFile(ctx: Context, options: CatOptions): Promise<CatResult> {
+  const { image: imagePath, path: inner, out } = options;
   if (inner === "")
     throw new ExtctlError("usage", "--cat needs a path inside the image, e.g. /usr/bin/hello");
   const image = await openImage(path.resolve(imagePath), {

@@ -43,10 +43,19 @@ export interface CatalogSignResult {
   signer: CertificateInfo;
 }
 
+export interface CatalogSignOptions {
+  file: string;
+  /** PEM private key and certificate of the signer. */
+  key: string;
+  cert: string;
+  /** Where the signature goes (default FILE.p7s). */
+  output?: string;
+}
+
 /** Signs the catalog FILE with KEY/CERT (PEM); writes FILE.p7s (or `output`), DER. */
 export async function signCatalog(
   _ctx: Context,
-  options: { file: string; key: string; cert: string; output?: string },
+  options: CatalogSignOptions,
 ): Promise<CatalogSignResult> {
   const { bytes } = await readCatalogFile(options.file);
   const key = await readHostFile(options.key, READ_CAPS.certificate, "a private key");
@@ -73,13 +82,21 @@ export interface CatalogVerifyResult {
   signer: CertificateInfo & { source: string };
 }
 
+export interface CatalogVerifyOptions {
+  file: string;
+  /** The signature (default FILE.p7s). */
+  signature?: string;
+  /** Certificate files or directories trusted besides the root's verity.d. */
+  trust?: string[];
+}
+
 /**
  * Checks the catalog FILE against its signature (FILE.p7s, or `signature`) and the trust store
  * (verity.d under the root, plus `trust`). A missing or failing signature is an error.
  */
 export async function verifyCatalog(
   ctx: Context,
-  options: { file: string; signature?: string; trust?: string[] },
+  options: CatalogVerifyOptions,
 ): Promise<CatalogVerifyResult> {
   const { bytes, layers } = await readCatalogFile(options.file);
   const signatureFile = options.signature ?? options.file + SIGNATURE_SUFFIX;
@@ -128,13 +145,21 @@ export interface CatalogPublishResult {
   signed: boolean;
 }
 
+export interface CatalogPublishOptions extends RegistryOptions {
+  file: string;
+  /** oci://registry/repository:tag */
+  reference: string;
+  /** The signature pushed with it (default FILE.p7s when present). */
+  signature?: string;
+}
+
 /**
  * Pushes the catalog FILE, with FILE.p7s when there is one (or `signature`), to an oci:
  * reference, as the artifact loadCatalogs reads from oci: URLs.
  */
 export async function publishCatalog(
   ctx: Context,
-  options: { file: string; reference: string; signature?: string } & RegistryOptions,
+  options: CatalogPublishOptions,
 ): Promise<CatalogPublishResult> {
   const { bytes } = await readCatalogFile(options.file);
   const signatureFile = options.signature ?? options.file + SIGNATURE_SUFFIX;

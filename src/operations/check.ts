@@ -19,6 +19,8 @@ import type { Protection } from "../domain/trust/policy.js";
 import type { ExtensionKind } from "../domain/store/layout.js";
 
 export interface CheckOptions {
+  /** The image file (a host path). */
+  image: string;
   kind?: ExtensionKind;
   /** systemd version whose rules apply; default: the root's, else the newest. */
   systemd?: number;
@@ -103,11 +105,7 @@ async function policyFacts(
   return { ...base, allowed: verdict.ok, reason: verdict.reason };
 }
 
-export async function checkImage(
-  ctx: Context,
-  imagePath: string,
-  options: CheckOptions = {},
-): Promise<CheckResult> {
+export async function checkImage(ctx: Context, options: CheckOptions): Promise<CheckResult> {
   if (
     options.systemd !== undefined &&
     (!Number.isInteger(options.systemd) || options.systemd < 200 || options.systemd > 999)
@@ -116,7 +114,7 @@ export async function checkImage(
       "usage",
       `--systemd ${options.systemd} is not a systemd version (e.g. 252, 255, 258)`,
     );
-  const hostPath = path.resolve(imagePath);
+  const hostPath = path.resolve(options.image);
   const fileName = options.fileName ?? path.basename(hostPath);
   const kind: ExtensionKind =
     options.kind ?? (/\.confext(\.raw)?$/.test(fileName) ? "confext" : "sysext");

@@ -16,6 +16,8 @@ import type { ExtensionKind } from "../domain/store/layout.js";
 import { dissectingSystemd } from "../domain/image/host.js";
 
 export interface InspectOptions {
+  /** The image file (a host path). */
+  image: string;
   /** Include the full listing (with xattrs); implies the tree summary. */
   files?: boolean;
   /** Walk the whole tree for its summary (counts, sizes, top directories). */
@@ -154,12 +156,8 @@ async function readOptional(p: string): Promise<Buffer | undefined> {
   }
 }
 
-export async function inspectImage(
-  ctx: Context,
-  imagePath: string,
-  options: InspectOptions = {},
-): Promise<InspectResult> {
-  const hostPath = path.resolve(imagePath);
+export async function inspectImage(ctx: Context, options: InspectOptions): Promise<InspectResult> {
+  const hostPath = path.resolve(options.image);
   const image = await openImage(hostPath, { systemd: await dissectingSystemd(ctx.root) });
   try {
     const d = image.dissected;

@@ -39,10 +39,12 @@ export interface StatusResult {
   kinds: KindStatus[];
 }
 
-export async function status(
-  ctx: Context,
-  options: { kinds?: ExtensionKind[] } = {},
-): Promise<StatusResult> {
+export interface StatusOptions {
+  /** The kinds to report (default: both). */
+  kinds?: ExtensionKind[];
+}
+
+export async function status(ctx: Context, options: StatusOptions = {}): Promise<StatusResult> {
   // Every read below is independent of the others: issued together, their file system round
   // trips overlap instead of adding up (status is a start-up-bound command).
   const bootState = readSentinels(ctx.root);

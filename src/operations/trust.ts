@@ -17,9 +17,18 @@ export interface TrustListResult {
   policy: { name: string; text: string; source: string };
 }
 
+export interface TrustListOptions {
+  /** Certificate files or directories trusted besides the root's verity.d. */
+  trust?: string[];
+  /** A policy to show instead of the node's. */
+  policy?: string;
+  /** The kernel command line to read the node's policy from (default: the root's). */
+  cmdlineFile?: string;
+}
+
 export async function listTrust(
   ctx: Context,
-  options: { trust?: string[]; policy?: string; cmdlineFile?: string } = {},
+  options: TrustListOptions = {},
 ): Promise<TrustListResult> {
   const store: TrustStore = await loadTrustStore(ctx, options.trust ?? []);
   const resolved: ResolvedPolicy = await resolvePolicy(
@@ -37,10 +46,17 @@ export async function listTrust(
   };
 }
 
+export interface EfiImportOptions {
+  /** The efivarfs directory (default: ROOT/sys/firmware/efi/efivars). */
+  efivars?: string;
+}
+
+export type EfiImportResult = EfiImport;
+
 export async function importEfiTrust(
   ctx: Context,
-  options: { efivars?: string } = {},
-): Promise<EfiImport> {
+  options: EfiImportOptions = {},
+): Promise<EfiImportResult> {
   const result = await importEfiKeys(ctx, options.efivars);
   for (const k of result.imported) ctx.log.info(`imported ${k.variable} certificate to ${k.path}`);
   if (result.missing.length > 0)

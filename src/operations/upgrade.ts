@@ -306,7 +306,8 @@ export async function refusalOf(
   if (verdict && !verdict.ok)
     return `the ${gate.policy.policy.name} policy (from ${gate.policy.source}) refuses it: ${verdict.reason}`;
   const { checkImage } = await import("./check.js");
-  const check = await checkImage(ctx, file, {
+  const check = await checkImage(ctx, {
+    image: file,
     kind: versions.store.kind,
     fileName: storeFileName(name),
     ...(options.osRelease ? { osRelease: options.osRelease } : {}),

@@ -167,7 +167,7 @@ class Parser {
       configurable: true,
     });
     let lines = this.keyLines.get(table);
-    if (!lines) this.keyLines.set(table, (lines = new Map()));
+    if (!lines) this.keyLines.set(table, (lines = new Map<string, number>()));
     lines.set(key, this.line);
   }
 

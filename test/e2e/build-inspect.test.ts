@@ -51,7 +51,7 @@ for (const format of ["erofs", "squashfs"] as const) {
       certificate: signer.cert,
     });
 
-    const inspected = await inspectImage(ctx, built.path, { files: true });
+    const inspected = await inspectImage(ctx, { image: built.path, files: true });
     const listing = (inspected.files ?? [])
       .filter((f) => f.path !== "/") // the image root itself
       .map(
@@ -106,7 +106,7 @@ test("--keep-owners keeps uids, gids and setuid bits; the default makes everythi
       arch: "amd64",
       keepOwners,
     });
-    const file = (await inspectImage(ctx, built.path, { files: true })).files?.find((f) =>
+    const file = (await inspectImage(ctx, { image: built.path, files: true })).files?.find((f) =>
       f.path.endsWith("usr/bin/su-ish"),
     );
     assert.equal(file?.mode.slice(-9), "rwsr-x---");

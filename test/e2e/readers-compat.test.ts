@@ -144,7 +144,7 @@ test(`check agrees with systemd-sysext ${systemdVersion() || 252}'s real merge o
       const merged = mergedNames(root).includes(listed);
       outcomes[merged ? "merged" : "refused"]++;
       const ctx = createContext({ root, log: new MemoryLogger() });
-      const verdict = await checkImage(ctx, image, { systemd: Number(version ?? 252) });
+      const verdict = await checkImage(ctx, { image, systemd: Number(version ?? 252) });
       assert.equal(
         verdict.compatible,
         merged,

@@ -182,7 +182,7 @@ async function checkImage(
   const files = want.filter((e) => e.type === "file");
   for (const f of files) {
     const sink = new HashSink();
-    const result = await catImageFile(ctx, image, f.path, sink);
+    const result = await catImageFile(ctx, { image, path: f.path, out: sink });
     assert.equal(result.bytesWritten, f.size, f.path);
     assert.equal(sink.hex(), sha256(await readFile(path.join(tree, f.path))), `bytes of ${f.path}`);
   }

@@ -2,7 +2,15 @@
 // extctl-boot.service unit. Prints what was linked and what was skipped, and why.
 import type { Command } from "commander";
 import type { BootResult } from "../../operations/boot.js";
-import { contextFor } from "../options.js";
+import {
+  addFlags,
+  contextFor,
+  flagsOf,
+  jsonFlag,
+  negatedFlag,
+  textFlag,
+  type FlagSpec,
+} from "../options.js";
 import { print, printJson, renderTable } from "../render.js";
 
 export function renderBoot(result: BootResult): string {
@@ -53,31 +61,43 @@ export function renderBoot(result: BootResult): string {
   return lines.join("\n");
 }
 
+const BOOT_FLAGS = {
+  efivars: textFlag(
+    "--efivars <dir>",
+    "read EFI variables here (default: ROOT/sys/firmware/efi/efivars)",
+  ),
+  cmdline: textFlag(
+    "--cmdline <file>",
+    "read the kernel cmdline here (default: $SYSTEMD_PROC_CMDLINE, else ROOT/proc/cmdline)",
+  ),
+  refresh: negatedFlag("--no-refresh", "only link; systemd-sysext merges later (initramfs)"),
+  policy: textFlag(
+    "--policy <policy>",
+    "trust policy: signed, verity, any or a systemd image policy",
+  ),
+  json: jsonFlag(),
+} as const satisfies FlagSpec;
+
 export function registerBootCommand(program: Command): void {
-  program
-    .command("boot")
-    .description(
-      "link the boot profile's extensions (then common's) into /run and refresh, as immucore does at boot",
-    )
-    .option("--efivars <dir>", "read EFI variables here (default: ROOT/sys/firmware/efi/efivars)")
-    .option(
-      "--cmdline <file>",
-      "read the kernel cmdline here (default: $SYSTEMD_PROC_CMDLINE, else ROOT/proc/cmdline)",
-    )
-    .option("--no-refresh", "only link; systemd-sysext merges later (initramfs)")
-    .option("--policy <policy>", "trust policy: signed, verity, any or a systemd image policy")
-    .option("--json", "print the result as JSON")
-    .action(async (opts, command: Command) => {
-      const { boot } = await import("../../operations/boot.js");
-      const result = await boot(contextFor(command), {
-        ...(opts.efivars ? { efivarsDir: opts.efivars as string } : {}),
-        ...(opts.cmdline ? { cmdlineFile: opts.cmdline as string } : {}),
-        ...(opts.policy ? { policy: opts.policy as string } : {}),
-        refresh: opts.refresh === false ? "none" : "auto",
-      });
-      if (opts.json) printJson(result);
-      else print(renderBoot(result));
-      // A linked image systemd did not merge is a failed boot step, as for enable --now.
-      if (result.refresh.some((r) => r.error || r.unmerged.length > 0)) process.exitCode = 1;
+  addFlags(
+    program
+      .command("boot")
+      .description(
+        "link the boot profile's extensions (then common's) into /run and refresh, as immucore does at boot",
+      ),
+    BOOT_FLAGS,
+  ).action(async (_opts: unknown, command: Command) => {
+    const opts = flagsOf(command, BOOT_FLAGS);
+    const { boot } = await import("../../operations/boot.js");
+    const result = await boot(contextFor(command), {
+      ...(opts.efivars ? { efivarsDir: opts.efivars } : {}),
+      ...(opts.cmdline ? { cmdlineFile: opts.cmdline } : {}),
+      ...(opts.policy ? { policy: opts.policy } : {}),
+      refresh: opts.refresh === false ? "none" : "auto",
     });
+    if (opts.json) printJson(result);
+    else print(renderBoot(result));
+    // A linked image systemd did not merge is a failed boot step, as for enable --now.
+    if (result.refresh.some((r) => r.error || r.unmerged.length > 0)) process.exitCode = 1;
+  });
 }

@@ -3,7 +3,7 @@
 import { Argument, type Command } from "commander";
 import { completionTree } from "../completion-tree.js";
 import { SHELLS, completionScript, type Shell } from "../completion-scripts.js";
-import { contextFor } from "../options.js";
+import { addFlags, boolFlag, contextFor, flagsOf, type FlagSpec } from "../options.js";
 import { print } from "../render.js";
 
 function programOf(command: Command): Command {
@@ -12,25 +12,28 @@ function programOf(command: Command): Command {
   return top;
 }
 
+// Undescribed: the command is hidden, and these mirror the profile flags of list.
+const COMPLETE_IMAGES_FLAGS = {
+  active: boolFlag("--active"),
+  passive: boolFlag("--passive"),
+  recovery: boolFlag("--recovery"),
+  common: boolFlag("--common"),
+} as const satisfies FlagSpec;
+
 export function registerCompletionCommand(program: Command): void {
   program
     .command("completion")
     .description("print a shell completion script (source <(extctl completion bash))")
     .addArgument(new Argument("<shell>", "the shell to complete in").choices(SHELLS))
-    .action((shell: Shell, _opts, command: Command) => {
+    .action((shell: Shell, _opts: unknown, command: Command) => {
       process.stdout.write(completionScript(shell, completionTree(programOf(command))));
     });
 
   // What the scripts call while completing: quiet, and empty rather than an error.
   const hidden = program.command("__complete", { hidden: true });
-  hidden
-    .command("images")
-    .argument("<kind>")
-    .option("--active")
-    .option("--passive")
-    .option("--recovery")
-    .option("--common")
-    .action(async (kind: string, opts: Record<string, boolean>, command: Command) => {
+  addFlags(hidden.command("images").argument("<kind>"), COMPLETE_IMAGES_FLAGS).action(
+    async (kind: string, _opts: unknown, command: Command) => {
+      const opts = flagsOf(command, COMPLETE_IMAGES_FLAGS);
       if (kind !== "sysext" && kind !== "confext") return;
       const profile = (["active", "passive", "recovery", "common"] as const).find((p) => opts[p]);
       const { list } = await import("../../operations/list.js");
@@ -44,5 +47,6 @@ export function registerCompletionCommand(program: Command): void {
       } catch {
         // No store, no permission: nothing to offer.
       }
-    });
+    },
+  );
 }

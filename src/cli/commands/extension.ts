@@ -2,41 +2,53 @@
 // disable, remove, status). Each action loads its operation only when it runs.
 import { pathToFileURL } from "node:url";
 import type { Command } from "commander";
-import { Option } from "commander";
 import { UsageError } from "../../util/errors.js";
 import type { ExtensionKind, Profile } from "../../domain/store/layout.js";
-import type { RefreshMode } from "../../domain/activate/refresh.js";
 import type { ListedImage } from "../../operations/list.js";
 import { schemeList } from "../../domain/sources/source-registry.js";
-import { collect, contextFor } from "../options.js";
-import { print, printJson, renderTable } from "../render.js";
-import { renderStatus } from "./status.js";
 import {
-  addCatalogOptions,
+  addFlags,
+  boolFlag,
+  contextFor,
+  flagsOf,
+  jsonFlag,
+  listFlag,
+  numberFlag,
+  refreshFlag,
+  textFlag,
+  type FlagSpec,
+  type FlagValues,
+} from "../options.js";
+import { print, printJson, renderTable } from "../render.js";
+import { renderStatus, STATUS_FLAGS } from "./status.js";
+import {
+  CA_CERT_FLAG,
+  CATALOG_FLAGS,
   netOptionsOf,
   parseKeep,
   registerLifecycleCommands,
 } from "./lifecycle.js";
 
-const PROFILE_FLAGS = ["active", "passive", "recovery", "common"] as const;
+/** --active, --passive, --recovery, --common: the boot profile a command works on. */
+const PROFILE_FLAGS = {
+  active: boolFlag("--active", "the active boot profile"),
+  passive: boolFlag("--passive", "the passive (fallback) boot profile"),
+  recovery: boolFlag("--recovery", "the recovery boot profile (also used on autoreset)"),
+  common: boolFlag("--common", "every boot profile"),
+} as const satisfies FlagSpec;
 
-interface ProfileFlags {
-  active?: boolean;
-  passive?: boolean;
-  recovery?: boolean;
-  common?: boolean;
-}
+const PROFILE_NAMES = ["active", "passive", "recovery", "common"] as const satisfies Profile[];
 
-function addProfileFlags(command: Command): Command {
-  return command
-    .option("--active", "the active boot profile")
-    .option("--passive", "the passive (fallback) boot profile")
-    .option("--recovery", "the recovery boot profile (also used on autoreset)")
-    .option("--common", "every boot profile");
-}
-
-function chosenProfile(flags: ProfileFlags, required: boolean): Profile | undefined {
-  const chosen = PROFILE_FLAGS.filter((p) => flags[p]);
+function chosenProfile(flags: FlagValues<typeof PROFILE_FLAGS>, required: true): Profile;
+function chosenProfile(
+  flags: FlagValues<typeof PROFILE_FLAGS>,
+  required: false,
+): Profile | undefined;
+function chosenProfile(
+  flags: FlagValues<typeof PROFILE_FLAGS>,
+  required: boolean,
+): Profile | undefined {
+  const chosen = PROFILE_NAMES.filter((p) => flags[p]);
   if (chosen.length > 1)
     throw new UsageError("only one of --active, --passive, --recovery or --common can be set");
   if (chosen.length === 0 && required) {
@@ -45,11 +57,86 @@ function chosenProfile(flags: ProfileFlags, required: boolean): Profile | undefi
   return chosen[0];
 }
 
-function refreshOption(): Option {
-  return new Option("--refresh <mode>", "how to make systemd pick up changes")
-    .choices(["auto", "systemctl", "sysext", "none"])
-    .default("auto");
+const INSTALL_FLAGS = {
+  sha256: textFlag("--sha256 <hex>", "expected SHA-256 of the image, checked while it streams"),
+  name: textFlag("--name <file>", "store the image under this file name (must end in .raw)"),
+  caCert: CA_CERT_FLAG,
+  platform: textFlag(
+    "--platform <os/arch[/variant]>",
+    "oci: which platform to pull from a multi-arch index",
+  ),
+  maxSize: textFlag(
+    "--max-size <size>",
+    "refuse an image (or OCI layers) expanding past this size, e.g. 8G (default 64G; never more than the store's free space)",
+  ),
+  replace: boolFlag(
+    "--replace",
+    "oci: let a classic image holding several .raw files replace installed ones besides its own",
+  ),
+  version: textFlag(
+    "--version <version>",
+    "by name: this tag or semver constraint (as NAME@VERSION)",
+  ),
+  dryRun: boolFlag("--dry-run", "by name: print what would be fetched; change nothing"),
+  keep: numberFlag("--keep <n>", "by name: versions to keep (default 3)", parseKeep),
+  json: jsonFlag(),
+  ...CATALOG_FLAGS,
+} as const satisfies FlagSpec;
+
+const LIST_FLAGS = {
+  verify: boolFlag("--verify", "also check each signature against the trusted certificates"),
+  trust: listFlag(
+    "--trust <file|dir>",
+    "with --verify: also trust these certificates (repeatable)",
+  ),
+  json: jsonFlag("print the list as JSON"),
+  ...PROFILE_FLAGS,
+} as const satisfies FlagSpec;
+
+/** enable and disable; enable adds its trust options after the profile flags. */
+function switchFlags(verb: "enable" | "disable") {
+  return {
+    now: boolFlag(
+      "--now",
+      verb === "enable"
+        ? "also link it into /run and refresh"
+        : "also unlink it from /run and refresh",
+    ),
+    regex: boolFlag("--regex", "treat NAME as a regular expression (must match exactly one image)"),
+    refresh: refreshFlag(),
+    json: jsonFlag(),
+    ...PROFILE_FLAGS,
+  } as const satisfies FlagSpec;
 }
+
+const ENABLE_FLAGS = {
+  ...switchFlags("enable"),
+  policy: textFlag(
+    "--policy <policy>",
+    "image policy: signed, verity, any or systemd's syntax (default: the node's)",
+  ),
+  trust: listFlag("--trust <file|dir>", "also trust these certificates (repeatable)"),
+} as const satisfies FlagSpec;
+
+const DISABLE_FLAGS = switchFlags("disable");
+
+function switchArgs(kind: ExtensionKind, name: string, opts: FlagValues<typeof DISABLE_FLAGS>) {
+  return {
+    kind,
+    name,
+    profile: chosenProfile(opts, true),
+    now: !!opts.now,
+    regex: !!opts.regex,
+    refresh: opts.refresh,
+  };
+}
+
+const REMOVE_FLAGS = {
+  now: boolFlag("--now", "also unlink it from /run and refresh"),
+  regex: boolFlag("--regex", "treat NAME as a regular expression (must match exactly one image)"),
+  refresh: refreshFlag(),
+  json: jsonFlag(),
+} as const satisfies FlagSpec;
 
 function yesNo(value: boolean): string {
   return value ? "yes" : "no";
@@ -62,7 +149,7 @@ export function registerExtensionCommands(program: Command): void {
       .command(kind)
       .description(`manage ${what}s (${kind === "sysext" ? "/usr and /opt" : "/etc"} overlays)`);
 
-    addCatalogOptions(
+    addFlags(
       parent
         .command("install")
         .alias("download")
@@ -72,32 +159,10 @@ export function registerExtensionCommands(program: Command): void {
         .argument(
           "<uri|name>",
           "where the image is (https://example.org/tool.sysext.raw), or a catalog name such as fwupd, fwupd@2.1.7 or 'gpg@>= 2.5, < 3'",
-        )
-        .option("--sha256 <hex>", "expected SHA-256 of the image, checked while it streams")
-        .option("--name <file>", "store the image under this file name (must end in .raw)")
-        .option(
-          "--ca-cert <file>",
-          "also trust this CA (PEM) for https: and oci: (repeatable)",
-          collect,
-        )
-        .option(
-          "--platform <os/arch[/variant]>",
-          "oci: which platform to pull from a multi-arch index",
-        )
-        .option(
-          "--max-size <size>",
-          "refuse an image (or OCI layers) expanding past this size, e.g. 8G (default 64G; never more than the store's free space)",
-        )
-        .option(
-          "--replace",
-          "oci: let a classic image holding several .raw files replace installed ones besides its own",
-        )
-        .option("--version <version>", "by name: this tag or semver constraint (as NAME@VERSION)")
-        .option("--dry-run", "by name: print what would be fetched; change nothing")
-        .option("--keep <n>", "by name: versions to keep (default 3)", parseKeep)
-        .option("--json", "print the result as JSON"),
-      { install: true },
-    ).action(async (target: string, opts, command: Command) => {
+        ),
+      INSTALL_FLAGS,
+    ).action(async (target: string, _opts: unknown, command: Command) => {
+      const opts = flagsOf(command, INSTALL_FLAGS);
       const { isUriOrPath } = await import("../../operations/install-name.js");
       if (!isUriOrPath(target) && target.includes("/"))
         throw new UsageError(
@@ -112,9 +177,9 @@ export function registerExtensionCommands(program: Command): void {
           kind,
           spec: target,
           ...(await netOptionsOf(opts)),
-          ...(opts.version === undefined ? {} : { version: opts.version as string }),
+          ...(opts.version === undefined ? {} : { version: opts.version }),
           ...(opts.dryRun ? { dryRun: true } : {}),
-          ...(opts.keep === undefined ? {} : { keep: opts.keep as number }),
+          ...(opts.keep === undefined ? {} : { keep: opts.keep }),
         });
         if (opts.json) printJson(result);
         else print(`${result.name} ${result.version}  ${result.reference}  (${result.action})`);
@@ -137,7 +202,7 @@ export function registerExtensionCommands(program: Command): void {
         creds: opts.creds,
         insecureRegistries: opts.insecureRegistry,
         ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
-        ...(opts.maxSize === undefined ? {} : { maxBytes: parseSize(opts.maxSize as string) }),
+        ...(opts.maxSize === undefined ? {} : { maxBytes: parseSize(opts.maxSize) }),
         ...(opts.replace ? { replace: true } : {}),
       });
       if (opts.json) printJson(result);
@@ -146,18 +211,13 @@ export function registerExtensionCommands(program: Command): void {
 
     registerLifecycleCommands(parent, kind);
 
-    addProfileFlags(
+    addFlags(
       parent
         .command("list")
-        .description(`list the ${what}s in the store, or those enabled in one profile`)
-        .option("--verify", "also check each signature against the trusted certificates")
-        .option(
-          "--trust <file|dir>",
-          "with --verify: also trust these certificates (repeatable)",
-          collect,
-        )
-        .option("--json", "print the list as JSON"),
-    ).action(async (opts, command: Command) => {
+        .description(`list the ${what}s in the store, or those enabled in one profile`),
+      LIST_FLAGS,
+    ).action(async (_opts: unknown, command: Command) => {
+      const opts = flagsOf(command, LIST_FLAGS);
       const profile = chosenProfile(opts, false);
       const { list } = await import("../../operations/list.js");
       const result = await list(contextFor(command), {
@@ -201,7 +261,8 @@ export function registerExtensionCommands(program: Command): void {
     });
 
     for (const verb of ["enable", "disable"] as const) {
-      const command = addProfileFlags(
+      const spec = verb === "enable" ? ENABLE_FLAGS : DISABLE_FLAGS;
+      addFlags(
         parent
           .command(verb)
           .description(
@@ -209,75 +270,56 @@ export function registerExtensionCommands(program: Command): void {
               ? `enable a ${what} for a boot profile (--now: merge it now if the node runs that profile)`
               : `disable a ${what} for a boot profile (--now: unmerge it now)`,
           )
-          .argument("<name>", "image name, with or without .raw / .sysext.raw / .confext.raw")
-          .option(
-            "--now",
-            verb === "enable"
-              ? "also link it into /run and refresh"
-              : "also unlink it from /run and refresh",
-          )
-          .option("--regex", "treat NAME as a regular expression (must match exactly one image)")
-          .addOption(refreshOption())
-          .option("--json", "print the result as JSON"),
-      );
-      if (verb === "enable") {
-        command
-          .option(
-            "--policy <policy>",
-            "image policy: signed, verity, any or systemd's syntax (default: the node's)",
-          )
-          .option("--trust <file|dir>", "also trust these certificates (repeatable)", collect);
-      }
-      command.action(async (name: string, opts, cmd: Command) => {
-        const profile = chosenProfile(opts, true) as Profile;
+          .argument("<name>", "image name, with or without .raw / .sysext.raw / .confext.raw"),
+        spec,
+      ).action(async (name: string, _opts: unknown, cmd: Command) => {
         const ctx = contextFor(cmd);
-        const args = {
-          kind,
-          name,
-          profile,
-          now: !!opts.now,
-          regex: !!opts.regex,
-          refresh: opts.refresh as RefreshMode,
-        };
-        const result =
-          verb === "enable"
-            ? await (
-                await import("../../operations/enable.js")
-              ).enable(ctx, { ...args, policy: opts.policy, trust: opts.trust })
-            : await (await import("../../operations/disable.js")).disable(ctx, args);
-        if (opts.json) printJson(result);
+        if (verb === "enable") {
+          const opts = flagsOf(cmd, ENABLE_FLAGS);
+          const args = { ...switchArgs(kind, name, opts), policy: opts.policy, trust: opts.trust };
+          const { enable } = await import("../../operations/enable.js");
+          const result = await enable(ctx, args);
+          if (opts.json) printJson(result);
+        } else {
+          const opts = flagsOf(cmd, DISABLE_FLAGS);
+          const args = switchArgs(kind, name, opts);
+          const { disable } = await import("../../operations/disable.js");
+          const result = await disable(ctx, args);
+          if (opts.json) printJson(result);
+        }
       });
     }
 
-    parent
-      .command("remove")
-      .description(`delete a ${what} and its links in every profile (--now: unmerge it now)`)
-      .argument("<name>", "image name, with or without .raw / .sysext.raw / .confext.raw")
-      .option("--now", "also unlink it from /run and refresh")
-      .option("--regex", "treat NAME as a regular expression (must match exactly one image)")
-      .addOption(refreshOption())
-      .option("--json", "print the result as JSON")
-      .action(async (name: string, opts, command: Command) => {
-        const { remove } = await import("../../operations/remove.js");
-        const result = await remove(contextFor(command), {
-          kind,
-          name,
-          now: !!opts.now,
-          regex: !!opts.regex,
-          refresh: opts.refresh as RefreshMode,
-        });
-        if (opts.json) printJson(result);
+    addFlags(
+      parent
+        .command("remove")
+        .description(`delete a ${what} and its links in every profile (--now: unmerge it now)`)
+        .argument("<name>", "image name, with or without .raw / .sysext.raw / .confext.raw"),
+      REMOVE_FLAGS,
+    ).action(async (name: string, _opts: unknown, command: Command) => {
+      const opts = flagsOf(command, REMOVE_FLAGS);
+      const { remove } = await import("../../operations/remove.js");
+      const result = await remove(contextFor(command), {
+        kind,
+        name,
+        now: !!opts.now,
+        regex: !!opts.regex,
+        refresh: opts.refresh,
       });
+      if (opts.json) printJson(result);
+    });
 
-    parent
-      .command("status")
-      .description(`show what is merged, enabled and linked for ${what}s, and every mismatch`)
-      .option("--json", "print the status as JSON")
-      .action(async (opts, command: Command) => {
-        const { status } = await import("../../operations/status.js");
-        const result = await status(contextFor(command), { kinds: [kind] });
-        if (opts.json) printJson(result);
-        else print(renderStatus(result));
-      });
+    addFlags(
+      parent
+        .command("status")
+        .description(`show what is merged, enabled and linked for ${what}s, and every mismatch`),
+      STATUS_FLAGS,
+    ).action(async (_opts: unknown, command: Command) => {
+      const opts = flagsOf(command, STATUS_FLAGS);
+      const { status } = await import("../../operations/status.js");
+      const result = await status(contextFor(command), { kinds: [kind] });
+      if (opts.json) printJson(result);
+      else print(renderStatus(result));
+    });
   }
 }

@@ -3,7 +3,17 @@
 import type { Command } from "commander";
 import type { InspectResult } from "../../operations/inspect.js";
 import { ExtctlError } from "../../util/errors.js";
-import { collect, contextFor } from "../options.js";
+import { EXTENSION_KINDS } from "../../domain/store/layout.js";
+import {
+  addFlags,
+  boolFlag,
+  contextFor,
+  flagsOf,
+  jsonFlag,
+  listFlag,
+  textFlag,
+  type FlagSpec,
+} from "../options.js";
 import { escapeControl } from "../../util/escape.js";
 import { print, printJson, renderTable } from "../render.js";
 import { READABLE } from "../../domain/image/filesystem-registry.js";
@@ -121,60 +131,54 @@ function renderInspect(r: InspectResult): string {
   return out.join("\n");
 }
 
+const INSPECT_FLAGS = {
+  tree: boolFlag("--tree", "walk the whole tree for a summary: counts, sizes, top directories"),
+  files: boolFlag("--files", "list every file (with xattrs), with the tree summary"),
+  kind: textFlag("--kind <kind>", "sysext or confext (default: from the file name and content)"),
+  trust: listFlag(
+    "--trust <file|dir>",
+    "also trust these certificates when checking the signature (repeatable)",
+  ),
+  json: jsonFlag(),
+  cat: textFlag(
+    "--cat <path>",
+    "write the bytes of one file in the image to stdout (symlinks followed inside the image only)",
+  ),
+} as const satisfies FlagSpec;
+
 export function registerInspectCommand(program: Command): void {
-  program
-    .command("inspect")
-    .description(
-      "show what an extension image holds without mounting it: partitions, filesystem, release file, verity, signer and files",
-    )
-    .argument("<image>", `the image file (.raw DDI or bare ${READABLE.join("/")})`)
-    .option("--tree", "walk the whole tree for a summary: counts, sizes, top directories")
-    .option("--files", "list every file (with xattrs), with the tree summary")
-    .option("--kind <kind>", "sysext or confext (default: from the file name and content)")
-    .option(
-      "--trust <file|dir>",
-      "also trust these certificates when checking the signature (repeatable)",
-      collect,
-    )
-    .option("--json", "print the result as JSON")
-    .option(
-      "--cat <path>",
-      "write the bytes of one file in the image to stdout (symlinks followed inside the image only)",
-    )
-    .action(
-      async (
-        image: string,
-        opts: {
-          files?: boolean;
-          tree?: boolean;
-          kind?: string;
-          json?: boolean;
-          trust?: string[];
-          cat?: string;
-        },
-        command: Command,
-      ) => {
-        if (opts.cat !== undefined) {
-          if (opts.files || opts.tree || opts.json)
-            throw new ExtctlError(
-              "usage",
-              "--cat writes file bytes; it cannot be combined with --files, --tree or --json",
-            );
-          const { catImageFile } = await import("../../operations/cat.js");
-          await catImageFile(contextFor(command), image, opts.cat, process.stdout);
-          return;
-        }
-        if (opts.kind !== undefined && opts.kind !== "sysext" && opts.kind !== "confext")
-          throw new ExtctlError("usage", `--kind must be sysext or confext, not ${opts.kind}`);
-        const { inspectImage } = await import("../../operations/inspect.js");
-        const result = await inspectImage(contextFor(command), image, {
-          files: opts.files ?? false,
-          tree: opts.tree ?? false,
-          ...(opts.kind ? { kind: opts.kind as "sysext" | "confext" } : {}),
-          trust: opts.trust ?? [],
-        });
-        if (opts.json) printJson(result);
-        else print(renderInspect(result));
-      },
-    );
+  addFlags(
+    program
+      .command("inspect")
+      .description(
+        "show what an extension image holds without mounting it: partitions, filesystem, release file, verity, signer and files",
+      )
+      .argument("<image>", `the image file (.raw DDI or bare ${READABLE.join("/")})`),
+    INSPECT_FLAGS,
+  ).action(async (image: string, _opts: unknown, command: Command) => {
+    const opts = flagsOf(command, INSPECT_FLAGS);
+    if (opts.cat !== undefined) {
+      if (opts.files || opts.tree || opts.json)
+        throw new ExtctlError(
+          "usage",
+          "--cat writes file bytes; it cannot be combined with --files, --tree or --json",
+        );
+      const { catImageFile } = await import("../../operations/cat.js");
+      await catImageFile(contextFor(command), { image, path: opts.cat, out: process.stdout });
+      return;
+    }
+    const kind = EXTENSION_KINDS.find((k) => k === opts.kind);
+    if (opts.kind !== undefined && !kind)
+      throw new ExtctlError("usage", `--kind must be sysext or confext, not ${opts.kind}`);
+    const { inspectImage } = await import("../../operations/inspect.js");
+    const result = await inspectImage(contextFor(command), {
+      image,
+      files: opts.files ?? false,
+      tree: opts.tree ?? false,
+      ...(kind ? { kind } : {}),
+      trust: opts.trust ?? [],
+    });
+    if (opts.json) printJson(result);
+    else print(renderInspect(result));
+  });
 }

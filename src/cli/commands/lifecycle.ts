@@ -1,58 +1,58 @@
 // `extctl sysext|confext upgrade|rollback|versions`, and the catalog half of `install NAME`:
 // extensions installed by name from catalogs, kept in several versions (issue 14).
 import type { Command } from "commander";
-import { Option } from "commander";
 import { UsageError } from "../../util/errors.js";
 import type { ExtensionKind } from "../../domain/store/layout.js";
-import type { RefreshMode } from "../../domain/activate/refresh.js";
 import type { NetOptions } from "../../domain/lifecycle/steps.js";
 import type { UpgradeResult } from "../../operations/upgrade.js";
 import type { VersionsResult } from "../../operations/versions.js";
-import { collect, contextFor, TIMEOUT_OPTION } from "../options.js";
+import {
+  addFlags,
+  boolFlag,
+  choiceFlag,
+  contextFor,
+  flagsOf,
+  jsonFlag,
+  listFlag,
+  numberFlag,
+  refreshFlag,
+  textFlag,
+  TIMEOUT_FLAG,
+  type FlagSpec,
+  type FlagValues,
+} from "../options.js";
 import { print, printJson, renderTable } from "../render.js";
 
 /** The catalog, TLS and registry options install, upgrade and versions share. */
-export function addCatalogOptions(command: Command, options: { install?: boolean } = {}): Command {
-  command
-    .option(
-      "--catalog <url>",
-      "read extensions from this catalog (https:, file: or oci:; repeatable, searched in order; default: /etc/extctl/catalogs)",
-      collect,
-    )
-    .addOption(
-      new Option(
-        "--catalog-policy <policy>",
-        "signed: refuse a catalog without a valid URL.p7s signature",
-      ).choices(["any", "signed"]),
-    )
-    .option("--trust <cert>", "also trust this certificate for signatures (repeatable)", collect)
-    .option("--creds <user:pass>", "oci: registry credentials")
-    .option(
-      "--insecure-registry <host>",
-      "oci: reach this registry over plain http (repeatable)",
-      collect,
-    )
-    .option(...TIMEOUT_OPTION);
-  // install has its own --ca-cert with the same meaning
-  if (!options.install)
-    command.option(
-      "--ca-cert <file>",
-      "also trust this CA (PEM) for https: and oci: (repeatable)",
-      collect,
-    );
-  return command;
-}
+export const CATALOG_FLAGS = {
+  catalog: listFlag(
+    "--catalog <url>",
+    "read extensions from this catalog (https:, file: or oci:; repeatable, searched in order; default: /etc/extctl/catalogs)",
+  ),
+  catalogPolicy: choiceFlag(
+    "--catalog-policy <policy>",
+    "signed: refuse a catalog without a valid URL.p7s signature",
+    ["any", "signed"],
+  ),
+  trust: listFlag("--trust <cert>", "also trust this certificate for signatures (repeatable)"),
+  creds: textFlag("--creds <user:pass>", "oci: registry credentials"),
+  insecureRegistry: listFlag(
+    "--insecure-registry <host>",
+    "oci: reach this registry over plain http (repeatable)",
+  ),
+  timeout: TIMEOUT_FLAG,
+} as const satisfies FlagSpec;
 
-interface CatalogFlags {
-  catalog?: string[];
-  catalogPolicy?: "any" | "signed";
-  trust?: string[];
-  caCert?: string[];
-  creds?: string;
-  insecureRegistry?: string[];
-  timeout?: number;
-  maxSize?: string;
-}
+/** install lists --ca-cert among its own options, upgrade and versions after the catalog's. */
+export const CA_CERT_FLAG = listFlag(
+  "--ca-cert <file>",
+  "also trust this CA (PEM) for https: and oci: (repeatable)",
+);
+
+type CatalogFlags = Partial<FlagValues<typeof CATALOG_FLAGS>> & {
+  readonly caCert?: string[] | undefined;
+  readonly maxSize?: string | undefined;
+};
 
 export async function netOptionsOf(opts: CatalogFlags): Promise<NetOptions> {
   const { parseSize } = await import("../../domain/sources/expansion.js");
@@ -77,40 +77,60 @@ export function parseKeep(value: string): number {
   return n;
 }
 
-function refreshOption(): Option {
-  return new Option("--refresh <mode>", "how to make systemd pick up changes")
-    .choices(["auto", "systemctl", "sysext", "none"])
-    .default("auto");
-}
+const UPGRADE_FLAGS = {
+  all: boolFlag("--all", "every extension installed by name"),
+  now: boolFlag(
+    "--now",
+    "refresh and confirm the new version merged (else the old one is put back)",
+  ),
+  dryRun: boolFlag("--dry-run", "say what would be upgraded; change nothing"),
+  keep: numberFlag("--keep <n>", "versions to keep per extension (default 3)", parseKeep),
+  allowDowngrade: boolFlag(
+    "--allow-downgrade",
+    "take a version older than the current one when the catalog chooses it",
+  ),
+  policy: textFlag("--policy <policy>", "image policy for the new versions instead of the node's"),
+  forOs: textFlag(
+    "--for-os <file|root>",
+    "pre-fetch the versions that suit another os-release (a file, or a root holding one); switch nothing",
+  ),
+  maxSize: textFlag("--max-size <size>", "refuse an image past this size, e.g. 8G"),
+  refresh: refreshFlag(),
+  json: jsonFlag("print per extension: name, from, to, action, reason"),
+  ...CATALOG_FLAGS,
+  caCert: CA_CERT_FLAG,
+} as const satisfies FlagSpec;
+
+const ROLLBACK_FLAGS = {
+  to: textFlag("--to <version>", "this installed version (default: the one switched from last)"),
+  now: boolFlag("--now", "refresh and confirm it merged"),
+  policy: textFlag("--policy <policy>", "image policy instead of the node's"),
+  trust: listFlag("--trust <cert>", "also trust this certificate (repeatable)"),
+  refresh: refreshFlag(),
+  json: jsonFlag(),
+} as const satisfies FlagSpec;
+
+const VERSIONS_FLAGS = {
+  installed: boolFlag("--installed", "do not read the catalogs"),
+  json: jsonFlag(),
+  ...CATALOG_FLAGS,
+  caCert: CA_CERT_FLAG,
+} as const satisfies FlagSpec;
 
 export function registerLifecycleCommands(parent: Command, kind: ExtensionKind): void {
-  addCatalogOptions(
+  addFlags(
     parent
       .command("upgrade")
       .description(
         "upgrade extensions installed by name to what their catalogs offer now, keeping every profile; exit 0 upgraded, 3 nothing to do, 1 a failure kept the old version",
       )
-      .argument("[name...]", "extensions to upgrade (installed by name)")
-      .option("--all", "every extension installed by name")
-      .option("--now", "refresh and confirm the new version merged (else the old one is put back)")
-      .option("--dry-run", "say what would be upgraded; change nothing")
-      .option("--keep <n>", "versions to keep per extension (default 3)", parseKeep)
-      .option(
-        "--allow-downgrade",
-        "take a version older than the current one when the catalog chooses it",
-      )
-      .option("--policy <policy>", "image policy for the new versions instead of the node's")
-      .option(
-        "--for-os <file|root>",
-        "pre-fetch the versions that suit another os-release (a file, or a root holding one); switch nothing",
-      )
-      .option("--max-size <size>", "refuse an image past this size, e.g. 8G")
-      .addOption(refreshOption())
-      .option("--json", "print per extension: name, from, to, action, reason"),
-  ).action(async (names: string[], opts, command: Command) => {
+      .argument("[name...]", "extensions to upgrade (installed by name)"),
+    UPGRADE_FLAGS,
+  ).action(async (names: string[], _opts: unknown, command: Command) => {
+    const opts = flagsOf(command, UPGRADE_FLAGS);
     const { upgrade } = await import("../../operations/upgrade.js");
     const ctx = contextFor(command);
-    const forOs = opts.forOs === undefined ? undefined : await readForOs(opts.forOs as string);
+    const forOs = opts.forOs === undefined ? undefined : await readForOs(opts.forOs);
     const result = await upgrade(ctx, {
       kind,
       names,
@@ -118,53 +138,49 @@ export function registerLifecycleCommands(parent: Command, kind: ExtensionKind):
       ...(opts.all ? { all: true } : {}),
       ...(opts.now ? { now: true } : {}),
       ...(opts.dryRun ? { dryRun: true } : {}),
-      ...(opts.keep === undefined ? {} : { keep: opts.keep as number }),
+      ...(opts.keep === undefined ? {} : { keep: opts.keep }),
       ...(opts.allowDowngrade ? { allowDowngrade: true } : {}),
-      ...(opts.policy === undefined ? {} : { policy: opts.policy as string }),
+      ...(opts.policy === undefined ? {} : { policy: opts.policy }),
       ...(forOs ? { forOs } : {}),
-      refresh: opts.refresh as RefreshMode,
+      refresh: opts.refresh,
     });
     if (opts.json) printJson(result);
     else print(renderUpgrade(result));
     process.exitCode = result.exitCode;
   });
 
-  parent
-    .command("rollback")
-    .description("make an older installed version current again, in every profile")
-    .argument("<name>", "extension installed by name")
-    .option("--to <version>", "this installed version (default: the one switched from last)")
-    .option("--now", "refresh and confirm it merged")
-    .option("--policy <policy>", "image policy instead of the node's")
-    .option("--trust <cert>", "also trust this certificate (repeatable)", collect)
-    .addOption(refreshOption())
-    .option("--json", "print the result as JSON")
-    .action(async (name: string, opts, command: Command) => {
-      const { rollback } = await import("../../operations/rollback.js");
-      const result = await rollback(contextFor(command), {
-        kind,
-        name,
-        ...(opts.to === undefined ? {} : { to: opts.to as string }),
-        ...(opts.now ? { now: true } : {}),
-        ...(opts.policy === undefined ? {} : { policy: opts.policy as string }),
-        ...(opts.trust ? { trust: opts.trust as string[] } : {}),
-        refresh: opts.refresh as RefreshMode,
-      });
-      if (opts.json) printJson(result);
-      else
-        print(`${result.name}: ${result.from} -> ${result.to}${result.merged ? " (merged)" : ""}`);
+  addFlags(
+    parent
+      .command("rollback")
+      .description("make an older installed version current again, in every profile")
+      .argument("<name>", "extension installed by name"),
+    ROLLBACK_FLAGS,
+  ).action(async (name: string, _opts: unknown, command: Command) => {
+    const opts = flagsOf(command, ROLLBACK_FLAGS);
+    const { rollback } = await import("../../operations/rollback.js");
+    const result = await rollback(contextFor(command), {
+      kind,
+      name,
+      ...(opts.to === undefined ? {} : { to: opts.to }),
+      ...(opts.now ? { now: true } : {}),
+      ...(opts.policy === undefined ? {} : { policy: opts.policy }),
+      ...(opts.trust ? { trust: opts.trust } : {}),
+      refresh: opts.refresh,
     });
+    if (opts.json) printJson(result);
+    else print(`${result.name}: ${result.from} -> ${result.to}${result.merged ? " (merged)" : ""}`);
+  });
 
-  addCatalogOptions(
+  addFlags(
     parent
       .command("versions")
       .description(
         "installed versions of an extension, which is current, and what the catalogs offer",
       )
-      .argument("<name>", "extension installed by name")
-      .option("--installed", "do not read the catalogs")
-      .option("--json", "print the result as JSON"),
-  ).action(async (name: string, opts, command: Command) => {
+      .argument("<name>", "extension installed by name"),
+    VERSIONS_FLAGS,
+  ).action(async (name: string, _opts: unknown, command: Command) => {
+    const opts = flagsOf(command, VERSIONS_FLAGS);
     const { listVersions } = await import("../../operations/versions.js");
     const result = await listVersions(contextFor(command), {
       kind,

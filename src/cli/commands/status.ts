@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import type { StatusResult } from "../../operations/status.js";
 import { PROFILES } from "../../domain/store/layout.js";
-import { contextFor } from "../options.js";
+import { addFlags, contextFor, flagsOf, jsonFlag, type FlagSpec } from "../options.js";
 import { print, printJson } from "../render.js";
 
 export function renderStatus(result: StatusResult): string {
@@ -34,17 +34,24 @@ export function renderStatus(result: StatusResult): string {
   return lines.join("\n");
 }
 
+/** The flags of `status` and of `sysext|confext status`. */
+export const STATUS_FLAGS = {
+  json: jsonFlag("print the status as JSON"),
+} as const satisfies FlagSpec;
+
 export function registerStatusCommand(program: Command): void {
-  program
-    .command("status")
-    .description(
-      "show merged, enabled and linked extensions of both kinds, the boot profile and every mismatch",
-    )
-    .option("--json", "print the status as JSON")
-    .action(async (opts, command: Command) => {
-      const { status } = await import("../../operations/status.js");
-      const result = await status(contextFor(command));
-      if (opts.json) printJson(result);
-      else print(renderStatus(result));
-    });
+  addFlags(
+    program
+      .command("status")
+      .description(
+        "show merged, enabled and linked extensions of both kinds, the boot profile and every mismatch",
+      ),
+    STATUS_FLAGS,
+  ).action(async (_opts: unknown, command: Command) => {
+    const opts = flagsOf(command, STATUS_FLAGS);
+    const { status } = await import("../../operations/status.js");
+    const result = await status(contextFor(command));
+    if (opts.json) printJson(result);
+    else print(renderStatus(result));
+  });
 }

@@ -3,75 +3,96 @@
 // a timer running `upgrade --all --now`.
 import type { Command } from "commander";
 import { UsageError } from "../../util/errors.js";
-import { contextFor } from "../options.js";
+import {
+  addFlags,
+  boolFlag,
+  contextFor,
+  flagPair,
+  flagsOf,
+  jsonFlag,
+  textFlag,
+  type FlagSpec,
+} from "../options.js";
 import { print, printJson } from "../render.js";
+
+const SYSTEMD_INSTALL_FLAGS = {
+  uninstall: boolFlag("--uninstall", "remove exactly the files install wrote"),
+  systemd: textFlag(
+    "--systemd <version>",
+    "the node's systemd version (default: detected under the root)",
+  ),
+  policy: textFlag(
+    "--policy <policy>",
+    "the drop-ins' image policy: signed, verity, any (Kairos's extensions.ignore_signatures) or a systemd image policy (default: signed on a trusted boot, else verity)",
+  ),
+  trusted: flagPair(
+    ["--trusted", "the trusted-boot policy: the same as --policy signed"],
+    ["--no-trusted", "the normal-boot policy: the same as --policy verity"],
+  ),
+  extctl: textFlag(
+    "--extctl <path>",
+    "the extctl the unit runs (default: this one, or /usr/bin/extctl)",
+  ),
+  autoUpgrade: boolFlag(
+    "--auto-upgrade",
+    "also write and enable extctl-upgrade.timer and extctl-upgrade.service, which run `sysext upgrade --all --now` then `confext upgrade --all --now`",
+  ),
+  onCalendar: textFlag(
+    "--on-calendar <spec>",
+    "with --auto-upgrade: when the timer fires, a systemd calendar event (default: daily, with up to 1h random delay)",
+  ),
+  json: jsonFlag(),
+} as const satisfies FlagSpec;
 
 export function registerSystemdCommand(program: Command): void {
   const parent = program
     .command("systemd")
     .description("systemd integration for boot-time linking");
-  parent
-    .command("install")
-    .description(
-      "write extctl-boot.service (before systemd-sysext/confext), enable systemd-sysext and systemd-confext.service and, for systemd 254+, write image-policy drop-ins",
-    )
-    .option("--uninstall", "remove exactly the files install wrote")
-    .option("--systemd <version>", "the node's systemd version (default: detected under the root)")
-    .option(
-      "--policy <policy>",
-      "the drop-ins' image policy: signed, verity, any (Kairos's extensions.ignore_signatures) or a systemd image policy (default: signed on a trusted boot, else verity)",
-    )
-    .option("--trusted", "the trusted-boot policy: the same as --policy signed")
-    .option("--no-trusted", "the normal-boot policy: the same as --policy verity")
-    .option("--extctl <path>", "the extctl the unit runs (default: this one, or /usr/bin/extctl)")
-    .option(
-      "--auto-upgrade",
-      "also write and enable extctl-upgrade.timer and extctl-upgrade.service, which run `sysext upgrade --all --now` then `confext upgrade --all --now`",
-    )
-    .option(
-      "--on-calendar <spec>",
-      "with --auto-upgrade: when the timer fires, a systemd calendar event (default: daily, with up to 1h random delay)",
-    )
-    .option("--json", "print the result as JSON")
-    .action(async (opts, command: Command) => {
-      let systemdVersion: number | undefined;
-      if (opts.systemd !== undefined) {
-        systemdVersion = Number(opts.systemd);
-        if (!/^\d+$/.test(String(opts.systemd)))
-          throw new UsageError(
-            `--systemd ${String(opts.systemd)} is not a systemd version`,
-            "give the major version, e.g. --systemd 255",
-          );
-      }
-      if (opts.policy !== undefined && typeof opts.trusted === "boolean")
+  addFlags(
+    parent
+      .command("install")
+      .description(
+        "write extctl-boot.service (before systemd-sysext/confext), enable systemd-sysext and systemd-confext.service and, for systemd 254+, write image-policy drop-ins",
+      ),
+    SYSTEMD_INSTALL_FLAGS,
+  ).action(async (_opts: unknown, command: Command) => {
+    const opts = flagsOf(command, SYSTEMD_INSTALL_FLAGS);
+    let systemdVersion: number | undefined;
+    if (opts.systemd !== undefined) {
+      systemdVersion = Number(opts.systemd);
+      if (!/^\d+$/.test(opts.systemd))
         throw new UsageError(
-          `--policy and --${opts.trusted ? "" : "no-"}trusted both set the drop-ins' policy`,
-          "give one of them",
+          `--systemd ${opts.systemd} is not a systemd version`,
+          "give the major version, e.g. --systemd 255",
         );
-      if (opts.onCalendar !== undefined && !opts.autoUpgrade)
-        throw new UsageError(
-          "--on-calendar is the upgrade timer's schedule",
-          "give it with --auto-upgrade",
-        );
-      const { systemdInstall } = await import("../../operations/systemd-install.js");
-      const result = await systemdInstall(contextFor(command), {
-        ...(opts.uninstall ? { uninstall: true } : {}),
-        ...(systemdVersion === undefined ? {} : { systemdVersion }),
-        ...(typeof opts.trusted === "boolean" ? { trusted: opts.trusted as boolean } : {}),
-        ...(opts.policy === undefined ? {} : { policy: opts.policy as string }),
-        ...(opts.extctl ? { extctlPath: opts.extctl as string } : {}),
-        ...(opts.autoUpgrade ? { autoUpgrade: true } : {}),
-        ...(opts.onCalendar === undefined ? {} : { onCalendar: opts.onCalendar as string }),
-      });
-      if (opts.json) return printJson(result);
-      const verb = result.action === "install" ? "wrote" : "removed";
-      const lines = [
-        ...result.changed.map((p) => `${verb} ${p}`),
-        ...result.unchanged.map(
-          (p) => `${result.action === "install" ? "unchanged" : "kept"} ${p}`,
-        ),
-        ...result.notes.map((n) => `note: ${n}`),
-      ];
-      print(lines.length ? lines.join("\n") : "nothing to do");
+    }
+    if (opts.policy !== undefined && opts.trusted !== undefined)
+      throw new UsageError(
+        `--policy and --${opts.trusted ? "" : "no-"}trusted both set the drop-ins' policy`,
+        "give one of them",
+      );
+    if (opts.onCalendar !== undefined && !opts.autoUpgrade)
+      throw new UsageError(
+        "--on-calendar is the upgrade timer's schedule",
+        "give it with --auto-upgrade",
+      );
+    const { systemdInstall } = await import("../../operations/systemd-install.js");
+    const result = await systemdInstall(contextFor(command), {
+      ...(opts.uninstall ? { uninstall: true } : {}),
+      ...(systemdVersion === undefined ? {} : { systemdVersion }),
+      ...(opts.trusted === undefined ? {} : { trusted: opts.trusted }),
+      ...(opts.policy === undefined ? {} : { policy: opts.policy }),
+      ...(opts.extctl ? { extctlPath: opts.extctl } : {}),
+      ...(opts.autoUpgrade ? { autoUpgrade: true } : {}),
+      ...(opts.onCalendar === undefined ? {} : { onCalendar: opts.onCalendar }),
     });
+    if (opts.json) return printJson(result);
+    const verb = result.action === "install" ? "wrote" : "removed";
+    const lines = [
+      ...result.changed.map((p) => `${verb} ${p}`),
+      ...result.unchanged.map((p) => `${result.action === "install" ? "unchanged" : "kept"} ${p}`),
+      ...result.notes.map((n) => `note: ${n}`),
+    ];
+    print(lines.length ? lines.join("\n") : "nothing to do");
+  });
 }

@@ -3,7 +3,16 @@
 // 14 root hash mismatch, 15 corrupted data block, 16 corrupted hash block, 17 ambiguous).
 import type { Command } from "commander";
 import type { VerifyResult } from "../../operations/verify.js";
-import { collect, contextFor } from "../options.js";
+import {
+  addFlags,
+  boolFlag,
+  contextFor,
+  flagsOf,
+  jsonFlag,
+  listFlag,
+  textFlag,
+  type FlagSpec,
+} from "../options.js";
 import { print, printJson } from "../render.js";
 
 function renderVerify(r: VerifyResult): string {
@@ -34,44 +43,43 @@ function renderVerify(r: VerifyResult): string {
   return lines.join("\n");
 }
 
+const VERIFY_FLAGS = {
+  full: boolFlag("--full", "hash every data block (worker threads, progress bar)"),
+  trust: listFlag(
+    "--trust <file-or-dir>",
+    "also trust this certificate file or directory (repeatable)",
+    [],
+  ),
+  policy: textFlag(
+    "--policy <policy>",
+    "signed, verity, any or a systemd image policy: exit 0 when it accepts the image",
+  ),
+  json: jsonFlag(),
+} as const satisfies FlagSpec;
+
 export function registerVerifyCommand(program: Command): void {
-  program
-    .command("verify")
-    .description(
-      "check an image's dm-verity superblock, root hash and signature against the trusted certificates (--full: every data block). Exit codes: 0 ok, 10 no verity, 11 unsigned, 12 untrusted signer, 13 bad signature, 14 root hash mismatch, 15 corrupted data block, 16 corrupted hash block, 17 ambiguous (systemd could mount other data than what was checked)",
-    )
-    .argument(
-      "<image>",
-      "the image file (.raw DDI, or a bare image with .verity/.roothash/.roothash.p7s sidecars)",
-    )
-    .option("--full", "hash every data block (worker threads, progress bar)")
-    .option(
-      "--trust <file-or-dir>",
-      "also trust this certificate file or directory (repeatable)",
-      collect,
-      [],
-    )
-    .option(
-      "--policy <policy>",
-      "signed, verity, any or a systemd image policy: exit 0 when it accepts the image",
-    )
-    .option("--json", "print the result as JSON")
-    .action(
-      async (
-        image: string,
-        opts: { full?: boolean; trust: string[]; policy?: string; json?: boolean },
-        command: Command,
-      ) => {
-        const { verifyImage } = await import("../../operations/verify.js");
-        const result = await verifyImage(contextFor(command), {
-          image,
-          full: opts.full ?? false,
-          trust: opts.trust,
-          ...(opts.policy === undefined ? {} : { policy: opts.policy }),
-        });
-        if (opts.json) printJson(result);
-        else print(renderVerify(result));
-        process.exitCode = result.exitCode;
-      },
-    );
+  addFlags(
+    program
+      .command("verify")
+      .description(
+        "check an image's dm-verity superblock, root hash and signature against the trusted certificates (--full: every data block). Exit codes: 0 ok, 10 no verity, 11 unsigned, 12 untrusted signer, 13 bad signature, 14 root hash mismatch, 15 corrupted data block, 16 corrupted hash block, 17 ambiguous (systemd could mount other data than what was checked)",
+      )
+      .argument(
+        "<image>",
+        "the image file (.raw DDI, or a bare image with .verity/.roothash/.roothash.p7s sidecars)",
+      ),
+    VERIFY_FLAGS,
+  ).action(async (image: string, _opts: unknown, command: Command) => {
+    const opts = flagsOf(command, VERIFY_FLAGS);
+    const { verifyImage } = await import("../../operations/verify.js");
+    const result = await verifyImage(contextFor(command), {
+      image,
+      full: opts.full ?? false,
+      trust: opts.trust,
+      ...(opts.policy === undefined ? {} : { policy: opts.policy }),
+    });
+    if (opts.json) printJson(result);
+    else print(renderVerify(result));
+    process.exitCode = result.exitCode;
+  });
 }

@@ -73,7 +73,8 @@ export async function stageTree(
       result.bytes += e.size;
       if (content.kind === "layer") {
         let byOrdinal = fromLayers.get(content.layer);
-        if (!byOrdinal) fromLayers.set(content.layer, (byOrdinal = new Map()));
+        if (!byOrdinal)
+          fromLayers.set(content.layer, (byOrdinal = new Map<number, BuildEntry[]>()));
         const list = byOrdinal.get(content.ordinal) ?? [];
         list.push(e);
         byOrdinal.set(content.ordinal, list);

@@ -103,15 +103,8 @@ const tokenCache = new Map<string, Token>();
 
 type Undici = typeof UndiciModule;
 
-/**
- * undici parses HTTP with llhttp compiled to WebAssembly, and V8 recompiles that with its
- * optimizing tier on a background thread that Node then waits for at exit: ~40 ms of every
- * registry command. What undici parses here is a few small responses (blobs go through
- * http1.ts), for which V8's baseline wasm compiler is plenty.
- */
+/** Loaded on first use: most commands never talk to a registry. (V8's wasm tier: cli/main.ts.) */
 async function loadUndici(): Promise<Undici> {
-  const { setFlagsFromString } = await import("node:v8");
-  setFlagsFromString("--liftoff-only");
   return import("undici");
 }
 
