@@ -41,7 +41,7 @@ for (const row of rows) {
     peer: { argv: [process.execPath, "-e", "0"] },
     runs: Number(process.env.BENCH_RUNS) || 15,
     warmup: 2,
-    note: heavy.length === 0 ? undefined : `loads heavy packages: ${heavy.join(", ")}`,
+    ...(heavy.length === 0 ? {} : { note: `loads heavy packages: ${heavy.join(", ")}` }),
     extra: { heavy_packages_loaded: heavy.length },
   });
 }

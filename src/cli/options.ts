@@ -185,9 +185,26 @@ export function flagsOf<S extends FlagSpec>(command: Command, spec: S): FlagValu
   return readFlags(command.opts(), spec);
 }
 
-/** `values` without its undefined members: an operation's defaults apply to what was not given. */
-export function defined<T extends object>(values: T): T {
-  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as T;
+type MaybeUndefinedKeys<T> = {
+  [K in keyof T]-?: undefined extends T[K] ? K : never;
+}[keyof T];
+
+/** `T` with each member that may be undefined made optional instead (what `defined` returns). */
+export type Defined<T> = {
+  [K in Exclude<keyof T, MaybeUndefinedKeys<T>>]: T[K];
+} & {
+  [K in MaybeUndefinedKeys<T>]?: Exclude<T[K], undefined>;
+};
+
+/**
+ * `values` without its undefined members: an operation's defaults apply to what was not given.
+ * Operations' options are exact (an absent key, never `key: undefined`); a flag that was not
+ * given is undefined, and this is where the one becomes the other.
+ */
+export function defined<T extends object>(values: T): Defined<T> {
+  return Object.fromEntries(
+    Object.entries(values).filter(([, v]) => v !== undefined),
+  ) as Defined<T>;
 }
 
 /** Parses a repeatable option into an array (commander's collector). */
@@ -233,6 +250,11 @@ export const TIMEOUT_FLAG = numberFlag(
   "give up when a server sends less than 1 KiB in this many seconds (default 60)",
   parseSeconds,
 );
+
+/** `--timeout`'s seconds as the milliseconds operations take; undefined when not given. */
+export function millisecondsOf(seconds: number | undefined): number | undefined {
+  return seconds === undefined ? undefined : seconds * 1000;
+}
 
 /** `--json`, which every command offers, each with its own wording. */
 export function jsonFlag(description = "print the result as JSON"): Flag<boolean | undefined> {

@@ -191,17 +191,20 @@ export async function inspectImage(ctx: Context, options: InspectOptions): Promi
       ...(d.requiresSystemd ? { requiresSystemd: d.requiresSystemd } : {}),
       ...(hostArchitecture() ? { hostArchitecture: hostArchitecture() as string } : {}),
       ...(d.gpt ? { sectorSize: d.gpt.sectorSize, diskGuid: d.gpt.diskGuid } : {}),
-      partitions: d.partitions.map((p) => ({
-        index: p.index,
-        type: p.typeName,
-        typeGuid: p.typeGuid,
-        label: p.name,
-        uuid: p.uniqueGuid,
-        offset: p.offset,
-        size: p.size,
-        flags: flagsOf(p.attributes),
-        ...(roles.has(p.index) ? { role: roles.get(p.index) } : {}),
-      })),
+      partitions: d.partitions.map((p): InspectedPartition => {
+        const role = roles.get(p.index);
+        return {
+          index: p.index,
+          type: p.typeName,
+          typeGuid: p.typeGuid,
+          label: p.name,
+          uuid: p.uniqueGuid,
+          offset: p.offset,
+          size: p.size,
+          flags: flagsOf(p.attributes),
+          ...(role ? { role } : {}),
+        };
+      }),
       warnings,
       filesystem: {
         type: image.fs.type,

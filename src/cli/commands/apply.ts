@@ -7,6 +7,8 @@ import {
   boolFlag,
   choiceFlag,
   contextFor,
+  defined,
+  millisecondsOf,
   flagsOf,
   jsonFlag,
   listFlag,
@@ -64,18 +66,21 @@ export function registerApplyCommand(program: Command): void {
   ).action(async (file: string, _opts: unknown, command: Command) => {
     const opts = flagsOf(command, APPLY_FLAGS);
     const { apply } = await import("../../operations/apply.js");
-    const result = await apply(contextFor(command), {
-      file,
-      ...(opts.dryRun ? { dryRun: true } : {}),
-      refresh: opts.refresh,
-      ...(opts.caCert ? { caCerts: opts.caCert } : {}),
-      ...(opts.insecureRegistry ? { insecureRegistries: opts.insecureRegistry } : {}),
-      ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
-      ...(opts.creds ? { creds: opts.creds } : {}),
-      ...(opts.catalogPolicy ? { catalogPolicy: opts.catalogPolicy } : {}),
-      ...(opts.trust ? { trust: opts.trust } : {}),
-      ...(opts.keep === undefined ? {} : { keep: opts.keep }),
-    });
+    const result = await apply(
+      contextFor(command),
+      defined({
+        file,
+        ...(opts.dryRun ? { dryRun: true } : {}),
+        refresh: opts.refresh,
+        ...(opts.caCert ? { caCerts: opts.caCert } : {}),
+        ...(opts.insecureRegistry ? { insecureRegistries: opts.insecureRegistry } : {}),
+        timeoutMs: millisecondsOf(opts.timeout),
+        ...(opts.creds ? { creds: opts.creds } : {}),
+        ...(opts.catalogPolicy ? { catalogPolicy: opts.catalogPolicy } : {}),
+        ...(opts.trust ? { trust: opts.trust } : {}),
+        keep: opts.keep,
+      }),
+    );
     if (opts.json) return printJson(result);
     if (result.steps.length === 0) return print("nothing to do: the node already matches the file");
     if (!result.changed && !result.dryRun)

@@ -4,6 +4,8 @@ import type { Command } from "commander";
 import {
   addFlags,
   contextFor,
+  defined,
+  millisecondsOf,
   flagsOf,
   jsonFlag,
   listFlag,
@@ -59,12 +61,15 @@ export function registerCatalogCommand(program: Command): void {
   ).action(async (file: string, _opts: unknown, command: Command) => {
     const opts = flagsOf(command, SIGN_FLAGS);
     const { signCatalog } = await import("../../operations/catalog.js");
-    const result = await signCatalog(contextFor(command), {
-      file,
-      key: opts.key,
-      cert: opts.cert,
-      ...(opts.output === undefined ? {} : { output: opts.output }),
-    });
+    const result = await signCatalog(
+      contextFor(command),
+      defined({
+        file,
+        key: opts.key,
+        cert: opts.cert,
+        output: opts.output,
+      }),
+    );
     if (opts.json) printJson(result);
     else print(`Signed ${result.file} as "${result.signer.subject}": ${result.signature}`);
   });
@@ -79,11 +84,14 @@ export function registerCatalogCommand(program: Command): void {
   ).action(async (file: string, _opts: unknown, command: Command) => {
     const opts = flagsOf(command, VERIFY_FLAGS);
     const { verifyCatalog } = await import("../../operations/catalog.js");
-    const result = await verifyCatalog(contextFor(command), {
-      file,
-      trust: opts.trust,
-      ...(opts.signature === undefined ? {} : { signature: opts.signature }),
-    });
+    const result = await verifyCatalog(
+      contextFor(command),
+      defined({
+        file,
+        trust: opts.trust,
+        signature: opts.signature,
+      }),
+    );
     if (opts.json) printJson(result);
     else
       print(
@@ -102,15 +110,18 @@ export function registerCatalogCommand(program: Command): void {
   ).action(async (file: string, reference: string, _opts: unknown, command: Command) => {
     const opts = flagsOf(command, PUBLISH_FLAGS);
     const { publishCatalog } = await import("../../operations/catalog.js");
-    const result = await publishCatalog(contextFor(command), {
-      file,
-      reference,
-      ...(opts.signature === undefined ? {} : { signature: opts.signature }),
-      ...(opts.creds === undefined ? {} : { creds: opts.creds }),
-      ...(opts.caCert === undefined ? {} : { caCerts: opts.caCert }),
-      ...(opts.insecureRegistry === undefined ? {} : { insecureRegistries: opts.insecureRegistry }),
-      ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
-    });
+    const result = await publishCatalog(
+      contextFor(command),
+      defined({
+        file,
+        reference,
+        signature: opts.signature,
+        creds: opts.creds,
+        caCerts: opts.caCert,
+        insecureRegistries: opts.insecureRegistry,
+        timeoutMs: millisecondsOf(opts.timeout),
+      }),
+    );
     if (opts.json) printJson(result);
     else print(`${result.pinned}${result.signed ? " (signed)" : ""}`);
   });

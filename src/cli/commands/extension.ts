@@ -10,6 +10,8 @@ import {
   addFlags,
   boolFlag,
   contextFor,
+  defined,
+  millisecondsOf,
   flagsOf,
   jsonFlag,
   listFlag,
@@ -173,14 +175,17 @@ export function registerExtensionCommands(program: Command): void {
           if (opts[flag] !== undefined)
             throw new UsageError(`--${flag} is for installing from a URI, not by catalog name`);
         const { installByName } = await import("../../operations/install-name.js");
-        const result = await installByName(contextFor(command), {
-          kind,
-          spec: target,
-          ...(await netOptionsOf(opts)),
-          ...(opts.version === undefined ? {} : { version: opts.version }),
-          ...(opts.dryRun ? { dryRun: true } : {}),
-          ...(opts.keep === undefined ? {} : { keep: opts.keep }),
-        });
+        const result = await installByName(
+          contextFor(command),
+          defined({
+            kind,
+            spec: target,
+            ...(await netOptionsOf(opts)),
+            version: opts.version,
+            ...(opts.dryRun ? { dryRun: true } : {}),
+            keep: opts.keep,
+          }),
+        );
         if (opts.json) printJson(result);
         else print(`${result.name} ${result.version}  ${result.reference}  (${result.action})`);
         return;
@@ -192,19 +197,22 @@ export function registerExtensionCommands(program: Command): void {
           );
       const { install } = await import("../../operations/install.js");
       const { parseSize } = await import("../../domain/sources/expansion.js");
-      const result = await install(contextFor(command), {
-        kind,
-        uri: target.startsWith("/") ? pathToFileURL(target).href : target,
-        sha256: opts.sha256,
-        name: opts.name,
-        caCerts: opts.caCert,
-        platform: opts.platform,
-        creds: opts.creds,
-        insecureRegistries: opts.insecureRegistry,
-        ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
-        ...(opts.maxSize === undefined ? {} : { maxBytes: parseSize(opts.maxSize) }),
-        ...(opts.replace ? { replace: true } : {}),
-      });
+      const result = await install(
+        contextFor(command),
+        defined({
+          kind,
+          uri: target.startsWith("/") ? pathToFileURL(target).href : target,
+          sha256: opts.sha256,
+          name: opts.name,
+          caCerts: opts.caCert,
+          platform: opts.platform,
+          creds: opts.creds,
+          insecureRegistries: opts.insecureRegistry,
+          timeoutMs: millisecondsOf(opts.timeout),
+          maxBytes: opts.maxSize === undefined ? undefined : parseSize(opts.maxSize),
+          ...(opts.replace ? { replace: true } : {}),
+        }),
+      );
       if (opts.json) printJson(result);
       else for (const image of result.images) print(`${image.name}  sha256:${image.sha256}`);
     });
@@ -276,7 +284,11 @@ export function registerExtensionCommands(program: Command): void {
         const ctx = contextFor(cmd);
         if (verb === "enable") {
           const opts = flagsOf(cmd, ENABLE_FLAGS);
-          const args = { ...switchArgs(kind, name, opts), policy: opts.policy, trust: opts.trust };
+          const args = defined({
+            ...switchArgs(kind, name, opts),
+            policy: opts.policy,
+            trust: opts.trust,
+          });
           const { enable } = await import("../../operations/enable.js");
           const result = await enable(ctx, args);
           if (opts.json) printJson(result);

@@ -11,6 +11,8 @@ import {
   boolFlag,
   choiceFlag,
   contextFor,
+  defined,
+  millisecondsOf,
   flagsOf,
   jsonFlag,
   listFlag,
@@ -56,16 +58,16 @@ type CatalogFlags = Partial<FlagValues<typeof CATALOG_FLAGS>> & {
 
 export async function netOptionsOf(opts: CatalogFlags): Promise<NetOptions> {
   const { parseSize } = await import("../../domain/sources/expansion.js");
-  return {
-    ...(opts.catalog ? { catalogs: opts.catalog } : {}),
-    ...(opts.catalogPolicy ? { catalogPolicy: opts.catalogPolicy } : {}),
-    ...(opts.trust ? { trust: opts.trust } : {}),
-    ...(opts.caCert ? { caCerts: opts.caCert } : {}),
-    ...(opts.creds ? { creds: opts.creds } : {}),
-    ...(opts.insecureRegistry ? { insecureRegistries: opts.insecureRegistry } : {}),
-    ...(opts.timeout === undefined ? {} : { timeoutMs: opts.timeout * 1000 }),
-    ...(opts.maxSize === undefined ? {} : { maxBytes: parseSize(opts.maxSize) }),
-  };
+  return defined({
+    catalogs: opts.catalog,
+    catalogPolicy: opts.catalogPolicy,
+    trust: opts.trust,
+    caCerts: opts.caCert,
+    creds: opts.creds,
+    insecureRegistries: opts.insecureRegistry,
+    timeoutMs: millisecondsOf(opts.timeout),
+    maxBytes: opts.maxSize === undefined ? undefined : parseSize(opts.maxSize),
+  });
 }
 
 export function parseKeep(value: string): number {
@@ -131,19 +133,22 @@ export function registerLifecycleCommands(parent: Command, kind: ExtensionKind):
     const { upgrade } = await import("../../operations/upgrade.js");
     const ctx = contextFor(command);
     const forOs = opts.forOs === undefined ? undefined : await readForOs(opts.forOs);
-    const result = await upgrade(ctx, {
-      kind,
-      names,
-      ...(await netOptionsOf(opts)),
-      ...(opts.all ? { all: true } : {}),
-      ...(opts.now ? { now: true } : {}),
-      ...(opts.dryRun ? { dryRun: true } : {}),
-      ...(opts.keep === undefined ? {} : { keep: opts.keep }),
-      ...(opts.allowDowngrade ? { allowDowngrade: true } : {}),
-      ...(opts.policy === undefined ? {} : { policy: opts.policy }),
-      ...(forOs ? { forOs } : {}),
-      refresh: opts.refresh,
-    });
+    const result = await upgrade(
+      ctx,
+      defined({
+        kind,
+        names,
+        ...(await netOptionsOf(opts)),
+        ...(opts.all ? { all: true } : {}),
+        ...(opts.now ? { now: true } : {}),
+        ...(opts.dryRun ? { dryRun: true } : {}),
+        keep: opts.keep,
+        ...(opts.allowDowngrade ? { allowDowngrade: true } : {}),
+        policy: opts.policy,
+        ...(forOs ? { forOs } : {}),
+        refresh: opts.refresh,
+      }),
+    );
     if (opts.json) printJson(result);
     else print(renderUpgrade(result));
     process.exitCode = result.exitCode;
@@ -158,15 +163,18 @@ export function registerLifecycleCommands(parent: Command, kind: ExtensionKind):
   ).action(async (name: string, _opts: unknown, command: Command) => {
     const opts = flagsOf(command, ROLLBACK_FLAGS);
     const { rollback } = await import("../../operations/rollback.js");
-    const result = await rollback(contextFor(command), {
-      kind,
-      name,
-      ...(opts.to === undefined ? {} : { to: opts.to }),
-      ...(opts.now ? { now: true } : {}),
-      ...(opts.policy === undefined ? {} : { policy: opts.policy }),
-      ...(opts.trust ? { trust: opts.trust } : {}),
-      refresh: opts.refresh,
-    });
+    const result = await rollback(
+      contextFor(command),
+      defined({
+        kind,
+        name,
+        to: opts.to,
+        ...(opts.now ? { now: true } : {}),
+        policy: opts.policy,
+        ...(opts.trust ? { trust: opts.trust } : {}),
+        refresh: opts.refresh,
+      }),
+    );
     if (opts.json) printJson(result);
     else print(`${result.name}: ${result.from} -> ${result.to}${result.merged ? " (merged)" : ""}`);
   });

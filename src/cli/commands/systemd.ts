@@ -7,6 +7,7 @@ import {
   addFlags,
   boolFlag,
   contextFor,
+  defined,
   flagPair,
   flagsOf,
   jsonFlag,
@@ -77,15 +78,18 @@ export function registerSystemdCommand(program: Command): void {
         "give it with --auto-upgrade",
       );
     const { systemdInstall } = await import("../../operations/systemd-install.js");
-    const result = await systemdInstall(contextFor(command), {
-      ...(opts.uninstall ? { uninstall: true } : {}),
-      ...(systemdVersion === undefined ? {} : { systemdVersion }),
-      ...(opts.trusted === undefined ? {} : { trusted: opts.trusted }),
-      ...(opts.policy === undefined ? {} : { policy: opts.policy }),
-      ...(opts.extctl ? { extctlPath: opts.extctl } : {}),
-      ...(opts.autoUpgrade ? { autoUpgrade: true } : {}),
-      ...(opts.onCalendar === undefined ? {} : { onCalendar: opts.onCalendar }),
-    });
+    const result = await systemdInstall(
+      contextFor(command),
+      defined({
+        ...(opts.uninstall ? { uninstall: true } : {}),
+        systemdVersion,
+        trusted: opts.trusted,
+        policy: opts.policy,
+        ...(opts.extctl ? { extctlPath: opts.extctl } : {}),
+        ...(opts.autoUpgrade ? { autoUpgrade: true } : {}),
+        onCalendar: opts.onCalendar,
+      }),
+    );
     if (opts.json) return printJson(result);
     const verb = result.action === "install" ? "wrote" : "removed";
     const lines = [

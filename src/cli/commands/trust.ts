@@ -4,6 +4,7 @@ import type { Command } from "commander";
 import {
   addFlags,
   contextFor,
+  defined,
   flagsOf,
   jsonFlag,
   listFlag,
@@ -46,11 +47,14 @@ export function registerTrustCommand(program: Command): void {
   ).action(async (_opts: unknown, command: Command) => {
     const opts = flagsOf(command, LIST_FLAGS);
     const { listTrust } = await import("../../operations/trust.js");
-    const result = await listTrust(contextFor(command), {
-      trust: opts.trust,
-      ...(opts.policy === undefined ? {} : { policy: opts.policy }),
-      ...(opts.cmdline === undefined ? {} : { cmdlineFile: opts.cmdline }),
-    });
+    const result = await listTrust(
+      contextFor(command),
+      defined({
+        trust: opts.trust,
+        policy: opts.policy,
+        cmdlineFile: opts.cmdline,
+      }),
+    );
     if (opts.json) {
       printJson(result);
       return;
@@ -76,10 +80,7 @@ export function registerTrustCommand(program: Command): void {
   ).action(async (_opts: unknown, command: Command) => {
     const opts = flagsOf(command, IMPORT_EFI_FLAGS);
     const { importEfiTrust } = await import("../../operations/trust.js");
-    const result = await importEfiTrust(
-      contextFor(command),
-      opts.efivars === undefined ? {} : { efivars: opts.efivars },
-    );
+    const result = await importEfiTrust(contextFor(command), defined({ efivars: opts.efivars }));
     if (opts.json) printJson(result);
     else
       print(

@@ -7,6 +7,7 @@ import {
   addFlags,
   boolFlag,
   contextFor,
+  defined,
   flagsOf,
   jsonFlag,
   listFlag,
@@ -72,12 +73,15 @@ export function registerVerifyCommand(program: Command): void {
   ).action(async (image: string, _opts: unknown, command: Command) => {
     const opts = flagsOf(command, VERIFY_FLAGS);
     const { verifyImage } = await import("../../operations/verify.js");
-    const result = await verifyImage(contextFor(command), {
-      image,
-      full: opts.full ?? false,
-      trust: opts.trust,
-      ...(opts.policy === undefined ? {} : { policy: opts.policy }),
-    });
+    const result = await verifyImage(
+      contextFor(command),
+      defined({
+        image,
+        full: opts.full ?? false,
+        trust: opts.trust,
+        policy: opts.policy,
+      }),
+    );
     if (opts.json) printJson(result);
     else print(renderVerify(result));
     process.exitCode = result.exitCode;

@@ -76,7 +76,7 @@ function nameText(name: {
 }
 
 /** The first certificate embedded in a PKCS#7 SignedData, if any. */
-async function signerOf(pkcs7: Buffer): Promise<{ signer?: SignatureInfo["signer"] }> {
+async function signerOf(pkcs7: Buffer): Promise<{ signer?: NonNullable<SignatureInfo["signer"]> }> {
   const pkijs = await import("pkijs");
   try {
     const ab = pkcs7.buffer.slice(

@@ -20,7 +20,8 @@ export interface TreeEntry {
   /** The filesystem's inode number (hard links share it). */
   inode: number;
   target?: string;
-  rdev?: number;
+  /** Readers set the key on every entry, undefined but for devices: one object shape. */
+  rdev?: number | undefined;
   /** Where the inode sits in the filesystem: equal keys mean the same inode (loop checks). */
   readonly key: number;
   /** Reader-private handle to find the inode again. */

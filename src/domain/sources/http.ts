@@ -166,7 +166,7 @@ export const httpSource: Source = {
         response.statusCode >= 400
           ? `${url} answered HTTP ${response.statusCode}${statusText(response.statusCode)}`
           : `${url} answered HTTP ${response.statusCode} without a Location to follow`,
-        { hint: response.statusCode === 404 ? "check the URL" : undefined },
+        response.statusCode === 404 ? { hint: "check the URL" } : {},
       );
     }
     const lengthHeader = response.headers["content-length"];

@@ -20,7 +20,7 @@ export interface BulkRequest {
   url: URL;
   headers: Record<string, string>;
   /** Trusted CAs for https (default: Node's). */
-  ca?: readonly string[];
+  ca?: readonly string[] | undefined;
   /** Connect-and-head timeout, and the low-speed limit's window once the body flows. */
   timeoutMs: number;
   /** What is being fetched, for messages. */
@@ -95,8 +95,9 @@ class Exchange implements BulkBody {
   /** The server closed its side. */
   private ended = false;
   private failure: Error | undefined;
-  private settleHead?: { resolve: (r: BulkResponse) => void; reject: (e: Error) => void };
-  private settleBody?: { resolve: (n: number) => void; reject: (e: Error) => void };
+  private settleHead:
+    { resolve: (r: BulkResponse) => void; reject: (e: Error) => void } | undefined;
+  private settleBody: { resolve: (n: number) => void; reject: (e: Error) => void } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private markTime = Date.now();
   private markBytes = 0;

@@ -4,6 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Command } from "commander";
 import {
+  defined,
   addFlags,
   boolFlag,
   choiceFlag,
@@ -123,4 +124,14 @@ test("each command gets its own commander options from a shared spec", () => {
     a.options.map((o) => o.flags),
     b.options.map((o) => o.flags),
   );
+});
+
+test("defined drops the flags that were not given and keeps false, 0 and empty values", () => {
+  const timeout: number | undefined = undefined;
+  const values = defined({ image: "a.raw", full: false, keep: 0, policy: "", timeout });
+  assert.deepEqual(values, { image: "a.raw", full: false, keep: 0, policy: "" });
+  assert.equal("timeout" in values, false);
+  // What it returns is exact: a member that may be undefined is optional, never `key: undefined`.
+  const exact: { image: string; timeout?: number } = values;
+  assert.equal(exact.image, "a.raw");
 });
