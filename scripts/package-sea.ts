@@ -11,7 +11,7 @@ import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
-import { createRequire } from "node:module";
+import { builtinModules, createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -56,9 +56,7 @@ async function bundle(entry: string, define: Record<string, string>): Promise<st
 
 /** The requires left in a bundle that are not Node built-ins (there must be none). */
 function nonBuiltinRequires(source: string): string[] {
-  const builtins = new Set(
-    createRequire(import.meta.url)("node:module").builtinModules as string[],
-  );
+  const builtins = new Set(builtinModules);
   const found = new Set<string>();
   for (const m of source.matchAll(/\brequire\("([^"]+)"\)/g)) {
     const name = m[1] as string;
@@ -116,8 +114,8 @@ async function codeCache(loader: string, bundlePath: string): Promise<string> {
 async function quietly<T>(noise: RegExp, fn: () => Promise<T>): Promise<T> {
   const write = process.stderr.write.bind(process.stderr);
   const warn = console.warn;
-  process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) =>
-    noise.test(String(chunk)) ? true : write(chunk, ...rest)) as typeof process.stderr.write;
+  process.stderr.write = (chunk: string | Uint8Array, ...rest: never[]) =>
+    noise.test(String(chunk)) ? true : write(chunk, ...rest);
   console.warn = (...args: unknown[]) => {
     if (!noise.test(args.map(String).join(" "))) warn(...args);
   };

@@ -88,7 +88,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   });
   const program = buildProgram();
   try {
-    await program.parseAsync(argv as string[]);
+    await program.parseAsync(argv);
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (e) {
     return reportError(e);
@@ -106,11 +106,15 @@ function reportError(e: unknown): number {
     // Messages carry names and paths from untrusted input: escaped, one line each.
     process.stderr.write(`extctl: ${escapeControl(e.message)}\n`);
     if (e.hint) process.stderr.write(`  ${escapeControl(e.hint)}\n`);
-    if (process.env.EXTCTL_DEBUG && e.cause)
-      process.stderr.write(`${String((e.cause as Error).stack ?? e.cause)}\n`);
+    if (process.env.EXTCTL_DEBUG && e.cause) process.stderr.write(`${traceOf(e.cause)}\n`);
     return e.exitCode;
   }
   const err = e instanceof Error ? e : new ExtctlError("internal", String(e));
   process.stderr.write(`extctl: internal error: ${err.stack ?? err.message}\n`);
   return 1;
+}
+
+/** A cause's stack when it has one (EXTCTL_DEBUG), else its text. */
+function traceOf(cause: unknown): string {
+  return cause instanceof Error ? (cause.stack ?? cause.message) : String(cause);
 }

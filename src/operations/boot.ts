@@ -3,7 +3,7 @@
 // checked against the trust policy first, and refresh. One bad image never stops the others.
 import { stat } from "node:fs/promises";
 import type { Context } from "../util/context.js";
-import { ExtctlError } from "../util/errors.js";
+import { ExtctlError, messageOf } from "../util/errors.js";
 import { ExtensionStore } from "../domain/store/store.js";
 import { EXTENSION_KINDS, type ExtensionKind, type Profile } from "../domain/store/layout.js";
 import { profileForState, type BootState } from "../domain/activate/boot-state.js";
@@ -230,7 +230,7 @@ async function checkCandidate(
     return await trust.check(hostPath, name, store.kind);
   } catch (e) {
     // A reader or trust failure on one image is that image's problem only.
-    return { ok: false, outcome: "error", reason: e instanceof Error ? e.message : String(e) };
+    return { ok: false, outcome: "error", reason: messageOf(e) };
   }
 }
 

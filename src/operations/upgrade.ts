@@ -101,11 +101,11 @@ export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<Up
         await settle(j.record.name, versions, () => upgradeTo(ctx, versions, j, options), j.record),
       );
     }
-    for (const item of items)
-      (item.action === "failed" ? ctx.log.warn : ctx.log.info).call(
-        ctx.log,
-        `${options.kind} ${item.name}: ${item.action}${item.to ? ` ${item.from ?? "?"} -> ${item.to}` : ""}: ${item.reason}`,
-      );
+    for (const item of items) {
+      const line = `${options.kind} ${item.name}: ${item.action}${item.to ? ` ${item.from ?? "?"} -> ${item.to}` : ""}: ${item.reason}`;
+      if (item.action === "failed") ctx.log.warn(line);
+      else ctx.log.info(line);
+    }
     const exitCode = items.some((i) => i.action === "failed")
       ? 1
       : items.some((i) => ["upgraded", "would-upgrade", "prefetched"].includes(i.action))

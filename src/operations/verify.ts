@@ -5,7 +5,6 @@ import {
   checkImageTrust,
   OUTCOME_EXIT_CODES,
   type ImageTrust,
-  type TrustOutcome,
 } from "../domain/trust/image-trust.js";
 import { parseImagePolicy, policyAllows } from "../domain/trust/policy.js";
 import { loadTrustStore } from "../domain/trust/truststore.js";
@@ -57,7 +56,7 @@ export async function verifyImage(ctx: Context, options: VerifyOptions): Promise
     progress?.stop();
   }
   const allowed = policy ? policyAllows(policy, trust.designator, trust.protection) : undefined;
-  const strictCode = OUTCOME_EXIT_CODES[trust.outcome as TrustOutcome];
+  const strictCode = OUTCOME_EXIT_CODES[trust.outcome];
   return {
     ...trust,
     exitCode: allowed === true ? 0 : strictCode,

@@ -54,6 +54,11 @@ export class UsageError extends ExtctlError {
   }
 }
 
+/** A thrown value's message: an Error's own, anything else as text. */
+export function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 export function isExtctlError(e: unknown): e is ExtctlError {
   return e instanceof ExtctlError;
 }
@@ -61,7 +66,7 @@ export function isExtctlError(e: unknown): e is ExtctlError {
 /** The errno code of a Node system error, if it is one. */
 export function errnoCode(e: unknown): string | undefined {
   if (typeof e === "object" && e !== null && "code" in e) {
-    const code = (e as { code: unknown }).code;
+    const code = e.code;
     return typeof code === "string" ? code : undefined;
   }
   return undefined;
@@ -107,7 +112,7 @@ export function fsError(e: unknown, what: string): ExtctlError {
     case "EDQUOT":
       return new ExtctlError("io", `cannot ${what}: disk quota exceeded`, { cause: e });
     default: {
-      const detail = e instanceof Error ? e.message : String(e);
+      const detail = messageOf(e);
       return new ExtctlError("io", `cannot ${what}: ${detail}`, { cause: e });
     }
   }

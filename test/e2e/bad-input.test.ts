@@ -6,10 +6,11 @@ import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readlink, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { runExtctl } from "../helpers/cli.js";
+import { jsonOf, runExtctl } from "../helpers/cli.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir } from "../helpers/tmp.js";
 import { stubImage } from "../helpers/stub-image.js";
+import type { ListResult } from "../../src/index.js";
 
 const STORE = "var/lib/kairos/extensions";
 
@@ -70,7 +71,7 @@ describe("bad input", () => {
     const listed = await runExtctl(["--root", root, "sysext", "list", "--json"]);
     assert.equal(listed.code, 0, listed.stderr);
     assert.deepEqual(
-      JSON.parse(listed.stdout).images.map((i: { name: string }) => i.name),
+      jsonOf<ListResult>(listed).images.map((i) => i.name),
       ["a.raw"],
     );
   });

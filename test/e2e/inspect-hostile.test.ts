@@ -88,8 +88,11 @@ test("crafted names and release fields are printed escaped: no fake rows, no ter
   ]) {
     const r = await runExtctl(args);
     assert.equal(r.code, 0, r.stderr);
-    // eslint-disable-next-line no-control-regex
-    assert.ok(!/[\x00-\x08\x0b-\x1f\x7f]/.test(r.stdout), `raw control characters in ${args}`);
+    assert.ok(
+      // eslint-disable-next-line no-control-regex
+      !/[\x00-\x08\x0b-\x1f\x7f]/.test(r.stdout),
+      `raw control characters in ${args.join(" ")}`,
+    );
     assert.ok(!r.stdout.split("\n").some((l) => l.startsWith("-rwsr")), "a fake row was printed");
     assert.match(r.stdout, /SYSEXT_LEVEL=1\\x1b\]0;pwned\\x07/);
     if (args.includes("--files"))

@@ -6,11 +6,12 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
-import { runExtctl } from "../helpers/cli.js";
+import { jsonOf, runExtctl } from "../helpers/cli.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 import { withHttpsServer } from "../helpers/https-server.js";
 import { stubImage } from "../helpers/stub-image.js";
+import type { InstallResult } from "../../src/index.js";
 
 const STORE = "var/lib/kairos/extensions";
 // Several of the store writer's 4 MiB slabs, and not a whole number of TLS records.
@@ -47,7 +48,7 @@ describe("install over https", () => {
       "--json",
     ]);
     assert.equal(result.code, 0, result.stderr);
-    assert.equal(JSON.parse(result.stdout).images[0].sha256, digest);
+    assert.equal(jsonOf<InstallResult>(result).images[0]?.sha256, digest);
     assert.deepEqual(await readFile(path.join(root, STORE, "tool.sysext.raw")), payload);
     assert.deepEqual(await storeEntries(root), ["tool.sysext.raw"]);
   });

@@ -7,10 +7,11 @@ import { createHash } from "node:crypto";
 import { lstat, mkdir, readFile, readdir, readlink, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
-import { runExtctl } from "../helpers/cli.js";
+import { jsonOf, runExtctl } from "../helpers/cli.js";
 import { catalogFixture, ok, sha256Of, type Published } from "../helpers/catalog-fixture.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempNodeRoot, tempRoot } from "../helpers/tmp.js";
+import type { RollbackResult } from "../../src/index.js";
 
 const STORE = "var/lib/kairos/extensions";
 const PEERS = ["docker-registry", "mksquashfs", "openssl"];
@@ -219,7 +220,8 @@ test("upgrade keeps every profile and the link names, a pin does not move, an in
   );
 
   const back = ok(await cli("sysext", "rollback", "hello", "--json"), "rollback");
-  assert.deepEqual([JSON.parse(back.stdout).from, JSON.parse(back.stdout).to], ["1.2.0", "1.1.0"]);
+  const rolledBack = jsonOf<RollbackResult>(back);
+  assert.deepEqual([rolledBack.from, rolledBack.to], ["1.2.0", "1.1.0"]);
   assert.equal(await sha256Of(path.join(root, STORE, "hello.raw")), v11.sha256);
   assert.deepEqual(await links(), before);
   ok(await cli("sysext", "rollback", "hello", "--to", "1.2.0"), "rollback --to (forward)");

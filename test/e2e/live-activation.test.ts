@@ -8,11 +8,12 @@ import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { access, readFile, readdir } from "node:fs/promises";
-import { runExtctl } from "../helpers/cli.js";
+import { jsonOf, runExtctl } from "../helpers/cli.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir } from "../helpers/tmp.js";
 import { helloScript, makeSampleImage } from "../helpers/images.js";
 import { currentLane, inLane, LIVE_ROOT_ONLY, systemdVersion } from "../helpers/lane.js";
+import type { CheckResult, StatusResult } from "../../src/index.js";
 
 const skip = inLane() ? false : LIVE_ROOT_ONLY;
 const lane = currentLane();
@@ -67,9 +68,9 @@ test(
       `hello from lane ${lane}`,
     );
 
-    const status = JSON.parse((await runExtctl(["sysext", "status", "--json"])).stdout);
-    assert.deepEqual(status.kinds[0].merged[0].extensions, ["lanehello"]);
-    assert.deepEqual(status.kinds[0].mismatches, []);
+    const status = jsonOf<StatusResult>(await runExtctl(["sysext", "status", "--json"]));
+    assert.deepEqual(status.kinds[0]?.merged[0]?.extensions, ["lanehello"]);
+    assert.deepEqual(status.kinds[0]?.mismatches, []);
 
     const disabled = await runExtctl(["sysext", "disable", "lanehello", "--common", "--now"]);
     assert.equal(disabled.code, 0, disabled.stderr);
@@ -94,9 +95,9 @@ test(
     }
     assert.equal(enabled.code, 0, enabled.stderr);
     assert.equal(await readFile("/etc/laneconf.conf", "utf8"), `lane=${lane}\n`);
-    const status = JSON.parse((await runExtctl(["confext", "status", "--json"])).stdout);
-    assert.deepEqual(status.kinds[0].merged[0].extensions, ["laneconf"]);
-    assert.deepEqual(status.kinds[0].mismatches, []);
+    const status = jsonOf<StatusResult>(await runExtctl(["confext", "status", "--json"]));
+    assert.deepEqual(status.kinds[0]?.merged[0]?.extensions, ["laneconf"]);
+    assert.deepEqual(status.kinds[0]?.mismatches, []);
 
     const disabled = await runExtctl(["confext", "disable", "laneconf", "--common", "--now"]);
     assert.equal(disabled.code, 0, disabled.stderr);
@@ -117,10 +118,10 @@ test(
       files: { "etc/laneconf.conf": "x\n" },
     });
     const result = await runExtctl(["check", image, "--kind", "confext", "--json"]);
-    const verdict = JSON.parse(result.stdout);
+    const verdict = jsonOf<CheckResult>(result);
     if (systemdVersion() < 254) {
       assert.equal(verdict.compatible, false);
-      assert.match(verdict.reason, /no systemd-confext/);
+      assert.match(verdict.reason ?? "", /no systemd-confext/);
     } else {
       assert.equal(verdict.compatible, true, result.stdout);
     }

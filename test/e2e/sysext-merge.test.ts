@@ -5,10 +5,11 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { access, readFile, readdir, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { runExtctl } from "../helpers/cli.js";
+import { jsonOf, runExtctl } from "../helpers/cli.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempNodeRoot } from "../helpers/tmp.js";
 import { helloScript, makeSampleImage } from "../helpers/images.js";
+import type { ListResult, StatusResult } from "../../src/index.js";
 
 const PEERS = ["systemd-sysext", "mksquashfs", "unshare"];
 
@@ -55,9 +56,9 @@ describe("sysext merged by the real systemd-sysext 252", () => {
     assert.equal(out.trim(), "hello from a system extension");
 
     const st = await extctl(root, "sysext", "status", "--json");
-    const status = JSON.parse(st.stdout);
-    assert.deepEqual(status.kinds[0].merged[0].extensions, ["hello"]);
-    assert.deepEqual(status.kinds[0].mismatches, []);
+    const status = jsonOf<StatusResult>(st);
+    assert.deepEqual(status.kinds[0]?.merged[0]?.extensions, ["hello"]);
+    assert.deepEqual(status.kinds[0]?.mismatches, []);
 
     const disabled = await extctl(root, "sysext", "disable", "hello", "--common", "--now");
     assert.equal(disabled.code, 0, disabled.stderr);
@@ -135,23 +136,15 @@ describe("sysext merged by the real systemd-sysext 252", () => {
       result.stderr,
       /other\.raw is linked in \/run\/extensions but not merged: Extension 'other' is for OS 'fedora'/,
     );
-    const st = JSON.parse((await extctl(root, "status", "--json")).stdout);
-    const sysext = st.kinds.find((k: { kind: string }) => k.kind === "sysext");
-    const mismatch = sysext.mismatches.find((m: { name: string }) => m.name === "other.raw");
+    const st = jsonOf<StatusResult>(await extctl(root, "status", "--json"));
+    const sysext = st.kinds.find((k) => k.kind === "sysext");
+    const mismatch = sysext?.mismatches.find((m) => m.name === "other.raw");
     assert.equal(mismatch?.problem, "linked-not-merged");
     // status reads the image itself to say why (no systemd log at hand here).
     assert.match(mismatch?.detail ?? "", /ID=fedora is not the host's ID=debian/);
 
-    const listed = JSON.parse((await extctl(root, "sysext", "list", "--json")).stdout);
-    const rows = listed.images.map(
-      (i: {
-        name: string;
-        format: string;
-        signed: boolean;
-        compatible: boolean;
-        merged: boolean;
-      }) => [i.name, i.format, i.signed, i.compatible, i.merged],
-    );
+    const listed = jsonOf<ListResult>(await extctl(root, "sysext", "list", "--json"));
+    const rows = listed.images.map((i) => [i.name, i.format, i.signed, i.compatible, i.merged]);
     assert.deepEqual(rows, [
       ["hello.raw", "squashfs", false, true, true],
       ["other.raw", "squashfs", false, false, false],

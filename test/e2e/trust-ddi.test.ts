@@ -8,11 +8,12 @@ import { copyFile, mkdir, open, readFile, readdir, writeFile } from "node:fs/pro
 import path from "node:path";
 import { test } from "node:test";
 import { crc32 } from "node:zlib";
-import { runExtctl } from "../helpers/cli.js";
+import { jsonOf, runExtctl } from "../helpers/cli.js";
 import { makeSigningCert } from "../helpers/keys.js";
 import { requirePeers, run } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 import { systemdVersion } from "../helpers/lane.js";
+import type { EfiImportResult, TrustListResult, VerifyResult } from "../../src/index.js";
 
 function makeCert(dir: string, name: string) {
   const { key, cert: crt } = makeSigningCert(dir, name);
@@ -100,13 +101,13 @@ test("a signed DDI made by systemd-repart verifies with its certificate, not wit
 
   const ok = await runExtctl(["--root", root, "verify", image, "--trust", good.crt, "--json"]);
   assert.equal(ok.code, 0, ok.stderr + ok.stdout);
-  const okJson = JSON.parse(ok.stdout);
+  const okJson = jsonOf<VerifyResult>(ok);
   assert.equal(okJson.outcome, "ok");
   assert.equal(okJson.kind, "ddi");
-  assert.equal(okJson.signature.signer.fingerprint, good.fingerprint);
+  assert.equal(okJson.signature?.signer?.fingerprint, good.fingerprint);
   // systemd-repart 252 writes 512-byte verity blocks; 257 and 262 write 4096-byte ones.
-  assert.equal(okJson.verity.superblock.dataBlockSize, systemdVersion() < 257 ? 512 : 4096);
-  assert.equal(okJson.verity.fullyChecked, false);
+  assert.equal(okJson.verity?.superblock.dataBlockSize, systemdVersion() < 257 ? 512 : 4096);
+  assert.equal(okJson.verity?.fullyChecked, false);
 
   // The node's own trust store counts too.
   await mkdir(path.join(root, "etc/verity.d"), { recursive: true });
@@ -117,11 +118,11 @@ test("a signed DDI made by systemd-repart verifies with its certificate, not wit
 
   const wrongKey = await runExtctl(["verify", image, "--trust", other.crt, "--json"]);
   assert.equal(wrongKey.code, 12, wrongKey.stderr);
-  const wrongJson = JSON.parse(wrongKey.stdout);
+  const wrongJson = jsonOf<VerifyResult>(wrongKey);
   assert.equal(wrongJson.outcome, "untrusted-signer");
   assert.match(wrongJson.message, /demo\.raw/);
   assert.match(wrongJson.message, /good-signer/);
-  assert.equal(wrongJson.signature.embeddedSigner.fingerprint, good.fingerprint);
+  assert.equal(wrongJson.signature?.embeddedSigner?.fingerprint, good.fingerprint);
 
   const parts = partitions(image);
   const data = parts.find((p) => p.name?.startsWith("root-") && !p.name.includes("verity"))!;
@@ -131,13 +132,13 @@ test("a signed DDI made by systemd-repart verifies with its certificate, not wit
   // One flipped byte in data block 37 of the data partition.
   const corrupt = path.join(dir, "corrupt.raw");
   await copyFile(image, corrupt);
-  const blockSize = okJson.verity.superblock.dataBlockSize as number;
+  const blockSize = okJson.verity?.superblock.dataBlockSize as number;
   await patch(corrupt, data.start * 512 + 37 * blockSize + 100, (b) => b ^ 0xff);
   const light = await runExtctl(["verify", corrupt, "--trust", good.crt]);
   assert.equal(light.code, 0, "without --full the data is not read");
   const full = await runExtctl(["verify", corrupt, "--trust", good.crt, "--full", "--json"]);
   assert.equal(full.code, 15, full.stderr + full.stdout);
-  const fullJson = JSON.parse(full.stdout);
+  const fullJson = jsonOf<VerifyResult>(full);
   assert.equal(fullJson.outcome, "corrupted-block");
   assert.equal(fullJson.corruptedBlock, 37);
   assert.match(fullJson.message, /data block 37\b/);
@@ -153,8 +154,8 @@ test("a signed DDI made by systemd-repart verifies with its certificate, not wit
   await patch(badSig, sig.start * 512 + pos, (b) => (b === 0x41 ? 0x42 : 0x41));
   const bad = await runExtctl(["verify", badSig, "--trust", good.crt, "--json"]);
   assert.equal(bad.code, 13, bad.stderr + bad.stdout);
-  assert.equal(JSON.parse(bad.stdout).outcome, "bad-signature");
-  assert.match(JSON.parse(bad.stdout).message, /good-signer/);
+  assert.equal(jsonOf<VerifyResult>(bad).outcome, "bad-signature");
+  assert.match(jsonOf<VerifyResult>(bad).message, /good-signer/);
 
   // A JSON rootHash that disagrees with the tree.
   const lying = path.join(dir, "lying.raw");
@@ -163,7 +164,7 @@ test("a signed DDI made by systemd-repart verifies with its certificate, not wit
   await patch(lying, sig.start * 512 + rh, (b) => (b === 0x30 ? 0x31 : 0x30));
   const mismatch = await runExtctl(["verify", lying, "--trust", good.crt, "--json"]);
   assert.equal(mismatch.code, 14, mismatch.stderr + mismatch.stdout);
-  assert.equal(JSON.parse(mismatch.stdout).outcome, "roothash-mismatch");
+  assert.equal(jsonOf<VerifyResult>(mismatch).outcome, "roothash-mismatch");
 });
 
 test("issue 12 bug 2: a signed repart DDI whose primary GPT has LastUsableLBA past the end is refused under signed (systemd reads the backup)", async (t) => {
@@ -189,7 +190,7 @@ test("issue 12 bug 2: a signed repart DDI whose primary GPT has LastUsableLBA pa
     "--json",
   ]);
   assert.equal(after.code, 17, after.stderr + after.stdout);
-  const json = JSON.parse(after.stdout);
+  const json = jsonOf<VerifyResult>(after);
   assert.equal(json.outcome, "ambiguous");
   assert.match(json.findings.join(), /primary GPT is invalid .*backup/);
 });
@@ -203,7 +204,7 @@ test("a bare squashfs with veritysetup and openssl sidecars: its tree and signat
 
   const noVerity = await runExtctl(["verify", image, "--json"]);
   assert.equal(noVerity.code, 10, noVerity.stderr);
-  assert.equal(JSON.parse(noVerity.stdout).outcome, "no-verity");
+  assert.equal(jsonOf<VerifyResult>(noVerity).outcome, "no-verity");
   const anyPolicy = await runExtctl(["verify", image, "--policy", "any"]);
   assert.equal(anyPolicy.code, 0, "policy any accepts an image without verity");
 
@@ -214,8 +215,8 @@ test("a bare squashfs with veritysetup and openssl sidecars: its tree and signat
   // sidecars (issue 12, security bug 4): the hash tree is checked but the image is "ambiguous".
   const unsigned = await runExtctl(["verify", image, "--json"]);
   assert.equal(unsigned.code, 17, unsigned.stderr);
-  assert.equal(JSON.parse(unsigned.stdout).outcome, "ambiguous");
-  assert.match(JSON.parse(unsigned.stdout).findings.join(), /\/run\/extensions/);
+  assert.equal(jsonOf<VerifyResult>(unsigned).outcome, "ambiguous");
+  assert.match(jsonOf<VerifyResult>(unsigned).findings.join(), /\/run\/extensions/);
   const verityPolicy = await runExtctl(["verify", image, "--policy", "verity"]);
   assert.equal(verityPolicy.code, 17);
   const signedPolicy = await runExtctl(["verify", image, "--policy", "signed"]);
@@ -227,17 +228,17 @@ test("a bare squashfs with veritysetup and openssl sidecars: its tree and signat
   ]);
   const ok = await runExtctl(["verify", image, "--trust", signer.crt, "--full", "--json"]);
   assert.equal(ok.code, 17, ok.stderr + ok.stdout);
-  const okJson = JSON.parse(ok.stdout);
+  const okJson = jsonOf<VerifyResult>(ok);
   assert.equal(okJson.protection, "unprotected", "systemd would mount it without verity");
   const signedOk = await runExtctl(["verify", image, "--trust", signer.crt, "--policy", "signed"]);
   assert.notEqual(signedOk.code, 0, "a signed policy does not admit sidecars systemd never sees");
-  assert.equal(okJson.signature.signer.fingerprint, signer.fingerprint);
-  assert.equal(okJson.verity.fullyChecked, true);
+  assert.equal(okJson.signature?.signer?.fingerprint, signer.fingerprint);
+  assert.equal(okJson.verity?.fullyChecked, true);
 
   await patch(image, 4096 * 3 + 5, (b) => b ^ 1);
   const corrupt = await runExtctl(["verify", image, "--trust", signer.crt, "--full", "--json"]);
   assert.equal(corrupt.code, 15, corrupt.stdout);
-  assert.equal(JSON.parse(corrupt.stdout).corruptedBlock, 3);
+  assert.equal(jsonOf<VerifyResult>(corrupt).corruptedBlock, 3);
 });
 
 test("trust import-efi writes the X.509 entries of PK, KEK and db (made by cert-to-efi-sig-list) as PEM files, and trust list shows them", async (t) => {
@@ -294,13 +295,13 @@ test("trust import-efi writes the X.509 entries of PK, KEK and db (made by cert-
   assert.equal(fp(path.join(root, "run/verity.d/DB0.crt")), certs.db1.fingerprint);
   assert.equal(fp(path.join(root, "run/verity.d/DB1.crt")), certs.db2.fingerprint);
   assert.equal(
-    JSON.parse(imported.stdout).imported[0].owner,
+    jsonOf<EfiImportResult>(imported).imported[0]?.owner,
     "11111111-2222-3333-4444-555555555555",
   );
 
   const list = await runExtctl(["--root", root, "trust", "list", "--json"]);
   assert.equal(list.code, 0, list.stderr);
-  const listed = JSON.parse(list.stdout);
+  const listed = jsonOf<TrustListResult>(list);
   assert.deepEqual(
     listed.certificates.map((c: { fingerprint: string }) => c.fingerprint).sort(),
     Object.values(certs)
@@ -311,7 +312,9 @@ test("trust import-efi writes the X.509 entries of PK, KEK and db (made by cert-
   // A trusted boot sentinel makes `signed` the default.
   await mkdir(path.join(root, "run/cos"), { recursive: true });
   await writeFile(path.join(root, "run/cos/uki_boot_mode"), "");
-  const trusted = JSON.parse((await runExtctl(["--root", root, "trust", "list", "--json"])).stdout);
+  const trusted = jsonOf<TrustListResult>(
+    await runExtctl(["--root", root, "trust", "list", "--json"]),
+  );
   assert.equal(trusted.policy.name, "signed");
   assert.match(trusted.policy.source, /uki_boot_mode/);
 });

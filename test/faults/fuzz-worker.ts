@@ -25,7 +25,7 @@ interface Target {
   name: string;
   module: string;
   seeds: () => Input[];
-  call: (mod: Record<string, unknown>, input: Input) => Promise<unknown> | unknown;
+  call: (mod: Record<string, unknown>, input: Input) => unknown;
   /** Rejections that are not crashes, besides ExtctlError (e.g. coded network errors). */
   rejects?: (e: unknown) => boolean;
 }
@@ -202,7 +202,8 @@ const TARGETS: Target[] = [
         return; // not JSON: the client rejects it before the parser
       }
       if (typeof json !== "object" || json === null || Array.isArray(json)) return;
-      const mt = String((json as { mediaType?: unknown }).mediaType ?? "");
+      const { mediaType } = json as { mediaType?: unknown };
+      const mt = typeof mediaType === "string" ? mediaType : "";
       return /index|list/.test(mt)
         ? (m.parseIndex as (a: string, b: object) => unknown)(mt, json)
         : (m.parseImageManifest as (a: string, b: object) => unknown)(mt, json);

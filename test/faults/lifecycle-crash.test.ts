@@ -74,7 +74,9 @@ async function lifecycleProblems(
   // is allowed: every run reconciles the record with the files first.
   let record: { rolledBack?: string[] } | undefined;
   try {
-    record = JSON.parse(await readFile(path.join(versionsDir, "record.json"), "utf8"));
+    record = JSON.parse(await readFile(path.join(versionsDir, "record.json"), "utf8")) as {
+      rolledBack?: string[];
+    };
   } catch (e) {
     problems.push(`record.json does not parse: ${(e as Error).message}`);
   }

@@ -41,3 +41,11 @@ export function runExtctl(
     child.stdin.end(options.input ?? "");
   });
 }
+
+/**
+ * A command's `--json` output as the type the library declares for it (the CLI prints the
+ * operation's Result): a test then reads fields the compiler knows, not `any`.
+ */
+export function jsonOf<T>(output: Pick<CliResult, "stdout"> | string): T {
+  return JSON.parse(typeof output === "string" ? output : output.stdout) as T;
+}

@@ -201,7 +201,7 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
       `${file}:${line}: invalid YAML: ${syntax.message.split("\n")[0]}`,
     );
   }
-  let top = doc.contents as YamlNode | null;
+  let top = doc.contents;
   let prefix = "";
   if (yaml.isMap(top) && top.has("extensions")) {
     // A Kairos cloud-config: only our key matters; the rest belongs to other tools.

@@ -24,8 +24,8 @@ export async function openFilesystem(
   source: ByteSource,
   type: FilesystemType,
 ): Promise<ImageFilesystem> {
-  const open = filesystemNamed(type)?.open;
-  if (open) return open(source);
+  const filesystem = filesystemNamed(type);
+  if (filesystem?.open) return filesystem.open(source);
   throw new ExtctlError(
     "unsupported",
     `extctl cannot read ${type} filesystems yet (it reads ${nameList(READABLE, "and")})`,

@@ -85,14 +85,13 @@ async function signerOf(pkcs7: Buffer): Promise<{ signer?: NonNullable<Signature
     ) as ArrayBuffer;
     const content = pkijs.ContentInfo.fromBER(ab);
     const signed = new pkijs.SignedData({ schema: content.content });
-    const cert = signed.certificates?.find((c) => c instanceof pkijs.Certificate) as
-      InstanceType<typeof pkijs.Certificate> | undefined;
+    const cert = signed.certificates?.find((c) => c instanceof pkijs.Certificate);
     if (!cert) return {};
     const der = Buffer.from(cert.toSchema().toBER(false));
     return {
       signer: {
-        subject: nameText(cert.subject as never),
-        issuer: nameText(cert.issuer as never),
+        subject: nameText(cert.subject),
+        issuer: nameText(cert.issuer),
         fingerprint: createHash("sha256").update(der).digest("hex"),
         serial: Buffer.from(cert.serialNumber.valueBlock.valueHexView).toString("hex"),
       },

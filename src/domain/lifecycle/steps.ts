@@ -5,7 +5,7 @@
 import { mkdir, readdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../../util/context.js";
-import { ExtctlError } from "../../util/errors.js";
+import { ExtctlError, messageOf } from "../../util/errors.js";
 import { tempPathBeside } from "../../util/atomic.js";
 import { isImageName } from "../store/names.js";
 import {
@@ -230,7 +230,7 @@ export async function switchVersion(
     if (isMerged(file, mergedNames(report.merged))) return { refreshed: true, merged: true };
     reason = report.unmerged.find((u) => u.name === file)?.reason ?? "systemd did not merge it";
   } catch (e) {
-    reason = e instanceof Error ? e.message : String(e);
+    reason = messageOf(e);
   }
   if (!from) {
     throw new ExtctlError("incompatible", `${name} ${to.version} did not merge: ${reason}`);

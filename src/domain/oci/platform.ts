@@ -46,8 +46,11 @@ export function hostPlatform(
   armVersion: unknown = (process.config.variables as Record<string, unknown>).arm_version,
 ): Platform {
   const platform: Platform = { os, architecture: NODE_TO_OCI_ARCH[arch] ?? arch };
-  if (arch === "arm" && armVersion !== undefined && armVersion !== "") {
-    platform.variant = `v${String(armVersion)}`;
+  if (
+    arch === "arm" &&
+    (typeof armVersion === "number" || (typeof armVersion === "string" && armVersion !== ""))
+  ) {
+    platform.variant = `v${armVersion}`;
   }
   return platform;
 }

@@ -3,7 +3,7 @@
 // from https down to http), timeouts, and every failure said in one sentence with nothing left
 // in the store.
 import type { Context } from "../../util/context.js";
-import { ExtctlError, errnoCode } from "../../util/errors.js";
+import { ExtctlError, errnoCode, messageOf } from "../../util/errors.js";
 import { checkStoreName, httpFileName } from "./uri.js";
 import { streamToStore } from "./stream-to-store.js";
 import { expansionLimit } from "./expansion.js";
@@ -43,7 +43,7 @@ const TLS_CODES = new Set([
 export function describeNetworkError(e: unknown, url: string): ExtctlError {
   if (e instanceof ExtctlError) return e;
   const code = errnoCode(e) ?? errnoCode((e as { cause?: unknown })?.cause);
-  const message = e instanceof Error ? e.message : String(e);
+  const message = messageOf(e);
   if (code && TLS_CODES.has(code)) {
     return new ExtctlError("tls", `TLS verification failed for ${url}: ${message} (${code})`, {
       hint: "pass the server's CA with --ca-cert FILE if you trust it",

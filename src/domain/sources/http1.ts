@@ -208,7 +208,7 @@ class Exchange implements BulkBody {
     let wake: (() => void) | undefined;
     let release: (() => void) | undefined;
     let finished = false;
-    let failure: unknown;
+    let failure: { error: unknown } | undefined;
     const piped = this.pipe((view) => {
       queue.push(Buffer.from(view));
       wake?.();
@@ -219,7 +219,7 @@ class Exchange implements BulkBody {
         wake?.();
       },
       (e: unknown) => {
-        failure = e;
+        failure = { error: e };
         finished = true;
         wake?.();
       },
@@ -235,7 +235,7 @@ class Exchange implements BulkBody {
           continue;
         }
         if (finished) {
-          if (failure !== undefined) throw failure;
+          if (failure) throw failure.error;
           return;
         }
         await new Promise<void>((r) => (wake = r));

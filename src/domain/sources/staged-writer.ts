@@ -26,11 +26,12 @@ export class StagedWriter {
   private slabStart: number;
   private readonly slabBytes: number;
   private readonly inFlight = new Set<Promise<void>>();
-  private error: unknown;
+  /** The first write error, boxed: a thrown value may be anything, undefined included. */
+  private failed: { error: unknown } | undefined;
 
   /** The first write error, if one happened. */
   get failure(): unknown {
-    return this.error;
+    return this.failed?.error;
   }
   private waiter: { resolve: () => void; reject: (e: unknown) => void } | undefined;
   private sinceSync = 0;
@@ -53,7 +54,7 @@ export class StagedWriter {
    * on its way to disk: call again only once it resolves. It rejects if a write failed.
    */
   write(view: Buffer): Promise<void> | undefined {
-    if (this.error !== undefined) return Promise.reject(this.error);
+    if (this.failed) return Promise.reject(this.failed.error);
     if (view.length > this.options.maxView) throw new RangeError("view larger than maxView");
     const slab = this.current;
     if (!slab) throw new Error("write() called before the last one's promise resolved");
@@ -73,15 +74,15 @@ export class StagedWriter {
 
   /** Room to read the next view straight into (maxView bytes), while a slab is free. */
   space(): Buffer | undefined {
-    if (this.error !== undefined) return undefined;
+    if (this.failed !== undefined) return undefined;
     return this.current?.subarray(this.fill, this.fill + this.options.maxView);
   }
 
   /** Writes what is staged and waits for every write; throws the first write error. */
   async flush(): Promise<void> {
-    if (this.fill > 0 && this.error === undefined) this.submit();
+    if (this.fill > 0 && this.failed === undefined) this.submit();
     while (this.inFlight.size > 0) await Promise.all(this.inFlight);
-    if (this.error !== undefined) throw this.error;
+    if (this.failed !== undefined) throw this.failed.error;
   }
 
   /** Waits for the writes in flight, ignoring their errors (before the file is closed). */
@@ -105,7 +106,7 @@ export class StagedWriter {
           this.syncing = true;
           this.track(this.file.datasync().finally(() => (this.syncing = false)));
         }
-        if (!this.current && this.error === undefined) {
+        if (!this.current && this.failed === undefined) {
           this.current = this.free.pop();
           const waiter = this.waiter;
           this.waiter = undefined;
@@ -123,7 +124,7 @@ export class StagedWriter {
       },
       (e: unknown) => {
         this.inFlight.delete(tracked);
-        this.error ??= e;
+        this.failed ??= { error: e };
         const waiter = this.waiter;
         this.waiter = undefined;
         waiter?.reject(e);

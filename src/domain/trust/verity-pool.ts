@@ -205,7 +205,7 @@ function attempt(hash: () => Buffer): Promise<Buffer> {
   try {
     return Promise.resolve(hash());
   } catch (e) {
-    return Promise.reject(e as Error);
+    return Promise.reject(e);
   }
 }
 

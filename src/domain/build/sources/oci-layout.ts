@@ -166,16 +166,17 @@ async function layersOfOci(
     store.origin,
   ).manifests;
   const refName = (d: Descriptor) => d.annotations?.[REF_NAME];
-  let chosen: Descriptor | undefined;
+  let chosen: Descriptor;
   if (tag !== undefined) {
-    chosen = all.find((d) => refName(d) === tag || refName(d)?.endsWith(`:${tag}`));
-    if (!chosen) {
+    const tagged = all.find((d) => refName(d) === tag || refName(d)?.endsWith(`:${tag}`));
+    if (!tagged) {
       const tags = all.map(refName).filter(Boolean).join(", ") || "none";
       throw new ExtctlError(
         "not-found",
         `the OCI layout ${bundle.describe} has no tag ${tag} (tags: ${tags})`,
       );
     }
+    chosen = tagged;
   } else if (all.length === 1) {
     chosen = all[0] as Descriptor;
   } else {

@@ -6,7 +6,7 @@ import { open } from "node:fs/promises";
 import { PassThrough, Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Header } from "tar-stream";
-import { ExtctlError, fsError } from "../../../util/errors.js";
+import { ExtctlError, fsError, messageOf } from "../../../util/errors.js";
 import {
   MAGIC_BYTES,
   layerDecompressor,
@@ -148,7 +148,7 @@ export async function walkArchive(
   }
   if (failure !== undefined) {
     if (failure instanceof ExtctlError) throw failure;
-    const detail = failure instanceof Error ? failure.message : String(failure);
+    const detail = messageOf(failure);
     throw new ExtctlError("build", `cannot read ${archive.describe} as a tar archive: ${detail}`, {
       cause: failure,
       hint: "give a tar, tar.gz or tar.zst archive, a directory or an OCI image",

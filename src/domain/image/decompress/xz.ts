@@ -178,7 +178,7 @@ export function xzDecompress(input: Buffer, size: number): Buffer {
         );
       }
       if (propsSize !== 1) throw corrupt("the LZMA2 filter properties are not one byte");
-      dictByte = input[at.at++] as number;
+      dictByte = input[at.at++];
     }
     if (dictByte === undefined || dictByte > 40) throw corrupt("the LZMA2 dictionary size");
     const blockOut = decoder.outPos;

@@ -39,7 +39,7 @@ function frameHeader(buf: Uint8Array, at: number, what: string): FrameHeader | u
   const view = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
   const fcsAt = at + length - fcsBytes;
   let contentSize: number | undefined;
-  if (fcsBytes === 1) contentSize = buf[fcsAt] as number;
+  if (fcsBytes === 1) contentSize = buf[fcsAt];
   else if (fcsBytes === 2) contentSize = view.readUInt16LE(fcsAt) + 256;
   else if (fcsBytes === 4) contentSize = view.readUInt32LE(fcsAt);
   else if (fcsBytes === 8) contentSize = Number(view.readBigUInt64LE(fcsAt));

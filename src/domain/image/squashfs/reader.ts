@@ -231,6 +231,7 @@ export class SquashfsFilesystem implements ImageFilesystem {
     let filled = 0;
     while (filled < length) {
       const block = this.cache.get(at.block);
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- a signal caught in this file, no stack to capture
       if (!block) throw new MetadataMiss(at.block);
       const { data, next } = block;
       if (at.offset > data.length) throw bad(`a metadata offset ${at.offset} is past its block`);
@@ -245,6 +246,7 @@ export class SquashfsFilesystem implements ImageFilesystem {
     }
     if (at.offset === METADATA_SIZE) {
       const block = this.cache.get(at.block);
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- a signal caught in this file, no stack to capture
       if (!block) throw new MetadataMiss(at.block);
       at.block = block.next;
       at.offset = 0;

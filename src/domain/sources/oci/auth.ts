@@ -13,7 +13,8 @@ export interface Credentials {
 }
 
 export interface Challenge {
-  scheme: "bearer" | "basic" | string;
+  /** Lower case: "bearer", "basic" or a scheme extctl does not speak. */
+  scheme: string;
   params: Record<string, string>;
 }
 

@@ -8,7 +8,7 @@ import { Transform, type Readable } from "node:stream";
 import type * as UndiciModule from "undici";
 import type { Dispatcher } from "undici";
 import type { Context } from "../../../util/context.js";
-import { ExtctlError, errnoCode, fsError } from "../../../util/errors.js";
+import { ExtctlError, errnoCode, fsError, messageOf } from "../../../util/errors.js";
 import {
   basicHeader,
   lookupCredentials,
@@ -299,7 +299,7 @@ export class RegistryClient {
   private networkError(e: unknown, target: string): ExtctlError {
     if (e instanceof ExtctlError) return e;
     const code = causeCode(e);
-    const detail = e instanceof Error ? e.message : String(e);
+    const detail = messageOf(e);
     if (code && TLS_CODES.has(code)) {
       return new ExtctlError(
         "tls",
@@ -342,7 +342,7 @@ export class RegistryClient {
   ): Promise<Dispatcher.ResponseData> {
     return this.exchange(method, pathOrUrl, options, (m, target, headers) =>
       this.undici.request(target, {
-        method: m as Dispatcher.HttpMethod,
+        method: m,
         headers,
         body: options.body?.() ?? null,
         dispatcher: this.dispatcher,
@@ -774,9 +774,13 @@ export class RegistryClient {
    */
   async mountBlob(digest: string, from: string): Promise<true | string> {
     const q = new URLSearchParams({ mount: digest, from });
-    const res = await this.request("POST", `/v2/${this.repository}/blobs/uploads/?${q}`, {
-      headers: { "content-length": "0" },
-    });
+    const res = await this.request(
+      "POST",
+      `/v2/${this.repository}/blobs/uploads/?${q.toString()}`,
+      {
+        headers: { "content-length": "0" },
+      },
+    );
     if (res.statusCode === 201) {
       await res.body.dump();
       return true;

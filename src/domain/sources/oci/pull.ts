@@ -172,7 +172,10 @@ class Staging {
       if (mayReplace(name)) continue;
       const exists = await lstat(path.join(this.storeDir, name)).then(
         () => true,
-        (e: unknown) => (errnoCode(e) === "ENOENT" ? false : Promise.reject(e)),
+        (e: unknown) => {
+          if (errnoCode(e) === "ENOENT") return false;
+          throw e;
+        },
       );
       if (exists) {
         throw new ExtctlError(
@@ -189,7 +192,10 @@ class Staging {
         const target = path.join(this.storeDir, name);
         const exists = await lstat(target).then(
           () => true,
-          (e: unknown) => (errnoCode(e) === "ENOENT" ? false : Promise.reject(e)),
+          (e: unknown) => {
+            if (errnoCode(e) === "ENOENT") return false;
+            throw e;
+          },
         );
         if (exists) {
           throw new ExtctlError("exists", `${name} is already in the store`, {
@@ -353,7 +359,7 @@ async function extractClassic(
     );
     const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [blob, counter];
     if (decompress) stages.push(decompress);
-    stages.push(expanded, extract as unknown as NodeJS.WritableStream);
+    stages.push(expanded, extract);
     const done = (pipeline as (streams: readonly unknown[]) => Promise<void>)(stages);
     done.catch(() => {});
     try {

@@ -17,7 +17,7 @@ test("partitions start at 1 MiB, follow each other 4096-aligned, and the backup 
     size: 16384,
   });
   assert.equal(plan.totalSize % 4096, 0);
-  assert.ok(plan.totalSize >= plan.signature!.offset + 16384 + 33 * 512);
+  assert.ok(plan.totalSize >= plan.signature.offset + 16384 + 33 * 512);
 });
 
 test("unsigned: no signature partition; 512-byte verity blocks make a bigger hash area", () => {

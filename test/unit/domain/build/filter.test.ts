@@ -16,7 +16,7 @@ function tree(entries: Partial<BuildEntry>[]): FileTree {
       size: 1,
       content: { kind: "inline", data: Buffer.from("x") },
       ...e,
-    } as BuildEntry);
+    });
   }
   return t;
 }

@@ -23,7 +23,7 @@ function tree(entries: Partial<BuildEntry>[]): FileTree {
       size: type === "file" ? 10 : 0,
       ...(type === "file" ? { content: { kind: "inline", data: Buffer.alloc(10) } } : {}),
       ...e,
-    } as BuildEntry);
+    });
   }
   return t;
 }

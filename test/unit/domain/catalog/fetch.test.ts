@@ -230,7 +230,9 @@ test("freshness: an older catalog than one seen before is refused, equal and new
   const s = await setup(t);
   const url = await writeCatalog(s, "/srv/r.json", { generated: "2026-09-02T00:00:00Z" });
   await loadCatalogs(s.ctx, { urls: [url] });
-  const state = JSON.parse(await readFile(path.join(s.root, CATALOG_STATE_FILE), "utf8"));
+  const state = JSON.parse(await readFile(path.join(s.root, CATALOG_STATE_FILE), "utf8")) as {
+    generated: Record<string, string>;
+  };
   assert.deepEqual(state.generated, { [url]: "2026-09-02T00:00:00Z" });
 
   await loadCatalogs(s.ctx, { urls: [url] }); // equal: fine

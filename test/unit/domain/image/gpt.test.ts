@@ -212,8 +212,8 @@ test("dissect picks the host-architecture root partition and its verity partitio
   assert.equal(x86.partitions[2]!.typeName, "root-x86-64-verity");
   assert.equal(
     x86.rootHashFromUuids,
-    x86.data.partition!.uniqueGuid.replace(/-/g, "") +
-      x86.verity!.partition!.uniqueGuid.replace(/-/g, ""),
+    x86.data.partition.uniqueGuid.replace(/-/g, "") +
+      x86.verity.partition.uniqueGuid.replace(/-/g, ""),
   );
   // 252 groups by architecture: the arm64 root has no verity of its own. 253 and later fill each
   // designator on its own and pair it with the x86-64 verity partitions (seen on 254/257/262).
