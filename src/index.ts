@@ -7,8 +7,7 @@ export { MemoryLogger, StderrLogger, silentLogger, type Logger } from "./util/lo
 export { SpawnRunner, type ProcessRunner, type RunResult } from "./util/runner.js";
 export * from "./domain/store/layout.js";
 
-// Every operation with its Options and Result: op(ctx, options) -> Promise<Result>. publish alone
-// still takes its image and reference before the options.
+// Every operation with its Options and Result: op(ctx, options) -> Promise<Result>.
 // The kairos-agent verbs.
 export { install, type InstallOptions, type InstallResult } from "./operations/install.js";
 export {

@@ -3,17 +3,16 @@
 import type { Context } from "../util/context.js";
 import type { PushRequest, PushResult } from "../domain/sources/oci/index.js";
 
-export type PublishOptions = Omit<PushRequest, "file" | "reference">;
+export type PublishOptions = Omit<PushRequest, "file"> & {
+  /** The image file to push. */
+  image: string;
+};
 export type PublishResult = PushResult;
 
-export async function publish(
-  ctx: Context,
-  image: string,
-  reference: string,
-  options: PublishOptions = {},
-): Promise<PublishResult> {
+export async function publish(ctx: Context, options: PublishOptions): Promise<PublishResult> {
   const { pushArtifact } = await import("../domain/sources/oci/push.js");
-  const result = await pushArtifact(ctx, { ...options, file: image, reference });
+  const { image, ...request } = options;
+  const result = await pushArtifact(ctx, { ...request, file: image });
   const how = {
     uploaded: "uploaded",
     mounted: "mounted from another repository",

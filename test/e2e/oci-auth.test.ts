@@ -43,11 +43,17 @@ test("htpasswd: 401 without credentials, works with --creds and with an auth fil
   const insecureRegistries = [registry.host];
 
   await assert.rejects(
-    publish(createContext({ log: silent, env: cleanEnv }), file, ref, { insecureRegistries }),
+    publish(createContext({ log: silent, env: cleanEnv }), {
+      image: file,
+      reference: ref,
+      insecureRegistries,
+    }),
     (e: Error & { code?: string }) =>
       e.code === "registry" && /HTTP 401/.test(e.message) && /without credentials/.test(e.message),
   );
-  await publish(createContext({ log: silent, env: cleanEnv }), file, ref, {
+  await publish(createContext({ log: silent, env: cleanEnv }), {
+    image: file,
+    reference: ref,
     insecureRegistries,
     creds: "alice:s3cret",
   });
@@ -136,7 +142,9 @@ test("token auth: Bearer tokens from the realm, refused without credentials, reu
   const insecureRegistries = [registry.host];
   const creds = "bob:hunter2";
 
-  const pushed = await publish(createContext({ log: silent, env: cleanEnv }), file, ref, {
+  const pushed = await publish(createContext({ log: silent, env: cleanEnv }), {
+    image: file,
+    reference: ref,
     insecureRegistries,
     creds,
   });

@@ -47,7 +47,9 @@ test("a published artifact reads back with skopeo and installs byte for byte", a
   const registry = await startRegistry(t);
   const { file, data } = await imageFile(t, "hello.sysext.raw", 100_000, 1);
   const ctx = createContext({ log: silent });
-  const result = await publish(ctx, file, `oci://${registry.host}/exts/hello:1.0`, {
+  const result = await publish(ctx, {
+    image: file,
+    reference: `oci://${registry.host}/exts/hello:1.0`,
     insecureRegistries: [registry.host],
   });
   assert.match(
@@ -89,7 +91,9 @@ test("a published artifact reads back with skopeo and installs byte for byte", a
   assert.deepEqual(await readFile(path.join(storeDir, "hello.sysext.raw")), data);
 
   // Publishing the same file again finds the blob already there.
-  const again = await publish(ctx, file, `oci://${registry.host}/exts/hello:1.0`, {
+  const again = await publish(ctx, {
+    image: file,
+    reference: `oci://${registry.host}/exts/hello:1.0`,
     insecureRegistries: [registry.host],
   });
   assert.equal(again.layer.outcome, "existed");
@@ -102,7 +106,9 @@ test("an artifact's blob: a flipped byte is refused, a cut connection resumes wi
   // Several of the writer's 4 MiB slabs.
   const { file, data } = await imageFile(t, "big.sysext.raw", 13 * 1024 * 1024 + 5, 3);
   const ctx = createContext({ log: silent });
-  const { pinned } = await publish(ctx, file, `oci://${registry.host}/exts/big:1`, {
+  const { pinned } = await publish(ctx, {
+    image: file,
+    reference: `oci://${registry.host}/exts/big:1`,
     insecureRegistries: [registry.host],
   });
   const through = (host: string) => pinned.replace(registry.host, host);
@@ -140,12 +146,16 @@ test("a large blob goes up in chunks, and another repository mounts it instead o
   const registry = await startRegistry(t);
   const { file, data } = await imageFile(t, "big.sysext.raw", 300_000, 7);
   const ctx = createContext({ log: silent });
-  const first = await publish(ctx, file, `oci://${registry.host}/exts/big:1`, {
+  const first = await publish(ctx, {
+    image: file,
+    reference: `oci://${registry.host}/exts/big:1`,
     insecureRegistries: [registry.host],
     chunkSize: 64 * 1024,
   });
   assert.equal(first.layer.outcome, "uploaded");
-  const mounted = await publish(ctx, file, `oci://${registry.host}/other/big:1`, {
+  const mounted = await publish(ctx, {
+    image: file,
+    reference: `oci://${registry.host}/other/big:1`,
     insecureRegistries: [registry.host],
     mountFrom: ["exts/big"],
   });
@@ -171,9 +181,14 @@ test("--index adds and replaces one platform in a multi-arch index", async (t) =
   const amd1 = await imageFile(t, "multi.confext.raw", 5000, 1);
   const arm = await imageFile(t, "multi.confext.raw", 6000, 2);
   const amd2 = await imageFile(t, "multi.confext.raw", 7000, 3);
-  await publish(ctx, amd1.file, ref, { ...opts, platform: "linux/amd64" });
-  await publish(ctx, arm.file, ref, { ...opts, platform: "linux/arm64" });
-  const last = await publish(ctx, amd2.file, ref, { ...opts, platform: "linux/amd64" });
+  await publish(ctx, { image: amd1.file, reference: ref, ...opts, platform: "linux/amd64" });
+  await publish(ctx, { image: arm.file, reference: ref, ...opts, platform: "linux/arm64" });
+  const last = await publish(ctx, {
+    image: amd2.file,
+    reference: ref,
+    ...opts,
+    platform: "linux/amd64",
+  });
   assert.equal(last.kind, "confext");
 
   const index = JSON.parse(inspectRaw(`${registry.host}/exts/multi:2`)) as {

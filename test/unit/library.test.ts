@@ -12,7 +12,7 @@ import { stubImage } from "../helpers/stub-image.js";
 type Operation<O, R> = (ctx: extctl.Context, options: O) => Promise<R>;
 
 // Checked by the compiler: each operation is exported with the Options and Result types it takes
-// and returns. publish still takes its image and reference before the options.
+// and returns.
 const OPERATIONS = {
   install: extctl.install satisfies Operation<extctl.InstallOptions, extctl.InstallResult>,
   installByName: extctl.installByName satisfies Operation<
@@ -38,12 +38,7 @@ const OPERATIONS = {
   catImageFile: extctl.catImageFile satisfies Operation<extctl.CatOptions, extctl.CatResult>,
   checkImage: extctl.checkImage satisfies Operation<extctl.CheckOptions, extctl.CheckResult>,
   verifyImage: extctl.verifyImage satisfies Operation<extctl.VerifyOptions, extctl.VerifyResult>,
-  publish: extctl.publish satisfies (
-    ctx: extctl.Context,
-    image: string,
-    reference: string,
-    options: extctl.PublishOptions,
-  ) => Promise<extctl.PublishResult>,
+  publish: extctl.publish satisfies Operation<extctl.PublishOptions, extctl.PublishResult>,
   listTrust: extctl.listTrust satisfies Operation<extctl.TrustListOptions, extctl.TrustListResult>,
   importEfiTrust: extctl.importEfiTrust satisfies Operation<
     extctl.EfiImportOptions,

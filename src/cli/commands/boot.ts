@@ -5,6 +5,7 @@ import type { BootResult } from "../../operations/boot.js";
 import {
   addFlags,
   contextFor,
+  defined,
   flagsOf,
   jsonFlag,
   negatedFlag,
@@ -89,12 +90,15 @@ export function registerBootCommand(program: Command): void {
   ).action(async (_opts: unknown, command: Command) => {
     const opts = flagsOf(command, BOOT_FLAGS);
     const { boot } = await import("../../operations/boot.js");
-    const result = await boot(contextFor(command), {
-      ...(opts.efivars ? { efivarsDir: opts.efivars } : {}),
-      ...(opts.cmdline ? { cmdlineFile: opts.cmdline } : {}),
-      ...(opts.policy ? { policy: opts.policy } : {}),
-      refresh: opts.refresh === false ? "none" : "auto",
-    });
+    const result = await boot(
+      contextFor(command),
+      defined({
+        efivarsDir: opts.efivars,
+        cmdlineFile: opts.cmdline,
+        policy: opts.policy,
+        refresh: opts.refresh === false ? ("none" as const) : ("auto" as const),
+      }),
+    );
     if (opts.json) printJson(result);
     else print(renderBoot(result));
     // A linked image systemd did not merge is a failed boot step, as for enable --now.

@@ -3,7 +3,15 @@
 import type { Command } from "commander";
 import { ExtctlError } from "../../util/errors.js";
 import { EXTENSION_KINDS } from "../../domain/store/layout.js";
-import { addFlags, contextFor, flagsOf, jsonFlag, textFlag, type FlagSpec } from "../options.js";
+import {
+  addFlags,
+  contextFor,
+  defined,
+  flagsOf,
+  jsonFlag,
+  textFlag,
+  type FlagSpec,
+} from "../options.js";
 import { print, printJson, renderTable } from "../render.js";
 import { READABLE } from "../../domain/image/filesystem-registry.js";
 
@@ -40,11 +48,14 @@ export function registerCheckCommand(program: Command): void {
         );
     }
     const { checkImage } = await import("../../operations/check.js");
-    const result = await checkImage(contextFor(command), {
-      image,
-      ...(systemd !== undefined ? { systemd } : {}),
-      ...(kind ? { kind } : {}),
-    });
+    const result = await checkImage(
+      contextFor(command),
+      defined({
+        image,
+        systemd: systemd,
+        kind: kind,
+      }),
+    );
     if (opts.json) printJson(result);
     else {
       print(

@@ -3,7 +3,7 @@
 import { Argument, type Command } from "commander";
 import { completionTree } from "../completion-tree.js";
 import { SHELLS, completionScript, type Shell } from "../completion-scripts.js";
-import { addFlags, boolFlag, contextFor, flagsOf, type FlagSpec } from "../options.js";
+import { addFlags, boolFlag, contextFor, defined, flagsOf, type FlagSpec } from "../options.js";
 import { print } from "../render.js";
 
 function programOf(command: Command): Command {
@@ -38,7 +38,7 @@ export function registerCompletionCommand(program: Command): void {
       const profile = (["active", "passive", "recovery", "common"] as const).find((p) => opts[p]);
       const { list } = await import("../../operations/list.js");
       try {
-        const result = await list(contextFor(command), { kind, ...(profile ? { profile } : {}) });
+        const result = await list(contextFor(command), { kind, ...defined({ profile }) });
         // The short name (what Kairos users type); enable and the others accept it.
         const names = result.images
           .filter((i) => i.present)

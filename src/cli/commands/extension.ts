@@ -182,7 +182,7 @@ export function registerExtensionCommands(program: Command): void {
             spec: target,
             ...(await netOptionsOf(opts)),
             version: opts.version,
-            ...(opts.dryRun ? { dryRun: true } : {}),
+            dryRun: opts.dryRun,
             keep: opts.keep,
           }),
         );
@@ -210,7 +210,7 @@ export function registerExtensionCommands(program: Command): void {
           insecureRegistries: opts.insecureRegistry,
           timeoutMs: millisecondsOf(opts.timeout),
           maxBytes: opts.maxSize === undefined ? undefined : parseSize(opts.maxSize),
-          ...(opts.replace ? { replace: true } : {}),
+          replace: opts.replace,
         }),
       );
       if (opts.json) printJson(result);
@@ -228,12 +228,15 @@ export function registerExtensionCommands(program: Command): void {
       const opts = flagsOf(command, LIST_FLAGS);
       const profile = chosenProfile(opts, false);
       const { list } = await import("../../operations/list.js");
-      const result = await list(contextFor(command), {
-        kind,
-        ...(profile ? { profile } : {}),
-        verify: !!opts.verify,
-        trust: opts.trust ?? [],
-      });
+      const result = await list(
+        contextFor(command),
+        defined({
+          kind,
+          profile: profile,
+          verify: !!opts.verify,
+          trust: opts.trust ?? [],
+        }),
+      );
       if (opts.json) return printJson(result);
       if (result.images.length === 0) {
         process.stderr.write(

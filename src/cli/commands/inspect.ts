@@ -8,6 +8,7 @@ import {
   addFlags,
   boolFlag,
   contextFor,
+  defined,
   flagsOf,
   jsonFlag,
   listFlag,
@@ -171,13 +172,16 @@ export function registerInspectCommand(program: Command): void {
     if (opts.kind !== undefined && !kind)
       throw new ExtctlError("usage", `--kind must be sysext or confext, not ${opts.kind}`);
     const { inspectImage } = await import("../../operations/inspect.js");
-    const result = await inspectImage(contextFor(command), {
-      image,
-      files: opts.files ?? false,
-      tree: opts.tree ?? false,
-      ...(kind ? { kind } : {}),
-      trust: opts.trust ?? [],
-    });
+    const result = await inspectImage(
+      contextFor(command),
+      defined({
+        image,
+        files: opts.files ?? false,
+        tree: opts.tree ?? false,
+        kind: kind,
+        trust: opts.trust ?? [],
+      }),
+    );
     if (opts.json) printJson(result);
     else print(renderInspect(result));
   });

@@ -139,13 +139,13 @@ export function registerLifecycleCommands(parent: Command, kind: ExtensionKind):
         kind,
         names,
         ...(await netOptionsOf(opts)),
-        ...(opts.all ? { all: true } : {}),
-        ...(opts.now ? { now: true } : {}),
-        ...(opts.dryRun ? { dryRun: true } : {}),
+        all: opts.all,
+        now: opts.now,
+        dryRun: opts.dryRun,
         keep: opts.keep,
-        ...(opts.allowDowngrade ? { allowDowngrade: true } : {}),
+        allowDowngrade: opts.allowDowngrade,
         policy: opts.policy,
-        ...(forOs ? { forOs } : {}),
+        forOs: forOs,
         refresh: opts.refresh,
       }),
     );
@@ -169,9 +169,9 @@ export function registerLifecycleCommands(parent: Command, kind: ExtensionKind):
         kind,
         name,
         to: opts.to,
-        ...(opts.now ? { now: true } : {}),
+        now: opts.now,
         policy: opts.policy,
-        ...(opts.trust ? { trust: opts.trust } : {}),
+        trust: opts.trust,
         refresh: opts.refresh,
       }),
     );
@@ -190,12 +190,15 @@ export function registerLifecycleCommands(parent: Command, kind: ExtensionKind):
   ).action(async (name: string, _opts: unknown, command: Command) => {
     const opts = flagsOf(command, VERSIONS_FLAGS);
     const { listVersions } = await import("../../operations/versions.js");
-    const result = await listVersions(contextFor(command), {
-      kind,
-      name,
-      ...(await netOptionsOf(opts)),
-      ...(opts.installed ? { installedOnly: true } : {}),
-    });
+    const result = await listVersions(
+      contextFor(command),
+      defined({
+        kind,
+        name,
+        ...(await netOptionsOf(opts)),
+        installedOnly: opts.installed,
+      }),
+    );
     if (opts.json) printJson(result);
     else print(renderVersions(result));
   });

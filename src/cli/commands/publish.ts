@@ -7,6 +7,7 @@ import {
   addFlags,
   boolFlag,
   contextFor,
+  defined,
   flagsOf,
   jsonFlag,
   listFlag,
@@ -51,15 +52,20 @@ export function registerPublishCommand(program: Command): void {
     }
     const { publish } = await import("../../operations/publish.js");
     const ctx = contextFor(command);
-    const result = await publish(ctx, image, reference, {
-      ...(flags.platform !== undefined ? { platform: flags.platform } : {}),
-      ...(flags.index ? { index: true } : {}),
-      ...(kind ? { kind } : {}),
-      ...(flags.creds !== undefined ? { creds: flags.creds } : {}),
-      ...(flags.caCert ? { caCerts: flags.caCert } : {}),
-      ...(flags.insecureRegistry ? { insecureRegistries: flags.insecureRegistry } : {}),
-      ...(flags.mountFrom ? { mountFrom: flags.mountFrom } : {}),
-    });
+    const result = await publish(
+      ctx,
+      defined({
+        image,
+        reference,
+        platform: flags.platform,
+        index: flags.index,
+        kind: kind,
+        creds: flags.creds,
+        caCerts: flags.caCert,
+        insecureRegistries: flags.insecureRegistry,
+        mountFrom: flags.mountFrom,
+      }),
+    );
     if (flags.json) printJson(result);
     else print(result.pinned);
   });

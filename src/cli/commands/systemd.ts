@@ -81,12 +81,12 @@ export function registerSystemdCommand(program: Command): void {
     const result = await systemdInstall(
       contextFor(command),
       defined({
-        ...(opts.uninstall ? { uninstall: true } : {}),
+        uninstall: opts.uninstall,
         systemdVersion,
         trusted: opts.trusted,
         policy: opts.policy,
-        ...(opts.extctl ? { extctlPath: opts.extctl } : {}),
-        ...(opts.autoUpgrade ? { autoUpgrade: true } : {}),
+        extctlPath: opts.extctl,
+        autoUpgrade: opts.autoUpgrade,
         onCalendar: opts.onCalendar,
       }),
     );
