@@ -140,6 +140,27 @@ async function fetchFile(ctx: Context, url: string, underRoot: boolean): Promise
   return signature === undefined ? { bytes } : { bytes, signature };
 }
 
+/** How one scheme's catalogs are read: the one table fetchCatalogBytes and its messages use. */
+interface CatalogReader {
+  readonly scheme: string;
+  read(
+    ctx: Context,
+    url: string,
+    options: CatalogFetchOptions,
+    fromList: boolean,
+  ): Promise<FetchedCatalog>;
+}
+
+const CATALOG_READERS: readonly CatalogReader[] = [
+  { scheme: "https", read: (ctx, url, options) => fetchHttps(ctx, url, options) },
+  { scheme: "file", read: (ctx, url, _options, fromList) => fetchFile(ctx, url, fromList) },
+  {
+    scheme: "oci",
+    read: async (ctx, url, options) =>
+      (await import("./oci.js")).fetchOciCatalog(ctx, url, options),
+  },
+];
+
 async function fetchCatalogBytes(
   ctx: Context,
   url: string,
@@ -147,21 +168,16 @@ async function fetchCatalogBytes(
   fromList: boolean,
 ): Promise<FetchedCatalog> {
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
-  switch (scheme) {
-    case "https":
-      return fetchHttps(ctx, url, options);
-    case "file":
-      return fetchFile(ctx, url, fromList);
-    case "oci":
-      return (await import("./oci.js")).fetchOciCatalog(ctx, url, options);
-    case "http":
-      throw new ExtctlError("invalid-uri", `${url}: catalogs are read over https, not http`);
-    default:
-      throw new ExtctlError(
-        "invalid-uri",
-        `${url} is not a catalog URL (https://, file:// or oci://)`,
-      );
-  }
+  const reader = CATALOG_READERS.find((r) => r.scheme === scheme);
+  if (reader) return reader.read(ctx, url, options, fromList);
+  // A catalog decides what a node installs: plain http would let anyone on the path choose.
+  if (scheme === "http")
+    throw new ExtctlError("invalid-uri", `${url}: catalogs are read over https, not http`);
+  const names = CATALOG_READERS.map((r) => `${r.scheme}://`);
+  throw new ExtctlError(
+    "invalid-uri",
+    `${url} is not a catalog URL (${names.slice(0, -1).join(", ")} or ${names.at(-1)})`,
+  );
 }
 
 /** The remembered state: per catalog URL, the newest `generated` time seen. */

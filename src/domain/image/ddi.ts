@@ -9,7 +9,7 @@ import { SliceSource, type ByteSource } from "../../util/bytes.js";
 import { hasGpt, readGpt, type GptPartition, type GptTable } from "./gpt.js";
 import { choosePartitions } from "./partition-choice.js";
 import { detectFilesystem } from "./filesystem.js";
-import type { FilesystemType } from "./filesystem-registry.js";
+import { FILESYSTEM_NAMES, type FilesystemType } from "./filesystem-registry.js";
 import { NEWEST_SYSTEMD, SYSTEMD_FEATURES } from "./systemd-versions.js";
 import {
   hostArchitecture,
@@ -157,7 +157,7 @@ export async function dissectImage(
     if (bare === "unknown") {
       throw new ExtctlError(
         "format",
-        "the image is neither a GPT disk image nor a known filesystem (squashfs, erofs, ext4, btrfs)",
+        `the image is neither a GPT disk image nor a known filesystem (${FILESYSTEM_NAMES})`,
         { hint: "check that the file is a sysext/confext image and not truncated or compressed" },
       );
     }

@@ -84,6 +84,9 @@ export const FILESYSTEMS = [squashfs, xfs, erofs, ext4, btrfs, vfat] as const;
 
 export type FilesystemType = (typeof FILESYSTEMS)[number]["name"] | "unknown";
 
+/** "squashfs, xfs, …": every filesystem extctl recognises, for messages. */
+export const FILESYSTEM_NAMES: string = FILESYSTEMS.map((f) => f.name).join(", ");
+
 /** The filesystems extctl reads (those with a reader). */
 export type ReadableFilesystem = Extract<(typeof FILESYSTEMS)[number], { open: object }>["name"];
 

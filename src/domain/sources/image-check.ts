@@ -4,6 +4,7 @@
 import { FileSource } from "../../util/bytes.js";
 import { ExtctlError, fsError } from "../../util/errors.js";
 import { dissectImage } from "../image/ddi.js";
+import { FILESYSTEM_NAMES } from "../image/filesystem-registry.js";
 import { quoteName } from "../store/names.js";
 
 /** Throws a clear error unless the file at `file` (to be stored as `name`) is an image. */
@@ -27,7 +28,7 @@ export async function checkIsImage(file: string, name: string, from: string): Pr
       "format",
       `${quoteName(name)} from ${from} is not an extension image (${e.message}); nothing was stored`,
       {
-        hint: "an extension image is a GPT disk image (DDI) or a squashfs/erofs/ext4/btrfs filesystem",
+        hint: `an extension image is a GPT disk image (DDI) or a bare filesystem (${FILESYSTEM_NAMES})`,
         cause: e,
       },
     );

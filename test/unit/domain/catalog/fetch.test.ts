@@ -100,6 +100,21 @@ test("no configured catalog is an error that says where to list them", async (t)
   await assert.rejects(loadCatalogs(s.ctx, { urls: [] }), /no extension catalog is configured/);
 });
 
+test("a catalog URL of another scheme is refused, naming the schemes catalogs are read from", async (t) => {
+  const s = await setup(t);
+  await assert.rejects(
+    loadCatalogs(s.ctx, { urls: ["ftp://example.org/c.json"] }),
+    (e: unknown) => {
+      assert.ok(e instanceof ExtctlError);
+      assert.match(
+        e.message,
+        /ftp:\/\/example\.org\/c\.json is not a catalog URL \(https:\/\/, file:\/\/ or oci:\/\/\)/,
+      );
+      return true;
+    },
+  );
+});
+
 test("an unreadable catalog is skipped with a warning; none readable names every URL", async (t) => {
   const s = await setup(t);
   const good = await writeCatalog(s, "/srv/good.json");
