@@ -2,7 +2,8 @@
 // checked, an unreachable catalog is skipped with a warning, and a tampered or unsigned one is
 // refused under the policies; `extctl catalog sign|verify` make and check the signature.
 import assert from "node:assert/strict";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
 import path from "node:path";
 import { test, type TestContext } from "node:test";
 import { loadCatalogs } from "../../src/domain/catalog/fetch.js";
@@ -202,4 +203,66 @@ test("an oci: catalog pushed with `extctl catalog publish` is read with its sign
     }),
     /has no signature/,
   );
+});
+
+test("an oci: catalog is read from the registries.conf mirror while its origin is down, as an install pulls", async (t) => {
+  if (!requirePeers(t, ["openssl", "docker-registry"])) return;
+  const s = await setup(t);
+  const mirror = await startRegistry(t);
+  const sign = await runExtctl([
+    "catalog",
+    "sign",
+    s.catalogFile,
+    "--key",
+    s.signer.key,
+    "--cert",
+    s.signer.cert,
+  ]);
+  assert.equal(sign.code, 0, sign.stderr);
+  // The mirror holds a copy at cache/catalogs/hadron:latest; the origin is a port nobody listens on.
+  const pushed = await runExtctl([
+    "catalog",
+    "publish",
+    s.catalogFile,
+    `oci://${mirror.host}/cache/catalogs/hadron:latest`,
+    "--insecure-registry",
+    mirror.host,
+  ]);
+  assert.equal(pushed.code, 0, pushed.stderr);
+  const closed = await new Promise<string>((resolve) => {
+    const server = net.createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(`127.0.0.1:${port}`));
+    });
+  });
+  await mkdir(path.join(s.root, "etc/containers"), { recursive: true });
+  await writeFile(
+    path.join(s.root, "etc/containers/registries.conf"),
+    `[[registry]]\nlocation = "${closed}/catalogs"\ninsecure = true\n\n[[registry.mirror]]\nlocation = "${mirror.host}/cache/catalogs"\ninsecure = true\n`,
+  );
+  const url = `oci://${closed}/catalogs/hadron:latest`;
+  const log = new MemoryLogger();
+  const ctx = createContext({
+    root: s.root,
+    log,
+    env: { ...process.env, CONTAINERS_REGISTRIES_CONF: "" },
+  });
+  const loaded = await loadCatalogs(ctx, { urls: [url], trust: [s.signer.cert], policy: "signed" });
+  assert.match(loaded.signed[url]!, /CN=Fleet Catalog/);
+  assert.equal(loaded.catalogs[0]!.layers[0]!.name, "gpg");
+  assert.ok(
+    log.lines.some((l) =>
+      new RegExp(`served by the mirror ${mirror.host}/cache/catalogs/hadron:latest`).test(
+        l.message,
+      ),
+    ),
+    log.lines.map((l) => l.message).join("\n"),
+  );
+  // Without the mirror the origin's failure is the error.
+  await writeFile(
+    path.join(s.root, "etc/containers/registries.conf"),
+    `[[registry]]\nlocation = "${closed}/catalogs"\ninsecure = true\n`,
+  );
+  await assert.rejects(loadCatalogs(ctx, { urls: [url], policy: "any" }), /ECONNREFUSED/);
 });

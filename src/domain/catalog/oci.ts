@@ -3,9 +3,15 @@
 import type { Context } from "../../util/context.js";
 import { ExtctlError } from "../../util/errors.js";
 import { MEDIA, documentKind, parseImageManifest } from "../oci/manifest.js";
-import { manifestSelector, parseReference, pinnedReference } from "../oci/reference.js";
+import {
+  manifestSelector,
+  parseReference,
+  pinnedReference,
+  type Reference,
+} from "../oci/reference.js";
 import { EMPTY_CONFIG, TITLE_ANNOTATION } from "../sources/oci/artifact.js";
 import { RegistryClient, sha256Digest, type ClientOptions } from "../sources/oci/client.js";
+import type { PullRequest } from "../sources/oci/pull-sources.js";
 import { MAX_CATALOG_BYTES, MAX_CATALOG_SIGNATURE_BYTES, SIGNATURE_SUFFIX } from "./catalog.js";
 
 export const CATALOG_ARTIFACT_TYPE = "application/vnd.extctl.catalog.v1+json";
@@ -13,12 +19,7 @@ const CATALOG_MEDIA_TYPE = "application/json";
 const SIGNATURE_MEDIA_TYPE = "application/pkcs7-signature";
 /** A detached PKCS#7 is a few KiB. */
 
-export interface RegistryOptions {
-  creds?: string;
-  caCerts?: string[];
-  insecureRegistries?: string[];
-  timeoutMs?: number;
-}
+export type RegistryOptions = PullRequest;
 
 function clientOptions(options: RegistryOptions, actions: string[]): ClientOptions {
   return {
@@ -30,45 +31,55 @@ function clientOptions(options: RegistryOptions, actions: string[]): ClientOptio
   };
 }
 
-/** The catalog bytes (and signature, when the artifact has one) at an oci: URL. */
+/**
+ * The catalog bytes (and signature, when the artifact has one) at an oci: URL, from the mirrors
+ * registries.conf names for it or from the origin, as an install pulls.
+ */
 export async function fetchOciCatalog(
   ctx: Context,
   url: string,
   options: RegistryOptions,
 ): Promise<{ bytes: Buffer; signature?: Buffer }> {
-  const ref = parseReference(url);
-  const client = await RegistryClient.create(ctx, ref, clientOptions(options, ["pull"]));
-  try {
-    const fetched = await client.getManifest(manifestSelector(ref));
-    if (documentKind(fetched.mediaType, fetched.json) !== "manifest") {
-      throw new ExtctlError(
-        "catalog",
-        `${url} is an image index, not the manifest of a catalog; point at the catalog's manifest`,
-      );
-    }
-    const manifest = parseImageManifest(fetched.mediaType, fetched.json);
-    const titled = manifest.layers.filter((l) =>
-      (l.annotations?.[TITLE_ANNOTATION] ?? "").endsWith(".json"),
+  const { fromPullSources } = await import("../sources/oci/pull-sources.js");
+  const { value, client } = await fromPullSources(ctx, parseReference(url), options, (c, source) =>
+    readCatalogArtifact(c, source.ref, url),
+  );
+  await client.close();
+  return value;
+}
+
+async function readCatalogArtifact(
+  client: RegistryClient,
+  ref: Reference,
+  url: string,
+): Promise<{ bytes: Buffer; signature?: Buffer }> {
+  const fetched = await client.getManifest(manifestSelector(ref));
+  if (documentKind(fetched.mediaType, fetched.json) !== "manifest") {
+    throw new ExtctlError(
+      "catalog",
+      `${url} is an image index, not the manifest of a catalog; point at the catalog's manifest`,
     );
-    if (titled.length !== 1) {
-      throw new ExtctlError(
-        "catalog",
-        titled.length === 0
-          ? `${url} has no layer titled *.json (${TITLE_ANNOTATION}), so it holds no catalog`
-          : `${url} has ${titled.length} layers titled *.json; a catalog artifact holds one`,
-      );
-    }
-    const layer = titled[0] as (typeof titled)[number];
-    const title = layer.annotations?.[TITLE_ANNOTATION] as string;
-    const bytes = await client.readBlob(layer, MAX_CATALOG_BYTES);
-    const signatureLayer = manifest.layers.find(
-      (l) => l.annotations?.[TITLE_ANNOTATION] === title + SIGNATURE_SUFFIX,
-    );
-    if (!signatureLayer) return { bytes };
-    return { bytes, signature: await client.readBlob(signatureLayer, MAX_CATALOG_SIGNATURE_BYTES) };
-  } finally {
-    await client.close();
   }
+  const manifest = parseImageManifest(fetched.mediaType, fetched.json);
+  const titled = manifest.layers.filter((l) =>
+    (l.annotations?.[TITLE_ANNOTATION] ?? "").endsWith(".json"),
+  );
+  if (titled.length !== 1) {
+    throw new ExtctlError(
+      "catalog",
+      titled.length === 0
+        ? `${url} has no layer titled *.json (${TITLE_ANNOTATION}), so it holds no catalog`
+        : `${url} has ${titled.length} layers titled *.json; a catalog artifact holds one`,
+    );
+  }
+  const layer = titled[0] as (typeof titled)[number];
+  const title = layer.annotations?.[TITLE_ANNOTATION] as string;
+  const bytes = await client.readBlob(layer, MAX_CATALOG_BYTES);
+  const signatureLayer = manifest.layers.find(
+    (l) => l.annotations?.[TITLE_ANNOTATION] === title + SIGNATURE_SUFFIX,
+  );
+  if (!signatureLayer) return { bytes };
+  return { bytes, signature: await client.readBlob(signatureLayer, MAX_CATALOG_SIGNATURE_BYTES) };
 }
 
 /**

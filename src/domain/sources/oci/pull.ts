@@ -27,8 +27,9 @@ import {
 import { resolveImage, type ManifestStore, type ResolvedImage } from "../../oci/resolve.js";
 import { hides, whiteoutOf } from "../../oci/whiteout.js";
 import { TITLE_ANNOTATION, artifactKind, isPlainRawName } from "./artifact.js";
-import { RegistryClient, type ClientOptions } from "./client.js";
-import { loadRegistriesConf, pullSources, type PullSource } from "./registries-conf.js";
+import type { RegistryClient } from "./client.js";
+import { fromPullSources } from "./pull-sources.js";
+import type { PullSource } from "./registries-conf.js";
 
 const INSTALL_PLATFORM_HINT = "pick one of those with --platform os/arch[/variant]";
 
@@ -51,78 +52,6 @@ function resolveOnRegistry(
 
 export function wantedPlatform(text: string | undefined): Platform {
   return text === undefined || text === "" ? hostPlatform() : parsePlatform(text);
-}
-
-function clientOptions(request: {
-  creds?: string;
-  caCerts?: string[];
-  insecureRegistries?: string[];
-  timeoutMs?: number;
-}): ClientOptions {
-  const options: ClientOptions = { actions: ["pull"] };
-  if (request.creds !== undefined) options.creds = request.creds;
-  if (request.caCerts !== undefined) options.caCerts = request.caCerts;
-  if (request.insecureRegistries !== undefined)
-    options.insecureRegistries = request.insecureRegistries;
-  if (request.timeoutMs !== undefined) options.timeoutMs = request.timeoutMs;
-  return options;
-}
-
-/** A mirror is tried once and quickly: the next source is a better bet than a long wait. */
-const MIRROR_RETRIES = 1;
-
-/** Failures of the place bytes came from, after which the next source may do better. */
-const SOURCE_FAILURES = new Set(["registry", "tls", "not-found", "checksum", "download"]);
-
-function describeSource(source: PullSource): string {
-  return `${source.mirror ? "the mirror" : "the origin"} ${formatReference(source.ref, { scheme: false })}`;
-}
-
-/**
- * Runs `attempt` against each place registries.conf says `ref` may be pulled from (its mirrors
- * in order, then the origin), until one succeeds. A mirror that cannot be reached, lacks the
- * image or serves bytes that fail their digest falls through to the next source; the origin's
- * failure is the error. Credentials given on the command line go only to the reference's own
- * host; a mirror's come from the usual lookup for its host. On success the caller owns the
- * client; on failure it is closed here.
- */
-async function fromPullSources<T>(
-  ctx: Context,
-  ref: Reference,
-  request: Parameters<typeof clientOptions>[0],
-  attempt: (client: RegistryClient, source: PullSource) => Promise<T>,
-): Promise<{ value: T; client: RegistryClient }> {
-  const registries = await loadRegistriesConf(ctx);
-  const sources = pullSources(registries, ref);
-  for (const [i, source] of sources.entries()) {
-    const last = i === sources.length - 1;
-    const options: ClientOptions = {
-      ...clientOptions(request),
-      registries,
-      insecure: source.insecure,
-    };
-    if (source.ref.registry !== ref.registry) delete options.creds;
-    if (source.mirror) options.maxRetries = MIRROR_RETRIES;
-    let client: RegistryClient | undefined;
-    try {
-      client = await RegistryClient.create(ctx, source.ref, options);
-      const value = await attempt(client, source);
-      if (sources.length > 1 || source.ref !== ref) {
-        ctx.log.debug(
-          `${formatReference(ref)}: served by ${describeSource(source)} (${source.where})`,
-        );
-      }
-      return { value, client };
-    } catch (e) {
-      await client?.close();
-      const fallsThrough = e instanceof ExtctlError && SOURCE_FAILURES.has(e.code);
-      if (last || !fallsThrough) throw e;
-      const message = `${describeSource(source)} failed: ${e.message}; trying the next source`;
-      if (e.code === "checksum") ctx.log.warn(message);
-      else ctx.log.debug(message);
-    }
-  }
-  throw new ExtctlError("internal", "registries.conf gave no source to pull from");
 }
 
 /** A file written into the store under a temp name, renamed into place only at the very end. */
