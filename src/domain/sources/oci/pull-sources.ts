@@ -81,4 +81,3 @@ export async function fromPullSources<T>(
   }
   throw new ExtctlError("internal", "registries.conf gave no source to pull from");
 }
-
