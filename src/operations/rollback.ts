@@ -10,7 +10,7 @@ import { shortName } from "../domain/store/names.js";
 import { VersionedStore, storeFileName, type VersionEntry } from "../domain/store/versions.js";
 import { switchVersion } from "../domain/lifecycle/steps.js";
 import type { RefreshMode } from "../domain/activate/refresh.js";
-import { refusalOf } from "./upgrade.js";
+import { refusalOf } from "./version-refusal.js";
 import { requireRoot, withLock } from "./guard.js";
 
 export interface RollbackOptions {

@@ -132,7 +132,8 @@ export function registerLifecycleCommands(parent: Command, kind: ExtensionKind):
     const opts = flagsOf(command, UPGRADE_FLAGS);
     const { upgrade } = await import("../../operations/upgrade.js");
     const ctx = contextFor(command);
-    const forOs = opts.forOs === undefined ? undefined : await readForOs(opts.forOs);
+    const { readOsReleaseAt } = await import("../../domain/image/os-release-file.js");
+    const forOs = opts.forOs === undefined ? undefined : await readOsReleaseAt(opts.forOs);
     const result = await upgrade(
       ctx,
       defined({
@@ -202,31 +203,6 @@ export function registerLifecycleCommands(parent: Command, kind: ExtensionKind):
     if (opts.json) printJson(result);
     else print(renderVersions(result));
   });
-}
-
-async function readForOs(where: string): Promise<Record<string, string>> {
-  const [{ stat }, { readBounded, READ_CAPS }, { parseOsRelease }, path] = await Promise.all([
-    import("node:fs/promises"),
-    import("../../util/bounded-read.js"),
-    import("../../domain/image/os-release.js"),
-    import("node:path"),
-  ]);
-  let file = where;
-  if ((await stat(where).catch(() => undefined))?.isDirectory()) {
-    const candidates = ["etc/os-release", "usr/lib/os-release"].map((p) => path.join(where, p));
-    const found = [];
-    for (const c of candidates) if (await stat(c).catch(() => undefined)) found.push(c);
-    if (found.length === 0)
-      throw new UsageError(`--for-os ${where}: no etc/os-release or usr/lib/os-release there`);
-    file = found[0] as string;
-  }
-  const fields = parseOsRelease(
-    (await readBounded(file, { cap: READ_CAPS.small, what: "the --for-os os-release" })).toString(
-      "utf8",
-    ),
-  );
-  if (!fields.ID) throw new UsageError(`--for-os ${where}: the os-release has no ID`);
-  return fields;
 }
 
 function renderUpgrade(result: UpgradeResult): string {
