@@ -37,6 +37,35 @@ async function setup(t: TestContext) {
   return { root, work, server, signer, catalogFile, log, ctx: createContext({ root, log }) };
 }
 
+/** Signs the setup's catalog and pushes it (with its .p7s) to `reference` on a plain-http registry. */
+async function signAndPublish(
+  s: Awaited<ReturnType<typeof setup>>,
+  reference: string,
+  host: string,
+) {
+  const sign = await runExtctl([
+    "catalog",
+    "sign",
+    s.catalogFile,
+    "--key",
+    s.signer.key,
+    "--cert",
+    s.signer.cert,
+  ]);
+  assert.equal(sign.code, 0, sign.stderr);
+  const pushed = await runExtctl([
+    "catalog",
+    "publish",
+    s.catalogFile,
+    reference,
+    "--insecure-registry",
+    host,
+    "--json",
+  ]);
+  assert.equal(pushed.code, 0, pushed.stderr);
+  return JSON.parse(pushed.stdout) as { pinned: string; signed: boolean };
+}
+
 test("an https catalog signed with `extctl catalog sign` is fetched, checked and resolved", async (t) => {
   if (!requirePeers(t, ["openssl"])) return;
   const s = await setup(t);
@@ -146,28 +175,8 @@ test("an oci: catalog pushed with `extctl catalog publish` is read with its sign
   if (!requirePeers(t, ["openssl", "docker-registry"])) return;
   const s = await setup(t);
   const registry = await startRegistry(t);
-  const sign = await runExtctl([
-    "catalog",
-    "sign",
-    s.catalogFile,
-    "--key",
-    s.signer.key,
-    "--cert",
-    s.signer.cert,
-  ]);
-  assert.equal(sign.code, 0, sign.stderr);
   const reference = `oci://${registry.host}/catalogs/hadron:latest`;
-  const pushed = await runExtctl([
-    "catalog",
-    "publish",
-    s.catalogFile,
-    reference,
-    "--insecure-registry",
-    registry.host,
-    "--json",
-  ]);
-  assert.equal(pushed.code, 0, pushed.stderr);
-  const result = JSON.parse(pushed.stdout) as { pinned: string; signed: boolean };
+  const result = await signAndPublish(s, reference, registry.host);
   assert.equal(result.signed, true);
   assert.match(
     result.pinned,
@@ -209,26 +218,8 @@ test("an oci: catalog is read from the registries.conf mirror while its origin i
   if (!requirePeers(t, ["openssl", "docker-registry"])) return;
   const s = await setup(t);
   const mirror = await startRegistry(t);
-  const sign = await runExtctl([
-    "catalog",
-    "sign",
-    s.catalogFile,
-    "--key",
-    s.signer.key,
-    "--cert",
-    s.signer.cert,
-  ]);
-  assert.equal(sign.code, 0, sign.stderr);
   // The mirror holds a copy at cache/catalogs/hadron:latest; the origin is a port nobody listens on.
-  const pushed = await runExtctl([
-    "catalog",
-    "publish",
-    s.catalogFile,
-    `oci://${mirror.host}/cache/catalogs/hadron:latest`,
-    "--insecure-registry",
-    mirror.host,
-  ]);
-  assert.equal(pushed.code, 0, pushed.stderr);
+  await signAndPublish(s, `oci://${mirror.host}/cache/catalogs/hadron:latest`, mirror.host);
   const closed = await new Promise<string>((resolve) => {
     const server = net.createServer();
     server.listen(0, "127.0.0.1", () => {
