@@ -8,6 +8,7 @@ import { unsafeNameReason } from "../store/names.js";
 import { storeFileName } from "../store/versions.js";
 import { schemeList, sourceFor } from "../sources/source-registry.js";
 import { uriScheme } from "../sources/uri.js";
+import { catalogSchemeList, catalogSchemeOf } from "../catalog/catalog.js";
 
 interface EntryBase {
   kind: ExtensionKind;
@@ -181,11 +182,10 @@ function parseNameString(
   return requested === undefined ? { name } : { name, requested };
 }
 
-/** A catalog URL: https:, file: or oci: (the schemes catalogs are fetched from). */
+/** A catalog URL: one of the schemes catalogs are fetched from. */
 function checkCatalogUrl(r: SchemaReader, node: YamlNode, field: string, url: string): void {
-  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(url)?.[1]?.toLowerCase();
-  if (!scheme || !["https", "file", "oci"].includes(scheme))
-    r.fail(node, field, `${JSON.stringify(url)} is not an https:, file: or oci: URL`);
+  if (!catalogSchemeOf(url))
+    r.fail(node, field, `${JSON.stringify(url)} is not an ${catalogSchemeList()} URL`);
 }
 
 export async function parseApplySpec(text: string, file: string): Promise<ApplySpec> {

@@ -10,6 +10,22 @@ export const MAX_CATALOG_SIGNATURE_BYTES = 1024 * 1024;
 /** Where a catalog's detached signature lives: the catalog's URL or file name plus this. */
 export const SIGNATURE_SUFFIX = ".p7s";
 
+/** The URL schemes catalogs are read from (catalog/fetch.ts has a reader for each; never http). */
+export const CATALOG_SCHEMES = ["https", "file", "oci"] as const;
+export type CatalogScheme = (typeof CATALOG_SCHEMES)[number];
+
+/** "https:, file: or oci:", for messages. */
+export function catalogSchemeList(suffix = ":"): string {
+  const names = CATALOG_SCHEMES.map((s) => s + suffix);
+  return `${names.slice(0, -1).join(", ")} or ${names.at(-1)}`;
+}
+
+/** The catalog scheme of `url` (lower case), or undefined for any other URL. */
+export function catalogSchemeOf(url: string): CatalogScheme | undefined {
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+  return CATALOG_SCHEMES.find((s) => s === scheme);
+}
+
 const MAX_LAYERS = 10_000;
 const MAX_TAGS = 10_000;
 const MAX_TEXT = 64 * 1024;

@@ -14,8 +14,11 @@ import {
   MAX_CATALOG_BYTES,
   MAX_CATALOG_SIGNATURE_BYTES,
   SIGNATURE_SUFFIX,
+  catalogSchemeList,
+  catalogSchemeOf,
   parseCatalog,
   type Catalog,
+  type CatalogScheme,
 } from "./catalog.js";
 
 /** Under the root: one catalog URL a line; `#` starts a comment. */
@@ -140,26 +143,20 @@ async function fetchFile(ctx: Context, url: string, underRoot: boolean): Promise
   return signature === undefined ? { bytes } : { bytes, signature };
 }
 
-/** How one scheme's catalogs are read: the one table fetchCatalogBytes and its messages use. */
-interface CatalogReader {
-  readonly scheme: string;
-  read(
-    ctx: Context,
-    url: string,
-    options: CatalogFetchOptions,
-    fromList: boolean,
-  ): Promise<FetchedCatalog>;
-}
+/** How one scheme's catalogs are read. */
+type CatalogReader = (
+  ctx: Context,
+  url: string,
+  options: CatalogFetchOptions,
+  fromList: boolean,
+) => Promise<FetchedCatalog>;
 
-const CATALOG_READERS: readonly CatalogReader[] = [
-  { scheme: "https", read: (ctx, url, options) => fetchHttps(ctx, url, options) },
-  { scheme: "file", read: (ctx, url, _options, fromList) => fetchFile(ctx, url, fromList) },
-  {
-    scheme: "oci",
-    read: async (ctx, url, options) =>
-      (await import("./oci.js")).fetchOciCatalog(ctx, url, options),
-  },
-];
+/** A reader for every catalog scheme: the compiler refuses a scheme without one. */
+const CATALOG_READERS: Readonly<Record<CatalogScheme, CatalogReader>> = {
+  https: (ctx, url, options) => fetchHttps(ctx, url, options),
+  file: (ctx, url, _options, fromList) => fetchFile(ctx, url, fromList),
+  oci: async (ctx, url, options) => (await import("./oci.js")).fetchOciCatalog(ctx, url, options),
+};
 
 async function fetchCatalogBytes(
   ctx: Context,
@@ -167,17 +164,12 @@ async function fetchCatalogBytes(
   options: CatalogFetchOptions,
   fromList: boolean,
 ): Promise<FetchedCatalog> {
-  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
-  const reader = CATALOG_READERS.find((r) => r.scheme === scheme);
-  if (reader) return reader.read(ctx, url, options, fromList);
+  const scheme = catalogSchemeOf(url);
+  if (scheme) return CATALOG_READERS[scheme](ctx, url, options, fromList);
   // A catalog decides what a node installs: plain http would let anyone on the path choose.
-  if (scheme === "http")
+  if (/^http:/i.test(url))
     throw new ExtctlError("invalid-uri", `${url}: catalogs are read over https, not http`);
-  const names = CATALOG_READERS.map((r) => `${r.scheme}://`);
-  throw new ExtctlError(
-    "invalid-uri",
-    `${url} is not a catalog URL (${names.slice(0, -1).join(", ")} or ${names.at(-1)})`,
-  );
+  throw new ExtctlError("invalid-uri", `${url} is not a catalog URL (${catalogSchemeList("://")})`);
 }
 
 /** The remembered state: per catalog URL, the newest `generated` time seen. */
