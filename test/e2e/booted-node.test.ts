@@ -22,6 +22,7 @@ import {
 } from "../helpers/booted-node.js";
 import { requirePeers } from "../helpers/peers.js";
 import { inLane } from "../helpers/lane.js";
+import { catalogFixture, type Published } from "../helpers/catalog-fixture.js";
 
 const LANES = (process.env.EXTCTL_NODE_LANES ?? "257,262")
   .split(",")
@@ -527,6 +528,84 @@ step service systemctl show -P LoadState,UnitFileState extctl-upgrade.service
       assert.match(timers, /1 timers? listed/, timers);
       // The service is started by the timer only: loaded, and static (no [Install] of its own).
       assert.deepEqual(assertStep(boot, "service").trim().split("\n"), ["loaded", "static"]);
+    });
+
+    test("the upgrade timer fires on the booted node: an extension installed by name moves to the catalog's newer version and is merged", async (t) => {
+      if (!ready(t, lane)) return;
+      if (!requirePeers(t, ["docker-registry", "mksquashfs"], { root: true })) return;
+      const node = await BootedNode.create(t, lane);
+      const f = await catalogFixture(t);
+      const v1 = await f.publishVersion("timed", "1.0.0");
+      const v2 = await f.publishVersion("timed", "1.1.0");
+      // The node reads its catalog from a file under its root and reaches the registry (on the
+      // host's loopback: nspawn shares the network) over plain http, told so by registries.conf.
+      const writeCatalog = (tags: Published[]) =>
+        writeFile(
+          node.host("/srv/catalog.json"),
+          f.catalogJson({
+            timed: {
+              latest: (tags.at(-1) as Published).version,
+              tags: tags.map((p) => ({ version: p.version, published: p })),
+            },
+          }),
+        );
+      await mkdir(node.host("/srv"), { recursive: true });
+      await mkdir(node.host("/etc/extctl"), { recursive: true });
+      await mkdir(node.host("/etc/containers"), { recursive: true });
+      await writeFile(node.host("/etc/extctl/catalogs"), "file:///srv/catalog.json\n");
+      await writeFile(
+        node.host("/etc/containers/registries.conf"),
+        `[[registry]]\nlocation = "${f.registry.host}"\ninsecure = true\n`,
+      );
+      await writeCatalog([v1]);
+      await node.extctlOk(["sysext", "install", "timed"]);
+      await node.extctlOk(["sysext", "enable", "timed", "--common"]);
+      await writeCatalog([v1, v2]);
+      await node.extctlOk([
+        "systemd",
+        "install",
+        "--policy=any",
+        "--auto-upgrade",
+        "--on-calendar",
+        "*:*:0/5",
+      ]);
+      // The one test-only change: no hour of random delay, so the timer fires within seconds.
+      await mkdir(node.host("/etc/systemd/system/extctl-upgrade.timer.d"), { recursive: true });
+      await writeFile(
+        node.host("/etc/systemd/system/extctl-upgrade.timer.d/now.conf"),
+        "[Timer]\nRandomizedDelaySec=0\nAccuracySec=1s\n",
+      );
+      const boot = await node.boot({
+        cmdline: ["root=LABEL=COS_ACTIVE"],
+        timeoutMs: 240_000,
+        scenario: `
+step before cat /usr/share/timed/version
+step waited timeout 120 sh -c 'until [ "$(cat /usr/share/timed/version 2>/dev/null)" = 1.1.0 ]; do sleep 1; done'
+step after cat /usr/share/timed/version
+step service systemctl show -P Result,ExecMainStatus extctl-upgrade.service
+step triggered sh -c 'journalctl --sync; journalctl -b -o cat -u extctl-upgrade.service'
+step versions extctl sysext versions timed --json
+snapshot s1
+`,
+      });
+      assertReachedMultiUser(boot);
+      assert.equal(assertStep(boot, "before").trim(), "1.0.0", boot.diagnostics());
+      assertStep(boot, "waited");
+      assert.equal(assertStep(boot, "after").trim(), "1.1.0");
+      // upgrade exits 3 for the confext line (nothing installed by name): SuccessExitStatus.
+      assert.equal(
+        assertStep(boot, "service").trim().split("\n")[0],
+        "success",
+        boot.diagnostics(),
+      );
+      assert.match(
+        assertStep(boot, "triggered"),
+        /timed: upgraded 1\.0\.0 -> 1\.1\.0/,
+        boot.diagnostics(),
+      );
+      const versions = boot.json<{ current?: string }>("versions");
+      assert.equal(versions.current, "1.1.0");
+      assertMerged(boot, "s1", "sysext", ["timed"]);
     });
   });
 }
