@@ -6,20 +6,11 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, open, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { benchDir, emitSkipped, extctl, measure, sideBySide } from "./lib.js";
+import { benchDir, emitSkipped, extctl, has, measure, sideBySide } from "./lib.js";
 
 const NAME = "inspect 1 GiB image";
 const PEER = "systemd-dissect --json=short";
 const GOAL = 1.0;
-
-function has(cmd: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function makeTree(tree: string): Promise<void> {
   await mkdir(path.join(tree, "usr/lib/extension-release.d"), { recursive: true });

@@ -15,7 +15,7 @@
 //
 // Run as a program (`node --import tsx bench/lib.ts report RESULTS.jsonl OUTDIR`), it turns the
 // collected lines into OUTDIR/RESULTS.md and OUTDIR/ratios.svg.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -453,4 +453,14 @@ export function heavyPackagesIn(modules: readonly string[]): string[] {
     }
   }
   return [...found].sort();
+}
+
+/** Whether `cmd` is on PATH (a missing peer makes a bench row skipped, not failed). */
+export function has(cmd: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -10,6 +10,7 @@ import {
   benchRoot,
   emitSkipped,
   extctl,
+  has,
   measure,
   median,
   round,
@@ -24,15 +25,6 @@ const PEER = "systemd-sysext list";
 const GOAL_PEER = 1.5;
 const GOAL_EMPTY = 1.3;
 const CACHE = ".extctl-cache.json";
-
-function has(cmd: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function makeRoots(dir: string, image: string, count: number) {
   const ours = path.join(dir, `extctl-root-${count}`);

@@ -10,21 +10,12 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { TestContext } from "node:test";
 import { catalogFixture, type Published } from "../test/helpers/catalog-fixture.js";
-import { benchDir, benchRoot, emitSkipped, extctl, measure, sideBySide } from "./lib.js";
+import { benchDir, benchRoot, emitSkipped, extctl, has, measure, sideBySide } from "./lib.js";
 
 const COUNT = Number(process.env.BENCH_UPGRADE_COUNT) || 20;
 const GOAL = 1.2;
 const NOTHING = `upgrade --all, ${COUNT} installed, nothing new`;
 const NEW = `upgrade --all, ${COUNT} new versions`;
-
-function has(cmd: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const cleanups: (() => unknown)[] = [];
 const t = { after: (fn: () => unknown) => cleanups.push(fn) } as unknown as TestContext;

@@ -7,22 +7,13 @@ import { createCipheriv, randomBytes } from "node:crypto";
 import { open, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { emitSkipped, extctl, sideBySide } from "./lib.js";
+import { emitSkipped, extctl, has, sideBySide } from "./lib.js";
 
 const NAME = "verify --full 1 GiB";
 /** Issue 16: ≤ 0.6 of veritysetup with every core (≥ 1.5 GB/s on 2). */
 const GOAL = 0.6;
 /** With one thread the goal is a rate (≥ 90% of openssl's); the ratio row is kept loose. */
 const GOAL_ONE_THREAD = 1.0;
-
-function has(cmd: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** openssl's single-thread SHA-256 rate over 4 KiB blocks, bytes per second. */
 function opensslSha256Rate(): number {
