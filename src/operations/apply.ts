@@ -3,26 +3,17 @@
 import { readFile } from "node:fs/promises";
 import type { Context } from "../util/context.js";
 import { fsError } from "../util/errors.js";
-import type { RefreshMode } from "../domain/activate/refresh.js";
+import type { ExecuteOptions } from "../domain/apply/execute.js";
 import type { PlanStep } from "../domain/apply/plan.js";
 import { requireRoot, withLock } from "./guard.js";
 
-export interface ApplyOptions {
+/** The file and --dry-run, then what executing its steps takes (refresh, network, trust, keep). */
+export interface ApplyOptions extends ExecuteOptions {
   /** Host path of the file, or "-" for `text`/stdin. */
   file: string;
   /** The file's contents when already read (stdin, tests). */
   text?: string;
   dryRun?: boolean;
-  refresh?: RefreshMode;
-  caCerts?: string[];
-  insecureRegistries?: string[];
-  /** Low-speed limit of each download (see stall-guard.ts). */
-  timeoutMs?: number;
-  /** For the catalog entries: registry credentials, catalog policy, extra trust, versions kept. */
-  creds?: string;
-  catalogPolicy?: "any" | "signed";
-  trust?: string[];
-  keep?: number;
 }
 
 export interface ApplyStep {

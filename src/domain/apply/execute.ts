@@ -22,8 +22,9 @@ export interface ExecuteOptions {
   refresh?: RefreshMode;
   caCerts?: string[];
   insecureRegistries?: string[];
+  /** Low-speed limit of each download (see stall-guard.ts). */
   timeoutMs?: number;
-  /** Registry credentials, catalog policy and extra trust for the catalog entries. */
+  /** For the catalog entries: registry credentials, catalog policy, extra trust, versions kept. */
   creds?: string;
   catalogPolicy?: "any" | "signed";
   trust?: string[];
