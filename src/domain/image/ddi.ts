@@ -5,7 +5,7 @@
 // else a single generic Linux partition. Whatever systemd could read another way, or another
 // version reads differently, is listed in `ambiguities`, which verity/signed policies refuse.
 import { ExtctlError } from "../../util/errors.js";
-import { SliceSource, type ByteSource } from "../../util/bytes.js";
+import { allZero, SliceSource, type ByteSource } from "../../util/bytes.js";
 import { hasGpt, readGpt, type GptPartition, type GptTable } from "./gpt.js";
 import { choosePartitions } from "./partition-choice.js";
 import { detectFilesystem } from "./filesystem.js";
@@ -106,7 +106,7 @@ function slice(parent: ByteSource, p: DissectedPartition): ImageSlice {
 async function checkSignatureLoads(source: ByteSource, sig: DissectedPartition): Promise<void> {
   const raw = await source.readAt(sig.offset, Math.min(sig.size, MAX_SIGNATURE_PARTITION));
   const nul = raw.indexOf(0);
-  let ok = nul < 0 || !raw.subarray(nul).some((b) => b !== 0);
+  let ok = nul < 0 || allZero(raw.subarray(nul));
   if (ok) {
     try {
       const json = JSON.parse(raw.subarray(0, nul < 0 ? raw.length : nul).toString("utf8")) as {

@@ -2,7 +2,7 @@
 // enough to show who signed it. Nothing here verifies anything (inspect asks the trust check).
 import { createHash } from "node:crypto";
 import { ExtctlError } from "../../util/errors.js";
-import { readExactly, type ByteSource } from "../../util/bytes.js";
+import { allZero, readExactly, type ByteSource } from "../../util/bytes.js";
 
 const MAX_SIGNATURE_JSON = 4 * 1024 * 1024;
 
@@ -23,7 +23,7 @@ export async function readSignaturePartition(source: ByteSource): Promise<Signat
   const raw = await readExactly(source, 0, length, "signature partition");
   const nul = raw.indexOf(0);
   const text = raw.subarray(0, nul < 0 ? raw.length : nul).toString("utf8");
-  if (nul >= 0 && raw.subarray(nul).some((b) => b !== 0)) {
+  if (nul >= 0 && !allZero(raw.subarray(nul))) {
     throw new ExtctlError("signature", "the signature partition has data after its JSON", {
       hint: "the image is damaged; download or build it again",
     });

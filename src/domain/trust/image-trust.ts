@@ -23,6 +23,7 @@ import {
   type VeritySuperblock,
 } from "./verity-superblock.js";
 import { dissectingSystemd } from "../image/host.js";
+import { ReadAheadFileSource } from "../image/read-ahead.js";
 
 export type TrustOutcome =
   | "ok"
@@ -150,9 +151,12 @@ export async function checkImageTrust(
   trust: TrustStore,
   options: CheckImageOptions = {},
 ): Promise<ImageTrust> {
-  let file: FileSource;
+  let file: FileSource | ReadAheadFileSource;
   try {
-    file = await FileSource.open(imagePath);
+    // Without --full the check reads a few KiB of metadata (GPT, signature, superblock, the top
+    // of the tree), from the page cache: synchronous chunked reads spare each its thread-pool
+    // round trip. A full check streams the whole image, which must not block the event loop.
+    file = options.full ? await FileSource.open(imagePath) : ReadAheadFileSource.open(imagePath);
   } catch (e) {
     throw fsError(e, `open the image ${imagePath}`);
   }
@@ -179,7 +183,7 @@ function withFindings(t: ImageTrust): ImageTrust {
 async function checkOpenImage(
   ctx: Context,
   imagePath: string,
-  file: FileSource,
+  file: ByteSource,
   trust: TrustStore,
   options: CheckImageOptions,
 ): Promise<ImageTrust> {

@@ -11,7 +11,17 @@ import {
 } from "node:crypto";
 import type * as Asn1js from "asn1js";
 import type * as Pkijs from "pkijs";
+import { allZero } from "../../util/bytes.js";
 import { ExtctlError } from "../../util/errors.js";
+import { DerError } from "./der.js";
+import {
+  readCertificateIds,
+  readSignedData,
+  type CertificateIds,
+  type SignedDataFields,
+  type SignerFields,
+  type SignerId,
+} from "./signed-data.js";
 
 /** The size repart gives the signature partition; what we pad to. */
 export const SIGNATURE_PARTITION_SIZE = 16384;
@@ -39,8 +49,10 @@ export function parseSignaturePartition(bytes: Buffer, what: string): SignatureP
   let end = bytes.indexOf(0);
   if (end < 0) end = bytes.length;
   if (end > MAX_SIGNATURE_JSON) throw fail("its JSON is larger than 4 MiB");
-  for (let i = end; i < bytes.length; i++) {
-    if (bytes[i] !== 0) throw fail(`byte ${i} after the JSON is not NUL`);
+  if (!allZero(bytes.subarray(end))) {
+    let i = end;
+    while (bytes[i] === 0) i++;
+    throw fail(`byte ${i} after the JSON is not NUL`);
   }
   let value: unknown;
   try {
@@ -262,34 +274,48 @@ function certMatchesSid(
   return toBuffer(parsed?.valueBlock?.valueHexView ?? new Uint8Array()).equals(wanted);
 }
 
+/** Converts pkijs's SignerInfo to the fields the check reads (what readSignedData gives). */
+function signerFieldsOf(signer: Pkijs.SignerInfo): SignerFields {
+  let signedAttributes: SignerFields["signedAttributes"];
+  if (signer.signedAttrs && signer.signedAttrs.attributes.length > 0) {
+    const md = signer.signedAttrs.attributes.find((a) => a.type === OID.messageDigest);
+    const value = md?.values[0] as { valueBlock?: { valueHexView?: Uint8Array } } | undefined;
+    const digest = value?.valueBlock?.valueHexView;
+    signedAttributes = {
+      encoded: toBuffer(signer.signedAttrs.encodedValue),
+      ...(digest ? { messageDigest: toBuffer(digest) } : {}),
+    };
+  }
+  return {
+    // Not read by signerVerifies; the pkijs path matches signers with its own sid.
+    sid: { subjectKeyId: Buffer.alloc(0) },
+    digestAlgorithm: signer.digestAlgorithm.algorithmId,
+    ...(signedAttributes ? { signedAttributes } : {}),
+    signatureAlgorithm: signer.signatureAlgorithm.algorithmId,
+    signature: toBuffer(signer.signature.valueBlock.valueHexView),
+  };
+}
+
 /** Checks one signer's signature with the public key of `certDer` over `content`. */
 function signerVerifies(
-  parsed: ParsedSignature,
-  signer: Pkijs.SignerInfo,
+  signer: SignerFields,
   certDer: Buffer,
   content: Buffer,
   subject: DetachedSubject,
 ): { ok: boolean; why?: string } {
-  const digestName = DIGESTS[signer.digestAlgorithm.algorithmId];
-  if (!digestName)
-    return { ok: false, why: `digest ${signer.digestAlgorithm.algorithmId} is not supported` };
+  const digestName = DIGESTS[signer.digestAlgorithm];
+  if (!digestName) return { ok: false, why: `digest ${signer.digestAlgorithm} is not supported` };
   let signedBytes = content;
-  if (signer.signedAttrs && signer.signedAttrs.attributes.length > 0) {
+  if (signer.signedAttributes) {
     // With signed attributes the signature covers them, and they carry the content's digest.
-    const md = signer.signedAttrs.attributes.find((a) => a.type === OID.messageDigest);
-    const value = md?.values[0] as { valueBlock?: { valueHexView?: Uint8Array } } | undefined;
     const expected = createHash(digestName).update(content).digest();
-    if (
-      !value?.valueBlock?.valueHexView ||
-      !toBuffer(value.valueBlock.valueHexView).equals(expected)
-    ) {
+    if (!signer.signedAttributes.messageDigest?.equals(expected)) {
       return { ok: false, why: `the signed digest does not match the ${subject.name}` };
     }
-    signedBytes = toBuffer(signer.signedAttrs.encodedValue);
+    signedBytes = signer.signedAttributes.encoded;
   }
-  const sigAlg = signer.signatureAlgorithm.algorithmId;
+  const sigAlg = signer.signatureAlgorithm;
   const publicKey = publicKeyOf(certDer);
-  const signature = toBuffer(signer.signature.valueBlock.valueHexView);
   let algorithm: string | null = SIGNATURE_DIGESTS[sigAlg] ?? digestName;
   if (sigAlg === OID.ed25519) algorithm = null;
   else if (
@@ -300,7 +326,7 @@ function signerVerifies(
     return { ok: false, why: `signature algorithm ${sigAlg} is not supported` };
   }
   try {
-    return verify(algorithm, signedBytes, publicKey, signature)
+    return verify(algorithm, signedBytes, publicKey, signer.signature)
       ? { ok: true }
       : { ok: false, why: "the signature does not verify with the certificate's public key" };
   } catch (e) {
@@ -342,6 +368,78 @@ function parsedCertificate(pkijs: typeof Pkijs, der: Buffer): Pkijs.Certificate 
   return remember(parsedCertificates, key, cert);
 }
 
+const certificateIds = new Map<string, CertificateIds | null>();
+
+function certificateIdsOf(der: Buffer): CertificateIds | null {
+  const key = der.toString("base64");
+  const cached = certificateIds.get(key);
+  if (cached !== undefined) return cached;
+  let ids: CertificateIds | null = null;
+  try {
+    ids = readCertificateIds(der);
+  } catch (e) {
+    if (!(e instanceof DerError)) throw e;
+  }
+  return remember(certificateIds, key, ids);
+}
+
+/**
+ * Whether the certificate `ids` is the one `sid` names, as the pkijs path decides it, or
+ * "unsure" where only pkijs can say: it compares issuer names attribute by attribute with
+ * string preparation (case and spaces folded), and identical DER is all that is certain here.
+ */
+function sidNames(ids: CertificateIds | null, sid: SignerId): boolean | "unsure" {
+  if (!ids) return "unsure";
+  if ("subjectKeyId" in sid)
+    return sid.subjectKeyId.length > 0 && ids.subjectKeyId?.equals(sid.subjectKeyId) === true;
+  if (!ids.serial.equals(sid.serial)) return false;
+  return ids.issuer.equals(sid.issuer) ? true : "unsure";
+}
+
+/**
+ * The fast path of verifyDetachedSignature: the SignedData read with the strict DER reader,
+ * no pkijs. It only ever accepts, and only where the pkijs path would accept with the same
+ * trusted certificate: the same signers in the same order, each matched to the first trusted
+ * certificate it names, the same verification. Anything else (not strict DER, a name only
+ * pkijs can compare, a signature that does not verify) is undefined, and pkijs decides.
+ * Exported for the differential tests.
+ */
+export function acceptedByStrictDer(
+  content: Buffer,
+  der: Buffer,
+  trusted: readonly TrustedCertificate[],
+  subject: DetachedSubject = ROOT_HASH,
+): SignatureCheck | undefined {
+  let signedData: SignedDataFields;
+  try {
+    signedData = readSignedData(der);
+  } catch (e) {
+    if (e instanceof DerError) return undefined;
+    throw e;
+  }
+  // The pkijs path refuses these counts outright.
+  if (signedData.signers.length === 0 || signedData.signers.length > 16) return undefined;
+  // An embedded certificate is only framed by the strict reader; pkijs parses it in full and
+  // refuses the whole signature if it cannot. One that is a trusted certificate byte for byte
+  // was parsed when the trust store was loaded; any other sends the signature to pkijs.
+  if (!signedData.certificates.every((c) => trusted.some((t) => t.der.equals(c)))) return undefined;
+  for (const signer of signedData.signers) {
+    let match: TrustedCertificate | undefined;
+    for (const t of trusted) {
+      const names = sidNames(certificateIdsOf(t.der), signer.sid);
+      if (names === "unsure") return undefined;
+      if (names) {
+        match = t;
+        break;
+      }
+    }
+    if (match && signerVerifies(signer, match.der, content, subject).ok) {
+      return { ok: true, signer: match };
+    }
+  }
+  return undefined;
+}
+
 /**
  * Verifies the detached PKCS#7 `der` over the lowercase hex `rootHash` the way systemd's
  * userspace check does (OpenSSL's PKCS7_NOINTERN|PKCS7_NOVERIFY): the signer must be one of
@@ -375,6 +473,24 @@ export async function verifyDetachedSignature(
   what: string,
   subject: DetachedSubject,
 ): Promise<SignatureCheck> {
+  // Not accepted by the strict reader: pkijs decides, and gives the messages of every refusal.
+  return (
+    acceptedByStrictDer(content, der, trusted, subject) ??
+    (await checkWithPkijs(content, der, trusted, what, subject))
+  );
+}
+
+/**
+ * verifyDetachedSignature with pkijs alone: what decided every signature before the strict
+ * reader, and still decides all it does not accept. Exported for the differential tests.
+ */
+export async function checkWithPkijs(
+  content: Buffer,
+  der: Buffer,
+  trusted: readonly TrustedCertificate[],
+  what: string,
+  subject: DetachedSubject = ROOT_HASH,
+): Promise<SignatureCheck> {
   const parsed = await parsePkcs7(der, what, subject);
   const { pkijs, signedData } = parsed;
   const embedded = embeddedCertificates(parsed);
@@ -406,7 +522,7 @@ export async function verifyDetachedSignature(
       };
       continue;
     }
-    const result = signerVerifies(parsed, signer, match.t.der, content, subject);
+    const result = signerVerifies(signerFieldsOf(signer), match.t.der, content, subject);
     if (result.ok) return { ok: true, signer: match.t };
     if (firstFailure) continue;
     const embeddedSigner = describeEmbedded();
