@@ -67,9 +67,12 @@ export default tseslint.config(
     },
   },
   {
-    // The one-file build's loader is CommonJS: a SEA's main script is not an ES module.
+    // CommonJS: a SEA's main script is not an ES module, and bin/extctl.cjs starts faster as one.
     files: ["**/*.cjs"],
-    languageOptions: { sourceType: "commonjs", globals: { require: "readonly" } },
+    languageOptions: {
+      sourceType: "commonjs",
+      globals: { require: "readonly", __dirname: "readonly" },
+    },
     rules: { "@typescript-eslint/no-require-imports": "off" },
   },
 );

@@ -26,7 +26,7 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 /** The built CLI; EXTCTL_BIN points the harness at another build (e.g. a clean checkout's). */
 export const EXTCTL_BIN = process.env.EXTCTL_BIN
   ? path.resolve(process.env.EXTCTL_BIN)
-  : path.join(REPO, "bin/extctl.js");
+  : path.join(REPO, "bin/extctl.cjs");
 const TIME_BIN = "/usr/bin/time";
 
 export interface BenchResult {

@@ -2,7 +2,7 @@
 // one CommonJS file, dist/cli/extctl.bundle.cjs, plus V8's code cache for it; dist/ stays the library.
 //
 // Why: Node's ESM loader pays a resolve, realpath, read and compile per module, and a simple
-// command loaded ~60 of them. One file, compiled from a code cache (bin/extctl.js), costs little
+// command loaded ~60 of them. One file, compiled from a code cache (bin/extctl.cjs), costs little
 // more than `node -e 0`. Without code splitting esbuild turns our `await import("./x.js")` into
 // code in the same file that is evaluated only when first imported, and in CommonJS output the
 // Node built-ins a module needs are required then too (ESM output would hoist them all to the
@@ -48,10 +48,11 @@ const BUNDLED = new Set(["commander", "semver"]);
 
 /**
  * commander requires node:child_process at load time, only to spawn executable subcommands,
- * which extctl has none of; loading it costs ~4.5 ms of every command. The require becomes a
+ * which extctl has none of; loading it costs ~4.5 ms of every command (more in the one-file build,
+ * where nothing else loads node:stream or node:net first). The require becomes a
  * getter that loads it on first use.
  */
-const lazyCommanderChildProcess: Plugin = {
+export const lazyCommanderChildProcess: Plugin = {
   name: "lazy-commander-child-process",
   setup(b) {
     b.onLoad({ filter: /commander[\\/]lib[\\/]command\.js$/ }, async (args) => {
@@ -66,11 +67,16 @@ const lazyCommanderChildProcess: Plugin = {
   },
 };
 
-async function main(): Promise<void> {
+/** The npm packages the CLI bundle leaves outside: every dependency but BUNDLED's. */
+export async function externalPackages(): Promise<string[]> {
   const pkg = JSON.parse(await readFile(path.join(REPO, "package.json"), "utf8")) as {
     dependencies?: Record<string, string>;
   };
-  const external = Object.keys(pkg.dependencies ?? {}).filter((name) => !BUNDLED.has(name));
+  return Object.keys(pkg.dependencies ?? {}).filter((name) => !BUNDLED.has(name));
+}
+
+async function main(): Promise<void> {
+  const external = await externalPackages();
   await build({
     entryPoints: [path.join(SRC, "cli/main.ts")],
     outfile: BUNDLE,
@@ -80,7 +86,7 @@ async function main(): Promise<void> {
     target: "node20",
     external,
     plugins: [ownImportMetaUrl, lazyCommanderChildProcess],
-    // import() of an npm package becomes a require() when it runs (still lazy): bin/extctl.js
+    // import() of an npm package becomes a require() when it runs (still lazy): bin/extctl.cjs
     // compiles the bundle with vm.Script, and on Node 20 a script restored from the code cache
     // has no dynamic import() callback. Node >= 20.19 can require() the ESM-only ones (pkijs).
     supported: { "dynamic-import": false },
@@ -88,9 +94,11 @@ async function main(): Promise<void> {
     sourcemap: true,
     sourcesContent: false,
     legalComments: "none",
+    minifyWhitespace: true,
+    minifySyntax: true,
     logLevel: "warning",
   });
-  // bin/extctl.js reads the bundle as latin1 (no UTF-8 decoding of a megabyte on every command):
+  // bin/extctl.cjs reads the bundle as latin1 (no UTF-8 decoding of a megabyte on every command):
   // esbuild escapes non-ASCII characters by default, and this keeps it so.
   const bytes = await readFile(BUNDLE);
   const wide = bytes.findIndex((b) => b > 0x7f);
@@ -99,8 +107,8 @@ async function main(): Promise<void> {
 }
 
 /**
- * Runs one simple command through bin/extctl.js so that it stores V8's code cache for the bundle
- * (see bin/extctl.js), with the functions that command compiled. Same node binary, no extra
+ * Runs one simple command through bin/extctl.cjs so that it stores V8's code cache for the bundle
+ * (see bin/extctl.cjs), with the functions that command compiled. Same node binary, no extra
  * flags: V8 accepts a cache only from the same version and flags.
  */
 async function writeCodeCache(): Promise<void> {
@@ -110,7 +118,7 @@ async function writeCodeCache(): Promise<void> {
   try {
     const env: NodeJS.ProcessEnv = { ...process.env, EXTCTL_WRITE_CODE_CACHE: cacheFile };
     delete env.NODE_OPTIONS;
-    execFileSync(process.execPath, [path.join(REPO, "bin/extctl.js"), "--root", root, "status"], {
+    execFileSync(process.execPath, [path.join(REPO, "bin/extctl.cjs"), "--root", root, "status"], {
       env,
       stdio: "ignore",
     });

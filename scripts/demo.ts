@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { makeSigningCert } from "../test/helpers/keys.js";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const bin = path.join(repo, "bin/extctl.js");
+const bin = path.join(repo, "bin/extctl.cjs");
 const bold = (s: string) =>
   process.stdout.isTTY && !process.env.NO_COLOR ? `\x1b[1m${s}\x1b[0m` : s;
 

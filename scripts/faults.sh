@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full fault and load suite: test/faults/*.test.ts with FAULT_TRIALS=100 (CI runs 10), inside
 # one private mount namespace, then test/faults/REPORT.md from the counts the tests record.
-# Usage: bash scripts/faults.sh [TRIALS]   (EXTCTL_BIN=path/to/bin/extctl.js to test another build)
+# Usage: bash scripts/faults.sh [TRIALS]   (EXTCTL_BIN=path/to/bin/extctl.cjs to test another build)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 trials="${1:-${FAULT_TRIALS:-100}}"

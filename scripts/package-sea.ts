@@ -1,13 +1,15 @@
 // `npm run package`: writes dist/extctl, one executable for linux (this machine's architecture)
 // that needs no Node.js, npm or compiler where it runs: a Node single executable application.
 //
-// How: esbuild bundles the CLI with every npm package inside (all pure JavaScript since the native
-// zstd and lzma addons were replaced), plus the verity worker's source as a string; one command
-// run through scripts/sea-loader.cjs writes V8's code cache for that bundle; Node writes the SEA
-// blob (the loader as main script, bundle and cache as assets), and postject injects it into a
+// How: esbuild bundles the CLI, plus the verity worker's source as a string, and each npm package
+// it loads on demand into a bundle of its own (all pure JavaScript since the native zstd and lzma
+// addons were replaced); one command run through scripts/sea-loader.cjs writes V8's code cache
+// for the CLI bundle; Node writes the SEA blob (the loader as main script, the bundles and the
+// cache as assets), and postject injects it into a
 // stripped copy of this node binary. Nothing is downloaded: the binary is the node running this
 // script (or --node FILE), so the architecture is this machine's.
 import { build } from "esbuild";
+import { externalPackages, lazyCommanderChildProcess } from "./bundle-cli.js";
 import { execFileSync } from "node:child_process";
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -32,31 +34,42 @@ export function packagePath(arch: string = process.arch): string {
   return path.join(REPO, "dist", `extctl${suffix}`);
 }
 
-async function bundle(entry: string, define: Record<string, string>): Promise<string> {
+/**
+ * One CommonJS bundle: of our `entry`, or of the npm package `stdin` re-exports. `external` are
+ * the npm packages left to the loader, which serves each from its own asset (see main()).
+ */
+async function bundle(
+  input: { entry: string } | { stdin: string },
+  options: { define?: Record<string, string>; external?: string[] } = {},
+): Promise<string> {
   const result = await build({
-    entryPoints: [entry],
+    ...("entry" in input
+      ? { entryPoints: [input.entry] }
+      : { stdin: { contents: input.stdin, resolveDir: REPO, loader: "js" } }),
     bundle: true,
     write: false,
     format: "cjs",
     platform: "node",
     target: "node20",
-    // No externals: a SEA's require() reaches Node's built-ins only.
-    define,
+    define: options.define ?? {},
+    external: options.external ?? [],
+    plugins: [lazyCommanderChildProcess],
     supported: { "dynamic-import": false },
     // import.meta is empty in CommonJS; the two modules that use it ask util/bundled.ts first.
     logOverride: { "empty-import-meta": "silent" },
     legalComments: "none",
     minifyWhitespace: true,
+    minifySyntax: true,
     logLevel: "warning",
   });
   const [file] = result.outputFiles;
-  if (!file) throw new Error(`esbuild wrote nothing for ${entry}`);
+  if (!file) throw new Error(`esbuild wrote nothing for ${JSON.stringify(input)}`);
   return file.text;
 }
 
-/** The requires left in a bundle that are not Node built-ins (there must be none). */
-function nonBuiltinRequires(source: string): string[] {
-  const builtins = new Set(builtinModules);
+/** The requires left in a bundle that are neither Node built-ins nor `packaged` (there must be none). */
+function strayRequires(source: string, packaged: readonly string[]): string[] {
+  const builtins = new Set([...builtinModules, ...packaged]);
   const found = new Set<string>();
   for (const m of source.matchAll(/\brequire\("([^"]+)"\)/g)) {
     const name = m[1] as string;
@@ -86,7 +99,7 @@ function targetOf(argv: readonly string[]): { node: string; arch: string; codeCa
 }
 
 /**
- * Runs one simple command through the loader with this node, as bin/extctl.js's build does, so
+ * Runs one simple command through the loader with this node, as bin/extctl.cjs's build does, so
  * V8's cache for the bundle holds the functions that command compiled. Same binary, no flags:
  * V8 takes a cache only from the same version and flags.
  */
@@ -96,7 +109,7 @@ async function codeCache(loader: string, bundlePath: string): Promise<string> {
   try {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      EXTCTL_SEA_BUNDLE: bundlePath,
+      EXTCTL_SEA_ASSETS: path.dirname(bundlePath),
       EXTCTL_WRITE_CODE_CACHE: cacheFile,
     };
     delete env.NODE_OPTIONS;
@@ -136,18 +149,50 @@ async function main(): Promise<void> {
   await rm(WORK, { recursive: true, force: true });
   await mkdir(WORK, { recursive: true });
 
-  const worker = await bundle(path.join(SRC, "domain/trust/verity-worker.ts"), {});
-  const cli = await bundle(path.join(SRC, "cli/sea-main.ts"), {
-    EXTCTL_BUNDLED_VERSION: JSON.stringify(pkg.version),
-    EXTCTL_BUNDLED_VERITY_WORKER: JSON.stringify(worker),
-  });
-  const stray = [...nonBuiltinRequires(worker), ...nonBuiltinRequires(cli)];
+  // The npm packages bin/extctl.cjs's bundle leaves outside are assets of their own here, which
+  // the loader compiles when first required: a command that needs none of them (most of the
+  // simple ones) reads and compiles ~0.8 MB instead of ~2.3 MB. Each package bundle leaves the
+  // others outside too, so that pkijs and our code share one asn1js.
+  const packaged = await externalPackages();
+  const worker = await bundle({ entry: path.join(SRC, "domain/trust/verity-worker.ts") });
+  const cli = await bundle(
+    { entry: path.join(SRC, "cli/sea-main.ts") },
+    {
+      define: {
+        EXTCTL_BUNDLED_VERSION: JSON.stringify(pkg.version),
+        EXTCTL_BUNDLED_VERITY_WORKER: JSON.stringify(worker),
+      },
+      external: packaged,
+    },
+  );
+  const packages: Record<string, string> = {};
+  for (const name of packaged)
+    packages[name] = await bundle(
+      { stdin: `module.exports = require(${JSON.stringify(name)});` },
+      { external: packaged.filter((other) => other !== name) },
+    );
+  const stray = [worker, cli, ...Object.values(packages)].flatMap((s) =>
+    strayRequires(s, packaged),
+  );
   if (stray.length)
     throw new Error(`the bundle still requires packages from disk: ${stray.join(", ")}`);
-  const bundlePath = path.join(WORK, "extctl.cjs");
-  await writeFile(bundlePath, cli);
+  // The loader decodes the bundle as latin1 (no UTF-8 decoding of megabytes on every command):
+  // esbuild escapes non-ASCII characters by default, and this keeps it so.
+  const wide = /[^\0-\x7f]/.exec(cli);
+  if (wide) throw new Error(`the CLI bundle has a non-ASCII character at ${wide.index}`);
+  const assets: Record<string, string> = {};
+  const asset = async (name: string, contents: string): Promise<string> => {
+    const file = path.join(WORK, name);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, contents);
+    return (assets[name] = file);
+  };
+  const bundlePath = await asset("extctl.cjs", cli);
+  for (const [name, source] of Object.entries(packages)) await asset(`npm/${name}.cjs`, source);
+  await asset("npm.json", JSON.stringify(packaged));
+  // `--version` prints this without compiling the bundle, as bin/extctl.cjs does with package.json.
+  await asset("version", `${pkg.version}\n`);
   const loader = path.join(REPO, "scripts/sea-loader.cjs");
-  const assets: Record<string, string> = { "extctl.cjs": bundlePath };
   if (target.codeCache) assets["extctl.cjs.v8cache"] = await codeCache(loader, bundlePath);
 
   const blob = path.join(WORK, "extctl.blob");
@@ -191,7 +236,7 @@ async function main(): Promise<void> {
   await copyFile(binary, out);
   await rm(binary, { force: true });
   await chmod(out, 0o755);
-  await rm(WORK, { recursive: true, force: true });
+  if (!process.env.KEEPWORK) await rm(WORK, { recursive: true, force: true });
   const size = (await stat(out)).size;
   process.stdout.write(
     `wrote ${path.relative(REPO, out)} (${(size / 2 ** 20).toFixed(1)} MiB, node ${process.version}, linux-${target.arch}; needs no Node.js where it runs)\n`,

@@ -1,33 +1,81 @@
 // The main script of dist/extctl (scripts/package-sea.ts): compiles the CLI bundle the program
 // carries as an asset, with the V8 code cache the build made by running one command. Node's own
 // SEA code cache holds only what compiles before anything runs; this one also holds the
-// functions a command compiled, as bin/extctl.js's does. A cache V8 rejects is compiled anew.
+// functions a command compiled, as bin/extctl.cjs's does. A cache V8 rejects is compiled anew.
+// The npm packages the CLI loads on demand are assets of their own (npm/NAME.cjs), compiled when
+// first required, as bin/extctl.cjs's bundle finds them in node_modules.
 "use strict";
 const fs = require("node:fs");
 const sea = require("node:sea");
-const vm = require("node:vm");
 
-// The build runs this same file with plain node to write the cache (EXTCTL_WRITE_CODE_CACHE).
+// The build runs this same file with plain node to write the cache: the assets are files in
+// EXTCTL_SEA_ASSETS then, and the cache goes to EXTCTL_WRITE_CODE_CACHE.
 const building = !sea.isSea();
-const source = building
-  ? fs.readFileSync(process.env.EXTCTL_SEA_BUNDLE, "utf8")
-  : sea.getAsset("extctl.cjs", "utf8");
-let cachedData;
-if (!building) {
-  try {
-    cachedData = new Uint8Array(sea.getAsset("extctl.cjs.v8cache"));
-  } catch {
-    // no cache in this build
+
+/** An asset's bytes as text; all are ASCII (package-sea.ts checks the CLI bundle's). */
+function assetText(name) {
+  if (building)
+    return fs.readFileSync(
+      require("node:path").join(process.env.EXTCTL_SEA_ASSETS, name),
+      "latin1",
+    );
+  // latin1 skips UTF-8 decoding of a megabyte; the npm bundles may hold UTF-8.
+  const bytes = Buffer.from(sea.getAsset(name));
+  return bytes.toString(name === "extctl.cjs" ? "latin1" : "utf8");
+}
+
+function compile(name, cachedData) {
+  const vm = require("node:vm");
+  return new vm.Script(
+    `(function (exports, require, module, __filename, __dirname) {${assetText(name)}\n})`,
+    { filename: name, ...(cachedData ? { cachedData } : {}) },
+  );
+}
+
+function evaluate(script, name, module_ = { exports: {} }) {
+  script.runInThisContext()(module_.exports, requireBundled, module_, name, "/");
+  return module_;
+}
+
+const packaged = new Set(JSON.parse(assetText("npm.json")));
+const packages = new Map();
+
+/** Node's require, but the packaged npm names come from their assets, each evaluated once. */
+function requireBundled(id) {
+  if (!packaged.has(id)) return require(id);
+  let module_ = packages.get(id);
+  if (module_ === undefined) {
+    // Registered before it runs, so that a cycle between packages sees its partial exports.
+    module_ = { exports: {} };
+    packages.set(id, module_);
+    const name = `npm/${id}.cjs`;
+    evaluate(compile(name), name, module_);
+  }
+  return module_.exports;
+}
+
+function run() {
+  let cachedData;
+  if (!building) {
+    try {
+      cachedData = new Uint8Array(sea.getAsset("extctl.cjs.v8cache"));
+    } catch {
+      // no cache in this build
+    }
+  }
+  const script = compile("extctl.cjs", cachedData);
+  evaluate(script, "extctl.cjs");
+  if (building && process.env.EXTCTL_WRITE_CODE_CACHE) {
+    process.once("exit", () =>
+      fs.writeFileSync(process.env.EXTCTL_WRITE_CODE_CACHE, script.createCachedData()),
+    );
   }
 }
-const script = new vm.Script(
-  `(function (exports, require, module, __filename, __dirname) {${source}\n})`,
-  { filename: "extctl.cjs", ...(cachedData ? { cachedData } : {}) },
-);
-const module_ = { exports: {} };
-script.runInThisContext()(module_.exports, require, module_, "extctl.cjs", "/");
-if (building && process.env.EXTCTL_WRITE_CODE_CACHE) {
-  process.once("exit", () =>
-    fs.writeFileSync(process.env.EXTCTL_WRITE_CODE_CACHE, script.createCachedData()),
-  );
+
+const first = process.argv[2];
+if (!building && (first === "--version" || first === "-V")) {
+  // The one command that needs nothing but the version.
+  fs.writeSync(1, sea.getAsset("version", "utf8"));
+} else {
+  run();
 }

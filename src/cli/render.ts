@@ -1,6 +1,7 @@
 // Output helpers: aligned tables for people, JSON for programs. Data goes to stdout only.
 // Every table cell is escaped (escapeControl), so a crafted value cannot draw rows of its own.
 import { escapeControl, escapeControlKeepLines } from "../util/escape.js";
+import { writeStdout } from "../util/stdout.js";
 
 export interface Column<T> {
   header: string;
@@ -42,11 +43,11 @@ export function renderTable<T>(rows: readonly T[], columns: readonly Column<T>[]
 }
 
 export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + "\n");
+  writeStdout(JSON.stringify(value, null, 2) + "\n");
 }
 
 /** Prints text for people; control characters other than its line breaks are escaped. */
 export function print(text: string): void {
   const safe = escapeControlKeepLines(text);
-  process.stdout.write(safe.endsWith("\n") ? safe : safe + "\n");
+  writeStdout(safe.endsWith("\n") ? safe : safe + "\n");
 }

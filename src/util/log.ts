@@ -20,13 +20,19 @@ function useColor(stream: NodeJS.WriteStream): boolean {
 }
 
 export class StderrLogger implements Logger {
-  private readonly color: boolean;
+  private color: boolean | undefined;
 
+  /**
+   * process.stderr is touched only when there is something to write: creating it loads
+   * node:stream and, for a pipe, node:net (~4 ms), which a command that logs nothing should not pay.
+   */
   constructor(
     readonly verbosity: Verbosity = "normal",
-    private readonly stream: NodeJS.WriteStream = process.stderr,
-  ) {
-    this.color = useColor(stream);
+    private readonly streamOf: () => NodeJS.WriteStream = () => process.stderr,
+  ) {}
+
+  private get stream(): NodeJS.WriteStream {
+    return this.streamOf();
   }
 
   warn(message: string): void {
@@ -43,6 +49,7 @@ export class StderrLogger implements Logger {
   }
 
   private paint(code: string, text: string): string {
+    this.color ??= useColor(this.stream);
     return this.color ? `\x1b[${code}m${text}\x1b[0m` : text;
   }
 }

@@ -36,14 +36,16 @@ function formatEta(seconds: number): string {
 /** A factory that draws bars on a TTY stderr and writes periodic lines under -v elsewhere. */
 export function makeProgressFactory(
   log: Logger,
-  stream: NodeJS.WriteStream = process.stderr,
+  streamOf: () => NodeJS.WriteStream = () => process.stderr,
 ): ProgressFactory {
   if (log.verbosity === "quiet") return () => noProgress;
-  if (stream.isTTY)
-    return (label, total, unit) => new BarProgress(label, total ?? 0, unit ?? "bytes", stream);
-  if (log.verbosity === "verbose")
-    return (label, total, unit) => new LineProgress(label, total, unit ?? "bytes", log);
-  return () => noProgress;
+  // Whether stderr is a TTY is asked at the first progress, not here: see StderrLogger.
+  return (label, total, unit) => {
+    const stream = streamOf();
+    if (stream.isTTY) return new BarProgress(label, total ?? 0, unit ?? "bytes", stream);
+    if (log.verbosity === "verbose") return new LineProgress(label, total, unit ?? "bytes", log);
+    return noProgress;
+  };
 }
 
 class LineProgress implements Progress {

@@ -1,6 +1,6 @@
 // dist/extctl, the one-file build (`npm run package`), run where there is no Node.js at all: a
 // root that holds only that file and the shared libraries it links, entered with chroot. It must
-// print the same --version and --help as bin/extctl.js and read real squashfs images (zstd and
+// print the same --version and --help as bin/extctl.cjs and read real squashfs images (zstd and
 // xz blocks, made by mksquashfs) and a verity DDI the same way.
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";

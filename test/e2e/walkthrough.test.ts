@@ -43,7 +43,7 @@ test("the README's build, publish and preseed walkthrough runs and does what it 
   await pushOsImage(t, `${registry.host}/kairos/os:v1`);
   const work = await tempDir(t, "extctl-walkthrough-");
   const root = await tempRoot(t);
-  // `extctl` on PATH is this checkout's build, as `ln -s bin/extctl.js` in "Install" makes it.
+  // `extctl` on PATH is this checkout's build, as `ln -s bin/extctl.cjs` in "Install" makes it.
   const bin = path.join(work, "bin");
   await mkdir(bin);
   await writeFile(

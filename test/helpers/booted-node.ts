@@ -26,7 +26,7 @@ const CHECKOUT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../
 
 /**
  * How extctl gets onto the node. "checkout": /usr/bin/extctl is a two-line wrapper that runs this
- * checkout's bin/extctl.js with the node's own Node.js (the checkout and its node_modules are
+ * checkout's bin/extctl.cjs with the node's own Node.js (the checkout and its node_modules are
  * bound in read-only). "single-file": dist/extctl (`npm run package`, issue 17 item 1) is copied
  * to /usr/bin/extctl and the node needs nothing else. Switching is this one line.
  */
@@ -358,7 +358,7 @@ export class BootedNode {
       for (const bin of ["/usr/bin/node", "/usr/bin/nodejs"])
         await rm(this.host(bin), { force: true });
     } else {
-      await writeFile(extctl, `#!/bin/sh\nexec node ${CHECKOUT}/bin/extctl.js "$@"\n`);
+      await writeFile(extctl, `#!/bin/sh\nexec node ${CHECKOUT}/bin/extctl.cjs "$@"\n`);
     }
     await chmod(extctl, 0o755);
   }

@@ -1,11 +1,11 @@
-// Runs the built extctl CLI (bin/extctl.js over dist/) as a user would.
+// Runs the built extctl CLI (bin/extctl.cjs over dist/) as a user would.
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const EXTCTL_BIN = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
-  "../../bin/extctl.js",
+  "../../bin/extctl.cjs",
 );
 
 export interface CliResult {

@@ -5,6 +5,7 @@ import { completionTree } from "../completion-tree.js";
 import { SHELLS, completionScript, type Shell } from "../completion-scripts.js";
 import { addFlags, boolFlag, contextFor, defined, flagsOf, type FlagSpec } from "../options.js";
 import { print } from "../render.js";
+import { writeStdout } from "../../util/stdout.js";
 
 function programOf(command: Command): Command {
   let top = command;
@@ -26,7 +27,7 @@ export function registerCompletionCommand(program: Command): void {
     .description("print a shell completion script (source <(extctl completion bash))")
     .addArgument(new Argument("<shell>", "the shell to complete in").choices(SHELLS))
     .action((shell: Shell, _opts: unknown, command: Command) => {
-      process.stdout.write(completionScript(shell, completionTree(programOf(command))));
+      writeStdout(completionScript(shell, completionTree(programOf(command))));
     });
 
   // What the scripts call while completing: quiet, and empty rather than an error.

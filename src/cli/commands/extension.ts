@@ -3,7 +3,7 @@
 import { pathToFileURL } from "node:url";
 import type { Command } from "commander";
 import { UsageError } from "../../util/errors.js";
-import type { ExtensionKind, Profile } from "../../domain/store/layout.js";
+import { EXTENSION_KINDS, type ExtensionKind, type Profile } from "../../domain/store/layout.js";
 import type { ListedImage } from "../../operations/list.js";
 import { schemeList } from "../../domain/sources/source-registry.js";
 import {
@@ -144,8 +144,11 @@ function yesNo(value: boolean): string {
   return value ? "yes" : "no";
 }
 
-export function registerExtensionCommands(program: Command): void {
-  for (const kind of ["sysext", "confext"] as const satisfies readonly ExtensionKind[]) {
+export function registerExtensionCommands(
+  program: Command,
+  kinds: readonly ExtensionKind[] = EXTENSION_KINDS,
+): void {
+  for (const kind of kinds) {
     const what = kind === "sysext" ? "system extension" : "configuration extension";
     const parent = program
       .command(kind)

@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import type { InspectResult } from "../../operations/inspect.js";
 import { ExtctlError } from "../../util/errors.js";
+import { stdoutStream } from "../../util/stdout.js";
 import { EXTENSION_KINDS } from "../../domain/store/layout.js";
 import {
   addFlags,
@@ -165,7 +166,7 @@ export function registerInspectCommand(program: Command): void {
           "--cat writes file bytes; it cannot be combined with --files, --tree or --json",
         );
       const { catImageFile } = await import("../../operations/cat.js");
-      await catImageFile(contextFor(command), { image, path: opts.cat, out: process.stdout });
+      await catImageFile(contextFor(command), { image, path: opts.cat, out: stdoutStream() });
       return;
     }
     const kind = EXTENSION_KINDS.find((k) => k === opts.kind);

@@ -3,7 +3,7 @@
 // rules): a protective MBR, the primary header at LBA 1 or, only when it is invalid, the header
 // at the last LBA; each checked for CRC, MyLBA, usable range inside the disk, 128-byte entries
 // and the entry array CRC. Entries outside the usable range are ignored, not errors.
-import { crc32 } from "node:zlib";
+import { crc32 } from "../../util/crc32.js";
 import { ExtctlError } from "../../util/errors.js";
 import { readExactly, type ByteSource } from "../../util/bytes.js";
 

@@ -31,7 +31,10 @@ for (const args of SIMPLE) {
       args[0]?.startsWith("--") && args.length === 1 ? args : ["--root", root, ...args];
     const { modules, code, stderr } = await loadedModules(withRoot);
     assert.equal(code, 0, stderr);
-    assert.ok(modules.length > 5, "the load trace recorded the CLI's own modules");
+    assert.ok(
+      modules.some((m) => m.endsWith("/bin/extctl.cjs")),
+      "the load trace recorded the entry point",
+    );
     assert.deepEqual(heavyPackagesIn(modules), []);
   });
 }
