@@ -72,7 +72,7 @@ if (!has("systemd-sysext") || !has("mksquashfs")) {
   });
   // The same command on an empty store: what is left of extctl's time is start-up, not listing.
   const empty = await benchRoot(path.join(dir, "empty-root"));
-  const runs = Number(process.env.BENCH_RUNS) || 7;
+  const runs = Number(process.env.BENCH_RUNS) || 15;
 
   for (const count of COUNTS) {
     const { ours, theirs, store } = await makeRoots(dir, image, count);

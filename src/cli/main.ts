@@ -6,7 +6,7 @@ import { createRequire } from "node:module";
 import { bundledVersion } from "../util/bundled.js";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
 import { escapeControl } from "../util/escape.js";
-import { writeStdout } from "../util/stdout.js";
+import { writeStderr, writeStdout } from "../util/stdio.js";
 import { addFlags, GLOBAL_FLAGS } from "./options.js";
 import { registerBuildCommand } from "./commands/build.js";
 import { registerExtensionCommands } from "./commands/extension.js";
@@ -130,13 +130,13 @@ function reportError(e: unknown): number {
   }
   if (isExtctlError(e)) {
     // Messages carry names and paths from untrusted input: escaped, one line each.
-    process.stderr.write(`extctl: ${escapeControl(e.message)}\n`);
-    if (e.hint) process.stderr.write(`  ${escapeControl(e.hint)}\n`);
-    if (process.env.EXTCTL_DEBUG && e.cause) process.stderr.write(`${traceOf(e.cause)}\n`);
+    writeStderr(`extctl: ${escapeControl(e.message)}\n`);
+    if (e.hint) writeStderr(`  ${escapeControl(e.hint)}\n`);
+    if (process.env.EXTCTL_DEBUG && e.cause) writeStderr(`${traceOf(e.cause)}\n`);
     return e.exitCode;
   }
   const err = e instanceof Error ? e : new ExtctlError("internal", String(e));
-  process.stderr.write(`extctl: internal error: ${err.stack ?? err.message}\n`);
+  writeStderr(`extctl: internal error: ${err.stack ?? err.message}\n`);
   return 1;
 }
 

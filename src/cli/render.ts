@@ -1,7 +1,7 @@
 // Output helpers: aligned tables for people, JSON for programs. Data goes to stdout only.
 // Every table cell is escaped (escapeControl), so a crafted value cannot draw rows of its own.
 import { escapeControl, escapeControlKeepLines } from "../util/escape.js";
-import { writeStdout } from "../util/stdout.js";
+import { writeStdout } from "../util/stdio.js";
 
 export interface Column<T> {
   header: string;

@@ -7,7 +7,6 @@ import { ExtensionStore } from "../domain/store/store.js";
 import { PROFILES, type ExtensionKind, type Profile } from "../domain/store/layout.js";
 import { isMerged, mergedNames, readMerged } from "../domain/activate/merged.js";
 import { existsSync, statSync } from "node:fs";
-import path from "node:path";
 import {
   summarizeImageDetail,
   summaryHostKey,
@@ -96,12 +95,15 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
   const verifier = options.verify ? await makeVerifier(ctx, options.trust ?? []) : undefined;
   // A sidecar right in the store dir is known from its listing: no stat per image for it.
   const listing = readable.listing;
-  const sidecarExists = (file: string): boolean =>
-    listing !== undefined &&
-    path.dirname(file) === listing.dir &&
-    !listing.names.has(path.basename(file))
-      ? false
-      : existsSync(file);
+  // A sidecar beside an image right in the store dir is looked up in its listing (no syscall,
+  // no path parsing: this runs per image); one that is listed, or beside an image elsewhere
+  // (a store entry that is a link), is checked on disk.
+  const sidecarExists = (file: string): boolean => {
+    if (listing === undefined) return existsSync(file);
+    const slash = file.lastIndexOf("/");
+    const inStoreDir = slash === listing.dir.length && file.startsWith(listing.dir);
+    return inStoreDir && !listing.names.has(file.slice(slash + 1)) ? false : existsSync(file);
+  };
   // The columns of an unchanged image come from the store's cache; --verify reads every image,
   // as enable, boot and check do: the cache never stands in for a security decision.
   const cache =
@@ -155,13 +157,13 @@ async function summaryColumns(
 ): Promise<Partial<ListedImage>> {
   if (!cache) return describe((await summarizeImageDetail(ctx, hostPath, kind)).summary);
   // Synchronous: a cache hit is then a stat and a map look-up, no promise per image.
-  const st = statSync(hostPath, { bigint: true });
+  const st = statSync(hostPath);
   const id = {
     dev: st.dev,
     ino: st.ino,
     size: st.size,
-    mtimeNs: st.mtimeNs,
-    ctimeNs: st.ctimeNs,
+    mtimeMs: st.mtimeMs,
+    ctimeMs: st.ctimeMs,
   };
   let cached = cache.lookup(name, id);
   if (!cached) {
@@ -175,13 +177,12 @@ async function summaryColumns(
       compatible: s.compatible,
       ...(s.reason !== undefined ? { reason: s.reason } : {}),
     };
-    // Stat again after reading: an image replaced meanwhile is not cached under the old key.
-    const after = statSync(hostPath, { bigint: true });
+    const after = statSync(hostPath);
     if (
       after.ino === st.ino &&
-      after.mtimeNs === st.mtimeNs &&
-      after.ctimeNs === st.ctimeNs &&
-      settled(st.mtimeNs, st.ctimeNs)
+      after.mtimeMs === st.mtimeMs &&
+      after.ctimeMs === st.ctimeMs &&
+      settled(st.mtimeMs, st.ctimeMs)
     )
       cache.put(name, id, cached);
   }
@@ -193,11 +194,10 @@ async function summaryColumns(
  * within one tick keeps its mtime and ctime, so one changed in the last seconds (or dated in
  * the future) is read again next time rather than cached (git's "racily clean" entries).
  */
-const SETTLE_NS = 2_000_000_000n;
+const SETTLE_MS = 2000;
 
-function settled(mtimeNs: bigint, ctimeNs: bigint): boolean {
-  const latest = mtimeNs > ctimeNs ? mtimeNs : ctimeNs;
-  return BigInt(Date.now()) * 1_000_000n - latest >= SETTLE_NS;
+function settled(mtimeMs: number, ctimeMs: number): boolean {
+  return Date.now() - Math.max(mtimeMs, ctimeMs) >= SETTLE_MS;
 }
 
 function fromCached(

@@ -2,6 +2,7 @@
 // -v shows details (and the commands extctl runs). NO_COLOR is honoured. Messages are one line
 // each: control characters in them (from names, labels, release fields) are escaped.
 import { escapeControl } from "./escape.js";
+import { writeStderr } from "./stdio.js";
 
 export type Verbosity = "quiet" | "normal" | "verbose";
 
@@ -22,34 +23,23 @@ function useColor(stream: NodeJS.WriteStream): boolean {
 export class StderrLogger implements Logger {
   private color: boolean | undefined;
 
-  /**
-   * process.stderr is touched only when there is something to write: creating it loads
-   * node:stream and, for a pipe, node:net (~4 ms), which a command that logs nothing should not pay.
-   */
-  constructor(
-    readonly verbosity: Verbosity = "normal",
-    private readonly streamOf: () => NodeJS.WriteStream = () => process.stderr,
-  ) {}
-
-  private get stream(): NodeJS.WriteStream {
-    return this.streamOf();
-  }
+  constructor(readonly verbosity: Verbosity = "normal") {}
 
   warn(message: string): void {
-    this.stream.write(`${this.paint("33", "warning:")} ${escapeControl(message)}\n`);
+    writeStderr(`${this.paint("33", "warning:")} ${escapeControl(message)}\n`);
   }
 
   info(message: string): void {
-    if (this.verbosity !== "quiet") this.stream.write(`${escapeControl(message)}\n`);
+    if (this.verbosity !== "quiet") writeStderr(`${escapeControl(message)}\n`);
   }
 
   debug(message: string): void {
-    if (this.verbosity === "verbose")
-      this.stream.write(`${this.paint("2", escapeControl(message))}\n`);
+    if (this.verbosity === "verbose") writeStderr(`${this.paint("2", escapeControl(message))}\n`);
   }
 
+  /** process.stderr is asked whether it is a TTY only here: see util/stdio.ts. */
   private paint(code: string, text: string): string {
-    this.color ??= useColor(this.stream);
+    this.color ??= useColor(process.stderr);
     return this.color ? `\x1b[${code}m${text}\x1b[0m` : text;
   }
 }

@@ -5,7 +5,7 @@ import { completionTree } from "../completion-tree.js";
 import { SHELLS, completionScript, type Shell } from "../completion-scripts.js";
 import { addFlags, boolFlag, contextFor, defined, flagsOf, type FlagSpec } from "../options.js";
 import { print } from "../render.js";
-import { writeStdout } from "../../util/stdout.js";
+import { writeStdout } from "../../util/stdio.js";
 
 function programOf(command: Command): Command {
   let top = command;

@@ -30,6 +30,7 @@ import {
   parseKeep,
   registerLifecycleCommands,
 } from "./lifecycle.js";
+import { writeStderr } from "../../util/stdio.js";
 
 /** --active, --passive, --recovery, --common: the boot profile a command works on. */
 const PROFILE_FLAGS = {
@@ -242,7 +243,7 @@ export function registerExtensionCommands(
       );
       if (opts.json) return printJson(result);
       if (result.images.length === 0) {
-        process.stderr.write(
+        writeStderr(
           profile ? `no ${what}s enabled in the ${profile} profile\n` : `no ${what}s installed\n`,
         );
         return;

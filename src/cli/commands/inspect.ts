@@ -3,7 +3,7 @@
 import type { Command } from "commander";
 import type { InspectResult } from "../../operations/inspect.js";
 import { ExtctlError } from "../../util/errors.js";
-import { stdoutStream } from "../../util/stdout.js";
+import { stdoutStream } from "../../util/stdio.js";
 import { EXTENSION_KINDS } from "../../domain/store/layout.js";
 import {
   addFlags,

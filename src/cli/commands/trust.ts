@@ -12,6 +12,7 @@ import {
   type FlagSpec,
 } from "../options.js";
 import { print, printJson, renderTable } from "../render.js";
+import { writeStderr } from "../../util/stdio.js";
 
 const LIST_FLAGS = {
   trust: listFlag(
@@ -68,7 +69,7 @@ export function registerTrustCommand(program: Command): void {
       ]),
     );
     print(`Policy: ${result.policy.name} (${result.policy.text}) from ${result.policy.source}`);
-    for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+    for (const w of result.warnings) writeStderr(`warning: ${w}\n`);
   });
   addFlags(
     trust

@@ -201,7 +201,9 @@ export class ExtensionStore {
       // A regular file right in the resolved store dir has nothing to resolve: no lstat walk
       // per image (the walk is most of the cost of listing a large store).
       if (regular.has(name)) {
-        images.push({ name, file: path.join(dir, name) });
+        // Concatenated, not path.join: dir is resolved already and a name has no slash, and
+        // join's normalising is a visible part of listing 10,000 images.
+        images.push({ name, file: `${dir}/${name}` });
         continue;
       }
       try {

@@ -10,21 +10,24 @@ import { tempPathBeside } from "../../util/atomic.js";
 export const SUMMARY_CACHE_FILE = ".extctl-cache.json";
 
 /** Bump when the file's shape or what a summary means changes: an older file is then rebuilt. */
-export const SUMMARY_CACHE_FORMAT = 1;
+export const SUMMARY_CACHE_FORMAT = 2;
 
 /** Far above 10,000 images (about 250 bytes each), far below what hurts to parse. */
 const CACHE_CAP = 32 * 1024 * 1024;
 
 /**
- * What makes a file the same file: device, inode, size, and mtime and ctime in nanoseconds
- * (ctime changes on any write or chmod, and cannot be set back by a user).
+ * What makes a file the same file: device, inode, size, and mtime and ctime (ctime changes on
+ * any write or chmod, and cannot be set back by a user). Milliseconds (with their fraction) are
+ * enough: list caches only files whose times are seconds old, so a later change moves ctime
+ * seconds away from the cached one. Numbers, not bigints: 1,000 BigIntStats with their Dates
+ * cost a few ms of every list.
  */
 export interface FileIdentity {
-  dev: bigint;
-  ino: bigint;
-  size: bigint;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
 }
 
 /** The facts cached per image: the columns of `list`, nothing used for a decision. */
@@ -46,7 +49,7 @@ interface CacheFile {
 }
 
 function identityKey(id: FileIdentity): string {
-  return `${id.dev}:${id.ino}:${id.size}:${id.mtimeNs}:${id.ctimeNs}`;
+  return `${id.dev}:${id.ino}:${id.size}:${id.mtimeMs}:${id.ctimeMs}`;
 }
 
 function isCachedSummary(value: unknown): value is CachedSummary {
@@ -72,11 +75,11 @@ export class SummaryCache {
   private constructor(
     private readonly file: string,
     private readonly host: string,
-    loaded: CacheFile | undefined,
+    loaded: Map<string, { key: string; summary: CachedSummary }> | undefined,
     /** Why the file on disk was not used, if it was not. */
     readonly miss: CacheMiss | undefined,
   ) {
-    this.entries = new Map(Object.entries(loaded?.entries ?? {}));
+    this.entries = loaded ?? new Map<string, { key: string; summary: CachedSummary }>();
     this.dirty = loaded === undefined;
   }
 
@@ -89,7 +92,7 @@ export class SummaryCache {
   static async load(storeDir: string, host: string): Promise<SummaryCache> {
     const file = path.join(storeDir, SUMMARY_CACHE_FILE);
     const { data, miss } = await readCacheFile(file);
-    let parsed: CacheFile | undefined;
+    let parsed: Map<string, { key: string; summary: CachedSummary }> | undefined;
     let why = miss;
     if (data !== undefined) {
       try {
@@ -103,13 +106,12 @@ export class SummaryCache {
           why = "corrupt";
         else if (value.format !== SUMMARY_CACHE_FORMAT || value.host !== host) why = "stale";
         else {
-          const entries: CacheFile["entries"] = {};
-          for (const [name, entry] of Object.entries(value.entries)) {
-            const e = entry as { key?: unknown; summary?: unknown };
+          parsed = new Map();
+          for (const name in value.entries) {
+            const e = value.entries[name] as { key?: unknown; summary?: unknown } | undefined;
             if (typeof e?.key === "string" && isCachedSummary(e.summary))
-              entries[name] = { key: e.key, summary: e.summary };
+              parsed.set(name, { key: e.key, summary: e.summary });
           }
-          parsed = { format: SUMMARY_CACHE_FORMAT, host, entries };
         }
       } catch {
         why = "corrupt";
