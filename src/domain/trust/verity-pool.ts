@@ -26,6 +26,8 @@ export interface BlockHasher {
   hashRegion(params: BlockHashParams, region: FileRegion, blocks: number): Promise<Buffer>;
   /** How many chunks it is worth having in flight. */
   readonly concurrency: number;
+  /** Chunks hashed so far on the calling thread and on worker threads (a pool only). */
+  readonly hashed?: { readonly here: number; readonly threads: number };
   close(): Promise<void>;
 }
 
@@ -80,6 +82,8 @@ function startWorker(): Worker {
 interface Slot {
   worker: Worker;
   busy: number;
+  /** The thread runs: until then (~30 ms) the calling thread hashes what would wait for it. */
+  online: boolean;
 }
 
 /** Chunks queued on one thread: two, so it never waits for the next one to be posted. */
@@ -92,6 +96,7 @@ class WorkerHasher implements BlockHasher {
     { resolve: (b: Buffer) => void; reject: (e: Error) => void; slot: Slot }
   >();
   private nextId = 1;
+  readonly hashed = { here: 0, threads: 0 };
   private failure: Error | undefined;
   private closing = false;
 
@@ -103,7 +108,8 @@ class WorkerHasher implements BlockHasher {
   constructor(size: number) {
     for (let i = 1; i < size; i++) {
       const worker = startWorker();
-      const slot = { worker, busy: 0 };
+      const slot = { worker, busy: 0, online: false };
+      worker.once("online", () => (slot.online = true));
       worker.on("message", (reply: HashReply) => this.settle(reply));
       worker.on("error", (e) => this.fail(e));
       worker.on("exit", (code) => {
@@ -123,7 +129,10 @@ class WorkerHasher implements BlockHasher {
   hash(params: BlockHashParams, data: Buffer, owned = false): Promise<Buffer> {
     if (this.failure) return Promise.reject(this.failure);
     const slot = this.freeSlot();
-    if (slot === undefined) return attempt(() => hashHere(params, data, owned));
+    if (slot === undefined) {
+      this.hashed.here++;
+      return attempt(() => hashHere(params, data, owned));
+    }
     // Only a buffer that is ours and owns its whole ArrayBuffer is transferred as is: a
     // structured clone of 4 MiB costs ~5 ms, a transfer ~5 µs, a copy here ~0.4 ms.
     const whole =
@@ -136,17 +145,31 @@ class WorkerHasher implements BlockHasher {
     ]);
   }
 
+  /**
+   * A chunk no worker has room for is hashed here, but on a later turn of the event loop: the
+   * replies that came in meanwhile are taken first, so a worker that has freed up gets it and
+   * never idles while this thread hashes chunk after chunk without looking at its messages.
+   */
   hashRegion(params: BlockHashParams, region: FileRegion, blocks: number): Promise<Buffer> {
+    const send = (slot: Slot) =>
+      this.post(slot, { params: wireParams(params), region: { ...region, blocks } }, []);
     if (this.failure) return Promise.reject(this.failure);
     const slot = this.freeSlot();
-    if (slot === undefined) return attempt(() => hashRegionHere(params, region, blocks));
-    return this.post(slot, { params: wireParams(params), region: { ...region, blocks } }, []);
+    if (slot !== undefined) return send(slot);
+    return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      if (this.failure) throw this.failure;
+      const freed = this.freeSlot();
+      if (freed !== undefined) return send(freed);
+      this.hashed.here++;
+      return hashRegionHere(params, region, blocks);
+    });
   }
 
-  /** The least busy worker with room in its queue; undefined: hash on the calling thread. */
+  /** The least busy running worker with room in its queue; undefined: hash on this thread. */
   private freeSlot(): Slot | undefined {
     let slot: Slot | undefined;
-    for (const s of this.slots) if (s.busy < DEPTH && (!slot || s.busy < slot.busy)) slot = s;
+    for (const s of this.slots)
+      if (s.online && s.busy < DEPTH && (!slot || s.busy < slot.busy)) slot = s;
     return slot;
   }
 
@@ -171,8 +194,10 @@ class WorkerHasher implements BlockHasher {
     // Once closing, a late reply must not unref a thread whose exit close() is waiting for.
     if (--entry.slot.busy === 0 && !this.closing) entry.slot.worker.unref();
     if ("error" in reply) entry.reject(new Error(reply.error));
-    else
+    else {
+      this.hashed.threads++;
       entry.resolve(Buffer.from(reply.hashes.buffer, reply.hashes.byteOffset, reply.hashes.length));
+    }
   }
 
   private fail(e: Error): void {
