@@ -21,6 +21,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { runExtctl } from "../helpers/cli.js";
 import { requirePeers, run } from "../helpers/peers.js";
+import { makeSigningCert } from "../helpers/keys.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -196,4 +197,76 @@ test("dist/extctl runs in a root without Node.js: --version, --help, inspect and
     script.stdout.replaceAll(path.join(out, "demo.sysext.raw"), "IMAGE"),
   );
   assert.match(packaged.stdout, /data checked: every block/);
+});
+
+// The npm packages are assets of their own in dist/extctl, compiled when a command first needs
+// one (scripts/sea-loader.cjs): each must load from inside the program, with no node_modules.
+test("dist/extctl loads the npm packages it carries when a command needs them: pkijs and asn1js (inspect of a signed image), yaml (apply), undici (an OCI install)", async (t) => {
+  if (!requirePeers(t, ["mksquashfs", "openssl", "chroot", "ldd"], { root: true })) return;
+  if (!requirePackaged(t)) return;
+  const root = await bareRoot(t);
+  const work = await tempDir(t);
+  const tree = path.join(work, "tree");
+  await mkdir(path.join(tree, "usr/lib/extension-release.d"), { recursive: true });
+  await writeFile(
+    path.join(tree, "usr/lib/extension-release.d/extension-release.sig"),
+    "ID=_any\n",
+  );
+  const signer = makeSigningCert(work, "asset-signer");
+  const built = await runExtctl([
+    "build",
+    "sysext",
+    "sig",
+    tree,
+    "-o",
+    path.join(root, "images"),
+    "--format",
+    "squashfs",
+    "--private-key",
+    signer.key,
+    "--certificate",
+    signer.cert,
+  ]);
+  assert.equal(built.code, 0, built.stderr);
+  await copyFile(signer.cert, path.join(root, "images/signer.crt"));
+
+  // inspect describes the embedded signature with pkijs; the script build says the same.
+  const packaged = inRoot(root, ["inspect", "--json", "/images/sig.sysext.raw"]);
+  assert.equal(packaged.code, 0, packaged.stderr);
+  const script = await runExtctl(["inspect", "--json", path.join(root, "images/sig.sysext.raw")]);
+  assert.equal(
+    packaged.stdout.replaceAll("/images/", "DIR/"),
+    script.stdout.replaceAll(path.join(root, "images/"), "DIR/"),
+  );
+  assert.match(packaged.stdout, /CN=asset-signer/);
+  const trusted = inRoot(root, [
+    "verify",
+    "--trust",
+    "/images/signer.crt",
+    "/images/sig.sysext.raw",
+  ]);
+  assert.equal(trusted.code, 0, trusted.stderr);
+
+  // apply parses its file with yaml: the error names the file's line, so the YAML was read.
+  await writeFile(path.join(root, "images/apply.yaml"), "sysext:\n  - name: tool\n");
+  await mkdir(path.join(root, "node"));
+  const applied = inRoot(root, ["--root", "/node", "apply", "/images/apply.yaml"]);
+  assert.equal(applied.code, 1, applied.stderr);
+  assert.match(applied.stderr, /apply\.yaml:2: sysext\[0\]: no extension catalog is configured/);
+
+  // An OCI install talks to the registry with undici: port 1 refuses at once, and the error is
+  // the connection's, not a module that could not be found.
+  const pulled = inRoot(root, [
+    "--root",
+    "/node",
+    "sysext",
+    "install",
+    "oci://127.0.0.1:1/tool:1",
+    "--insecure-registry",
+    "127.0.0.1:1",
+  ]);
+  assert.equal(pulled.code, 1, pulled.stderr);
+  assert.match(pulled.stderr, /127\.0\.0\.1:1/);
+  assert.match(pulled.stderr, /ECONNREFUSED|refused/i);
+  assert.doesNotMatch(pulled.stderr, /Cannot find module|internal error/);
 });
