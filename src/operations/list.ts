@@ -13,7 +13,11 @@ import {
   type ImageSummary,
 } from "../domain/image/summary.js";
 import { sidecarPaths } from "../domain/image/image.js";
-import { SummaryCache, type CachedSummary } from "../domain/store/summary-cache.js";
+import {
+  SummaryCache,
+  type CachedSummary,
+  type FileIdentity,
+} from "../domain/store/summary-cache.js";
 
 export interface ListOptions {
   kind: ExtensionKind;
@@ -111,24 +115,30 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
       ? undefined
       : await loadCache(ctx, store).catch(() => undefined);
 
-  const images = await mapLimited(names, 16, async (name): Promise<ListedImage> => {
-    const present = storedSet.has(name);
+  // One synchronous pass: an image the cache knows costs a stat and a look-up, no promise; the
+  // rest (not cached, changed, or --verify) are read concurrently afterwards.
+  const images: ListedImage[] = [];
+  const toRead: { entry: ListedImage; hostPath: string; id?: FileIdentity }[] = [];
+  for (const name of names) {
     const entry: ListedImage = {
       name,
       path: options.profile ? store.profileLinkPath(options.profile, name) : store.imagePath(name),
-      present,
+      present: storedSet.has(name),
       profiles: enabled.get(name) ?? [],
       linked: runtimeSet.has(name),
       merged: runtimeSet.has(name) && isMerged(name, mergedSet),
     };
-    if (!present) return entry;
+    images.push(entry);
+    if (!entry.present) continue;
     const hostPath = files.get(name) as string;
-    Object.assign(
-      entry,
-      await summaryColumns(ctx, cache, name, hostPath, options.kind, sidecarExists),
-    );
+    const id = cache ? fileIdentity(hostPath) : undefined;
+    const cached = id && cache?.lookup(name, id);
+    if (cached) Object.assign(entry, describe(fromCached(cached, hostPath, sidecarExists)));
+    else toRead.push({ entry, hostPath, ...(id ? { id } : {}) });
+  }
+  await mapLimited(toRead, 16, async ({ entry, hostPath, id }) => {
+    Object.assign(entry, await readColumns(ctx, cache, entry.name, hostPath, options.kind, id));
     if (verifier) entry.trust = await verifier(hostPath);
-    return entry;
   });
   if (cache && (await cache.save(storedSet)))
     ctx.log.debug(`updated the summary cache in ${store.layout.store}`);
@@ -146,30 +156,28 @@ async function loadCache(ctx: Context, store: ExtensionStore): Promise<SummaryCa
   return cache;
 }
 
-/** The list columns of one image: from the cache when its file is unchanged, else read. */
-async function summaryColumns(
+/** What the summary cache keys an image file by (see FileIdentity). */
+function fileIdentity(hostPath: string): FileIdentity {
+  const st = statSync(hostPath);
+  return { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
+}
+
+/**
+ * The list columns of an image the cache does not know (or of every image without a cache),
+ * read from the image; cached when its file did not change while it was read.
+ */
+async function readColumns(
   ctx: Context,
   cache: SummaryCache | undefined,
   name: string,
   hostPath: string,
   kind: ExtensionKind,
-  sidecarExists: (file: string) => boolean,
+  id: FileIdentity | undefined,
 ): Promise<Partial<ListedImage>> {
-  if (!cache) return describe((await summarizeImageDetail(ctx, hostPath, kind)).summary);
-  // Synchronous: a cache hit is then a stat and a map look-up, no promise per image.
-  const st = statSync(hostPath);
-  const id = {
-    dev: st.dev,
-    ino: st.ino,
-    size: st.size,
-    mtimeMs: st.mtimeMs,
-    ctimeMs: st.ctimeMs,
-  };
-  let cached = cache.lookup(name, id);
-  if (!cached) {
-    const detail = await summarizeImageDetail(ctx, hostPath, kind);
+  const detail = await summarizeImageDetail(ctx, hostPath, kind);
+  if (cache && id) {
     const s = detail.summary;
-    cached = {
+    const summary: CachedSummary = {
       ...(s.version !== undefined ? { version: s.version } : {}),
       format: s.format,
       signaturePartition: detail.signaturePartition,
@@ -177,16 +185,16 @@ async function summaryColumns(
       compatible: s.compatible,
       ...(s.reason !== undefined ? { reason: s.reason } : {}),
     };
-    const after = statSync(hostPath);
+    const after = fileIdentity(hostPath);
     if (
-      after.ino === st.ino &&
-      after.mtimeMs === st.mtimeMs &&
-      after.ctimeMs === st.ctimeMs &&
-      settled(st.mtimeMs, st.ctimeMs)
+      after.ino === id.ino &&
+      after.mtimeMs === id.mtimeMs &&
+      after.ctimeMs === id.ctimeMs &&
+      settled(id.mtimeMs, id.ctimeMs)
     )
-      cache.put(name, id, cached);
+      cache.put(name, id, summary);
   }
-  return describe(fromCached(cached, hostPath, sidecarExists));
+  return describe(detail.summary);
 }
 
 /**
