@@ -42,6 +42,11 @@ export function renderTable<T>(rows: readonly T[], columns: readonly Column<T>[]
   return lines.join("\n") + "\n";
 }
 
+/** Prints a table: renderTable escaped every cell already, so its lines are not escaped again. */
+export function printTable<T>(rows: readonly T[], columns: readonly Column<T>[]): void {
+  writeStdout(renderTable(rows, columns));
+}
+
 export function printJson(value: unknown): void {
   writeStdout(JSON.stringify(value, null, 2) + "\n");
 }

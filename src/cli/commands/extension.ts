@@ -21,7 +21,7 @@ import {
   type FlagSpec,
   type FlagValues,
 } from "../options.js";
-import { print, printJson, renderTable } from "../render.js";
+import { print, printJson, printTable } from "../render.js";
 import { renderStatus, STATUS_FLAGS } from "./status.js";
 import {
   CA_CERT_FLAG,
@@ -248,31 +248,29 @@ export function registerExtensionCommands(
         );
         return;
       }
-      print(
-        renderTable(result.images, [
-          { header: "NAME", value: (i) => i.name + (i.present ? "" : " (missing)") },
-          { header: "VERSION", value: (i) => i.version ?? "-" },
-          { header: "FORMAT", value: (i) => i.format ?? "-" },
-          { header: "SIGNED", value: (i) => (i.signed === undefined ? "-" : yesNo(i.signed)) },
-          ...(opts.verify
-            ? [
-                {
-                  header: "TRUST",
-                  value: (i: ListedImage) =>
-                    i.trust ? (i.trust.trusted ? "trusted" : i.trust.outcome) : "-",
-                },
-                { header: "SIGNER", value: (i: ListedImage) => i.trust?.signer ?? "-" },
-              ]
-            : []),
-          {
-            header: "COMPATIBLE",
-            value: (i) =>
-              i.compatible === undefined ? "-" : i.compatible ? "yes" : `no: ${i.reason ?? "?"}`,
-          },
-          { header: "ENABLED", value: (i) => i.profiles.join(",") || "-" },
-          { header: "MERGED", value: (i) => yesNo(i.merged) },
-        ]),
-      );
+      printTable(result.images, [
+        { header: "NAME", value: (i) => i.name + (i.present ? "" : " (missing)") },
+        { header: "VERSION", value: (i) => i.version ?? "-" },
+        { header: "FORMAT", value: (i) => i.format ?? "-" },
+        { header: "SIGNED", value: (i) => (i.signed === undefined ? "-" : yesNo(i.signed)) },
+        ...(opts.verify
+          ? [
+              {
+                header: "TRUST",
+                value: (i: ListedImage) =>
+                  i.trust ? (i.trust.trusted ? "trusted" : i.trust.outcome) : "-",
+              },
+              { header: "SIGNER", value: (i: ListedImage) => i.trust?.signer ?? "-" },
+            ]
+          : []),
+        {
+          header: "COMPATIBLE",
+          value: (i) =>
+            i.compatible === undefined ? "-" : i.compatible ? "yes" : `no: ${i.reason ?? "?"}`,
+        },
+        { header: "ENABLED", value: (i) => i.profiles.join(",") || "-" },
+        { header: "MERGED", value: (i) => yesNo(i.merged) },
+      ]);
     });
 
     for (const verb of ["enable", "disable"] as const) {
