@@ -160,4 +160,43 @@ describe("output", () => {
     );
     assert.doesNotMatch(r.stderr, /EPIPE|internal error/);
   });
+
+  test("a non-blocking stdout pipe read slowly gets every byte, in order (write(2) gives way to the stream on EAGAIN)", async (t) => {
+    if (!requirePeers(t, ["python3"])) return;
+    const root = await tempDir(t);
+    const store = path.join(root, STORE);
+    await mkdir(store, { recursive: true });
+    // ~100 KiB of JSON: more than a pipe holds (64 KiB), so the writer meets a full pipe.
+    for (let i = 0; i < 300; i++) await writeFile(path.join(store, `image-${i}.raw`), "x");
+    const args = ["--root", root, "sysext", "list", "--json"];
+    const expected = await runExtctl(args);
+    assert.equal(expected.code, 0, expected.stderr);
+    assert.ok(expected.stdout.length > 70_000, `${expected.stdout.length} bytes`);
+    const { spawnSync } = await import("node:child_process");
+    const { EXTCTL_BIN } = await import("../helpers/cli.js");
+    // python3 hands extctl a pipe whose write end is O_NONBLOCK (Node never sets that on a
+    // descriptor it inherits), waits until extctl has filled it, then drains it.
+    const harness = [
+      "import os, subprocess, sys, time",
+      "r, w = os.pipe()",
+      "os.set_blocking(w, False)",
+      "p = subprocess.Popen(sys.argv[1:], stdout=w)",
+      "os.close(w)",
+      "time.sleep(0.5)",
+      "data = b''",
+      "while True:",
+      "    chunk = os.read(r, 65536)",
+      "    if not chunk: break",
+      "    data += chunk",
+      "sys.stdout.buffer.write(data)",
+      "sys.exit(p.wait())",
+    ].join("\n");
+    const r = spawnSync("python3", ["-c", harness, process.execPath, EXTCTL_BIN, ...args], {
+      encoding: "utf8",
+      maxBuffer: 16 << 20,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /EAGAIN|internal error/);
+    assert.equal(r.stdout, expected.stdout);
+  });
 });
