@@ -62,8 +62,9 @@ export function buildProgram(argv?: readonly string[]): Command {
     .hook("preAction", keepWasmOnLiftoff)
     .exitOverride();
   addFlags(program, GLOBAL_FLAGS);
-  const only = argv && COMMANDS.find((c) => c.name === commandNameIn(argv));
-  for (const command of only ? [only] : COMMANDS) command.register(program);
+  const [name, sub] = argv ? commandPathIn(argv) : [];
+  const only = COMMANDS.find((c) => c.name === name);
+  for (const command of only ? [only] : COMMANDS) command.register(program, sub);
   if (!only) registerCompletionCommand(program);
   return program;
 }
@@ -73,9 +74,13 @@ export function buildProgram(argv?: readonly string[]): Command {
  * only its subtree (~3 ms less of commander set-up for a simple command); --help, completion, an
  * unknown or misspelt command get the whole tree, so help and suggestions stay complete.
  */
-const COMMANDS: readonly { name: string; register: (program: Command) => void }[] = [
-  { name: "sysext", register: (p) => registerExtensionCommands(p, ["sysext"]) },
-  { name: "confext", register: (p) => registerExtensionCommands(p, ["confext"]) },
+const COMMANDS: readonly {
+  name: string;
+  /** `sub`: the argument after the command's name, for commands that can build less for it. */
+  register: (program: Command, sub?: string) => void;
+}[] = [
+  { name: "sysext", register: (p, sub) => registerExtensionCommands(p, ["sysext"], sub) },
+  { name: "confext", register: (p, sub) => registerExtensionCommands(p, ["confext"], sub) },
   { name: "build", register: registerBuildCommand },
   { name: "publish", register: registerPublishCommand },
   { name: "status", register: registerStatusCommand },
@@ -89,8 +94,21 @@ const COMMANDS: readonly { name: string; register: (program: Command) => void }[
   { name: "catalog", register: registerCatalogCommand },
 ];
 
-/** The first argument that is not a global option or its value: the command's name, if any. */
-export function commandNameIn(argv: readonly string[]): string | undefined {
+/**
+ * The command's name (the first argument that is not a global option or its value) and the
+ * argument after it when that is no option: `sysext list` gives ["sysext", "list"].
+ */
+export function commandPathIn(argv: readonly string[]): [name?: string, sub?: string] {
+  const at = commandIndexIn(argv);
+  if (at < 0) return [];
+  const next = argv[at + 1];
+  return next === undefined || next.startsWith("-")
+    ? [argv[at] as string]
+    : [argv[at] as string, next];
+}
+
+/** Where the command's name is: the first argument that is not a global option or its value. */
+function commandIndexIn(argv: readonly string[]): number {
   const takesValue = new Set(
     Object.values(GLOBAL_FLAGS)
       .flatMap((flag) => flag.options())
@@ -99,11 +117,11 @@ export function commandNameIn(argv: readonly string[]): string | undefined {
   );
   for (let i = 2; i < argv.length; i++) {
     const arg = argv[i] as string;
-    if (arg === "--") return argv[i + 1];
+    if (arg === "--") return i + 1 < argv.length ? i + 1 : -1;
     if (takesValue.has(arg)) i++;
-    else if (!arg.startsWith("-")) return arg;
+    else if (!arg.startsWith("-")) return i;
   }
-  return undefined;
+  return -1;
 }
 
 export async function main(argv: readonly string[]): Promise<number> {

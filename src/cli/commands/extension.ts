@@ -145,135 +145,160 @@ function yesNo(value: boolean): string {
   return value ? "yes" : "no";
 }
 
+/** Every subcommand name and alias of sysext and confext (test/unit/cli/subtree.test.ts checks). */
+export const EXTENSION_SUBCOMMANDS: readonly string[] = [
+  "install",
+  "download",
+  "upgrade",
+  "rollback",
+  "versions",
+  "list",
+  "enable",
+  "disable",
+  "remove",
+  "status",
+];
+
+/**
+ * Registers sysext and confext (or `kinds`) with their subcommands; with `only` naming one of
+ * them, that one alone (a run builds what it runs; cli/main.ts). Any other `only` (help, a typo)
+ * gets them all, so help and suggestions stay whole.
+ */
 export function registerExtensionCommands(
   program: Command,
   kinds: readonly ExtensionKind[] = EXTENSION_KINDS,
+  only?: string,
 ): void {
+  const one = only !== undefined && EXTENSION_SUBCOMMANDS.includes(only) ? only : undefined;
+  const wanted = (...names: string[]) => one === undefined || names.includes(one);
   for (const kind of kinds) {
     const what = kind === "sysext" ? "system extension" : "configuration extension";
     const parent = program
       .command(kind)
       .description(`manage ${what}s (${kind === "sysext" ? "/usr and /opt" : "/etc"} overlays)`);
 
-    addFlags(
-      parent
-        .command("install")
-        .alias("download")
-        .description(
-          `fetch a ${what} into the store: from ${schemeList()}, or by NAME[@VERSION|@CONSTRAINT] from the catalogs`,
-        )
-        .argument(
-          "<uri|name>",
-          "where the image is (https://example.org/tool.sysext.raw), or a catalog name such as fwupd, fwupd@2.1.7 or 'gpg@>= 2.5, < 3'",
-        ),
-      INSTALL_FLAGS,
-    ).action(async (target: string, _opts: unknown, command: Command) => {
-      const opts = flagsOf(command, INSTALL_FLAGS);
-      const { isUriOrPath } = await import("../../operations/install-name.js");
-      if (!isUriOrPath(target) && target.includes("/"))
-        throw new UsageError(
-          `${JSON.stringify(target)} is neither a URI, an absolute path nor a catalog name (write file:${target} for a relative path)`,
-        );
-      if (!isUriOrPath(target)) {
-        for (const flag of ["sha256", "name", "platform", "replace"] as const)
+    if (wanted("install", "download"))
+      addFlags(
+        parent
+          .command("install")
+          .alias("download")
+          .description(
+            `fetch a ${what} into the store: from ${schemeList()}, or by NAME[@VERSION|@CONSTRAINT] from the catalogs`,
+          )
+          .argument(
+            "<uri|name>",
+            "where the image is (https://example.org/tool.sysext.raw), or a catalog name such as fwupd, fwupd@2.1.7 or 'gpg@>= 2.5, < 3'",
+          ),
+        INSTALL_FLAGS,
+      ).action(async (target: string, _opts: unknown, command: Command) => {
+        const opts = flagsOf(command, INSTALL_FLAGS);
+        const { isUriOrPath } = await import("../../operations/install-name.js");
+        if (!isUriOrPath(target) && target.includes("/"))
+          throw new UsageError(
+            `${JSON.stringify(target)} is neither a URI, an absolute path nor a catalog name (write file:${target} for a relative path)`,
+          );
+        if (!isUriOrPath(target)) {
+          for (const flag of ["sha256", "name", "platform", "replace"] as const)
+            if (opts[flag] !== undefined)
+              throw new UsageError(`--${flag} is for installing from a URI, not by catalog name`);
+          const { installByName } = await import("../../operations/install-name.js");
+          const result = await installByName(
+            contextFor(command),
+            defined({
+              kind,
+              spec: target,
+              ...(await netOptionsOf(opts)),
+              version: opts.version,
+              dryRun: opts.dryRun,
+              keep: opts.keep,
+            }),
+          );
+          if (opts.json) printJson(result);
+          else print(`${result.name} ${result.version}  ${result.reference}  (${result.action})`);
+          return;
+        }
+        for (const flag of ["version", "dryRun", "keep", "catalog", "catalogPolicy"] as const)
           if (opts[flag] !== undefined)
-            throw new UsageError(`--${flag} is for installing from a URI, not by catalog name`);
-        const { installByName } = await import("../../operations/install-name.js");
-        const result = await installByName(
+            throw new UsageError(
+              `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for installing by catalog name, not from a URI`,
+            );
+        const { install } = await import("../../operations/install.js");
+        const { parseSize } = await import("../../domain/sources/expansion.js");
+        const result = await install(
           contextFor(command),
           defined({
             kind,
-            spec: target,
-            ...(await netOptionsOf(opts)),
-            version: opts.version,
-            dryRun: opts.dryRun,
-            keep: opts.keep,
+            uri: target.startsWith("/") ? pathToFileURL(target).href : target,
+            sha256: opts.sha256,
+            name: opts.name,
+            caCerts: opts.caCert,
+            platform: opts.platform,
+            creds: opts.creds,
+            insecureRegistries: opts.insecureRegistry,
+            timeoutMs: millisecondsOf(opts.timeout),
+            maxBytes: opts.maxSize === undefined ? undefined : parseSize(opts.maxSize),
+            replace: opts.replace,
           }),
         );
         if (opts.json) printJson(result);
-        else print(`${result.name} ${result.version}  ${result.reference}  (${result.action})`);
-        return;
-      }
-      for (const flag of ["version", "dryRun", "keep", "catalog", "catalogPolicy"] as const)
-        if (opts[flag] !== undefined)
-          throw new UsageError(
-            `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for installing by catalog name, not from a URI`,
-          );
-      const { install } = await import("../../operations/install.js");
-      const { parseSize } = await import("../../domain/sources/expansion.js");
-      const result = await install(
-        contextFor(command),
-        defined({
-          kind,
-          uri: target.startsWith("/") ? pathToFileURL(target).href : target,
-          sha256: opts.sha256,
-          name: opts.name,
-          caCerts: opts.caCert,
-          platform: opts.platform,
-          creds: opts.creds,
-          insecureRegistries: opts.insecureRegistry,
-          timeoutMs: millisecondsOf(opts.timeout),
-          maxBytes: opts.maxSize === undefined ? undefined : parseSize(opts.maxSize),
-          replace: opts.replace,
-        }),
-      );
-      if (opts.json) printJson(result);
-      else for (const image of result.images) print(`${image.name}  sha256:${image.sha256}`);
-    });
+        else for (const image of result.images) print(`${image.name}  sha256:${image.sha256}`);
+      });
 
-    registerLifecycleCommands(parent, kind);
+    registerLifecycleCommands(parent, kind, (name) => wanted(name));
 
-    addFlags(
-      parent
-        .command("list")
-        .description(`list the ${what}s in the store, or those enabled in one profile`),
-      LIST_FLAGS,
-    ).action(async (_opts: unknown, command: Command) => {
-      const opts = flagsOf(command, LIST_FLAGS);
-      const profile = chosenProfile(opts, false);
-      const { list } = await import("../../operations/list.js");
-      const result = await list(
-        contextFor(command),
-        defined({
-          kind,
-          profile: profile,
-          verify: !!opts.verify,
-          trust: opts.trust ?? [],
-        }),
-      );
-      if (opts.json) return printJson(result);
-      if (result.images.length === 0) {
-        writeStderr(
-          profile ? `no ${what}s enabled in the ${profile} profile\n` : `no ${what}s installed\n`,
+    if (wanted("list"))
+      addFlags(
+        parent
+          .command("list")
+          .description(`list the ${what}s in the store, or those enabled in one profile`),
+        LIST_FLAGS,
+      ).action(async (_opts: unknown, command: Command) => {
+        const opts = flagsOf(command, LIST_FLAGS);
+        const profile = chosenProfile(opts, false);
+        const { list } = await import("../../operations/list.js");
+        const result = await list(
+          contextFor(command),
+          defined({
+            kind,
+            profile: profile,
+            verify: !!opts.verify,
+            trust: opts.trust ?? [],
+          }),
         );
-        return;
-      }
-      printTable(result.images, [
-        { header: "NAME", value: (i) => i.name + (i.present ? "" : " (missing)") },
-        { header: "VERSION", value: (i) => i.version ?? "-" },
-        { header: "FORMAT", value: (i) => i.format ?? "-" },
-        { header: "SIGNED", value: (i) => (i.signed === undefined ? "-" : yesNo(i.signed)) },
-        ...(opts.verify
-          ? [
-              {
-                header: "TRUST",
-                value: (i: ListedImage) =>
-                  i.trust ? (i.trust.trusted ? "trusted" : i.trust.outcome) : "-",
-              },
-              { header: "SIGNER", value: (i: ListedImage) => i.trust?.signer ?? "-" },
-            ]
-          : []),
-        {
-          header: "COMPATIBLE",
-          value: (i) =>
-            i.compatible === undefined ? "-" : i.compatible ? "yes" : `no: ${i.reason ?? "?"}`,
-        },
-        { header: "ENABLED", value: (i) => i.profiles.join(",") || "-" },
-        { header: "MERGED", value: (i) => yesNo(i.merged) },
-      ]);
-    });
+        if (opts.json) return printJson(result);
+        if (result.images.length === 0) {
+          writeStderr(
+            profile ? `no ${what}s enabled in the ${profile} profile\n` : `no ${what}s installed\n`,
+          );
+          return;
+        }
+        printTable(result.images, [
+          { header: "NAME", value: (i) => i.name + (i.present ? "" : " (missing)") },
+          { header: "VERSION", value: (i) => i.version ?? "-" },
+          { header: "FORMAT", value: (i) => i.format ?? "-" },
+          { header: "SIGNED", value: (i) => (i.signed === undefined ? "-" : yesNo(i.signed)) },
+          ...(opts.verify
+            ? [
+                {
+                  header: "TRUST",
+                  value: (i: ListedImage) =>
+                    i.trust ? (i.trust.trusted ? "trusted" : i.trust.outcome) : "-",
+                },
+                { header: "SIGNER", value: (i: ListedImage) => i.trust?.signer ?? "-" },
+              ]
+            : []),
+          {
+            header: "COMPATIBLE",
+            value: (i) =>
+              i.compatible === undefined ? "-" : i.compatible ? "yes" : `no: ${i.reason ?? "?"}`,
+          },
+          { header: "ENABLED", value: (i) => i.profiles.join(",") || "-" },
+          { header: "MERGED", value: (i) => yesNo(i.merged) },
+        ]);
+      });
 
     for (const verb of ["enable", "disable"] as const) {
+      if (!wanted(verb)) continue;
       const spec = verb === "enable" ? ENABLE_FLAGS : DISABLE_FLAGS;
       addFlags(
         parent
@@ -307,36 +332,38 @@ export function registerExtensionCommands(
       });
     }
 
-    addFlags(
-      parent
-        .command("remove")
-        .description(`delete a ${what} and its links in every profile (--now: unmerge it now)`)
-        .argument("<name>", "image name, with or without .raw / .sysext.raw / .confext.raw"),
-      REMOVE_FLAGS,
-    ).action(async (name: string, _opts: unknown, command: Command) => {
-      const opts = flagsOf(command, REMOVE_FLAGS);
-      const { remove } = await import("../../operations/remove.js");
-      const result = await remove(contextFor(command), {
-        kind,
-        name,
-        now: !!opts.now,
-        regex: !!opts.regex,
-        refresh: opts.refresh,
+    if (wanted("remove"))
+      addFlags(
+        parent
+          .command("remove")
+          .description(`delete a ${what} and its links in every profile (--now: unmerge it now)`)
+          .argument("<name>", "image name, with or without .raw / .sysext.raw / .confext.raw"),
+        REMOVE_FLAGS,
+      ).action(async (name: string, _opts: unknown, command: Command) => {
+        const opts = flagsOf(command, REMOVE_FLAGS);
+        const { remove } = await import("../../operations/remove.js");
+        const result = await remove(contextFor(command), {
+          kind,
+          name,
+          now: !!opts.now,
+          regex: !!opts.regex,
+          refresh: opts.refresh,
+        });
+        if (opts.json) printJson(result);
       });
-      if (opts.json) printJson(result);
-    });
 
-    addFlags(
-      parent
-        .command("status")
-        .description(`show what is merged, enabled and linked for ${what}s, and every mismatch`),
-      STATUS_FLAGS,
-    ).action(async (_opts: unknown, command: Command) => {
-      const opts = flagsOf(command, STATUS_FLAGS);
-      const { status } = await import("../../operations/status.js");
-      const result = await status(contextFor(command), { kinds: [kind] });
-      if (opts.json) printJson(result);
-      else print(renderStatus(result));
-    });
+    if (wanted("status"))
+      addFlags(
+        parent
+          .command("status")
+          .description(`show what is merged, enabled and linked for ${what}s, and every mismatch`),
+        STATUS_FLAGS,
+      ).action(async (_opts: unknown, command: Command) => {
+        const opts = flagsOf(command, STATUS_FLAGS);
+        const { status } = await import("../../operations/status.js");
+        const result = await status(contextFor(command), { kinds: [kind] });
+        if (opts.json) printJson(result);
+        else print(renderStatus(result));
+      });
   }
 }

@@ -119,90 +119,99 @@ const VERSIONS_FLAGS = {
   caCert: CA_CERT_FLAG,
 } as const satisfies FlagSpec;
 
-export function registerLifecycleCommands(parent: Command, kind: ExtensionKind): void {
-  addFlags(
-    parent
-      .command("upgrade")
-      .description(
-        "upgrade extensions installed by name to what their catalogs offer now, keeping every profile; exit 0 upgraded, 3 nothing to do, 1 a failure kept the old version",
-      )
-      .argument("[name...]", "extensions to upgrade (installed by name)"),
-    UPGRADE_FLAGS,
-  ).action(async (names: string[], _opts: unknown, command: Command) => {
-    const opts = flagsOf(command, UPGRADE_FLAGS);
-    const { upgrade } = await import("../../operations/upgrade.js");
-    const ctx = contextFor(command);
-    const { readOsReleaseAt } = await import("../../domain/image/os-release-file.js");
-    const forOs = opts.forOs === undefined ? undefined : await readOsReleaseAt(opts.forOs);
-    const result = await upgrade(
-      ctx,
-      defined({
-        kind,
-        names,
-        ...(await netOptionsOf(opts)),
-        all: opts.all,
-        now: opts.now,
-        dryRun: opts.dryRun,
-        keep: opts.keep,
-        allowDowngrade: opts.allowDowngrade,
-        policy: opts.policy,
-        forOs: forOs,
-        refresh: opts.refresh,
-      }),
-    );
-    if (opts.json) printJson(result);
-    else print(renderUpgrade(result));
-    process.exitCode = result.exitCode;
-  });
+/** Registers upgrade, rollback and versions under `parent`, those `wanted` says (default all). */
+export function registerLifecycleCommands(
+  parent: Command,
+  kind: ExtensionKind,
+  wanted: (name: string) => boolean = () => true,
+): void {
+  if (wanted("upgrade"))
+    addFlags(
+      parent
+        .command("upgrade")
+        .description(
+          "upgrade extensions installed by name to what their catalogs offer now, keeping every profile; exit 0 upgraded, 3 nothing to do, 1 a failure kept the old version",
+        )
+        .argument("[name...]", "extensions to upgrade (installed by name)"),
+      UPGRADE_FLAGS,
+    ).action(async (names: string[], _opts: unknown, command: Command) => {
+      const opts = flagsOf(command, UPGRADE_FLAGS);
+      const { upgrade } = await import("../../operations/upgrade.js");
+      const ctx = contextFor(command);
+      const { readOsReleaseAt } = await import("../../domain/image/os-release-file.js");
+      const forOs = opts.forOs === undefined ? undefined : await readOsReleaseAt(opts.forOs);
+      const result = await upgrade(
+        ctx,
+        defined({
+          kind,
+          names,
+          ...(await netOptionsOf(opts)),
+          all: opts.all,
+          now: opts.now,
+          dryRun: opts.dryRun,
+          keep: opts.keep,
+          allowDowngrade: opts.allowDowngrade,
+          policy: opts.policy,
+          forOs: forOs,
+          refresh: opts.refresh,
+        }),
+      );
+      if (opts.json) printJson(result);
+      else print(renderUpgrade(result));
+      process.exitCode = result.exitCode;
+    });
 
-  addFlags(
-    parent
-      .command("rollback")
-      .description("make an older installed version current again, in every profile")
-      .argument("<name>", "extension installed by name"),
-    ROLLBACK_FLAGS,
-  ).action(async (name: string, _opts: unknown, command: Command) => {
-    const opts = flagsOf(command, ROLLBACK_FLAGS);
-    const { rollback } = await import("../../operations/rollback.js");
-    const result = await rollback(
-      contextFor(command),
-      defined({
-        kind,
-        name,
-        to: opts.to,
-        now: opts.now,
-        policy: opts.policy,
-        trust: opts.trust,
-        refresh: opts.refresh,
-      }),
-    );
-    if (opts.json) printJson(result);
-    else print(`${result.name}: ${result.from} -> ${result.to}${result.merged ? " (merged)" : ""}`);
-  });
+  if (wanted("rollback"))
+    addFlags(
+      parent
+        .command("rollback")
+        .description("make an older installed version current again, in every profile")
+        .argument("<name>", "extension installed by name"),
+      ROLLBACK_FLAGS,
+    ).action(async (name: string, _opts: unknown, command: Command) => {
+      const opts = flagsOf(command, ROLLBACK_FLAGS);
+      const { rollback } = await import("../../operations/rollback.js");
+      const result = await rollback(
+        contextFor(command),
+        defined({
+          kind,
+          name,
+          to: opts.to,
+          now: opts.now,
+          policy: opts.policy,
+          trust: opts.trust,
+          refresh: opts.refresh,
+        }),
+      );
+      if (opts.json) printJson(result);
+      else
+        print(`${result.name}: ${result.from} -> ${result.to}${result.merged ? " (merged)" : ""}`);
+    });
 
-  addFlags(
-    parent
-      .command("versions")
-      .description(
-        "installed versions of an extension, which is current, and what the catalogs offer",
-      )
-      .argument("<name>", "extension installed by name"),
-    VERSIONS_FLAGS,
-  ).action(async (name: string, _opts: unknown, command: Command) => {
-    const opts = flagsOf(command, VERSIONS_FLAGS);
-    const { listVersions } = await import("../../operations/versions.js");
-    const result = await listVersions(
-      contextFor(command),
-      defined({
-        kind,
-        name,
-        ...(await netOptionsOf(opts)),
-        installedOnly: opts.installed,
-      }),
-    );
-    if (opts.json) printJson(result);
-    else print(renderVersions(result));
-  });
+  if (wanted("versions"))
+    addFlags(
+      parent
+        .command("versions")
+        .description(
+          "installed versions of an extension, which is current, and what the catalogs offer",
+        )
+        .argument("<name>", "extension installed by name"),
+      VERSIONS_FLAGS,
+    ).action(async (name: string, _opts: unknown, command: Command) => {
+      const opts = flagsOf(command, VERSIONS_FLAGS);
+      const { listVersions } = await import("../../operations/versions.js");
+      const result = await listVersions(
+        contextFor(command),
+        defined({
+          kind,
+          name,
+          ...(await netOptionsOf(opts)),
+          installedOnly: opts.installed,
+        }),
+      );
+      if (opts.json) printJson(result);
+      else print(renderVersions(result));
+    });
 }
 
 function renderUpgrade(result: UpgradeResult): string {

@@ -1,36 +1,63 @@
-// A run builds only the subtree of the command it names (cli/main.ts); this checks that the name
-// is found past global options, and that whatever names no command gets the whole tree.
+// A run builds only what it names (cli/main.ts): the command's subtree, and for sysext and
+// confext only the subcommand it runs. This checks that the names are found past global options,
+// and that whatever names nothing known (help, a typo) gets the whole tree, so help and
+// suggestions stay complete.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { buildProgram, commandNameIn } from "../../../src/cli/main.js";
+import type { Command } from "commander";
+import { buildProgram, commandPathIn } from "../../../src/cli/main.js";
+import { EXTENSION_SUBCOMMANDS } from "../../../src/cli/commands/extension.js";
 
 const argv = (...args: string[]) => ["node", "extctl", ...args];
 const topLevel = (...args: string[]) => buildProgram(argv(...args)).commands.map((c) => c.name());
+const subcommands = (program: Command, name: string) =>
+  program.commands.find((c) => c.name() === name)?.commands.map((c) => c.name()) ?? [];
 
-test("the command name is the first argument that is neither a global option nor its value", () => {
-  assert.equal(commandNameIn(argv("sysext", "list")), "sysext");
-  assert.equal(commandNameIn(argv("--root", "/mnt", "-v", "status")), "status");
-  assert.equal(commandNameIn(argv("--root=/mnt", "-q", "boot")), "boot");
+test("the command is the first argument that is neither a global option nor its value", () => {
+  assert.deepEqual(commandPathIn(argv("sysext", "list")), ["sysext", "list"]);
+  assert.deepEqual(commandPathIn(argv("--root", "/mnt", "-v", "status")), ["status"]);
+  assert.deepEqual(commandPathIn(argv("--root=/mnt", "-q", "boot", "--policy", "x")), ["boot"]);
   // --root takes the next argument, even one that looks like a command.
-  assert.equal(commandNameIn(argv("--root", "sysext", "list")), "list");
-  assert.equal(commandNameIn(argv("--", "verify")), "verify");
-  assert.equal(commandNameIn(argv("--help")), undefined);
-  assert.equal(commandNameIn(argv()), undefined);
+  assert.deepEqual(commandPathIn(argv("--root", "sysext", "sysext", "list")), ["sysext", "list"]);
+  assert.deepEqual(commandPathIn(argv("--", "verify", "a.raw")), ["verify", "a.raw"]);
+  assert.deepEqual(commandPathIn(argv("sysext", "--help")), ["sysext"]);
+  assert.deepEqual(commandPathIn(argv("--help")), []);
+  assert.deepEqual(commandPathIn(argv()), []);
 });
 
-test("a run that names a command builds that command alone, with all its subcommands", () => {
+test("a run that names a command builds that command alone; sysext and confext only the subcommand", () => {
   assert.deepEqual(topLevel("--root", "/mnt", "confext", "list"), ["confext"]);
-  const full = buildProgram().commands.find((c) => c.name() === "sysext");
-  const alone = buildProgram(argv("sysext", "list")).commands.find((c) => c.name() === "sysext");
-  assert.deepEqual(
-    alone?.commands.map((c) => c.name()),
-    full?.commands.map((c) => c.name()),
-  );
+  assert.deepEqual(subcommands(buildProgram(argv("sysext", "list", "--json")), "sysext"), ["list"]);
+  assert.deepEqual(subcommands(buildProgram(argv("confext", "download", "x")), "confext"), [
+    "install",
+  ]);
+  assert.deepEqual(subcommands(buildProgram(argv("sysext", "upgrade")), "sysext"), ["upgrade"]);
+  const status = buildProgram(argv("status")).commands.map((c) => c.name());
+  assert.deepEqual(status, ["status"]);
+});
+
+test("every sysext subcommand and alias is one EXTENSION_SUBCOMMANDS knows, and the other way round", () => {
+  const sysext = buildProgram().commands.find((c) => c.name() === "sysext");
+  const names = (sysext?.commands ?? []).flatMap((c) => [c.name(), ...c.aliases()]);
+  assert.deepEqual([...names].sort(), [...EXTENSION_SUBCOMMANDS].sort());
 });
 
 test("help, completion and unknown or misspelt commands get the whole tree", () => {
-  const everything = buildProgram().commands.map((c) => c.name());
+  const full = buildProgram();
+  const everything = full.commands.map((c) => c.name());
   assert.ok(everything.length > 10 && everything.includes("completion"));
   for (const args of [["--help"], [], ["completion", "bash"], ["help", "sysext"], ["sysxt"]])
     assert.deepEqual(topLevel(...args), everything, args.join(" "));
+  const allOfSysext = subcommands(full, "sysext");
+  for (const args of [
+    ["sysext"],
+    ["sysext", "--help"],
+    ["sysext", "help", "list"],
+    ["sysext", "lst"],
+  ])
+    assert.deepEqual(
+      subcommands(buildProgram(argv(...args)), "sysext"),
+      allOfSysext,
+      args.join(" "),
+    );
 });
