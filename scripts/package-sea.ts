@@ -236,7 +236,7 @@ async function main(): Promise<void> {
   await copyFile(binary, out);
   await rm(binary, { force: true });
   await chmod(out, 0o755);
-  if (!process.env.KEEPWORK) await rm(WORK, { recursive: true, force: true });
+  await rm(WORK, { recursive: true, force: true });
   const size = (await stat(out)).size;
   process.stdout.write(
     `wrote ${path.relative(REPO, out)} (${(size / 2 ** 20).toFixed(1)} MiB, node ${process.version}, linux-${target.arch}; needs no Node.js where it runs)\n`,

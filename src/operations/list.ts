@@ -97,11 +97,10 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
   const storedSet = new Set(stored);
   const names = options.profile ? (byProfile[PROFILES.indexOf(options.profile)] ?? []) : stored;
   const verifier = options.verify ? await makeVerifier(ctx, options.trust ?? []) : undefined;
-  // A sidecar right in the store dir is known from its listing: no stat per image for it.
-  const listing = readable.listing;
   // A sidecar beside an image right in the store dir is looked up in its listing (no syscall,
   // no path parsing: this runs per image); one that is listed, or beside an image elsewhere
   // (a store entry that is a link), is checked on disk.
+  const listing = readable.listing;
   const sidecarExists = (file: string): boolean => {
     if (listing === undefined) return existsSync(file);
     const slash = file.lastIndexOf("/");
@@ -185,6 +184,7 @@ async function readColumns(
       compatible: s.compatible,
       ...(s.reason !== undefined ? { reason: s.reason } : {}),
     };
+    // Stat again after reading: an image replaced meanwhile is not cached under the old key.
     const after = fileIdentity(hostPath);
     if (
       after.ino === id.ino &&

@@ -244,7 +244,7 @@ export function registerExtensionCommands(
         else for (const image of result.images) print(`${image.name}  sha256:${image.sha256}`);
       });
 
-    registerLifecycleCommands(parent, kind, (name) => wanted(name));
+    registerLifecycleCommands(parent, kind, wanted);
 
     if (wanted("list"))
       addFlags(

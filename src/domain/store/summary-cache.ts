@@ -42,10 +42,16 @@ export interface CachedSummary {
   reason?: string;
 }
 
+/** One image's entry: the identity key of the file it was read from, and what was read. */
+interface CacheEntry {
+  key: string;
+  summary: CachedSummary;
+}
+
 interface CacheFile {
   format: number;
   host: string;
-  entries: Record<string, { key: string; summary: CachedSummary }>;
+  entries: Record<string, CacheEntry>;
 }
 
 function identityKey(id: FileIdentity): string {
@@ -69,17 +75,17 @@ function isCachedSummary(value: unknown): value is CachedSummary {
 export type CacheMiss = "absent" | "symlink" | "not-a-file" | "too-large" | "corrupt" | "stale";
 
 export class SummaryCache {
-  private readonly entries: Map<string, { key: string; summary: CachedSummary }>;
+  private readonly entries: Map<string, CacheEntry>;
   private dirty: boolean;
 
   private constructor(
     private readonly file: string,
     private readonly host: string,
-    loaded: Map<string, { key: string; summary: CachedSummary }> | undefined,
+    loaded: Map<string, CacheEntry> | undefined,
     /** Why the file on disk was not used, if it was not. */
     readonly miss: CacheMiss | undefined,
   ) {
-    this.entries = loaded ?? new Map<string, { key: string; summary: CachedSummary }>();
+    this.entries = loaded ?? new Map<string, CacheEntry>();
     this.dirty = loaded === undefined;
   }
 
@@ -92,7 +98,7 @@ export class SummaryCache {
   static async load(storeDir: string, host: string): Promise<SummaryCache> {
     const file = path.join(storeDir, SUMMARY_CACHE_FILE);
     const { data, miss } = await readCacheFile(file);
-    let parsed: Map<string, { key: string; summary: CachedSummary }> | undefined;
+    let parsed: Map<string, CacheEntry> | undefined;
     let why = miss;
     if (data !== undefined) {
       try {
