@@ -6,6 +6,8 @@ import { createRequire } from "node:module";
 import { bundledVersion } from "../util/bundled.js";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
 import { escapeControl } from "../util/escape.js";
+import { exitCleanlyOnInterrupt } from "../util/interrupt.js";
+import { withPriority } from "../util/journal.js";
 import { writeStderr, writeStdout } from "../util/stdio.js";
 import { addFlags, GLOBAL_FLAGS } from "./options.js";
 import { registerBuildCommand } from "./commands/build.js";
@@ -58,7 +60,12 @@ export function buildProgram(argv?: readonly string[]): Command {
       "\nRun `extctl --version` for the version, `extctl COMMAND --help` for a command's options.",
     )
     .showHelpAfterError("(run with --help for usage)")
-    .configureOutput({ writeOut: writeStdout })
+    // One error style: commander's "error: ..." reads as extctl's own "extctl: ...".
+    .configureOutput({
+      writeOut: writeStdout,
+      writeErr: (text) => writeStderr(withPriority("error", text)),
+      outputError: (text, write) => write(text.replace(/^error: /, "extctl: ")),
+    })
     .hook("preAction", keepWasmOnLiftoff)
     .exitOverride();
   addFlags(program, GLOBAL_FLAGS);
@@ -130,6 +137,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     writeStdout(`${version()}\n`);
     return 0;
   }
+  exitCleanlyOnInterrupt();
   const program = buildProgram(argv);
   try {
     await program.parseAsync(argv);
@@ -148,13 +156,14 @@ function reportError(e: unknown): number {
   }
   if (isExtctlError(e)) {
     // Messages carry names and paths from untrusted input: escaped, one line each.
-    writeStderr(`extctl: ${escapeControl(e.message)}\n`);
-    if (e.hint) writeStderr(`  ${escapeControl(e.hint)}\n`);
-    if (process.env.EXTCTL_DEBUG && e.cause) writeStderr(`${traceOf(e.cause)}\n`);
+    writeStderr(withPriority("error", `extctl: ${escapeControl(e.message)}\n`));
+    if (e.hint) writeStderr(withPriority("error", `  ${escapeControl(e.hint)}\n`));
+    if (process.env.EXTCTL_DEBUG && e.cause)
+      writeStderr(withPriority("debug", `${traceOf(e.cause)}\n`));
     return e.exitCode;
   }
   const err = e instanceof Error ? e : new ExtctlError("internal", String(e));
-  writeStderr(`extctl: internal error: ${err.stack ?? err.message}\n`);
+  writeStderr(withPriority("error", `extctl: internal error: ${err.stack ?? err.message}\n`));
   return 1;
 }
 

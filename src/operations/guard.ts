@@ -35,6 +35,10 @@ export async function withLock<T>(ctx: Context, work: (locked: Context) => Promi
   const lock = await acquireLock(lockFile, {
     onWait: (pid) =>
       ctx.log.info(`waiting for another extctl run${pid ? ` (pid ${pid})` : ""} to finish...`),
+    onTakeOver: (pid) =>
+      ctx.log.info(
+        `took over the lock of an extctl run${pid ? ` (pid ${pid})` : ""} that is no longer running`,
+      ),
   });
   try {
     await sweepAbandonedTemps(ctx.root);

@@ -1,17 +1,21 @@
 // Serialises extctl runs on one root: an O_EXCL lock file holding the owner's pid. A lock whose
 // owner died (kill -9) is broken, under a second O_EXCL "breaker" file so that two waiters
 // never both break it and one of them removes the other's fresh lock.
+import { readFileSync, unlinkSync } from "node:fs";
 import { open, stat, unlink, mkdir } from "node:fs/promises";
 import { readBounded } from "./bounded-read.js";
 import path from "node:path";
 import { ExtctlError, errnoCode, fsError } from "./errors.js";
 import { processAlive } from "./atomic.js";
+import { onInterrupt } from "./interrupt.js";
 
 export interface LockOptions {
   /** Give up after this long (ms). */
   timeoutMs?: number;
   /** Called once when we start waiting for another run. */
   onWait?: (holderPid: number | undefined) => void;
+  /** Called when the lock of a run that is no longer alive was taken over (pid 0: unknown). */
+  onTakeOver?: (deadPid: number) => void;
 }
 
 export interface Lock {
@@ -43,12 +47,13 @@ async function holderPid(file: string): Promise<number | undefined> {
   }
 }
 
-async function breakIfStale(file: string): Promise<void> {
+/** Removes the lock when its holder is gone; the dead holder's pid (0 if unknown) when it did. */
+async function breakIfStale(file: string): Promise<number | undefined> {
   const breaker = `${file}.break`;
   if (!(await tryCreate(breaker))) {
     const st = await stat(breaker).catch(() => undefined);
     if (st && Date.now() - st.mtimeMs > BREAKER_STALE_MS) await unlink(breaker).catch(() => {});
-    return;
+    return undefined;
   }
   try {
     const pid = await holderPid(file);
@@ -57,7 +62,9 @@ async function breakIfStale(file: string): Promise<void> {
     const stale =
       st !== undefined &&
       (pid === undefined ? Date.now() - st.mtimeMs > BREAKER_STALE_MS : !processAlive(pid));
-    if (stale) await unlink(file).catch(() => {});
+    if (!stale) return undefined;
+    await unlink(file).catch(() => {});
+    return pid ?? 0;
   } finally {
     await unlink(breaker).catch(() => {});
   }
@@ -78,7 +85,12 @@ export async function acquireLock(file: string, options: LockOptions = {}): Prom
     } catch (e) {
       throw fsError(e, `take the lock ${file}`);
     }
-    await breakIfStale(file);
+    const broken = await breakIfStale(file);
+    // The holder died (Ctrl-C before this version, kill -9): take over now, without "waiting".
+    if (broken !== undefined) {
+      options.onTakeOver?.(broken);
+      continue;
+    }
     if (Date.now() > deadline) {
       const pid = await holderPid(file);
       throw new ExtctlError(
@@ -97,10 +109,14 @@ export async function acquireLock(file: string, options: LockOptions = {}): Prom
     delay = Math.min(delay * 2, 250);
   }
   let released = false;
+  const forget = onInterrupt(() => {
+    if (readFileSync(file, "utf8").trim() === `${process.pid}`) unlinkSync(file);
+  });
   return {
     async release() {
       if (released) return;
       released = true;
+      forget();
       if ((await holderPid(file)) === process.pid) await unlink(file).catch(() => {});
     },
   };

@@ -1,7 +1,9 @@
 // Logs, warnings and notes for people go to stderr; data goes to stdout. -q hides notes,
 // -v shows details (and the commands extctl runs). NO_COLOR is honoured. Messages are one line
-// each: control characters in them (from names, labels, release fields) are escaped.
+// each: control characters in them (from names, labels, release fields) are escaped. Under a
+// systemd unit each line carries its journal priority (util/journal.ts).
 import { escapeControl } from "./escape.js";
+import { withPriority } from "./journal.js";
 import { writeStderr } from "./stdio.js";
 
 export type Verbosity = "quiet" | "normal" | "verbose";
@@ -26,15 +28,19 @@ export class StderrLogger implements Logger {
   constructor(readonly verbosity: Verbosity = "normal") {}
 
   warn(message: string): void {
-    writeStderr(`${this.paint("33", "warning:")} ${escapeControl(message)}\n`);
+    writeStderr(
+      withPriority("warning", `${this.paint("33", "warning:")} ${escapeControl(message)}\n`),
+    );
   }
 
   info(message: string): void {
-    if (this.verbosity !== "quiet") writeStderr(`${escapeControl(message)}\n`);
+    if (this.verbosity !== "quiet")
+      writeStderr(withPriority("info", `${escapeControl(message)}\n`));
   }
 
   debug(message: string): void {
-    if (this.verbosity === "verbose") writeStderr(`${this.paint("2", escapeControl(message))}\n`);
+    if (this.verbosity === "verbose")
+      writeStderr(withPriority("debug", `${this.paint("2", escapeControl(message))}\n`));
   }
 
   /** process.stderr is asked whether it is a TTY only here: see util/stdio.ts. */

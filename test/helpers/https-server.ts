@@ -41,6 +41,11 @@ export type ServeMode =
   | "limited-once"
   /** 200 with the right Content-Length, then `dripBytes` bytes every `dripIntervalMs`. */
   | "slow-drip"
+  /**
+   * 200 with the right Content-Length and an ETag, half the file at once, then the rest
+   * dripped like slow-drip; a request with Range (and a matching If-Range) gets 206 and the rest.
+   */
+  | "slow-half"
   /** 200 with the right Content-Length, then half the file, then the connection is closed. */
   | "truncated"
   /** 200 announcing 1,000 bytes fewer than it then sends. */
@@ -65,6 +70,7 @@ export const SERVE_MODES: readonly ServeMode[] = [
   "busy-once",
   "limited-once",
   "slow-drip",
+  "slow-half",
   "truncated",
   "short-length",
   "long-length",
@@ -305,6 +311,7 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
         contentStream(content).pipe(res);
         return;
       }
+      case "slow-half":
       case "cut-once": {
         const etag = `"extctl-test-${size}"`;
         const range = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ""));
@@ -321,7 +328,11 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
         }
         socket.write(rawHead(size).replace("\r\n\r\n", `\r\nETag: ${etag}\r\n\r\n`));
         await pipeRaw(socket, content, 0, Math.floor(size / 2));
-        socket.end();
+        if (mode === "cut-once") {
+          socket.end();
+          return;
+        }
+        drip(socket, content, Math.floor(size / 2));
         return;
       }
       case "chunked":
@@ -355,26 +366,32 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
         await pipeRaw(socket, content, 0, size);
         socket.end();
         return;
-      case "slow-drip": {
+      case "slow-drip":
         socket.write(rawHead(size));
-        const data =
-          content.kind === "bytes" ? content.data : await readFile(content.path).catch(() => null);
-        if (!data) return void socket.destroy();
-        let offset = 0;
-        const timer = setInterval(() => {
-          if (socket.destroyed || offset >= data.length) {
-            clearInterval(timer);
-            timers.delete(timer);
-            if (!socket.destroyed) socket.end();
-            return;
-          }
-          socket.write(data.subarray(offset, offset + dripBytes));
-          offset += dripBytes;
-        }, dripIntervalMs);
-        timers.add(timer);
+        drip(socket, content, 0);
         return;
-      }
     }
+  }
+
+  /** Sends `content` from `from` on, `dripBytes` every `dripIntervalMs`, then ends. */
+  function drip(socket: Socket, content: FileContent, from: number): void {
+    void (async () => {
+      const data =
+        content.kind === "bytes" ? content.data : await readFile(content.path).catch(() => null);
+      if (!data) return void socket.destroy();
+      let offset = from;
+      const timer = setInterval(() => {
+        if (socket.destroyed || offset >= data.length) {
+          clearInterval(timer);
+          timers.delete(timer);
+          if (!socket.destroyed) socket.end();
+          return;
+        }
+        socket.write(data.subarray(offset, offset + dripBytes));
+        offset += dripBytes;
+      }, dripIntervalMs);
+      timers.add(timer);
+    })();
   }
 
   await new Promise<void>((resolve, reject) => {

@@ -6,6 +6,15 @@ import type { Context } from "../../util/context.js";
 import { ExtctlError, errnoCode, messageOf } from "../../util/errors.js";
 import { checkStoreName, httpFileName } from "./uri.js";
 import { streamToStore } from "./stream-to-store.js";
+import {
+  dropPartial,
+  dropPartialSync,
+  findPartial,
+  keepPartialSync,
+  partialPaths,
+  type PartialDownload,
+} from "./partial-download.js";
+import { humanBytes } from "../../util/progress.js";
 import { expansionLimit } from "./expansion.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "./stall-guard.js";
 import { bulkGet, type BulkRequest, type BulkResponse } from "./http1.js";
@@ -154,11 +163,34 @@ export const httpSource: Source = {
     const name = checkStoreName(request.name ?? httpFileName(url), url);
     const timeout = request.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
     const ca = await trustedCAs(request.caCerts ?? [], ctx.env);
-    const response = await getFollowingRedirects(ctx, url, {
-      headers: { "user-agent": "extctl", accept: "*/*" },
-      ca,
-      timeoutMs: timeout,
-    });
+    // A cache that cannot be made (read-only /var) only means an interrupted run starts over.
+    const keptAt = await partialPaths(ctx, url).catch(() => undefined);
+    const kept = keptAt && (await findPartial(keptAt, url));
+    const get = (headers: Record<string, string> = {}) =>
+      getFollowingRedirects(ctx, url, {
+        headers: { "user-agent": "extctl", accept: "*/*", ...headers },
+        ca,
+        timeoutMs: timeout,
+      });
+    let response = await get(
+      kept ? { range: `bytes=${kept.have}-`, "if-range": kept.validator } : {},
+    );
+    let continues: PartialDownload | undefined;
+    if (kept) {
+      if (response.statusCode === 206 && rangeOf(response.headers, kept.have, kept.size)) {
+        continues = kept;
+        ctx.log.info(
+          `${url}: continuing the download an interrupted run kept (${humanBytes(kept.have)} of ${humanBytes(kept.size)})`,
+        );
+      } else {
+        // The file changed (If-Range answered 200) or the server cannot continue it: start over.
+        await dropPartial(kept);
+        if (response.statusCode === 206 || response.statusCode === 416) {
+          await response.body.dump();
+          response = await get();
+        }
+      }
+    }
     if (response.statusCode >= 300) {
       await response.body.dump();
       throw new ExtctlError(
@@ -170,8 +202,9 @@ export const httpSource: Source = {
       );
     }
     const lengthHeader = response.headers["content-length"];
-    const expectedSize =
-      typeof lengthHeader === "string" && /^\d+$/.test(lengthHeader)
+    const expectedSize = continues
+      ? continues.size
+      : typeof lengthHeader === "string" && /^\d+$/.test(lengthHeader)
         ? Number(lengthHeader)
         : undefined;
     const progress = ctx.progress(`downloading ${name}`, expectedSize);
@@ -179,7 +212,8 @@ export const httpSource: Source = {
     // Last-Modified date for If-Range, or the --sha256 that checks the whole at the end.
     const etag = headerText(response.headers.etag);
     const validator =
-      etag && !etag.startsWith("W/") ? etag : headerText(response.headers["last-modified"]);
+      continues?.validator ??
+      (etag && !etag.startsWith("W/") ? etag : headerText(response.headers["last-modified"]));
     const resume = async (offset: number, cause: unknown) => {
       if (expectedSize === undefined || (validator === undefined && request.sha256 === undefined))
         return undefined;
@@ -196,23 +230,26 @@ export const httpSource: Source = {
         ca,
         timeoutMs: timeout,
       });
-      const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(
-        headerText(rest.headers["content-range"]) ?? "",
-      );
-      if (
-        rest.statusCode !== 206 ||
-        !range ||
-        Number(range[1]) !== offset ||
-        Number(range[3]) !== expectedSize
-      ) {
+      if (rest.statusCode !== 206 || !rangeOf(rest.headers, offset, expectedSize)) {
         // A 200 (the file changed, or no ranges) cannot continue what is in the store's temp.
         await rest.body.dump();
         return undefined;
       }
       return rest.body;
     };
+    // Interrupted, the bytes so far wait in PARTIAL_DIR for the next run, when it can ask for
+    // the rest of the same file.
+    const keepOnInterrupt =
+      keptAt !== undefined && expectedSize !== undefined && validator !== undefined
+        ? (temp: string, have: number) =>
+            have > 0 && have < expectedSize
+              ? keepPartialSync(keptAt, temp, { url, validator, size: expectedSize }, have)
+              : dropPartialSync(keptAt)
+        : undefined;
     const image = await streamToStore(response.body, {
       resume,
+      ...(continues ? { continues: { partial: continues } } : {}),
+      ...(keepOnInterrupt ? { keepOnInterrupt } : {}),
       storeDir: request.storeDir,
       name,
       progress,
@@ -290,6 +327,16 @@ export async function httpGetBytes(
     throw describeNetworkError(e, url);
   }
   return Buffer.concat(chunks, total);
+}
+
+/** Whether a 206's Content-Range is the rest of the file from `offset`, of `size` bytes. */
+function rangeOf(
+  headers: Record<string, string | string[] | undefined>,
+  offset: number,
+  size: number,
+): boolean {
+  const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(headerText(headers["content-range"]) ?? "");
+  return range !== null && Number(range[1]) === offset && Number(range[3]) === size;
 }
 
 function headerText(value: string | string[] | undefined): string | undefined {

@@ -3,6 +3,7 @@
 // full slab goes out in one pwrite while the next one fills, and the kernel is asked to write back every 32 MiB so that the final fsync has
 // little left to do. Memory stays at slabs × slabBytes, however big the file.
 import type { Hash } from "node:crypto";
+import { fsyncSync, writeSync } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 
 export interface StagedWriterOptions {
@@ -26,6 +27,8 @@ export class StagedWriter {
   private slabStart: number;
   private readonly slabBytes: number;
   private readonly inFlight = new Set<Promise<void>>();
+  /** The slabs being written, by file offset: what writeStagedSync() writes again. */
+  private readonly slabsInFlight = new Map<number, { slab: Buffer; length: number }>();
   /** The first write error, boxed: a thrown value may be anything, undefined included. */
   private failed: { error: unknown } | undefined;
 
@@ -85,6 +88,24 @@ export class StagedWriter {
     if (this.failed !== undefined) throw this.failed.error;
   }
 
+  /**
+   * Writes everything taken so far synchronously, slabs in flight included (the same bytes at the
+   * same offsets, so a write still running in libuv's pool changes nothing), and returns how
+   * many bytes the file now holds in order: for a signal handler, which cannot wait.
+   */
+  writeStagedSync(): number {
+    if (this.failed !== undefined) throw this.failed.error;
+    const fd = this.file.fd;
+    const put = (data: Buffer, length: number, at: number) => {
+      for (let done = 0; done < length;)
+        done += writeSync(fd, data, done, length - done, at + done);
+    };
+    for (const [at, { slab, length }] of this.slabsInFlight) put(slab, length, at);
+    if (this.current && this.fill > 0) put(this.current, this.fill, this.slabStart);
+    fsyncSync(fd);
+    return this.position;
+  }
+
   /** Waits for the writes in flight, ignoring their errors (before the file is closed). */
   async settled(): Promise<void> {
     while (this.inFlight.size > 0) await Promise.all(this.inFlight);
@@ -97,8 +118,10 @@ export class StagedWriter {
     this.slabStart += length;
     this.fill = 0;
     this.current = this.free.pop();
+    this.slabsInFlight.set(at, { slab, length });
     this.track(
       writeFully(this.file, slab, length, at).then(() => {
+        this.slabsInFlight.delete(at);
         this.free.push(slab);
         this.sinceSync += length;
         if (this.sinceSync >= (this.options.syncEvery ?? 32 << 20) && !this.syncing) {

@@ -2,11 +2,14 @@
 // while they pass (StagedWriter), checked, fsynced and renamed into place. Any failure removes
 // the temp file.
 import { createHash } from "node:crypto";
+import { rmSync } from "node:fs";
 import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { ExtctlError, fsError } from "../../util/errors.js";
 import { fsyncDir, tempPathBeside } from "../../util/atomic.js";
+import { onInterrupt } from "../../util/interrupt.js";
+import { adoptPartial, type PartialDownload } from "./partial-download.js";
 import type { Progress } from "../../util/progress.js";
 import type { FetchedImage } from "./types.js";
 import { isBulkBody, MAX_VIEW, type BulkBody } from "./http1.js";
@@ -39,6 +42,18 @@ export interface StreamToStoreOptions {
    * early): the rest of the bytes, or undefined when the source cannot resume.
    */
   resume?: (offset: number, cause: unknown) => Promise<StoreInput | undefined>;
+  /** `body` is the rest of a download an interrupted run kept. */
+  continues?: ContinuedDownload;
+  /**
+   * On SIGINT/SIGTERM: keep the temp file holding `have` bytes in order (synchronous; it
+   * throws to have the file removed instead).
+   */
+  keepOnInterrupt?: (temp: string, have: number) => void;
+}
+
+/** A download kept by an interrupted run (partial-download.ts) that `body` continues. */
+export interface ContinuedDownload {
+  partial: PartialDownload;
 }
 
 /** How often one transfer may be resumed. */
@@ -54,15 +69,32 @@ export async function streamToStore(
   const target = path.join(options.storeDir, options.name);
   const temp = tempPathBeside(target, "dl");
   const hash = createHash("sha256");
+  const kept = options.continues?.partial;
   let handle: FileHandle;
   try {
-    handle = await open(temp, "wx", 0o600);
+    if (kept) await adoptPartial(kept, temp, hash);
+    handle = await open(temp, kept ? "r+" : "wx", 0o600);
   } catch (e) {
+    await rm(temp, { force: true });
     throw fsError(e, `create a file in the store ${options.storeDir}`);
   }
   let open_ = true;
   // Hashed and staged in a few large slabs, one pwrite each, while the next bytes arrive.
-  const writer = new StagedWriter(handle, { maxView: MAX_VIEW, hash });
+  const writer = new StagedWriter(handle, { maxView: MAX_VIEW, hash, start: kept?.have ?? 0 });
+  if (kept) options.progress?.tick(kept.have);
+  // Ctrl-C mid-download leaves nothing in the store: what was written is kept for the next run
+  // when it can be continued (keepOnInterrupt), else removed (util/interrupt.ts).
+  const forget = onInterrupt(() => {
+    try {
+      if (options.keepOnInterrupt) {
+        options.keepOnInterrupt(temp, writer.writeStagedSync());
+        return;
+      }
+    } catch {
+      // fall through: remove it
+    }
+    rmSync(temp, { force: true });
+  });
   const take = (view: Buffer): Promise<void> | undefined => {
     if (
       options.expectedSize !== undefined &&
@@ -159,6 +191,7 @@ export async function streamToStore(
     await rm(temp, { force: true });
     throw e;
   } finally {
+    forget();
     options.progress?.stop();
   }
 }

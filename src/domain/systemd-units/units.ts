@@ -95,7 +95,7 @@ export function bootUnit(extctlPath: string, enabledLinks: readonly string[] = [
   const content = `${UNIT_MARKER}
 ${enabled}[Unit]
 Description=Link the boot profile's system and configuration extensions into /run (extctl)
-Documentation=https://kairos.io/docs/advanced/sys-extensions/
+Documentation=man:extctl-boot(8) man:extctl(8) https://kairos.io/docs/advanced/sys-extensions/
 DefaultDependencies=no
 After=local-fs.target
 RequiresMountsFor=/var/lib/kairos
@@ -163,7 +163,7 @@ export function upgradeService(extctlPath: string): UnitFile {
   const content = `${UNIT_MARKER}
 [Unit]
 Description=Upgrade the system and configuration extensions from their catalogs (extctl)
-Documentation=https://kairos.io/docs/advanced/sys-extensions/
+Documentation=man:extctl-sysext(8) man:extctl(8) https://kairos.io/docs/advanced/sys-extensions/
 Wants=network-online.target
 After=network-online.target extctl-boot.service systemd-sysext.service systemd-confext.service
 
@@ -182,7 +182,7 @@ export function upgradeTimer(onCalendar: string = DEFAULT_ON_CALENDAR): UnitFile
   const content = `${UNIT_MARKER}
 [Unit]
 Description=Upgrade the system and configuration extensions regularly (extctl)
-Documentation=https://kairos.io/docs/advanced/sys-extensions/
+Documentation=man:extctl-sysext(8) man:extctl(8) https://kairos.io/docs/advanced/sys-extensions/
 
 [Timer]
 OnCalendar=${onCalendar}
