@@ -10,6 +10,7 @@ import { exitCleanlyOnInterrupt } from "../util/interrupt.js";
 import { withPriority } from "../util/journal.js";
 import { writeStderr, writeStdout } from "../util/stdio.js";
 import { addFlags, GLOBAL_FLAGS } from "./options.js";
+import { takeJsonMode } from "./render.js";
 import { registerBuildCommand } from "./commands/build.js";
 import { registerExtensionCommands } from "./commands/extension.js";
 import { registerPublishCommand } from "./commands/publish.js";
@@ -131,7 +132,13 @@ function commandIndexIn(argv: readonly string[]): number {
   return -1;
 }
 
-export async function main(argv: readonly string[]): Promise<number> {
+export async function main(args: readonly string[]): Promise<number> {
+  let argv: readonly string[];
+  try {
+    argv = takeJsonMode(args);
+  } catch (e) {
+    return reportError(e);
+  }
   const first = argv[2];
   if (first === "--version" || first === "-V") {
     writeStdout(`${version()}\n`);

@@ -256,9 +256,18 @@ export function millisecondsOf(seconds: number | undefined): number | undefined 
   return seconds === undefined ? undefined : seconds * 1000;
 }
 
-/** `--json`, which every command offers, each with its own wording. */
+/** The commands that print tables: systemd's --full and --no-legend (cli/render.ts). */
+export const TABLE_FLAGS = {
+  full: boolFlag(
+    "--full",
+    "show every table cell whole instead of fitting the table to the terminal",
+  ),
+  legend: negatedFlag("--no-legend", "print tables without their header line"),
+} as const satisfies FlagSpec;
+
+/** `--json`, which every command offers, each with its own wording; `--json=MODE`: render.ts. */
 export function jsonFlag(description = "print the result as JSON"): Flag<boolean | undefined> {
-  return boolFlag("--json", description);
+  return boolFlag("--json", `${description} (--json=pretty|short|off; --json is short)`);
 }
 
 const REFRESH_MODES = [

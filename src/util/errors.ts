@@ -13,6 +13,7 @@ export type ErrorCode =
   | "checksum"
   | "tls"
   | "io"
+  | "space"
   | "read-only"
   | "not-a-directory"
   | "outside-root"
@@ -108,7 +109,10 @@ export function fsError(e: unknown, what: string): ExtctlError {
         cause: e,
       });
     case "ENOSPC":
-      return new ExtctlError("io", `cannot ${what}: no space left on the device`, { cause: e });
+      return new ExtctlError("space", `cannot ${what}: no space left on the device`, {
+        cause: e,
+        hint: "free space there and try again",
+      });
     case "EDQUOT":
       return new ExtctlError("io", `cannot ${what}: disk quota exceeded`, { cause: e });
     default: {

@@ -33,6 +33,14 @@ function formatEta(seconds: number): string {
   return `${Math.floor(seconds / 60)}m${String(Math.round(seconds % 60)).padStart(2, "0")}s`;
 }
 
+/** `label` + `rest` in `columns - 1` columns: the label is shortened (with …) before `rest` is. */
+export function fitLabel(label: string, rest: string, columns: number): string {
+  const room = columns - 1 - rest.length;
+  if (label.length <= room) return label + rest;
+  if (room >= 2) return label.slice(0, room - 1) + "…" + rest;
+  return (label + rest).slice(0, Math.max(0, columns - 1));
+}
+
 /** A factory that draws bars on a TTY stderr and writes periodic lines under -v elsewhere. */
 export function makeProgressFactory(
   log: Logger,
@@ -109,18 +117,29 @@ class BarProgress implements Progress {
     });
   }
 
-  private render(width: number, value: number, total: number): string {
+  /**
+   * One line that fits the terminal: size, rate and ETA always show; the bar takes what is left
+   * (`barsize` at most, 5 at least) and then the label is shortened.
+   */
+  private render(barsize: number, value: number, total: number): string {
     const f = this.unit === "bytes" ? humanBytes : String;
     const elapsed = (Date.now() - this.started) / 1000;
     const rate = elapsed > 0 ? value / elapsed : 0;
-    if (total > 0) {
-      const ratio = Math.min(1, value / total);
-      const filled = Math.round(ratio * width);
-      const eta = rate > 0 ? (total - value) / rate : Infinity;
-      const speed = this.unit === "bytes" ? ` ${humanBytes(rate)}/s` : "";
-      return `${this.label} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${f(value)}/${f(total)}${speed} ETA ${formatEta(eta)}`;
-    }
-    return `${this.label} ${f(value)}${this.unit === "bytes" ? ` ${humanBytes(rate)}/s` : ""}`;
+    const speed = this.unit === "bytes" ? ` ${humanBytes(rate)}/s` : "";
+    const columns = this.stream.columns > 0 ? this.stream.columns : 80;
+    if (total <= 0) return fitLabel(this.label, ` ${f(value)}${speed}`, columns);
+    const ratio = Math.min(1, value / total);
+    const eta = rate > 0 ? (total - value) / rate : Infinity;
+    const tail = ` ${f(value)}/${f(total)}${speed} ETA ${formatEta(eta)}`;
+    // "label [bar]tail", with one column spare: a line that fills the width wraps on some terminals.
+    const room = columns - 1 - tail.length - 3 - Math.min(this.label.length, 12);
+    const width = Math.max(5, Math.min(barsize, room));
+    const filled = Math.round(ratio * width);
+    return fitLabel(
+      this.label,
+      ` [${"#".repeat(filled)}${"-".repeat(width - filled)}]${tail}`,
+      columns,
+    );
   }
 
   tick(delta: number): void {

@@ -11,8 +11,9 @@ import {
   jsonFlag,
   textFlag,
   type FlagSpec,
+  TABLE_FLAGS,
 } from "../options.js";
-import { print, printJson, renderTable } from "../render.js";
+import { print, printJson, renderTable, setTableLayout } from "../render.js";
 import { READABLE } from "../../domain/image/filesystem-registry.js";
 
 const CHECK_FLAGS = {
@@ -22,6 +23,7 @@ const CHECK_FLAGS = {
   ),
   kind: textFlag("--kind <kind>", "sysext or confext (default: from the file name)"),
   json: jsonFlag(),
+  ...TABLE_FLAGS,
 } as const satisfies FlagSpec;
 
 export function registerCheckCommand(program: Command): void {
@@ -35,6 +37,7 @@ export function registerCheckCommand(program: Command): void {
     CHECK_FLAGS,
   ).action(async (image: string, _opts: unknown, command: Command) => {
     const opts = flagsOf(command, CHECK_FLAGS);
+    setTableLayout(opts);
     const kind = EXTENSION_KINDS.find((k) => k === opts.kind);
     if (opts.kind !== undefined && !kind)
       throw new ExtctlError("usage", `--kind must be sysext or confext, not ${opts.kind}`);

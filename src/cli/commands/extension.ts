@@ -20,8 +20,9 @@ import {
   textFlag,
   type FlagSpec,
   type FlagValues,
+  TABLE_FLAGS,
 } from "../options.js";
-import { print, printJson, printTable } from "../render.js";
+import { print, printJson, printTable, setTableLayout } from "../render.js";
 import { renderStatus, STATUS_FLAGS } from "./status.js";
 import {
   CA_CERT_FLAG,
@@ -94,6 +95,7 @@ const LIST_FLAGS = {
   ),
   json: jsonFlag("print the list as JSON"),
   ...PROFILE_FLAGS,
+  ...TABLE_FLAGS,
 } as const satisfies FlagSpec;
 
 /** enable and disable; enable adds its trust options after the profile flags. */
@@ -254,6 +256,7 @@ export function registerExtensionCommands(
         LIST_FLAGS,
       ).action(async (_opts: unknown, command: Command) => {
         const opts = flagsOf(command, LIST_FLAGS);
+        setTableLayout(opts);
         const profile = chosenProfile(opts, false);
         const { list } = await import("../../operations/list.js");
         const result = await list(

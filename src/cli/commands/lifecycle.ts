@@ -22,8 +22,9 @@ import {
   TIMEOUT_FLAG,
   type FlagSpec,
   type FlagValues,
+  TABLE_FLAGS,
 } from "../options.js";
-import { print, printJson, renderTable } from "../render.js";
+import { print, printJson, renderTable, setTableLayout } from "../render.js";
 
 /** The catalog, TLS and registry options install, upgrade and versions share. */
 export const CATALOG_FLAGS = {
@@ -99,6 +100,7 @@ const UPGRADE_FLAGS = {
   maxSize: textFlag("--max-size <size>", "refuse an image past this size, e.g. 8G"),
   refresh: refreshFlag(),
   json: jsonFlag("print per extension: name, from, to, action, reason"),
+  ...TABLE_FLAGS,
   ...CATALOG_FLAGS,
   caCert: CA_CERT_FLAG,
 } as const satisfies FlagSpec;
@@ -115,6 +117,7 @@ const ROLLBACK_FLAGS = {
 const VERSIONS_FLAGS = {
   installed: boolFlag("--installed", "do not read the catalogs"),
   json: jsonFlag(),
+  ...TABLE_FLAGS,
   ...CATALOG_FLAGS,
   caCert: CA_CERT_FLAG,
 } as const satisfies FlagSpec;
@@ -136,6 +139,7 @@ export function registerLifecycleCommands(
       UPGRADE_FLAGS,
     ).action(async (names: string[], _opts: unknown, command: Command) => {
       const opts = flagsOf(command, UPGRADE_FLAGS);
+      setTableLayout(opts);
       const { upgrade } = await import("../../operations/upgrade.js");
       const ctx = contextFor(command);
       const { readOsReleaseAt } = await import("../../domain/image/os-release-file.js");
@@ -199,6 +203,7 @@ export function registerLifecycleCommands(
       VERSIONS_FLAGS,
     ).action(async (name: string, _opts: unknown, command: Command) => {
       const opts = flagsOf(command, VERSIONS_FLAGS);
+      setTableLayout(opts);
       const { listVersions } = await import("../../operations/versions.js");
       const result = await listVersions(
         contextFor(command),

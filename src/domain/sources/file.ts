@@ -7,7 +7,7 @@ import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
 import type { Context } from "../../util/context.js";
 import { checkStoreName, filePathOf } from "./uri.js";
 import { STORE_MODE_MASK, streamToStore } from "./stream-to-store.js";
-import { DEFAULT_MAX_IMAGE_BYTES } from "./expansion.js";
+import { storeRoom } from "./expansion.js";
 import type { FetchRequest, FetchedImage, Source } from "./types.js";
 
 export interface FileFetchRequest extends FetchRequest {
@@ -33,13 +33,15 @@ export const fileSource: Source = {
     if (!st.isFile()) throw new ExtctlError("invalid-uri", `${from} is not a regular file`);
     const name = checkStoreName(request.name ?? path.basename(from), from);
     const progress = ctx.progress(`copying ${name}`, st.size);
+    const room = await storeRoom(request.storeDir, request.maxBytes);
     const image = await streamToStore(createReadStream(from, { highWaterMark: 1 << 20 }), {
       storeDir: request.storeDir,
       name,
       mode: st.mode & STORE_MODE_MASK,
       expectedSize: st.size,
-      // Only the hard cap: the size is known, and a full disk is met cleanly (ENOSPC) anyway.
-      maxSize: request.maxBytes ?? DEFAULT_MAX_IMAGE_BYTES,
+      // The size is known: checked against the free space and --max-size before a byte is written.
+      maxSize: room.maxSize,
+      room,
       progress,
       from,
       ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),

@@ -15,7 +15,7 @@ import {
   type PartialDownload,
 } from "./partial-download.js";
 import { humanBytes } from "../../util/progress.js";
-import { expansionLimit } from "./expansion.js";
+import { storeRoom } from "./expansion.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "./stall-guard.js";
 import { bulkGet, type BulkRequest, type BulkResponse } from "./http1.js";
 import type { FetchRequest, FetchedImage, Source } from "./types.js";
@@ -246,6 +246,7 @@ export const httpSource: Source = {
               ? keepPartialSync(keptAt, temp, { url, validator, size: expectedSize }, have)
               : dropPartialSync(keptAt)
         : undefined;
+    const room = await storeRoom(request.storeDir, request.maxBytes);
     const image = await streamToStore(response.body, {
       resume,
       ...(continues ? { continues: { partial: continues } } : {}),
@@ -256,7 +257,8 @@ export const httpSource: Source = {
       from: url,
       describeReadError: (e) => describeNetworkError(e, url),
       ...(expectedSize === undefined ? {} : { expectedSize }),
-      maxSize: await expansionLimit(request.storeDir, request.maxBytes),
+      maxSize: room.limit,
+      room,
       ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),
     });
     return [image];

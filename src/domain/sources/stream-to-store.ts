@@ -14,7 +14,7 @@ import type { Progress } from "../../util/progress.js";
 import type { FetchedImage } from "./types.js";
 import { isBulkBody, MAX_VIEW, type BulkBody } from "./http1.js";
 import { StagedWriter } from "./staged-writer.js";
-import { sizeLimitError } from "./expansion.js";
+import { sizeLimitError, type StoreRoom } from "./expansion.js";
 import { checkIsImage } from "./image-check.js";
 
 /** The most a store file may allow: rw-r--r--, never setuid/setgid/sticky, exec or o+w. */
@@ -42,6 +42,8 @@ export interface StreamToStoreOptions {
    * early): the rest of the bytes, or undefined when the source cannot resume.
    */
   resume?: (offset: number, cause: unknown) => Promise<StoreInput | undefined>;
+  /** What maxSize stands for (free space or --max-size), for the message when it is passed. */
+  room?: StoreRoom;
   /** `body` is the rest of a download an interrupted run kept. */
   continues?: ContinuedDownload;
   /**
@@ -70,6 +72,13 @@ export async function streamToStore(
   const temp = tempPathBeside(target, "dl");
   const hash = createHash("sha256");
   const kept = options.continues?.partial;
+  // A known size is checked against the room before anything is written.
+  if (options.expectedSize !== undefined && options.maxSize !== undefined) {
+    const needed = options.expectedSize - (kept?.have ?? 0);
+    const limit = typeof options.room === "object" ? options.room.limit : options.maxSize;
+    if (needed > limit || options.expectedSize > options.maxSize)
+      throw sizeLimitError(options.from, options.room ?? options.maxSize, options.expectedSize);
+  }
   let handle: FileHandle;
   try {
     if (kept) await adoptPartial(kept, temp, hash);
@@ -106,7 +115,7 @@ export async function streamToStore(
       );
     }
     if (options.maxSize !== undefined && writer.position + view.length > options.maxSize)
-      throw sizeLimitError(options.from, options.maxSize);
+      throw sizeLimitError(options.from, options.room ?? options.maxSize);
     options.progress?.tick(view.length);
     return writer.write(view);
   };

@@ -24,7 +24,7 @@ test("the CLI prefixes each error line with <3> on the journal stream, and nothi
     const run = (journal: boolean) => {
       const fd = openSync(log, "w");
       const st = fstatSync(fd, { bigint: true });
-      const env = { ...process.env, NO_COLOR: "1" };
+      const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" };
       if (journal) env.JOURNAL_STREAM = `${st.dev}:${st.ino}`;
       else delete env.JOURNAL_STREAM;
       const r = spawnSync(process.execPath, [EXTCTL_BIN, "--root", dir, "sysext", "enable", "x"], {

@@ -11,7 +11,7 @@ import type { Context } from "../../../util/context.js";
 import { ExtctlError, errnoCode, fsError } from "../../../util/errors.js";
 import type { Progress } from "../../../util/progress.js";
 import type { FetchRequest, FetchedImage } from "../types.js";
-import { expansionError, expansionLimit } from "../expansion.js";
+import { expansionError, sizeLimitError, storeRoom } from "../expansion.js";
 import { checkIsImage } from "../image-check.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "../stall-guard.js";
 import { escapeText, shortName, quoteName, unsafeNameReason } from "../../store/names.js";
@@ -268,7 +268,7 @@ async function extractClassic(
       transform(chunk: Buffer, _e, done) {
         limits.expanded += chunk.length;
         lastProgress = Date.now();
-        if (limits.expanded > limits.max) done(expansionError(`layer ${layer.digest}`, limits.max));
+        if (limits.expanded > limits.max) done(expansionError(`layer ${layer.digest}`, limits.room));
         else done(null, chunk);
       },
     });
@@ -447,14 +447,16 @@ async function installFrom(
     }
     const total = manifest.layers.reduce((sum, l) => sum + l.size, 0);
     progress = ctx.progress(`${ref.repository}:${ref.tag ?? ref.digest?.slice(7, 19)}`, total);
-    const max = await expansionLimit(request.storeDir, request.maxBytes);
+    const room = await storeRoom(request.storeDir, request.maxBytes);
+    const max = room.limit;
     if (kind !== undefined) {
       // The blob's size is the manifest's word, checked while it downloads; refuse it up front.
-      if (total > max) throw expansionError(formatReference(ref), max);
+      if (total > max) throw sizeLimitError(formatReference(ref), room, total);
       await downloadArtifact(client, manifest, staging, progress, ref);
     } else {
       const limits = {
         max,
+        room,
         expanded: 0,
         timeoutMs: request.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
       };
