@@ -424,7 +424,10 @@ test("https: without Content-Length past --max-size, and bytes that are no image
   // Chunked: the size is not announced, so only the cap stops it.
   const capped = await install(server.url("big.raw", "chunked"), "--max-size", "1M");
   assert.equal(capped.code, 1, capped.stderr);
-  assert.match(capped.stderr, /big\.raw is more than 1\.0 MiB, what --max-size allows; refusing it, nothing was stored/);
+  assert.match(
+    capped.stderr,
+    /big\.raw is more than 1\.0 MiB, what --max-size allows; refusing it, nothing was stored/,
+  );
   assert.deepEqual(await storeEntries(root), []);
 
   const notImage = await install(server.url("notes.raw", "chunked"));

@@ -11,7 +11,7 @@ import type { Context } from "../../../util/context.js";
 import { ExtctlError, errnoCode, fsError } from "../../../util/errors.js";
 import type { Progress } from "../../../util/progress.js";
 import type { FetchRequest, FetchedImage } from "../types.js";
-import { expansionError, sizeLimitError, storeRoom } from "../expansion.js";
+import { expansionError, sizeLimitError, storeRoom, type StoreRoom } from "../expansion.js";
 import { checkIsImage } from "../image-check.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "../stall-guard.js";
 import { escapeText, shortName, quoteName, unsafeNameReason } from "../../store/names.js";
@@ -230,7 +230,7 @@ async function extractClassic(
   manifest: ImageManifest,
   staging: Staging,
   progress: Progress,
-  limits: { max: number; expanded: number; timeoutMs: number },
+  limits: { max: number; room: StoreRoom; expanded: number; timeoutMs: number },
 ): Promise<void> {
   const tarStream = await import("tar-stream");
   const skipped: string[] = [];
@@ -268,7 +268,8 @@ async function extractClassic(
       transform(chunk: Buffer, _e, done) {
         limits.expanded += chunk.length;
         lastProgress = Date.now();
-        if (limits.expanded > limits.max) done(expansionError(`layer ${layer.digest}`, limits.room));
+        if (limits.expanded > limits.max)
+          done(expansionError(`layer ${layer.digest}`, limits.room));
         else done(null, chunk);
       },
     });
