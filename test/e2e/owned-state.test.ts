@@ -102,6 +102,19 @@ test("under umask 000 install, enable and list make every directory 0755 and fil
       `${p} was made by extctl`,
     );
 
+  // list needs no root: nobody reads the store and believes root's cache, without a warning.
+  const asUser = await cli(
+    ["list", "--json"],
+    ["setpriv", `--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups"],
+  );
+  assert.equal(asUser.code, 0, asUser.stderr);
+  assert.equal(asUser.stderr, "");
+  const listed = (JSON.parse(asUser.stdout) as Listed).images;
+  assert.deepEqual(
+    listed.map((i) => [i.name, i.version, i.signed]),
+    [["hello.raw", "1.0.0", false]],
+  );
+
   // Nobody can write into the store: not replace the image, not plant a file or a cache.
   const planted = asNobody(
     `echo x > '${store}/evil.raw' || exit 1; mv -f '${store}/evil.raw' '${store}/hello.raw'`,
