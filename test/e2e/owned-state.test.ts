@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import {
   chmod,
+  chown,
   link,
   lstat,
   mkdir,
@@ -20,6 +21,7 @@ import {
 } from "node:fs/promises";
 import path from "node:path";
 import { runExtctl, type CliResult } from "../helpers/cli.js";
+import { buildSignedDdi } from "../helpers/crafted-ddi.js";
 import { makeSampleImage } from "../helpers/images.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
@@ -254,4 +256,44 @@ test("a lock file nobody planted in a sticky /run/lock is broken with a warning,
     "1777",
     "/run/lock is left as it was",
   );
+});
+
+test("a certificate in /etc/verity.d counts only when root owns it and no one else can write it or its directory", async (t) => {
+  if (!requirePeers(t, ["mksquashfs", "openssl", "veritysetup"], { root: true })) return;
+  const { root, cli, store } = await fixture(t);
+  const work = await tempDir(t);
+  const signed = await buildSignedDdi(work);
+  ok(await cli(["install", `file://${signed.file}`]), "install the signed image");
+  const trustDir = path.join(root, "etc/verity.d");
+  await mkdir(trustDir, { recursive: true, mode: 0o755 });
+  const cert = path.join(trustDir, "signer.crt");
+  await writeFile(cert, await readFile(signed.cert), { mode: 0o644 });
+  const trusted = async () => {
+    const r = ok(await cli(["list", "--verify", "--json"]), "list --verify");
+    const image = (
+      JSON.parse(r.stdout) as { images: { name: string; trust?: { trusted: boolean } }[] }
+    ).images.find((i) => i.name === "img.sysext.raw");
+    return { trusted: image?.trust?.trusted, stderr: r.stderr };
+  };
+  assert.deepEqual(await trusted(), { trusted: true, stderr: "" });
+  await chmod(cert, 0o666);
+  let seen = await trusted();
+  assert.equal(seen.trusted, false);
+  assert.match(
+    seen.stderr,
+    /not trusting the certificate .*signer\.crt: it is writable by group and others \(mode 0666\)/,
+  );
+  await chmod(cert, 0o644);
+  await chown(cert, NOBODY, NOBODY);
+  seen = await trusted();
+  assert.equal(seen.trusted, false);
+  assert.match(seen.stderr, /owned by uid 65534/);
+  await chown(cert, 0, 0);
+  await chmod(trustDir, 0o777);
+  seen = await trusted();
+  assert.equal(seen.trusted, false);
+  assert.match(seen.stderr, /its directory it is writable by group and others \(mode 0777\)/);
+  await chmod(trustDir, 0o755);
+  assert.equal((await trusted()).trusted, true);
+  assert.ok((await readdir(store)).includes("img.sysext.raw"));
 });
