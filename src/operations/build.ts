@@ -2,6 +2,7 @@
 // (a signed erofs/squashfs DDI by default), reproducibly, written atomically into the output dir.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
+import { makeDir } from "../util/owned-state.js";
 import { chmod, mkdir, mkdtemp, open, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -219,8 +220,9 @@ export async function buildImage(ctx: Context, options: BuildOptions): Promise<B
   const outputDir = path.resolve(options.outputDir ?? ".");
   try {
     // Like mkosi and `docker build -o`: a missing output directory is made.
-    await mkdir(outputDir, { recursive: true });
-    if (!(await stat(outputDir)).isDirectory()) {
+    const st = await stat(outputDir).catch(() => undefined);
+    if (st === undefined) await makeDir(outputDir, { checkExisting: false });
+    else if (!st.isDirectory()) {
       throw new ExtctlError("not-a-directory", `the output ${outputDir} is not a directory`);
     }
   } catch (e) {

@@ -33,6 +33,8 @@ export async function withLock<T>(ctx: Context, work: (locked: Context) => Promi
   const mine = holding.get(ctx);
   if (mine?.has(lockFile)) return work(ctx);
   const lock = await acquireLock(lockFile, {
+    within: ctx.root.dir,
+    onDistrusted: (why) => ctx.log.warn(why),
     onWait: (pid) =>
       ctx.log.info(`waiting for another extctl run${pid ? ` (pid ${pid})` : ""} to finish...`),
     onTakeOver: (pid) =>

@@ -15,6 +15,8 @@ import {
   type NetOptions,
 } from "../domain/lifecycle/steps.js";
 import { requireRoot, withLock } from "./guard.js";
+import { refusalOf } from "./version-refusal.js";
+import { ExtctlError } from "../util/errors.js";
 
 export interface InstallNameOptions extends NetOptions {
   kind: ExtensionKind;
@@ -56,7 +58,7 @@ export async function installByName(
   });
   if (!options.dryRun) requireRoot(ctx);
   const store = new ExtensionStore(ctx.root, options.kind);
-  const versions = new VersionedStore(store);
+  const versions = new VersionedStore(store, (m) => ctx.log.warn(m));
   const catalogs = new CatalogCache(ctx, options, !options.dryRun);
   const [{ catalogs: loaded }, identity, { resolveExtension }] = await Promise.all([
     catalogs.get([]),
@@ -96,6 +98,25 @@ export async function installByName(
       ctx.log.info(`kept the ${storeFileName(name)} that was installed as version "unversioned"`);
     }
     const { entry, downloaded } = await fetchVersion(ctx, versions, record, resolution, options);
+    if (!downloaded && current?.file !== entry.file) {
+      // A kept version becomes current only as rollback and upgrade take one: its bytes still
+      // the ones fetched, and admitted under the policy in force now.
+      const refusal = await refusalOf(ctx, versions, name, entry, {
+        ...(options.trust === undefined ? {} : { trust: options.trust }),
+      });
+      if (refusal) {
+        await versions.write(record); // an image adopted above stays reachable
+        throw new ExtctlError(
+          "incompatible",
+          `${name} ${entry.version} cannot be current: ${refusal}`,
+          {
+            hint: current
+              ? `${name} ${current.version} stays current`
+              : `${storeFileName(name)} was left as it was`,
+          },
+        );
+      }
+    }
     if (!record.versions.includes(entry)) record.versions.push(entry);
     record.pinned = resolution.pinned;
     record.catalogs = options.catalogs ?? record.catalogs;

@@ -150,7 +150,10 @@ async function loadCache(ctx: Context, store: ExtensionStore): Promise<SummaryCa
     summaryHostKey(ctx),
   ]);
   const cache = await SummaryCache.load(dir, host);
-  if (cache.miss && cache.miss !== "absent")
+  if (cache.miss === "untrusted") {
+    const { ignoredState } = await import("../util/owned-state.js");
+    ctx.log.warn(ignoredState(`the summary cache ${cache.distrust ?? ""}`));
+  } else if (cache.miss && cache.miss !== "absent")
     ctx.log.debug(`the summary cache in ${store.layout.store} is ${cache.miss}; rebuilding it`);
   return cache;
 }

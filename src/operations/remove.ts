@@ -66,7 +66,7 @@ export async function remove(ctx: Context, options: RemoveOptions): Promise<Remo
     await store.deleteImage(image);
     // An extension installed by name goes with all its versions.
     const { VersionedStore } = await import("../domain/store/versions.js");
-    const versions = new VersionedStore(store);
+    const versions = new VersionedStore(store, (m) => ctx.log.warn(m));
     const name = shortName(image);
     if (image === `${name}.raw` && (await versions.read(name).catch(() => undefined))) {
       await versions.removeAll(name);

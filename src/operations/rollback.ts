@@ -34,7 +34,7 @@ export interface RollbackResult {
 export async function rollback(ctx: Context, options: RollbackOptions): Promise<RollbackResult> {
   requireRoot(ctx);
   const store = new ExtensionStore(ctx.root, options.kind);
-  const versions = new VersionedStore(store);
+  const versions = new VersionedStore(store, (m) => ctx.log.warn(m));
   return withLock(ctx, async () => {
     const installed = await versions.names();
     const name = installed.includes(options.name) ? options.name : shortName(options.name);

@@ -2,13 +2,14 @@
 // systemd-sysext/confext.service as kairos-init does, for systemd 254+ writes the image-policy
 // drop-ins and with --auto-upgrade the upgrade timer and service (the timer enabled for
 // timers.target); --uninstall removes exactly the files and links we wrote.
-import { lstat, mkdir, readlink, realpath, rmdir, unlink } from "node:fs/promises";
+import { lstat, readlink, realpath, rmdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../util/context.js";
 import { ExtctlError, errnoCode, fsError } from "../util/errors.js";
 import { lastErrorLine } from "../util/runner.js";
 import { quoteName } from "../domain/store/names.js";
 import { symlinkAtomic, writeFileAtomic } from "../util/atomic.js";
+import { makeDir } from "../util/owned-state.js";
 import { READ_CAPS, readBoundedOptional } from "../util/bounded-read.js";
 import { detectSystemdVersion } from "../domain/image/host.js";
 import {
@@ -297,7 +298,7 @@ async function installUnits(
       });
     }
     try {
-      await mkdir(path.dirname(host), { recursive: true });
+      await makeDir(path.dirname(host), { within: ctx.root.dir });
       await writeFileAtomic(host, file.content, 0o644);
     } catch (e) {
       throw fsError(e, `write ${file.path}`);
@@ -311,7 +312,7 @@ async function installUnits(
       result.unchanged.push(link.path);
       continue;
     }
-    await makeLink(host, link);
+    await makeLink(ctx.root.dir, host, link);
     result.changed.push(link.path);
   }
   for (const link of enable) {
@@ -319,16 +320,16 @@ async function installUnits(
       result.unchanged.push(link.path);
       continue;
     }
-    await makeLink(enableHosts.get(link.path) as string, link);
+    await makeLink(ctx.root.dir, enableHosts.get(link.path) as string, link);
     result.changed.push(link.path);
   }
   for (const p of result.changed) ctx.log.info(`wrote ${p}`);
   return result;
 }
 
-async function makeLink(host: string, link: EnableLink): Promise<void> {
+async function makeLink(rootDir: string, host: string, link: EnableLink): Promise<void> {
   try {
-    await mkdir(path.dirname(host), { recursive: true });
+    await makeDir(path.dirname(host), { within: rootDir });
     await symlinkAtomic(link.target, host);
   } catch (e) {
     throw fsError(e, `enable ${link.path}`);

@@ -78,7 +78,7 @@ export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<Up
     });
   if (!options.dryRun) requireRoot(ctx);
   const store = new ExtensionStore(ctx.root, options.kind);
-  const versions = new VersionedStore(store);
+  const versions = new VersionedStore(store, (m) => ctx.log.warn(m));
   const run = async (): Promise<UpgradeResult> => {
     const installed = await versions.names();
     const names = options.all ? installed : options.names.map((n) => wantedName(n, installed));
@@ -237,6 +237,7 @@ async function upgradeTo(
     ...(options.policy === undefined ? {} : { policy: options.policy }),
     ...(options.trust === undefined ? {} : { trust: options.trust }),
     ...(options.forOs ? { osRelease: options.forOs } : {}),
+    fresh: downloaded,
   });
   if (refusal) {
     if (!record.versions.includes(entry)) await discardVersion(versions, name, entry);

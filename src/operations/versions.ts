@@ -52,7 +52,7 @@ export async function listVersions(
   options: VersionsOptions,
 ): Promise<VersionsResult> {
   const store = new ExtensionStore(ctx.root, options.kind);
-  const versions = new VersionedStore(store);
+  const versions = new VersionedStore(store, (m) => ctx.log.warn(m));
   const installed = await versions.names();
   const name = installed.includes(options.name) ? options.name : shortName(options.name);
   const record = await versions.read(name);

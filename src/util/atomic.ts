@@ -1,10 +1,11 @@
 // Writes that are all or nothing: data goes to a temp file beside the target, is fsynced and
 // renamed into place; symlinks are made under a temp name and renamed over. A crash leaves
 // either the old state or the new one, plus at most a temp file that starts with ".extctl-".
-import { mkdir, open, rename, rm, symlink, readdir, unlink } from "node:fs/promises";
+import { open, rename, rm, symlink, readdir, unlink } from "node:fs/promises";
 import path from "node:path";
 import { errnoCode } from "./errors.js";
 import type { Root } from "./root.js";
+import { makeDir } from "./owned-state.js";
 
 export const TEMP_PREFIX = ".extctl-";
 
@@ -53,9 +54,9 @@ export async function writeFileAtomic(
 }
 
 /**
- * writeFileAtomic for a node path under `root`: its directory (made when missing) is resolved
- * inside the root, and one that leads outside it is an error (Root.writePath). Returns the host
- * path written.
+ * writeFileAtomic for a node path under `root`: its directory (made 0755 when missing) is
+ * resolved inside the root, and one that leads outside it or that others could write is an
+ * error (Root.writePath, makeDir). Returns the host path written.
  */
 export async function writeFileInRoot(
   root: Root,
@@ -64,7 +65,7 @@ export async function writeFileInRoot(
   mode = 0o644,
 ): Promise<string> {
   const dir = await root.writePath(path.posix.dirname(nodePath), { what: nodePath });
-  await mkdir(dir, { recursive: true });
+  await makeDir(dir, { within: root.dir, what: path.posix.dirname(nodePath) });
   const file = path.join(dir, path.posix.basename(nodePath));
   await writeFileAtomic(file, data, mode);
   return file;

@@ -23,6 +23,8 @@ export interface BoundedReadOptions {
   noFollow?: boolean;
   /** What the file is, for messages ("the trust policy"). */
   what?: string;
+  /** Shown the stats of the file actually opened (its owner and mode, see owned-state.ts). */
+  inspect?: (st: Stats) => void;
 }
 
 /** A FIFO, socket or device is named in the error, never opened for reading. */
@@ -69,6 +71,7 @@ export async function readBounded(file: string, options: BoundedReadOptions): Pr
     const st = await handle.stat();
     const now = kindOf(st);
     if (now !== undefined) throw notRegular(file, now, options.what);
+    options.inspect?.(st);
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {

@@ -1,12 +1,14 @@
 // Serialises extctl runs on one root: an O_EXCL lock file holding the owner's pid. A lock whose
 // owner died (kill -9) is broken, under a second O_EXCL "breaker" file so that two waiters
-// never both break it and one of them removes the other's fresh lock.
+// never both break it and one of them removes the other's fresh lock. A lock file another user
+// made (a world-writable lock dir) holds nothing: it is broken at once, never waited for.
 import { readFileSync, unlinkSync } from "node:fs";
-import { open, stat, unlink, mkdir } from "node:fs/promises";
+import { lstat, open, stat, unlink } from "node:fs/promises";
 import { readBounded } from "./bounded-read.js";
 import path from "node:path";
 import { ExtctlError, errnoCode, fsError } from "./errors.js";
 import { processAlive } from "./atomic.js";
+import { FILE_MODE, distrustOf, makeDir } from "./owned-state.js";
 import { onInterrupt } from "./interrupt.js";
 
 export interface LockOptions {
@@ -16,6 +18,10 @@ export interface LockOptions {
   onWait?: (holderPid: number | undefined) => void;
   /** Called when the lock of a run that is no longer alive was taken over (pid 0: unknown). */
   onTakeOver?: (deadPid: number) => void;
+  /** Host path of the root the lock lies in: its directories below it are checked (makeDir). */
+  within?: string;
+  /** Told why a lock file that is not believable was broken. */
+  onDistrusted?: (why: string) => void;
 }
 
 export interface Lock {
@@ -26,9 +32,13 @@ const BREAKER_STALE_MS = 10_000;
 
 async function tryCreate(file: string): Promise<boolean> {
   try {
-    const handle = await open(file, "wx", 0o644);
-    await handle.writeFile(`${process.pid}\n`);
-    await handle.close();
+    const handle = await open(file, "wx", FILE_MODE);
+    try {
+      await handle.chmod(FILE_MODE);
+      await handle.writeFile(`${process.pid}\n`);
+    } finally {
+      await handle.close();
+    }
     return true;
   } catch (e) {
     if (errnoCode(e) === "EEXIST") return false;
@@ -39,7 +49,16 @@ async function tryCreate(file: string): Promise<boolean> {
 async function holderPid(file: string): Promise<number | undefined> {
   try {
     // Never through a link, never more than a pid: a FIFO or device here must not hang us.
-    const text = (await readBounded(file, { cap: 64, noFollow: true })).toString("utf8");
+    // A pid written by another user than root names nobody (see breakIfStale).
+    let believed = true;
+    const text = (
+      await readBounded(file, {
+        cap: 64,
+        noFollow: true,
+        inspect: (st) => (believed = distrustOf(st) === undefined),
+      })
+    ).toString("utf8");
+    if (!believed) return undefined;
     const pid = Number.parseInt(text.trim(), 10);
     return Number.isFinite(pid) && pid > 0 ? pid : undefined;
   } catch {
@@ -47,24 +66,41 @@ async function holderPid(file: string): Promise<number | undefined> {
   }
 }
 
-/** Removes the lock when its holder is gone; the dead holder's pid (0 if unknown) when it did. */
-async function breakIfStale(file: string): Promise<number | undefined> {
+/** Why a lock file someone else made must not be waited for, or undefined. */
+async function lockDistrust(file: string): Promise<string | undefined> {
+  const st = await lstat(file).catch(() => undefined);
+  if (st === undefined) return undefined;
+  const why = st.isFile() ? distrustOf(st) : "it is not a regular file";
+  return why === undefined ? undefined : `the lock ${file} was not made by extctl: ${why}`;
+}
+
+/**
+ * Removes the lock when its holder is gone or it is not believable; the dead holder's pid (0 if
+ * unknown) when a dead run's lock was removed.
+ */
+async function breakIfStale(file: string, options: LockOptions): Promise<number | undefined> {
   const breaker = `${file}.break`;
   if (!(await tryCreate(breaker))) {
-    const st = await stat(breaker).catch(() => undefined);
-    if (st && Date.now() - st.mtimeMs > BREAKER_STALE_MS) await unlink(breaker).catch(() => {});
+    const st = await lstat(breaker).catch(() => undefined);
+    // Another user's breaker (planted to keep us waiting) goes at once, ours once it is old.
+    const planted = st !== undefined && (!st.isFile() || distrustOf(st) !== undefined);
+    if (st && (planted || Date.now() - st.mtimeMs > BREAKER_STALE_MS))
+      await unlink(breaker).catch(() => {});
     return undefined;
   }
   try {
+    const distrusted = await lockDistrust(file);
     const pid = await holderPid(file);
     const st = await stat(file).catch(() => undefined);
     // A lock file with no pid yet may be mid-creation; only break it once it is old.
     const stale =
-      st !== undefined &&
-      (pid === undefined ? Date.now() - st.mtimeMs > BREAKER_STALE_MS : !processAlive(pid));
+      distrusted !== undefined ||
+      (st !== undefined &&
+        (pid === undefined ? Date.now() - st.mtimeMs > BREAKER_STALE_MS : !processAlive(pid)));
     if (!stale) return undefined;
+    if (distrusted !== undefined) options.onDistrusted?.(`${distrusted}; removing it`);
     await unlink(file).catch(() => {});
-    return pid ?? 0;
+    return distrusted === undefined ? (pid ?? 0) : undefined;
   } finally {
     await unlink(breaker).catch(() => {});
   }
@@ -72,11 +108,12 @@ async function breakIfStale(file: string): Promise<number | undefined> {
 
 export async function acquireLock(file: string, options: LockOptions = {}): Promise<Lock> {
   const deadline = Date.now() + (options.timeoutMs ?? 120_000);
-  try {
-    await mkdir(path.dirname(file), { recursive: true });
-  } catch (e) {
-    throw fsError(e, `create the lock directory ${path.dirname(file)}`);
-  }
+  // /run/lock is root's and sticky on a real node (others may add names, not replace ours).
+  await makeDir(path.dirname(file), {
+    stickyLeaf: true,
+    what: "the lock",
+    ...(options.within === undefined ? {} : { within: options.within }),
+  });
   let waited = false;
   let delay = 20;
   for (;;) {
@@ -85,7 +122,7 @@ export async function acquireLock(file: string, options: LockOptions = {}): Prom
     } catch (e) {
       throw fsError(e, `take the lock ${file}`);
     }
-    const broken = await breakIfStale(file);
+    const broken = await breakIfStale(file, options);
     // The holder died (Ctrl-C before this version, kill -9): take over now, without "waiting".
     if (broken !== undefined) {
       options.onTakeOver?.(broken);

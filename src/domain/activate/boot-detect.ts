@@ -1,6 +1,7 @@
 // Works out the boot state the way immucore does (spec/kairos.md section 3 step 1): from the
 // kernel cmdline and, on UKI boots, the systemd-boot EFI variables; and writes the /run/cos sentinels.
-import { mkdir, writeFile } from "node:fs/promises";
+import { chmod, writeFile } from "node:fs/promises";
+import { FILE_MODE, makeDir } from "../../util/owned-state.js";
 import path from "node:path";
 import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
 import type { Root } from "../../util/root.js";
@@ -171,7 +172,8 @@ export async function writeSentinels(root: Root, detection: BootDetection): Prom
   try {
     // A /run/cos that leads outside the root is refused (Root.writePath).
     dir = await root.writePath(SENTINEL_DIR, { what: SENTINEL_DIR });
-    await mkdir(dir, { recursive: true });
+    // immucore's directory: made 0755 when missing, never refused (boot must go on).
+    await makeDir(dir, { checkExisting: false, what: SENTINEL_DIR });
   } catch (e) {
     throw fsError(e, `create ${SENTINEL_DIR}`);
   }
@@ -179,7 +181,8 @@ export async function writeSentinels(root: Root, detection: BootDetection): Prom
     const nodePath = `${SENTINEL_DIR}/${name}`;
     try {
       // "wx": an existing sentinel (immucore's, or ours from an earlier run) is left alone.
-      await writeFile(path.join(dir, name), "", { flag: "wx", mode: 0o644 });
+      await writeFile(path.join(dir, name), "", { flag: "wx", mode: FILE_MODE });
+      await chmod(path.join(dir, name), FILE_MODE);
       created.push(nodePath);
     } catch (e) {
       if (errnoCode(e) !== "EEXIST") throw fsError(e, `write the sentinel ${nodePath}`);

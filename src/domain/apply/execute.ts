@@ -164,7 +164,9 @@ async function recordRequest(
   spec: ApplySpec,
   step: { kind: ExtensionKind; name: string; requested?: string; pinned: boolean },
 ): Promise<(() => Promise<void>) | undefined> {
-  const versions = new VersionedStore(new ExtensionStore(ctx.root, step.kind));
+  const versions = new VersionedStore(new ExtensionStore(ctx.root, step.kind), (m) =>
+    ctx.log.warn(m),
+  );
   const record = await versions.read(step.name);
   if (!record) return undefined;
   const before = structuredClone(record);
@@ -291,7 +293,7 @@ async function runLinkStep(
           }
           await store.deleteImage(step.name);
           // One installed by name goes with its kept versions (as `remove` does).
-          const versions = new VersionedStore(store);
+          const versions = new VersionedStore(store, (m) => ctx.log.warn(m));
           const name = shortName(step.name);
           if (
             step.name === storeFileName(name) &&

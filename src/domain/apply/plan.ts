@@ -262,7 +262,7 @@ export async function computePlan(
   options: PlanOptions = {},
 ): Promise<ComputedPlan> {
   const steps: PlanStep[] = [];
-  const state = await readApplyState(ctx.root);
+  const state = await readApplyState(ctx.root, (m) => ctx.log.warn(m));
 
   if (spec.policy !== undefined) {
     const current = (

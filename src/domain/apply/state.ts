@@ -2,7 +2,8 @@
 // so a second apply knows nothing changed and a changed source is seen as one.
 import { ExtctlError, fsError } from "../../util/errors.js";
 import { writeFileInRoot } from "../../util/atomic.js";
-import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
+import { READ_CAPS } from "../../util/bounded-read.js";
+import { readOwnedInRoot } from "../../util/owned-state.js";
 import type { Root } from "../../util/root.js";
 import type { ExtensionKind } from "../store/layout.js";
 
@@ -20,10 +21,15 @@ export function emptyState(): ApplyState {
   return { sysext: {}, confext: {} };
 }
 
-export async function readApplyState(root: Root): Promise<ApplyState> {
-  const raw = await readInRoot(root, APPLY_STATE_FILE, {
+export async function readApplyState(
+  root: Root,
+  warn: (message: string) => void,
+): Promise<ApplyState> {
+  // What apply installed decides what it prunes: believed only when root owns it.
+  const raw = await readOwnedInRoot(root, APPLY_STATE_FILE, {
     cap: READ_CAPS.config,
     what: "the apply state",
+    warn,
   });
   if (raw === undefined) return emptyState();
   const text = raw.toString("utf8");

@@ -6,6 +6,7 @@ import type { Context } from "../../util/context.js";
 import { ExtctlError, errnoCode } from "../../util/errors.js";
 import { READ_CAPS, readBoundedOptional, readInRoot } from "../../util/bounded-read.js";
 import { writeFileInRoot } from "../../util/atomic.js";
+import { readOwnedInRoot } from "../../util/owned-state.js";
 import type { Root } from "../../util/root.js";
 import { filePathOf } from "../sources/uri.js";
 import { loadTrustStore, type TrustStore } from "../trust/truststore.js";
@@ -180,9 +181,11 @@ interface CatalogState {
 async function readState(ctx: Context): Promise<CatalogState> {
   let bytes: Buffer | undefined;
   try {
-    bytes = await readInRoot(ctx.root, CATALOG_STATE_FILE, {
+    // Believed only when root owns it: a newer time planted there would refuse every catalog.
+    bytes = await readOwnedInRoot(ctx.root, CATALOG_STATE_FILE, {
       cap: READ_CAPS.config,
       what: "the catalog state",
+      warn: (m) => ctx.log.warn(m),
     });
   } catch (e) {
     ctx.log.warn(`cannot read ${ctx.root.path(CATALOG_STATE_FILE)}: ${(e as Error).message}`);

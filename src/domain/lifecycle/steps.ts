@@ -17,6 +17,7 @@ import {
 } from "../store/versions.js";
 import type { CatalogFetchOptions, LoadedCatalogs } from "../catalog/fetch.js";
 import type { Resolution } from "../catalog/resolve.js";
+import type { FetchedImage } from "../sources/types.js";
 import { LinkTransaction } from "../activate/transaction.js";
 import type { RefreshMode } from "../activate/refresh.js";
 
@@ -137,7 +138,8 @@ export function newRecord(
 
 /**
  * Fetches the chosen version into the extension's versions directory, unless a file of it is
- * already there (then nothing is downloaded or verified again). The record is not written.
+ * already there (then nothing is downloaded; the caller re-admits it, see version-refusal.ts).
+ * The record is not written.
  */
 export async function fetchVersion(
   ctx: Context,
@@ -160,7 +162,7 @@ export async function fetchVersion(
   // A staging dir of our own: the pull names its file after the image, and nothing else of the
   // versions dir must be touched by it. A killed run leaves only a `.extctl-` dir to sweep.
   const staging = tempPathBeside(path.join(dir, "fetch"), "fetch");
-  await mkdir(staging, { mode: 0o700 });
+  await mkdir(staging, { mode: 0o700 }); // the umask only narrows 0700
   try {
     const { fetchIntoStore } = await import("../sources/index.js");
     const fetched = await fetchIntoStore(ctx, {
@@ -179,6 +181,8 @@ export async function fetchVersion(
         "format",
         `${resolution.reference} (${record.name} ${resolution.version}) holds ${fetched.length} images; a catalog entry must hold exactly one`,
       );
+    // Hashed while it streamed in: checked again before this version becomes current later.
+    entry.sha256 = (fetched[0] as FetchedImage).sha256;
     await rename(path.join(staging, images[0] as string), path.join(dir, file));
   } finally {
     await rm(staging, { recursive: true, force: true });

@@ -1,7 +1,7 @@
 // The store on a node: downloaded images, the profile dirs of symlinks that say which boot
 // profile loads which image, and the runtime dir systemd merges from. Only this module knows
 // how the two-step link chain is laid out (/run/extensions/N -> <store>/<profile>/N -> <store>/N).
-import { access, constants, lstat, mkdir, readdir, readlink, stat, unlink } from "node:fs/promises";
+import { access, constants, lstat, readdir, readlink, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { ExtctlError, fsError, errnoCode } from "../../util/errors.js";
 import type { Root } from "../../util/root.js";
@@ -14,6 +14,7 @@ import {
 } from "../../util/atomic.js";
 import { LAYOUTS, PROFILES, profileDir, type ExtensionKind, type Profile } from "./layout.js";
 import { isImageName } from "./names.js";
+import { makeDir } from "../../util/owned-state.js";
 
 /** Where versions of extensions installed by name live (store/versions.ts owns the layout). */
 export const VERSIONS_DIR = ".versions";
@@ -69,19 +70,19 @@ export class ExtensionStore {
     return path.join(dir, path.posix.basename(nodePath));
   }
 
-  /** Creates the store dir (and its parents); fails clearly when a file is in the way. */
+  /**
+   * Creates the store dir (and its parents) 0755 whatever the umask; fails clearly when a file is
+   * in the way, or when a directory on the way could be written by others than root (makeDir).
+   */
   async ensureStore(): Promise<string> {
     const dir = await this.writeHost(this.layout.store, "follow");
-    try {
-      await mkdir(dir, { recursive: true });
-    } catch (e) {
-      if (errnoCode(e) !== "EEXIST")
-        throw fsError(e, `create the store directory ${this.layout.store}`);
-    }
-    const st = await stat(dir).catch((e: unknown) => {
-      throw fsError(e, `create the store directory ${this.layout.store}`);
-    });
-    if (!st.isDirectory()) {
+    const st = await stat(dir).catch(() => undefined);
+    if (st === undefined || st.isDirectory()) {
+      await makeDir(dir, {
+        within: this.root.dir,
+        what: `the store directory ${this.layout.store}`,
+      });
+    } else {
       throw new ExtctlError(
         "not-a-directory",
         `${this.layout.store} should be the store directory, but a file is there`,
@@ -118,12 +119,12 @@ export class ExtensionStore {
     return result;
   }
 
+  /** Creates a profile or runtime dir 0755 (see makeDir: one others can write is refused). */
   async ensureDir(nodePath: string): Promise<void> {
-    try {
-      await mkdir(await this.writeHost(nodePath, "follow"), { recursive: true });
-    } catch (e) {
-      throw fsError(e, `create the directory ${nodePath}`);
-    }
+    await makeDir(await this.writeHost(nodePath, "follow"), {
+      within: this.root.dir,
+      what: nodePath,
+    });
   }
 
   /** Image file names in the store: regular files or symlinks whose name ends in .raw. */

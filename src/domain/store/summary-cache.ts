@@ -1,10 +1,13 @@
 // The store's cache of what `list` shows per image, so an unchanged store lists without opening
 // its images: one hidden file beside them, keyed per image by its stat and as a whole by the host.
+// Believed only when root owns it and its directory and no one else can write either: a cache
+// someone else wrote could make `list` show an unsigned image as signed.
 import { constants } from "node:fs";
 import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { errnoCode } from "../../util/errors.js";
 import { tempPathBeside } from "../../util/atomic.js";
+import { FILE_MODE, dirDistrust, distrustOf } from "../../util/owned-state.js";
 
 /** The cache's file name in the store dir (hidden, not *.raw: no tool takes it for an image). */
 export const SUMMARY_CACHE_FILE = ".extctl-cache.json";
@@ -72,11 +75,14 @@ function isCachedSummary(value: unknown): value is CachedSummary {
 }
 
 /** Why a cache file was not used (for the debug log and the tests). */
-export type CacheMiss = "absent" | "symlink" | "not-a-file" | "too-large" | "corrupt" | "stale";
+export type CacheMiss =
+  "absent" | "symlink" | "not-a-file" | "too-large" | "corrupt" | "stale" | "untrusted";
 
 export class SummaryCache {
   private readonly entries: Map<string, CacheEntry>;
   private dirty: boolean;
+  /** The store dir could be written by others: saving there is pointless. */
+  private badDir = false;
 
   private constructor(
     private readonly file: string,
@@ -84,6 +90,8 @@ export class SummaryCache {
     loaded: Map<string, CacheEntry> | undefined,
     /** Why the file on disk was not used, if it was not. */
     readonly miss: CacheMiss | undefined,
+    /** For an `untrusted` miss: who could have written it, in a sentence. */
+    readonly distrust?: string,
   ) {
     this.entries = loaded ?? new Map<string, CacheEntry>();
     this.dirty = loaded === undefined;
@@ -93,11 +101,18 @@ export class SummaryCache {
    * Reads the cache in `storeDir` (a host path already resolved inside the root) for `host`,
    * a string naming everything outside the image a summary depends on (systemd version,
    * os-release, scope). Never throws: a missing, corrupt, oversized, foreign or symlinked file
-   * gives an empty cache that is written anew on save.
+   * gives an empty cache that is written anew on save; one owned by another user or writable by
+   * others (or in a directory that is) is `untrusted`: replaced on save by one of ours, unless
+   * it is the directory others can write (then nothing extctl wrote there would be believed).
    */
   static async load(storeDir: string, host: string): Promise<SummaryCache> {
     const file = path.join(storeDir, SUMMARY_CACHE_FILE);
-    const { data, miss } = await readCacheFile(file);
+    const { data, miss, distrust, badDir } = await readCacheFile(file);
+    if (miss === "untrusted") {
+      const cache = new SummaryCache(file, host, undefined, miss, distrust);
+      cache.badDir = badDir === true;
+      return cache;
+    }
     let parsed: Map<string, CacheEntry> | undefined;
     let why = miss;
     if (data !== undefined) {
@@ -153,7 +168,7 @@ export class SummaryCache {
         this.dirty = true;
       }
     }
-    if (!this.dirty) return false;
+    if (!this.dirty || this.badDir) return false;
     const content: CacheFile = {
       format: SUMMARY_CACHE_FORMAT,
       host: this.host,
@@ -161,8 +176,9 @@ export class SummaryCache {
     };
     const temp = tempPathBeside(this.file, "cache");
     try {
-      const handle = await open(temp, "wx", 0o644);
+      const handle = await open(temp, "wx", FILE_MODE);
       try {
+        await handle.chmod(FILE_MODE);
         await handle.writeFile(JSON.stringify(content));
       } finally {
         await handle.close();
@@ -177,8 +193,13 @@ export class SummaryCache {
   }
 }
 
-/** Opens without following a symlink, reads only a regular file, and at most CACHE_CAP bytes. */
-async function readCacheFile(file: string): Promise<{ data?: Buffer; miss?: CacheMiss }> {
+/**
+ * Opens without following a symlink, reads only a regular file, at most CACHE_CAP bytes, and only
+ * one that root owns and no one else can write, in a directory no one else can write.
+ */
+async function readCacheFile(
+  file: string,
+): Promise<{ data?: Buffer; miss?: CacheMiss; distrust?: string; badDir?: boolean }> {
   let handle: FileHandle;
   try {
     handle = await open(
@@ -195,6 +216,15 @@ async function readCacheFile(file: string): Promise<{ data?: Buffer; miss?: Cach
     const st = await handle.stat();
     if (!st.isFile()) return { miss: "not-a-file" };
     if (st.size > CACHE_CAP) return { miss: "too-large" };
+    const dirWhy = await dirDistrust(path.dirname(file));
+    if (dirWhy !== undefined)
+      return {
+        miss: "untrusted",
+        distrust: `${file} lies in ${path.dirname(file)}: ${dirWhy}`,
+        badDir: true,
+      };
+    const why = distrustOf(st);
+    if (why !== undefined) return { miss: "untrusted", distrust: `${file}: ${why}` };
     const data = Buffer.alloc(st.size);
     let filled = 0;
     while (filled < data.length) {

@@ -9,12 +9,18 @@
 //   <store>/.versions/NAME/VERSION-DIGEST.raw
 //
 // Which version is current is read off the inodes, never from the record, so a crash between
-// the switch and the record write cannot make the two disagree.
-import { link, lstat, mkdir, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+// the switch and the record write cannot make the two disagree. A record is believed only when
+// root owns it and its directory and no one else can write them (util/owned-state.ts); each
+// version carries the SHA-256 it was fetched with, checked again before it becomes current.
+import { constants, createReadStream } from "node:fs";
+import { createHash } from "node:crypto";
+import { link, lstat, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { fsyncDir, tempPathBeside, writeFileAtomic } from "../../util/atomic.js";
-import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
+import { READ_CAPS } from "../../util/bounded-read.js";
 import { ExtctlError, errnoCode, fsError } from "../../util/errors.js";
+import { StderrLogger } from "../../util/log.js";
+import { makeDirInRoot, readOwnedInRoot } from "../../util/owned-state.js";
 import { IMAGE_SUFFIX, checkSafeName, isImageName } from "./names.js";
 import { VERSIONS_DIR, type ExtensionStore } from "./store.js";
 
@@ -32,6 +38,11 @@ export interface VersionEntry {
   /** The catalog that chose it, when one did. */
   catalog?: string;
   installedAt: string;
+  /**
+   * SHA-256 (hex) of the file as it was fetched (or adopted); absent in records an extctl before
+   * 2026-12 wrote, and then recorded the first time the version is admitted again.
+   */
+  sha256?: string;
 }
 
 export interface VersionRecord {
@@ -69,7 +80,11 @@ export function versionFileName(version: string, reference: string): string {
 }
 
 export class VersionedStore {
-  constructor(readonly store: ExtensionStore) {}
+  constructor(
+    readonly store: ExtensionStore,
+    /** Where a record that is not believed is reported (it is then ignored). */
+    private readonly warn: (message: string) => void = (m) => new StderrLogger().warn(m),
+  ) {}
 
   /** Node path of the versions directory of `name`. */
   dir(name: string): string {
@@ -103,9 +118,10 @@ export class VersionedStore {
 
   async read(name: string): Promise<VersionRecord | undefined> {
     const nodePath = `${this.dir(name)}/${RECORD_FILE}`;
-    const raw = await readInRoot(this.store.root, nodePath, {
+    const raw = await readOwnedInRoot(this.store.root, nodePath, {
       cap: READ_CAPS.config,
       what: "a version record",
+      warn: this.warn,
     });
     if (raw === undefined) return undefined;
     let record: VersionRecord;
@@ -130,13 +146,7 @@ export class VersionedStore {
   /** Host path of the versions directory of `name`, created when missing. */
   async ensureDir(name: string): Promise<string> {
     checkSafeName(name, "the extension name", { exitCode: 2 });
-    const dir = await this.store.writeHost(this.dir(name), "follow");
-    try {
-      await mkdir(dir, { recursive: true, mode: 0o755 });
-    } catch (e) {
-      throw fsError(e, `create ${this.dir(name)}`);
-    }
-    return dir;
+    return makeDirInRoot(this.store.root, this.dir(name));
   }
 
   /** Whether a version's file is there (a complete file: only renames put it there). */
@@ -198,6 +208,7 @@ export class VersionedStore {
       installedAt: new Date().toISOString(),
     };
     const source = await this.store.writeHost(this.store.imagePath(storeFileName(name)));
+    entry.sha256 = await fileSha256(source);
     const temp = tempPathBeside(path.join(dir, entry.file), "adopt");
     try {
       await link(source, temp);
@@ -268,6 +279,28 @@ export class VersionedStore {
     const names = await readdir(dir).catch(() => [] as string[]);
     const known = new Set(record.versions.map((e) => e.file));
     return names.filter((n) => isImageName(n) && !known.has(n));
+  }
+}
+
+/**
+ * SHA-256 (hex) of a file's bytes, streamed (never read whole): opened without following a
+ * symlink, and only a regular file.
+ */
+export async function fileSha256(file: string): Promise<string> {
+  const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    if (!(await handle.stat()).isFile())
+      throw new ExtctlError("format", `${file} is not a regular file`);
+    const hash = createHash("sha256");
+    for await (const chunk of createReadStream("", {
+      fd: handle,
+      autoClose: false,
+      highWaterMark: 1024 * 1024,
+    }))
+      hash.update(chunk as Buffer);
+    return hash.digest("hex");
+  } finally {
+    await handle.close();
   }
 }
 

@@ -1,11 +1,14 @@
 // The certificates a node trusts for root hash signatures: `*.crt` in the verity.d directories
 // systemd's userspace check reads (under the root), plus files or directories given with --trust.
+// A node certificate counts only when root owns it and its directory and no one else can write
+// them (util/owned-state.ts): one planted by another user would let that user sign images.
 import { X509Certificate } from "node:crypto";
 import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Context } from "../../util/context.js";
 import { errnoCode } from "../../util/errors.js";
 import { readBounded } from "../../util/bounded-read.js";
+import { dirDistrust, distrustOf } from "../../util/owned-state.js";
 import { describeCertificate, type TrustedCertificate } from "./signature.js";
 
 /** In systemd's order: a file name in an earlier directory masks the same name in later ones. */
@@ -36,17 +39,33 @@ export function certificatesIn(bytes: Buffer): Buffer[] {
   return [new X509Certificate(bytes).raw];
 }
 
-/** `noFollow`: the path was resolved inside the root, so a symlink left in it is refused. */
+/**
+ * `noFollow`: the path was resolved inside the root, so a symlink left in it is refused.
+ * `distrusted`: given for a node certificate, which is skipped (and told there) unless root
+ * owns it and no one else can write it.
+ */
 async function readCertFile(
   file: string,
   warnings: string[],
   noFollow = false,
+  distrusted?: (why: string) => void,
 ): Promise<TrustedCertificate[]> {
   let bytes: Buffer;
+  let why: string | undefined;
   try {
-    bytes = await readBounded(file, { cap: MAX_CERT_FILE, noFollow, what: "a certificate" });
+    bytes = await readBounded(file, {
+      cap: MAX_CERT_FILE,
+      noFollow,
+      what: "a certificate",
+      ...(distrusted ? { inspect: (st) => (why = distrustOf(st)) } : {}),
+    });
   } catch (e) {
     warnings.push(`${file}: skipped, ${(e as Error).message}`);
+    return [];
+  }
+  if (why !== undefined && distrusted) {
+    warnings.push(`${file}: skipped, ${why}`);
+    distrusted(`not trusting the certificate ${file}: ${why}`);
     return [];
   }
   try {
@@ -81,12 +100,21 @@ export async function loadTrustStore(
   const seenNames = new Set<string>();
   for (const dir of VERITY_TRUST_DIRS) {
     const hostDir = await ctx.root.readPath(dir);
-    for (const name of await listDir(hostDir, (n) => n.endsWith(".crt"))) {
+    const names = await listDir(hostDir, (n) => n.endsWith(".crt"));
+    const dirWhy = names.length > 0 ? await dirDistrust(hostDir) : undefined;
+    for (const name of names) {
       if (seenNames.has(name)) continue;
       seenNames.add(name);
       // Each file is resolved inside the root: a link to /etc/shadow reads ROOT/etc/shadow.
       const file = await ctx.root.readPath(`${dir}/${name}`);
-      found.push(...(await readCertFile(file, warnings, !ctx.root.isHostRoot)));
+      if (dirWhy !== undefined) {
+        warnings.push(`${file}: skipped, ${hostDir}: ${dirWhy}`);
+        ctx.log.warn(`not trusting the certificate ${file}: its directory ${dirWhy}`);
+        continue;
+      }
+      found.push(
+        ...(await readCertFile(file, warnings, !ctx.root.isHostRoot, (m) => ctx.log.warn(m))),
+      );
     }
   }
   for (const item of extra) {

@@ -2,7 +2,17 @@
 // size, mtime, ctime) under the same host, and any bad cache file is ignored and rebuilt.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { lstat, mkdir, readFile, readdir, symlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  chown,
+  lstat,
+  mkdir,
+  readFile,
+  readdir,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import path from "node:path";
 import {
   SUMMARY_CACHE_FILE,
@@ -136,4 +146,29 @@ test("a store that cannot be written keeps working without a cache", async (t) =
   const cache = await SummaryCache.load(path.join(dir, "missing"), HOST);
   cache.put("a.raw", ID, SUMMARY);
   assert.equal(await cache.save(ALL), false);
+});
+
+test("a cache another user owns, or others can write, is not believed; in a dir others can write it is not saved either", async (t) => {
+  const dir = await tempDir(t);
+  await saved(dir);
+  const file = path.join(dir, SUMMARY_CACHE_FILE);
+  await chown(file, 65534, 65534);
+  const foreign = await SummaryCache.load(dir, HOST);
+  assert.equal(foreign.miss, "untrusted");
+  assert.match(foreign.distrust ?? "", /owned by uid 65534/);
+  assert.equal(foreign.lookup("a.raw", ID), undefined);
+  // In a directory only root writes, one of ours replaces it.
+  foreign.put("a.raw", ID, SUMMARY);
+  assert.equal(await foreign.save(ALL), true);
+  assert.equal((await stat(file)).uid, process.getuid?.());
+  await chmod(file, 0o666);
+  assert.equal((await SummaryCache.load(dir, HOST)).miss, "untrusted");
+  await chmod(file, 0o644);
+  assert.deepEqual((await SummaryCache.load(dir, HOST)).lookup("a.raw", ID), SUMMARY);
+  await chmod(dir, 0o777);
+  const open = await SummaryCache.load(dir, HOST);
+  assert.equal(open.miss, "untrusted");
+  assert.match(open.distrust ?? "", /writable by group and others \(mode 0777\)/);
+  open.put("a.raw", { ...ID, ino: 7 }, SUMMARY);
+  assert.equal(await open.save(ALL), false);
 });
