@@ -63,6 +63,7 @@ async function bundle(
 ): Promise<string> {
   const result = await build({
     metafile: true,
+    absWorkingDir: REPO,
     ...("entry" in input
       ? { entryPoints: [input.entry] }
       : { stdin: { contents: input.stdin, resolveDir: REPO, loader: "js" } }),
@@ -85,8 +86,9 @@ async function bundle(
   const [file] = result.outputFiles;
   if (!file) throw new Error(`esbuild wrote nothing for ${JSON.stringify(input)}`);
   for (const input of Object.keys(result.metafile.inputs)) {
-    const m = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
-    if (m?.[1]) bundledPackageDirs.add(input.slice(0, m.index + m[0].length - 1));
+    // The innermost node_modules/NAME (or @SCOPE/NAME) that holds the file: its package.
+    const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (m?.[1]) bundledPackageDirs.add(m[1]);
   }
   return file.text;
 }
