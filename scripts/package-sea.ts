@@ -132,7 +132,7 @@ function qemuAarch64(): string | undefined {
 
 /**
  * `--arch x64|arm64` (default: this machine's), `--node FILE` (a node binary of the pinned
- * version instead of the fetched one, e.g. offline). V8 accepts a code cache only from the same
+ * version instead of the fetched one, e.g. offline), `--no-code-cache` (see release.ts). V8 accepts a code cache only from the same
  * version, flags and CPU architecture, so it is made by the target's node itself: directly for
  * this machine's architecture, under qemu-user for arm64 when there is a sysroot; else none is
  * carried and the program compiles its bundle at start-up.
@@ -148,7 +148,8 @@ async function targetOf(argv: readonly string[]): Promise<Target> {
   const given = at("--node");
   const node = given ? path.resolve(given) : await fetchNode(arch);
   let runner: string[] | undefined;
-  if (arch === process.arch) runner = [node];
+  if (argv.includes("--no-code-cache")) runner = undefined;
+  else if (arch === process.arch) runner = [node];
   else if (arch === "arm64") {
     const qemu = qemuAarch64();
     const sysroot = arm64Sysroot();
@@ -226,7 +227,8 @@ export async function packageSea(argv: readonly string[]): Promise<{
 }> {
   const target = await targetOf(argv);
   const runtime = await pinnedRuntime();
-  // The SEA blob is written by a node of the same version, run here: the pinned one for this machine.
+  // The SEA blob is written by a node of the same version: the target's where it runs here (its
+  // code cache is then the target's), else the pinned one for this machine.
   if (!isNodeArch(process.arch)) throw new Error(`no pinned node for ${process.arch}`);
   const blobWriter = target.arch === process.arch ? target.node : await fetchNode(process.arch);
   const out = packagePath(target.arch);
@@ -285,7 +287,7 @@ export async function packageSea(argv: readonly string[]): Promise<{
     assets["extctl.cjs.v8cache"] = await codeCache(target.runner, loader, bundlePath);
   else
     process.stderr.write(
-      `note: no V8 code cache for linux-${target.arch} (no qemu-aarch64-static or no sysroot: bash scripts/arm64-sysroot.sh)\n`,
+      `note: no V8 code cache for linux-${target.arch}${argv.includes("--no-code-cache") ? "" : " (no qemu-aarch64-static or no sysroot: bash scripts/arm64-sysroot.sh)"}\n`,
     );
 
   const blob = path.join(WORK, "extctl.blob");
@@ -300,12 +302,17 @@ export async function packageSea(argv: readonly string[]): Promise<{
       // a provider module, native code); /dev/null is an empty configuration.
       execArgvExtension: "none",
       execArgv: ["--openssl-config=/dev/null"],
-      // The loader is a few lines; the bundle's cache is the asset above.
-      useCodeCache: false,
+      // The loader's own cache (the bundle's is the asset above): V8's from the target's node,
+      // so only where it runs here. It also keeps the loader out of NODE_COMPILE_CACHE's
+      // directory, which a compiled main script is written to before the loader can act.
+      useCodeCache: target.runner !== undefined,
       assets,
     }),
   );
-  execFileSync(blobWriter, ["--experimental-sea-config", config], { stdio: "ignore" });
+  const [writer, ...writerArgs] = target.runner ?? [blobWriter];
+  execFileSync(writer as string, [...writerArgs, "--experimental-sea-config", config], {
+    stdio: "ignore",
+  });
 
   const binary = `${out}.tmp`;
   await copyFile(target.node, binary);
