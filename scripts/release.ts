@@ -6,10 +6,13 @@
 // `openssl cms -verify -binary -inform DER -in SHA256SUMS.p7s -content SHA256SUMS -CAfile CERT`
 // accepts.
 //
+// `--no-code-cache`: the files carry no V8 code cache (see below; they start slower).
+//
 // Reproducible: no time stamps anywhere (the SBOM's serial number is derived from the files it
 // describes, the signature carries no signed attributes, so no signing time), so two runs from
 // the same commit, lockfile and runtime give the same bytes (with an RSA key; ECDSA signs with a
-// random nonce, so then only SHA256SUMS.p7s differs).
+// random nonce, so then only SHA256SUMS.p7s differs) but for V8's code caches, which V8 does not
+// write byte-stable from run to run; with --no-code-cache the whole release is byte-equal.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -65,7 +68,11 @@ async function main(argv: readonly string[]): Promise<void> {
   const files: string[] = [];
   const packages = new Map<string, { name: string; version: string; dir: string }>();
   for (const arch of NODE_ARCHES) {
-    const made = await packageSea(["--arch", arch]);
+    const made = await packageSea([
+      "--arch",
+      arch,
+      ...(argv.includes("--no-code-cache") ? ["--no-code-cache"] : []),
+    ]);
     const name = `extctl-linux-${RELEASE_ARCH[arch]}`;
     await copyFile(made.file, path.join(OUT, name));
     await chmod(path.join(OUT, name), 0o755);
