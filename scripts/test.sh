@@ -12,8 +12,9 @@ what="${1:-all}"
 if [ -z "${EXTCTL_LANE:-}" ]; then
   if [ "$what" = unit ]; then
     # The unit tests need only the npm packages: no root, no Debian packages, no build; but a
-    # machine without a Node >= 20.19 and npm (a fresh Debian 12) gets them from install-peers.sh.
-    if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null \
+    # machine without the toolchain's Node (24, see install-peers.sh) and npm gets them from
+    # install-peers.sh.
+    if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 24 || (a === 24 && b >= 11) ? 0 : 1)' 2>/dev/null \
       || ! command -v npm >/dev/null 2>&1; then
       bash scripts/install-peers.sh
     fi
@@ -23,8 +24,11 @@ if [ -z "${EXTCTL_LANE:-}" ]; then
   else
     bash scripts/install-peers.sh
     npm run --silent build
-    # dist/extctl, the one-file build, for test/e2e/single-executable.test.ts (here and in lanes).
+    # dist/extctl, the one-file build, for test/e2e/single-executable.test.ts (here and in lanes),
+    # and the arm64 one with its sysroot for test/e2e/arm64-qemu.test.ts (on the host only).
+    bash scripts/arm64-sysroot.sh >/dev/null
     npm run --silent package >/dev/null
+    npm run --silent package -- --arch arm64 >/dev/null
   fi
 fi
 

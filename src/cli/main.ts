@@ -33,6 +33,15 @@ function version(): string {
 }
 
 /**
+ * What `--version` prints: `extctl VERSION (Node.js vX.Y.Z, linux-ARCH)`, ARCH as the release
+ * files name it (amd64, arm64), so a bug report says which runtime and which file it came from.
+ */
+export function versionLine(): string {
+  const arch = ({ x64: "amd64" } as Record<string, string>)[process.arch] ?? process.arch;
+  return `extctl ${version()} (Node.js ${process.version}, ${process.platform}-${arch})`;
+}
+
+/**
  * undici parses HTTP with llhttp compiled to WebAssembly, and V8 recompiles that with its
  * optimizing tier on a background thread that Node then waits for at exit: ~40 ms of every
  * registry command. What undici parses for extctl is a few small responses (blobs go through
@@ -141,7 +150,7 @@ export async function main(args: readonly string[]): Promise<number> {
   }
   const first = argv[2];
   if (first === "--version" || first === "-V") {
-    writeStdout(`${version()}\n`);
+    writeStdout(`${versionLine()}\n`);
     return 0;
   }
   exitCleanlyOnInterrupt();

@@ -286,17 +286,26 @@ interface Prepared {
   include: string[] | undefined;
 }
 
+// Defined as false by the one-file build (scripts/package-sea.ts); undeclared elsewhere.
+declare const EXTCTL_TEST_HOOKS: boolean | undefined;
+
 /**
  * Test hook: with NODE_ENV=test, EXTCTL_TEST_AFTER_WALK is a shell command run between the walk
- * of the source and staging, so the e2e suite can swap a source file at exactly that moment. It
- * grants nothing: whoever sets extctl's environment can already run commands as its user.
+ * of the source and staging, so the e2e suite can swap a source file at exactly that moment.
+ * Test builds only: the condition folds to false in the one file (dist/extctl), and esbuild
+ * drops the hook's code with it.
  */
 async function afterWalkTestHook(ctx: Context): Promise<void> {
-  const command = ctx.env.EXTCTL_TEST_AFTER_WALK;
-  if (!command || ctx.env.NODE_ENV !== "test") return;
-  const result = await ctx.runner.run("sh", ["-c", command]);
-  if (result.exitCode !== 0)
-    throw new ExtctlError("internal", `the after-walk test hook failed: ${lastErrorLine(result)}`);
+  if (typeof EXTCTL_TEST_HOOKS === "undefined" || EXTCTL_TEST_HOOKS) {
+    const command = ctx.env.EXTCTL_TEST_AFTER_WALK;
+    if (!command || ctx.env.NODE_ENV !== "test") return;
+    const result = await ctx.runner.run("sh", ["-c", command]);
+    if (result.exitCode !== 0)
+      throw new ExtctlError(
+        "internal",
+        `the after-walk test hook failed: ${lastErrorLine(result)}`,
+      );
+  }
 }
 
 async function buildFromSource(

@@ -1,7 +1,8 @@
 // dist/extctl, the one-file build (`npm run package`), run where there is no Node.js at all: a
 // root that holds only that file and the shared libraries it links, entered with chroot. It must
-// print the same --version and --help as bin/extctl.cjs and read real squashfs images (zstd and
-// xz blocks, made by mksquashfs) and a verity DDI the same way.
+// print the same --help as bin/extctl.cjs and read real squashfs images (zstd and xz blocks, made
+// by mksquashfs) and a verity DDI the same way; and it takes no code or options from Node's
+// environment variables and carries no test hook.
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -102,10 +103,21 @@ test("dist/extctl runs in a root without Node.js: --version, --help, inspect and
     version: string;
   };
 
+  const runtime = JSON.parse(
+    await readFile(path.join(REPO, "scripts/node-runtime.json"), "utf8"),
+  ) as { version: string };
   const version = inRoot(root, ["--version"]);
   assert.equal(version.code, 0, version.stderr);
-  assert.equal(version.stdout, `${pkg.version}\n`);
-  assert.equal(version.stdout, (await runExtctl(["--version"])).stdout);
+  assert.equal(
+    version.stdout,
+    `extctl ${pkg.version} (Node.js v${runtime.version}, linux-amd64)\n`,
+    "the pinned runtime (scripts/node-runtime.json)",
+  );
+  assert.equal(
+    (await runExtctl(["--version"])).stdout,
+    `extctl ${pkg.version} (Node.js ${process.version}, linux-amd64)\n`,
+    "bin/extctl.cjs names the node it runs on",
+  );
   for (const args of [
     ["--help"],
     ["sysext", "--help"],
@@ -269,4 +281,87 @@ test("dist/extctl loads the npm packages it carries when a command needs them: p
   assert.match(pulled.stderr, /127\.0\.0\.1:1/);
   assert.match(pulled.stderr, /ECONNREFUSED|refused/i);
   assert.doesNotMatch(pulled.stderr, /Cannot find module|internal error/);
+});
+
+// Whoever sets the environment of a root command must not be able to make the shipped program run
+// their code or change how Node behaves: NODE_OPTIONS (--require, --import, --inspect), the
+// variables Node reads at start-up, OPENSSL_CONF (a provider module is native code), and the
+// test suite's hook (NODE_ENV=test with EXTCTL_TEST_AFTER_WALK), which the one file does not carry.
+test("dist/extctl ignores NODE_OPTIONS and Node's other variables, and has no test hook", async (t) => {
+  if (!requirePeers(t, ["mksquashfs"], { root: true })) return;
+  if (!requirePackaged(t)) return;
+  const work = await tempDir(t);
+  const marker = path.join(work, "ran");
+  const inject = path.join(work, "inject.cjs");
+  await writeFile(inject, `require("node:fs").writeFileSync(${JSON.stringify(marker)}, "x");\n`);
+  const injectEsm = path.join(work, "inject.mjs");
+  await writeFile(
+    injectEsm,
+    `import { writeFileSync } from "node:fs"; writeFileSync(${JSON.stringify(marker)}, "x");\n`,
+  );
+  const coverage = path.join(work, "coverage");
+  await mkdir(coverage);
+  const sslConf = path.join(work, "openssl.cnf");
+  // Loading this provider fails (there is no such module), which aborts a node that reads it.
+  await writeFile(
+    sslConf,
+    `nodejs_conf = c\n[c]\nproviders = p\n[p]\nx = x\n[x]\nmodule = ${work}/no-such-provider.so\nactivate = 1\n`,
+  );
+  const expected = spawnSync(PACKAGED, ["--root", work, "status"], {
+    encoding: "utf8",
+    env: { PATH: process.env.PATH },
+  });
+  assert.equal(expected.status, 0, expected.stderr);
+  const hostile: NodeJS.ProcessEnv[] = [
+    { NODE_OPTIONS: `--require ${inject}` },
+    { NODE_OPTIONS: `--import ${injectEsm}` },
+    { NODE_OPTIONS: "--inspect=127.0.0.1:0" },
+    { NODE_OPTIONS: "--inspect-brk=127.0.0.1:0" },
+    { NODE_OPTIONS: "--print 1" },
+    { NODE_V8_COVERAGE: coverage, NODE_DEBUG: "fs,net", NODE_DEBUG_NATIVE: "SEA" },
+    { NODE_PATH: work, NODE_PENDING_DEPRECATION: "1", NODE_REDIRECT_WARNINGS: marker },
+    { OPENSSL_CONF: sslConf },
+    { NODE_COMPILE_CACHE: coverage },
+  ];
+  for (const env of hostile) {
+    const r = spawnSync(PACKAGED, ["--root", work, "status"], {
+      encoding: "utf8",
+      env: { PATH: process.env.PATH, ...env },
+      timeout: 30_000,
+    });
+    const what = JSON.stringify(env);
+    assert.equal(r.status, 0, `${what}: ${r.stderr}`);
+    assert.equal(r.stdout, expected.stdout, `${what}: the same output`);
+    assert.doesNotMatch(
+      r.stderr,
+      /Debugger|NODE_|FS \d|NET \d/,
+      `${what}: no debugger, no debug output`,
+    );
+    assert.ok(!existsSync(marker), `${what}: no code from the environment ran`);
+    // NODE_COMPILE_CACHE: node makes its version's directory at start-up, before any code of
+    // the program runs; nothing is written into it.
+    assert.deepEqual(await regularFiles(coverage), [], `${what}: no file written to its directory`);
+  }
+
+  // The build-race hook: a test build runs EXTCTL_TEST_AFTER_WALK under NODE_ENV=test; the one
+  // file builds the same image and runs nothing, and its bytes do not even name the variable.
+  const tree = path.join(work, "tree");
+  await mkdir(path.join(tree, "usr/lib/extension-release.d"), { recursive: true });
+  await writeFile(
+    path.join(tree, "usr/lib/extension-release.d/extension-release.hook"),
+    "ID=_any\n",
+  );
+  const out = path.join(work, "out");
+  await mkdir(out);
+  const built = spawnSync(
+    PACKAGED,
+    ["build", "sysext", "hook", tree, "-o", out, "--format", "squashfs"],
+    {
+      encoding: "utf8",
+      env: { PATH: process.env.PATH, NODE_ENV: "test", EXTCTL_TEST_AFTER_WALK: `touch ${marker}` },
+    },
+  );
+  assert.equal(built.status, 0, built.stderr);
+  assert.ok(!existsSync(marker), "the test hook did not run");
+  assert.equal((await readFile(PACKAGED)).indexOf("EXTCTL_TEST_AFTER_WALK"), -1);
 });

@@ -46,7 +46,8 @@ export function sniffCompression(head: Uint8Array): LayerCompression {
 export async function layerDecompressor(compression: LayerCompression): Promise<Transform> {
   if (compression === "gzip") return createGunzip();
   if (compression === "zstd") {
-    const { createZstdDecompressStream } = await import("../image/decompress/zstd.js");
+    const { createZstdDecompressStream, zstdReady } = await import("../image/decompress/zstd.js");
+    await zstdReady();
     return createZstdDecompressStream();
   }
   return new PassThrough();

@@ -1,5 +1,5 @@
-// One entry point for the block compressors filesystems use: gzip/zlib from Node, zstd from fzstd
-// (pure JavaScript), LZ4, LZO, LZMA and xz by hand. Every call is bounded by the block's size.
+// One entry point for the block compressors filesystems use: gzip/zlib and zstd from Node (zstd
+// from fzstd on an older Node), LZ4, LZO, LZMA and xz by hand. Every call is bounded by the block's size.
 import { inflateSync } from "node:zlib";
 import { ExtctlError } from "../../../util/errors.js";
 import { lz4DecompressBlock } from "./lz4.js";
@@ -8,7 +8,7 @@ import { lzmaAloneDecompress } from "./lzma.js";
 import type * as XzModule from "./xz.js";
 import type * as ZstdModule from "./zstd.js";
 
-// fzstd is loaded on the first zstd block only: commands that read no image must not pay for it.
+// The zstd module is loaded on the first zstd block only: commands that read no image must not pay for it.
 let zstdModule: Promise<typeof ZstdModule> | undefined;
 // xz likewise, on the first xz block: it brings node:crypto (for SHA-256 checks).
 let xzModule: Promise<typeof XzModule> | undefined;
@@ -90,7 +90,7 @@ const DECOMPRESSORS: Record<BlockCompression, BlockDecompressor> = {
     return lzoDecompressBlock(input, maxOutput);
   },
   async zstd(input, maxOutput) {
-    zstdModule ??= import("./zstd.js");
+    zstdModule ??= import("./zstd.js").then(async (m) => (await m.zstdReady(), m));
     return (await zstdModule).zstdDecompressBlock(input, maxOutput);
   },
   async xz(input, maxOutput) {

@@ -60,7 +60,8 @@ function* microLzma(raw: Buffer, want: number): Generator<Buffer> {
 
 async function* zstdFrame(raw: Buffer, want: number): AsyncGenerator<Buffer> {
   // Loaded when first needed, as for squashfs (decompress/index.ts).
-  const { zstdDecompressPrefix } = await import("../decompress/zstd.js");
+  const { zstdDecompressPrefix, zstdReady } = await import("../decompress/zstd.js");
+  await zstdReady();
   yield zstdDecompressPrefix(raw, want, MAX_DECODED_EXTENT);
 }
 

@@ -1,4 +1,4 @@
-// extctl's own LZMA, LZMA2/xz and (through fzstd) zstd decoders against what the real xz and zstd
+// extctl's own LZMA, LZMA2/xz and (node:zlib's or fzstd's) zstd decoders against what the real xz and zstd
 // programs write: every preset and check type decodes to the original bytes, MicroLZMA as erofs
 // stores it, and damaged or oversized input fails with a format error, never more memory.
 import { test } from "node:test";
@@ -7,6 +7,7 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { PassThrough } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import * as zlib from "node:zlib";
 import { decompressorFor } from "../../../../src/domain/image/decompress/index.js";
 import {
   lzmaAloneDecompress,
@@ -17,9 +18,18 @@ import {
   createZstdDecompressStream,
   zstdDecompressBlock,
   zstdDecompressPrefix,
+  zstdReady,
 } from "../../../../src/domain/image/decompress/zstd.js";
 import { ExtctlError } from "../../../../src/util/errors.js";
 import { hasCommand } from "../../../helpers/peers.js";
+
+/** Why a zstd case is skipped for decoder `kind`, or false. */
+function skipFor(kind: "native" | "fzstd"): string | false {
+  if (!haveZstd) return "no zstd";
+  if (kind === "native" && !nativeZstd)
+    return `Node.js ${process.version} has no zstd in node:zlib`;
+  return false;
+}
 
 /** Compressible data with some structure: text-like runs, repeats at many distances, noise. */
 function sample(size: number, seed = 1): Buffer {
@@ -55,6 +65,8 @@ function zstd(input: Buffer, ...args: string[]): Buffer {
 
 const haveXz = hasCommand("xz");
 const haveZstd = hasCommand("zstd");
+const nativeZstd =
+  typeof (zlib as { zstdDecompressSync?: unknown }).zstdDecompressSync === "function";
 
 test(
   "xz streams from the real xz decode exactly: presets, check types, lc/lp/pb, empty and incompressible",
@@ -104,143 +116,150 @@ test(
   },
 );
 
-test(
-  "zstd frames from the real zstd decode exactly, as blocks, prefixes and streams",
-  { skip: !haveZstd && "no zstd" },
-  async () => {
-    const data = sample(900_000, 3);
-    for (const level of ["-1", "-19", "--ultra", "-3"]) {
-      const packed = zstd(data, ...(level === "--ultra" ? ["-20", "--ultra"] : [level]));
-      assert.ok(zstdDecompressBlock(packed, data.length).equals(data), level);
-      assert.ok(zstdDecompressPrefix(packed, 1000, 1 << 24).equals(data.subarray(0, 1000)));
-    }
-    // A frame without its size (erofs does not always write it): decoded until enough came out.
-    const unsized = tool("zstd", ["-q", "-c", "--no-content-size"], data);
-    for (const want of [1, 131_073, data.length])
-      assert.ok(zstdDecompressPrefix(unsized, want, 1 << 24).equals(data.subarray(0, want)));
-    assert.throws(() => zstdDecompressPrefix(unsized, data.length + 1, 1 << 24), /holds/);
-    // A stream of two frames with a skippable frame between, fed in awkward chunk sizes.
-    const skippable = Buffer.alloc(8 + 5);
-    skippable.writeUInt32LE(0x184d2a53, 0);
-    skippable.writeUInt32LE(5, 4);
-    const two = Buffer.concat([
-      tool("zstd", ["-q", "-c", "--no-content-size"], data),
-      skippable,
-      zstd(data, "--check"),
-    ]);
-    const source = new PassThrough();
-    const decoder = createZstdDecompressStream();
-    const chunks: Buffer[] = [];
-    decoder.on("data", (c: Buffer) => chunks.push(c));
-    const done = pipeline(source, decoder);
-    for (let at = 0; at < two.length; at += 7777) source.write(two.subarray(at, at + 7777));
-    source.end();
-    await done;
-    assert.ok(Buffer.concat(chunks).equals(Buffer.concat([data, data])));
-    assert.equal(decoder.frames, 2);
-  },
-);
+// Every zstd case with both decoders: node:zlib's (where the runtime has it) and fzstd, the
+// fallback on an older Node.
+for (const kind of ["native", "fzstd"] as const) {
+  test(
+    `zstd frames from the real zstd decode exactly, as blocks, prefixes and streams (${kind})`,
+    { skip: skipFor(kind) },
+    async () => {
+      await zstdReady(kind);
+      const data = sample(900_000, 3);
+      for (const level of ["-1", "-19", "--ultra", "-3"]) {
+        const packed = zstd(data, ...(level === "--ultra" ? ["-20", "--ultra"] : [level]));
+        assert.ok(zstdDecompressBlock(packed, data.length).equals(data), level);
+        assert.ok(zstdDecompressPrefix(packed, 1000, 1 << 24).equals(data.subarray(0, 1000)));
+      }
+      // A frame without its size (erofs does not always write it): decoded until enough came out.
+      const unsized = tool("zstd", ["-q", "-c", "--no-content-size"], data);
+      for (const want of [1, 131_073, data.length])
+        assert.ok(zstdDecompressPrefix(unsized, want, 1 << 24).equals(data.subarray(0, want)));
+      assert.throws(() => zstdDecompressPrefix(unsized, data.length + 1, 1 << 24), /holds/);
+      // A stream of two frames with a skippable frame between, fed in awkward chunk sizes.
+      const skippable = Buffer.alloc(8 + 5);
+      skippable.writeUInt32LE(0x184d2a53, 0);
+      skippable.writeUInt32LE(5, 4);
+      const two = Buffer.concat([
+        tool("zstd", ["-q", "-c", "--no-content-size"], data),
+        skippable,
+        zstd(data, "--check"),
+      ]);
+      const source = new PassThrough();
+      const decoder = createZstdDecompressStream();
+      const chunks: Buffer[] = [];
+      decoder.on("data", (c: Buffer) => chunks.push(c));
+      const done = pipeline(source, decoder);
+      for (let at = 0; at < two.length; at += 7777) source.write(two.subarray(at, at + 7777));
+      source.end();
+      await done;
+      assert.ok(Buffer.concat(chunks).equals(Buffer.concat([data, data])));
+      assert.equal(decoder.frames, 2);
+    },
+  );
 
-/** A pipeline's last stage that reads everything and keeps nothing. */
-async function drain(source: AsyncIterable<Buffer>): Promise<void> {
-  for await (const chunk of source) void chunk;
-}
+  /** A pipeline's last stage that reads everything and keeps nothing. */
+  async function drain(source: AsyncIterable<Buffer>): Promise<void> {
+    for await (const chunk of source) void chunk;
+  }
 
-test(
-  "zstd: a block's size is bounded before decoding, and a huge window is refused up front",
-  { skip: !haveZstd && "no zstd" },
-  async () => {
-    const zeros = Buffer.alloc(2 << 20);
-    const packed = zstd(zeros);
-    assert.throws(() => zstdDecompressBlock(packed, 131072), /inflates past/);
-    assert.throws(
-      () => zstdDecompressBlock(Buffer.concat([packed, packed]), 4 << 20),
-      /more than one frame/,
-    );
-    await assert.rejects(
-      decompressorFor("zstd")(tool("zstd", ["-q", "-c", "--no-content-size"], zeros), 4 << 20),
-      /does not declare its size/,
-    );
-    // A frame header asking for a 2 GiB window (window descriptor exponent 21).
-    const header = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 21 << 3, 0x01, 0x00, 0x00]);
-    const stream = createZstdDecompressStream("a zstd layer");
-    await assert.rejects(
-      pipeline(
-        async function* () {
-          yield header;
-        },
-        stream,
-        drain,
-      ),
-      (e: Error) => /a zstd layer asks for a \d+-byte window/.test(e.message),
-    );
-    // A stream cut inside a frame is an error, not a silent short layer.
-    await assert.rejects(
-      pipeline(
-        async function* () {
-          yield packed.subarray(0, packed.length - 3);
-        },
-        createZstdDecompressStream(),
-        drain,
-      ),
-      /corrupt/,
-    );
-  },
-);
+  test(
+    `zstd: a block's size is bounded before decoding, and a huge window is refused up front (${kind})`,
+    { skip: skipFor(kind) },
+    async () => {
+      await zstdReady(kind);
+      const zeros = Buffer.alloc(2 << 20);
+      const packed = zstd(zeros);
+      assert.throws(() => zstdDecompressBlock(packed, 131072), /inflates past/);
+      assert.throws(
+        () => zstdDecompressBlock(Buffer.concat([packed, packed]), 4 << 20),
+        /more than one frame/,
+      );
+      await assert.rejects(
+        decompressorFor("zstd")(tool("zstd", ["-q", "-c", "--no-content-size"], zeros), 4 << 20),
+        /does not declare its size/,
+      );
+      // A frame header asking for a 2 GiB window (window descriptor exponent 21).
+      const header = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 21 << 3, 0x01, 0x00, 0x00]);
+      const stream = createZstdDecompressStream("a zstd layer");
+      await assert.rejects(
+        pipeline(
+          async function* () {
+            yield header;
+          },
+          stream,
+          drain,
+        ),
+        (e: Error) => /a zstd layer asks for a \d+-byte window/.test(e.message),
+      );
+      // A stream cut inside a frame is an error, not a silent short layer.
+      await assert.rejects(
+        pipeline(
+          async function* () {
+            yield packed.subarray(0, packed.length - 3);
+          },
+          createZstdDecompressStream(),
+          drain,
+        ),
+        /corrupt/,
+      );
+    },
+  );
 
-test(
-  "damaged xz, lzma and zstd input fails with a format error, never anything else",
-  { skip: (!haveXz || !haveZstd) && "no xz or zstd" },
-  async () => {
-    const data = sample(60_000, 9);
-    const inputs: [string, Buffer, (b: Buffer) => unknown][] = [
-      [
-        "xz",
-        tool("xz", ["-c", "--check=crc32"], data),
-        (b) => decompressorFor("xz")(b, data.length),
-      ],
-      [
-        "lzma",
-        tool("xz", ["-c", "--format=lzma"], data),
-        (b) => decompressorFor("lzma")(b, 1 << 17),
-      ],
-      ["zstd", zstd(data), (b) => decompressorFor("zstd")(b, data.length)],
-      [
-        "microlzma",
-        (() => {
-          const r = tool("xz", ["-c", "--format=raw", "--lzma1=preset=6"], data);
-          r[0] = ~93 & 0xff;
-          return r;
-        })(),
-        (b) => microLzmaDecompress(b, data.length),
-      ],
-    ];
-    let x = 12345;
-    const rnd = (n: number) => ((x = (x * 1103515245 + 12345) >>> 0) >>> 8) % n;
-    for (const [kind, good, decode] of inputs) {
-      for (let i = 0; i < 150; i++) {
-        const bad = Buffer.from(good);
-        if (i % 3 === 0) {
-          const at = rnd(bad.length);
-          bad[at] = (bad[at] as number) ^ (1 << rnd(8));
-        } else if (i % 3 === 1) for (let k = 0; k < 8; k++) bad[rnd(bad.length)] = rnd(256);
-        const input = i % 3 === 2 ? bad.subarray(0, rnd(bad.length)) : bad;
-        try {
-          const out = (await decode(input)) as Buffer;
-          // Where no check covers the data (lzma, microlzma, zstd without --check) a flipped bit
-          // can decode to other bytes, but never to more of them.
-          assert.ok(out.length <= data.length, `${kind}: output within its bound`);
-          if (kind === "xz") assert.ok(out.equals(data), "xz's CRC32 catches any change");
-        } catch (e) {
-          assert.ok(
-            e instanceof ExtctlError && (e.code === "format" || e.code === "unsupported"),
-            `${kind}: ${(e as Error).stack}`,
-          );
+  test(
+    `damaged xz, lzma and zstd input fails with a format error, never anything else (zstd: ${kind})`,
+    { skip: ((!haveXz || !haveZstd) && "no xz or zstd") || skipFor(kind) },
+    async () => {
+      await zstdReady(kind);
+      const data = sample(60_000, 9);
+      const inputs: [string, Buffer, (b: Buffer) => unknown][] = [
+        [
+          "xz",
+          tool("xz", ["-c", "--check=crc32"], data),
+          (b) => decompressorFor("xz")(b, data.length),
+        ],
+        [
+          "lzma",
+          tool("xz", ["-c", "--format=lzma"], data),
+          (b) => decompressorFor("lzma")(b, 1 << 17),
+        ],
+        ["zstd", zstd(data), (b) => decompressorFor("zstd")(b, data.length)],
+        [
+          "microlzma",
+          (() => {
+            const r = tool("xz", ["-c", "--format=raw", "--lzma1=preset=6"], data);
+            r[0] = ~93 & 0xff;
+            return r;
+          })(),
+          (b) => microLzmaDecompress(b, data.length),
+        ],
+      ];
+      let x = 12345;
+      const rnd = (n: number) => ((x = (x * 1103515245 + 12345) >>> 0) >>> 8) % n;
+      for (const [kind, good, decode] of inputs) {
+        for (let i = 0; i < 150; i++) {
+          const bad = Buffer.from(good);
+          if (i % 3 === 0) {
+            const at = rnd(bad.length);
+            bad[at] = (bad[at] as number) ^ (1 << rnd(8));
+          } else if (i % 3 === 1) for (let k = 0; k < 8; k++) bad[rnd(bad.length)] = rnd(256);
+          const input = i % 3 === 2 ? bad.subarray(0, rnd(bad.length)) : bad;
+          try {
+            const out = (await decode(input)) as Buffer;
+            // Where no check covers the data (lzma, microlzma, zstd without --check) a flipped bit
+            // can decode to other bytes, but never to more of them.
+            assert.ok(out.length <= data.length, `${kind}: output within its bound`);
+            if (kind === "xz") assert.ok(out.equals(data), "xz's CRC32 catches any change");
+          } catch (e) {
+            assert.ok(
+              e instanceof ExtctlError && (e.code === "format" || e.code === "unsupported"),
+              `${kind}: ${(e as Error).stack}`,
+            );
+          }
         }
       }
-    }
-  },
-);
+    },
+  );
+}
 
 test("an xz block with a BCJ filter is named as unsupported", { skip: !haveXz && "no xz" }, () => {
   const packed = tool("xz", ["-c", "--x86", "--lzma2=preset=1"], sample(10_000));
