@@ -221,7 +221,7 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
   let top: YamlNode | null | undefined = root;
   let prefix = "";
   if (cloudConfig) {
-    top = rootMap.get("extensions", true) as YamlNode | undefined;
+    top = rootMap.get("extensions", true);
     prefix = "extensions.";
     if (top === undefined || (yaml.isScalar(top) && top.value === null)) {
       if (installList === undefined) r.fail(top ?? root, "extensions", "is empty");
@@ -278,7 +278,7 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
     // Kairos relaxes the image policy; extctl's policy `any` is that relaxation.
     if (spec.policy !== undefined && spec.policy !== "any")
       r.fail(
-        ignoreSignatures.key as YamlNode,
+        ignoreSignatures.key,
         `${prefix}ignore_signatures`,
         `true means the policy any, but policy: is ${spec.policy}`,
         "keep one of the two",
