@@ -11,6 +11,12 @@ export * from "./domain/store/layout.js";
 // The kairos-agent verbs.
 export { install, type InstallOptions, type InstallResult } from "./operations/install.js";
 export {
+  installAndEnable,
+  type EnableAfterInstall,
+  type InstallEnableRequest,
+  type InstallEnableResult,
+} from "./operations/install-enable.js";
+export {
   installByName,
   type InstallNameOptions,
   type InstallNameResult,

@@ -30,10 +30,27 @@ async function readHostFile(file: string, cap: number, what: string): Promise<Bu
   }
 }
 
-/** Reads a catalog file and checks that it is one (nobody should sign a broken catalog). */
-async function readCatalogFile(file: string): Promise<{ bytes: Buffer; layers: number }> {
+/**
+ * Reads a catalog file and checks that it is one. A publisher (sign, publish) gets every bad
+ * entry as an error, since nobody should ship one; a reader (verify) gets them as warnings, as
+ * a node that loads the catalog does.
+ */
+async function readCatalogFile(
+  file: string,
+  onWarnings: "refuse" | ((warning: string) => void),
+): Promise<{ bytes: Buffer; layers: number }> {
   const bytes = await readHostFile(file, MAX_CATALOG_BYTES, "a catalog");
   const catalog = parseCatalog(bytes, file);
+  if (onWarnings === "refuse" && catalog.warnings.length > 0) {
+    throw new ExtctlError(
+      "catalog",
+      `the catalog ${file} is invalid: ${catalog.warnings.join("; ")}`,
+      {
+        hint: "fix those entries before the catalog is signed or published",
+      },
+    );
+  }
+  if (onWarnings !== "refuse") for (const w of catalog.warnings) onWarnings(`${file}: ${w}`);
   return { bytes, layers: catalog.layers.length };
 }
 
@@ -57,7 +74,7 @@ export async function signCatalog(
   _ctx: Context,
   options: CatalogSignOptions,
 ): Promise<CatalogSignResult> {
-  const { bytes } = await readCatalogFile(options.file);
+  const { bytes } = await readCatalogFile(options.file, "refuse");
   const key = await readHostFile(options.key, READ_CAPS.certificate, "a private key");
   const cert = await readHostFile(options.cert, READ_CAPS.certificate, "a certificate");
   const { signature } = await signDetached(bytes, key, cert);
@@ -98,7 +115,7 @@ export async function verifyCatalog(
   ctx: Context,
   options: CatalogVerifyOptions,
 ): Promise<CatalogVerifyResult> {
-  const { bytes, layers } = await readCatalogFile(options.file);
+  const { bytes, layers } = await readCatalogFile(options.file, (w) => ctx.log.warn(w));
   const signatureFile = options.signature ?? options.file + SIGNATURE_SUFFIX;
   const der = await readBoundedOptional(signatureFile, {
     cap: MAX_CATALOG_SIGNATURE_BYTES,
@@ -161,7 +178,7 @@ export async function publishCatalog(
   ctx: Context,
   options: CatalogPublishOptions,
 ): Promise<CatalogPublishResult> {
-  const { bytes } = await readCatalogFile(options.file);
+  const { bytes } = await readCatalogFile(options.file, "refuse");
   const signatureFile = options.signature ?? options.file + SIGNATURE_SUFFIX;
   const signature = await readBoundedOptional(signatureFile, {
     cap: MAX_CATALOG_SIGNATURE_BYTES,

@@ -5,6 +5,7 @@ import { ExtensionStore } from "../domain/store/store.js";
 import type { ExtensionKind, Profile } from "../domain/store/layout.js";
 import { fetchIntoStore } from "../domain/sources/index.js";
 import { sourceOf } from "../domain/sources/uri.js";
+import { canonicalSourceUri } from "../domain/sources/source-registry.js";
 import { checkSha256Option } from "../domain/sources/stream-to-store.js";
 import { requireRoot, withLock } from "./guard.js";
 
@@ -42,7 +43,9 @@ export interface InstallResult {
   images: InstalledImage[];
 }
 
-export async function install(ctx: Context, options: InstallOptions): Promise<InstallResult> {
+export async function install(ctx: Context, given: InstallOptions): Promise<InstallResult> {
+  // docker:// and container:// (kairos-sdk's spellings) are oci://, here and in the result.
+  const options = { ...given, uri: canonicalSourceUri(given.uri) };
   sourceOf(options.uri);
   const sha256 = checkSha256Option(options.sha256);
   requireRoot(ctx);

@@ -99,7 +99,13 @@ export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<Up
         continue;
       }
       items.push(
-        await settle(j.record.name, versions, () => upgradeTo(ctx, versions, j, options), j.record),
+        await settle(
+          j.record.name,
+          versions,
+          () => upgradeTo(ctx, versions, j, options),
+          j.record,
+          j.resolution.version,
+        ),
       );
     }
     for (const item of items) {
@@ -126,13 +132,15 @@ function wantedName(query: string, installed: readonly string[]): string {
 
 /**
  * Runs one step for one extension; a refusal extctl can explain becomes a failed item naming the
- * version that stays current, anything else is a bug and propagates.
+ * version that stays current and, once one was chosen, the version it tried (`tried`).
+ * Anything else is a bug and propagates.
  */
 async function settle<T>(
   name: string,
   versions: VersionedStore,
   step: () => Promise<T | UpgradeItem>,
   record?: VersionRecord,
+  tried?: string,
 ): Promise<T | UpgradeItem> {
   try {
     return await step();
@@ -143,6 +151,7 @@ async function settle<T>(
     return {
       name,
       ...(current ? { from: current.version } : {}),
+      ...(tried === undefined ? {} : { to: tried }),
       action: "failed",
       reason: e.message,
     };

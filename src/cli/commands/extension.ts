@@ -5,6 +5,7 @@ import type { Command } from "commander";
 import { UsageError } from "../../util/errors.js";
 import { EXTENSION_KINDS, type ExtensionKind, type Profile } from "../../domain/store/layout.js";
 import type { ListedImage } from "../../operations/list.js";
+import type { InstallEnableResult } from "../../operations/install-enable.js";
 import { schemeList } from "../../domain/sources/source-registry.js";
 import {
   addFlags,
@@ -83,9 +84,38 @@ const INSTALL_FLAGS = {
   ),
   dryRun: boolFlag("--dry-run", "by name: print what would be fetched; change nothing"),
   keep: numberFlag("--keep <n>", "by name: versions to keep (default 3)", parseKeep),
+  enable: listFlag(
+    "--enable <profile>",
+    "also enable it in this profile: active, passive, recovery or common (repeatable); a failure undoes the install",
+  ),
+  now: boolFlag(
+    "--now",
+    "with --enable: also merge it now when booted in one of those profiles; a failed merge undoes everything",
+  ),
   json: jsonFlag(),
   ...CATALOG_FLAGS,
 } as const satisfies FlagSpec;
+
+/** --enable's profiles, checked; undefined without --enable. */
+function enableProfiles(
+  values: string[] | undefined,
+  now: boolean | undefined,
+): Profile[] | undefined {
+  if (values === undefined) {
+    if (now) throw new UsageError("--now goes with --enable PROFILE when installing");
+    return undefined;
+  }
+  const profiles: Profile[] = [];
+  for (const value of values) {
+    const profile = PROFILE_NAMES.find((p) => p === value);
+    if (profile === undefined)
+      throw new UsageError(
+        `--enable ${JSON.stringify(value)} is not a profile; use active, passive, recovery or common`,
+      );
+    if (!profiles.includes(profile)) profiles.push(profile);
+  }
+  return profiles;
+}
 
 const LIST_FLAGS = {
   verify: boolFlag("--verify", "also check each signature against the trusted certificates"),
@@ -143,6 +173,27 @@ const REMOVE_FLAGS = {
   json: jsonFlag(),
 } as const satisfies FlagSpec;
 
+/** One line per image: where it is enabled and, with --now, whether it merged. */
+function renderInstallEnable(result: InstallEnableResult): string {
+  const images = [...new Set(result.enabled.map((e) => e.image))];
+  return images
+    .map((image) => {
+      const rows = result.enabled.filter((e) => e.image === image);
+      const profiles = [...new Set(rows.map((e) => e.profile))].join(", ");
+      const merged = rows.find((e) => e.merged !== undefined)?.merged;
+      const now =
+        merged === undefined
+          ? result.notLive
+            ? `; not merged now: ${result.notLive}`
+            : ""
+          : merged
+            ? "; merged"
+            : "; not merged";
+      return `${image}  enabled in ${profiles}${now}`;
+    })
+    .join("\n");
+}
+
 function yesNo(value: boolean): string {
   return value ? "yes" : "no";
 }
@@ -194,6 +245,7 @@ export function registerExtensionCommands(
         INSTALL_FLAGS,
       ).action(async (target: string, _opts: unknown, command: Command) => {
         const opts = flagsOf(command, INSTALL_FLAGS);
+        const profiles = enableProfiles(opts.enable, opts.now);
         const { isUriOrPath } = await import("../../operations/install-name.js");
         if (!isUriOrPath(target) && target.includes("/"))
           throw new UsageError(
@@ -203,18 +255,27 @@ export function registerExtensionCommands(
           for (const flag of ["sha256", "name", "platform", "replace"] as const)
             if (opts[flag] !== undefined)
               throw new UsageError(`--${flag} is for installing from a URI, not by catalog name`);
+          const byName = defined({
+            kind,
+            spec: target,
+            ...(await netOptionsOf(opts)),
+            version: opts.version,
+            dryRun: opts.dryRun,
+            keep: opts.keep,
+          });
+          if (profiles) {
+            const { installAndEnable } = await import("../../operations/install-enable.js");
+            const both = await installAndEnable(
+              contextFor(command),
+              { from: "name", install: byName },
+              defined({ profiles, now: opts.now, trust: opts.trust }),
+            );
+            if (opts.json) printJson(both);
+            else print(renderInstallEnable(both));
+            return;
+          }
           const { installByName } = await import("../../operations/install-name.js");
-          const result = await installByName(
-            contextFor(command),
-            defined({
-              kind,
-              spec: target,
-              ...(await netOptionsOf(opts)),
-              version: opts.version,
-              dryRun: opts.dryRun,
-              keep: opts.keep,
-            }),
-          );
+          const result = await installByName(contextFor(command), byName);
           if (opts.json) printJson(result);
           else print(`${result.name} ${result.version}  ${result.reference}  (${result.action})`);
           return;
@@ -224,24 +285,33 @@ export function registerExtensionCommands(
             throw new UsageError(
               `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for installing by catalog name, not from a URI`,
             );
-        const { install } = await import("../../operations/install.js");
         const { parseSize } = await import("../../domain/sources/expansion.js");
-        const result = await install(
-          contextFor(command),
-          defined({
-            kind,
-            uri: target.startsWith("/") ? pathToFileURL(target).href : target,
-            sha256: opts.sha256,
-            name: opts.name,
-            caCerts: opts.caCert,
-            platform: opts.platform,
-            creds: opts.creds,
-            insecureRegistries: opts.insecureRegistry,
-            timeoutMs: millisecondsOf(opts.timeout),
-            maxBytes: opts.maxSize === undefined ? undefined : parseSize(opts.maxSize),
-            replace: opts.replace,
-          }),
-        );
+        const fromUri = defined({
+          kind,
+          uri: target.startsWith("/") ? pathToFileURL(target).href : target,
+          sha256: opts.sha256,
+          name: opts.name,
+          caCerts: opts.caCert,
+          platform: opts.platform,
+          creds: opts.creds,
+          insecureRegistries: opts.insecureRegistry,
+          timeoutMs: millisecondsOf(opts.timeout),
+          maxBytes: opts.maxSize === undefined ? undefined : parseSize(opts.maxSize),
+          replace: opts.replace,
+        });
+        if (profiles) {
+          const { installAndEnable } = await import("../../operations/install-enable.js");
+          const both = await installAndEnable(
+            contextFor(command),
+            { from: "uri", install: fromUri },
+            defined({ profiles, now: opts.now, trust: opts.trust }),
+          );
+          if (opts.json) printJson(both);
+          else print(renderInstallEnable(both));
+          return;
+        }
+        const { install } = await import("../../operations/install.js");
+        const result = await install(contextFor(command), fromUri);
         if (opts.json) printJson(result);
         else for (const image of result.images) print(`${image.name}  sha256:${image.sha256}`);
       });

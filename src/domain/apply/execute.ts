@@ -212,7 +212,7 @@ async function upgradeStep(
     await restore?.();
     throw new ExtctlError(
       "config",
-      `${step.name} stays at ${item?.from ?? step.from}: ${item?.reason ?? "upgrade reported nothing"}`,
+      `${step.name} stays at ${item?.from ?? step.from}; ${item?.to ?? step.to} was refused: ${item?.reason ?? "upgrade reported nothing"}`,
     );
   }
   if (item.action === "upgraded")

@@ -1,12 +1,14 @@
-// The declarative extensions file (`extctl apply`): YAML alone or under `extensions:` of a Kairos
-// cloud-config, read into a checked spec. Every error names the line and the field.
+// The declarative extensions file (`extctl apply`): YAML alone, or a Kairos cloud-config with its
+// `extensions:` section and `install.extensions` list, read into a checked spec. Every error names
+// the line and the field; a key extctl does not handle there is an error, never ignored.
+import { pathToFileURL } from "node:url";
 import type * as Yaml from "yaml";
 import type { Document, LineCounter, Node as YamlNode, Pair, YAMLMap } from "yaml";
 import { ExtctlError } from "../../util/errors.js";
 import { PROFILES, type ExtensionKind, type Profile } from "../store/layout.js";
 import { unsafeNameReason } from "../store/names.js";
 import { storeFileName } from "../store/versions.js";
-import { schemeList, sourceFor } from "../sources/source-registry.js";
+import { canonicalSourceUri, schemeList, sourceFor } from "../sources/source-registry.js";
 import { uriScheme } from "../sources/uri.js";
 import { catalogSchemeList, catalogSchemeOf } from "../catalog/catalog.js";
 
@@ -22,6 +24,7 @@ interface EntryBase {
 /** `source: URI` (with `sha256:` for http(s)): one image, installed as the source names it. */
 export interface UriEntry extends EntryBase {
   from: "uri";
+  /** The URI, with docker:// and container:// written as oci://. */
   source: string;
   sha256?: string;
   name?: undefined;
@@ -59,6 +62,10 @@ export interface ApplySpec {
 export const DEFAULT_CATALOG_PROFILES: readonly Profile[] = ["active", "passive"];
 
 const TOP_KEYS = ["policy", "trust", "catalogs", "sysext", "confext", "prune"] as const;
+/** Under a cloud-config's `extensions:`: ours, plus Kairos's ignore_signatures. */
+const CLOUD_CONFIG_KEYS = [...TOP_KEYS, "ignore_signatures"] as const;
+/** A mapping in `install.extensions`, as Kairos reads it. */
+const INSTALL_ENTRY_KEYS = ["name", "version"] as const;
 const ENTRY_KEYS = ["source", "sha256", "name", "version", "profiles", "now"] as const;
 
 class SchemaReader {
@@ -201,24 +208,35 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
       `${file}:${line}: invalid YAML: ${syntax.message.split("\n")[0]}`,
     );
   }
-  let top = doc.contents;
+  const root = doc.contents;
+  const rootMap = yaml.isMap(root) ? root : undefined;
+  const install = rootMap?.get("install", true) as YamlNode | undefined;
+  const installList = yaml.isMap(install)
+    ? (install.get("extensions", true) as YamlNode | undefined)
+    : undefined;
+  // A Kairos cloud-config: `extensions:` and `install.extensions` are ours; the rest (users,
+  // the other install: keys, ...) belongs to other tools.
+  const cloudConfig =
+    rootMap !== undefined && (rootMap.has("extensions") || installList !== undefined);
+  let top: YamlNode | null | undefined = root;
   let prefix = "";
-  if (yaml.isMap(top) && top.has("extensions")) {
-    // A Kairos cloud-config: only our key matters; the rest belongs to other tools.
-    top = top.get("extensions", true) as YamlNode;
+  if (cloudConfig) {
+    top = rootMap.get("extensions", true);
     prefix = "extensions.";
-    if (top === undefined || (yaml.isScalar(top) && top.value === null))
-      r.fail(top, "extensions", "is empty");
+    if (top === undefined || (yaml.isScalar(top) && top.value === null)) {
+      if (installList === undefined) r.fail(top ?? root, "extensions", "is empty");
+      top = new yaml.YAMLMap();
+    }
   } else if (!yaml.isMap(top) || !TOP_KEYS.some((k) => (top as YAMLMap).has(k))) {
     r.fail(
       top,
       "extensions",
       "the file has no extensions: section and is not an extensions spec",
-      "list images under sysext: or confext:, alone or under extensions: of a cloud-config",
+      "list images under sysext: or confext:, alone or under extensions: of a cloud-config, or under install.extensions",
     );
   }
   const where = prefix.replace(/\.$/, "") || "(top level)";
-  const pairs = r.pairs(r.map(top, where), where, TOP_KEYS);
+  const pairs = r.pairs(r.map(top, where), where, cloudConfig ? CLOUD_CONFIG_KEYS : TOP_KEYS);
   const spec: ApplySpec = { file, trust: [], entries: [], prune: false };
 
   const policy = pairs.get("policy");
@@ -255,6 +273,18 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
   }
   const prune = pairs.get("prune");
   if (prune) spec.prune = r.boolean(prune.value, `${prefix}prune`);
+  const ignoreSignatures = pairs.get("ignore_signatures");
+  if (ignoreSignatures && r.boolean(ignoreSignatures.value, `${prefix}ignore_signatures`)) {
+    // Kairos relaxes the image policy; extctl's policy `any` is that relaxation.
+    if (spec.policy !== undefined && spec.policy !== "any")
+      r.fail(
+        ignoreSignatures.key,
+        `${prefix}ignore_signatures`,
+        `true means the policy any, but policy: is ${spec.policy}`,
+        "keep one of the two",
+      );
+    spec.policy = "any";
+  }
 
   for (const kind of ["sysext", "confext"] as const) {
     const list = pairs.get(kind);
@@ -370,7 +400,7 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
           `${field}.version`,
           "only a name: entry takes version:; a source: URI carries its own version",
         );
-      const source = r.string(uriPair.value, `${field}.source`);
+      const source = canonicalSourceUri(r.string(uriPair.value, `${field}.source`));
       let sha256: string | undefined;
       const shaPair = entry.get("sha256");
       if (shaPair) {
@@ -391,5 +421,83 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
       });
     });
   }
+  if (installList !== undefined) readInstallExtensions(r, yaml, installList, spec);
   return spec;
+}
+
+/**
+ * Kairos's `install.extensions`: sysexts installed and enabled where Kairos links them at
+ * install (active and passive). An entry is NAME, NAME@VERSION|CONSTRAINT or {name, version}
+ * from the catalogs, or a URI or absolute path, which carries no version: it is installed once
+ * and kept (apply's state remembers the source), as Kairos installs it once.
+ */
+function readInstallExtensions(
+  r: SchemaReader,
+  yaml: typeof Yaml,
+  node: YamlNode,
+  spec: ApplySpec,
+): void {
+  r.list(node, "install.extensions").forEach((item, i) => {
+    const field = `install.extensions[${i}]`;
+    const base = {
+      kind: "sysext" as const,
+      profiles: [...DEFAULT_CATALOG_PROFILES],
+      now: false,
+      field,
+      line: r.lineOf(item),
+    };
+    if (yaml.isScalar(item)) {
+      const text = r.string(item, field);
+      if (text.startsWith("/") || /^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(text)) {
+        const source = canonicalSourceUri(text.startsWith("/") ? pathToFileURL(text).href : text);
+        const scheme = uriScheme(source);
+        if (scheme === undefined || !sourceFor(scheme))
+          r.fail(
+            item,
+            field,
+            `${JSON.stringify(text)} is not a ${schemeList()} URI or an absolute path`,
+          );
+        spec.entries.push({ from: "uri", source, ...base });
+        return;
+      }
+      const { name, requested } = parseNameString(r, item, field, text);
+      spec.entries.push({
+        from: "catalog",
+        name,
+        ...(requested === undefined ? {} : { requested }),
+        ...base,
+      });
+      return;
+    }
+    const entry = r.pairs(r.map(item, field), field, INSTALL_ENTRY_KEYS);
+    const namePair =
+      entry.get("name") ?? r.fail(item, `${field}.name`, "is missing (the extension's name)");
+    const name = r.string(namePair.value, `${field}.name`);
+    if (name.includes("@"))
+      r.fail(
+        namePair.value,
+        `${field}.name`,
+        `${JSON.stringify(name)} holds "@"`,
+        "give the version as `version:`, or write the entry as a string NAME@VERSION",
+      );
+    checkName(r, namePair.value as YamlNode, `${field}.name`, name);
+    const versionPair = entry.get("version");
+    let requested: string | undefined;
+    if (versionPair) {
+      const v = versionPair.value;
+      if (yaml.isScalar(v) && typeof v.value === "number")
+        r.fail(
+          v,
+          `${field}.version`,
+          "must be a string; quote it (YAML reads 2.10 as the number 2.1)",
+        );
+      requested = r.string(v, `${field}.version`);
+    }
+    spec.entries.push({
+      from: "catalog",
+      name,
+      ...(requested === undefined ? {} : { requested }),
+      ...base,
+    });
+  });
 }

@@ -1,5 +1,7 @@
 // The extension catalog (Kairos's `releases.json`, the "sysext hub"): parsed and checked field by
 // field, since a catalog is untrusted input; every refusal names the catalog and the JSON path.
+// A bad image entry spoils only that entry (as in Kairos): it is kept with its problem, refused
+// when something resolves to it, and reported as a warning; the rest of the catalog stays usable.
 import { ExtctlError } from "../../util/errors.js";
 import { EXTENSION_KINDS, type ExtensionKind } from "../store/layout.js";
 
@@ -37,6 +39,12 @@ export interface CatalogTag {
   created?: string;
   /** Per kind, per Go architecture: the pinned reference `host[:port]/repo@sha256:<64 hex>`. */
   images: Partial<Record<ExtensionKind, Record<string, string>>>;
+  /**
+   * Per kind, per Go architecture: an entry that publishes something unusable (a tag-only or
+   * upper-case reference, a non-string `oci`), with why. It counts as published, so resolving
+   * never falls past it to an older version, and resolving to it is refused with this text.
+   */
+  invalid?: Partial<Record<ExtensionKind, Record<string, string>>>;
   /** A staged rollout: only nodes whose rollout bucket is below `percent` take this tag. */
   rollout?: { percent: number };
 }
@@ -56,6 +64,8 @@ export interface Catalog {
   generated?: string;
   repo?: string;
   layers: CatalogLayer[];
+  /** Entries that were dropped or kept as unusable, each with its JSON path and why. */
+  warnings: string[];
 }
 
 // A registry host (a dot, a port or localhost: never a Docker Hub short name), a repository path
@@ -88,8 +98,23 @@ export function pinnedReferenceProblem(reference: string): string | undefined {
   return undefined;
 }
 
+/** An ISO 8601 date and time with a zone, as Kairos's generator writes it. */
+function isIsoTime(text: string): boolean {
+  return (
+    /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/.test(text) &&
+    !Number.isNaN(Date.parse(text))
+  );
+}
+
 class CatalogReader {
+  readonly warnings: string[] = [];
+
   constructor(private readonly url: string) {}
+
+  /** A problem confined to one entry: noted, and the caller drops or marks that entry. */
+  note(path: string, why: string): void {
+    this.warnings.push(`${path} ${why}`);
+  }
 
   bad(path: string, why: string): never {
     throw new ExtctlError("catalog", `the catalog ${this.url} is invalid: ${path} ${why}`, {
@@ -122,11 +147,7 @@ class CatalogReader {
   time(value: unknown, path: string): string | undefined {
     const text = this.optionalText(value, path);
     if (text === undefined) return undefined;
-    // An ISO 8601 date and time with a zone, as Kairos's generator writes it.
-    if (
-      !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/.test(text) ||
-      Number.isNaN(Date.parse(text))
-    ) {
+    if (!isIsoTime(text)) {
       this.bad(path, `is not an ISO 8601 time such as 2026-09-01T08:24:03Z: "${text}"`);
     }
     return text;
@@ -140,7 +161,7 @@ class CatalogReader {
 
   catalog(value: unknown): Catalog {
     const top = this.object(value, "the top level");
-    const catalog: Catalog = { url: this.url, layers: [] };
+    const catalog: Catalog = { url: this.url, layers: [], warnings: this.warnings };
     const generated = this.time(top.generated, "generated");
     if (generated !== undefined) catalog.generated = generated;
     const repo = this.optionalText(top.repo, "repo");
@@ -190,16 +211,20 @@ class CatalogReader {
       this.bad(`${path}.tag`, `"${name}" is not a version tag (1 to 128 printable characters)`);
     }
     const tag: CatalogTag = { tag: name, images: {} };
-    const digest = this.optionalText(fields.digest, `${path}.digest`);
-    if (digest !== undefined && digest !== "") {
-      if (!DIGEST.test(digest)) this.bad(`${path}.digest`, "is not sha256:<64 hex digits>");
-      tag.digest = digest;
-    }
-    const created = this.time(fields.created, `${path}.created`);
-    if (created !== undefined) tag.created = created;
+    // digest and created are for display: a bad one is dropped, not a reason to refuse.
+    const digest = fields.digest;
+    if (typeof digest === "string" && DIGEST.test(digest)) tag.digest = digest;
+    else if (digest !== undefined && digest !== null && digest !== "")
+      this.note(`${path}.digest`, "is not sha256:<64 hex digits>; ignored");
+    const created = fields.created;
+    if (typeof created === "string" && isIsoTime(created)) tag.created = created;
+    else if (created !== undefined && created !== null && created !== "")
+      this.note(`${path}.created`, "is not an ISO 8601 time; ignored");
     for (const kind of EXTENSION_KINDS) {
       const images = this.images(fields[kind], `${path}.${kind}`);
-      if (images) tag.images[kind] = images;
+      if (!images) continue;
+      tag.images[kind] = images.valid;
+      if (Object.keys(images.invalid).length > 0) (tag.invalid ??= {})[kind] = images.invalid;
     }
     const rollout = this.optionalObject(fields.rollout, `${path}.rollout`);
     if (rollout) {
@@ -217,25 +242,51 @@ class CatalogReader {
     return tag;
   }
 
-  images(value: unknown, path: string): Record<string, string> | undefined {
+  /**
+   * One tag's images of a kind, per architecture. An empty or absent `oci` publishes nothing
+   * there (as an empty `"sysext": {}` does); anything else that is not a pinned reference is kept
+   * as invalid with its problem, so only resolving to it fails.
+   */
+  images(
+    value: unknown,
+    path: string,
+  ): { valid: Record<string, string>; invalid: Record<string, string> } | undefined {
     const byArch = this.optionalObject(value, path);
     if (!byArch) return undefined;
-    const out: Record<string, string> = {};
+    const valid: Record<string, string> = {};
+    const invalid: Record<string, string> = {};
     for (const [arch, entry] of Object.entries(byArch)) {
-      if (!GOARCH.test(arch)) this.bad(`${path}`, `has "${arch}", which is not a Go architecture`);
-      const fields = this.object(entry, `${path}.${arch}`);
-      const reference = this.text(fields.oci, `${path}.${arch}.oci`);
-      const problem = pinnedReferenceProblem(reference);
-      if (problem) this.bad(`${path}.${arch}.oci`, `"${reference}" ${problem}`);
-      out[arch] = reference;
+      const where = `${path}.${arch}`;
+      if (!GOARCH.test(arch)) {
+        this.note(path, `has "${arch}", which is not a Go architecture; ignored`);
+        continue;
+      }
+      let why: string | undefined;
+      if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+        why = `${where} is not an object`;
+      } else {
+        const reference = (entry as Record<string, unknown>).oci;
+        if (reference === undefined || reference === null || reference === "") continue;
+        if (typeof reference !== "string") why = `${where}.oci is not a string`;
+        else {
+          const problem = pinnedReferenceProblem(reference);
+          if (problem === undefined) valid[arch] = reference;
+          else why = `${where}.oci "${reference.slice(0, 300)}" ${problem}`;
+        }
+      }
+      if (why !== undefined) {
+        invalid[arch] = why;
+        this.warnings.push(`${why}; that image cannot be installed`);
+      }
     }
-    return out;
+    return { valid, invalid };
   }
 }
 
 /**
- * Parses a catalog read from `url`. Refuses more than MAX_CATALOG_BYTES before parsing, JSON that
- * is not a catalog, and any image reference that is not pinned to a digest.
+ * Parses a catalog read from `url`. Refuses more than MAX_CATALOG_BYTES before parsing and JSON
+ * that is not a catalog; an image reference that is not pinned to a digest spoils only its entry
+ * (listed in `warnings`).
  */
 export function parseCatalog(bytes: Buffer, url: string): Catalog {
   const reader = new CatalogReader(url);

@@ -299,6 +299,7 @@ export async function loadCatalogs(
           changed = true;
         }
       }
+      for (const warning of catalog.warnings) ctx.log.warn(`the catalog ${url}: ${warning}`);
       result.catalogs.push(catalog);
       result.signed[url] = signer;
       ctx.log.debug(

@@ -1,6 +1,7 @@
 // Which version of an extension a node takes from its catalogs, as Kairos decides it (spec
-// section 6): latest, an exact tag (a pin) or the highest tag satisfying a semver constraint;
-// then this host's architecture; and staged rollouts (a tag gated to a percentage of nodes).
+// section 6): latest, an exact tag (a pin) or the highest tag satisfying a semver constraint,
+// passing over versions with no image for this host's architecture unless one was asked for
+// exactly; and staged rollouts (a tag gated to a percentage of nodes).
 import { createHash } from "node:crypto";
 import semver from "semver";
 import { ExtctlError } from "../../util/errors.js";
@@ -102,6 +103,8 @@ export interface ChooseOptions {
   machineId?: string;
   /** The catalog's URL, for messages. */
   catalog?: string;
+  /** Told when a bare name falls back past `latest`. */
+  log?: (message: string) => void;
 }
 
 export interface ChosenTag {
@@ -127,14 +130,34 @@ function gate(
 }
 
 function publishedList(layer: CatalogLayer): string {
-  const tags = layer.tags.map((t) => t.tag);
-  if (tags.length === 0) return "none";
-  const shown = tags.slice(0, 20).join(", ");
-  return tags.length > 20 ? `${shown}, and ${tags.length - 20} more` : shown;
+  return capped(layer.tags.map((t) => t.tag));
+}
+
+function capped(items: readonly string[], max = 20): string {
+  if (items.length === 0) return "none";
+  const shown = items.slice(0, max).join(", ");
+  return items.length > max ? `${shown}, and ${items.length - max} more` : shown;
+}
+
+/** The architectures a tag publishes a kind for, usable or not (an unusable one still counts). */
+function publishedArches(tag: CatalogTag, kind: ExtensionKind): string[] {
+  return [
+    ...new Set([...Object.keys(tag.images[kind] ?? {}), ...Object.keys(tag.invalid?.[kind] ?? {})]),
+  ].sort();
 }
 
 function hasImage(tag: CatalogTag, kind: ExtensionKind, arch: string): boolean {
-  return tag.images[kind]?.[arch] !== undefined;
+  return tag.images[kind]?.[arch] !== undefined || tag.invalid?.[kind]?.[arch] !== undefined;
+}
+
+/** "2.1.7 (none), 2.1.6 (amd64, arm64)": what each tag publishes, for messages. */
+function publishedPerTag(tags: readonly CatalogTag[], kind: ExtensionKind): string {
+  return capped(
+    tags.map((t) => {
+      const arches = publishedArches(t, kind);
+      return `${t.tag} (${arches.length === 0 ? "none" : arches.join(", ")})`;
+    }),
+  );
 }
 
 /** Semver tags, highest first (a "v" prefix and none sort as the same version). */
@@ -148,14 +171,32 @@ function bySemverDescending(tags: readonly CatalogTag[]): { tag: CatalogTag; ver
 }
 
 /**
- * Picks the tag of `layer` for a request, and checks that it has an image for this kind and
- * architecture:
- * - no request: the layer's `latest`, nothing else. When latest is gated by a rollout this node
- *   is not part of, the highest semver tag without a gate that has an image for this kind and
- *   architecture is taken instead (a node outside the wave stays on what everyone runs).
- * - a request equal to a tag: exactly that tag (a pin), gated or not: the user asked for it.
- * - otherwise a semver constraint: the highest satisfying semver tag, skipping tags gated by a
- *   rollout this node is not in; non-semver tags never satisfy one.
+ * The versions a bare name may fall back to, newest first: semver releases up to `latest`
+ * (highest first; a pre-release is never a fallback), then tags that are not semver in the
+ * catalog's order, which Kairos's generator writes newest first.
+ */
+function fallbackOrder(layer: CatalogLayer, latest: CatalogTag | undefined): CatalogTag[] {
+  const ceiling = latest === undefined ? undefined : tagVersion(latest.tag);
+  const releases = bySemverDescending(layer.tags)
+    .filter(({ version }) => !(version.split("+")[0] as string).includes("-"))
+    .filter(({ version }) => ceiling === undefined || semver.compare(version, ceiling) <= 0)
+    .map(({ tag }) => tag);
+  const others = layer.tags.filter((t) => tagVersion(t.tag) === undefined);
+  return [...releases, ...others].filter((t) => t !== latest);
+}
+
+/**
+ * Picks the tag of `layer` for a request. Versions that publish no image of this kind for this
+ * architecture are passed over, as newer Kairos does (a tag with `"sysext": {}` is normal: the
+ * images are pushed by a later build step than the tag list), except when asked for exactly:
+ * - no request: the layer's `latest` when it publishes for this architecture and this node is in
+ *   its rollout wave; otherwise the newest version that does (fallbackOrder).
+ * - a request equal to a tag: exactly that tag (a pin), gated or not: the user asked for it; it
+ *   must publish for this architecture.
+ * - otherwise a semver constraint: the highest satisfying semver tag that publishes for this
+ *   architecture, skipping tags gated by a rollout this node is not in; non-semver tags never
+ *   satisfy one.
+ * The chosen entry's reference must be usable (catalog.ts keeps an unusable one as invalid).
  */
 export function chooseTag(
   layer: CatalogLayer,
@@ -170,31 +211,53 @@ export function chooseTag(
       `version ${version} of ${layer.name} is not available in ${where}${why} (published: ${publishedList(layer)})`,
       { hint: 'ask for a published tag or a semver constraint such as ">= 1.2, < 2"' },
     );
+  const publishes = (tag: CatalogTag) => hasImage(tag, kind, arch);
+  const wave = (tag: CatalogTag) => inWave(tag, layer.name, machineId);
   let chosen: ChosenTag;
   if (requested === undefined || requested.trim() === "") {
-    if (layer.latest === undefined) {
-      throw unavailable("latest", ": the catalog names no latest version");
-    }
-    const latest = layer.tags.find((t) => t.tag === layer.latest);
-    if (!latest) throw unavailable(`${layer.latest} (its latest)`);
-    if (inWave(latest, layer.name, machineId)) {
+    const latest =
+      layer.latest === undefined ? undefined : layer.tags.find((t) => t.tag === layer.latest);
+    if (latest && publishes(latest) && wave(latest)) {
       chosen = { tag: latest, pinned: false, ...rolloutField(latest, layer.name, machineId) };
     } else {
-      const fallback = bySemverDescending(layer.tags).find(
-        ({ tag }) => !tag.rollout && hasImage(tag, kind, arch),
-      );
+      const fallback = fallbackOrder(layer, latest).find((t) => publishes(t) && wave(t));
       if (!fallback) {
+        if (latest && publishes(latest)) {
+          throw new ExtctlError(
+            "not-found",
+            `the latest version ${latest.tag} of ${layer.name} in ${where} is rolled out to ${latest.rollout?.percent}% of nodes, not yet to this one, and no older version this node may take has a ${kind} for ${arch}`,
+            { hint: `ask for ${latest.tag} explicitly to take it now` },
+          );
+        }
+        if (layer.tags.length === 0) throw unavailable("latest", ": the catalog lists no version");
         throw new ExtctlError(
           "not-found",
-          `the latest version ${latest.tag} of ${layer.name} in ${where} is rolled out to ${latest.rollout?.percent}% of nodes, not yet to this one, and no version without a rollout gate has a ${kind} for ${arch}`,
-          { hint: `ask for ${latest.tag} explicitly to take it now` },
+          `no version of ${layer.name} in ${where} has a ${kind} for ${arch} (published: ${publishedPerTag(layer.tags, kind)})`,
+          { hint: `the catalog publishes no ${kind} of ${layer.name} this node can use` },
         );
       }
-      chosen = { tag: fallback.tag, pinned: false };
+      if (latest) {
+        options.log?.(
+          `${layer.name}: the latest version ${latest.tag} ${publishes(latest) ? "is in a staged rollout this node is not part of yet" : `has no ${kind} for ${arch}`}; taking ${fallback.tag}`,
+        );
+      }
+      chosen = { tag: fallback, pinned: false, ...rolloutField(fallback, layer.name, machineId) };
     }
   } else {
     const exact = layer.tags.find((t) => t.tag === requested);
     if (exact) {
+      if (!publishes(exact)) {
+        const arches = publishedArches(exact, kind);
+        throw new ExtctlError(
+          "not-found",
+          arches.length === 0
+            ? `version ${exact.tag} of ${layer.name} in ${where} has no ${kind} image for any architecture`
+            : `version ${exact.tag} of ${layer.name} in ${where} has no ${kind} for ${arch} (published: ${arches.join(", ")})`,
+          {
+            hint: `ask for a version that publishes a ${kind} for ${arch} (\`extctl versions ${layer.name}\`)`,
+          },
+        );
+      }
       chosen = { tag: exact, pinned: true, ...rolloutField(exact, layer.name, machineId) };
     } else {
       const range = semverRange(requested);
@@ -203,24 +266,38 @@ export function chooseTag(
         semver.satisfies(version, range),
       );
       if (satisfying.length === 0) throw unavailable(requested);
-      const best = satisfying.find(({ tag }) => inWave(tag, layer.name, machineId));
-      if (!best) {
+      const inWaveTags = satisfying.filter(({ tag }) => wave(tag));
+      if (inWaveTags.length === 0) {
         throw new ExtctlError(
           "not-found",
           `every version of ${layer.name} in ${where} that satisfies ${requested} (${satisfying.map((s) => s.tag.tag).join(", ")}) is in a staged rollout this node is not part of yet`,
           { hint: "ask for one of those tags explicitly to take it now" },
         );
       }
+      const best = inWaveTags.find(({ tag }) => publishes(tag));
+      if (!best) {
+        throw new ExtctlError(
+          "not-found",
+          `no version of ${layer.name} in ${where} that satisfies ${requested} has a ${kind} for ${arch} (satisfying: ${publishedPerTag(
+            inWaveTags.map((s) => s.tag),
+            kind,
+          )})`,
+          {
+            hint: `widen the constraint, or ask for a version that publishes a ${kind} for ${arch}`,
+          },
+        );
+      }
       chosen = { tag: best.tag, pinned: false, ...rolloutField(best.tag, layer.name, machineId) };
     }
   }
-  if (!hasImage(chosen.tag, kind, arch)) {
-    const arches = Object.keys(chosen.tag.images[kind] ?? {}).sort();
+  const invalid = chosen.tag.invalid?.[kind]?.[arch];
+  if (invalid !== undefined) {
     throw new ExtctlError(
-      "not-found",
-      arches.length === 0
-        ? `version ${chosen.tag.tag} of ${layer.name} in ${where} has no ${kind} image for any architecture`
-        : `version ${chosen.tag.tag} of ${layer.name} in ${where} has no ${kind} for ${arch} (published: ${arches.join(", ")})`,
+      "catalog",
+      `version ${chosen.tag.tag} of ${layer.name} in ${where} cannot be installed: ${invalid}`,
+      {
+        hint: "the catalog's publisher must fix that reference; until then ask for another version (NAME@VERSION)",
+      },
     );
   }
   return chosen;
@@ -283,6 +360,7 @@ export function resolveExtension(
     arch: options.arch,
     catalog: catalog.url,
     ...(options.machineId === undefined ? {} : { machineId: options.machineId }),
+    ...(options.log === undefined ? {} : { log: options.log }),
   });
   const images = chosen.tag.images[options.kind] ?? {};
   const resolution: Resolution = {
@@ -292,7 +370,7 @@ export function resolveExtension(
     catalog: catalog.url,
     shadowed,
     pinned: chosen.pinned,
-    architectures: Object.keys(images).sort(),
+    architectures: publishedArches(chosen.tag, options.kind),
   };
   if (requested !== undefined) resolution.requested = requested;
   if (chosen.rollout) resolution.rollout = chosen.rollout;

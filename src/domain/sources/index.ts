@@ -1,6 +1,7 @@
 // Hands a fetch to the source registered for the URI's scheme (source-registry.ts). Sources are
 // loaded on demand: a file: install never loads undici, and nothing here is loaded by list or status.
 import type { Context } from "../../util/context.js";
+import { canonicalSourceUri } from "./source-registry.js";
 import { sourceOf } from "./uri.js";
 import type { FetchRequest, FetchedImage } from "./types.js";
 
@@ -10,8 +11,9 @@ export async function fetchIntoStore(
   ctx: Context,
   request: SourceRequest,
 ): Promise<FetchedImage[]> {
-  const descriptor = sourceOf(request.uri);
-  const { uri, kind, storeDir } = request;
+  const uri = canonicalSourceUri(request.uri);
+  const descriptor = sourceOf(uri);
+  const { kind, storeDir } = request;
   const handed: SourceRequest = { uri, kind, storeDir };
   // Only what the source declared: an option it would ignore is dropped here, not passed along.
   for (const option of descriptor.options) {

@@ -8,6 +8,11 @@ export type SourceOption = Exclude<keyof FetchRequest, "uri" | "kind" | "storeDi
 export interface SourceDescriptor {
   /** URI schemes, lower case, without the colon. */
   readonly schemes: readonly string[];
+  /**
+   * Other spellings of the first scheme (kairos-sdk's `docker://` and `container://` are
+   * `oci://`): canonicalSourceUri rewrites them before anything else reads the URI.
+   */
+  readonly aliases?: readonly string[];
   /** How messages name these URIs, e.g. "http(s):". */
   readonly label: string;
   /** The only options the source is handed: a source cannot read one it did not declare. */
@@ -37,6 +42,7 @@ export const SOURCES: readonly SourceDescriptor[] = [
   },
   {
     schemes: ["oci"],
+    aliases: ["docker", "container"],
     label: "oci:",
     options: [
       "sha256",
@@ -57,9 +63,21 @@ export const SOURCES: readonly SourceDescriptor[] = [
 /** Every scheme any source handles, in the table's order. */
 export const SCHEMES: readonly string[] = SOURCES.flatMap((s) => s.schemes);
 
-/** The source for a scheme (lower case, no colon), or undefined when none handles it. */
+/** The source for a scheme or an alias (lower case, no colon), or undefined when none handles it. */
 export function sourceFor(scheme: string): SourceDescriptor | undefined {
-  return SOURCES.find((s) => s.schemes.includes(scheme));
+  return SOURCES.find((s) => s.schemes.includes(scheme) || s.aliases?.includes(scheme));
+}
+
+/**
+ * The URI with an alias scheme replaced by the scheme it stands for (`docker://r/x:1` ->
+ * `oci://r/x:1`); any other URI as it is.
+ */
+export function canonicalSourceUri(uri: string): string {
+  const match = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(uri);
+  const scheme = match?.[1]?.toLowerCase();
+  if (scheme === undefined) return uri;
+  const source = SOURCES.find((s) => s.aliases?.includes(scheme));
+  return source ? `${source.schemes[0]}:${uri.slice(scheme.length + 1)}` : uri;
 }
 
 /** "file:, http:, https: or oci:": the schemes as a sentence lists them. */

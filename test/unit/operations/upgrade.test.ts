@@ -136,6 +136,8 @@ test("upgrade --now: a new version systemd does not merge is switched back, the 
   const item = result.items[0];
   assert.equal(item?.action, "failed");
   assert.equal(item?.from, "1.0.0");
+  // The row names the version it tried, not "-".
+  assert.equal(item?.to, "2.0.0");
   assert.match(
     item?.reason ?? "",
     /hello 2\.0\.0 did not merge: .*hello 1\.0\.0 is current and merged again/,

@@ -237,3 +237,132 @@ for (const [what, text, pattern] of CATALOG_ERRORS) {
     });
   });
 }
+
+// A cloud-config as Kairos writes it (kairos-io/kairos 4487): install.extensions beside
+// extensions: with its catalogs and ignore_signatures.
+test("a Kairos cloud-config: install.extensions entries, catalogs, ignore_signatures", async () => {
+  const spec = await parseApplySpec(
+    `#cloud-config
+install:
+  device: auto
+  reboot: true
+  extensions:
+    - fwupd
+    - "gpg@>= 2.5, < 3"
+    - name: drbd
+      version: ">= 9"
+    - name: vendor-tool
+    - oci://registry.example/tools/k9s:1.0
+    - docker://registry.example/tools/htop:2
+    - container://registry.example/tools/jq@sha256:${"c".repeat(64)}
+    - https://example.org/ext/tree.sysext.raw
+    - /usr/local/share/ext/local.sysext.raw
+extensions:
+  catalogs:
+    - https://catalog.example/releases.json
+  ignore_signatures: true
+  sysext:
+    - source: docker://registry.example/tools/own@sha256:${"d".repeat(64)}
+      profiles: [common]
+`,
+    "cloud.yaml",
+  );
+  assert.equal(spec.policy, "any");
+  assert.deepEqual(spec.catalogs, ["https://catalog.example/releases.json"]);
+  const own = spec.entries[0]!;
+  assert.equal(own.field, "extensions.sysext[0]");
+  assert.equal(own.source, `oci://registry.example/tools/own@sha256:${"d".repeat(64)}`);
+  const installed = spec.entries.slice(1);
+  assert.deepEqual(
+    installed.map((e) => [e.field, e.line, e.kind, e.profiles, e.now]),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8].map((i) => [
+      `install.extensions[${i}]`,
+      [6, 7, 8, 10, 11, 12, 13, 14, 15][i],
+      "sysext",
+      ["active", "passive"],
+      false,
+    ]),
+  );
+  assert.deepEqual(
+    installed.map((e) => (e.from === "catalog" ? [e.name, e.requested] : [e.source])),
+    [
+      ["fwupd", undefined],
+      ["gpg", ">= 2.5, < 3"],
+      ["drbd", ">= 9"],
+      ["vendor-tool", undefined],
+      ["oci://registry.example/tools/k9s:1.0"],
+      ["oci://registry.example/tools/htop:2"],
+      [`oci://registry.example/tools/jq@sha256:${"c".repeat(64)}`],
+      ["https://example.org/ext/tree.sysext.raw"],
+      ["file:///usr/local/share/ext/local.sysext.raw"],
+    ],
+  );
+  // install.extensions alone is a cloud-config too; other install: keys are Kairos's.
+  const alone = await parseApplySpec("install:\n  auto: true\n  extensions: [fwupd]\n", "c.yaml");
+  assert.equal(alone.entries.length, 1);
+  assert.equal(alone.policy, undefined);
+  // ignore_signatures: false changes nothing.
+  const strict = await parseApplySpec(
+    "extensions:\n  ignore_signatures: false\n  sysext: [fwupd]\n",
+    "c.yaml",
+  );
+  assert.equal(strict.policy, undefined);
+});
+
+const CLOUD_CONFIG_ERRORS: [string, string, RegExp][] = [
+  [
+    "an unknown key under extensions:",
+    "install:\n  extensions: [fwupd]\nextensions:\n  catalogs: []\n  ignore_signature: true\n",
+    /^f\.yaml:5: extensions\.ignore_signature: unknown field; expected one of .*ignore_signatures/,
+  ],
+  [
+    "an unknown key in an install.extensions mapping",
+    "install:\n  extensions:\n    - name: fwupd\n      profiles: [common]\n",
+    /^f\.yaml:4: install\.extensions\[0\]\.profiles: unknown field; expected one of name, version/,
+  ],
+  [
+    "a mapping without name:",
+    "install:\n  extensions:\n    - version: '1'\n",
+    /^f\.yaml:3: install\.extensions\[0\]\.name: is missing/,
+  ],
+  [
+    "an unsupported scheme",
+    "install:\n  extensions:\n    - fwupd\n    - ftp://x.org/a.raw\n",
+    /^f\.yaml:4: install\.extensions\[1\]: "ftp:\/\/x\.org\/a\.raw" is not a file:, http:, https: or oci: URI or an absolute path/,
+  ],
+  [
+    "install.extensions not a list",
+    "install:\n  extensions: fwupd\n",
+    /^f\.yaml:2: install\.extensions: must be a list/,
+  ],
+  [
+    "ignore_signatures with policy: signed",
+    "extensions:\n  policy: signed\n  ignore_signatures: true\n",
+    /^f\.yaml:3: extensions\.ignore_signatures: true means the policy any, but policy: is signed/,
+  ],
+  [
+    "ignore_signatures not a boolean",
+    "extensions:\n  ignore_signatures: yes\n",
+    /^f\.yaml:2: extensions\.ignore_signatures: must be true or false/,
+  ],
+  [
+    "a relative path",
+    "install:\n  extensions:\n    - ./local.sysext.raw\n",
+    /^f\.yaml:3: install\.extensions\[0\]: .*is not a usable extension name/,
+  ],
+  [
+    "a numeric version",
+    "install:\n  extensions:\n    - name: gpg\n      version: 2.10\n",
+    /^f\.yaml:4: install\.extensions\[0\]\.version: must be a string; quote it/,
+  ],
+];
+
+for (const [what, text, pattern] of CLOUD_CONFIG_ERRORS) {
+  test(`cloud-config error: ${what}`, async () => {
+    await assert.rejects(parseApplySpec(text, "f.yaml"), (e: Error & { code?: string }) => {
+      assert.equal(e.code, "config");
+      assert.match(e.message, pattern);
+      return true;
+    });
+  });
+}

@@ -90,26 +90,8 @@ test("each bad field is named by its JSON path", () => {
   tagOf(j).tag = "";
   refused(j, /layers\[0\]\.tags\[0\]\.tag/);
   j = base();
-  tagOf(j).sysext = { amd64: { oci: "ghcr.io/org/tool:1.0.0" } };
-  refused(
-    j,
-    /layers\[0\]\.tags\[0\]\.sysext\.amd64\.oci "ghcr\.io\/org\/tool:1\.0\.0" is not pinned/,
-  );
-  j = base();
-  tagOf(j).sysext = { amd64: { oci: `oci://${ref("tool", "1.0.0", "amd64")}` } };
-  refused(j, /sysext\.amd64\.oci .* has a scheme/);
-  j = base();
-  tagOf(j).sysext = { amd64: { oci: "org/tool@sha256:" + "a".repeat(64) } };
-  refused(j, /not a registry host/);
-  j = base();
-  tagOf(j).sysext = { amd64: "ghcr.io/x@sha256:" + "a".repeat(64) };
-  refused(j, /sysext\.amd64 is not an object/);
-  j = base();
   tagOf(j).rollout = { percent: 130 };
   refused(j, /tags\[0\]\.rollout\.percent is not a number from 0 to 100/);
-  j = base();
-  tagOf(j).digest = "md5:abc";
-  refused(j, /tags\[0\]\.digest/);
   j = base();
   (j.layers as unknown[]).push((j.layers as unknown[])[0]);
   refused(j, /layers\[1\]\.name repeats "tool"/);
@@ -125,4 +107,58 @@ test("pinned references: a registry host, a path and a sha256 digest; nothing el
   assert.match(pinnedReferenceProblem(`ghcr.io/A/b@sha256:${hex}`)!, /not host/);
   assert.match(pinnedReferenceProblem(`docker://ghcr.io/a@sha256:${hex}`)!, /scheme/);
   assert.match(pinnedReferenceProblem(`ghcr.io:99999/a@sha256:${hex}`)!, /port/);
+});
+
+test("a bad image entry spoils only that entry: kept as invalid, warned about, the rest usable", () => {
+  const base = () =>
+    catalogJson([
+      { name: "tool", latest: "1.0.0", tags: ["1.0.0"] },
+      { name: "other", latest: "2.0.0", tags: ["2.0.0"] },
+    ]);
+  const tagOf = (j: Record<string, unknown>) =>
+    ((j.layers as Record<string, unknown>[])[0]!.tags as Record<string, unknown>[])[0]!;
+  const cases: [unknown, RegExp][] = [
+    [
+      { oci: "ghcr.io/org/tool:1.0.0" },
+      /sysext\.arm64\.oci "ghcr\.io\/org\/tool:1\.0\.0" is not pinned/,
+    ],
+    [{ oci: `oci://${ref("tool", "1.0.0", "arm64")}` }, /sysext\.arm64\.oci .* has a scheme/],
+    [{ oci: "org/tool@sha256:" + "a".repeat(64) }, /not a registry host/],
+    // Kairos's own catalog_test.go fixture: an upper-case hex digest for arm64.
+    [{ oci: "ghcr.io/org/tool@sha256:" + "A".repeat(64) }, /not host\[:port\]/],
+    ["ghcr.io/x@sha256:" + "a".repeat(64), /sysext\.arm64 is not an object/],
+    [{ oci: 7 }, /sysext\.arm64\.oci is not a string/],
+  ];
+  for (const [entry, pattern] of cases) {
+    const j = base();
+    (tagOf(j).sysext as Record<string, unknown>).arm64 = entry;
+    const catalog = parseCatalog(bytesOf(j), URL);
+    const tag = catalog.layers[0]!.tags[0]!;
+    assert.equal(tag.images.sysext!.amd64, ref("tool", "1.0.0", "amd64"));
+    assert.equal(tag.images.sysext!.arm64, undefined);
+    assert.match(tag.invalid!.sysext!.arm64!, pattern);
+    assert.match(tag.invalid!.sysext!.arm64!, /^layers\[0\]\.tags\[0\]\.sysext\.arm64/);
+    assert.equal(catalog.warnings.length, 1);
+    assert.match(catalog.warnings[0]!, pattern);
+    assert.equal(catalog.layers[1]!.tags[0]!.invalid, undefined);
+  }
+  // An empty or absent oci publishes nothing there, as "sysext": {} does: no warning.
+  const j = base();
+  tagOf(j).sysext = { amd64: { oci: "" }, arm64: {} };
+  const empty = parseCatalog(bytesOf(j), URL);
+  assert.deepEqual(empty.layers[0]!.tags[0]!.images.sysext, {});
+  assert.deepEqual(empty.warnings, []);
+  // Display-only fields and unknown architecture names are dropped with a warning.
+  const k = base();
+  tagOf(k).digest = "md5:abc";
+  tagOf(k).created = "yesterday";
+  (tagOf(k).sysext as Record<string, unknown>)["Not An Arch"] = { oci: "x" };
+  const dropped = parseCatalog(bytesOf(k), URL);
+  assert.equal(dropped.layers[0]!.tags[0]!.digest, undefined);
+  assert.equal(dropped.layers[0]!.tags[0]!.created, undefined);
+  assert.deepEqual(dropped.warnings, [
+    "layers[0].tags[0].digest is not sha256:<64 hex digits>; ignored",
+    "layers[0].tags[0].created is not an ISO 8601 time; ignored",
+    'layers[0].tags[0].sysext has "Not An Arch", which is not a Go architecture; ignored',
+  ]);
 });

@@ -47,7 +47,7 @@ test("Kairos's constraint examples pick what Masterminds semver picks", () => {
   assert.equal(version("2.54.x"), "2.54.1");
 });
 
-test("no version is the layer's latest and nothing else", () => {
+test("no version is the layer's latest when it publishes for this architecture", () => {
   const r = resolveExtension([kairos], "gpg", undefined, amd64);
   assert.equal(r.version, "2.55.0");
   assert.equal(r.pinned, false);
@@ -56,10 +56,13 @@ test("no version is the layer's latest and nothing else", () => {
   assert.equal(r.catalog, A);
   assert.deepEqual(r.architectures, ["amd64", "arm64"]);
   assert.deepEqual(r.shadowed, []);
-  const noLatest = catalog(A, [{ name: "gpg", tags: ["1.0.0"] }]);
+  // Without latest, the newest version that publishes.
+  const noLatest = catalog(A, [{ name: "gpg", tags: ["1.0.0", "1.2.0", "stable"] }]);
+  assert.equal(resolveExtension([noLatest], "gpg", undefined, amd64).version, "1.2.0");
+  const none = catalog(A, [{ name: "gpg", tags: [] }]);
   assert.throws(
-    () => resolveExtension([noLatest], "gpg", undefined, amd64),
-    /version latest of gpg is not available in https:\/\/a\.example\/releases\.json: the catalog names no latest version \(published: 1\.0\.0\)/,
+    () => resolveExtension([none], "gpg", undefined, amd64),
+    /version latest of gpg is not available in https:\/\/a\.example\/releases\.json: the catalog lists no version \(published: none\)/,
   );
 });
 
@@ -105,12 +108,16 @@ test("a missing architecture names the architectures the tag publishes", () => {
     { name: "tool", latest: "1.1.0", tags: [{ tag: "1.1.0", arches: ["arm64", "amd64"] }] },
   ]);
   assert.throws(
-    () => resolveExtension([c], "tool", undefined, { kind: "sysext", arch: "riscv64" }),
+    () => resolveExtension([c], "tool", "1.1.0", { kind: "sysext", arch: "riscv64" }),
     /version 1\.1\.0 of tool in https:\/\/a\.example\/releases\.json has no sysext for riscv64 \(published: amd64, arm64\)/,
   );
   assert.throws(
-    () => resolveExtension([c], "tool", undefined, { kind: "confext", arch: "amd64" }),
+    () => resolveExtension([c], "tool", "1.1.0", { kind: "confext", arch: "amd64" }),
     /has no confext image for any architecture/,
+  );
+  assert.throws(
+    () => resolveExtension([c], "tool", undefined, { kind: "sysext", arch: "riscv64" }),
+    /no version of tool in https:\/\/a\.example\/releases\.json has a sysext for riscv64 \(published: 1\.1\.0 \(amd64, arm64\)\)/,
   );
 });
 
@@ -199,10 +206,10 @@ test("rollout: a gated tag is taken only inside its wave; outside, the best unga
   assert.equal(b.rollout, undefined);
   // Without a machine-id no wave includes the node.
   assert.equal(resolveExtension([c], "gpg", undefined, amd64).version, "2.0.1");
-  // A constraint skips the gated tag outside the wave; then the architecture must exist.
-  assert.throws(
-    () => resolveExtension([c], "gpg", "^2", { ...amd64, machineId: outside }),
-    /version 2\.0\.2 of gpg .* has no sysext for amd64 \(published: arm64\)/,
+  // A constraint skips the gated tag outside the wave, and 2.0.2, which has no amd64 image.
+  assert.equal(
+    resolveExtension([c], "gpg", "^2", { ...amd64, machineId: outside }).version,
+    "2.0.1",
   );
   assert.equal(
     resolveExtension([c], "gpg", "^2", { kind: "sysext", arch: "arm64", machineId: outside })
@@ -232,6 +239,136 @@ test("rollout: a gated tag is taken only inside its wave; outside, the best unga
   assert.equal(
     chooseTag(all.layers[0]!, undefined, { ...amd64, machineId: outside }).tag.tag,
     "1.0.0",
+  );
+});
+
+// Kairos's sdk/extensions/catalog_artifacts_test.go (a1bed0a8): a bare name or a constraint
+// falls back to the newest version that publishes for this architecture; an exact one does not.
+const artifacts = catalog(A, [
+  {
+    name: "fwupd",
+    latest: "2.1.7",
+    tags: [{ tag: "2.1.7", arches: [] }, "2.1.6"],
+  },
+  {
+    name: "drbd",
+    latest: "9.3.3",
+    tags: [{ tag: "9.3.3", arches: ["arm64"] }, "9.3.2"],
+  },
+  {
+    name: "vendor-tool",
+    latest: "nightly",
+    tags: [{ tag: "nightly", arches: [] }, "stable", "older"],
+  },
+  { name: "git", latest: "2.55.0", tags: [{ tag: "2.55.0", arches: [] }] },
+]);
+
+function pick(name: string, requested: string | undefined, arch = "amd64"): string {
+  return resolveExtension([artifacts], name, requested, { kind: "sysext", arch }).version;
+}
+
+test("Kairos's artifact table: fallback per architecture past versions without an image", () => {
+  const logs: string[] = [];
+  const r = resolveExtension([artifacts], "fwupd", undefined, {
+    ...amd64,
+    log: (m) => logs.push(m),
+  });
+  assert.equal(r.version, "2.1.6");
+  assert.equal(r.reference, `oci://${ref("fwupd", "2.1.6", "amd64")}`);
+  assert.deepEqual(logs, ["fwupd: the latest version 2.1.7 has no sysext for amd64; taking 2.1.6"]);
+  assert.equal(pick("fwupd", ">= 2.1"), "2.1.6");
+  assert.equal(pick("fwupd", "2.1.6"), "2.1.6");
+  assert.equal(pick("drbd", undefined), "9.3.2");
+  assert.equal(pick("drbd", undefined, "arm64"), "9.3.3");
+  assert.equal(pick("drbd", "^9"), "9.3.2");
+  assert.equal(pick("drbd", "^9", "arm64"), "9.3.3");
+  assert.equal(pick("vendor-tool", undefined), "stable");
+});
+
+test("Kairos's artifact table: the refusals name the constraint, the architecture, what is published", () => {
+  const refusal = (name: string, requested: string | undefined, arch = "amd64"): string => {
+    try {
+      pick(name, requested, arch);
+    } catch (e) {
+      assert.ok(e instanceof ExtctlError);
+      return e.message;
+    }
+    assert.fail(`${name}@${requested} resolved`);
+  };
+  assert.equal(
+    refusal("fwupd", "> 2.1.6"),
+    `no version of fwupd in ${A} that satisfies > 2.1.6 has a sysext for amd64 (satisfying: 2.1.7 (none))`,
+  );
+  assert.equal(
+    refusal("fwupd", "2.1.7"),
+    `version 2.1.7 of fwupd in ${A} has no sysext image for any architecture`,
+  );
+  assert.equal(
+    refusal("drbd", "9.3.3"),
+    `version 9.3.3 of drbd in ${A} has no sysext for amd64 (published: arm64)`,
+  );
+  assert.equal(
+    refusal("vendor-tool", "nightly"),
+    `version nightly of vendor-tool in ${A} has no sysext image for any architecture`,
+  );
+  assert.equal(
+    refusal("git", undefined),
+    `no version of git in ${A} has a sysext for amd64 (published: 2.55.0 (none))`,
+  );
+  assert.equal(
+    refusal("drbd", "> 9.3.2"),
+    `no version of drbd in ${A} that satisfies > 9.3.2 has a sysext for amd64 (satisfying: 9.3.3 (arm64))`,
+  );
+});
+
+test("a bare name never falls back to a pre-release or past latest", () => {
+  const c = catalog(A, [
+    {
+      name: "t",
+      latest: "2.0.0",
+      tags: [{ tag: "2.0.0", arches: [] }, "3.0.0", "1.9.0-rc.1", "1.8.0"],
+    },
+  ]);
+  assert.equal(resolveExtension([c], "t", undefined, amd64).version, "1.8.0");
+});
+
+// Kairos's sdk/extensions/catalog_test.go: its fixture's arm64 digest is upper-case hex. Kairos
+// checks a reference when it resolves that entry, so amd64 (and other layers) still resolve.
+test("Kairos's catalog table: a bad reference refuses only its own entry", () => {
+  const json = catalogJson([
+    { name: "git", latest: "2.55.0", tags: ["2.55.0"] },
+    { name: "tagged", latest: "1.0.0", tags: ["1.0.0"] },
+  ]);
+  const layers = json.layers as { tags: { sysext: Record<string, { oci: string }> }[] }[];
+  const arm64 = layers[0]!.tags[0]!.sysext.arm64!;
+  arm64.oci = arm64.oci.replace(
+    /@sha256:(.*)$/,
+    (_m, hex: string) => `@sha256:${hex.toUpperCase()}`,
+  );
+  layers[1]!.tags[0]!.sysext.amd64!.oci = "ghcr.io/kairos-io/hadron-layers/sysext/tagged:1.0.0";
+  const c = parseCatalog(bytesOf(json), A);
+  assert.equal(c.warnings.length, 2);
+  assert.equal(resolveExtension([c], "git", undefined, amd64).version, "2.55.0");
+  assert.equal(
+    resolveExtension([c], "tagged", undefined, { kind: "sysext", arch: "arm64" }).version,
+    "1.0.0",
+  );
+  assert.throws(
+    () => resolveExtension([c], "git", undefined, { kind: "sysext", arch: "arm64" }),
+    (e: unknown) => {
+      assert.ok(e instanceof ExtctlError);
+      assert.equal(e.code, "catalog");
+      assert.match(
+        e.message,
+        /^version 2\.55\.0 of git in https:\/\/a\.example\/releases\.json cannot be installed: layers\[0\]\.tags\[0\]\.sysext\.arm64\.oci "ghcr\.io\/kairos-io\/hadron-layers\/sysext\/git@sha256:[0-9A-F]{64}" is not host/,
+      );
+      return true;
+    },
+  );
+  // An unusable entry still counts as published: no silent fall back past it.
+  assert.throws(
+    () => resolveExtension([c], "tagged", undefined, amd64),
+    /tagged:1\.0\.0" is not pinned/,
   );
 });
 

@@ -6,6 +6,7 @@ import { ExtctlError } from "../../../../src/util/errors.js";
 import {
   SCHEMES,
   SOURCES,
+  canonicalSourceUri,
   schemeList,
   sourceFor,
 } from "../../../../src/domain/sources/source-registry.js";
@@ -70,4 +71,21 @@ test("the sources apply demands a pin from are those the table marks", () => {
     SOURCES.filter((s) => s.pin !== undefined).map((s) => `${s.label}${s.pin}`),
     ["http(s):sha256", "oci:digest"],
   );
+});
+
+test("docker: and container: (kairos-sdk's spellings) are oci:, and only the scheme changes", () => {
+  const oci = sourceFor("oci");
+  assert.equal(sourceFor("docker"), oci);
+  assert.equal(sourceFor("container"), oci);
+  assert.equal(sourceOf("docker://quay.io/org/tool:1.0"), oci);
+  assert.equal(canonicalSourceUri("docker://quay.io/org/tool:1.0"), "oci://quay.io/org/tool:1.0");
+  assert.equal(
+    canonicalSourceUri("CONTAINER://localhost:5000/t@sha256:" + "a".repeat(64)),
+    "oci://localhost:5000/t@sha256:" + "a".repeat(64),
+  );
+  assert.equal(canonicalSourceUri("container:r.example/x"), "oci:r.example/x");
+  for (const same of ["oci://r.example/x", "https://e.org/docker://x", "file:/docker", "x"])
+    assert.equal(canonicalSourceUri(same), same);
+  // Aliases are not schemes of their own: lists and completion name oci: once.
+  assert.ok(!SCHEMES.includes("docker"));
 });
