@@ -6,8 +6,10 @@ import { ExtensionStore } from "../domain/store/store.js";
 import type { ExtensionKind, Profile } from "../domain/store/layout.js";
 import { checkSafeName } from "../domain/store/names.js";
 import { VersionedStore, storeFileName } from "../domain/store/versions.js";
+import { ExtctlError } from "../util/errors.js";
 import {
   CatalogCache,
+  discardVersion,
   fetchVersion,
   newRecord,
   nodeIdentity,
@@ -96,6 +98,32 @@ export async function installByName(
       ctx.log.info(`kept the ${storeFileName(name)} that was installed as version "unversioned"`);
     }
     const { entry, downloaded } = await fetchVersion(ctx, versions, record, resolution, options);
+    if (current?.file !== entry.file) {
+      // Judged before it becomes current, as upgrade does: a version whose release file does
+      // not fit this node (ID=fedora on Debian) would sit in every profile and never merge.
+      // Only systemd's rules: the trust policy is enable's and boot's to apply, as for install.
+      const { checkImage } = await import("./check.js");
+      const check = await checkImage(ctx, {
+        image: await store.root.readPath(versions.filePath(name, entry)),
+        kind: options.kind,
+        fileName: storeFileName(name),
+      });
+      const failed = check.rules.find((r) => r.status === "fail" && r.rule !== "image-policy");
+      const refusal = failed ? `it would not merge on this node: ${failed.reason}` : undefined;
+      if (refusal) {
+        if (!record.versions.includes(entry)) await discardVersion(versions, name, entry);
+        throw new ExtctlError(
+          "incompatible",
+          `${name} ${entry.version} (${entry.reference}) is not installed: ${refusal}`,
+          {
+            hint:
+              current === undefined
+                ? "ask for a version built for this node (NAME@VERSION), or `extctl check` the image to see what it needs"
+                : `${current.version} stays current; ask for a version built for this node (NAME@VERSION)`,
+          },
+        );
+      }
+    }
     if (!record.versions.includes(entry)) record.versions.push(entry);
     record.pinned = resolution.pinned;
     record.catalogs = options.catalogs ?? record.catalogs;

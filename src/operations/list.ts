@@ -79,7 +79,7 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
   const store = new ExtensionStore(ctx.root, options.kind);
   const [readable, runtime, merged, ...byProfile] = await Promise.all([
     store.readableImages(),
-    store.runtimeLinks(),
+    store.runtimeImages(),
     readMerged(ctx.root, options.kind, ctx.env),
     ...PROFILES.map((p) => store.profileLinks(p)),
   ]);
@@ -92,7 +92,10 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
     for (const name of byProfile[i] ?? [])
       enabled.set(name, [...(enabled.get(name) ?? []), profile]);
   });
-  const runtimeSet = new Set(runtime);
+  // Store image -> its /run link: on systemd 252-254 tool.sysext.raw is linked as tool.raw.
+  const linkOf = new Map<string, string>();
+  for (const [link, image] of runtime)
+    if (!linkOf.has(image) || link === image) linkOf.set(image, link);
   const mergedSet = mergedNames(merged);
   const storedSet = new Set(stored);
   const names = options.profile ? (byProfile[PROFILES.indexOf(options.profile)] ?? []) : stored;
@@ -124,8 +127,8 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
       path: options.profile ? store.profileLinkPath(options.profile, name) : store.imagePath(name),
       present: storedSet.has(name),
       profiles: enabled.get(name) ?? [],
-      linked: runtimeSet.has(name),
-      merged: runtimeSet.has(name) && isMerged(name, mergedSet),
+      linked: linkOf.has(name),
+      merged: linkOf.has(name) && isMerged(linkOf.get(name) as string, mergedSet),
     };
     images.push(entry);
     if (!entry.present) continue;

@@ -43,6 +43,7 @@ export const fileSource: Source = {
       progress,
       from,
       ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),
+      mergeTarget: { kind: request.kind, root: ctx.root },
     });
     return [image];
   },

@@ -221,6 +221,7 @@ export const httpSource: Source = {
       ...(expectedSize === undefined ? {} : { expectedSize }),
       maxSize: await expansionLimit(request.storeDir, request.maxBytes),
       ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),
+      mergeTarget: { kind: request.kind, root: ctx.root },
     });
     return [image];
   },
