@@ -163,6 +163,23 @@ export async function checkImage(ctx: Context, options: CheckOptions): Promise<C
       const firstFail = verdict.rules.find((r) => r.status === "fail");
       if (firstFail) verdict.reason = firstFail.reason;
     }
+    // systemd's masking, for the image as extctl links it into the runtime dir of this root.
+    const { maskOf, describeMask } = await import("../domain/activate/masking.js");
+    const { LAYOUTS } = await import("../domain/store/layout.js");
+    const mask = await maskOf(ctx.root, kind, systemdVersion, LAYOUTS[kind].runtime, linkName);
+    verdict.rules.push(
+      mask
+        ? { rule: "masking", status: "fail", reason: describeMask(mask) }
+        : {
+            rule: "masking",
+            status: "pass",
+            reason: `no entry named "${verdict.name}" comes before ${LAYOUTS[kind].runtime} in systemd's search order`,
+          },
+    );
+    if (mask) {
+      verdict.compatible = false;
+      verdict.reason ??= describeMask(mask);
+    }
     // The dissection's own limit: an image this systemd cannot read does not merge at all.
     const reason = unreadableBySystemd(image.dissected, systemdVersion);
     if (reason) {

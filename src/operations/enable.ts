@@ -78,6 +78,29 @@ export async function enable(ctx: Context, options: EnableOptions): Promise<Enab
       ctx.log.info(`${image} is enabled but not merged now: ${result.notLive}`);
       return result;
     }
+    // systemd takes an earlier dir's entry of the same name (an empty /etc/extensions/NAME
+    // masks): refused here with the path, rather than relaying systemd's words after a refresh.
+    const [{ maskOf, describeMask }, { dissectingSystemd }] = await Promise.all([
+      import("../domain/activate/masking.js"),
+      import("../domain/image/host.js"),
+    ]);
+    const mask = await maskOf(
+      ctx.root,
+      options.kind,
+      await dissectingSystemd(ctx.root),
+      store.layout.runtime,
+      linkName,
+    );
+    if (mask) {
+      await tx.rollback();
+      throw new ExtctlError(
+        "incompatible",
+        `${image} cannot be merged now: it is ${describeMask(mask)}`,
+        {
+          hint: `remove ${mask.path} to unmask it (systemd takes the first entry of a name in its search order); the links this command made were undone`,
+        },
+      );
+    }
     // A link of this image under another name (made before the root's systemd changed) would
     // have systemd see it twice: it goes.
     for (const [link, stored] of await store.runtimeImages()) {

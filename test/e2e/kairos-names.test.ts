@@ -4,14 +4,25 @@
 // an image whose release file fits no name at all (nothing stored, the fix named).
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { access, readFile, readdir, readlink, writeFile } from "node:fs/promises";
+import { execFileSync, spawnSync } from "node:child_process";
+import {
+  access,
+  copyFile,
+  mkdir,
+  readFile,
+  readdir,
+  readlink,
+  rmdir,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import path from "node:path";
 import { jsonOf, runExtctl } from "../helpers/cli.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempNodeRoot } from "../helpers/tmp.js";
 import { makeSampleImage } from "../helpers/images.js";
 import { systemdVersion } from "../helpers/lane.js";
-import type { ListResult, StatusResult } from "../../src/index.js";
+import type { CheckResult, ListResult, StatusResult } from "../../src/index.js";
 
 const STORE = "var/lib/kairos/extensions";
 
@@ -53,7 +64,15 @@ test("a Kairos-named image merges with enable --now under the name the root's sy
   const installed = await runExtctl(["--root", root, "sysext", "install", `file://${image}`]);
   assert.equal(installed.code, 0, installed.stderr);
 
-  const enabled = await runExtctl(["--root", root, "sysext", "enable", "tool", "--common", "--now"]);
+  const enabled = await runExtctl([
+    "--root",
+    root,
+    "sysext",
+    "enable",
+    "tool",
+    "--common",
+    "--now",
+  ]);
   assert.equal(enabled.code, 0, enabled.stderr);
   assert.deepEqual(await readdir(path.join(root, "run/extensions")), [expectedLink()]);
   assert.deepEqual(await merged(root), ["tool"], "systemd merged it (its own marker says so)");
@@ -90,10 +109,7 @@ test("boot links a Kairos-named image under the name the root's systemd wants, a
   const root = await tempNodeRoot(t);
   t.after(() => runExtctl(["--root", root, "sysext", "disable", "tool", "--active", "--now"]));
   const image = await kairosImage(t);
-  assert.equal(
-    (await runExtctl(["--root", root, "sysext", "install", `file://${image}`])).code,
-    0,
-  );
+  assert.equal((await runExtctl(["--root", root, "sysext", "install", `file://${image}`])).code, 0);
   assert.equal((await runExtctl(["--root", root, "sysext", "enable", "tool", "--active"])).code, 0);
   // A link left under the file's own name by an older extctl goes: /run says what this boot loads.
   const cmdline = path.join(await tempDir(t), "cmdline");
@@ -143,4 +159,81 @@ test("install refuses an image whose release file fits no name systemd gives it;
   ]);
   assert.equal(named.code, 0, named.stderr);
   assert.deepEqual(await readdir(path.join(root, STORE)), ["tool.sysext.raw"]);
+});
+
+/** systemd-sysext's own `list` for the root: NAME -> PATH of the entry it takes. */
+function systemdList(root: string): Map<string, string> {
+  const out = execFileSync("systemd-sysext", [`--root=${root}`, "list", "--json=short"], {
+    encoding: "utf8",
+  });
+  const rows = JSON.parse(out) as { name: string; path: string }[];
+  return new Map(rows.map((r) => [r.name, r.path]));
+}
+
+test("masking: an empty /etc/extensions/NAME or a same-name image there; extctl's verdict is systemd's", async (t) => {
+  if (!requirePeers(t, ["systemd-sysext", "mksquashfs"], { root: true })) return;
+  const root = await tempNodeRoot(t);
+  t.after(() => spawnSync("systemd-sysext", [`--root=${root}`, "unmerge"], { stdio: "ignore" }));
+  const work = await tempDir(t);
+  const image = await makeSampleImage(work, {
+    fileName: "tool.raw",
+    release: "ID=_any\n",
+    files: { "usr/share/tool/hello": "from the store\n" },
+  });
+  assert.equal((await runExtctl(["--root", root, "sysext", "install", `file://${image}`])).code, 0);
+  assert.equal((await runExtctl(["--root", root, "sysext", "enable", "tool", "--common"])).code, 0);
+  await mkdir(path.join(root, "etc/extensions/tool"), { recursive: true });
+
+  const listed = jsonOf<ListResult>(await runExtctl(["--root", root, "sysext", "list", "--json"]));
+  assert.equal(listed.images[0]?.compatible, false);
+  assert.match(
+    listed.images[0]?.reason ?? "",
+    /^masked by \/etc\/extensions\/tool \(an empty directory/,
+  );
+  const checked = jsonOf<CheckResult>(
+    await runExtctl(["--root", root, "check", path.join(root, STORE, "tool.raw"), "--json"]),
+  );
+  assert.equal(checked.compatible, false);
+  assert.equal(checked.rules.find((r) => r.rule === "masking")?.status, "fail");
+
+  // enable --now says so itself and leaves /run as it was.
+  const now = await runExtctl(["--root", root, "sysext", "enable", "tool", "--common", "--now"]);
+  assert.equal(now.code, 1);
+  assert.match(
+    now.stderr,
+    /tool\.raw cannot be merged now: it is masked by \/etc\/extensions\/tool/,
+  );
+  assert.deepEqual(await readdir(path.join(root, "run/extensions")).catch(() => []), []);
+
+  // systemd agrees: with our link in /run it takes the directory and merges nothing of ours.
+  await mkdir(path.join(root, "run/extensions"), { recursive: true });
+  await symlink(`../../${STORE}/common/tool.raw`, path.join(root, "run/extensions/tool.raw"));
+  spawnSync("systemd-sysext", [`--root=${root}`, "refresh"], { encoding: "utf8" });
+  assert.equal(systemdList(root).get("tool"), path.join(root, "etc/extensions/tool"));
+  assert.deepEqual(await merged(root), []);
+  const status = jsonOf<StatusResult>(await runExtctl(["--root", root, "status", "--json"]));
+  assert.deepEqual(
+    status.kinds
+      .find((k) => k.kind === "sysext")
+      ?.mismatches.map((m) => [m.name, m.problem, m.detail.slice(0, 36)]),
+    [["tool.raw", "linked-not-merged", "masked by /etc/extensions/tool (an e"]],
+  );
+
+  // A same-name image earlier in the search order: systemd merges that one instead of ours.
+  await rmdir(path.join(root, "etc/extensions/tool"));
+  const other = await makeSampleImage(await tempDir(t), {
+    fileName: "tool.raw",
+    release: "ID=_any\n",
+    files: { "usr/share/tool/hello": "from /etc\n" },
+  });
+  await copyFile(other, path.join(root, "etc/extensions/tool.raw"));
+  spawnSync("systemd-sysext", [`--root=${root}`, "refresh"], { encoding: "utf8" });
+  assert.equal(systemdList(root).get("tool"), path.join(root, "etc/extensions/tool.raw"));
+  assert.equal(await readFile(path.join(root, "usr/share/tool/hello"), "utf8"), "from /etc\n");
+  const again = jsonOf<ListResult>(await runExtctl(["--root", root, "sysext", "list", "--json"]));
+  assert.match(
+    again.images[0]?.reason ?? "",
+    /^masked by \/etc\/extensions\/tool\.raw \(an image of the same name/,
+  );
+  assert.equal(again.images[0]?.merged, false, "merged is what systemd took, not a name match");
 });
