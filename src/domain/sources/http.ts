@@ -221,7 +221,11 @@ export const httpSource: Source = {
       ...(expectedSize === undefined ? {} : { expectedSize }),
       maxSize: await expansionLimit(request.storeDir, request.maxBytes),
       ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),
-      mergeTarget: { kind: request.kind, root: ctx.root },
+      mergeTarget: {
+        kind: request.kind,
+        root: ctx.root,
+        ...(request.mergeName === undefined ? {} : { as: request.mergeName }),
+      },
     });
     return [image];
   },

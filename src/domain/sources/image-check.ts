@@ -14,6 +14,8 @@ import { requireLinkName } from "../image/link-name.js";
 export interface MergeTarget {
   kind: ExtensionKind;
   root: Root;
+  /** The store file name it will be known by, when not the one it arrives under. */
+  as?: string;
 }
 
 /**
@@ -27,7 +29,7 @@ export async function checkIsImage(
   target?: MergeTarget,
 ): Promise<void> {
   await checkIsDissectable(file, name, from);
-  if (target) await requireLinkName(target.root, file, name, target.kind, false);
+  if (target) await requireLinkName(target.root, file, target.as ?? name, target.kind, false);
 }
 
 async function checkIsDissectable(file: string, name: string, from: string): Promise<void> {

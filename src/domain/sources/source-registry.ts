@@ -25,13 +25,13 @@ export const SOURCES: readonly SourceDescriptor[] = [
   {
     schemes: ["file"],
     label: "file:",
-    options: ["name", "sha256", "maxBytes"],
+    options: ["name", "mergeName", "sha256", "maxBytes"],
     load: async () => (await import("./file.js")).fileSource,
   },
   {
     schemes: ["http", "https"],
     label: "http(s):",
-    options: ["name", "sha256", "caCerts", "timeoutMs", "maxBytes"],
+    options: ["name", "mergeName", "sha256", "caCerts", "timeoutMs", "maxBytes"],
     pin: "sha256",
     load: async () => (await import("./http.js")).httpSource,
   },
@@ -39,6 +39,7 @@ export const SOURCES: readonly SourceDescriptor[] = [
     schemes: ["oci"],
     label: "oci:",
     options: [
+      "mergeName",
       "sha256",
       "caCerts",
       "platform",
