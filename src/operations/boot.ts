@@ -50,6 +50,8 @@ export interface BootImage {
   name: string;
   /** The profile dir the link goes through. */
   profile: Profile;
+  /** The /run link's name when it is not the image's (systemd 252-254, image/link-name.ts). */
+  link?: string;
   /** linked: made now; unchanged: it was already there. */
   action?: "linked" | "unchanged";
   outcome?: string;
@@ -165,8 +167,10 @@ async function linkKind(
       result.skipped.push({ kind, name, profile: dir, reason, ...(outcome ? { outcome } : {}) });
       ctx.log.warn(`skipping ${kind} ${name} (${dir}): ${reason}`);
     };
-    const verdict = await (verdicts[i] as Promise<ImageVerdict>);
-    const owner = wanted.get(name);
+    const verdict = await (verdicts[i] as Promise<LinkedVerdict>);
+    // The name systemd finds the release file under; profile and common clash on that name.
+    const linkName = verdict.linkName ?? name;
+    const owner = wanted.get(linkName);
     if (owner) {
       skip(`the ${owner} profile already links an image of that name, and it wins`, "clash");
       continue;
@@ -180,16 +184,20 @@ async function linkKind(
       );
       continue;
     }
-    wanted.set(name, dir);
-    const made = await store.linkRuntime(dir, name);
+    wanted.set(linkName, dir);
+    const made = await store.linkRuntime(dir, name, linkName);
     result.linked.push({
       kind,
       name,
       profile: dir,
+      ...(linkName === name ? {} : { link: linkName }),
       action: made ? "linked" : "unchanged",
       outcome: verdict.outcome,
     });
-    if (made) ctx.log.info(`linked ${kind} ${name} from the ${dir} profile`);
+    if (made)
+      ctx.log.info(
+        `linked ${kind} ${name} from the ${dir} profile${linkName === name ? "" : ` as ${linkName}, the name systemd ${systemd} finds its release file under`}`,
+      );
   }
   // Links we (or immucore) made through a profile dir that this boot does not load, or that
   // now fail the policy, go: /run must say exactly what this boot state loads. Links pointing
@@ -207,6 +215,8 @@ async function linkKind(
 
 const CHECK_CONCURRENCY = 4;
 
+type LinkedVerdict = ImageVerdict & { linkName?: string };
+
 /** Resolves the profile link to its image and checks it; never throws. */
 async function checkCandidate(
   ctx: Context,
@@ -215,7 +225,7 @@ async function checkCandidate(
   systemd: number | undefined,
   dir: Profile,
   name: string,
-): Promise<ImageVerdict> {
+): Promise<LinkedVerdict> {
   try {
     const info = await store.linkInfo(store.profileLinkPath(dir, name));
     if (!info?.resolves)
@@ -227,7 +237,11 @@ async function checkCandidate(
     const hostPath = ctx.root.path(await ctx.root.resolve(store.profileLinkPath(dir, name)));
     const unreadable = await unreadableBy(hostPath, systemd);
     if (unreadable) return { ok: false, outcome: "unreadable", reason: unreadable };
-    return await trust.check(hostPath, name, store.kind);
+    const verdict = await trust.check(hostPath, name, store.kind);
+    if (!verdict.ok || systemd === undefined) return verdict;
+    const { linkNameOfFile } = await import("../domain/image/link-name.js");
+    const choice = await linkNameOfFile(hostPath, name, store.kind, systemd);
+    return choice?.ok ? { ...verdict, linkName: choice.linkName } : verdict;
   } catch (e) {
     // A reader or trust failure on one image is that image's problem only.
     return { ok: false, outcome: "error", reason: messageOf(e) };

@@ -13,6 +13,7 @@ import {
 import { NEWEST_SYSTEMD, hostFacts, mergingSystemd } from "../domain/image/host.js";
 import { imageFacts, openImage, type OpenedImage } from "../domain/image/image.js";
 import { unreadableBySystemd } from "../domain/image/ddi.js";
+import { chooseLinkName } from "../domain/image/link-name.js";
 import { parseBoolean } from "../domain/image/os-release.js";
 import { hasFeature } from "../domain/image/systemd-versions.js";
 import type { Protection } from "../domain/trust/policy.js";
@@ -38,6 +39,8 @@ export interface CheckResult extends CompatibilityVerdict {
   hostVersionId?: string;
   /** The image policy applied and where it came from. */
   policy?: { text: string; source: string };
+  /** The name extctl links the image under in /run (differs from the file's on systemd 252-254). */
+  linkName: string;
 }
 
 /** systemd's $SYSTEMD_DISSECT_VERITY_EMBEDDED / _SIDECAR: false turns that verity source off. */
@@ -133,15 +136,50 @@ export async function checkImage(ctx: Context, options: CheckOptions): Promise<C
   try {
     const rules = rulesFor(systemdVersion);
     const policy = await policyFacts(ctx, image, kind);
+    // extctl links the image under a name whose release file it carries (252-254: NAME.raw for
+    // NAME.sysext.raw); the rules are those systemd applies to that link.
+    const choice = await chooseLinkName(image.fs, fileName, kind, rules);
+    const linkName = choice.ok ? choice.linkName : fileName;
     const verdict = withConfextTool(
       checkCompatibility(
-        { ...(await imageFacts(image, kind, rules, fileName)), policy },
+        { ...(await imageFacts(image, kind, rules, linkName)), policy },
         host,
         kind,
         rules,
       ),
       systemdVersion,
     );
+    if (linkName !== fileName) {
+      const at = verdict.rules.findIndex((r) => r.rule === "image-name");
+      verdict.rules[at] = {
+        rule: "image-name",
+        status: "pass",
+        reason: `extctl links ${fileName} as ${linkName}, which systemd ${systemdVersion} names "${verdict.name}"`,
+      };
+    } else if (!choice.ok && choice.fix !== undefined) {
+      const release = verdict.rules.find((r) => r.rule === "release-file" && r.status === "fail");
+      if (release)
+        release.reason = `${choice.reason}; store it as ${choice.fix} (install --name ${choice.fix})`;
+      const firstFail = verdict.rules.find((r) => r.status === "fail");
+      if (firstFail) verdict.reason = firstFail.reason;
+    }
+    // systemd's masking, for the image as extctl links it into the runtime dir of this root.
+    const { maskOf, describeMask } = await import("../domain/activate/masking.js");
+    const { LAYOUTS } = await import("../domain/store/layout.js");
+    const mask = await maskOf(ctx.root, kind, systemdVersion, LAYOUTS[kind].runtime, linkName);
+    verdict.rules.push(
+      mask
+        ? { rule: "masking", status: "fail", reason: describeMask(mask) }
+        : {
+            rule: "masking",
+            status: "pass",
+            reason: `no entry named "${verdict.name}" comes before ${LAYOUTS[kind].runtime} in systemd's search order`,
+          },
+    );
+    if (mask) {
+      verdict.compatible = false;
+      verdict.reason ??= describeMask(mask);
+    }
     // The dissection's own limit: an image this systemd cannot read does not merge at all.
     const reason = unreadableBySystemd(image.dissected, systemdVersion);
     if (reason) {
@@ -159,6 +197,7 @@ export async function checkImage(ctx: Context, options: CheckOptions): Promise<C
         ? { hostVersionId: host.osRelease.VERSION_ID }
         : {}),
       policy: { text: policy.text, source: policy.source },
+      linkName,
     };
   } finally {
     await image.close();

@@ -73,7 +73,8 @@ export async function disable(ctx: Context, options: DisableOptions): Promise<Di
     };
     if (!options.now) return result;
 
-    const runtimeLink = store.runtimeLinkPath(image);
+    // The /run link may carry another name than the image (systemd 252-254: tool.raw).
+    const runtimeLink = store.runtimeLinkPath((await store.runtimeLinkOf(image)) ?? image);
     const runtimeTarget = await store.linkTarget(runtimeLink);
     const rawTarget = await tx.targetOf(runtimeLink);
     // Only the /run link that goes through this profile: one made for another profile stays.

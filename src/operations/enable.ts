@@ -51,6 +51,16 @@ export async function enable(ctx: Context, options: EnableOptions): Promise<Enab
       ...(options.regex ? { regex: true } : {}),
     });
     const policy = await checkPolicy(ctx, store, image, options);
+    // An image whose release file fits no name this root's systemd gives it never merges:
+    // refused here rather than enabled to fail at every boot. The link name is the one it fits.
+    const { requireLinkName } = await import("../domain/image/link-name.js");
+    const linkName = await requireLinkName(
+      ctx.root,
+      await store.imageFile(image),
+      image,
+      options.kind,
+      true,
+    );
     const tx = new LinkTransaction(ctx.root);
     const linked = await store.linkProfile(options.profile, image);
     if (linked) {
@@ -68,16 +78,50 @@ export async function enable(ctx: Context, options: EnableOptions): Promise<Enab
       ctx.log.info(`${image} is enabled but not merged now: ${result.notLive}`);
       return result;
     }
-    const runtimeLink = store.runtimeLinkPath(image);
+    // systemd takes an earlier dir's entry of the same name (an empty /etc/extensions/NAME
+    // masks): refused here with the path, rather than relaying systemd's words after a refresh.
+    const [{ maskOf, describeMask }, { dissectingSystemd }] = await Promise.all([
+      import("../domain/activate/masking.js"),
+      import("../domain/image/host.js"),
+    ]);
+    const mask = await maskOf(
+      ctx.root,
+      options.kind,
+      await dissectingSystemd(ctx.root),
+      store.layout.runtime,
+      linkName,
+    );
+    if (mask) {
+      await tx.rollback();
+      throw new ExtctlError(
+        "incompatible",
+        `${image} cannot be merged now: it is ${describeMask(mask)}`,
+        {
+          hint: `remove ${mask.path} to unmask it (systemd takes the first entry of a name in its search order); the links this command made were undone`,
+        },
+      );
+    }
+    // A link of this image under another name (made before the root's systemd changed) would
+    // have systemd see it twice: it goes.
+    for (const [link, stored] of await store.runtimeImages()) {
+      if (stored !== image || link === linkName) continue;
+      const path = store.runtimeLinkPath(link);
+      const target = await tx.targetOf(path);
+      if ((await store.unlinkPath(path)) && target !== undefined) tx.removed(path, target);
+    }
+    const runtimeLink = store.runtimeLinkPath(linkName);
     const previous = await tx.targetOf(runtimeLink);
-    if (await store.linkRuntime(options.profile, image)) tx.created(runtimeLink, previous);
+    if (await store.linkRuntime(options.profile, image, linkName))
+      tx.created(runtimeLink, previous);
+    if (linkName !== image)
+      ctx.log.info(`linked ${image} as ${runtimeLink}: the name its release file fits`);
     const activation = await activate(ctx, store, tx, options.refresh ?? "auto");
     result.activation = activation;
     if (!activation.refreshed) return result;
-    result.merged = isMerged(image, mergedNames(activation.merged));
+    result.merged = isMerged(linkName, mergedNames(activation.merged));
     if (!result.merged) {
       const reason =
-        activation.unmerged.find((u) => u.name === image)?.reason ?? "systemd did not merge it";
+        activation.unmerged.find((u) => u.name === linkName)?.reason ?? "systemd did not merge it";
       await tx.rollback();
       throw new ExtctlError("incompatible", `${image} was not merged: ${reason}`, {
         hint: "the links this command made were undone; `extctl check` explains what systemd requires",

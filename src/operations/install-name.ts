@@ -6,8 +6,10 @@ import { ExtensionStore } from "../domain/store/store.js";
 import type { ExtensionKind, Profile } from "../domain/store/layout.js";
 import { checkSafeName } from "../domain/store/names.js";
 import { VersionedStore, storeFileName } from "../domain/store/versions.js";
+import { ExtctlError } from "../util/errors.js";
 import {
   CatalogCache,
+  discardVersion,
   fetchVersion,
   newRecord,
   nodeIdentity,
@@ -16,7 +18,6 @@ import {
 } from "../domain/lifecycle/steps.js";
 import { requireRoot, withLock } from "./guard.js";
 import { refusalOf } from "./version-refusal.js";
-import { ExtctlError } from "../util/errors.js";
 
 export interface InstallNameOptions extends NetOptions {
   kind: ExtensionKind;
@@ -98,7 +99,7 @@ export async function installByName(
       ctx.log.info(`kept the ${storeFileName(name)} that was installed as version "unversioned"`);
     }
     const { entry, downloaded } = await fetchVersion(ctx, versions, record, resolution, options);
-    if (!downloaded && current?.file !== entry.file) {
+    if (current?.file !== entry.file && !downloaded) {
       // A kept version becomes current only as rollback and upgrade take one: its bytes still
       // the ones fetched, and admitted under the policy in force now.
       const refusal = await refusalOf(ctx, versions, name, entry, {
@@ -113,6 +114,32 @@ export async function installByName(
             hint: current
               ? `${name} ${current.version} stays current`
               : `${storeFileName(name)} was left as it was`,
+          },
+        );
+      }
+    }
+    if (current?.file !== entry.file && downloaded) {
+      // Judged before it becomes current, as upgrade does: a version whose release file does
+      // not fit this node (ID=fedora on Debian) would sit in every profile and never merge.
+      // Only systemd's rules: the trust policy is enable's and boot's to apply, as for install.
+      const { checkImage } = await import("./check.js");
+      const check = await checkImage(ctx, {
+        image: await store.root.readPath(versions.filePath(name, entry)),
+        kind: options.kind,
+        fileName: storeFileName(name),
+      });
+      const failed = check.rules.find((r) => r.status === "fail" && r.rule !== "image-policy");
+      const refusal = failed ? `it would not merge on this node: ${failed.reason}` : undefined;
+      if (refusal) {
+        if (!record.versions.includes(entry)) await discardVersion(versions, name, entry);
+        throw new ExtctlError(
+          "incompatible",
+          `${name} ${entry.version} (${entry.reference}) is not installed: ${refusal}`,
+          {
+            hint:
+              current === undefined
+                ? "ask for a version built for this node (NAME@VERSION), or `extctl check` the image to see what it needs"
+                : `${current.version} stays current; ask for a version built for this node (NAME@VERSION)`,
           },
         );
       }

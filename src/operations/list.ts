@@ -79,7 +79,7 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
   const store = new ExtensionStore(ctx.root, options.kind);
   const [readable, runtime, merged, ...byProfile] = await Promise.all([
     store.readableImages(),
-    store.runtimeLinks(),
+    store.runtimeImages(),
     readMerged(ctx.root, options.kind, ctx.env),
     ...PROFILES.map((p) => store.profileLinks(p)),
   ]);
@@ -92,7 +92,10 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
     for (const name of byProfile[i] ?? [])
       enabled.set(name, [...(enabled.get(name) ?? []), profile]);
   });
-  const runtimeSet = new Set(runtime);
+  // Store image -> its /run link: on systemd 252-254 tool.sysext.raw is linked as tool.raw.
+  const linkOf = new Map<string, string>();
+  for (const [link, image] of runtime)
+    if (!linkOf.has(image) || link === image) linkOf.set(image, link);
   const mergedSet = mergedNames(merged);
   const storedSet = new Set(stored);
   const names = options.profile ? (byProfile[PROFILES.indexOf(options.profile)] ?? []) : stored;
@@ -124,8 +127,8 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
       path: options.profile ? store.profileLinkPath(options.profile, name) : store.imagePath(name),
       present: storedSet.has(name),
       profiles: enabled.get(name) ?? [],
-      linked: runtimeSet.has(name),
-      merged: runtimeSet.has(name) && isMerged(name, mergedSet),
+      linked: linkOf.has(name),
+      merged: linkOf.has(name) && isMerged(linkOf.get(name) as string, mergedSet),
     };
     images.push(entry);
     if (!entry.present) continue;
@@ -139,6 +142,7 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
     Object.assign(entry, await readColumns(ctx, cache, entry.name, hostPath, options.kind, id));
     if (verifier) entry.trust = await verifier(hostPath);
   });
+  await markMasked(ctx, store, images, linkOf);
   if (cache && (await cache.save(storedSet)))
     ctx.log.debug(`updated the summary cache in ${store.layout.store}`);
   return { kind: options.kind, ...(options.profile ? { profile: options.profile } : {}), images };
@@ -258,4 +262,42 @@ async function makeVerifier(ctx: Context, extra: string[]) {
       return { outcome: "error", trusted: false, message: (e as Error).message };
     }
   };
+}
+
+/**
+ * systemd's masking (domain/activate/masking.ts): an image whose name an earlier search dir
+ * holds (an empty /etc/extensions/NAME, or another image of that name) does not merge, whatever
+ * its release file says. Looked at only when such a dir has entries, so a plain list stays light.
+ */
+async function markMasked(
+  ctx: Context,
+  store: ExtensionStore,
+  images: ListedImage[],
+  linkOf: ReadonlyMap<string, string>,
+): Promise<void> {
+  if (images.length === 0) return;
+  const [{ masksBefore, describeMask }, { dissectingSystemd }, { linkNameCandidates }, compat] =
+    await Promise.all([
+      import("../domain/activate/masking.js"),
+      import("../domain/image/host.js"),
+      import("../domain/image/link-name.js"),
+      import("../domain/image/compat.js"),
+    ]);
+  const systemd = await dissectingSystemd(ctx.root);
+  const masks = await masksBefore(ctx.root, store.kind, systemd, store.layout.runtime);
+  if (masks.size === 0) return;
+  for (const image of images) {
+    if (!image.present) continue;
+    const linked = linkOf.get(image.name);
+    const names = linked ? [linked] : linkNameCandidates(image.name, store.kind, systemd);
+    for (const link of names) {
+      const mask = masks.get(compat.imageName(link, store.kind, systemd));
+      if (!mask) continue;
+      // What systemd merged under that name is the masking entry, not this image.
+      image.compatible = false;
+      image.merged = false;
+      image.reason = describeMask(mask);
+      break;
+    }
+  }
 }

@@ -40,7 +40,8 @@ export async function remove(ctx: Context, options: RemoveOptions): Promise<Remo
     });
     const result: RemoveResult = { image, profiles: [], unlinkedRuntime: false };
     const tx = new LinkTransaction(ctx.root);
-    const runtimeLink = store.runtimeLinkPath(image);
+    // The /run link may carry another name than the image (systemd 252-254: tool.raw).
+    const runtimeLink = store.runtimeLinkPath((await store.runtimeLinkOf(image)) ?? image);
     const runtimeTarget = await tx.targetOf(runtimeLink);
     if (runtimeTarget !== undefined) {
       await store.unlinkPath(runtimeLink);

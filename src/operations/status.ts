@@ -68,14 +68,17 @@ async function kindStatus(
   bootState: Promise<SentinelState>,
 ): Promise<KindStatus> {
   const store = new ExtensionStore(ctx.root, kind);
-  const [merged, linked, profileLinks] = await Promise.all([
+  const [merged, runtimeImages, profileLinks] = await Promise.all([
     readMerged(ctx.root, kind, ctx.env),
-    store.runtimeLinks(),
+    store.runtimeImages(),
     Promise.all(PROFILES.map((profile) => store.profileLinks(profile))),
   ]);
   const enabled = Object.fromEntries(
     PROFILES.map((profile, i) => [profile, profileLinks[i] as string[]]),
   ) as Record<Profile, string[]>;
+  const linked = [...runtimeImages.keys()];
+  // The store images the /run links stand for (252-254 link tool.sysext.raw as tool.raw).
+  const linkedImages = new Set(runtimeImages.values());
   const mismatches: Mismatch[] = [];
   const mergedSet = mergedNames(merged);
   const linkedSystemdNames = new Set(linked.flatMap(systemdNames));
@@ -110,7 +113,7 @@ async function kindStatus(
   for (const profile of PROFILES) {
     if (!isLiveProfile(profile, boot)) continue;
     for (const name of enabled[profile]) {
-      if (!linked.includes(name)) {
+      if (!linkedImages.has(name)) {
         mismatches.push({
           name,
           problem: "enabled-not-linked",

@@ -23,6 +23,8 @@ import {
   dropIn,
   dropInPolicy,
   enabledByInstall,
+  profileScript,
+  PROFILE_DIR,
   upgradeService,
   upgradeTimer,
   upgradeTimerWantsLink,
@@ -293,6 +295,15 @@ async function installUnits(
       existing !== undefined &&
       (typeof existing !== "string" || !existing.startsWith(UNIT_MARKER))
     ) {
+      // Kairos writes its own /etc/profile.d/systemd-sysext.sh: that one is the operator's
+      // and stays, but a unit file we cannot write would leave the node half set up.
+      if (file.path.startsWith(`${PROFILE_DIR}/`)) {
+        result.unchanged.push(file.path);
+        result.notes.push(
+          `${file.path} exists and was not written by extctl: it stays (it should export what the unit uses: ${file.content.split("\n").find((l) => l.startsWith("export ")) ?? ""})`,
+        );
+        continue;
+      }
       throw new ExtctlError("exists", `${file.path} exists and was not written by extctl`, {
         hint: "move it away first; extctl does not overwrite files it did not write",
       });
@@ -351,6 +362,8 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
     boot,
     dropIn("sysext", somePolicy),
     dropIn("confext", somePolicy),
+    profileScript("sysext"),
+    profileScript("confext"),
     upgradeService("/usr/bin/extctl"),
     upgradeTimer(),
   ];
@@ -369,6 +382,7 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
       "/etc/systemd/system/timers.target.wants",
       "/etc/systemd/system/systemd-sysext.service.d",
       "/etc/systemd/system/systemd-confext.service.d",
+      PROFILE_DIR,
       ...enabled.map((p) => path.posix.dirname(p)),
     ]),
   ].filter((d) => d !== "/etc/systemd/system");

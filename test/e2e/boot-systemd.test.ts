@@ -12,6 +12,7 @@ import {
   readdir,
   readlink,
   rm,
+  stat,
   writeFile,
 } from "node:fs/promises";
 import path from "node:path";
@@ -90,6 +91,8 @@ test("installed units and drop-ins pass systemd-analyze verify; broken ones fail
   assert.equal(r.code, 0, r.stderr);
   const result = JSON.parse(r.stdout) as { changed: string[] };
   assert.deepEqual(result.changed.sort(), [
+    "/etc/profile.d/systemd-confext.sh",
+    "/etc/profile.d/systemd-sysext.sh",
     "/etc/systemd/system/extctl-boot.service",
     "/etc/systemd/system/sysinit.target.wants/extctl-boot.service",
     "/etc/systemd/system/sysinit.target.wants/systemd-confext.service",
@@ -115,6 +118,24 @@ test("installed units and drop-ins pass systemd-analyze verify; broken ones fail
   );
   assert.match(sysext, /SYSTEMD_SYSEXT_HIERARCHIES=\/usr\/bin:[^"]*:\/opt"/);
   assert.doesNotMatch(sysext, /\/usr\/local/);
+  // A shell that reads the profile script gets exactly the unit's list (a real sh sources it).
+  const unitList = /SYSTEMD_SYSEXT_HIERARCHIES=([^"]*)"/.exec(sysext)?.[1];
+  const sourced = spawnSync(
+    "sh",
+    [
+      "-c",
+      '. "$1" && printf %s "$SYSTEMD_SYSEXT_HIERARCHIES"',
+      "sh",
+      path.join(root, "etc/profile.d/systemd-sysext.sh"),
+    ],
+    { encoding: "utf8", env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+  );
+  assert.equal(sourced.status, 0, sourced.stderr);
+  assert.equal(sourced.stdout, unitList);
+  assert.equal(
+    (await stat(path.join(root, "etc/profile.d/systemd-sysext.sh"))).mode & 0o777,
+    0o644,
+  );
 
   // The same check fails when what the units run is missing: verify really reads them, the
   // drop-ins included (only the drop-in names /usr/bin/systemd-confext).
@@ -202,6 +223,26 @@ test("install refuses to overwrite a unit it did not write", async (t) => {
     await readFile(path.join(root, "etc/systemd/system/extctl-boot.service"), "utf8"),
     "[Unit]\n",
   );
+});
+
+test("a profile script Kairos wrote stays, and the units are still installed", async (t) => {
+  if (!requirePeers(t, [], { root: true })) return;
+  const root = await systemdRoot(t);
+  const kairos = 'export SYSTEMD_SYSEXT_HIERARCHIES="/usr/local/bin:/usr/bin:/opt"\n';
+  await mkdir(path.join(root, "etc/profile.d"), { recursive: true });
+  await writeFile(path.join(root, "etc/profile.d/systemd-sysext.sh"), kairos);
+  const r = await runExtctl(["--root", root, "systemd", "install", "--systemd", "257", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const result = JSON.parse(r.stdout) as { changed: string[]; notes: string[] };
+  assert.ok(result.changed.includes("/etc/profile.d/systemd-confext.sh"));
+  assert.ok(
+    result.notes.some((n) => /systemd-sysext\.sh exists and was not written by extctl/.test(n)),
+  );
+  assert.equal(await readFile(path.join(root, "etc/profile.d/systemd-sysext.sh"), "utf8"), kairos);
+  const un = await runExtctl(["--root", root, "systemd", "install", "--uninstall"]);
+  assert.equal(un.code, 0, un.stderr);
+  assert.equal(await readFile(path.join(root, "etc/profile.d/systemd-sysext.sh"), "utf8"), kairos);
+  await assert.rejects(stat(path.join(root, "etc/profile.d/systemd-confext.sh")));
 });
 
 function systemctl(root: string, ...args: string[]): { code: number; stdout: string } {

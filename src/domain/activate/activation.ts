@@ -35,6 +35,16 @@ export async function diagnoseUnmerged(
     const reason = systemdReasons.get(n);
     if (reason) return reason;
   }
+  const { maskOf, describeMask } = await import("./masking.js");
+  const { dissectingSystemd } = await import("../image/host.js");
+  const mask = await maskOf(
+    ctx.root,
+    store.kind,
+    await dissectingSystemd(ctx.root),
+    store.layout.runtime,
+    name,
+  );
+  if (mask) return describeMask(mask);
   const link = await store.linkInfo(store.runtimeLinkPath(name));
   if (link && !link.resolves)
     return `its link ${store.runtimeLinkPath(name)} -> ${link.target} leads to no image`;

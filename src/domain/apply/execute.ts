@@ -252,7 +252,10 @@ async function runLinkStep(
     case "link":
       return runner.run(step, async () => {
         const store = new ExtensionStore(ctx.root, step.kind);
-        await gate.require(await store.imageFile(step.name), step.name);
+        const file = await store.imageFile(step.name);
+        await gate.require(file, step.name);
+        const { requireLinkName } = await import("../image/link-name.js");
+        await requireLinkName(ctx.root, file, step.name, step.kind, true);
         if (await store.linkProfile(step.profile, step.name))
           runner.txFor(step.kind).created(store.profileLinkPath(step.profile, step.name));
       });

@@ -1,6 +1,7 @@
 // The one-line facts `list` shows per image (version, format, signed, compatible), read from
 // metadata only and never throwing for a bad image: a broken image is "not compatible, because".
 import { existsSync } from "node:fs";
+import path from "node:path";
 import type { Context } from "../../util/context.js";
 import { isExtctlError } from "../../util/errors.js";
 import type { ExtensionKind } from "../store/layout.js";
@@ -8,6 +9,7 @@ import { checkCompatibility, rulesFor, type HostFacts } from "./compat.js";
 import { dissectingSystemd, hostFacts } from "./host.js";
 import { formatName, imageFacts, openImage, sidecarPaths } from "./image.js";
 import type { ReleaseFields } from "./os-release.js";
+import { chooseLinkName } from "./link-name.js";
 
 export interface ImageSummary {
   version?: string;
@@ -16,6 +18,8 @@ export interface ImageSummary {
   compatible: boolean;
   reason?: string;
   release?: ReleaseFields;
+  /** The name extctl links it under in /run so that this systemd finds its release file. */
+  linkName?: string;
 }
 
 export interface SummaryOptions {
@@ -91,7 +95,8 @@ export async function summarizeImageDetail(
     const defaults = await hostFor(ctx);
     const host = options.host ?? defaults.host;
     const systemd = rulesFor(options.systemd ?? defaults.systemd);
-    const facts = await imageFacts(image, kind, systemd);
+    const choice = await chooseLinkName(image.fs, path.basename(hostPath), kind, systemd);
+    const facts = await imageFacts(image, kind, systemd, choice.ok ? choice.linkName : undefined);
     const verdict = checkCompatibility(facts, host, kind, systemd);
     const release = "fields" in facts.release ? facts.release.fields : undefined;
     const upper = kind === "confext" ? "CONFEXT" : "SYSEXT";
@@ -109,6 +114,9 @@ export async function summarizeImageDetail(
         compatible: verdict.compatible,
         ...(verdict.reason ? { reason: verdict.reason } : {}),
         ...(release ? { release } : {}),
+        ...(choice.ok && choice.linkName !== path.basename(hostPath)
+          ? { linkName: choice.linkName }
+          : {}),
       },
       signaturePartition,
       sidecarCounts,

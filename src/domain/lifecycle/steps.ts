@@ -169,6 +169,8 @@ export async function fetchVersion(
       uri: resolution.reference,
       kind: versions.store.kind,
       storeDir: staging,
+      // The store knows it as NAME.sysext.raw: the merge check at install judges that name.
+      mergeName: storeFileName(record.name),
       ...(net.caCerts ? { caCerts: net.caCerts } : {}),
       ...(net.creds ? { creds: net.creds } : {}),
       ...(net.insecureRegistries ? { insecureRegistries: net.insecureRegistries } : {}),

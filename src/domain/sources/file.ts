@@ -45,6 +45,11 @@ export const fileSource: Source = {
       progress,
       from,
       ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),
+      mergeTarget: {
+        kind: request.kind,
+        root: ctx.root,
+        ...(request.mergeName === undefined ? {} : { as: request.mergeName }),
+      },
     });
     return [image];
   },

@@ -260,6 +260,11 @@ export const httpSource: Source = {
       maxSize: room.limit,
       room,
       ...(request.sha256 === undefined ? {} : { sha256: request.sha256 }),
+      mergeTarget: {
+        kind: request.kind,
+        root: ctx.root,
+        ...(request.mergeName === undefined ? {} : { as: request.mergeName }),
+      },
     });
     return [image];
   },

@@ -6,9 +6,33 @@ import { ExtctlError, fsError } from "../../util/errors.js";
 import { dissectImage } from "../image/ddi.js";
 import { FILESYSTEM_NAMES } from "../image/filesystem-registry.js";
 import { quoteName } from "../store/names.js";
+import type { ExtensionKind } from "../store/layout.js";
+import type { Root } from "../../util/root.js";
+import { requireLinkName } from "../image/link-name.js";
 
-/** Throws a clear error unless the file at `file` (to be stored as `name`) is an image. */
-export async function checkIsImage(file: string, name: string, from: string): Promise<void> {
+/** Where an image is going: its kind and the root whose systemd must be able to merge it. */
+export interface MergeTarget {
+  kind: ExtensionKind;
+  root: Root;
+  /** The store file name it will be known by, when not the one it arrives under. */
+  as?: string;
+}
+
+/**
+ * Throws a clear error unless the file at `file` (to be stored as `name`) is an image and, given
+ * `target`, one whose release file fits a name the root's systemd can give it (link-name.ts).
+ */
+export async function checkIsImage(
+  file: string,
+  name: string,
+  from: string,
+  target?: MergeTarget,
+): Promise<void> {
+  await checkIsDissectable(file, name, from);
+  if (target) await requireLinkName(target.root, file, target.as ?? name, target.kind, false);
+}
+
+async function checkIsDissectable(file: string, name: string, from: string): Promise<void> {
   let source: FileSource;
   try {
     source = await FileSource.open(file);

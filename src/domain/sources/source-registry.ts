@@ -30,13 +30,13 @@ export const SOURCES: readonly SourceDescriptor[] = [
   {
     schemes: ["file"],
     label: "file:",
-    options: ["name", "sha256", "maxBytes"],
+    options: ["name", "mergeName", "sha256", "maxBytes"],
     load: async () => (await import("./file.js")).fileSource,
   },
   {
     schemes: ["http", "https"],
     label: "http(s):",
-    options: ["name", "sha256", "caCerts", "timeoutMs", "maxBytes"],
+    options: ["name", "mergeName", "sha256", "caCerts", "timeoutMs", "maxBytes"],
     pin: "sha256",
     load: async () => (await import("./http.js")).httpSource,
   },
@@ -45,6 +45,7 @@ export const SOURCES: readonly SourceDescriptor[] = [
     aliases: ["docker", "container"],
     label: "oci:",
     options: [
+      "mergeName",
       "sha256",
       "caCerts",
       "platform",

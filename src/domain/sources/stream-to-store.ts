@@ -15,7 +15,7 @@ import type { FetchedImage } from "./types.js";
 import { isBulkBody, MAX_VIEW, type BulkBody } from "./http1.js";
 import { StagedWriter } from "./staged-writer.js";
 import { sizeLimitError, type StoreRoom } from "./expansion.js";
-import { checkIsImage } from "./image-check.js";
+import { checkIsImage, type MergeTarget } from "./image-check.js";
 
 /** The most a store file may allow: rw-r--r--, never setuid/setgid/sticky, exec or o+w. */
 export const STORE_MODE_MASK = 0o644;
@@ -35,6 +35,8 @@ export interface StreamToStoreOptions {
   progress?: Progress;
   /** Where the bytes came from, for messages. */
   from: string;
+  /** Checks that the image can merge on this root under some link name (image-check.ts). */
+  mergeTarget?: MergeTarget;
   /** Says what went wrong when reading the source failed (default: a read error on `from`). */
   describeReadError?: (e: unknown) => Error;
   /**
@@ -183,7 +185,7 @@ export async function streamToStore(
       );
     }
     // Only extension images enter the store: judged before the rename, so nothing else lands.
-    await checkIsImage(temp, options.name, options.from);
+    await checkIsImage(temp, options.name, options.from, options.mergeTarget);
     try {
       await handle.chmod((options.mode ?? 0o644) & STORE_MODE_MASK);
       await handle.sync();

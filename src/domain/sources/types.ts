@@ -12,6 +12,11 @@ export interface FetchRequest {
   sha256?: string;
   /** Store the image under this file name instead of the source's. */
   name?: string;
+  /**
+   * The file name the image will finally be known by in the store (install by name stages it
+   * elsewhere first): the check that its release file fits a link name judges this name.
+   */
+  mergeName?: string;
   /** Extra CA certificate files (PEM) trusted besides the system ones. */
   caCerts?: string[];
   /** OCI: platform "os/arch[/variant]"; default the host's. */

@@ -227,6 +227,44 @@ export class ExtensionStore {
     return this.rawEntries(this.layout.runtime);
   }
 
+  /**
+   * Every link in the runtime dir with the store image it stands for: the file its target names
+   * when it leads into this store (directly or through a profile dir), else the link's own name.
+   * On systemd 252-254 `/run/extensions/tool.raw` stands for the store's tool.sysext.raw.
+   */
+  async runtimeImages(): Promise<Map<string, string>> {
+    const result = new Map<string, string>();
+    for (const link of await this.runtimeLinks()) {
+      const target = await readlink(await this.entryHost(this.runtimeLinkPath(link))).catch(
+        () => undefined,
+      );
+      const absolute =
+        target === undefined
+          ? undefined
+          : target.startsWith("/")
+            ? target
+            : path.posix.join(this.layout.runtime, target);
+      const inStore =
+        absolute !== undefined &&
+        path.posix.normalize(absolute).startsWith(`${this.layout.store}/`) &&
+        isImageName(path.posix.basename(absolute));
+      result.set(link, inStore ? path.posix.basename(absolute) : link);
+    }
+    return result;
+  }
+
+  /** The runtime link that stands for store image `image` (see runtimeImages), if any. */
+  async runtimeLinkOf(image: string): Promise<string | undefined> {
+    let found: string | undefined;
+    for (const [link, stored] of await this.runtimeImages()) {
+      if (stored !== image) continue;
+      // Its own name first: that is the one systemd sees when both exist.
+      if (link === image) return link;
+      found ??= link;
+    }
+    return found;
+  }
+
   /** Profiles in which `name` is enabled. */
   async enabledIn(name: string): Promise<Profile[]> {
     const result: Profile[] = [];
@@ -298,9 +336,12 @@ export class ExtensionStore {
     return true;
   }
 
-  /** Makes `/run/extensions/NAME -> <store>/<profile>/NAME`; returns false when already there. */
-  async linkRuntime(profile: Profile, name: string): Promise<boolean> {
-    const link = this.runtimeLinkPath(name);
+  /**
+   * Makes `/run/extensions/LINK -> <store>/<profile>/NAME`, LINK being NAME or the name the root's
+   * systemd finds the image's release file under (image/link-name.ts); false when already there.
+   */
+  async linkRuntime(profile: Profile, name: string, linkName: string = name): Promise<boolean> {
+    const link = this.runtimeLinkPath(linkName);
     const wanted = this.profileLinkPath(profile, name);
     const existing = await this.linkInfo(link);
     if (existing && existing.target === wanted) return false;

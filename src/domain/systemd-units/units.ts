@@ -81,6 +81,20 @@ export const SYSEXT_HIERARCHIES = [
   "/opt",
 ] as const;
 
+/**
+ * What systemd-confext.service merges: its default, /etc. The drop-in leaves it alone; the profile
+ * script names it so that a login shell's systemd-confext agrees with the unit even where the
+ * environment was given something else.
+ */
+export const CONFEXT_HIERARCHIES = ["/etc"] as const;
+
+const HIERARCHY_VARIABLES: Readonly<Record<ExtensionKind, string>> = {
+  sysext: "SYSTEMD_SYSEXT_HIERARCHIES",
+  confext: "SYSTEMD_CONFEXT_HIERARCHIES",
+};
+
+export const PROFILE_DIR = "/etc/profile.d";
+
 export interface UnitFile {
   /** Node path of the file. */
   path: string;
@@ -139,11 +153,27 @@ export function dropIn(kind: ExtensionKind, policy: DropInPolicy): UnitFile {
     `ExecStart=/usr/bin/${tool} refresh --image-policy=${policy.spec}`,
   ];
   if (kind === "sysext")
-    lines.push(`Environment="SYSTEMD_SYSEXT_HIERARCHIES=${SYSEXT_HIERARCHIES.join(":")}"`);
+    lines.push(`Environment="${HIERARCHY_VARIABLES.sysext}=${SYSEXT_HIERARCHIES.join(":")}"`);
   return {
     path: `${UNIT_DIR}/${tool}.service.d/${DROP_IN_NAME}`,
     content: lines.join("\n") + "\n",
   };
+}
+
+/**
+ * /etc/profile.d/systemd-sysext.sh (and -confext.sh): a login shell exports the hierarchies the
+ * unit merges with, as Kairos does, so `systemd-sysext status` typed by an operator looks at
+ * /usr/bin, /usr/lib... (where the unit merged) rather than /usr, where nothing is merged.
+ */
+export function profileScript(kind: ExtensionKind): UnitFile {
+  const tool = kind === "sysext" ? "systemd-sysext" : "systemd-confext";
+  const hierarchies = kind === "sysext" ? SYSEXT_HIERARCHIES : CONFEXT_HIERARCHIES;
+  const content = [
+    UNIT_MARKER,
+    `# The hierarchies ${tool}.service merges, so that ${tool} run from a login shell sees them.`,
+    `export ${HIERARCHY_VARIABLES[kind]}="${hierarchies.join(":")}"`,
+  ];
+  return { path: `${PROFILE_DIR}/${tool}.sh`, content: content.join("\n") + "\n" };
 }
 
 export const UPGRADE_SERVICE_NAME = "extctl-upgrade.service";
@@ -272,7 +302,12 @@ export function unitSet(
   const files = [bootUnit(extctlPath, enabledLinks)];
   const links = [bootUnitWantsLink()];
   if (systemdVersion !== undefined && systemdVersion >= MIN_DROP_IN_VERSION)
-    files.push(dropIn("sysext", policy), dropIn("confext", policy));
+    files.push(
+      dropIn("sysext", policy),
+      dropIn("confext", policy),
+      profileScript("sysext"),
+      profileScript("confext"),
+    );
   if (autoUpgrade !== undefined) {
     files.push(upgradeService(extctlPath), upgradeTimer(autoUpgrade.onCalendar));
     links.push(upgradeTimerWantsLink());

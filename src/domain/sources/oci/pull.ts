@@ -485,7 +485,11 @@ async function installFrom(
       }
     }
     for (const staged of staging.files.values())
-      await checkIsImage(staged.temp, staged.name, formatReference(ref));
+      await checkIsImage(staged.temp, staged.name, formatReference(ref), {
+        kind: request.kind,
+        root: ctx.root,
+        ...(request.mergeName === undefined ? {} : { as: request.mergeName }),
+      });
     // A classic image may carry extra .raw files: besides its only file, or the one named after
     // the repository (exts/tool -> tool.sysext.raw), it may not replace installed ones silently.
     const own = ref.repository.split("/").at(-1) ?? "";

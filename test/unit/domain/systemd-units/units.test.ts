@@ -12,6 +12,7 @@ import {
   dropIn,
   dropInPolicy,
   enabledByInstall,
+  profileScript,
   quoteArg,
   unitSet,
   upgradeService,
@@ -33,8 +34,20 @@ test("systemd 253 and older get only the boot unit; 254+ also both drop-ins", ()
       "/etc/systemd/system/extctl-boot.service",
       "/etc/systemd/system/systemd-sysext.service.d/10-extctl-image-policy.conf",
       "/etc/systemd/system/systemd-confext.service.d/10-extctl-image-policy.conf",
+      "/etc/profile.d/systemd-sysext.sh",
+      "/etc/profile.d/systemd-confext.sh",
     ],
   );
+});
+
+test("the profile scripts export the hierarchies the units merge with", () => {
+  const sysext = profileScript("sysext").content.split("\n");
+  assert.equal(sysext[0], UNIT_MARKER);
+  const drop = dropIn("sysext", VERITY).content;
+  const inUnit = /Environment="SYSTEMD_SYSEXT_HIERARCHIES=([^"]*)"/.exec(drop)?.[1];
+  assert.ok(inUnit);
+  assert.ok(sysext.includes(`export SYSTEMD_SYSEXT_HIERARCHIES="${inUnit}"`));
+  assert.ok(profileScript("confext").content.includes('export SYSTEMD_CONFEXT_HIERARCHIES="/etc"'));
 });
 
 const VERITY = dropInPolicy("verity");
