@@ -6,6 +6,7 @@ import type { Context } from "../util/context.js";
 import { ExtctlError } from "../util/errors.js";
 import {
   checkCompatibility,
+  imageName,
   rulesFor,
   type CompatibilityVerdict,
   type PolicyFacts,
@@ -129,7 +130,36 @@ export async function checkImage(ctx: Context, options: CheckOptions): Promise<C
     ctx.log.warn(
       `${ctx.root.dir} has no os-release (etc/os-release or usr/lib/os-release); systemd would refuse every image`,
     );
-  const image = await openImage(hostPath, { systemd: systemdVersion });
+  const about = {
+    path: hostPath,
+    systemdVersion,
+    systemdVersionSource: source,
+    ...(host.osRelease.ID !== undefined ? { hostId: host.osRelease.ID } : {}),
+    ...(host.osRelease.VERSION_ID !== undefined
+      ? { hostVersionId: host.osRelease.VERSION_ID }
+      : {}),
+  } as const;
+  let image: OpenedImage;
+  try {
+    image = await openImage(hostPath, {
+      systemd: systemdVersion,
+      embeddedVerity: !veritySourceOff(ctx.env, "SYSTEMD_DISSECT_VERITY_EMBEDDED"),
+    });
+  } catch (e) {
+    // An image this systemd cannot dissect is a verdict, not an error: it never merges (and
+    // takes its whole refresh down with it).
+    if (!(e instanceof ExtctlError) || e.code !== "format") throw e;
+    const reason = e.message;
+    return {
+      name: imageName(fileName, kind, systemdVersion),
+      kind,
+      systemd: systemdVersion,
+      compatible: false,
+      reason,
+      rules: [{ rule: "dissect", status: "fail", reason }],
+      ...about,
+    };
+  }
   try {
     const rules = rulesFor(systemdVersion);
     const policy = await policyFacts(ctx, image, kind);
@@ -151,13 +181,7 @@ export async function checkImage(ctx: Context, options: CheckOptions): Promise<C
     }
     return {
       ...verdict,
-      path: hostPath,
-      systemdVersion,
-      systemdVersionSource: source,
-      ...(host.osRelease.ID !== undefined ? { hostId: host.osRelease.ID } : {}),
-      ...(host.osRelease.VERSION_ID !== undefined
-        ? { hostVersionId: host.osRelease.VERSION_ID }
-        : {}),
+      ...about,
       policy: { text: policy.text, source: policy.source },
     };
   } finally {
