@@ -29,6 +29,10 @@ export interface CheckOptions {
   fileName?: string;
   /** Judge against this os-release instead of the root's (an OS the node upgrades to). */
   osRelease?: Record<string, string>;
+  /** Leave the image policy out (boot has applied the node's policy already). */
+  skipPolicy?: boolean;
+  /** The scope the merge runs in, when not where check runs (boot in the initrd links for the system). */
+  scope?: "system" | "initrd";
 }
 
 export interface CheckResult extends CompatibilityVerdict {
@@ -125,7 +129,11 @@ export async function checkImage(ctx: Context, options: CheckOptions): Promise<C
   const rootHost = await hostFacts(ctx.root, ctx.env, {
     scopeFromRootOnly: !ctx.root.isHostRoot && hasFeature(systemdVersion, "rootInitrdRelease"),
   });
-  const host = options.osRelease ? { ...rootHost, osRelease: options.osRelease } : rootHost;
+  const host = {
+    ...rootHost,
+    ...(options.osRelease ? { osRelease: options.osRelease } : {}),
+    ...(options.scope ? { scope: options.scope } : {}),
+  };
   if (Object.keys(host.osRelease).length === 0)
     ctx.log.warn(
       `${ctx.root.dir} has no os-release (etc/os-release or usr/lib/os-release); systemd would refuse every image`,
@@ -162,10 +170,10 @@ export async function checkImage(ctx: Context, options: CheckOptions): Promise<C
   }
   try {
     const rules = rulesFor(systemdVersion);
-    const policy = await policyFacts(ctx, image, kind);
+    const policy = options.skipPolicy ? undefined : await policyFacts(ctx, image, kind);
     const verdict = withConfextTool(
       checkCompatibility(
-        { ...(await imageFacts(image, kind, rules, fileName)), policy },
+        { ...(await imageFacts(image, kind, rules, fileName)), ...(policy ? { policy } : {}) },
         host,
         kind,
         rules,
@@ -182,7 +190,7 @@ export async function checkImage(ctx: Context, options: CheckOptions): Promise<C
     return {
       ...verdict,
       ...about,
-      policy: { text: policy.text, source: policy.source },
+      ...(policy ? { policy: { text: policy.text, source: policy.source } } : {}),
     };
   } finally {
     await image.close();

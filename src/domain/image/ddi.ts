@@ -236,8 +236,7 @@ export async function dissectImage(
           `partition ${other.index} (${other.typeName}) overlaps the data partition ${data.index}`,
         );
     }
-    if (signature && options.embeddedVerity !== false)
-      await checkSignatureLoads(source, signature);
+    if (signature && options.embeddedVerity !== false) await checkSignatureLoads(source, signature);
     // systemd mounts a usr partition beside the root too; one without a filesystem fails the
     // whole image (seen on 252, 254, 257 and 262).
     if (choice.usr && (await detectFilesystem(slice(source, choice.usr).source)) === "unknown")

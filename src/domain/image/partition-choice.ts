@@ -240,7 +240,9 @@ function byTier(
   const drop = (d: "root" | "usr", t: Tier) => trio(d).forEach((x) => slots.delete(key(x, t)));
   const orphan = (d: "root" | "usr", t: Tier) => {
     if (get(verityOf(d), t) || get(sigOf(d), t))
-      refuse(`it has a ${d}-verity partition for the ${t} architecture but no ${d} partition for it`);
+      refuse(
+        `it has a ${d}-verity partition for the ${t} architecture but no ${d} partition for it`,
+      );
   };
 
   if (get("root", "native")) {
