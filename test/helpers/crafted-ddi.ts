@@ -418,6 +418,23 @@ export const ISSUE24_RECIPES: Recipe[] = [
     },
   },
   {
+    // 252 opens the arm64 root for its slot of other architectures; 253+ never takes a worse
+    // architecture over the native root, so it never opens it.
+    name: "overlap: a root-arm64 on the native root's sectors",
+    parts: [
+      { type: T.root64, name: "root" },
+      { type: T.rootArm64, name: "root-arm64" },
+    ],
+    mutate(img, s) {
+      let first = 0n;
+      let last = 0n;
+      editEntries(img, s, (i, f, l) => {
+        if (i === 0) [first, last] = [f, l];
+        return i === 1 ? [first, last] : undefined;
+      });
+    },
+  },
+  {
     name: "foreign: root-arm64 B before root-riscv64 A",
     parts: [
       { type: T.rootArm64, name: "B" },
