@@ -186,7 +186,6 @@ function bySlot(partitions: DissectedPartition[], ctx: ChoiceContext): Partition
 // ---- 252: three slots per designator (native, secondary, any other architecture) ----
 
 type Tier = "native" | "secondary" | "other";
-const TIERS: readonly Tier[] = ["native", "secondary", "other"];
 
 /**
  * systemd 252's dissect_image: every root/usr designator has a slot for the native architecture,
@@ -246,7 +245,10 @@ function byTier(
   };
 
   if (get("root", "native")) {
-    for (const t of ["secondary", "other"] as const) (drop("root", t), drop("usr", t));
+    for (const t of ["secondary", "other"] as const) {
+      drop("root", t);
+      drop("usr", t);
+    }
   } else {
     orphan("root", "native");
     if (get("root", "secondary")) {
@@ -256,7 +258,10 @@ function byTier(
       drop("usr", "other");
     } else {
       orphan("root", "secondary");
-      if (get("root", "other")) (promote("root", "other"), promote("usr", "other"));
+      if (get("root", "other")) {
+        promote("root", "other");
+        promote("usr", "other");
+      }
     }
   }
   if (get("root-verity-sig", "native") && !get("root-verity", "native"))
