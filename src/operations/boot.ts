@@ -24,8 +24,19 @@ export interface BootOptions extends BootSources {
   policy?: string;
   /** Replaces the trust check (tests, benchmarks); default: the trust module's. */
   trust?: BootTrust;
+  /** Replaces `check`'s verdict (unit tests on stub images); default: mergeRefusal. */
+  mergeCheck?: MergeCheck;
   kinds?: readonly ExtensionKind[];
 }
+
+/** Why the root's systemd would not merge an image linked as `name`; undefined: it merges. */
+export type MergeCheck = (
+  ctx: Context,
+  hostPath: string,
+  name: string,
+  kind: ExtensionKind,
+  systemd: number | undefined,
+) => Promise<string | undefined>;
 
 /** The outcome of checking one image against the policy. */
 export interface ImageVerdict {
@@ -127,7 +138,9 @@ export async function bootLocked(ctx: Context, options: BootOptions = {}): Promi
     importedKeys: trust.importedKeys ?? [],
   };
   const systemd = await bootSystemdVersion(ctx);
-  for (const store of stores) await linkKind(ctx, store, profile, trust, systemd, result);
+  const merges = options.mergeCheck ?? mergeRefusal;
+  for (const store of stores)
+    await linkKind(ctx, store, profile, { trust, merges }, systemd, result);
 
   const mode = options.refresh ?? "auto";
   if (mode !== "none") {
@@ -140,10 +153,11 @@ async function linkKind(
   ctx: Context,
   store: ExtensionStore,
   profile: Profile,
-  trust: BootTrust,
+  checks: { trust: BootTrust; merges: MergeCheck },
   systemd: number | undefined,
   result: BootResult,
 ): Promise<void> {
+  const { trust } = checks;
   const kind = store.kind;
   // A store that is not a directory (a file left where it should be) lists as empty, and the
   // boot would link nothing of this kind without a word: say why in the journal.
@@ -160,7 +174,7 @@ async function linkKind(
   // The checks read and verify each image; they run a few at a time so that one image's reads
   // overlap another's signature check. Linking then goes in order, so the profile wins clashes.
   const verdicts = limitedMap(candidates, CHECK_CONCURRENCY, (c) =>
-    checkCandidate(ctx, store, trust, systemd, c.dir, c.name),
+    checkCandidate(ctx, store, checks, systemd, c.dir, c.name),
   );
   for (const [i, { dir, name }] of candidates.entries()) {
     const skip = (reason: string, outcome?: string) => {
@@ -177,7 +191,9 @@ async function linkKind(
     }
     if (!verdict.ok) {
       skip(
-        verdict.outcome === "missing" || verdict.outcome === "unreadable"
+        verdict.outcome === "missing" ||
+          verdict.outcome === "unreadable" ||
+          verdict.outcome === "refused"
           ? (verdict.reason ?? verdict.outcome)
           : `it fails the ${trust.policy} policy: ${verdict.reason ?? verdict.outcome}`,
         verdict.outcome,
@@ -221,7 +237,7 @@ type LinkedVerdict = ImageVerdict & { linkName?: string };
 async function checkCandidate(
   ctx: Context,
   store: ExtensionStore,
-  trust: BootTrust,
+  { trust, merges }: { trust: BootTrust; merges: MergeCheck },
   systemd: number | undefined,
   dir: Profile,
   name: string,
@@ -237,16 +253,42 @@ async function checkCandidate(
     const hostPath = ctx.root.path(await ctx.root.resolve(store.profileLinkPath(dir, name)));
     const unreadable = await unreadableBy(hostPath, systemd);
     if (unreadable) return { ok: false, outcome: "unreadable", reason: unreadable };
-    const verdict = await trust.check(hostPath, name, store.kind);
-    if (!verdict.ok || systemd === undefined) return verdict;
+    const trusted = await trust.check(hostPath, name, store.kind);
+    if (!trusted.ok) return trusted;
+    // Only what `check` calls MERGES for the root's systemd is linked (issue 24, item 7); check
+    // judges the image under the name extctl links it as (252-254: NAME.raw, link-name.ts).
+    const refusal = await merges(ctx, hostPath, name, store.kind, systemd);
+    if (refusal) return { ok: false, outcome: "refused", reason: refusal };
+    if (systemd === undefined) return trusted;
     const { linkNameOfFile } = await import("../domain/image/link-name.js");
     const choice = await linkNameOfFile(hostPath, name, store.kind, systemd);
-    return choice?.ok ? { ...verdict, linkName: choice.linkName } : verdict;
+    return choice?.ok ? { ...trusted, linkName: choice.linkName } : trusted;
   } catch (e) {
     // A reader or trust failure on one image is that image's problem only.
     return { ok: false, outcome: "error", reason: messageOf(e) };
   }
 }
+
+/**
+ * Why the root's systemd would not merge the image under the name it is linked as, or undefined
+ * when `check` calls it MERGES: boot links only those, since one image systemd refuses can abort
+ * the whole merge (252 does on a release file that does not match the name).
+ */
+export const mergeRefusal: MergeCheck = async (ctx, hostPath, name, kind, systemd) => {
+  const { checkImage } = await import("./check.js");
+  const verdict = await checkImage(ctx, {
+    image: hostPath,
+    fileName: name,
+    kind,
+    skipPolicy: true,
+    // Linked in the initrd or not, the images merge in the booted system.
+    scope: "system",
+    ...(systemd === undefined ? {} : { systemd }),
+  });
+  return verdict.compatible
+    ? undefined
+    : `check says REFUSED for systemd ${verdict.systemdVersion}: ${verdict.reason ?? "a rule failed"}`;
+};
 
 /**
  * The root's systemd (or, for a --root without one, the host's, which merges it). An image

@@ -6,6 +6,7 @@ import type { Context } from "../util/context.js";
 import { ExtctlError } from "../util/errors.js";
 import {
   checkCompatibility,
+  imageName,
   rulesFor,
   type CompatibilityVerdict,
   type PolicyFacts,
@@ -29,6 +30,10 @@ export interface CheckOptions {
   fileName?: string;
   /** Judge against this os-release instead of the root's (an OS the node upgrades to). */
   osRelease?: Record<string, string>;
+  /** Leave the image policy out (boot has applied the node's policy already). */
+  skipPolicy?: boolean;
+  /** The scope the merge runs in, when not where check runs (boot in the initrd links for the system). */
+  scope?: "system" | "initrd";
 }
 
 export interface CheckResult extends CompatibilityVerdict {
@@ -127,22 +132,56 @@ export async function checkImage(ctx: Context, options: CheckOptions): Promise<C
   const rootHost = await hostFacts(ctx.root, ctx.env, {
     scopeFromRootOnly: !ctx.root.isHostRoot && hasFeature(systemdVersion, "rootInitrdRelease"),
   });
-  const host = options.osRelease ? { ...rootHost, osRelease: options.osRelease } : rootHost;
+  const host = {
+    ...rootHost,
+    ...(options.osRelease ? { osRelease: options.osRelease } : {}),
+    ...(options.scope ? { scope: options.scope } : {}),
+  };
   if (Object.keys(host.osRelease).length === 0)
     ctx.log.warn(
       `${ctx.root.dir} has no os-release (etc/os-release or usr/lib/os-release); systemd would refuse every image`,
     );
-  const image = await openImage(hostPath, { systemd: systemdVersion });
+  const about = {
+    path: hostPath,
+    systemdVersion,
+    systemdVersionSource: source,
+    ...(host.osRelease.ID !== undefined ? { hostId: host.osRelease.ID } : {}),
+    ...(host.osRelease.VERSION_ID !== undefined
+      ? { hostVersionId: host.osRelease.VERSION_ID }
+      : {}),
+  } as const;
+  let image: OpenedImage;
+  try {
+    image = await openImage(hostPath, {
+      systemd: systemdVersion,
+      embeddedVerity: !veritySourceOff(ctx.env, "SYSTEMD_DISSECT_VERITY_EMBEDDED"),
+    });
+  } catch (e) {
+    // An image this systemd cannot dissect is a verdict, not an error: it never merges (and
+    // takes its whole refresh down with it).
+    if (!(e instanceof ExtctlError) || e.code !== "format") throw e;
+    const reason = e.message;
+    return {
+      name: imageName(fileName, kind, systemdVersion),
+      kind,
+      systemd: systemdVersion,
+      compatible: false,
+      reason,
+      rules: [{ rule: "dissect", status: "fail", reason }],
+      ...about,
+      linkName: fileName,
+    };
+  }
   try {
     const rules = rulesFor(systemdVersion);
-    const policy = await policyFacts(ctx, image, kind);
+    const policy = options.skipPolicy ? undefined : await policyFacts(ctx, image, kind);
     // extctl links the image under a name whose release file it carries (252-254: NAME.raw for
     // NAME.sysext.raw); the rules are those systemd applies to that link.
     const choice = await chooseLinkName(image.fs, fileName, kind, rules);
     const linkName = choice.ok ? choice.linkName : fileName;
     const verdict = withConfextTool(
       checkCompatibility(
-        { ...(await imageFacts(image, kind, rules, linkName)), policy },
+        { ...(await imageFacts(image, kind, rules, linkName)), ...(policy ? { policy } : {}) },
         host,
         kind,
         rules,
@@ -189,14 +228,8 @@ export async function checkImage(ctx: Context, options: CheckOptions): Promise<C
     }
     return {
       ...verdict,
-      path: hostPath,
-      systemdVersion,
-      systemdVersionSource: source,
-      ...(host.osRelease.ID !== undefined ? { hostId: host.osRelease.ID } : {}),
-      ...(host.osRelease.VERSION_ID !== undefined
-        ? { hostVersionId: host.osRelease.VERSION_ID }
-        : {}),
-      policy: { text: policy.text, source: policy.source },
+      ...about,
+      ...(policy ? { policy: { text: policy.text, source: policy.source } } : {}),
       linkName,
     };
   } finally {

@@ -246,3 +246,65 @@ async function trustedBoot(
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(await merged(root), ["good"]);
 }
+
+/** A bare squashfs NAME.raw whose release file is extension-release.RELEASE. */
+function bareImage(work: string, name: string, release: string): string {
+  const tree = path.join(work, `bare-${name}`);
+  run("mkdir", [
+    "-p",
+    path.join(tree, "usr/lib/extension-release.d"),
+    path.join(tree, "usr/share", name),
+  ]);
+  run("sh", [
+    "-c",
+    'printf "ID=_any\\n" > "$1"',
+    "sh",
+    path.join(tree, `usr/lib/extension-release.d/extension-release.${release}`),
+  ]);
+  run("sh", [
+    "-c",
+    'printf "hello from %s\\n" "$2" > "$1"',
+    "sh",
+    path.join(tree, "usr/share", name, "hello"),
+    name,
+  ]);
+  const file = path.join(work, `${name}.raw`);
+  run("mksquashfs", [tree, file, "-noappend", "-all-root", "-quiet", "-no-progress"]);
+  return file;
+}
+
+test("boot links only what check calls MERGES: an image whose release file does not match its name is skipped with the reason, the good one beside it merges", async (t) => {
+  if (!requirePeers(t, ["systemd-sysext", "mksquashfs"], { root: true })) return;
+  const work = await tempDir(t);
+  const root = await tempRoot(t);
+  const cleanup = mountRun(root);
+  try {
+    await enable(root, bareImage(work, "good", "good"), "active");
+    // systemd 252 aborts the whole merge on this one ("a good image beside it is not merged").
+    await enable(root, bareImage(work, "misnamed", "something-else"), "active");
+    const cmdline = path.join(work, "cmdline");
+    await writeFile(cmdline, "BOOT_IMAGE=/vmlinuz root=LABEL=COS_ACTIVE ro\n");
+    const r = await runExtctl(
+      ["--root", root, "boot", "--cmdline", cmdline, "--policy", "any", "--json"],
+      { env: ENV },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const result = JSON.parse(r.stdout) as BootJson;
+    assert.deepEqual(
+      result.linked.map((l) => l.name),
+      ["good.raw"],
+    );
+    const skipped = result.skipped.find((s) => s.name === "misnamed.raw");
+    assert.equal(skipped?.outcome, "refused");
+    assert.match(skipped?.reason ?? "", /REFUSED for systemd \d+: .*extension-release/);
+    assert.match(r.stderr, /skipping sysext misnamed\.raw .*REFUSED/);
+    assert.deepEqual(await readdir(path.join(root, "run/extensions")), ["good.raw"]);
+    assert.deepEqual(await merged(root), ["good"]);
+    assert.equal(
+      await readFile(path.join(root, "usr/share/good/hello"), "utf8"),
+      "hello from good\n",
+    );
+  } finally {
+    cleanup();
+  }
+});

@@ -8,7 +8,8 @@
 // unverified data. Compares designation, filesystem and verity (nothing is mounted here).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdir, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { access, copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { crc32 } from "node:zlib";
 import { requirePeers, run } from "../helpers/peers.js";
@@ -16,6 +17,10 @@ import { runExtctl } from "../helpers/cli.js";
 import { tempDir } from "../helpers/tmp.js";
 import {
   GRAFTS,
+  ISSUE24_RECIPES,
+  SIGNED_VARIANTS,
+  signedVariant,
+  usrSquashfs,
   buildSignedDdi,
   fixHeaderCrc,
   T,
@@ -141,13 +146,15 @@ test("extctl designates the partition systemd-dissect mounts, for crafted and ra
   const version = systemdVersion();
   const dir = await tempDir(t);
   const fs = await squashfs(dir);
-  const recipes = [...NAMED, ...randomRecipes(12, 40)];
+  const usrFs = await usrSquashfs(dir);
+  const recipes = [...NAMED, ...ISSUE24_RECIPES, ...randomRecipes(12, 40)];
   const disagreements: string[] = [];
   let tried = 0;
   for (const [i, r] of recipes.entries()) {
     const work = path.join(dir, `case${i}`);
     await mkdir(work);
-    const img = r.polyglot ? await polyglot(work, r, fs) : await gptImage(work, r, fs);
+    const data = r.usrTree ? usrFs : fs;
+    const img = r.polyglot ? await polyglot(work, r, data) : await gptImage(work, r, data);
     const file = path.join(work, "case.raw");
     await writeFile(file, img);
     const want = systemdPick(file);
@@ -199,4 +206,80 @@ test("extctl verify never admits under the signed policy what systemd would moun
   assert.deepEqual(problems, []);
   // The untouched build must be admitted, or the test proves nothing.
   assert.ok(admitted >= 1, "the signed DDI as built is admitted");
+});
+
+/** The layouts of issue 24 whose merge check models: all but a root with a usr beside it. */
+const MERGE_CASES = ISSUE24_RECIPES.filter((r) => !/root-riscv64 B with usr-arm64/.test(r.name));
+
+/** Whether systemd-sysext really merges `file` (as img.raw) on a fresh root, and what it said. */
+async function sysextMerges(
+  base: string,
+  file: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ merged: boolean; says: string; root: string }> {
+  const root = await mkdtemp(path.join(base, "root-"));
+  await mkdir(path.join(root, "usr/lib"), { recursive: true });
+  await mkdir(path.join(root, "run/extensions"), { recursive: true });
+  await writeFile(path.join(root, "usr/lib/os-release"), 'ID=debian\nVERSION_ID="12"\n');
+  await copyFile(file, path.join(root, "run/extensions/img.raw"));
+  const r = spawnSync("systemd-sysext", [`--root=${root}`, "refresh"], { encoding: "utf8", env });
+  const merged = await access(
+    path.join(root, "usr/lib/extension-release.d/extension-release.img"),
+  ).then(
+    () => true,
+    () => false,
+  );
+  spawnSync("systemd-sysext", [`--root=${root}`, "unmerge"], { env });
+  const says = `exit ${r.status}: ${(r.stderr ?? "").trim().split("\n").slice(-1)[0]}`;
+  return { merged, says, root };
+}
+
+test("check's verdict equals systemd-sysext's merge for usr-only, overlapping and foreign-architecture layouts", async (t) => {
+  if (!requirePeers(t, ["systemd-sysext", "sfdisk", "mksquashfs"], { root: true })) return;
+  const version = systemdVersion();
+  const dir = await tempDir(t);
+  const fs = await squashfs(dir);
+  const usrFs = await usrSquashfs(dir);
+  const disagreements: string[] = [];
+  for (const [i, r] of MERGE_CASES.entries()) {
+    const work = path.join(dir, `merge${i}`);
+    await mkdir(work);
+    const file = path.join(work, "img.raw");
+    await writeFile(file, await gptImage(work, r, r.usrTree ? usrFs : fs));
+    const env = { ...process.env };
+    const real = await sysextMerges(dir, file, env);
+    const placed = path.join(real.root, "run/extensions/img.raw");
+    const checked = await runExtctl(["--root", real.root, "check", "--json", placed], { env });
+    const verdict = JSON.parse(checked.stdout) as { compatible: boolean; reason?: string };
+    await rm(real.root, { recursive: true, force: true });
+    if (verdict.compatible !== real.merged)
+      disagreements.push(
+        `${r.name}: check ${verdict.compatible ? "MERGES" : `REFUSED (${verdict.reason})`}, systemd ${version} ${real.merged ? "merged" : "did not merge"} (${real.says})`,
+      );
+  }
+  console.log(
+    `crafted layouts against systemd-sysext ${version}: ${MERGE_CASES.length}, disagreements: ${disagreements.length}`,
+  );
+  assert.deepEqual(disagreements, []);
+});
+
+test("extctl designates what systemd-dissect mounts for signed usr-only, 0x root hashes and overlapping verity", async (t) => {
+  if (!requirePeers(t, ["systemd-dissect", "sfdisk", "mksquashfs", "openssl"], { root: true }))
+    return;
+  const version = systemdVersion();
+  const dir = await tempDir(t);
+  const fs = await squashfs(dir);
+  const { file: signed } = await buildSignedDdi(dir);
+  const disagreements: string[] = [];
+  for (const [i, v] of SIGNED_VARIANTS.entries()) {
+    const file = path.join(dir, `variant${i}.raw`);
+    await signedVariant(signed, v, file, fs);
+    const want = systemdPick(file);
+    const got = await extctlPick(file, version);
+    if (want !== got) disagreements.push(`${v.name}: systemd ${version} ${want}, extctl ${got}`);
+  }
+  console.log(
+    `signed variants against systemd-dissect ${version}: ${SIGNED_VARIANTS.length}, disagreements: ${disagreements.length}`,
+  );
+  assert.deepEqual(disagreements, []);
 });

@@ -33,6 +33,8 @@ export interface Recipe {
   /** Edits the finished image bytes (header fields, backup table...). */
   mutate?: (img: Buffer, sector: number) => void;
   polyglot?: boolean;
+  /** The partitions hold a /usr tree (lib/extension-release.d at the top), as a usr partition should. */
+  usrTree?: boolean;
 }
 
 export function systemdVersion(): number {
@@ -50,6 +52,16 @@ export async function squashfs(dir: string): Promise<Buffer> {
   await mkdir(path.join(src, "usr/lib/extension-release.d"), { recursive: true });
   await writeFile(path.join(src, "usr/lib/extension-release.d/extension-release.img"), "ID=_any\n");
   const out = path.join(dir, "fs.sqfs");
+  run("mksquashfs", [src, out, "-quiet", "-noappend", "-all-root"]);
+  return readFile(out);
+}
+
+/** A squashfs laid out as a usr partition's: the release file at lib/extension-release.d. */
+export async function usrSquashfs(dir: string): Promise<Buffer> {
+  const src = path.join(dir, "usr-src");
+  await mkdir(path.join(src, "lib/extension-release.d"), { recursive: true });
+  await writeFile(path.join(src, "lib/extension-release.d/extension-release.img"), "ID=_any\n");
+  const out = path.join(dir, "usr.sqfs");
   run("mksquashfs", [src, out, "-quiet", "-noappend", "-all-root"]);
   return readFile(out);
 }
@@ -295,4 +307,262 @@ export function randomGrafts(seed: number, count: number): Graft[] {
       name: pick(labels),
     })),
   }));
+}
+
+// ---- Issue 24 items 6, 8, 9: usr-only, overlapping partitions, 0x root hashes, foreign sets ----
+
+/**
+ * Moves partition entries of a finished GPT image (both tables; entry and header CRCs fixed):
+ * `edit` gets each entry's first and last LBA and returns new ones, or undefined to keep them.
+ */
+export function editEntries(
+  img: Buffer,
+  sector: number,
+  edit: (index: number, first: bigint, last: bigint) => [bigint, bigint] | undefined,
+): void {
+  for (const at of [sector, img.length - sector]) {
+    const entries = Number(img.readBigUInt64LE(at + 72)) * sector;
+    const count = img.readUInt32LE(at + 80);
+    const size = img.readUInt32LE(at + 84);
+    for (let i = 0; i < count; i++) {
+      const e = entries + i * size;
+      if (allZeroAt(img, e, 16)) continue;
+      const moved = edit(i, img.readBigUInt64LE(e + 32), img.readBigUInt64LE(e + 40));
+      if (!moved) continue;
+      img.writeBigUInt64LE(moved[0], e + 32);
+      img.writeBigUInt64LE(moved[1], e + 40);
+    }
+    img.writeUInt32LE(crc32(img.subarray(entries, entries + count * size)), at + 88);
+    fixHeaderCrc(img, at);
+  }
+}
+
+function allZeroAt(b: Buffer, at: number, n: number): boolean {
+  for (let i = at; i < at + n; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+const riscv = {
+  root: partitionTypeGuid("root", "riscv64"),
+  usr: partitionTypeGuid("usr", "riscv64"),
+};
+const HALF = BigInt(MiB / 512 / 2);
+
+/**
+ * Layouts systemd cannot open or reads otherwise per version: a usr-only image, partitions that
+ * share sectors (the kernel keeps only the first of two overlapping partitions as a device), and
+ * several foreign-architecture partitions (252 keeps one slot for all of them, 253+ too, by label).
+ */
+export const ISSUE24_RECIPES: Recipe[] = [
+  {
+    name: "usr-only holding a /usr tree (lib/extension-release.d at its top)",
+    parts: [{ type: T.usr64, name: "usr" }],
+    usrTree: true,
+  },
+  {
+    name: "usr-only holding a root tree (usr/lib/extension-release.d)",
+    parts: [{ type: T.usr64, name: "usr" }],
+  },
+  {
+    name: "usr-only /usr tree, usr-arm64 A and usr-riscv64 B",
+    parts: [
+      { type: U.usrArm64, name: "A" },
+      { type: partitionTypeGuid("usr", "riscv64"), name: "B" },
+    ],
+    usrTree: true,
+  },
+  {
+    name: "overlap: a later generic partition starts inside the root",
+    parts: [
+      { type: T.root64, name: "root" },
+      { type: T.generic, name: "data" },
+    ],
+    mutate: (img, s) => editEntries(img, s, (i, f, l) => (i === 1 ? [f - HALF, l] : undefined)),
+  },
+  {
+    name: "overlap: an earlier generic partition runs into the root",
+    parts: [
+      { type: T.generic, name: "data" },
+      { type: T.root64, name: "root" },
+    ],
+    mutate: (img, s) => editEntries(img, s, (i, f, l) => (i === 0 ? [f, l + HALF] : undefined)),
+  },
+  {
+    name: "overlap: two roots on the same sectors, the newer label second",
+    parts: [
+      { type: T.root64, name: "1" },
+      { type: T.root64, name: "2" },
+    ],
+    mutate(img, s) {
+      let first = 0n;
+      let last = 0n;
+      editEntries(img, s, (i, f, l) => {
+        if (i === 0) [first, last] = [f, l];
+        return i === 1 ? [first, last] : undefined;
+      });
+    },
+  },
+  {
+    name: "overlap: two roots on the same sectors, the newer label first",
+    parts: [
+      { type: T.root64, name: "2" },
+      { type: T.root64, name: "1" },
+    ],
+    mutate(img, s) {
+      let first = 0n;
+      let last = 0n;
+      editEntries(img, s, (i, f, l) => {
+        if (i === 0) [first, last] = [f, l];
+        return i === 1 ? [first, last] : undefined;
+      });
+    },
+  },
+  {
+    // 252 opens the arm64 root for its slot of other architectures; 253+ never takes a worse
+    // architecture over the native root, so it never opens it.
+    name: "overlap: a root-arm64 on the native root's sectors",
+    parts: [
+      { type: T.root64, name: "root" },
+      { type: T.rootArm64, name: "root-arm64" },
+    ],
+    mutate(img, s) {
+      let first = 0n;
+      let last = 0n;
+      editEntries(img, s, (i, f, l) => {
+        if (i === 0) [first, last] = [f, l];
+        return i === 1 ? [first, last] : undefined;
+      });
+    },
+  },
+  {
+    name: "foreign: root-arm64 B before root-riscv64 A",
+    parts: [
+      { type: T.rootArm64, name: "B" },
+      { type: riscv.root, name: "A" },
+    ],
+  },
+  {
+    name: "foreign: root-arm64 A before root-riscv64 B",
+    parts: [
+      { type: T.rootArm64, name: "A" },
+      { type: riscv.root, name: "B" },
+    ],
+  },
+  {
+    name: "foreign: root-riscv64 1.9 before root-arm64 1.10",
+    parts: [
+      { type: riscv.root, name: "1.9" },
+      { type: T.rootArm64, name: "1.10" },
+    ],
+  },
+  {
+    name: "foreign: root-arm64 and usr-riscv64",
+    parts: [
+      { type: T.rootArm64, name: "root" },
+      { type: riscv.usr, name: "usr" },
+    ],
+  },
+  {
+    name: "foreign: root-arm64 beside a native usr",
+    parts: [
+      { type: T.rootArm64, name: "root" },
+      { type: T.usr64, name: "usr" },
+    ],
+  },
+  {
+    name: "foreign: usr-arm64 A and usr-riscv64 B, no root",
+    parts: [
+      { type: U.usrArm64, name: "A" },
+      { type: riscv.usr, name: "B" },
+    ],
+  },
+  {
+    name: "foreign: root-arm64 Z, root-riscv64 A and a secondary root-x86 A",
+    parts: [
+      { type: T.rootArm64, name: "Z" },
+      { type: riscv.root, name: "A" },
+      { type: T.root32, name: "A" },
+    ],
+  },
+  {
+    name: "foreign: root-riscv64 B with usr-arm64 A and usr-riscv64 0",
+    parts: [
+      { type: riscv.root, name: "B" },
+      { type: U.usrArm64, name: "A" },
+      { type: riscv.usr, name: "0" },
+    ],
+  },
+];
+
+/** Signed DDIs (from buildSignedDdi) made usr-only, or with their signature JSON's rootHash spelt otherwise. */
+export interface SignedVariant {
+  name: string;
+  graft?: Graft;
+  /** Rewrites the rootHash string in the signature partition (partition 3). */
+  rootHash?: (hex: string) => string;
+  /** Moves partition entries (0-based index) after grafting. */
+  overlap?: (i: number, first: bigint, last: bigint) => [bigint, bigint] | undefined;
+}
+
+export const SIGNED_VARIANTS: SignedVariant[] = [
+  { name: "signed, as built" },
+  {
+    name: "signed usr-only (usr, usr-verity, usr-verity-sig, no root)",
+    graft: {
+      name: "usr-only",
+      retype: [
+        [1, U.usr64],
+        [2, U.usrVerity64],
+        [3, U.usrSig64],
+      ],
+    },
+  },
+  {
+    name: "verity usr-only without a signature partition",
+    graft: {
+      name: "usr-only unsigned",
+      retype: [
+        [1, U.usr64],
+        [2, U.usrVerity64],
+        [3, T.generic],
+      ],
+    },
+  },
+  { name: 'rootHash "0x…"', rootHash: (h) => `0x${h}` },
+  { name: 'rootHash "0X…"', rootHash: (h) => `0X${h}` },
+  { name: "rootHash in upper case", rootHash: (h) => h.toUpperCase() },
+  { name: "rootHash with a trailing newline", rootHash: (h) => `${h}\n` },
+  {
+    name: "overlap: the verity partition starts inside the data partition",
+    overlap: (i, f, l) => (i === 1 ? [f - 8n, l] : undefined),
+  },
+];
+
+/** Makes `variant` of the signed DDI `signed` at `out`. */
+export async function signedVariant(
+  signed: string,
+  variant: SignedVariant,
+  out: string,
+  fs: Buffer,
+): Promise<void> {
+  if (variant.graft) await graft(signed, variant.graft, out, fs);
+  else await writeFile(out, await readFile(signed));
+  if (!variant.rootHash && !variant.overlap) return;
+  const img = await readFile(out);
+  if (variant.overlap) editEntries(img, 512, variant.overlap);
+  if (variant.rootHash) {
+    const table = JSON.parse(run("sfdisk", ["--json", out])) as {
+      partitiontable: { partitions: { start: number; size: number }[] };
+    };
+    const sig = table.partitiontable.partitions[2]!;
+    const at = sig.start * 512;
+    const raw = img.subarray(at, at + sig.size * 512);
+    const json = JSON.parse(raw.subarray(0, raw.indexOf(0)).toString("utf8")) as {
+      rootHash: string;
+    };
+    json.rootHash = variant.rootHash(json.rootHash);
+    raw.fill(0);
+    Buffer.from(JSON.stringify(json)).copy(raw);
+  }
+  await writeFile(out, img);
 }

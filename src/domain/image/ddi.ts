@@ -7,7 +7,7 @@
 import { ExtctlError } from "../../util/errors.js";
 import { allZero, SliceSource, type ByteSource } from "../../util/bytes.js";
 import { hasGpt, readGpt, type GptPartition, type GptTable } from "./gpt.js";
-import { choosePartitions } from "./partition-choice.js";
+import { choosePartitions, opensGeneric } from "./partition-choice.js";
 import { detectFilesystem } from "./filesystem.js";
 import { FILESYSTEM_NAMES, type FilesystemType } from "./filesystem-registry.js";
 import { NEWEST_SYSTEMD, SYSTEMD_FEATURES } from "./systemd-versions.js";
@@ -114,7 +114,14 @@ async function checkSignatureLoads(source: ByteSource, sig: DissectedPartition):
         signature?: unknown;
       };
       ok = typeof json.rootHash === "string" && typeof json.signature === "string";
-    } catch {
+      if (ok && !isSystemdHex(json.rootHash as string))
+        throw new ExtctlError(
+          "format",
+          `systemd refuses this disk image: the rootHash ${JSON.stringify(json.rootHash)} in its signature partition ${sig.index} is not plain hex (systemd reads hex digits only, no 0x)`,
+          { hint: "sign the image again; the rootHash is the lowercase hex root hash" },
+        );
+    } catch (e) {
+      if (e instanceof ExtctlError) throw e;
       ok = false;
     }
   }
@@ -123,6 +130,15 @@ async function checkSignatureLoads(source: ByteSource, sig: DissectedPartition):
       "format",
       `systemd refuses this disk image: its signature partition ${sig.index} ("${sig.name}") does not hold the NUL-padded JSON it loads`,
     );
+}
+
+/**
+ * What systemd's unhexmem accepts (252 to 262): pairs of hex digits in either case, whitespace
+ * anywhere skipped; a "0x" prefix or an odd digit count fails the whole image (seen on 252).
+ */
+export function isSystemdHex(text: string): boolean {
+  const digits = text.replace(/[ \t\n\r]/g, "");
+  return /^[0-9a-fA-F]*$/.test(digits) && digits.length % 2 === 0;
 }
 
 /** The most of a signature partition read (systemd caps it at a few MiB too). */
@@ -140,7 +156,12 @@ function overlaps(a: DissectedPartition, b: DissectedPartition): boolean {
  */
 export async function dissectImage(
   source: ByteSource,
-  options: { architecture?: Architecture; systemd?: number } = {},
+  options: {
+    architecture?: Architecture;
+    systemd?: number;
+    /** False as with SYSTEMD_DISSECT_VERITY_EMBEDDED=0: systemd never loads the signature partition. */
+    embeddedVerity?: boolean;
+  } = {},
 ): Promise<DissectedImage> {
   if (source.size < 4096) {
     throw new ExtctlError(
@@ -215,7 +236,7 @@ export async function dissectImage(
           `partition ${other.index} (${other.typeName}) overlaps the data partition ${data.index}`,
         );
     }
-    if (signature) await checkSignatureLoads(source, signature);
+    if (signature && options.embeddedVerity !== false) await checkSignatureLoads(source, signature);
     // systemd mounts a usr partition beside the root too; one without a filesystem fails the
     // whole image (seen on 252, 254, 257 and 262).
     if (choice.usr && (await detectFilesystem(slice(source, choice.usr).source)) === "unknown")
@@ -250,6 +271,7 @@ export async function dissectImage(
 
   const generic = partitions.filter((p) => p.typeGuid === LINUX_GENERIC_GUID && !p.noAuto);
   if (generic.length === 1) {
+    opensGeneric(partitions, generic[0] as DissectedPartition);
     const data = slice(source, generic[0] as DissectedPartition);
     return {
       kind: "single-partition",

@@ -6,6 +6,7 @@ import type { ExtensionKind } from "../store/layout.js";
 import { imageName, type ImageFacts, type SystemdRules } from "./compat.js";
 import { dissectImage, type DissectedImage } from "./ddi.js";
 import { openFilesystem } from "./filesystem.js";
+import { mountedAtUsr } from "./usr-mount.js";
 import { ReadAheadFileSource } from "./read-ahead.js";
 import { findReleaseFile } from "./release.js";
 import { hasFeature } from "./systemd-versions.js";
@@ -22,7 +23,7 @@ export interface OpenedImage {
 /** Opens the image as systemd `options.systemd` (default: the newest) would dissect it. */
 export async function openImage(
   hostPath: string,
-  options: { systemd?: number } = {},
+  options: { systemd?: number; embeddedVerity?: boolean } = {},
 ): Promise<OpenedImage> {
   let file: ReadAheadFileSource;
   try {
@@ -31,11 +32,13 @@ export async function openImage(
     throw fsError(e, `open the image ${hostPath}`);
   }
   try {
-    const dissected = await dissectImage(
-      file,
-      options.systemd === undefined ? {} : { systemd: options.systemd },
-    );
-    const fs = await openFilesystem(dissected.data.source, dissected.filesystem);
+    const dissected = await dissectImage(file, {
+      ...(options.systemd === undefined ? {} : { systemd: options.systemd }),
+      ...(options.embeddedVerity === undefined ? {} : { embeddedVerity: options.embeddedVerity }),
+    });
+    const opened = await openFilesystem(dissected.data.source, dissected.filesystem);
+    // A usr-only DDI: systemd mounts the partition at /usr (issue 24, item 6).
+    const fs = dissected.designator === "usr" ? mountedAtUsr(opened) : opened;
     return { path: hostPath, file, dissected, fs, close: () => file.close() };
   } catch (e) {
     await file.close();

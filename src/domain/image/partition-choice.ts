@@ -130,17 +130,23 @@ function newer(p: DissectedPartition, seen: DissectedPartition): boolean {
 function bySlot(partitions: DissectedPartition[], ctx: ChoiceContext): PartitionChoice | undefined {
   const rank = (a: Architecture | undefined) => (a === ctx.host ? 2 : a === ctx.secondary ? 1 : 0);
   const slots = new Map<Designator, DissectedPartition>();
+  const missing = devicelessPartitions(partitions);
+  opensOthers(partitions, missing);
   for (const p of partitions) {
     if (p.noAuto || !p.architecture || !p.designator || !VERSIONED.includes(p.designator)) continue;
     const d = p.designator as Designator;
     const seen = slots.get(d);
     if (!seen) {
+      opens(p, missing);
       slots.set(d, p);
       continue;
     }
     const c =
       p.architecture === seen.architecture ? 0 : rank(p.architecture) - rank(seen.architecture);
-    if (c > 0 || (c === 0 && newer(p, seen))) slots.set(d, p);
+    if (c > 0 || (c === 0 && newer(p, seen))) {
+      opens(p, missing);
+      slots.set(d, p);
+    }
   }
   for (const d of DATA) {
     if (!slots.has(d) && (slots.has(verityOf(d)) || slots.has(sigOf(d))))
@@ -177,102 +183,179 @@ function bySlot(partitions: DissectedPartition[], ctx: ChoiceContext): Partition
   };
 }
 
-// ---- 252: tiers by architecture ----
+// ---- 252: three slots per designator (native, secondary, any other architecture) ----
 
-function tierOf(
-  partitions: DissectedPartition[],
-  arch: Architecture,
-): Map<Designator, DissectedPartition> {
-  const found = new Map<Designator, DissectedPartition>();
-  for (const p of partitions) {
-    if (p.noAuto || p.architecture !== arch || !p.designator) continue;
-    const d = p.designator as Designator;
-    const seen = found.get(d);
-    if (!seen || (VERSIONED.includes(d) && newer(p, seen))) found.set(d, p);
-  }
-  return found;
-}
+type Tier = "native" | "secondary" | "other";
 
+/**
+ * systemd 252's dissect_image: every root/usr designator has a slot for the native architecture,
+ * one for the secondary and ONE shared by all other architectures, each filled by the newest
+ * label (the first seen among equals). Then the native root wins, else the secondary (its usr
+ * comes along, the native usr is dropped), else the other-architecture root (its usr slot
+ * replaces the native one, a secondary usr stays); usr is resolved the same way on its own.
+ */
 function byTier(
   partitions: DissectedPartition[],
   ctx: ChoiceContext,
   ambiguities: string[],
 ): PartitionChoice | undefined {
-  const { host, secondary } = ctx;
-  const others = [
+  const tierOf = (a: Architecture): Tier =>
+    a === ctx.host ? "native" : a === ctx.secondary ? "secondary" : "other";
+  const slots = new Map<string, DissectedPartition>();
+  const key = (d: Designator, t: Tier) => `${d}/${t}`;
+  const missing = devicelessPartitions(partitions);
+  opensOthers(partitions, missing);
+  for (const p of partitions) {
+    if (p.noAuto || !p.architecture || !p.designator || !VERSIONED.includes(p.designator)) continue;
+    const k = key(p.designator as Designator, tierOf(p.architecture));
+    const seen = slots.get(k);
+    if (seen && !newer(p, seen)) continue;
+    opens(p, missing);
+    slots.set(k, p);
+  }
+  const otherArchs = [
     ...new Set(
       partitions
-        .filter(
-          (p) =>
-            !p.noAuto &&
-            p.architecture &&
-            p.architecture !== host &&
-            p.architecture !== secondary &&
-            (p.designator === "root" || p.designator === "usr"),
-        )
+        .filter((p) => !p.noAuto && p.architecture && tierOf(p.architecture) === "other")
+        .filter((p) => p.designator === "root" || p.designator === "usr")
         .map((p) => p.architecture as Architecture),
     ),
-  ].sort();
-  const tiers: [Architecture, Map<Designator, DissectedPartition>][] = [
-    ...(host ? [host] : []),
-    ...(secondary ? [secondary] : []),
-    ...others,
-  ].map((a) => [a, tierOf(partitions, a)]);
-
-  // A root partition of any architecture beats a usr one; the tiers go native, secondary, other.
-  let architecture: Architecture | undefined;
-  let found: Map<Designator, DissectedPartition> | undefined;
-  for (const d of DATA) {
-    const tier = tiers.find(([, m]) => m.has(d));
-    if (tier) {
-      [architecture, found] = tier;
-      break;
-    }
-  }
-  const withData = tiers.filter(([, m]) => m.has("root") || m.has("usr")).map(([a]) => a);
-  if (withData.length > 1)
+  ];
+  if (otherArchs.length > 1)
     ambiguities.push(
-      `the image has data partitions for ${withData.join(", ")}; systemd uses the ${architecture} ones`,
+      `the image has data partitions for ${otherArchs.join(", ")}; systemd 252 keeps one slot for all of them and takes the newest label`,
     );
-  for (const d of DATA) {
-    // A native or secondary tier before the one with the data that holds only its verity or
-    // signature partition is "something off" to systemd.
-    for (const [arch, m] of tiers) {
-      if (m.has(d) || (arch !== host && arch !== secondary)) break;
-      if (m.has(verityOf(d)) || m.has(sigOf(d)))
-        refuse(`it has a ${d}-verity partition for ${arch} but no ${d} partition for it`);
+  const get = (d: Designator, t: Tier) => slots.get(key(d, t));
+  const trio = (d: "root" | "usr") => [d, verityOf(d), sigOf(d)] as Designator[];
+  /** Moves tier `from`'s trio of `d` into the native slots (replacing what was there). */
+  const promote = (d: "root" | "usr", from: Tier) => {
+    for (const x of trio(d)) {
+      const p = get(x, from);
+      if (p) slots.set(key(x, "native"), p);
+      else slots.delete(key(x, "native"));
+      slots.delete(key(x, from));
     }
-    const tier = tiers.find(([, m]) => m.has(d))?.[1];
-    if (tier?.has(sigOf(d)) && !tier.has(verityOf(d)))
-      refuse(`it has a ${d}-verity-sig partition but no ${d}-verity partition`);
+  };
+  const drop = (d: "root" | "usr", t: Tier) => trio(d).forEach((x) => slots.delete(key(x, t)));
+  const orphan = (d: "root" | "usr", t: Tier) => {
+    if (get(verityOf(d), t) || get(sigOf(d), t))
+      refuse(
+        `it has a ${d}-verity partition for the ${t} architecture but no ${d} partition for it`,
+      );
+  };
+
+  if (get("root", "native")) {
+    for (const t of ["secondary", "other"] as const) {
+      drop("root", t);
+      drop("usr", t);
+    }
+  } else {
+    orphan("root", "native");
+    if (get("root", "secondary")) {
+      promote("root", "secondary");
+      promote("usr", "secondary");
+      drop("root", "other");
+      drop("usr", "other");
+    } else {
+      orphan("root", "secondary");
+      if (get("root", "other")) {
+        promote("root", "other");
+        promote("usr", "other");
+      }
+    }
   }
-  if (!architecture || !found) return undefined;
-  if (architecture !== host && architecture !== secondary) {
-    // Seen on 252: a foreign root with a usr of another non-native architecture is refused.
-    const strayUsr = tiers.some(([a, m]) => a !== architecture && a !== host && m.has("usr"));
-    if (found.has("root") && strayUsr)
-      refuse("it has a root and a usr partition of different foreign architectures");
+  if (get("root-verity-sig", "native") && !get("root-verity", "native"))
+    refuse("it has a root-verity-sig partition but no root-verity partition");
+  if (get("usr", "native")) {
+    drop("usr", "secondary");
+    drop("usr", "other");
+  } else {
+    orphan("usr", "native");
+    if (get("usr", "secondary")) {
+      promote("usr", "secondary");
+      drop("usr", "other");
+    } else {
+      orphan("usr", "secondary");
+      if (get("usr", "other")) promote("usr", "other");
+    }
   }
-  // 252 takes a usr only from the native tier or from the root's own.
-  const usr = found.get("usr") ?? (host ? tiers[0]?.[1].get("usr") : undefined);
-  if (found.has("root") && found.has("root-verity") && usr)
+  if (get("usr-verity-sig", "native") && !get("usr-verity", "native"))
+    refuse("it has a usr-verity-sig partition but no usr-verity partition");
+  const root = get("root", "native");
+  const usr = get("usr", "native");
+  if (root && usr && root.architecture !== usr.architecture)
     refuse(
-      found.has("usr-verity")
-        ? "it has verity partitions for both root and usr (one verity partition per image)"
-        : "its root partition has dm-verity and there is a separate usr partition (verity on root needs /usr inside it)",
+      `its root partition is for ${root.architecture} and its usr partition for ${usr.architecture}; they must match`,
     );
-  const designator = found.has("root") ? "root" : "usr";
-  const data = found.get(designator) as DissectedPartition;
-  const verity = found.get(verityOf(designator));
-  const signature = verity ? found.get(sigOf(designator)) : undefined;
+  if (!root && !usr) return undefined;
+  if (get("root-verity", "native")) {
+    if (get("usr-verity", "native"))
+      refuse("it has verity partitions for both root and usr (one verity partition per image)");
+    if (usr)
+      refuse(
+        "its root partition has dm-verity and there is a separate usr partition (verity on root needs /usr inside it)",
+      );
+  }
+  const designator = root ? "root" : "usr";
+  const data = (root ?? usr) as DissectedPartition;
+  const verity = get(verityOf(designator), "native");
+  const signature = verity ? get(sigOf(designator), "native") : undefined;
   return {
-    architecture,
+    architecture: data.architecture as Architecture,
     designator,
     data,
     ...(verity ? { verity } : {}),
     ...(signature ? { signature } : {}),
-    ...(designator === "root" && found.get("usr")
-      ? { usr: found.get("usr") as DissectedPartition }
-      : {}),
+    ...(root && usr ? { usr } : {}),
   };
+}
+
+// ---- partitions the kernel gives no device ----
+
+/**
+ * The kernel adds a disk's partitions in table order and refuses one that shares sectors with a
+ * partition it already added: that one gets no device node (seen on 252: systemd-dissect fails
+ * with "No such file or directory" when it opens it).
+ */
+export function devicelessPartitions(
+  partitions: DissectedPartition[],
+): Map<DissectedPartition, DissectedPartition> {
+  const added: DissectedPartition[] = [];
+  const missing = new Map<DissectedPartition, DissectedPartition>();
+  for (const p of [...partitions].sort((a, b) => a.index - b.index)) {
+    const clash = added.find((q) => p.firstLba <= q.lastLba && q.firstLba <= p.lastLba);
+    if (clash) missing.set(p, clash);
+    else added.push(p);
+  }
+  return missing;
+}
+
+/** systemd opens a partition's device as soon as it takes it for a slot: none, no image. */
+function opens(p: DissectedPartition, missing: Map<DissectedPartition, DissectedPartition>): void {
+  const clash = missing.get(p);
+  if (clash)
+    refuse(
+      `partition ${p.index} (${p.typeName}) shares sectors with partition ${clash.index}, so the kernel makes no device for it and systemd cannot open it`,
+    );
+}
+
+/** The first esp, xbootldr, home and srv partitions are opened too, whatever is chosen. */
+const FIRST_WINS = ["esp", "xbootldr", "home", "srv"];
+
+function opensOthers(
+  partitions: DissectedPartition[],
+  missing: Map<DissectedPartition, DissectedPartition>,
+): void {
+  const seen = new Set<string>();
+  for (const p of partitions) {
+    if (!p.designator || !FIRST_WINS.includes(p.designator) || seen.has(p.designator)) continue;
+    if (p.noAuto && p.designator !== "esp") continue;
+    seen.add(p.designator);
+    opens(p, missing);
+  }
+}
+
+/** A generic partition systemd falls back to is opened too. */
+export function opensGeneric(partitions: DissectedPartition[], generic: DissectedPartition): void {
+  opens(generic, devicelessPartitions(partitions));
 }

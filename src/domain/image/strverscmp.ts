@@ -43,7 +43,10 @@ export function strverscmpImproved(left: string, right: string): number {
       }
     }
     if (isDigit(at(a, i)) || isDigit(at(b, j))) {
-      // Numbers: leading zeros dropped, the longer is newer, else digit by digit.
+      // A number is newer than letters ("0" beats "A", seen on 252); then leading zeros are
+      // dropped, the longer is newer, else digit by digit.
+      const r0 = sign(Number(isDigit(at(a, i))) - Number(isDigit(at(b, j))));
+      if (r0 !== 0) return r0;
       while (at(a, i) === 0x30) i++;
       while (at(b, j) === 0x30) j++;
       let ei = i;

@@ -7,7 +7,7 @@ import { lstat, mkdir, readdir, readlink, rmdir, symlink, writeFile } from "node
 import path from "node:path";
 import { createContext, type Context } from "../../../src/util/context.js";
 import { MemoryLogger } from "../../../src/util/log.js";
-import { boot, type BootTrust } from "../../../src/operations/boot.js";
+import { boot, type BootTrust, type MergeCheck } from "../../../src/operations/boot.js";
 import { tempRoot } from "../../helpers/tmp.js";
 import { superblockStubImage } from "../../helpers/stub-image.js";
 
@@ -46,6 +46,8 @@ const acceptAll: BootTrust = {
   check: async () => ({ ok: true, outcome: "unchecked" }),
 };
 
+const mergesAll: MergeCheck = async () => undefined;
+
 async function runtime(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   let names: string[] = [];
@@ -78,7 +80,12 @@ for (const [cmdline, profile, expected] of [
 ] as const) {
   test(`${cmdline} links the ${profile} profile then common`, async (t) => {
     const n = await node(t, cmdline, ENABLED);
-    const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none", trust: acceptAll });
+    const result = await boot(n.ctx, {
+      cmdlineFile: n.cmdline,
+      refresh: "none",
+      trust: acceptAll,
+      mergeCheck: mergesAll,
+    });
     assert.equal(result.profile, profile);
     const links = await runtime(n.dir);
     assert.deepEqual(Object.keys(links), expected);
@@ -92,7 +99,12 @@ for (const [cmdline, profile, expected] of [
 
 test("the profile wins a name clash with common, with a warning", async (t) => {
   const n = await node(t, "COS_ACTIVE", ENABLED);
-  const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none", trust: acceptAll });
+  const result = await boot(n.ctx, {
+    cmdlineFile: n.cmdline,
+    refresh: "none",
+    trust: acceptAll,
+    mergeCheck: mergesAll,
+  });
   const clash = result.skipped.find((s) => s.name === "shared.raw");
   assert.equal(clash?.profile, "common");
   assert.equal(clash?.outcome, "clash");
@@ -107,7 +119,12 @@ for (const [cmdline, state] of [
 ] as const) {
   test(`a ${state} boot links nothing, not even common, and writes its sentinel`, async (t) => {
     const n = await node(t, cmdline, ENABLED);
-    const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none", trust: acceptAll });
+    const result = await boot(n.ctx, {
+      cmdlineFile: n.cmdline,
+      refresh: "none",
+      trust: acceptAll,
+      mergeCheck: mergesAll,
+    });
     assert.equal(result.state, state);
     assert.equal(result.profile, undefined);
     assert.deepEqual(result.linked, []);
@@ -129,7 +146,12 @@ test("an image that fails the trust check is skipped with its reason; the others
       return { ok: true, outcome: "ok" };
     },
   };
-  const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none", trust });
+  const result = await boot(n.ctx, {
+    cmdlineFile: n.cmdline,
+    refresh: "none",
+    trust,
+    mergeCheck: mergesAll,
+  });
   assert.deepEqual(Object.keys(await runtime(n.dir)), ["good.raw"]);
   const bad = result.skipped.find((s) => s.name === "bad.raw");
   assert.equal(bad?.outcome, "unsigned");
@@ -137,10 +159,41 @@ test("an image that fails the trust check is skipped with its reason; the others
   assert.match(result.skipped.find((s) => s.name === "c.raw")?.reason ?? "", /reader blew up/);
 });
 
+test("an image check calls REFUSED for the root's systemd is not linked, with check's reason; the others are", async (t) => {
+  const n = await node(t, "COS_ACTIVE", { active: ["good.raw", "renamed.raw"] });
+  const seen: string[] = [];
+  const mergeCheck: MergeCheck = async (_ctx, hostPath, name, kind) => {
+    seen.push(`${kind} ${name} ${path.basename(hostPath)}`);
+    return name === "renamed.raw" ? "no extension-release.renamed in the image" : undefined;
+  };
+  const result = await boot(n.ctx, {
+    cmdlineFile: n.cmdline,
+    refresh: "none",
+    trust: acceptAll,
+    mergeCheck,
+  });
+  assert.deepEqual(Object.keys(await runtime(n.dir)), ["good.raw"]);
+  const skipped = result.skipped.find((s) => s.name === "renamed.raw");
+  assert.equal(skipped?.outcome, "refused");
+  assert.equal(skipped?.reason, "no extension-release.renamed in the image");
+  assert.ok(seen.includes("sysext renamed.raw renamed.raw"), seen.join(", "));
+  assert.ok(
+    n.log.lines.some((l) =>
+      /skipping sysext renamed\.raw .*no extension-release\.renamed/.test(l.message),
+    ),
+    "the refusal is in the log",
+  );
+});
+
 test("a profile link to a missing image is skipped", async (t) => {
   const n = await node(t, "COS_ACTIVE", { active: ["a.raw"] });
   await symlink(`/${STORE}/gone.raw`, path.join(n.dir, STORE, "active/gone.raw"));
-  const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none", trust: acceptAll });
+  const result = await boot(n.ctx, {
+    cmdlineFile: n.cmdline,
+    refresh: "none",
+    trust: acceptAll,
+    mergeCheck: mergesAll,
+  });
   assert.equal(result.skipped[0]?.name, "gone.raw");
   assert.equal(result.skipped[0]?.outcome, "missing");
   assert.deepEqual(Object.keys(await runtime(n.dir)), ["a.raw"]);
@@ -148,12 +201,22 @@ test("a profile link to a missing image is skipped", async (t) => {
 
 test("running boot twice changes nothing", async (t) => {
   const n = await node(t, "COS_ACTIVE", ENABLED);
-  await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none", trust: acceptAll });
+  await boot(n.ctx, {
+    cmdlineFile: n.cmdline,
+    refresh: "none",
+    trust: acceptAll,
+    mergeCheck: mergesAll,
+  });
   const before = await runtime(n.dir);
   const inodes = await Promise.all(
     Object.keys(before).map(async (k) => (await lstat(path.join(n.dir, "run/extensions", k))).ino),
   );
-  const second = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none", trust: acceptAll });
+  const second = await boot(n.ctx, {
+    cmdlineFile: n.cmdline,
+    refresh: "none",
+    trust: acceptAll,
+    mergeCheck: mergesAll,
+  });
   assert.deepEqual(await runtime(n.dir), before);
   const after = await Promise.all(
     Object.keys(before).map(async (k) => (await lstat(path.join(n.dir, "run/extensions", k))).ino),
@@ -169,14 +232,23 @@ test("links from another profile are removed; links pointing elsewhere stay", as
   await mkdir(path.join(n.dir, "run/extensions"), { recursive: true });
   await symlink(`/${STORE}/active/a.raw`, path.join(n.dir, "run/extensions/a.raw"));
   await symlink("/srv/mine.raw", path.join(n.dir, "run/extensions/mine.raw"));
-  const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none", trust: acceptAll });
+  const result = await boot(n.ctx, {
+    cmdlineFile: n.cmdline,
+    refresh: "none",
+    trust: acceptAll,
+    mergeCheck: mergesAll,
+  });
   assert.deepEqual(result.unlinked, [{ kind: "sysext", name: "a.raw" }]);
   assert.deepEqual(Object.keys(await runtime(n.dir)), ["c.raw", "mine.raw", "p.raw", "shared.raw"]);
 });
 
 test("the default trust is the node's policy: any when nothing says otherwise", async (t) => {
   const n = await node(t, "COS_ACTIVE", { active: ["a.raw"] });
-  const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none" });
+  const result = await boot(n.ctx, {
+    cmdlineFile: n.cmdline,
+    refresh: "none",
+    mergeCheck: mergesAll,
+  });
   assert.equal(result.policy?.policy, "any");
   assert.deepEqual(Object.keys(await runtime(n.dir)), ["a.raw"]);
 });
@@ -189,7 +261,12 @@ test("a file where the sysext store should be: boot says so and still links conf
   await mkdir(path.join(confexts, "common"), { recursive: true });
   await writeFile(path.join(confexts, "e.raw"), superblockStubImage("e"));
   await symlink("/var/lib/kairos/confexts/e.raw", path.join(confexts, "common/e.raw"));
-  const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none", trust: acceptAll });
+  const result = await boot(n.ctx, {
+    cmdlineFile: n.cmdline,
+    refresh: "none",
+    trust: acceptAll,
+    mergeCheck: mergesAll,
+  });
   const warning = n.log.lines.find((l) => l.level === "warn" && l.message.includes(`/${STORE}`));
   assert.match(warning?.message ?? "", /is not a directory, so no sysext images are linked/);
   assert.deepEqual(
@@ -204,7 +281,12 @@ test("an image cut short or not an image at all is skipped under any policy; the
   cut.writeBigUInt64LE(65536n, 40); // claims 64 KiB, holds 4
   await writeFile(path.join(n.dir, STORE, "cut.raw"), cut);
   await writeFile(path.join(n.dir, STORE, "junk.raw"), "not an image\n");
-  const result = await boot(n.ctx, { cmdlineFile: n.cmdline, refresh: "none", trust: acceptAll });
+  const result = await boot(n.ctx, {
+    cmdlineFile: n.cmdline,
+    refresh: "none",
+    trust: acceptAll,
+    mergeCheck: mergesAll,
+  });
   assert.deepEqual(Object.keys(await runtime(n.dir)), ["c.raw"]);
   const reasons = Object.fromEntries(result.skipped.map((s) => [s.name, s.reason]));
   assert.match(reasons["cut.raw"] ?? "", /claims 65536 bytes but the image has only 4096/);
