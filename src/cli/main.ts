@@ -2,8 +2,7 @@
 // (0 done, 1 error, 2 usage). Each command lives in cli/commands/ and loads its operation only
 // when it runs, so `--help` and `--version` start fast.
 import { Command, CommanderError } from "commander";
-import { createRequire } from "node:module";
-import { bundledVersion } from "../util/bundled.js";
+import { extctlVersion } from "../util/user-agent.js";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
 import { escapeControl } from "../util/escape.js";
 import { writeStderr, writeStdout } from "../util/stdio.js";
@@ -23,10 +22,7 @@ import { registerCompletionCommand } from "./commands/completion.js";
 import { registerCatalogCommand } from "./commands/catalog.js";
 
 function version(): string {
-  const bundled = bundledVersion();
-  if (bundled !== undefined) return bundled;
-  const require = createRequire(import.meta.url);
-  return (require("../../package.json") as { version: string }).version;
+  return extctlVersion();
 }
 
 /**
