@@ -148,11 +148,29 @@ function bySemverDescending(tags: readonly CatalogTag[]): { tag: CatalogTag; ver
 }
 
 /**
+ * Tags newest first: semver tags highest first, then the others by publication (their `created`
+ * time, newest first; without one, in the catalog's order, which Kairos writes newest first).
+ */
+function newestFirst(tags: readonly CatalogTag[]): CatalogTag[] {
+  const semverTags = bySemverDescending(tags).map((s) => s.tag);
+  const others = tags
+    .map((tag, index) => ({ tag, index, created: tag.created ? Date.parse(tag.created) : NaN }))
+    .filter(({ tag }) => !semverTags.includes(tag))
+    .sort((a, b) => {
+      const byTime = Number.isNaN(a.created) || Number.isNaN(b.created) ? 0 : b.created - a.created;
+      return byTime !== 0 ? byTime : a.index - b.index;
+    })
+    .map(({ tag }) => tag);
+  return [...semverTags, ...others];
+}
+
+/**
  * Picks the tag of `layer` for a request, and checks that it has an image for this kind and
  * architecture:
  * - no request: the layer's `latest`, nothing else. When latest is gated by a rollout this node
- *   is not part of, the highest semver tag without a gate that has an image for this kind and
- *   architecture is taken instead (a node outside the wave stays on what everyone runs).
+ *   is not part of, the newest tag without a gate that has an image for this kind and
+ *   architecture is taken instead (a node outside the wave stays on what everyone runs): the
+ *   highest semver, else the newest published (newestFirst).
  * - a request equal to a tag: exactly that tag (a pin), gated or not: the user asked for it.
  * - otherwise a semver constraint: the highest satisfying semver tag, skipping tags gated by a
  *   rollout this node is not in; non-semver tags never satisfy one.
@@ -180,8 +198,8 @@ export function chooseTag(
     if (inWave(latest, layer.name, machineId)) {
       chosen = { tag: latest, pinned: false, ...rolloutField(latest, layer.name, machineId) };
     } else {
-      const fallback = bySemverDescending(layer.tags).find(
-        ({ tag }) => !tag.rollout && hasImage(tag, kind, arch),
+      const fallback = newestFirst(layer.tags).find(
+        (tag) => !tag.rollout && hasImage(tag, kind, arch),
       );
       if (!fallback) {
         throw new ExtctlError(
@@ -190,7 +208,7 @@ export function chooseTag(
           { hint: `ask for ${latest.tag} explicitly to take it now` },
         );
       }
-      chosen = { tag: fallback.tag, pinned: false };
+      chosen = { tag: fallback, pinned: false };
     }
   } else {
     const exact = layer.tags.find((t) => t.tag === requested);
