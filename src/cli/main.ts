@@ -20,6 +20,7 @@ import { registerInspectCommand } from "./commands/inspect.js";
 import { registerCheckCommand } from "./commands/check.js";
 import { registerCompletionCommand } from "./commands/completion.js";
 import { registerCatalogCommand } from "./commands/catalog.js";
+import { registerMetricsCommand } from "./commands/metrics.js";
 
 function version(): string {
   return extctlVersion();
@@ -88,6 +89,7 @@ const COMMANDS: readonly {
   { name: "inspect", register: registerInspectCommand },
   { name: "check", register: registerCheckCommand },
   { name: "catalog", register: registerCatalogCommand },
+  { name: "metrics", register: registerMetricsCommand },
 ];
 
 /**

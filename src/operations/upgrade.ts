@@ -120,6 +120,11 @@ export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<Up
         : items.some((i) => ["upgraded", "would-upgrade", "prefetched"].includes(i.action))
           ? 0
           : NOTHING_TO_DO;
+    // What `metrics` reports as the last upgrade; a dry run or a pre-fetch upgraded nothing.
+    if (!options.dryRun && !options.forOs) {
+      const { recordUpgrade } = await import("./metrics.js");
+      await recordUpgrade(ctx, options.kind, exitCode);
+    }
     return { kind: options.kind, items, exitCode };
   };
   return options.dryRun ? run() : withLock(ctx, run);
