@@ -11,6 +11,7 @@ packages=(
   docker-registry skopeo umoci zstd xz-utils lz4 curl apache2-utils efitools util-linux
   ca-certificates mmdebstrap time attr python3 binutils zsh fish tinyproxy g++ make
   qemu-user-static binutils-aarch64-linux-gnu file
+  prometheus-node-exporter
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -28,9 +29,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   echo "   ($((SECONDS - t0)) s)"
 fi
-# docker-registry's and tinyproxy's packages start system services; tests start their own.
+# docker-registry's, tinyproxy's and node_exporter's packages start system services; tests
+# start their own.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  systemctl disable --now docker-registry tinyproxy >/dev/null 2>&1 || true
+  systemctl disable --now docker-registry tinyproxy prometheus-node-exporter >/dev/null 2>&1 || true
 fi
 
 # Node.js (24 LTS) and npm. Debian 12's nodejs is 18 (and its npm package brings that one in), so

@@ -2,8 +2,7 @@
 // (0 done, 1 error, 2 usage). Each command lives in cli/commands/ and loads its operation only
 // when it runs, so `--help` and `--version` start fast.
 import { Command, CommanderError } from "commander";
-import { createRequire } from "node:module";
-import { bundledVersion } from "../util/bundled.js";
+import { extctlVersion } from "../util/user-agent.js";
 import { ExtctlError, isExtctlError } from "../util/errors.js";
 import { escapeControl } from "../util/escape.js";
 import { exitCleanlyOnInterrupt } from "../util/interrupt.js";
@@ -24,12 +23,10 @@ import { registerInspectCommand } from "./commands/inspect.js";
 import { registerCheckCommand } from "./commands/check.js";
 import { registerCompletionCommand } from "./commands/completion.js";
 import { registerCatalogCommand } from "./commands/catalog.js";
+import { registerMetricsCommand } from "./commands/metrics.js";
 
 function version(): string {
-  const bundled = bundledVersion();
-  if (bundled !== undefined) return bundled;
-  const require = createRequire(import.meta.url);
-  return (require("../../package.json") as { version: string }).version;
+  return extctlVersion();
 }
 
 /**
@@ -109,6 +106,7 @@ const COMMANDS: readonly {
   { name: "inspect", register: registerInspectCommand },
   { name: "check", register: registerCheckCommand },
   { name: "catalog", register: registerCatalogCommand },
+  { name: "metrics", register: registerMetricsCommand },
 ];
 
 /**

@@ -5,7 +5,7 @@
 import semver from "semver";
 import { tagVersion, type Resolution } from "../domain/catalog/resolve.js";
 import type { Context } from "../util/context.js";
-import { ExtctlError, isExtctlError } from "../util/errors.js";
+import { EX_TEMPFAIL, ExtctlError, isExtctlError, isTemporary } from "../util/errors.js";
 import { ExtensionStore } from "../domain/store/store.js";
 import type { ExtensionKind } from "../domain/store/layout.js";
 import { shortName } from "../domain/store/names.js";
@@ -57,13 +57,18 @@ export interface UpgradeItem {
   /** Set with --now when a refresh ran: whether the new version merged. */
   merged?: boolean;
   pruned?: string[];
+  /** A failure because a catalog, registry or server could not be reached: try later. */
+  unreachable?: boolean;
 }
 
 export interface UpgradeResult {
   kind: ExtensionKind;
   items: UpgradeItem[];
-  /** 0 something was upgraded (or would be), 3 nothing to do, 1 a failure kept an old version. */
-  exitCode: 0 | 1 | 3;
+  /**
+   * 0 something was upgraded (or would be), 3 nothing to do, 1 a failure kept an old version,
+   * 75 (EX_TEMPFAIL) a catalog or registry could not be reached and nothing else failed.
+   */
+  exitCode: 0 | 1 | 3 | typeof EX_TEMPFAIL;
 }
 
 /** Exit code when every extension is up to date: a timer or a script can tell "nothing new". */
@@ -113,11 +118,19 @@ export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<Up
       if (item.action === "failed") ctx.log.warn(line);
       else ctx.log.info(line);
     }
-    const exitCode = items.some((i) => i.action === "failed")
+    const failed = items.filter((i) => i.action === "failed");
+    const exitCode = failed.some((i) => !i.unreachable)
       ? 1
-      : items.some((i) => ["upgraded", "would-upgrade", "prefetched"].includes(i.action))
-        ? 0
-        : NOTHING_TO_DO;
+      : failed.length > 0
+        ? EX_TEMPFAIL
+        : items.some((i) => ["upgraded", "would-upgrade", "prefetched"].includes(i.action))
+          ? 0
+          : NOTHING_TO_DO;
+    // What `metrics` reports as the last upgrade; a dry run or a pre-fetch upgraded nothing.
+    if (!options.dryRun && !options.forOs) {
+      const { recordUpgrade } = await import("./metrics.js");
+      await recordUpgrade(ctx, options.kind, exitCode);
+    }
     return { kind: options.kind, items, exitCode };
   };
   return options.dryRun ? run() : withLock(ctx, run);
@@ -154,6 +167,7 @@ async function settle<T>(
       ...(tried === undefined ? {} : { to: tried }),
       action: "failed",
       reason: e.message,
+      ...(isTemporary(e) ? { unreachable: true } : {}),
     };
   }
 }

@@ -31,6 +31,12 @@ export type ErrorCode =
   | "catalog"
   | "internal";
 
+/**
+ * sysexits.h's EX_TEMPFAIL: a catalog, registry or server could not be reached (refused, DNS,
+ * timeout, 5xx after retries, 429). A timer or a fleet tool tries later; it is no failed upgrade.
+ */
+export const EX_TEMPFAIL = 75;
+
 export class ExtctlError extends Error {
   readonly code: ErrorCode;
   readonly exitCode: number;
@@ -53,6 +59,11 @@ export class UsageError extends ExtctlError {
   constructor(message: string, hint?: string) {
     super("usage", message, hint === undefined ? {} : { hint });
   }
+}
+
+/** The error says a peer could not be reached now (exit code EX_TEMPFAIL): worth trying later. */
+export function isTemporary(e: unknown): boolean {
+  return e instanceof ExtctlError && e.exitCode === EX_TEMPFAIL;
 }
 
 /** A thrown value's message: an Error's own, anything else as text. */

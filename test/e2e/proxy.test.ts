@@ -126,7 +126,7 @@ test("https: and oci: go through HTTPS_PROXY with CONNECT, NO_PROXY bypasses it,
         NO_PROXY: "",
       },
     );
-    assert.equal(gone.code, 1, gone.stderr);
+    assert.equal(gone.code, 75, `a dead proxy cannot be reached: EX_TEMPFAIL; ${gone.stderr}`);
     assert.match(gone.stderr, /proxy|ECONNREFUSED/i);
     assert.doesNotMatch(gone.stderr, /\n\s+at /, "no stack trace");
   }

@@ -26,7 +26,10 @@ const execFileAsync = promisify(execFile);
 
 /** How the server answers a request for /MODE/NAME. */
 export type ServeMode =
-  /** 200 with the right Content-Length and the whole file. */
+  /**
+   * 200 with the right Content-Length, an ETag and Last-Modified, and the whole file; 304 and no
+   * body to a request whose If-None-Match (or, without one, If-Modified-Since) still matches.
+   */
   | "ok"
   /** 200 with no Content-Length (chunked transfer encoding) and the whole file. */
   | "chunked"
@@ -204,10 +207,23 @@ export interface TestHttpsServer {
   readonly hits: Record<string, number>;
   /** The Range header of every request that had one, in order. */
   readonly ranges: string[];
+  /** Every request in order: its conditional headers and User-Agent, the status and body bytes. */
+  readonly requests: LoggedRequest[];
   /** Connections open right now. */
   openConnections(): number;
   /** Cuts every connection and closes the server. */
   stop(): Promise<void>;
+}
+
+/** One request as the server saw and answered it (a catalog fleet's cost is counted from these). */
+export interface LoggedRequest {
+  path: string;
+  userAgent?: string;
+  ifNoneMatch?: string;
+  ifModifiedSince?: string;
+  status: number;
+  /** Body bytes sent (0 for a 304). */
+  bodyBytes: number;
 }
 
 type FileContent = { kind: "bytes"; data: Buffer } | { kind: "path"; path: string };
@@ -237,6 +253,11 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
   const hugeHeaderBytes = options.hugeHeaderBytes ?? 1 << 20;
 
   const files = new Map<string, FileContent>();
+  /** Per file: its validators, set when it is added (a new addFile is a new version). */
+  const validators = new Map<string, { etag: string; lastModified: string }>();
+  let versions = 0;
+  const startedAt = Date.now();
+  const requests: LoggedRequest[] = [];
   const hits: Record<string, number> = {};
   const ranges: string[] = [];
   const refused = new Set<string>();
@@ -259,6 +280,18 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
     const name = decodeURIComponent(rest.join("/"));
     const mode = modeText as ServeMode;
     hits[mode] = (hits[mode] ?? 0) + 1;
+    const ifNoneMatch = req.headers["if-none-match"];
+    const ifModifiedSince = req.headers["if-modified-since"];
+    // Logged as asked; the status and body bytes are filled in by the answers that count them.
+    const entry: LoggedRequest = {
+      path: url.pathname,
+      status: 0,
+      bodyBytes: 0,
+      ...(req.headers["user-agent"] ? { userAgent: req.headers["user-agent"] } : {}),
+      ...(ifNoneMatch ? { ifNoneMatch } : {}),
+      ...(ifModifiedSince ? { ifModifiedSince } : {}),
+    };
+    requests.push(entry);
     if (req.headers.range) ranges.push(String(req.headers.range));
     const socket = req.socket;
     if (mode === "redirect-loop") {
@@ -277,18 +310,40 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
     if (mode === "silent") return; // the socket stays open until the client or stop() ends it
     const content = files.get(name);
     if (!content || !(SERVE_MODES as readonly string[]).includes(mode)) {
+      entry.status = 404;
       res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
       return;
     }
     const size = await contentSize(content);
     switch (mode) {
-      case "ok":
+      case "ok": {
+        const { etag, lastModified } = validators.get(name) as {
+          etag: string;
+          lastModified: string;
+        };
+        entry.status = 200;
+        entry.bodyBytes = size;
+        // RFC 9110 13.2.2: If-None-Match decides when present; If-Modified-Since only without it.
+        const unchanged =
+          ifNoneMatch !== undefined
+            ? ifNoneMatch.split(",").some((tag) => tag.trim() === etag)
+            : ifModifiedSince !== undefined &&
+              Date.parse(ifModifiedSince) >= Date.parse(lastModified);
+        if (unchanged) {
+          entry.status = 304;
+          entry.bodyBytes = 0;
+          res.writeHead(304, { etag, "last-modified": lastModified }).end();
+          return;
+        }
         res.writeHead(200, {
           "content-type": "application/octet-stream",
           "content-length": String(size),
+          etag,
+          "last-modified": lastModified,
         });
         contentStream(content).pipe(res);
         return;
+      }
       case "busy-once":
       case "limited-once": {
         const key = `${mode}/${name}`;
@@ -411,8 +466,16 @@ export async function startHttpsServer(options: HttpsServerOptions): Promise<Tes
     certificates,
     hits,
     ranges,
+    requests,
     url: (name, mode = "ok") => `${origin}/${mode}/${encodeURIComponent(name)}`,
     addFile(name, content) {
+      // A new version of a file gets a new ETag; Last-Modified moves by a whole second so that
+      // If-Modified-Since (second resolution) sees the change too.
+      versions++;
+      validators.set(name, {
+        etag: `"v${versions}-${name.length}"`,
+        lastModified: new Date(startedAt - 86_400_000 + versions * 1000).toUTCString(),
+      });
       files.set(
         name,
         typeof content === "string"

@@ -70,7 +70,9 @@ function stopOnEnd(t: TestContext, child: ChildProcess): void {
   t.after(
     () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.pid === undefined) return resolve();
+        // A registry a test stopped itself (a signal: exitCode stays null) has exited already.
+        if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined)
+          return resolve();
         child.once("exit", () => resolve());
         process.kill(child.pid, "SIGTERM");
       }),

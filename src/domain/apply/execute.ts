@@ -67,6 +67,8 @@ class StepRunner {
         {
           cause: e,
           hint: `the node is as it was before this step; steps before it are done${inner.hint ? `; ${inner.hint}` : ""}`,
+          // An unreachable server stays "try later" (75) through the step that met it.
+          exitCode: inner.exitCode,
         },
       );
     }

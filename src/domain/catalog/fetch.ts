@@ -3,7 +3,7 @@
 // so a catalog cannot be forged, frozen or rolled back (TUF's threat model) without notice.
 import path from "node:path";
 import type { Context } from "../../util/context.js";
-import { ExtctlError, errnoCode } from "../../util/errors.js";
+import { EX_TEMPFAIL, ExtctlError, errnoCode, isTemporary } from "../../util/errors.js";
 import { READ_CAPS, readBoundedOptional, readInRoot } from "../../util/bounded-read.js";
 import { writeFileInRoot } from "../../util/atomic.js";
 import { readOwnedInRoot } from "../../util/owned-state.js";
@@ -66,6 +66,8 @@ export interface LoadedCatalogs {
 interface FetchedCatalog {
   bytes: Buffer;
   signature?: Buffer;
+  /** Keeps this copy for the next conditional check; called once the catalog is accepted. */
+  keep?: () => Promise<void>;
 }
 
 /** The catalog URLs listed in ROOT/etc/extctl/catalogs, in order; none when it is absent. */
@@ -82,6 +84,12 @@ export async function defaultCatalogUrls(root: Root): Promise<string[]> {
     .filter((line) => line !== "");
 }
 
+/**
+ * https: catalogs, asked conditionally with the validators of the copy kept from the last check
+ * (catalog/cache.ts): a server with nothing new answers 304 and the kept copy is read again,
+ * through the same checks. The signature is asked for only when the policy needs one: under
+ * `any` it could change nothing, and every request counts across a fleet.
+ */
 async function fetchHttps(
   ctx: Context,
   url: string,
@@ -92,17 +100,48 @@ async function fetchHttps(
     ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
   };
   // Loaded for https catalogs only: it brings TLS, which a file: catalog does not need.
-  const { httpGetBytes } = await import("../sources/http.js");
-  const bytes = await httpGetBytes(ctx, url, {
-    ...request,
-    maxBytes: MAX_CATALOG_BYTES,
-    what: "the catalog",
-  });
-  if (bytes === undefined) {
+  const [{ httpGetBytes, httpGetConditional }, cache] = await Promise.all([
+    import("../sources/http.js"),
+    import("./cache.js"),
+  ]);
+  const held = await cache.readCachedCatalog(ctx, url);
+  const got = await httpGetConditional(
+    ctx,
+    url,
+    { ...request, maxBytes: MAX_CATALOG_BYTES, what: "the catalog" },
+    held
+      ? {
+          ...(held.etag ? { etag: held.etag } : {}),
+          ...(held.lastModified ? { lastModified: held.lastModified } : {}),
+        }
+      : {},
+  );
+  if (got.status === "absent") {
     throw new ExtctlError("not-found", `${url} answered HTTP 404 Not Found`, {
       hint: "check the catalog URL",
     });
   }
+  let fetched: FetchedCatalog;
+  if (got.status === "not-modified" && held) {
+    ctx.log.debug(`catalog ${url}: not modified since the copy kept in ${cache.CATALOG_CACHE_DIR}`);
+    fetched = { bytes: held.bytes };
+  } else if (got.status === "ok") {
+    const entry = {
+      url,
+      bytes: got.bytes,
+      ...(got.etag === undefined ? {} : { etag: got.etag }),
+      ...(got.lastModified === undefined ? {} : { lastModified: got.lastModified }),
+    };
+    fetched = {
+      bytes: got.bytes,
+      ...(got.etag === undefined && got.lastModified === undefined
+        ? {}
+        : { keep: () => cache.writeCachedCatalog(ctx, entry) }),
+    };
+  } else {
+    throw new ExtctlError("download", `${url} answered 304 Not Modified to a plain request`);
+  }
+  if ((options.policy ?? "any") !== "signed") return fetched;
   const signatureUrl = new URL(url);
   signatureUrl.pathname += SIGNATURE_SUFFIX;
   const signature = await httpGetBytes(ctx, signatureUrl.toString(), {
@@ -110,11 +149,10 @@ async function fetchHttps(
     maxBytes: MAX_CATALOG_SIGNATURE_BYTES,
     what: "the catalog signature",
     // Object stores (S3, GCS) answer 403 for a key that is not there. Taking it as "unsigned"
-    // weakens nothing: under the any policy a missing signature is accepted anyway, and under
-    // signed it is refused.
+    // weakens nothing: under the signed policy a missing signature is refused.
     absent: [403, 404, 410],
   });
-  return signature === undefined ? { bytes } : { bytes, signature };
+  return signature === undefined ? fetched : { ...fetched, signature };
 }
 
 /**
@@ -269,6 +307,8 @@ export async function loadCatalogs(
   const state = await readState(ctx);
   const result: LoadedCatalogs = { catalogs: [], skipped: [], signed: {} };
   let changed = false;
+  // Every catalog unreachable (not one invalid or refused): the check is worth trying later.
+  let allTemporary = true;
   for (const url of urls) {
     try {
       const fetched = await fetchCatalogBytes(ctx, url, options, !given);
@@ -300,6 +340,7 @@ export async function loadCatalogs(
         }
       }
       for (const warning of catalog.warnings) ctx.log.warn(`the catalog ${url}: ${warning}`);
+      if (options.remember !== false) await fetched.keep?.();
       result.catalogs.push(catalog);
       result.signed[url] = signer;
       ctx.log.debug(
@@ -308,6 +349,7 @@ export async function loadCatalogs(
     } catch (e) {
       if (!(e instanceof ExtctlError) && errnoCode(e) === undefined) throw e;
       const reason = (e as Error).message;
+      if (!isTemporary(e)) allTemporary = false;
       result.skipped.push({ url, reason });
       ctx.log.warn(`skipping the catalog ${url}: ${reason}`);
     }
@@ -316,7 +358,10 @@ export async function loadCatalogs(
     throw new ExtctlError(
       "catalog",
       `no catalog could be read: ${result.skipped.map((s) => `${s.url}: ${s.reason}`).join("; ")}`,
-      { hint: "check the catalog URLs, the network and --ca-cert" },
+      {
+        hint: "check the catalog URLs, the network and --ca-cert",
+        ...(allTemporary ? { exitCode: EX_TEMPFAIL } : {}),
+      },
     );
   }
   if (changed && options.remember !== false) {

@@ -171,9 +171,26 @@ function bySemverDescending(tags: readonly CatalogTag[]): { tag: CatalogTag; ver
 }
 
 /**
+ * Tags newest first: semver tags highest first, then the others by publication (their `created`
+ * time, newest first; without one, in the catalog's order, which Kairos writes newest first).
+ */
+function newestFirst(tags: readonly CatalogTag[]): CatalogTag[] {
+  const semverTags = bySemverDescending(tags).map((s) => s.tag);
+  const others = tags
+    .map((tag, index) => ({ tag, index, created: tag.created ? Date.parse(tag.created) : NaN }))
+    .filter(({ tag }) => !semverTags.includes(tag))
+    .sort((a, b) => {
+      const byTime = Number.isNaN(a.created) || Number.isNaN(b.created) ? 0 : b.created - a.created;
+      return byTime !== 0 ? byTime : a.index - b.index;
+    })
+    .map(({ tag }) => tag);
+  return [...semverTags, ...others];
+}
+
+/**
  * The versions a bare name may fall back to, newest first: semver releases up to `latest`
- * (highest first; a pre-release is never a fallback), then tags that are not semver in the
- * catalog's order, which Kairos's generator writes newest first.
+ * (highest first; a pre-release is never a fallback), then tags that are not semver by
+ * publication (newestFirst).
  */
 function fallbackOrder(layer: CatalogLayer, latest: CatalogTag | undefined): CatalogTag[] {
   const ceiling = latest === undefined ? undefined : tagVersion(latest.tag);
@@ -181,7 +198,7 @@ function fallbackOrder(layer: CatalogLayer, latest: CatalogTag | undefined): Cat
     .filter(({ version }) => !(version.split("+")[0] as string).includes("-"))
     .filter(({ version }) => ceiling === undefined || semver.compare(version, ceiling) <= 0)
     .map(({ tag }) => tag);
-  const others = layer.tags.filter((t) => tagVersion(t.tag) === undefined);
+  const others = newestFirst(layer.tags).filter((t) => tagVersion(t.tag) === undefined);
   return [...releases, ...others].filter((t) => t !== latest);
 }
 

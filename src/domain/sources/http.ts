@@ -3,7 +3,8 @@
 // from https down to http), timeouts, and every failure said in one sentence with nothing left
 // in the store.
 import type { Context } from "../../util/context.js";
-import { ExtctlError, errnoCode, messageOf } from "../../util/errors.js";
+import { EX_TEMPFAIL, ExtctlError, errnoCode, messageOf } from "../../util/errors.js";
+import { userAgent } from "../../util/user-agent.js";
 import { checkStoreName, httpFileName } from "./uri.js";
 import { streamToStore } from "./stream-to-store.js";
 import {
@@ -60,30 +61,41 @@ export function describeNetworkError(e: unknown, url: string): ExtctlError {
     });
   }
   switch (code) {
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return new ExtctlError("download", `cannot reach ${url}: no route to the host`, {
+        cause: e,
+        exitCode: EX_TEMPFAIL,
+      });
     case "ECONNREFUSED":
       return new ExtctlError("download", `cannot connect to ${url}: connection refused`, {
         cause: e,
+        exitCode: EX_TEMPFAIL,
       });
     case "ENOTFOUND":
     case "EAI_AGAIN":
-      return new ExtctlError("download", `cannot resolve the host of ${url}`, { cause: e });
+      return new ExtctlError("download", `cannot resolve the host of ${url}`, {
+        cause: e,
+        exitCode: EX_TEMPFAIL,
+      });
     case "ETIMEDOUT":
       return new ExtctlError("download", `timed out waiting for ${url}`, {
         cause: e,
+        exitCode: EX_TEMPFAIL,
         hint: "the server stopped sending; try again",
       });
     case "ECONNRESET":
       return new ExtctlError(
         "download",
         `the connection to ${url} was cut before the download finished`,
-        {
-          cause: e,
-          hint: "try again",
-        },
+        { cause: e, hint: "try again" },
       );
     case "EPROXY":
       return new ExtctlError("download", message, {
         cause: e,
+        // A proxy that cannot be reached is like a server that cannot: try later. One that
+        // refuses the tunnel is its configuration, not an outage.
+        ...(/^cannot reach the proxy/.test(message) ? { exitCode: EX_TEMPFAIL } : {}),
         hint: "check HTTPS_PROXY/HTTP_PROXY (and NO_PROXY for hosts to reach directly)",
       });
     case "HPE_HEADER_OVERFLOW":
@@ -168,7 +180,7 @@ export const httpSource: Source = {
     const kept = keptAt && (await findPartial(keptAt, url));
     const get = (headers: Record<string, string> = {}) =>
       getFollowingRedirects(ctx, url, {
-        headers: { "user-agent": "extctl", accept: "*/*", ...headers },
+        headers: { "user-agent": userAgent(), accept: "*/*", ...headers },
         ca,
         timeoutMs: timeout,
       });
@@ -198,7 +210,11 @@ export const httpSource: Source = {
         response.statusCode >= 400
           ? `${url} answered HTTP ${response.statusCode}${statusText(response.statusCode)}`
           : `${url} answered HTTP ${response.statusCode} without a Location to follow`,
-        response.statusCode === 404 ? { hint: "check the URL" } : {},
+        response.statusCode === 404
+          ? { hint: "check the URL" }
+          : unavailable(response.statusCode)
+            ? { exitCode: EX_TEMPFAIL, hint: "the server is down or busy; try later" }
+            : {},
       );
     }
     const lengthHeader = response.headers["content-length"];
@@ -222,7 +238,7 @@ export const httpSource: Source = {
       );
       const rest = await getFollowingRedirects(ctx, url, {
         headers: {
-          "user-agent": "extctl",
+          "user-agent": userAgent(),
           accept: "*/*",
           range: `bytes=${offset}-`,
           ...(validator ? { "if-range": validator } : {}),
@@ -283,6 +299,18 @@ export interface HttpBytesRequest {
   absent?: readonly number[];
 }
 
+/** What a conditional GET of a small file found. */
+export type ConditionalBytes =
+  | { status: "absent" }
+  | { status: "not-modified" }
+  | { status: "ok"; bytes: Buffer; etag?: string; lastModified?: string };
+
+/** The validators of a copy held from before, sent as If-None-Match and If-Modified-Since. */
+export interface Validators {
+  etag?: string;
+  lastModified?: string;
+}
+
 /**
  * GETs a small file whole (a catalog, its signature) with the same TLS, proxies, redirects and
  * retries as downloads, bounded by `maxBytes`. Undefined when the server answers 404 or 410
@@ -293,22 +321,50 @@ export async function httpGetBytes(
   url: string,
   request: HttpBytesRequest,
 ): Promise<Buffer | undefined> {
+  const got = await httpGetConditional(ctx, url, request);
+  return got.status === "ok" ? got.bytes : undefined;
+}
+
+/**
+ * httpGetBytes with the validators of a copy held from before: a server that has nothing newer
+ * answers 304 and sends no body ("not-modified"); otherwise the bytes and their new validators.
+ */
+export async function httpGetConditional(
+  ctx: Context,
+  url: string,
+  request: HttpBytesRequest,
+  held: Validators = {},
+): Promise<ConditionalBytes> {
   const what = request.what ?? url;
   const ca = await trustedCAs(request.caCerts ?? [], ctx.env);
+  const conditional = held.etag !== undefined || held.lastModified !== undefined;
   const response = await getFollowingRedirects(ctx, url, {
-    headers: { "user-agent": "extctl", accept: "*/*" },
+    headers: {
+      "user-agent": userAgent(),
+      accept: "*/*",
+      ...(held.etag === undefined ? {} : { "if-none-match": held.etag }),
+      ...(held.lastModified === undefined ? {} : { "if-modified-since": held.lastModified }),
+    },
     ca,
     timeoutMs: request.timeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
   });
   if ((request.absent ?? [404, 410]).includes(response.statusCode)) {
     await response.body.dump();
-    return undefined;
+    return { status: "absent" };
+  }
+  // A 304 means something only when extctl asked conditionally; unasked, it is a broken server.
+  if (response.statusCode === 304 && conditional) {
+    await response.body.dump();
+    return { status: "not-modified" };
   }
   if (response.statusCode !== 200) {
     await response.body.dump();
     throw new ExtctlError(
       "download",
       `${url} answered HTTP ${response.statusCode}${statusText(response.statusCode)}`,
+      unavailable(response.statusCode)
+        ? { exitCode: EX_TEMPFAIL, hint: "the server is down or busy; try later" }
+        : {},
     );
   }
   const tooLarge = () =>
@@ -333,7 +389,19 @@ export async function httpGetBytes(
   } catch (e) {
     throw describeNetworkError(e, url);
   }
-  return Buffer.concat(chunks, total);
+  const etag = headerText(response.headers.etag);
+  const lastModified = headerText(response.headers["last-modified"]);
+  return {
+    status: "ok",
+    bytes: Buffer.concat(chunks, total),
+    ...(etag === undefined ? {} : { etag }),
+    ...(lastModified === undefined ? {} : { lastModified }),
+  };
+}
+
+/** A status that says the server cannot answer now (5xx, 429), after the retries: try later. */
+function unavailable(status: number): boolean {
+  return status >= 500 || status === 429;
 }
 
 /** Whether a 206's Content-Range is the rest of the file from `offset`, of `size` bytes. */

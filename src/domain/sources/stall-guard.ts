@@ -1,7 +1,7 @@
 // A low-speed limit for downloads, like curl's --speed-limit/--speed-time: a source that sends
 // fewer than `minBytes` within `timeoutMs` (a silent server, or one that drips a byte at a
 // time) is given up on instead of hanging extctl forever.
-import { ExtctlError } from "../../util/errors.js";
+import { EX_TEMPFAIL, ExtctlError } from "../../util/errors.js";
 
 export interface StallGuardOptions {
   /** Give up when fewer than minBytes arrive within this many milliseconds. */
@@ -22,7 +22,7 @@ export function stallError(what: string, minBytes: number, timeoutMs: number): E
   return new ExtctlError(
     "download",
     `${what} is too slow: less than ${minBytes} bytes in ${seconds} s; giving up`,
-    { hint: "the server stalled; try again, or raise --timeout" },
+    { hint: "the server stalled; try again, or raise --timeout", exitCode: EX_TEMPFAIL },
   );
 }
 

@@ -186,7 +186,8 @@ export const DEFAULT_ON_CALENDAR = "daily";
  * then the configuration extensions (two ExecStart= lines run in order). One unit rather than one
  * per kind because a timer starts exactly one unit, and `systemctl status extctl-upgrade` then
  * shows the whole run; a failed sysext upgrade (which keeps the old version merged) fails the
- * unit and skips the confext one until the next run, so the failure is seen, not hidden.
+ * unit and skips the confext one until the next run, so the failure is seen, not hidden. An
+ * outage of the catalog or registry (exit 75) is no failure: the timer's next run is the retry.
  */
 export function upgradeService(extctlPath: string): UnitFile {
   const program = quoteArg(extctlPath);
@@ -201,8 +202,10 @@ After=network-online.target extctl-boot.service systemd-sysext.service systemd-c
 Type=oneshot
 ExecStart=${program} sysext upgrade --all --now --json
 ExecStart=${program} confext upgrade --all --now --json
-# upgrade exits 3 when there is nothing to do: a success, and the confext line still runs.
-SuccessExitStatus=3
+# upgrade exits 3 when there is nothing to do, and 75 (EX_TEMPFAIL) when a catalog or registry
+# cannot be reached: neither is a failure (the next timer run tries again), and the confext line
+# still runs. Only 1, an upgrade that failed and kept the old version, fails the unit.
+SuccessExitStatus=3 75
 `;
   return { path: `${UNIT_DIR}/${UPGRADE_SERVICE_NAME}`, content };
 }

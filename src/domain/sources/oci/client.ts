@@ -8,7 +8,8 @@ import { Transform, type Readable } from "node:stream";
 import type * as UndiciModule from "undici";
 import type { Dispatcher } from "undici";
 import type { Context } from "../../../util/context.js";
-import { ExtctlError, errnoCode, fsError, messageOf } from "../../../util/errors.js";
+import { EX_TEMPFAIL, ExtctlError, errnoCode, fsError, messageOf } from "../../../util/errors.js";
+import { userAgent } from "../../../util/user-agent.js";
 import {
   basicHeader,
   lookupCredentials,
@@ -319,6 +320,7 @@ export class RegistryClient {
     if (code?.startsWith("HPE_")) return new ExtctlError("registry", detail, { cause: e });
     return new ExtctlError("registry", `cannot reach ${new URL(target).host}: ${code ?? detail}`, {
       cause: e,
+      exitCode: EX_TEMPFAIL,
       hint: "check the registry address and that it is running",
     });
   }
@@ -384,7 +386,7 @@ export class RegistryClient {
     for (;;) {
       const sameOrigin = new URL(target).origin === origin;
       const headers: Record<string, string> = {
-        "user-agent": "extctl",
+        "user-agent": userAgent(),
         ...options.headers,
       };
       if (this.authHeader && this.authHeader.expiresAt <= Date.now()) this.authHeader = undefined;
@@ -499,7 +501,10 @@ export class RegistryClient {
       this.authHeader = cached;
       return;
     }
-    const headers: Record<string, string> = { "user-agent": "extctl", accept: "application/json" };
+    const headers: Record<string, string> = {
+      "user-agent": userAgent(),
+      accept: "application/json",
+    };
     if (creds) headers.authorization = basicHeader(creds);
     let res: Dispatcher.ResponseData;
     try {
@@ -524,6 +529,7 @@ export class RegistryClient {
       throw new ExtctlError(
         "registry",
         `the token server of ${this.registry} answered HTTP ${res.statusCode}${text ? ` (${text})` : ""}`,
+        res.statusCode === 429 || res.statusCode >= 500 ? { exitCode: EX_TEMPFAIL } : {},
       );
     }
     let json: unknown;
@@ -573,6 +579,9 @@ export class RegistryClient {
     throw new ExtctlError(
       "registry",
       `${this.registry} answered HTTP ${status} when asked to ${what}${detail}`,
+      status === 429 || status >= 500
+        ? { exitCode: EX_TEMPFAIL, hint: "the registry is down or busy; try later" }
+        : {},
     );
   }
 

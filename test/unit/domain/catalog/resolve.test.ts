@@ -372,6 +372,59 @@ test("Kairos's catalog table: a bad reference refuses only its own entry", () =>
   );
 });
 
+test("rollout with non-semver tags: outside the wave, the newest ungated tag by publication", () => {
+  // Issue 28: tags 1.0 and 2.0 (not semver), latest 2.0 gated; a node outside the wave took
+  // nothing ("no version without a rollout gate") although 1.0 is ungated.
+  const plain = catalog(A, [
+    { name: "app", latest: "2.0", tags: [{ tag: "2.0", rollout: 10 }, "1.0", "0.9"] },
+  ]);
+  const outside = machineFor("app", 10, false);
+  const inside = machineFor("app", 10, true);
+  assert.equal(
+    resolveExtension([plain], "app", undefined, { ...amd64, machineId: outside }).version,
+    "1.0",
+  );
+  assert.equal(
+    resolveExtension([plain], "app", undefined, { ...amd64, machineId: inside }).version,
+    "2.0",
+  );
+  // Publication order is the tags' `created` time when they have one, whatever the list order.
+  const timed = JSON.parse(
+    bytesOf(
+      catalogJson([
+        { name: "app", latest: "2.0", tags: ["0.9", "1.0", "1.5", { tag: "2.0", rollout: 10 }] },
+      ]),
+    ).toString(),
+  ) as { layers: { tags: { tag: string; created: string }[] }[] };
+  const created: Record<string, string> = {
+    "0.9": "2026-01-01T00:00:00Z",
+    "1.0": "2026-03-01T00:00:00Z",
+    "1.5": "2026-02-01T00:00:00Z",
+    "2.0": "2026-04-01T00:00:00Z",
+  };
+  for (const tag of timed.layers[0]!.tags) tag.created = created[tag.tag]!;
+  const byTime = parseCatalog(Buffer.from(JSON.stringify(timed)), A);
+  assert.equal(
+    resolveExtension([byTime], "app", undefined, { ...amd64, machineId: outside }).version,
+    "1.0",
+  );
+  // Semver tags, when there are any, come first: the highest ungated one.
+  const mixed = catalog(A, [
+    {
+      name: "app",
+      latest: "3.0.0",
+      tags: [{ tag: "3.0.0", rollout: 10 }, "stable", "2.0.0", "1.0.0"],
+    },
+  ]);
+  assert.equal(
+    resolveExtension([mixed], "app", undefined, {
+      ...amd64,
+      machineId: machineFor("app", 10, false),
+    }).version,
+    "2.0.0",
+  );
+});
+
 test("offered versions: the winning catalog's tags, semver highest first, references per arch", () => {
   const c = catalog(A, [
     {
