@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real programs extctl is tested and demonstrated against (Debian 12 packages),
+# Installs the real programs extctl is tested and demonstrated against (Debian 12 packages; the
+# VM lane's QEMU, OVMF, FAT tools and sbsign among them),
 # a Node.js >= 20.19 with npm when the machine has none (Debian 12's own nodejs is 18), and
 # Node's dependencies. Idempotent: does nothing when everything is already there.
 set -euo pipefail
@@ -9,6 +10,7 @@ packages=(
   systemd systemd-container cryptsetup-bin openssl squashfs-tools erofs-utils gdisk fdisk
   docker-registry skopeo umoci zstd xz-utils lz4 curl apache2-utils efitools util-linux
   ca-certificates mmdebstrap time attr python3 binutils zsh fish tinyproxy g++ make
+  qemu-system-x86 ovmf dosfstools mtools sbsigntool e2fsprogs
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -297,8 +297,8 @@ describe("VM lane", { concurrency: true }, () => {
         assert.match(assertStep(direct, `run.${n}`), new RegExp(`hello from ${n}`));
 
       // Cost at boot: the bench row.
-      const extctlUs = bootUnit!.exit - bootUnit!.start;
-      const sysextUs = sysextUnit!.exit - sysextUnit!.start;
+      const extctlUs = bootUnit.exit - bootUnit.start;
+      const sysextUs = sysextUnit.exit - sysextUnit.start;
       const ratio = extctlUs / sysextUs;
       t.diagnostic(
         `extctl-boot.service ${(extctlUs / 1000).toFixed(0)} ms, systemd-sysext.service ${(sysextUs / 1000).toFixed(0)} ms: ${ratio.toFixed(2)}x`,
