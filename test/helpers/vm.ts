@@ -516,7 +516,9 @@ export class VmGuest {
       "-device",
       "virtio-blk-pci,drive=results,serial=results",
     ];
-    const append = "root=LABEL=COS_ACTIVE rw console=ttyS0 panic=5 extctl.vm=";
+    // no_timer_check: under emulation on a loaded machine the kernel's IO-APIC timer probe can
+    // time out and panic ("IO-APIC + timer doesn't work"), seen on these machines.
+    const append = "root=LABEL=COS_ACTIVE rw console=ttyS0 panic=5 no_timer_check extctl.vm=";
     let args: string[];
     switch (options.mode) {
       case "direct":
