@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the real programs extctl is tested and demonstrated against (Debian 12 packages),
-# the toolchain's Node.js (the version scripts/node-runtime.json pins, an LTS; at least 24.11)
-# with npm when the machine has an older one or none (Debian 12's own nodejs is 18), and Node's
-# dependencies. Idempotent: does nothing when everything is already there.
+# Installs the real programs extctl is tested and demonstrated against (Debian 12 packages; the
+# VM lane's QEMU, OVMF, FAT tools and sbsign among them), the toolchain's Node.js (the version
+# scripts/node-runtime.json pins, an LTS; at least 24.11) with npm when the machine has an older
+# one or none (Debian 12's own nodejs is 18), and Node's dependencies. Idempotent: does nothing
+# when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ packages=(
   ca-certificates mmdebstrap time attr python3 binutils zsh fish tinyproxy g++ make
   qemu-user-static binutils-aarch64-linux-gnu file
   prometheus-node-exporter
+  qemu-system-x86 ovmf dosfstools mtools sbsigntool e2fsprogs
 )
 missing=()
 for p in "${packages[@]}"; do

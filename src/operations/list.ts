@@ -47,6 +47,11 @@ export interface ListedImage {
   compatible?: boolean;
   /** Why not, in a few words. */
   reason?: string;
+  /**
+   * With --verify: the kernel flagged the image's merged dm-verity device as corrupted (a block
+   * failed its hash: the image changed after signing); `extctl verify --full` names the block.
+   */
+  corrupted?: boolean;
   /** With --verify: the trust check's outcome and signer. */
   trust?: { outcome: string; trusted: boolean; signer?: string; message: string };
 }
@@ -100,6 +105,13 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
   const storedSet = new Set(stored);
   const names = options.profile ? (byProfile[PROFILES.indexOf(options.profile)] ?? []) : stored;
   const verifier = options.verify ? await makeVerifier(ctx, options.trust ?? []) : undefined;
+  // The kernel's verdict on merged images (the running system only): --verify reports it.
+  const corrupted =
+    verifier && ctx.root.isHostRoot
+      ? await import("../domain/activate/verity-health.js").then((m) =>
+          m.corruptedVerityDevices(ctx.runner).then((devices) => ({ m, devices })),
+        )
+      : undefined;
   // A sidecar beside an image right in the store dir is looked up in its listing (no syscall,
   // no path parsing: this runs per image); one that is listed, or beside an image elsewhere
   // (a store entry that is a link), is checked on disk.
@@ -141,6 +153,8 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
   await mapLimited(toRead, 16, async ({ entry, hostPath, id }) => {
     Object.assign(entry, await readColumns(ctx, cache, entry.name, hostPath, options.kind, id));
     if (verifier) entry.trust = await verifier(hostPath);
+    if (corrupted && entry.merged && (await corrupted.m.corruptionOf(corrupted.devices, hostPath)))
+      entry.corrupted = true;
   });
   await markMasked(ctx, store, images, linkOf);
   if (cache && (await cache.save(storedSet)))

@@ -16,10 +16,20 @@ import {
 } from "../domain/activate/merged.js";
 import { findUnmerged } from "../domain/activate/activation.js";
 import { isLiveProfile, readSentinels, type SentinelState } from "../domain/activate/boot-state.js";
+import {
+  corruptedVerityDevices,
+  corruptionOf,
+  type CorruptedDevice,
+} from "../domain/activate/verity-health.js";
 
 export interface Mismatch {
   name: string;
-  problem: "linked-not-merged" | "merged-not-linked" | "enabled-not-linked" | "dangling-link";
+  problem:
+    | "linked-not-merged"
+    | "merged-not-linked"
+    | "enabled-not-linked"
+    | "dangling-link"
+    | "verity-corrupted";
   detail: string;
 }
 
@@ -48,10 +58,16 @@ export async function status(ctx: Context, options: StatusOptions = {}): Promise
   // Every read below is independent of the others: issued together, their file system round
   // trips overlap instead of adding up (status is a start-up-bound command).
   const bootState = readSentinels(ctx.root);
+  // The kernel's verdict on merged images' verity devices: only for the running system.
+  const corrupted = ctx.root.isHostRoot
+    ? corruptedVerityDevices(ctx.runner)
+    : Promise.resolve([] as CorruptedDevice[]);
   const [boot, resolved, kinds] = await Promise.all([
     bootState,
     import("../domain/trust/policy.js").then(({ resolvePolicy }) => resolvePolicy(ctx)),
-    Promise.all((options.kinds ?? EXTENSION_KINDS).map((k) => kindStatus(ctx, k, bootState))),
+    Promise.all(
+      (options.kinds ?? EXTENSION_KINDS).map((k) => kindStatus(ctx, k, bootState, corrupted)),
+    ),
   ]);
   const policy = {
     name: resolved.policy.name,
@@ -66,6 +82,7 @@ async function kindStatus(
   ctx: Context,
   kind: ExtensionKind,
   bootState: Promise<SentinelState>,
+  corruptedDevices: Promise<CorruptedDevice[]>,
 ): Promise<KindStatus> {
   const store = new ExtensionStore(ctx.root, kind);
   const [merged, runtimeImages, profileLinks] = await Promise.all([
@@ -105,6 +122,17 @@ async function kindStatus(
         name,
         problem: "merged-not-linked",
         detail: `merged, but not from ${store.layout.runtime} (another extension dir, or unlinked since the last refresh)`,
+      });
+    }
+  }
+  const corrupted = await corruptedDevices;
+  for (const name of corrupted.length > 0 ? linked : []) {
+    const found = await corruptionOf(corrupted, store.imagePath(name));
+    if (found) {
+      mismatches.push({
+        name,
+        problem: "verity-corrupted",
+        detail: `the kernel found corrupted data in it (dm-verity device ${found.device} is marked C; reads of that block fail with EIO): it changed after it was signed, or the disk is failing; check it with extctl verify --full ${store.imagePath(name)}, then reinstall it`,
       });
     }
   }

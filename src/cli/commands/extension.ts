@@ -355,7 +355,13 @@ export function registerExtensionCommands(
                 {
                   header: "TRUST",
                   value: (i: ListedImage) =>
-                    i.trust ? (i.trust.trusted ? "trusted" : i.trust.outcome) : "-",
+                    i.corrupted
+                      ? "CORRUPTED (verify --full)"
+                      : i.trust
+                        ? i.trust.trusted
+                          ? "trusted"
+                          : i.trust.outcome
+                        : "-",
                 },
                 { header: "SIGNER", value: (i: ListedImage) => i.trust?.signer ?? "-" },
               ]
