@@ -15,7 +15,7 @@
 // write byte-stable from run to run; with --no-code-cache the whole release is byte-equal.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { pinnedRuntime, RELEASE_ARCH, NODE_ARCHES } from "./node-runtime.js";
@@ -153,6 +153,20 @@ async function main(argv: readonly string[]): Promise<void> {
   files.push(SBOM);
 
   fileHashes[SBOM] = sha256(await readFile(path.join(OUT, SBOM)));
+
+  // The man pages (docs/man, made from the command tree by `npm run man`) go beside the files:
+  // an image builder copies man/*.8 to /usr/share/man/man8, which the units' Documentation= name.
+  await mkdir(path.join(OUT, "man"), { recursive: true, mode: 0o755 });
+  for (const page of (await readdir(path.join(REPO, "docs", "man")))
+    .filter((f) => f.endsWith(".8"))
+    .sort()) {
+    const name = `man/${page}`;
+    await copyFile(path.join(REPO, "docs", "man", page), path.join(OUT, name));
+    await chmod(path.join(OUT, name), 0o644);
+    fileHashes[name] = sha256(await readFile(path.join(OUT, name)));
+    files.push(name);
+  }
+
   const sums = files
     .slice()
     .sort()
