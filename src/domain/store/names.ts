@@ -190,7 +190,7 @@ export function checkSafeName(
       options.exitCode === 2 ? "usage" : "invalid-uri",
       `refusing the image name ${quoteName(name)} from ${escapeText(from)}: ${reason}`,
       {
-        hint: options.hint ?? "pass --name NAME.raw with printable characters only",
+        hint: options.hint ?? "pass --name NAME.raw with a name made of those characters",
         ...(options.exitCode === undefined ? {} : { exitCode: options.exitCode }),
       },
     );
