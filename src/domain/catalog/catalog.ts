@@ -1,6 +1,7 @@
 // The extension catalog (Kairos's `releases.json`, the "sysext hub"): parsed and checked field by
 // field, since a catalog is untrusted input; every refusal names the catalog and the JSON path.
 import { ExtctlError } from "../../util/errors.js";
+import { canonicalRegistryHost } from "../oci/registry-host.js";
 import { EXTENSION_KINDS, type ExtensionKind } from "../store/layout.js";
 
 /** The largest catalog extctl reads: Kairos's own is a few hundred KiB. */
@@ -85,7 +86,21 @@ export function pinnedReferenceProblem(reference: string): string | undefined {
   }
   const port = /:(\d+)$/.exec(host);
   if (port && Number(port[1]) > 65535) return `names port ${port[1]}, which is not a port`;
+  const canonical = canonicalRegistryHost(host);
+  if (canonical.problem !== undefined)
+    return `names the registry "${host}", which ${canonical.problem}`;
   return undefined;
+}
+
+/**
+ * A pinned reference with its registry in the canonical form (registry-host.ts), as every other
+ * reference has it: a catalog's `LOCALHOST:5001/...` is blocked, mirrored and authenticated
+ * exactly as `localhost:5001/...`. Call after pinnedReferenceProblem found none.
+ */
+export function canonicalPinnedReference(reference: string): string {
+  const slash = reference.indexOf("/");
+  const host = canonicalRegistryHost(reference.slice(0, slash)).host as string;
+  return host + reference.slice(slash);
 }
 
 class CatalogReader {
@@ -227,7 +242,7 @@ class CatalogReader {
       const reference = this.text(fields.oci, `${path}.${arch}.oci`);
       const problem = pinnedReferenceProblem(reference);
       if (problem) this.bad(`${path}.${arch}.oci`, `"${reference}" ${problem}`);
-      out[arch] = reference;
+      out[arch] = canonicalPinnedReference(reference);
     }
     return out;
   }
