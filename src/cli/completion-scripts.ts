@@ -25,7 +25,17 @@ function valueOptions(tree: CompletionNode): string[] {
   return [...names].sort();
 }
 
-/** The bash function; zsh runs the same one through bashcompinit. */
+/** A command printing each word on a line of its own (the words are the tree's, quoted). */
+function lines(words: readonly string[]): string {
+  return `printf '%s\\n' ${words.map(q).join(" ")}`;
+}
+
+/**
+ * The bash function; zsh runs the same one through bashcompinit. No word ever reaches the shell
+ * as code: `compgen -W` expands its words ($(...), globs), so candidates are read one a line with
+ * `read -r`, matched against the word under the cursor as plain text, and put in COMPREPLY quoted
+ * with printf %q (an installed image's name is not extctl's to trust: the store is a directory).
+ */
 function bashFunctions(tree: CompletionNode): string {
   const nodes = allNodes(tree);
   const subLines: string[] = [];
@@ -37,23 +47,19 @@ function bashFunctions(tree: CompletionNode): string {
   for (const node of nodes) {
     if (node.subcommands.length) {
       const words = node.subcommands.flatMap((s) => [s.name, ...s.aliases]);
-      subListLines.push(`    ${key(node.path)}) echo ${q(words.join(" "))} ;;`);
+      subListLines.push(`    ${key(node.path)}) ${lines(words)} ;;`);
       for (const s of node.subcommands)
         for (const w of [s.name, ...s.aliases])
           subLines.push(`    ${q(`${node.path.join(" ")}|${w}`)}) echo ${q(s.name)} ;;`);
     }
-    optLines.push(
-      `    ${key(node.path)}) echo ${q(node.options.flatMap((o) => o.names).join(" "))} ;;`,
-    );
+    optLines.push(`    ${key(node.path)}) ${lines(node.options.flatMap((o) => o.names))} ;;`);
     for (const o of node.options)
       if (o.choices.length)
         for (const n of o.names)
-          choiceLines.push(
-            `    ${q(`${node.path.join(" ")}|${n}`)}) echo ${q(o.choices.join(" "))} ;;`,
-          );
+          choiceLines.push(`    ${q(`${node.path.join(" ")}|${n}`)}) ${lines(o.choices)} ;;`);
     node.argumentChoices.forEach((choices, i) => {
       if (choices.length)
-        argLines.push(`    ${q(`${node.path.join(" ")}|${i}`)}) echo ${q(choices.join(" "))} ;;`);
+        argLines.push(`    ${q(`${node.path.join(" ")}|${i}`)}) ${lines(choices)} ;;`);
     });
     if (node.imageArgument)
       imageLines.push(`    ${key(node.path)}) echo ${node.imageArgument.kind} ;;`);
@@ -99,6 +105,19 @@ ${imageLines.join("\n")}
   esac
 }
 
+# Adds each line of stdin that starts with $1 to COMPREPLY, quoted for the shell (%q): a
+# candidate is inserted as the literal text it is, never expanded, and never split.
+_${name}_reply() {
+  local w quoted
+  while IFS= read -r w; do
+    [[ -n "$w" ]] || continue
+    printf -v quoted '%q' "$w"
+    if [[ "$w" == "$1"* || "$quoted" == "$1"* ]]; then
+      COMPREPLY+=("$quoted")
+    fi
+  done
+}
+
 _${name}() {
   local cur prev cmdpath="" root="" profile="" args=0 i w sub words
   local value_options=${q(` ${valueOptions(tree).join(" ")} `)}
@@ -127,16 +146,16 @@ _${name}() {
   if [[ "$value_options" == *" $prev "* ]]; then
     words="$(_${name}_option_choices "$cmdpath" "$prev")"
     # Other values are files or directories: the shell's default completion (complete -o default).
-    [[ -n "$words" ]] && COMPREPLY=($(compgen -W "$words" -- "$cur"))
+    [[ -n "$words" ]] && _${name}_reply "$cur" <<<"$words"
     return 0
   fi
   if [[ "$cur" == -* ]]; then
-    COMPREPLY=($(compgen -W "$(_${name}_options "$cmdpath")" -- "$cur"))
+    _${name}_reply "$cur" <<<"$(_${name}_options "$cmdpath")"
     return 0
   fi
   words="$(_${name}_subcommands "$cmdpath")"
   if [[ -n "$words" ]]; then
-    COMPREPLY=($(compgen -W "$words" -- "$cur"))
+    _${name}_reply "$cur" <<<"$words"
     return 0
   fi
   local kind
@@ -149,12 +168,12 @@ _${name}() {
     [[ -n "$root" ]] && call+=(--root "$root")
     call+=(__complete images "$kind")
     [[ -n "$profile" ]] && call+=("$profile")
-    words="$("\${call[@]}" 2>/dev/null)"
-    COMPREPLY=($(compgen -W "$words" -- "$cur"))
+    # One name a line, as the store has them: read, never evaluated.
+    _${name}_reply "$cur" < <("\${call[@]}" 2>/dev/null)
     return 0
   fi
   words="$(_${name}_argument_choices "$cmdpath" "$args")"
-  [[ -n "$words" ]] && COMPREPLY=($(compgen -W "$words" -- "$cur"))
+  [[ -n "$words" ]] && _${name}_reply "$cur" <<<"$words"
   return 0
 }
 `;

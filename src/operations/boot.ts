@@ -403,6 +403,7 @@ export async function nodeTrust(
   const importedKeys: string[] = [];
   if (options.uki) {
     const { importEfiKeys } = await import("../domain/trust/efi.js");
+    // db only, as `trust import-efi` by default: PK and KEK sign changes to db, not what boots.
     const imported = await importEfiKeys(ctx, options.efivarsDir);
     importedKeys.push(...imported.imported.map((k) => k.path));
   }

@@ -49,6 +49,9 @@ export async function listTrust(
 export interface EfiImportOptions {
   /** The efivarfs directory (default: ROOT/sys/firmware/efi/efivars). */
   efivars?: string;
+  /** Wider trust than the firmware's own: KEK and PK sign changes to db, not what boots. */
+  includeKek?: boolean;
+  includePk?: boolean;
 }
 
 export type EfiImportResult = EfiImport;
@@ -57,7 +60,10 @@ export async function importEfiTrust(
   ctx: Context,
   options: EfiImportOptions = {},
 ): Promise<EfiImportResult> {
-  const result = await importEfiKeys(ctx, options.efivars);
+  const result = await importEfiKeys(ctx, options.efivars, {
+    includeKek: options.includeKek === true,
+    includePk: options.includePk === true,
+  });
   for (const k of result.imported) ctx.log.info(`imported ${k.variable} certificate to ${k.path}`);
   if (result.missing.length > 0)
     ctx.log.info(`no ${result.missing.join(", ")} variable found (Secure Boot keys not enrolled?)`);

@@ -217,6 +217,14 @@ async function trustedBoot(
     path.join(efivars, "db-d719b2cb-3d3a-4596-a3bc-dad00e67656f"),
     efiVar(await readFile(esl)),
   );
+  // The rogue key as KEK: it may sign db updates, but boot trusts db alone (it signs nothing
+  // that boots), so the image it signed stays out.
+  const kekEsl = path.join(work, "kek.esl");
+  run("cert-to-efi-sig-list", [rogue.cert, kekEsl]);
+  await writeFile(
+    path.join(efivars, "KEK-8be4df61-93ca-11d2-aa0d-00e098032b8c"),
+    efiVar(await readFile(kekEsl)),
+  );
   const cmdline = path.join(work, "cmdline");
   await writeFile(cmdline, "console=ttyS0 rd.immucore.uki\n");
 

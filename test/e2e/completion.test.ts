@@ -244,3 +244,136 @@ complete --do-complete 'extctl systemd install --pol'`;
     assert.deepEqual(opts, ["--policy"]);
   },
 );
+
+// Issue 24 item 1: names placed in the store by hand (extctl itself refuses them), which the old
+// script handed to `compgen -W`: it ran $(...) as root when TAB was pressed, globbed `*`, and a
+// line break made two candidates.
+const HOSTILE = "x$(touch${IFS}pwn).raw";
+const HOSTILE_SHORT = "x$(touch${IFS}pwn)";
+const GLOB = "g*.raw";
+const SPLIT = "split\nme.raw";
+
+async function hostileRoot(t: Parameters<typeof tempRoot>[0]): Promise<string> {
+  const root = await tempRoot(t);
+  const work = await tempDir(t);
+  const image = await makeSampleImage(work, {
+    fileName: "plain.sysext.raw",
+    release: "ID=_any\n",
+    files: { "usr/share/x": "x\n" },
+  });
+  await mkdir(path.join(root, STORE), { recursive: true });
+  for (const name of [HOSTILE, GLOB, SPLIT, "plain.raw"])
+    await writeFile(path.join(root, STORE, name), await readFile(image));
+  return root;
+}
+
+/** Runs `script` in `shellCmd` with `cwd` as its directory: a command that ran leaves ./pwn. */
+function hostileRun(cmd: string, args: string[], script: string, bin: string, cwd: string) {
+  const r = spawnSync(cmd, [...args, script], {
+    encoding: "utf8",
+    cwd,
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ""}`, NO_COLOR: "1" },
+    timeout: 60_000,
+  });
+  return { code: r.status ?? 128, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The names `extctl __complete images sysext` must offer: the hostile ones literally, no split. */
+const OFFERED = ["g*", "plain", HOSTILE_SHORT].sort();
+
+test("bash: a hostile installed name is completed as literal text, never run, globbed or split", async (t) => {
+  if (!requirePeers(t, ["bash", "mksquashfs"], { root: true })) return;
+  const root = await hostileRoot(t);
+  const bin = await binDir(t);
+  const cwd = await tempDir(t);
+  // A file the glob g* would match if the shell expanded it.
+  await writeFile(path.join(cwd, "gotcha"), "");
+  // Each candidate as COMPREPLY holds it (quoted), then as the word the shell reads back when
+  // it is on the command line (eval of the quoted text: the literal name again).
+  const script = `source <(extctl completion bash)
+_try() {
+  COMP_WORDS=("$@"); COMP_CWORD=$(( \${#COMP_WORDS[@]} - 1 ))
+  COMPREPLY=()
+  _extctl extctl "\${COMP_WORDS[COMP_CWORD]}" "\${COMP_WORDS[COMP_CWORD-1]}"
+  local c
+  for c in "\${COMPREPLY[@]}"; do eval "printf 'word=%s\\\\n' $c"; done
+  echo ---
+}
+_try extctl --root '${root}' sysext enable ''
+_try extctl --root '${root}' sysext enable 'x'
+_try extctl --root '${root}' sysext remove 'split'`;
+  const r = hostileRun("bash", ["-c"], script, bin, cwd);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, "");
+  const [all, x, split] = r.stdout.split("---\n").map((b) =>
+    b
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.replace(/^word=/, "")),
+  );
+  assert.deepEqual(all?.sort(), OFFERED);
+  assert.deepEqual(x, [HOSTILE_SHORT]);
+  assert.deepEqual(split, [], "a name with a line break is not offered in pieces");
+  await assert.rejects(readFile(path.join(cwd, "pwn")), "completion ran the command in the name");
+});
+
+test(
+  "zsh: a hostile installed name is completed as literal text, never run or split",
+  { skip: IN_LANE },
+  async (t) => {
+    if (!requirePeers(t, ["zsh", "mksquashfs"], { root: true })) return;
+    const root = await hostileRoot(t);
+    const bin = await binDir(t);
+    const cwd = await tempDir(t);
+    const script = `autoload -U compinit && compinit -u
+source <(extctl completion zsh)
+_try() {
+  local -a COMP_WORDS COMPREPLY; local COMP_CWORD
+  setopt localoptions ksharrays
+  COMP_WORDS=("$@"); (( COMP_CWORD = $# - 1 ))
+  _extctl
+  local c
+  for c in "\${COMPREPLY[@]}"; do eval "print -r -- word=$c"; done
+  print -- ---
+}
+_try extctl --root '${root}' sysext enable ''
+_try extctl --root '${root}' sysext remove 'split'`;
+    const r = hostileRun("zsh", ["-f", "-c"], script, bin, cwd);
+    assert.equal(r.code, 0, r.stderr);
+    const [all, split] = r.stdout.split("---\n").map((b) =>
+      b
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.replace(/^word=/, "")),
+    );
+    assert.deepEqual(all?.sort(), OFFERED);
+    assert.deepEqual(split, []);
+    await assert.rejects(readFile(path.join(cwd, "pwn")), "completion ran the command in the name");
+  },
+);
+
+test(
+  "fish: a hostile installed name is completed as literal text, never run or split",
+  { skip: IN_LANE },
+  async (t) => {
+    if (!requirePeers(t, ["fish", "mksquashfs"], { root: true })) return;
+    const root = await hostileRoot(t);
+    const bin = await binDir(t);
+    const cwd = await tempDir(t);
+    const script = `extctl completion fish | source
+complete --do-complete 'extctl --root ${root} sysext enable '
+echo ---
+complete --do-complete 'extctl --root ${root} sysext remove split'`;
+    const r = hostileRun("fish", ["--no-config", "-c"], script, bin, cwd);
+    assert.equal(r.code, 0, r.stderr);
+    const [all, split] = r.stdout.split("---\n").map((b) =>
+      b
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.split("\t")[0]),
+    );
+    assert.deepEqual(all?.sort(), OFFERED);
+    assert.deepEqual(split, []);
+    await assert.rejects(readFile(path.join(cwd, "pwn")), "completion ran the command in the name");
+  },
+);

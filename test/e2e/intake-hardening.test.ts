@@ -470,3 +470,96 @@ test("an OCI artifact whose blob is no extension image is refused before it is s
   assert.match(r.stderr, /"notes\.sysext\.raw" from oci:.* is not an extension image/);
   assert.deepEqual(await storeEntries(root), []);
 });
+
+// Issue 24 item 1: a name is offered to shells (completion) and typed by operators, so one with
+// a character a shell gives meaning to is refused wherever it comes in, the character named.
+test("image names with $, backquote, quotes or other shell-special characters are refused at every way in: --name, an https URL's segment, an OCI title", async (t) => {
+  if (!requirePeers(t, ["mksquashfs", "openssl", ...OCI_PEERS], { root: true })) return;
+  const dir = await tempDir(t);
+  const src = await makeSampleImage(dir, { fileName: "good.raw", release: "ID=_any\n" });
+  const root = await tempRoot(t);
+  const cases: [string, string][] = [
+    ["x$(touch${IFS}pwn).raw", '"$"'],
+    ["x`touch pwn`.raw", '"`"'],
+    ["it's.raw", `"'"`],
+    ['say"hi".raw', '"\\u{22}"'],
+    ["a;b.raw", '";"'],
+    ["a|b.raw", '"|"'],
+    ["g*.raw", '"*"'],
+  ];
+  for (const [name, shown] of cases) {
+    const r = await runExtctl([
+      "--root",
+      root,
+      "sysext",
+      "install",
+      `file://${src}`,
+      "--name",
+      name,
+    ]);
+    assert.equal(r.code, 1, `${name}: ${r.stderr}`);
+    assert.match(r.stderr, /refusing the image name/);
+    assert.ok(r.stderr.includes(`holds ${shown}`), `${name}: ${r.stderr}`);
+    assert.match(r.stderr, /a name may hold letters, digits, spaces and \. _ \+ - ~ @/);
+  }
+
+  // A hostile https server names the file in its URL: p$(touch${IFS}pwn).raw once decoded.
+  const server = await withHttpsServer(t, { dir: path.join(dir, "https") });
+  server.addFile("p$(touch${IFS}pwn).raw", await readFile(src));
+  const url = await runExtctl([
+    "--root",
+    root,
+    "sysext",
+    "install",
+    `${server.origin}/ok/p%24(touch%24%7BIFS%7Dpwn).raw`,
+    "--ca-cert",
+    server.caCert,
+  ]);
+  assert.notEqual(url.code, 0, url.stderr);
+  assert.match(url.stderr, /refusing the image name "p\$\(touch\$\{IFS\}pwn\)\.raw".*holds "\$"/);
+
+  // An OCI artifact whose title annotation is such a name: published, then its manifest edited
+  // and pushed back under another tag.
+  const registry = await startRegistry(t);
+  const artifact = await makeSampleImage(dir, {
+    fileName: "title.sysext.raw",
+    release: "ID=_any\n",
+  });
+  const published = await runExtctl([
+    "publish",
+    artifact,
+    `oci://${registry.host}/exts/title:1`,
+    "--insecure-registry",
+    registry.host,
+  ]);
+  assert.equal(published.code, 0, published.stderr);
+  const accept = "application/vnd.oci.image.manifest.v1+json";
+  const got = await fetch(`http://${registry.host}/v2/exts/title/manifests/1`, {
+    headers: { accept },
+  });
+  const manifest = (await got.json()) as {
+    layers: { annotations: Record<string, string> }[];
+  };
+  (manifest.layers[0] as { annotations: Record<string, string> }).annotations[
+    "org.opencontainers.image.title"
+  ] = "t$(touch${IFS}pwn).raw";
+  const put = await fetch(`http://${registry.host}/v2/exts/title/manifests/2`, {
+    method: "PUT",
+    headers: { "content-type": accept },
+    body: JSON.stringify(manifest),
+  });
+  assert.equal(put.status, 201, await put.text());
+  const oci = await runExtctl([
+    "--root",
+    root,
+    "sysext",
+    "install",
+    `oci://${registry.host}/exts/title:2`,
+    "--insecure-registry",
+    registry.host,
+  ]);
+  assert.equal(oci.code, 1, oci.stderr);
+  assert.match(oci.stderr, /names its file "t\$\(touch\$\{IFS\}pwn\)\.raw".*holds "\$"/);
+
+  assert.deepEqual(await storeEntries(root), []);
+});

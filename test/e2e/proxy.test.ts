@@ -131,3 +131,88 @@ test("https: and oci: go through HTTPS_PROXY with CONNECT, NO_PROXY bypasses it,
     assert.doesNotMatch(gone.stderr, /\n\s+at /, "no stack trace");
   }
 });
+
+// Issue 24 item 4: through a CONNECT tunnel the TLS connection lost its host, so a server
+// addressed by IP was checked against the name "localhost": a certificate with only the IP SAN
+// failed, and one naming only localhost passed for https://127.0.0.1. Checked for https: and oci:.
+test("through HTTPS_PROXY the tunnelled TLS checks the target's own host: an IP-only certificate passes for 127.0.0.1, a localhost-only one fails", async (t) => {
+  if (!requirePeers(t, ["tinyproxy", "docker-registry", "openssl", "mksquashfs"], { root: true }))
+    return;
+  const dir = await tempDir(t);
+  const certs = await makeTestCertificates(path.join(dir, "certs"));
+  const proxy = await startTinyproxy(t, dir);
+  const image = await makeSampleImage(dir, { fileName: "edge.sysext.raw", release: "ID=_any\n" });
+  const bytes = await readFile(image);
+  const serve = async (certificate: "ip-only" | "name-only") => {
+    const server = await withHttpsServer(t, {
+      dir: path.join(dir, certificate),
+      certificates: certs,
+      certificate,
+    });
+    server.addFile("edge.sysext.raw", bytes);
+    return server;
+  };
+  const registryWith = async (cert: string, key: string) => {
+    const registry = await startRegistry(t, { kind: "none" }, { cert, key });
+    const port = registry.host.split(":")[1] as string;
+    return { registry, port };
+  };
+  const ipServer = await serve("ip-only");
+  const nameServer = await serve("name-only");
+  const ipRegistry = await registryWith(certs.ipOnlyCert, certs.ipOnlyKey);
+  const nameRegistry = await registryWith(certs.nameOnlyCert, certs.nameOnlyKey);
+  // Published directly (no proxy) to the IP-only registry by its address.
+  const pushed = await runExtctl([
+    "publish",
+    image,
+    `oci://${ipRegistry.registry.host}/exts/edge:1`,
+    "--ca-cert",
+    certs.caCert,
+  ]);
+  assert.equal(pushed.code, 0, pushed.stderr);
+
+  const install = async (uri: string, port: string) => {
+    const root = await tempRoot(t);
+    const before = await tunnels(proxy.log, port);
+    const r = await extctl(["--root", root, "sysext", "install", uri, "--ca-cert", certs.caCert], {
+      HTTPS_PROXY: proxy.url,
+      NO_PROXY: "",
+    });
+    assert.ok((await tunnels(proxy.log, port)) > before, `${uri}: no CONNECT to :${port}`);
+    return { r, root };
+  };
+
+  for (const { uri, port } of [
+    { uri: ipServer.url("edge.sysext.raw"), port: String(ipServer.port) },
+    { uri: `oci://${ipRegistry.registry.host}/exts/edge:1`, port: ipRegistry.port },
+  ]) {
+    const { r, root } = await install(uri, port);
+    assert.equal(r.code, 0, `${uri} (IP-only certificate) through the proxy: ${r.stderr}`);
+    assert.deepEqual(
+      await readFile(path.join(root, "var/lib/kairos/extensions/edge.sysext.raw")),
+      bytes,
+    );
+  }
+
+  for (const { uri, port } of [
+    { uri: nameServer.url("edge.sysext.raw"), port: String(nameServer.port) },
+    { uri: `oci://${nameRegistry.registry.host}/exts/edge:1`, port: nameRegistry.port },
+  ]) {
+    assert.match(uri, /127\.0\.0\.1/);
+    const { r, root } = await install(uri, port);
+    assert.equal(
+      r.code,
+      1,
+      `${uri} (certificate for localhost only) through the proxy: ${r.stderr}`,
+    );
+    assert.match(r.stderr, /127\.0\.0\.1/);
+    assert.match(r.stderr, /cert|altname|IP/i);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+    await assert.rejects(readFile(path.join(root, "var/lib/kairos/extensions/edge.sysext.raw")));
+  }
+
+  // The name-only server addressed by its name passes: the name is checked (and sent as SNI).
+  const byName = nameServer.url("edge.sysext.raw").replace("127.0.0.1", "localhost");
+  const { r } = await install(byName, String(nameServer.port));
+  assert.equal(r.code, 0, `${byName} through the proxy: ${r.stderr}`);
+});

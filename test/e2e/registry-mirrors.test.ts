@@ -17,6 +17,7 @@ import {
   type Registry,
 } from "../helpers/registry.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
+import { catalogFixture } from "../helpers/catalog-fixture.js";
 
 const PEERS = ["docker-registry", "skopeo", "mksquashfs"];
 const STORE = "var/lib/kairos/extensions";
@@ -226,4 +227,90 @@ test("insecure = true stands in for --insecure-registry; without either, plain h
   const broken = await install(root, origin.host, ["--insecure-registry", origin.host]);
   assert.equal(broken.code, 1);
   assert.match(broken.stderr, /registries\.conf:2: a string is not closed/);
+});
+
+// Issue 24 item 2: blocked = true held for one spelling of a registry only; the connection reads
+// every one of these as the same host and port, so each must be refused.
+test("a blocked registry is refused under every spelling of its host and port, also from a catalog entry", async (t) => {
+  if (!requirePeers(t, [...PEERS, "openssl"], { root: true })) return;
+  const f = await catalogFixture(t);
+  const port = f.registry.host.split(":")[1] as string;
+  const published = await f.publishVersion("hello", "1.0.0");
+  const ref = (host: string) => `oci://${host}/exts/hello:1.0.0`;
+  const fetchAs = (root: string, uri: string, host: string) =>
+    runExtctl(["--root", root, "sysext", "install", uri, "--insecure-registry", host], {
+      env: ENV,
+    });
+
+  // Unblocked, two of the spellings reach the registry: they are the same host to the connection.
+  for (const host of [`LOCALHOST:0${port}`, `0x7f000001:${port}`]) {
+    const open = await fetchAs(await tempRoot(t), ref(host), host);
+    assert.equal(open.code, 0, `${host} unblocked: ${open.stderr}`);
+  }
+
+  const root = await tempRoot(t);
+  const conf = await writeConf(
+    root,
+    `[[registry]]\nprefix = "localhost:${port}"\nblocked = true\n\n[[registry]]\nprefix = "127.0.0.1:${port}/exts"\nblocked = true\n`,
+  );
+  for (const host of [
+    `localhost:${port}`,
+    `LOCALHOST:${port}`,
+    `LocalHost:0${port}`,
+    `127.0.0.1:${port}`,
+    `127.1:${port}`,
+    `2130706433:${port}`,
+    `0x7f000001:${port}`,
+    `127.000.000.001:${port}`,
+    `[::ffff:127.0.0.1]:${port}`,
+    `127.0.0.1:0${port}`,
+  ]) {
+    const r = await fetchAs(root, ref(host), host);
+    assert.equal(r.code, 1, `${host}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`is blocked by ${conf}:\\d+`), host);
+  }
+  // A host that cannot be normalised is an error, not a string that matches nothing.
+  const bad = await fetchAs(root, ref(`127.0.0.256:${port}`), `127.0.0.256:${port}`);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /"127\.0\.0\.256:\d+" looks like an IPv4 address but is not one/);
+
+  // A catalog entry naming the registry with an upper-case host.
+  const upper = published.reference.replace(/^127\.0\.0\.1:/, "LOCALHOST:");
+  const url = f.serveCatalog(
+    "releases.json",
+    f.catalogJson({
+      hello: {
+        latest: "1.0.0",
+        tags: [{ version: "1.0.0", published: { ...published, reference: upper } }],
+      },
+    }),
+  );
+  const byName = (r: string) =>
+    runExtctl(
+      [
+        "--root",
+        r,
+        "sysext",
+        "install",
+        "hello",
+        "--catalog",
+        url,
+        ...f.net,
+        "--insecure-registry",
+        `localhost:${port}`,
+      ],
+      { env: ENV },
+    );
+  const unblocked = await byName(await tempRoot(t));
+  assert.equal(unblocked.code, 0, `the catalog entry unblocked: ${unblocked.stderr}`);
+  const blocked = await byName(root);
+  assert.equal(blocked.code, 1, blocked.stderr);
+  assert.match(
+    blocked.stderr,
+    new RegExp(`oci://localhost:${port}/exts/hello@sha256:[0-9a-f]{64} is blocked by ${conf}:1`),
+  );
+  const images = (await readdir(path.join(root, STORE)).catch(() => [])).filter((n) =>
+    n.endsWith(".raw"),
+  );
+  assert.deepEqual(images, [], "nothing was stored");
 });

@@ -241,7 +241,7 @@ test("a bare squashfs with veritysetup and openssl sidecars: its tree and signat
   assert.equal(jsonOf<VerifyResult>(corrupt).corruptedBlock, 3);
 });
 
-test("trust import-efi writes the X.509 entries of PK, KEK and db (made by cert-to-efi-sig-list) as PEM files, and trust list shows them", async (t) => {
+test("trust import-efi writes the X.509 entries of db (and of KEK, PK when asked; lists made by cert-to-efi-sig-list) as PEM files, and trust list shows them", async (t) => {
   if (!requirePeers(t, ["cert-to-efi-sig-list", "openssl"], { root: true })) return;
   const dir = await tempDir(t);
   const root = await tempRoot(t);
@@ -272,6 +272,22 @@ test("trust import-efi writes the X.509 entries of PK, KEK and db (made by cert-
     Buffer.concat([attr, await esl(certs.db1, "db1"), await esl(certs.db2, "db2")]),
   );
 
+  // By default db only: what the firmware boots with (the kernel's .platform keyring).
+  const dbOnlyRoot = await tempRoot(t);
+  const dbOnly = await runExtctl([
+    "--root",
+    dbOnlyRoot,
+    "trust",
+    "import-efi",
+    "--efivars",
+    efivars,
+  ]);
+  assert.equal(dbOnly.code, 0, dbOnly.stderr);
+  assert.deepEqual((await readdir(path.join(dbOnlyRoot, "run/verity.d"))).sort(), [
+    "DB0.crt",
+    "DB1.crt",
+  ]);
+
   const imported = await runExtctl([
     "--root",
     root,
@@ -279,6 +295,8 @@ test("trust import-efi writes the X.509 entries of PK, KEK and db (made by cert-
     "import-efi",
     "--efivars",
     efivars,
+    "--include-kek",
+    "--include-pk",
     "--json",
   ]);
   assert.equal(imported.code, 0, imported.stderr);
@@ -295,7 +313,7 @@ test("trust import-efi writes the X.509 entries of PK, KEK and db (made by cert-
   assert.equal(fp(path.join(root, "run/verity.d/DB0.crt")), certs.db1.fingerprint);
   assert.equal(fp(path.join(root, "run/verity.d/DB1.crt")), certs.db2.fingerprint);
   assert.equal(
-    jsonOf<EfiImportResult>(imported).imported[0]?.owner,
+    jsonOf<EfiImportResult>(imported).imported.find((k) => k.variable === "db")?.owner,
     "11111111-2222-3333-4444-555555555555",
   );
 
@@ -317,4 +335,110 @@ test("trust import-efi writes the X.509 entries of PK, KEK and db (made by cert-
   );
   assert.equal(trusted.policy.name, "signed");
   assert.match(trusted.policy.source, /uki_boot_mode/);
+});
+
+/** A sysext built and signed by extctl with `signer`'s key. */
+async function signedImage(dir: string, name: string, signer: { key: string; crt: string }) {
+  const tree = path.join(dir, `tree-${name}`);
+  await mkdir(path.join(tree, "usr/share", name), { recursive: true });
+  await writeFile(path.join(tree, "usr/share", name, "hello"), `hello from ${name}\n`);
+  const out = path.join(dir, `out-${name}`);
+  await mkdir(out);
+  const r = await runExtctl([
+    "build",
+    "sysext",
+    name,
+    tree,
+    "-o",
+    out,
+    "--private-key",
+    signer.key,
+    "--certificate",
+    signer.crt,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  return path.join(out, `${name}.sysext.raw`);
+}
+
+test("import-efi trusts db only by default: an image signed by the KEK or PK key is refused, and trusted with --include-kek / --include-pk", async (t) => {
+  if (
+    !requirePeers(t, ["cert-to-efi-sig-list", "sign-efi-sig-list", "openssl", "mksquashfs"], {
+      root: true,
+    })
+  )
+    return;
+  const dir = await tempDir(t);
+  const pk = makeCert(dir, "platform-key");
+  const kek = makeCert(dir, "key-exchange-key");
+  const db = makeCert(dir, "signature-db");
+  const owner = "22222222-3333-4444-5555-666666666666";
+  // The lists as an enrolment makes them: each ESL by cert-to-efi-sig-list, and the update that
+  // sets it signed by the key above it (KEK by PK, db by KEK) with sign-efi-sig-list, which
+  // checks that the key and certificate go together. efivarfs shows the attributes and the ESL.
+  const esl = async (c: { crt: string }, name: string, signer?: { key: string; crt: string }) => {
+    const out = path.join(dir, `${name}.esl`);
+    run("cert-to-efi-sig-list", ["-g", owner, c.crt, out]);
+    if (signer) {
+      const auth = path.join(dir, `${name}.auth`);
+      run("sign-efi-sig-list", ["-g", owner, "-k", signer.key, "-c", signer.crt, name, out, auth]);
+      assert.ok((await readFile(auth)).length > (await readFile(out)).length);
+    }
+    return Buffer.concat([Buffer.from([0x27, 0, 0, 0]), await readFile(out)]);
+  };
+  const efivars = async (root: string) => {
+    const d = path.join(root, "sys/firmware/efi/efivars");
+    await mkdir(d, { recursive: true });
+    await writeFile(
+      path.join(d, "PK-8be4df61-93ca-11d2-aa0d-00e098032b8c"),
+      await esl(pk, "PK", pk),
+    );
+    await writeFile(
+      path.join(d, "KEK-8be4df61-93ca-11d2-aa0d-00e098032b8c"),
+      await esl(kek, "KEK", pk),
+    );
+    await writeFile(
+      path.join(d, "db-d719b2cb-3d3a-4596-a3bc-dad00e67656f"),
+      await esl(db, "db", kek),
+    );
+  };
+  const images = {
+    db: await signedImage(dir, "by-db", db),
+    kek: await signedImage(dir, "by-kek", kek),
+    pk: await signedImage(dir, "by-pk", pk),
+  };
+  const outcomes = async (root: string) => {
+    const out: Record<string, string> = {};
+    for (const [which, image] of Object.entries(images)) {
+      const r = await runExtctl(["--root", root, "verify", image, "--json"]);
+      out[which] = jsonOf<VerifyResult>(r).outcome;
+    }
+    return out;
+  };
+
+  // The root's own efivars (no --efivars): the default reads db alone.
+  const plain = await tempRoot(t);
+  await efivars(plain);
+  const def = await runExtctl(["--root", plain, "trust", "import-efi", "--json"]);
+  assert.equal(def.code, 0, def.stderr);
+  assert.deepEqual(
+    jsonOf<EfiImportResult>(def).imported.map((k) => k.variable),
+    ["db"],
+  );
+  assert.deepEqual(await outcomes(plain), {
+    db: "ok",
+    kek: "untrusted-signer",
+    pk: "untrusted-signer",
+  });
+
+  const withKek = await tempRoot(t);
+  await efivars(withKek);
+  const k = await runExtctl(["--root", withKek, "trust", "import-efi", "--include-kek"]);
+  assert.equal(k.code, 0, k.stderr);
+  assert.deepEqual(await outcomes(withKek), { db: "ok", kek: "ok", pk: "untrusted-signer" });
+
+  const withPk = await tempRoot(t);
+  await efivars(withPk);
+  const p = await runExtctl(["--root", withPk, "trust", "import-efi", "--include-pk"]);
+  assert.equal(p.code, 0, p.stderr);
+  assert.deepEqual(await outcomes(withPk), { db: "ok", kek: "untrusted-signer", pk: "ok" });
 });

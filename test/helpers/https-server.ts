@@ -95,6 +95,12 @@ export interface TestCertificates {
   /** Signed by the same CA, but only for wrong-host.invalid: a hostname mismatch. */
   wrongHostCert: string;
   wrongHostKey: string;
+  /** Only the address 127.0.0.1 (an IP SAN, no name): what a client must match by address. */
+  ipOnlyCert: string;
+  ipOnlyKey: string;
+  /** Only the name localhost: a client addressing 127.0.0.1 must refuse it. */
+  nameOnlyCert: string;
+  nameOnlyKey: string;
 }
 
 async function openssl(args: readonly string[], cwd: string): Promise<void> {
@@ -167,6 +173,8 @@ export async function makeTestCertificates(dir: string): Promise<TestCertificate
   );
   const server = await leafCertificate(dir, "server", "IP:127.0.0.1,DNS:localhost");
   const wrong = await leafCertificate(dir, "wrong-host", "DNS:wrong-host.invalid");
+  const ipOnly = await leafCertificate(dir, "ip-only", "IP:127.0.0.1");
+  const nameOnly = await leafCertificate(dir, "name-only", "DNS:localhost");
   return {
     dir,
     caCert: path.join(dir, "ca.crt"),
@@ -175,6 +183,10 @@ export async function makeTestCertificates(dir: string): Promise<TestCertificate
     serverKey: server.key,
     wrongHostCert: wrong.cert,
     wrongHostKey: wrong.key,
+    ipOnlyCert: ipOnly.cert,
+    ipOnlyKey: ipOnly.key,
+    nameOnlyCert: nameOnly.cert,
+    nameOnlyKey: nameOnly.key,
   };
 }
 
@@ -183,8 +195,11 @@ export interface HttpsServerOptions {
   dir: string;
   /** Reuse certificates made earlier (one CA for several servers). */
   certificates?: TestCertificates;
-  /** "wrong-host" serves a certificate for another host name, signed by the same CA. */
-  certificate?: "ok" | "wrong-host";
+  /**
+   * "wrong-host" serves a certificate for another host name, signed by the same CA; "ip-only"
+   * one for 127.0.0.1 alone, "name-only" one for localhost alone.
+   */
+  certificate?: "ok" | "wrong-host" | "ip-only" | "name-only";
   /** slow-drip: bytes per tick and the pause between ticks (default 1 byte / 100 ms). */
   dripBytes?: number;
   dripIntervalMs?: number;
@@ -245,9 +260,14 @@ function contentStream(content: FileContent, start = 0, end?: number): NodeJS.Re
 
 export async function startHttpsServer(options: HttpsServerOptions): Promise<TestHttpsServer> {
   const certificates = options.certificates ?? (await makeTestCertificates(options.dir));
-  const wrongHost = options.certificate === "wrong-host";
-  const cert = await readFile(wrongHost ? certificates.wrongHostCert : certificates.serverCert);
-  const key = await readFile(wrongHost ? certificates.wrongHostKey : certificates.serverKey);
+  const pair = {
+    ok: [certificates.serverCert, certificates.serverKey],
+    "wrong-host": [certificates.wrongHostCert, certificates.wrongHostKey],
+    "ip-only": [certificates.ipOnlyCert, certificates.ipOnlyKey],
+    "name-only": [certificates.nameOnlyCert, certificates.nameOnlyKey],
+  }[options.certificate ?? "ok"];
+  const cert = await readFile(pair[0] as string);
+  const key = await readFile(pair[1] as string);
   const dripBytes = options.dripBytes ?? 1;
   const dripIntervalMs = options.dripIntervalMs ?? 100;
   const hugeHeaderBytes = options.hugeHeaderBytes ?? 1 << 20;

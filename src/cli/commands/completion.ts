@@ -41,8 +41,10 @@ export function registerCompletionCommand(program: Command): void {
       try {
         const result = await list(contextFor(command), { kind, ...defined({ profile }) });
         // The short name (what Kairos users type); enable and the others accept it.
+        // One name a line: a name with a line break or another control character (placed in the
+        // store by hand: extctl refuses them) could not be one line, so it is left out.
         const names = result.images
-          .filter((i) => i.present)
+          .filter((i) => i.present && !/\p{Cc}|\p{Zl}|\p{Zp}/u.test(i.name))
           .map((i) => i.name.replace(/(\.(sysext|confext))?\.raw$/, ""));
         if (names.length) print(names.join("\n"));
       } catch {

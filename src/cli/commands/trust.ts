@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import {
   addFlags,
+  boolFlag,
   contextFor,
   defined,
   flagsOf,
@@ -32,6 +33,14 @@ const IMPORT_EFI_FLAGS = {
   efivars: textFlag(
     "--efivars <dir>",
     "efivarfs directory (default ROOT/sys/firmware/efi/efivars)",
+  ),
+  includeKek: boolFlag(
+    "--include-kek",
+    "also trust KEK certificates (wider trust: KEK authorises db changes, it signs nothing that boots)",
+  ),
+  includePk: boolFlag(
+    "--include-pk",
+    "also trust PK certificates (wider trust: the platform owner's key, it signs nothing that boots)",
   ),
   json: jsonFlag("print as JSON"),
 } as const satisfies FlagSpec;
@@ -75,13 +84,16 @@ export function registerTrustCommand(program: Command): void {
     trust
       .command("import-efi")
       .description(
-        "write the X.509 certificates of the PK, KEK and db EFI variables to ROOT/run/verity.d as immucore does",
+        "write the X.509 certificates of the db EFI variable (what Secure Boot trusts to boot) to ROOT/run/verity.d",
       ),
     IMPORT_EFI_FLAGS,
   ).action(async (_opts: unknown, command: Command) => {
     const opts = flagsOf(command, IMPORT_EFI_FLAGS);
     const { importEfiTrust } = await import("../../operations/trust.js");
-    const result = await importEfiTrust(contextFor(command), defined({ efivars: opts.efivars }));
+    const result = await importEfiTrust(
+      contextFor(command),
+      defined({ efivars: opts.efivars, includeKek: opts.includeKek, includePk: opts.includePk }),
+    );
     if (opts.json) printJson(result);
     else
       print(

@@ -3,6 +3,7 @@
 // A bad image entry spoils only that entry (as in Kairos): it is kept with its problem, refused
 // when something resolves to it, and reported as a warning; the rest of the catalog stays usable.
 import { ExtctlError } from "../../util/errors.js";
+import { canonicalRegistryHost } from "../oci/registry-host.js";
 import { EXTENSION_KINDS, type ExtensionKind } from "../store/layout.js";
 
 /** The largest catalog extctl reads: Kairos's own is a few hundred KiB. */
@@ -95,6 +96,9 @@ export function pinnedReferenceProblem(reference: string): string | undefined {
   }
   const port = /:(\d+)$/.exec(host);
   if (port && Number(port[1]) > 65535) return `names port ${port[1]}, which is not a port`;
+  const canonical = canonicalRegistryHost(host);
+  if (canonical.problem !== undefined)
+    return `names the registry "${host}", which ${canonical.problem}`;
   return undefined;
 }
 
@@ -104,6 +108,17 @@ function isIsoTime(text: string): boolean {
     /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/.test(text) &&
     !Number.isNaN(Date.parse(text))
   );
+}
+
+/**
+ * A pinned reference with its registry in the canonical form (registry-host.ts), as every other
+ * reference has it: a catalog's `LOCALHOST:5001/...` is blocked, mirrored and authenticated
+ * exactly as `localhost:5001/...`. Call after pinnedReferenceProblem found none.
+ */
+export function canonicalPinnedReference(reference: string): string {
+  const slash = reference.indexOf("/");
+  const host = canonicalRegistryHost(reference.slice(0, slash)).host as string;
+  return host + reference.slice(slash);
 }
 
 class CatalogReader {
@@ -270,7 +285,7 @@ class CatalogReader {
         if (typeof reference !== "string") why = `${where}.oci is not a string`;
         else {
           const problem = pinnedReferenceProblem(reference);
-          if (problem === undefined) valid[arch] = reference;
+          if (problem === undefined) valid[arch] = canonicalPinnedReference(reference);
           else why = `${where}.oci "${reference.slice(0, 300)}" ${problem}`;
         }
       }

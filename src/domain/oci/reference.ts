@@ -1,12 +1,17 @@
 // OCI references (`oci://registry/repo:tag`, `oci://repo@sha256:...`) parsed with the rules
 // go-containerregistry and the distribution spec use, so extctl accepts what Kairos accepts.
 import { ExtctlError } from "../../util/errors.js";
+import { canonicalRegistryHost } from "./registry-host.js";
 
 export const DEFAULT_REGISTRY = "docker.io";
 export const DEFAULT_TAG = "latest";
 
 export interface Reference {
-  /** Registry host[:port] as written (docker.io when none was given). */
+  /**
+   * Registry host[:port] in its canonical form (registry-host.ts: lower case, dotted IPv4, no
+   * :443), so that registries.conf, credentials and --insecure-registry see one spelling;
+   * docker.io when none was given.
+   */
   registry: string;
   /** Repository path inside the registry, e.g. "library/alpine". */
   repository: string;
@@ -20,21 +25,12 @@ export interface Reference {
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
-const HOST_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$/;
 const MAX_REPOSITORY = 255;
 
 function refuse(input: string, rule: string): never {
   throw new ExtctlError("invalid-uri", `invalid OCI reference "${input}": ${rule}`, {
     hint: "write it as oci://REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST], e.g. oci://quay.io/org/ext:1.0",
   });
-}
-
-function validRegistry(host: string): boolean {
-  const bracketed = /^\[([0-9A-Fa-f:.]+)\](?::(\d{1,5}))?$/.exec(host);
-  if (bracketed) return bracketed[2] === undefined || Number(bracketed[2]) <= 65535;
-  const m = /^([^:]+)(?::(\d{1,5}))?$/.exec(host);
-  if (!m || (m[2] !== undefined && Number(m[2]) > 65535)) return false;
-  return (m[1] as string).split(".").every((label) => HOST_LABEL.test(label));
 }
 
 /** True when the first path component names a registry rather than a repository. */
@@ -82,9 +78,11 @@ export function parseReference(input: string): Reference {
   const parts = rest.split("/");
   let registry = DEFAULT_REGISTRY;
   if (parts.length > 1 && looksLikeRegistry(parts[0] as string)) {
-    registry = parts.shift() as string;
-    if (!validRegistry(registry))
-      refuse(input, `"${registry}" is not a valid registry host[:port]`);
+    const written = parts.shift() as string;
+    const canonical = canonicalRegistryHost(written);
+    if (canonical.problem !== undefined)
+      refuse(input, `the registry "${written}" ${canonical.problem}`);
+    registry = canonical.host;
   }
   if (parts.length === 0 || parts.some((p) => p === "")) {
     refuse(input, "the repository path has an empty component");

@@ -163,8 +163,14 @@ class Exchange implements BulkBody {
       openTunnel(proxy, host, port, this.request.what).then(
         (raw) => {
           if (this.state === "failed") return void raw.destroy();
-          // TLS over an existing socket ignores onread: its bytes come as 'data' events.
-          const socket = tls.connect({ socket: raw, ...tlsOptions } as tls.ConnectionOptions);
+          // TLS over an existing socket ignores onread: its bytes come as 'data' events. `host`
+          // is the target's: Node checks the certificate against it (an IP SAN for an address),
+          // and without it against "localhost" (issue 24 item 4); SNI stays names only.
+          const socket = tls.connect({
+            socket: raw,
+            host,
+            ...tlsOptions,
+          } as tls.ConnectionOptions);
           socket.on("data", (chunk: Buffer) => {
             if (!this.onRead(chunk)) socket.pause();
           });

@@ -143,11 +143,21 @@ export function quoteName(name: string): string {
   return `"${escapeText(name).replace(/"/g, "\\u{22}")}"`;
 }
 
+// What a name may hold besides letters, marks and digits (any script): what image names use
+// (`k3s-v1.29.0+k3s1.sysext.raw`, `tool_1.2~rc1.raw`, `a@b`), and the space. Everything else a
+// shell gives meaning to ($ ` ' " \ ; & | < > ( ) { } [ ] * ? ! and more) is refused: a name is
+// offered to shells by completion and typed by operators, and a file name needs none of them.
+const NAME_PUNCTUATION = " ._+-~@,:=%^#";
+const ALLOWED_CHARACTER = /^[\p{L}\p{M}\p{N} ._+\-~@,:=%^#]$/u;
+/** For messages: what a name may hold. */
+export const ALLOWED_NAME_CHARACTERS = `letters, digits, spaces and ${NAME_PUNCTUATION.trim().split("").join(" ")}`;
+
 /**
  * Why `name` cannot be the file name of an image in a store, or undefined when it can: one
  * printable path component of at most 255 bytes, not hidden (temp files start with a dot), not
- * an option look-alike, no slash or backslash, no "..". The one name check for every way a name
- * comes in: --name, file and URL basenames, OCI titles and classic-image file names, build names.
+ * an option look-alike, no slash or backslash, no "..", and no character a shell would expand.
+ * The one name check for every way a name comes in: --name, file and URL basenames, OCI titles
+ * and classic-image file names, build names, catalog names.
  */
 export function unsafeNameReason(name: string): string | undefined {
   if (name.length === 0) return "it is empty";
@@ -159,6 +169,12 @@ export function unsafeNameReason(name: string): string | undefined {
   if (name.startsWith(".")) return "it starts with a dot (a hidden file)";
   if (name.startsWith("-")) return 'it starts with "-" (it would read as an option)';
   if (name !== name.trim()) return "it starts or ends with a space";
+  for (const ch of name) {
+    if (!ALLOWED_CHARACTER.test(ch))
+      return `it holds ${quoteName(ch)}, which a shell would give meaning to; a name may hold ${ALLOWED_NAME_CHARACTERS} only`;
+  }
+  if (name.startsWith("~") || name.startsWith("#"))
+    return `it starts with "${name[0]}" (a shell reads it as a home directory or a comment)`;
   return undefined;
 }
 
@@ -174,7 +190,7 @@ export function checkSafeName(
       options.exitCode === 2 ? "usage" : "invalid-uri",
       `refusing the image name ${quoteName(name)} from ${escapeText(from)}: ${reason}`,
       {
-        hint: options.hint ?? "pass --name NAME.raw with printable characters only",
+        hint: options.hint ?? "pass --name NAME.raw with a name made of those characters",
         ...(options.exitCode === undefined ? {} : { exitCode: options.exitCode }),
       },
     );

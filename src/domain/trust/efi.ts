@@ -1,5 +1,5 @@
-// Firmware keys as trust anchors on a trusted boot: the X.509 entries of the PK, KEK and db EFI
-// variables (EFI_SIGNATURE_LIST), written as PEM files to /run/verity.d as immucore does.
+// Firmware keys as trust anchors on a trusted boot: the X.509 entries of the db EFI variable
+// (EFI_SIGNATURE_LIST), and of KEK and PK only when asked, written as PEM files to /run/verity.d.
 import path from "node:path";
 import type { Context } from "../../util/context.js";
 import { writeFileInRoot } from "../../util/atomic.js";
@@ -11,7 +11,11 @@ export const EFI_IMAGE_SECURITY_DATABASE = "d719b2cb-3d3a-4596-a3bc-dad00e67656f
 export const EFI_CERT_X509 = "a5c059a1-94e4-4aa7-87b5-ab155c2bf072";
 export const EFI_CERT_SHA256 = "c1c41626-504c-4092-aca9-41f936934328";
 
-/** The variables read, with the file prefix their certificates get. */
+/**
+ * The variables that can be read, with the file prefix their certificates get. Only db signs what
+ * boots (the kernel's .platform keyring holds db alone); PK and KEK authorise changes to db and
+ * KEK, so trusting them is wider trust, taken only on request (EfiImportScope).
+ */
 export const EFI_KEY_VARIABLES = [
   { variable: "PK", guid: EFI_GLOBAL_VARIABLE, prefix: "PK" },
   { variable: "KEK", guid: EFI_GLOBAL_VARIABLE, prefix: "KEK" },
@@ -92,18 +96,40 @@ export interface EfiImport {
   skipped: number;
 }
 
+/** Which variables beyond db to import: each is wider trust than what the firmware boots. */
+export interface EfiImportScope {
+  includeKek?: boolean;
+  includePk?: boolean;
+}
+
+/** The variables an import reads: db, plus KEK and PK when the scope names them. */
+export function efiVariablesFor(scope: EfiImportScope = {}): string[] {
+  return EFI_KEY_VARIABLES.filter(
+    (k) =>
+      k.variable === "db" ||
+      (k.variable === "KEK" && scope.includeKek === true) ||
+      (k.variable === "PK" && scope.includePk === true),
+  ).map((k) => k.variable);
+}
+
 /**
- * Reads PK, KEK and db from `efivarsDir` (a host path, default the root's
- * /sys/firmware/efi/efivars) and writes ROOT/run/verity.d/{PK,KEK,DB}N.crt, N counting from 0
+ * Reads db (and KEK, PK when `scope` says so) from `efivarsDir` (a host path, default the root's
+ * /sys/firmware/efi/efivars) and writes ROOT/run/verity.d/{DB,KEK,PK}N.crt, N counting from 0
  * in each variable.
  */
-export async function importEfiKeys(ctx: Context, efivarsDir?: string): Promise<EfiImport> {
+export async function importEfiKeys(
+  ctx: Context,
+  efivarsDir?: string,
+  scope: EfiImportScope = {},
+): Promise<EfiImport> {
   // The root's efivars are resolved inside it; a --efivars dir is the operator's own host path.
   const dir = efivarsDir ?? (await ctx.root.readPath("/sys/firmware/efi/efivars"));
   const noFollow = efivarsDir === undefined && !ctx.root.isHostRoot;
   const result: EfiImport = { imported: [], missing: [], skipped: 0 };
   const outDir = "/run/verity.d";
+  const wanted = new Set(efiVariablesFor(scope));
   for (const key of EFI_KEY_VARIABLES) {
+    if (!wanted.has(key.variable)) continue;
     const file = path.join(dir, `${key.variable}-${key.guid}`);
     // A device or FIFO in place of the variable, or one larger than any key database, is
     // refused before it is read whole.

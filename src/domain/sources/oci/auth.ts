@@ -4,6 +4,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { ExtctlError } from "../../../util/errors.js";
 import { DEFAULT_REGISTRY } from "../../oci/reference.js";
+import { canonicalRegistryPath } from "../../oci/registry-host.js";
 
 export interface Credentials {
   username: string;
@@ -44,22 +45,27 @@ export function parseChallenge(header: string): Challenge | undefined {
   return { scheme: (m[1] as string).toLowerCase(), params };
 }
 
-/** Keys an auth file may use for one registry, most specific (repository-scoped) first. */
+/** Keys (canonical, see authKey) for one registry, most specific (repository-scoped) first. */
 function candidateKeys(registry: string, repository: string): string[] {
   const keys: string[] = [];
   const parts = repository.split("/");
   for (let i = parts.length; i > 0; i--) keys.push(`${registry}/${parts.slice(0, i).join("/")}`);
-  keys.push(
-    registry,
-    `https://${registry}`,
-    `http://${registry}`,
-    `https://${registry}/v1/`,
-    `https://${registry}/v2/`,
-  );
-  if (registry === DEFAULT_REGISTRY) {
-    keys.push("https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io");
-  }
+  keys.push(registry);
+  if (registry === DEFAULT_REGISTRY) keys.push("index.docker.io", "registry-1.docker.io");
   return keys;
+}
+
+/**
+ * An auth file's key as host[/repository] with the host canonical (registry-host.ts), the way
+ * references are: `https://LOCALHOST:05001/v2/` and `localhost:5001` are one registry.
+ * Undefined for a key whose host cannot be normalised (it names no registry extctl talks to).
+ */
+function authKey(key: string): string | undefined {
+  const bare = key
+    .replace(/^https?:\/\//i, "")
+    .replace(/\/v[12]\/?$/, "")
+    .replace(/\/+$/, "");
+  return canonicalRegistryPath(bare);
 }
 
 interface AuthEntry {
@@ -119,9 +125,14 @@ export async function lookupCredentials(
     }
     const auths = (parsed as { auths?: unknown } | null)?.auths;
     if (typeof auths !== "object" || auths === null) continue;
-    const table = auths as Record<string, AuthEntry>;
+    // Several spellings of one registry (host, https://host/v2/...): the first in the file wins.
+    const table = new Map<string, AuthEntry>();
+    for (const [key, entry] of Object.entries(auths as Record<string, AuthEntry>)) {
+      const canonical = authKey(key);
+      if (canonical !== undefined && !table.has(canonical)) table.set(canonical, entry);
+    }
     for (const key of candidateKeys(registry, repository)) {
-      const entry = table[key];
+      const entry = table.get(key);
       if (entry && typeof entry === "object") {
         const creds = decodeEntry(entry, file);
         if (creds) return creds;

@@ -21,6 +21,7 @@ import {
 } from "./auth.js";
 import { MEDIA, isDigest, type Descriptor } from "../../oci/manifest.js";
 import { apiHost, type Reference } from "../../oci/reference.js";
+import { canonicalRegistry, canonicalRegistryHost } from "../../oci/registry-host.js";
 import {
   blockedError,
   findRegistry,
@@ -91,12 +92,22 @@ export function sha256Digest(data: Buffer | string): string {
   return `sha256:${createHash("sha256").update(data).digest("hex")}`;
 }
 
-/** Whether `registry` was named by --insecure-registry (host:port, or the host alone). */
+/** An --insecure-registry value as written (an optional scheme and trailing slash allowed). */
+function insecureEntry(written: string): string {
+  return written.replace(/^https?:\/\//i, "").replace(/\/+$/, "");
+}
+
+/**
+ * Whether `registry` was named by --insecure-registry (host:port, or the host alone), both sides
+ * compared in their canonical form (registry-host.ts): `LOCALHOST:05001` names localhost:5001.
+ */
 export function isInsecure(registry: string, insecure: readonly string[] = []): boolean {
-  const host = registry.replace(/:\d+$/, "");
+  const canonical = canonicalRegistryHost(registry).host;
+  if (canonical === undefined) return false;
+  const host = canonical.replace(/:\d+$/, "");
   return insecure.some((h) => {
-    const entry = h.replace(/^https?:\/\//, "").replace(/\/+$/, "");
-    return entry === registry || entry === host;
+    const entry = canonicalRegistryHost(insecureEntry(h)).host;
+    return entry === canonical || entry === host;
   });
 }
 
@@ -251,6 +262,9 @@ export class RegistryClient {
       if (match?.entry.blocked && !pushing) throw blockedError(ref, match.entry);
       confInsecure = match?.entry.insecure ?? false;
     }
+    // A value that names no host the connection could reach is a mistake to say, not to ignore.
+    for (const h of options.insecureRegistries ?? [])
+      canonicalRegistry(insecureEntry(h), "--insecure-registry");
     const insecureList = [...(options.insecureRegistries ?? []), ...insecureHosts(registries)];
     const insecure = confInsecure || isInsecure(ref.registry, insecureList);
     const connect: Record<string, unknown> = { rejectUnauthorized: true };

@@ -11,6 +11,7 @@ import {
   type TomlValue,
 } from "../../../util/toml.js";
 import { formatReference, parseReference, type Reference } from "../../oci/reference.js";
+import { canonicalRegistryHost, canonicalRegistryPath } from "../../oci/registry-host.js";
 
 export const REGISTRIES_CONF = "/etc/containers/registries.conf";
 export const REGISTRIES_CONF_DIR = "/etc/containers/registries.conf.d";
@@ -124,8 +125,12 @@ function isTable(v: TomlValue | undefined): v is TomlTable {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** A prefix or location as the man page writes them: no scheme, no empty path component. */
-function checkName(where: string, key: string, value: string, wildcardOk: boolean): void {
+/**
+ * A prefix or location as the man page writes them (no scheme, no empty path component), in the
+ * canonical form references have (registry-host.ts): `LOCALHOST:05001` is `localhost:5001`,
+ * `127.1` is `127.0.0.1`, so that no other spelling of a blocked registry gets past it.
+ */
+function checkName(where: string, key: string, value: string, wildcardOk: boolean): string {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) {
     throw confError(where, `${key} = "${value}" has a scheme; write it as host[:port][/path]`);
   }
@@ -137,7 +142,7 @@ function checkName(where: string, key: string, value: string, wildcardOk: boolea
         `the wildcard prefix "${value}" must be *.DOMAIN, with no port or path`,
       );
     }
-    return;
+    return value.toLowerCase();
   }
   if (value.includes("*")) {
     throw confError(where, `${key} = "${value}": a wildcard may only start a prefix, as *.DOMAIN`);
@@ -145,6 +150,15 @@ function checkName(where: string, key: string, value: string, wildcardOk: boolea
   if (/\s/.test(value) || value.split("/").some((p) => p === "")) {
     throw confError(where, `${key} = "${value}" is not a host[:port][/path]`);
   }
+  const canonical = canonicalRegistryPath(value);
+  if (canonical === undefined) {
+    const host = value.split("/")[0] as string;
+    throw confError(
+      where,
+      `${key} = "${value}": the host "${host}" ${canonicalRegistryHost(host).problem ?? "is not valid"}`,
+    );
+  }
+  return canonical;
 }
 
 function parseMirror(r: FileReader, t: TomlTable): RegistryMirror {
@@ -153,7 +167,7 @@ function parseMirror(r: FileReader, t: TomlTable): RegistryMirror {
   if (location === undefined || location === "") {
     throw confError(where, "a [[registry.mirror]] needs a location");
   }
-  checkName(r.where(t, "location"), "location", location, false);
+  const canonical = checkName(r.where(t, "location"), "location", location, false);
   const pulls = r.string(t, "pull-from-mirror") ?? "all";
   if (pulls !== "all" && pulls !== "digest-only" && pulls !== "tag-only") {
     throw confError(
@@ -161,16 +175,16 @@ function parseMirror(r: FileReader, t: TomlTable): RegistryMirror {
       `pull-from-mirror = "${pulls}": it is "all", "digest-only" or "tag-only"`,
     );
   }
-  return { location, insecure: r.bool(t, "insecure") ?? false, pulls, where };
+  return { location: canonical, insecure: r.bool(t, "insecure") ?? false, pulls, where };
 }
 
 function parseRegistry(r: FileReader, t: TomlTable): RegistryEntry {
   const where = r.where(t);
   let prefix = r.string(t, "prefix");
-  const location = r.string(t, "location") ?? "";
+  let location = r.string(t, "location") ?? "";
   if (prefix !== undefined && prefix !== "")
-    checkName(r.where(t, "prefix"), "prefix", prefix, true);
-  if (location !== "") checkName(r.where(t, "location"), "location", location, false);
+    prefix = checkName(r.where(t, "prefix"), "prefix", prefix, true);
+  if (location !== "") location = checkName(r.where(t, "location"), "location", location, false);
   if (prefix === undefined || prefix === "") {
     if (location === "") throw confError(where, "a [[registry]] needs a prefix or a location");
     prefix = location;
@@ -199,9 +213,9 @@ function parseVersion1(r: FileReader, registries: TomlTable): RegistryEntry[] {
   const add = (section: string, flag: "insecure" | "blocked") => {
     const table = r.table(registries, section);
     if (!table) return;
-    for (const host of r.strings(table, "registries") ?? []) {
+    for (const written of r.strings(table, "registries") ?? []) {
       const where = r.where(table, "registries");
-      checkName(where, `registries.${section}`, host, false);
+      const host = checkName(where, `registries.${section}`, written, false);
       const entry = byHost.get(host) ?? {
         prefix: host,
         location: host,

@@ -69,7 +69,9 @@ for (const [input, rule] of [
   ["oci://quay.io/org/x@sha256:1234", /digest must be sha256/],
   ["oci://quay.io/org//x", /empty component/],
   ["oci://quay.io/org/x y", /whitespace/],
-  ["oci://quay.io:99999/x", /not a valid registry/],
+  ["oci://quay.io:99999/x", /"quay\.io:99999" .*port above 65535/],
+  ["oci://256.1.1.1:5000/x", /looks like an IPv4 address but is not one/],
+  ["oci://example.123/x", /"example\.123" is not a valid host/],
   ["oci://quay.io/org/x--_y", /component/],
   ["oci://quay.io/" + "a/".repeat(130) + "b", /longer than 255/],
 ] as const) {
@@ -80,3 +82,17 @@ for (const [input, rule] of [
     );
   });
 }
+
+test("the registry is canonical: one spelling for every way of writing the same host and port", () => {
+  for (const spelling of ["LOCALHOST:5001", "localhost:05001"])
+    assert.equal(parseReference(`oci://${spelling}/exts/a:1`).registry, "localhost:5001");
+  for (const spelling of [
+    "127.1:5001",
+    "2130706433:5001",
+    "0x7f000001:5001",
+    "127.000.000.001:5001",
+    "[::ffff:127.0.0.1]:5001",
+  ])
+    assert.equal(parseReference(`oci://${spelling}/exts/a:1`).registry, "127.0.0.1:5001");
+  assert.equal(parseReference("oci://Quay.IO:443/org/x").registry, "quay.io");
+});

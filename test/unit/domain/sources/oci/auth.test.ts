@@ -84,3 +84,23 @@ test("auth files are read in podman's order and match registry keys in docker's 
   );
   assert.match(warnings[0] ?? "", /not valid JSON/);
 });
+
+test("auth file keys are matched by the registry's canonical identity, repository scope first", async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, "auth.json");
+  const entry = (u: string) => ({ auth: Buffer.from(`${u}:pw`).toString("base64") });
+  await writeFile(
+    file,
+    JSON.stringify({
+      auths: {
+        "https://LOCALHOST:05001/v2/": entry("host"),
+        "127.1:5001/exts": entry("scoped"),
+        "300.1:5001": entry("never"),
+      },
+    }),
+  );
+  const env = { REGISTRY_AUTH_FILE: file };
+  assert.equal((await lookupCredentials("localhost:5001", "exts/a", env))?.username, "host");
+  assert.equal((await lookupCredentials("127.0.0.1:5001", "exts/a", env))?.username, "scoped");
+  assert.equal(await lookupCredentials("127.0.0.1:5001", "other/a", env), undefined);
+});

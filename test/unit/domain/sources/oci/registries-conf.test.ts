@@ -282,7 +282,7 @@ test("a rewrite that makes no valid reference is an error naming the entry", () 
     (e: unknown) =>
       e instanceof ExtctlError &&
       e.code === "config" &&
-      /^\/r\.conf:1: oci:\/\/x\.example\/app:1 rewritten by the prefix "x\.example\/app" is "Bad\.Example\/UPPER:1"/.test(
+      /^\/r\.conf:1: oci:\/\/x\.example\/app:1 rewritten by the prefix "x\.example\/app" is "bad\.example\/UPPER:1"/.test(
         e.message,
       ),
   );
@@ -397,4 +397,32 @@ test("loading: a syntax error names the file and line; a FIFO is refused, not re
       new RegExp(`^ExtctlError: ${file.replace(/[.]/g, "\\.")}:2: a string is not closed`),
     );
   });
+});
+
+test("prefixes and locations are compared in the canonical form: no other spelling gets past blocked", () => {
+  const c = conf(
+    '[[registry]]\nprefix = "LOCALHOST:05001"\nblocked = true\n\n[[registry]]\nprefix = "127.0.0.1:5001/exts"\nblocked = true\n\n[[registry]]\nprefix = "*.Example.COM"\nblocked = true\n',
+  );
+  assert.deepEqual(
+    c.entries.map((e) => e.prefix),
+    ["localhost:5001", "127.0.0.1:5001/exts", "*.example.com"],
+  );
+  for (const ref of [
+    "localhost:5001/a:1",
+    "LOCALHOST:5001/a:1",
+    "localhost:05001/a:1",
+    "127.0.0.1:5001/exts/a:1",
+    "127.1:5001/exts/a:1",
+    "2130706433:5001/exts/a:1",
+    "0x7f000001:5001/exts/a:1",
+    "127.000.000.001:5001/exts/a:1",
+    "[::ffff:127.0.0.1]:5001/exts/a:1",
+    "127.0.0.1:05001/exts/a:1",
+    "REG.example.com/a:1",
+  ])
+    assert.throws(() => pullSources(c, parseReference(ref)), /blocked/, ref);
+  refuses(
+    '[[registry]]\nprefix = "300.1:5000"\nblocked = true\n',
+    /the host "300\.1:5000" looks like an IPv4/,
+  );
 });
