@@ -159,6 +159,38 @@ function checkSource(
     );
 }
 
+/** The `name:` and `version:` of a catalog entry written as a mapping, both checked. */
+function catalogEntryName(
+  yaml: typeof Yaml,
+  r: SchemaReader,
+  entry: Map<string, Pair<YamlNode, YamlNode>>,
+  namePair: Pair<YamlNode, YamlNode>,
+  field: string,
+): { name: string; requested: string | undefined } {
+  const name = r.string(namePair.value, `${field}.name`);
+  if (name.includes("@"))
+    r.fail(
+      namePair.value,
+      `${field}.name`,
+      `${JSON.stringify(name)} holds "@"`,
+      "give the version as `version:`, or write the entry as a string NAME@VERSION",
+    );
+  checkName(r, namePair.value as YamlNode, `${field}.name`, name);
+  const versionPair = entry.get("version");
+  let requested: string | undefined;
+  if (versionPair) {
+    const v = versionPair.value;
+    if (yaml.isScalar(v) && typeof v.value === "number")
+      r.fail(
+        v,
+        `${field}.version`,
+        "must be a string; quote it (YAML reads 2.10 as the number 2.1)",
+      );
+    requested = r.string(v, `${field}.version`);
+  }
+  return { name, requested };
+}
+
 /** Checks a catalog extension's name (its store file NAME.raw must be a safe name). */
 function checkName(r: SchemaReader, node: YamlNode, field: string, name: string): void {
   if (/^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(name) || name.startsWith("/"))
@@ -353,27 +385,7 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
             `${field}.sha256`,
             "only a source: entry takes sha256:; a catalog pins its images by digest",
           );
-        const name = r.string(namePair.value, `${field}.name`);
-        if (name.includes("@"))
-          r.fail(
-            namePair.value,
-            `${field}.name`,
-            `${JSON.stringify(name)} holds "@"`,
-            "give the version as `version:`, or write the entry as a string NAME@VERSION",
-          );
-        checkName(r, namePair.value as YamlNode, `${field}.name`, name);
-        const versionPair = entry.get("version");
-        let requested: string | undefined;
-        if (versionPair) {
-          const v = versionPair.value;
-          if (yaml.isScalar(v) && typeof v.value === "number")
-            r.fail(
-              v,
-              `${field}.version`,
-              "must be a string; quote it (YAML reads 2.10 as the number 2.1)",
-            );
-          requested = r.string(v, `${field}.version`);
-        }
+        const { name, requested } = catalogEntryName(yaml, r, entry, namePair, field);
         spec.entries.push({
           from: "catalog",
           kind,
@@ -472,27 +484,7 @@ function readInstallExtensions(
     const entry = r.pairs(r.map(item, field), field, INSTALL_ENTRY_KEYS);
     const namePair =
       entry.get("name") ?? r.fail(item, `${field}.name`, "is missing (the extension's name)");
-    const name = r.string(namePair.value, `${field}.name`);
-    if (name.includes("@"))
-      r.fail(
-        namePair.value,
-        `${field}.name`,
-        `${JSON.stringify(name)} holds "@"`,
-        "give the version as `version:`, or write the entry as a string NAME@VERSION",
-      );
-    checkName(r, namePair.value as YamlNode, `${field}.name`, name);
-    const versionPair = entry.get("version");
-    let requested: string | undefined;
-    if (versionPair) {
-      const v = versionPair.value;
-      if (yaml.isScalar(v) && typeof v.value === "number")
-        r.fail(
-          v,
-          `${field}.version`,
-          "must be a string; quote it (YAML reads 2.10 as the number 2.1)",
-        );
-      requested = r.string(v, `${field}.version`);
-    }
+    const { name, requested } = catalogEntryName(yaml, r, entry, namePair, field);
     spec.entries.push({
       from: "catalog",
       name,
