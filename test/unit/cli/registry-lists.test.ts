@@ -41,8 +41,16 @@ test("completion offers the registry's formats for build --format, in every shel
   const build = allNodes(tree).find((n) => n.path.join(" ") === "build");
   const format = build?.options.find((o) => o.names.includes("--format"));
   assert.deepEqual(format?.choices, [...FORMATS]);
-  for (const shell of ["bash", "zsh", "fish"] as const)
-    assert.ok(completionScript(shell, tree).includes(FORMATS.join(" ")), shell);
+  // bash and zsh print candidates one per line (never a list the shell would expand); fish
+  // takes them as one -a argument.
+  for (const shell of ["bash", "zsh"] as const)
+    assert.ok(
+      completionScript(shell, tree).includes(
+        `printf '%s\\n' ${FORMATS.map((f) => `'${f}'`).join(" ")}`,
+      ),
+      shell,
+    );
+  assert.ok(completionScript("fish", tree).includes(`-a '${FORMATS.join(" ")}'`), "fish");
 });
 
 test("install's help and the image arguments name the registries' schemes and readers", () => {
