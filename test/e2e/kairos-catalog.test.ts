@@ -168,7 +168,8 @@ test("a Kairos cloud-config: install.extensions (names, a mapping, docker://, an
   if (!requirePeers(t, REGISTRY_PEERS, { root: true })) return;
   const f = await catalogFixture(t);
   const { httpsUrl } = await kairosCatalog(f);
-  const tool = await f.publishVersion("tool", "1.0");
+  // Installed from a URI, the image keeps its title (tool-1.0.raw): its release file says so.
+  const tool = await f.publishVersion("tool", "1.0", undefined, {}, "tool-1.0");
   const local = await makeSampleImage(f.dir, {
     fileName: "local.sysext.raw",
     release: "ID=_any\n",
@@ -249,7 +250,8 @@ extensions:
 test("docker:// and container:// install from the real registry as oci://", async (t) => {
   if (!requirePeers(t, REGISTRY_PEERS, { root: true })) return;
   const f = await catalogFixture(t);
-  const tool = await f.publishVersion("tool", "1.0");
+  // Installed from a URI, the image keeps its title (tool-1.0.raw): its release file says so.
+  const tool = await f.publishVersion("tool", "1.0", undefined, {}, "tool-1.0");
   const root = await tempRoot(t);
   for (const scheme of ["docker", "container"]) {
     const r = ok(

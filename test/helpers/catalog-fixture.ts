@@ -37,10 +37,12 @@ export async function catalogFixture(t: TestContext) {
     version: string,
     release = "ID=_any\n",
     files: Record<string, string> = {},
+    /** The release file's name; default NAME, which fits NAME.sysext.raw (install by name). */
+    releaseName = name,
   ): Promise<Published> => {
     const file = await makeSampleImage(dir, {
       fileName: `${name}-${version}.raw`,
-      releaseName: name,
+      releaseName,
       release,
       files: { [`usr/share/${name}/version`]: `${version}\n`, ...files },
     });

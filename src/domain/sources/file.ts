@@ -48,7 +48,9 @@ export const fileSource: Source = {
       mergeTarget: {
         kind: request.kind,
         root: ctx.root,
-        ...(request.mergeName === undefined ? {} : { as: request.mergeName }),
+        ...(request.mergeName === undefined
+          ? { warn: (message: string) => ctx.log.warn(message) }
+          : { as: request.mergeName }),
       },
     });
     return [image];

@@ -279,7 +279,9 @@ export const httpSource: Source = {
       mergeTarget: {
         kind: request.kind,
         root: ctx.root,
-        ...(request.mergeName === undefined ? {} : { as: request.mergeName }),
+        ...(request.mergeName === undefined
+          ? { warn: (message: string) => ctx.log.warn(message) }
+          : { as: request.mergeName }),
       },
     });
     return [image];

@@ -16,6 +16,11 @@ export interface MergeTarget {
   root: Root;
   /** The store file name it will be known by, when not the one it arrives under. */
   as?: string;
+  /**
+   * Given, an image whose release file fits no name is stored with this warning instead of
+   * refused (an install from a URI: the operator may rename it, or enable refuses it later).
+   */
+  warn?: (message: string) => void;
 }
 
 /**
@@ -29,7 +34,21 @@ export async function checkIsImage(
   target?: MergeTarget,
 ): Promise<void> {
   await checkIsDissectable(file, name, from);
-  if (target) await requireLinkName(target.root, file, target.as ?? name, target.kind, false);
+  if (!target) return;
+  try {
+    await requireLinkName(
+      target.root,
+      file,
+      target.as ?? name,
+      target.kind,
+      target.warn !== undefined,
+    );
+  } catch (e) {
+    if (!target.warn || !(e instanceof ExtctlError) || e.code !== "incompatible") throw e;
+    target.warn(
+      `${e.message}; stored anyway (${e.hint ?? "rename it"}), enable refuses it as it is`,
+    );
+  }
 }
 
 async function checkIsDissectable(file: string, name: string, from: string): Promise<void> {

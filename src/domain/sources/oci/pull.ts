@@ -488,7 +488,9 @@ async function installFrom(
       await checkIsImage(staged.temp, staged.name, formatReference(ref), {
         kind: request.kind,
         root: ctx.root,
-        ...(request.mergeName === undefined ? {} : { as: request.mergeName }),
+        ...(request.mergeName === undefined
+          ? { warn: (message: string) => ctx.log.warn(message) }
+          : { as: request.mergeName }),
       });
     // A classic image may carry extra .raw files: besides its only file, or the one named after
     // the repository (exts/tool -> tool.sysext.raw), it may not replace installed ones silently.
