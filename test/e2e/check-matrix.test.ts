@@ -20,7 +20,7 @@
 import { describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { access, copyFile, mkdir, writeFile } from "node:fs/promises";
+import { access, copyFile, mkdir, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { runExtctl } from "../helpers/cli.js";
 import { hasCommand, requirePeers, run } from "../helpers/peers.js";
@@ -443,8 +443,17 @@ async function runCase(
     env,
   });
   assert.ok(checked.code === 0 || checked.code === 1, `check failed: ${checked.stderr}`);
-  const verdict = JSON.parse(checked.stdout) as { compatible: boolean; reason?: string };
+  const verdict = JSON.parse(checked.stdout) as {
+    compatible: boolean;
+    reason?: string;
+    linkName?: string;
+  };
   assert.equal(verdict.compatible, checked.code === 0, "exit code and JSON agree");
+  // check judges the image under the name extctl links it as (252-254 give NAME.sysext.raw the
+  // name NAME.sysext, so extctl links it as NAME.raw when that is what its release file says):
+  // systemd is shown the image under that name, as boot and enable --now show it.
+  if (verdict.linkName !== undefined && verdict.linkName !== path.basename(placed))
+    await rename(placed, path.join(runDir, verdict.linkName));
 
   let systemdSays = "";
   let merged = false;

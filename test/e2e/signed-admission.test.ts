@@ -75,7 +75,8 @@ test("boot and enable under the signed policy link only images systemd would mou
   await mkdir(path.join(root, "etc/verity.d"), { recursive: true });
   await copyFile(cert, path.join(root, "etc/verity.d/fleet.crt"));
 
-  await copyFile(signed, path.join(store, "good.raw"));
+  // Named after its release file (extension-release.img): boot links only what would merge.
+  await copyFile(signed, path.join(store, "img.raw"));
   await graft(
     signed,
     graftNamed("retyped to usr + unsigned root-x86"),
@@ -101,9 +102,9 @@ test("boot and enable under the signed policy link only images systemd would mou
       mounts?.find((m) => m.designator === "root") ?? mounts?.find((m) => m.designator === "usr");
     return data?.verity === "signed" && data.partno === 1 && mounts?.length === 3;
   };
-  assert.ok(verifiedMount("good.raw"), "systemd mounts the good image's signed partition");
+  assert.ok(verifiedMount("img.raw"), "systemd mounts the good image's signed partition");
   for (const name of crafted) assert.ok(!verifiedMount(name), `systemd mounts ${name} verified`);
-  for (const name of ["good.raw", ...crafted])
+  for (const name of ["img.raw", ...crafted])
     await symlink(`../${name}`, path.join(store, "active", name));
 
   const cmdline = path.join(dir, "cmdline");
@@ -118,12 +119,12 @@ test("boot and enable under the signed policy link only images systemd would mou
   };
   assert.deepEqual(
     result.linked.map((l) => l.name),
-    ["good.raw"],
+    ["img.raw"],
     r.stderr,
   );
   assert.deepEqual(result.skipped.map((s) => s.name).sort(), crafted);
   for (const s of result.skipped) assert.ok(s.reason && s.reason.length > 10, JSON.stringify(s));
-  assert.deepEqual(await readdir(path.join(root, "run/extensions")), ["good.raw"]);
+  assert.deepEqual(await readdir(path.join(root, "run/extensions")), ["img.raw"]);
 
   // enable checks the same way: each crafted image is refused under --policy signed.
   for (const name of crafted) {
@@ -147,7 +148,7 @@ test("boot and enable under the signed policy link only images systemd would mou
     root,
     "sysext",
     "enable",
-    "good",
+    "img",
     "--passive",
     "--policy",
     "signed",
