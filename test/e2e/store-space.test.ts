@@ -15,13 +15,21 @@ import { stubImage } from "../helpers/stub-image.js";
 
 const STORE = "var/lib/kairos/extensions";
 
-async function smallStore(t: TestContext): Promise<string> {
+/** A root whose store is a 2 MiB tmpfs; `work` runs with it, and it is unmounted after. */
+async function withSmallStore(
+  t: TestContext,
+  work: (root: string) => Promise<void>,
+): Promise<void> {
   const root = await tempRoot(t);
   const store = path.join(root, STORE);
   await mkdir(store, { recursive: true });
   execFileSync("mount", ["-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", store]);
-  t.after(() => execFileSync("umount", ["-l", store]));
-  return root;
+  try {
+    await work(root);
+  } finally {
+    // Before tempRoot's own cleanup removes the directory.
+    execFileSync("umount", ["-l", store]);
+  }
 }
 
 const image = randomBytes(6 << 20);
@@ -29,37 +37,39 @@ stubImage("big").copy(image, 0, 0, 64);
 
 test("file: an image larger than the store's free space is refused before writing, with both sizes", async (t) => {
   if (!requirePeers(t, [], { root: true })) return;
-  const root = await smallStore(t);
-  const file = path.join(await tempDir(t), "big.raw");
-  await writeFile(file, image);
-  const run = await runExtctl(["--root", root, "sysext", "install", `file:${file}`]);
-  assert.equal(run.code, 1, run.stderr);
-  assert.match(
-    run.stderr,
-    /needs 6\.0 MiB, more than [\d.]+ [KM]iB, the free space of the store's file system/,
-  );
-  assert.match(run.stderr, /free space there/);
-  assert.doesNotMatch(run.stderr, /--max-size/);
-  assert.deepEqual(await readdir(path.join(root, STORE)), []);
+  await withSmallStore(t, async (root) => {
+    const file = path.join(await tempDir(t), "big.raw");
+    await writeFile(file, image);
+    const run = await runExtctl(["--root", root, "sysext", "install", `file:${file}`]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      /needs 6\.0 MiB, more than [\d.]+ [KM]iB, the free space of the store's file system/,
+    );
+    assert.match(run.stderr, /free space there/);
+    assert.doesNotMatch(run.stderr, /--max-size/);
+    assert.deepEqual(await readdir(path.join(root, STORE)), []);
+  });
 });
 
 test("https: a Content-Length past the free space is refused before the body is read; --max-size only when it is the limit", async (t) => {
   if (!requirePeers(t, ["openssl"], { root: true })) return;
-  const root = await smallStore(t);
   const server = await withHttpsServer(t, { dir: await tempDir(t) });
   server.addFile("big.raw", image);
-  const full = await runExtctl([
-    "--root",
-    root,
-    "sysext",
-    "install",
-    server.url("big.raw"),
-    "--ca-cert",
-    server.caCert,
-  ]);
-  assert.equal(full.code, 1, full.stderr);
-  assert.match(full.stderr, /the free space of the store's file system/);
-  assert.deepEqual(await readdir(path.join(root, STORE)), []);
+  await withSmallStore(t, async (root) => {
+    const full = await runExtctl([
+      "--root",
+      root,
+      "sysext",
+      "install",
+      server.url("big.raw"),
+      "--ca-cert",
+      server.caCert,
+    ]);
+    assert.equal(full.code, 1, full.stderr);
+    assert.match(full.stderr, /the free space of the store's file system/);
+    assert.deepEqual(await readdir(path.join(root, STORE)), []);
+  });
 
   const roomy = await tempRoot(t);
   const capped = await runExtctl([
