@@ -170,8 +170,11 @@ test("a Kairos cloud-config: install.extensions (names, a mapping, docker://, an
   const { httpsUrl } = await kairosCatalog(f);
   // Installed from a URI, the image keeps its title (tool-1.0.raw): its release file says so.
   const tool = await f.publishVersion("tool", "1.0", undefined, {}, "tool-1.0");
+  // Named the Kairos way: extension-release.local fits local.sysext.raw on 255+ and, linked as
+  // local.raw, on 252-254.
   const local = await makeSampleImage(f.dir, {
     fileName: "local.sysext.raw",
+    releaseName: "local",
     release: "ID=_any\n",
   });
   const root = await tempRoot(t);
