@@ -29,14 +29,17 @@ export interface BootOptions extends BootSources {
   kinds?: readonly ExtensionKind[];
 }
 
-/** Why the root's systemd would not merge an image linked as `name`; undefined: it merges. */
+/**
+ * Whether the root's systemd merges an image stored as `name`: `refusal` says why not, and
+ * `linkName` is the name extctl links it under (252-254: image/link-name.ts; default `name`).
+ */
 export type MergeCheck = (
   ctx: Context,
   hostPath: string,
   name: string,
   kind: ExtensionKind,
   systemd: number | undefined,
-) => Promise<string | undefined>;
+) => Promise<{ refusal?: string; linkName?: string }>;
 
 /** The outcome of checking one image against the policy. */
 export interface ImageVerdict {
@@ -257,12 +260,12 @@ async function checkCandidate(
     if (!trusted.ok) return trusted;
     // Only what `check` calls MERGES for the root's systemd is linked (issue 24, item 7); check
     // judges the image under the name extctl links it as (252-254: NAME.raw, link-name.ts).
-    const refusal = await merges(ctx, hostPath, name, store.kind, systemd);
+    // The same dissection gives the link name, so the image is not opened once more for it.
+    const { refusal, linkName } = await merges(ctx, hostPath, name, store.kind, systemd);
     if (refusal) return { ok: false, outcome: "refused", reason: refusal };
-    if (systemd === undefined) return trusted;
-    const { linkNameOfFile } = await import("../domain/image/link-name.js");
-    const choice = await linkNameOfFile(hostPath, name, store.kind, systemd);
-    return choice?.ok ? { ...trusted, linkName: choice.linkName } : trusted;
+    return systemd === undefined || linkName === undefined || linkName === name
+      ? trusted
+      : { ...trusted, linkName };
   } catch (e) {
     // A reader or trust failure on one image is that image's problem only.
     return { ok: false, outcome: "error", reason: messageOf(e) };
@@ -286,8 +289,10 @@ export const mergeRefusal: MergeCheck = async (ctx, hostPath, name, kind, system
     ...(systemd === undefined ? {} : { systemd }),
   });
   return verdict.compatible
-    ? undefined
-    : `check says REFUSED for systemd ${verdict.systemdVersion}: ${verdict.reason ?? "a rule failed"}`;
+    ? { linkName: verdict.linkName }
+    : {
+        refusal: `check says REFUSED for systemd ${verdict.systemdVersion}: ${verdict.reason ?? "a rule failed"}`,
+      };
 };
 
 /**

@@ -46,7 +46,7 @@ const acceptAll: BootTrust = {
   check: async () => ({ ok: true, outcome: "unchecked" }),
 };
 
-const mergesAll: MergeCheck = async () => undefined;
+const mergesAll: MergeCheck = async () => ({});
 
 async function runtime(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -164,7 +164,7 @@ test("an image check calls REFUSED for the root's systemd is not linked, with ch
   const seen: string[] = [];
   const mergeCheck: MergeCheck = async (_ctx, hostPath, name, kind) => {
     seen.push(`${kind} ${name} ${path.basename(hostPath)}`);
-    return name === "renamed.raw" ? "no extension-release.renamed in the image" : undefined;
+    return name === "renamed.raw" ? { refusal: "no extension-release.renamed in the image" } : {};
   };
   const result = await boot(n.ctx, {
     cmdlineFile: n.cmdline,
