@@ -360,7 +360,7 @@ describe("VM lane", { concurrency: true }, () => {
       await copyFile(enrolledStore, vars);
       const esp = await guest.makeEsp(
         secure,
-        "root=LABEL=COS_ACTIVE rw console=ttyS0 panic=5 no_timer_check rd.immucore.uki extctl.vm=sb",
+        "root=LABEL=COS_ACTIVE rw console=ttyS0 panic=5 no_timer_check systemd.show_status=error rd.immucore.uki extctl.vm=sb",
       );
       const sb = await guest.boot({ mode: "secureboot", vars, esp });
       t.diagnostic(`Secure Boot UKI boot: ${sb.ms} ms`);
