@@ -33,7 +33,11 @@ export function parseToml(text: string, file: string): TomlDocument {
   } catch (e) {
     if (!(e instanceof TomlError)) throw e;
     // smol-toml's message is "Invalid TOML document: WHAT\n\n<code block>"; the line is ours to print.
-    const what = (e.message.split("\n")[0] ?? "").replace(/^Invalid TOML document:\s*/, "");
+    let what = (e.message.split("\n")[0] ?? "").replace(/^Invalid TOML document:\s*/, "");
+    // A one-line string running into its newline is reported as a control character; say what it is.
+    const line = body.split("\n")[e.line - 1] ?? "";
+    if (/control characters/.test(what) && e.column > line.replace(/\r$/, "").length)
+      what = "a string is not closed before the end of the line";
     throw new ExtctlError("config", `${file}:${e.line}: ${what}`, {
       hint: "fix the file; it must be TOML (https://toml.io), as containers-registries.conf(5) says",
     });

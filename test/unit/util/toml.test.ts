@@ -93,7 +93,9 @@ test("a key or table defined twice is an error naming the line of the second", (
 
 test("bad TOML is refused naming file:line, the message without smol-toml's code block", () => {
   fails("\n\nx = bare\n", /^\/etc\/x\.conf:3: [^\n]+$/);
-  fails('x = "open\n', /^\/etc\/x\.conf:1: /);
+  fails('x = "open\n', /^\/etc\/x\.conf:1: a string is not closed before the end of the line$/);
+  fails('x = "open\r\n', /^\/etc\/x\.conf:1: a string is not closed/);
+  fails('x = "a\u0001"\n', /^\/etc\/x\.conf:1: control characters are not allowed in strings$/);
   fails("a = 1\nx = [1, 2\n", /^\/etc\/x\.conf:3: /);
   fails('x = "a" y = 1\n', /^\/etc\/x\.conf:1: /);
   fails('\n\n\n\nx = "\\q"\n', /^\/etc\/x\.conf:5: /);
