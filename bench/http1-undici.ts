@@ -39,7 +39,7 @@ async function startServer(
   const child = spawn(process.execPath, ["-e", SERVER, cert, key], {
     stdio: ["ignore", "pipe", "inherit"],
   });
-  const [line] = (await once(child.stdout!, "data")) as [Buffer];
+  const [line] = (await once(child.stdout, "data")) as [Buffer];
   return { child, ports: JSON.parse(line.toString()) as number[] };
 }
 
