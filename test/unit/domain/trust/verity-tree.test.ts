@@ -36,6 +36,11 @@ function memoryArea(): HashAreaTarget & { bytes(): Buffer } {
   };
 }
 
+/** Flips the low bit of one byte. */
+function flip(b: Buffer, at: number): void {
+  b.writeUInt8(b.readUInt8(at) ^ 1, at);
+}
+
 function data(blocks: number): Buffer {
   const b = Buffer.alloc(blocks * BLOCK);
   for (let i = 0; i < b.length; i++) b[i] = (i * 7 + (i >> 9)) & 0xff;
@@ -134,7 +139,7 @@ test("a flipped data byte is named by its block, a flipped hash byte by its leve
     salt: SALT,
   });
   const badData = Buffer.from(bytes);
-  badData[33 * BLOCK + 5] ^= 1;
+  flip(badData, 33 * BLOCK + 5);
   const r1 = await checkVerityTree(
     new BufferSource(badData),
     new BufferSource(area.bytes()),
@@ -145,7 +150,7 @@ test("a flipped data byte is named by its block, a flipped hash byte by its leve
   assert.equal(r1.ok, false);
   assert.ok(!r1.ok && r1.reason === "corrupted-block" && r1.block === 33);
   const badHashes = Buffer.from(area.bytes());
-  badHashes[1024 + BLOCK + 3] ^= 1; // level 0, block 1
+  flip(badHashes, 1024 + BLOCK + 3); // level 0, block 1
   const r2 = await checkVerityTree(
     new BufferSource(bytes),
     new BufferSource(badHashes),
