@@ -3,7 +3,7 @@
 import { readFile } from "node:fs/promises";
 import type { Context } from "../util/context.js";
 import { fsError } from "../util/errors.js";
-import type { ExecuteOptions } from "../domain/apply/execute.js";
+import type { ExecuteOptions } from "./apply-execute.js";
 import type { PlanStep } from "../domain/apply/plan.js";
 import { requireRoot, withLock } from "./guard.js";
 
@@ -69,7 +69,7 @@ export async function apply(ctx: Context, options: ApplyOptions): Promise<ApplyR
         changed: plan.steps.some(changesNode),
       };
     }
-    const { executePlan } = await import("../domain/apply/execute.js");
+    const { executePlan } = await import("./apply-execute.js");
     const done = await executePlan(ctx, spec, plan, {
       ...net,
       ...(options.refresh ? { refresh: options.refresh } : {}),

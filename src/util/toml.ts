@@ -1,411 +1,279 @@
-// A strict reader for the subset of TOML that configuration files like registries.conf use:
-// tables, arrays of tables, dotted and quoted keys, strings, booleans, integers, arrays, inline tables.
-// Anything outside the subset (floats, dates, multi-line strings) is an error naming file:line.
+// TOML for configuration files like registries.conf: smol-toml parses (the whole TOML 1.0 grammar, with
+// the line of a syntax error), and a locator here finds the line each table and key was written on,
+// because a file's *meaning* can be wrong too (a bad prefix, a mirror without a location) and that
+// message must also name file:line. The locator only ever sees text smol-toml has already accepted.
+import { parse, TomlDate, TomlError } from "smol-toml";
 import { ExtctlError } from "./errors.js";
 
-export type TomlValue = string | number | boolean | TomlValue[] | TomlTable;
+export type TomlValue = string | number | bigint | boolean | Date | TomlValue[] | TomlTable;
 export interface TomlTable {
   [key: string]: TomlValue;
 }
 
 export interface TomlDocument {
+  /** Tables have no prototype: a key named `__proto__` or `constructor` is only data. */
   root: TomlTable;
-  /** The line a table was opened on ([header], [[header]] or inline), for messages. */
+  /** The line a table was opened on ([header], [[header]], inline or a dotted key), for messages. */
   lineOf(table: TomlTable): number | undefined;
   /** The line `key` was set on in `table`. */
   keyLine(table: TomlTable, key: string): number | undefined;
 }
 
-const BARE_KEY = /[A-Za-z0-9_-]/;
+/** A table, not an array or a date (smol-toml's dates are objects too). */
+export function isTomlTable(v: unknown): v is TomlTable {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof TomlDate);
+}
 
-/** How a table came to exist decides what may still be added to it. */
-type Origin = "implicit" | "header" | "dotted" | "inline";
+/** Parses `text` (the contents of `file`, named in errors). */
+export function parseToml(text: string, file: string): TomlDocument {
+  const body = text.startsWith("\ufeff") ? text.slice(1) : text;
+  let root: TomlTable;
+  try {
+    root = parse(body);
+  } catch (e) {
+    if (!(e instanceof TomlError)) throw e;
+    // smol-toml's message is "Invalid TOML document: WHAT\n\n<code block>"; the line is ours to print.
+    let what = (e.message.split("\n")[0] ?? "").replace(/^Invalid TOML document:\s*/, "");
+    // A one-line string running into its newline is reported as a control character; say what it is.
+    const line = body.split("\n")[e.line - 1] ?? "";
+    if (/control characters/.test(what) && e.column > line.replace(/\r$/, "").length)
+      what = "a string is not closed before the end of the line";
+    throw new ExtctlError("config", `${file}:${e.line}: ${what}`, {
+      hint: "fix the file; it must be TOML (https://toml.io), as containers-registries.conf(5) says",
+    });
+  }
+  return locate(body, root);
+}
 
-class Parser {
+// ---- where things were written ----
+
+class Locator {
   private pos = 0;
   private line = 1;
-  private readonly origins = new WeakMap<TomlTable, Origin>();
-  private readonly tableArrays = new WeakSet<TomlValue[]>();
-  private readonly tableLines = new WeakMap<TomlTable, number>();
-  private readonly keyLines = new WeakMap<TomlTable, Map<string, number>>();
-  readonly root: TomlTable = {};
+  readonly tableLines = new WeakMap<TomlTable, number>();
+  readonly keyLines = new WeakMap<TomlTable, Map<string, number>>();
+  /** How many [[header]]s have appended to an array so far: the one a later header means. */
+  private readonly appended = new WeakMap<TomlValue[], number>();
 
   constructor(
     private readonly text: string,
-    private readonly file: string,
-  ) {
-    this.origins.set(this.root, "header");
+    private readonly root: TomlTable,
+  ) {}
+
+  run(): void {
+    let current = this.root;
+    for (;;) {
+      this.skipBlank();
+      if (this.pos >= this.text.length) return;
+      const line = this.line;
+      if (this.text[this.pos] === "[") {
+        const array = this.text[this.pos + 1] === "[";
+        this.pos += array ? 2 : 1;
+        const path = this.keyPath();
+        this.pos += array ? 2 : 1;
+        current = this.header(path, array, line);
+        continue;
+      }
+      const path = this.keyPath();
+      this.pos++; // "="
+      let table: TomlTable | undefined = current;
+      for (const k of path.slice(0, -1)) {
+        const next: TomlValue | undefined = table === undefined ? undefined : own(table, k);
+        table = isTomlTable(next) ? next : undefined;
+        if (table !== undefined) this.markTable(table, line);
+      }
+      const key = path[path.length - 1] as string;
+      const braces = this.skipValue();
+      if (table === undefined) continue;
+      this.markKey(table, key, line);
+      this.markInline(own(table, key), braces, line);
+    }
   }
 
-  fail(message: string, line = this.line): never {
-    throw new ExtctlError("config", `${this.file}:${line}: ${message}`, {
-      hint: "fix the file; extctl reads the TOML subset registries.conf uses (tables, strings, booleans, integers, arrays)",
+  private header(path: string[], array: boolean, line: number): TomlTable {
+    let t: TomlTable = this.root;
+    path.forEach((k, i) => {
+      const v = own(t, k);
+      const last = i === path.length - 1;
+      if (Array.isArray(v)) {
+        const seen = this.appended.get(v);
+        const n = last && array ? (seen ?? 0) + 1 : (seen ?? v.length);
+        if (last && array) this.appended.set(v, n);
+        const el = v[n - 1];
+        if (isTomlTable(el)) t = el;
+      } else if (isTomlTable(v)) t = v;
+      this.markTable(t, line); // [a.b] makes `a` too, on this line unless it had one
+    });
+    return t;
+  }
+
+  private markTable(t: TomlTable, line: number): void {
+    if (!this.tableLines.has(t)) this.tableLines.set(t, line);
+  }
+
+  private markKey(t: TomlTable, key: string, line: number): void {
+    let keys = this.keyLines.get(t);
+    if (keys === undefined) this.keyLines.set(t, (keys = new Map<string, number>()));
+    if (!keys.has(key)) keys.set(key, line);
+  }
+
+  /**
+   * The tables inside a value (`mirror = [ { … }, { … } ]`) in document order are the value's `{`s in
+   * text order, so each gets the line of its brace; when the two counts differ (dotted keys inside an
+   * inline table make tables without a brace) they all get the key's line.
+   */
+  private markInline(value: TomlValue | undefined, braces: number[], line: number): void {
+    const tables: TomlTable[] = [];
+    const walk = (v: TomlValue | undefined): void => {
+      if (Array.isArray(v)) v.forEach(walk);
+      else if (isTomlTable(v)) {
+        tables.push(v);
+        for (const k of Object.keys(v)) walk(v[k]);
+      }
+    };
+    walk(value);
+    tables.forEach((t, i) => {
+      const at = tables.length === braces.length ? (braces[i] ?? line) : line;
+      this.markTable(t, at);
+      for (const k of Object.keys(t)) this.markKey(t, k, at);
     });
   }
 
-  private peek(offset = 0): string {
-    return this.text[this.pos + offset] ?? "";
+  private skipBlank(): void {
+    for (;;) {
+      const c = this.text[this.pos];
+      if (c === " " || c === "\t" || c === "\r") this.pos++;
+      else if (c === "\n") {
+        this.pos++;
+        this.line++;
+      } else if (c === "#") {
+        while (this.pos < this.text.length && this.text[this.pos] !== "\n") this.pos++;
+      } else return;
+    }
   }
 
   private skipSpaces(): void {
-    while (this.peek() === " " || this.peek() === "\t") this.pos++;
+    while (this.text[this.pos] === " " || this.text[this.pos] === "\t") this.pos++;
   }
 
-  private skipComment(): void {
-    if (this.peek() !== "#") return;
-    while (this.pos < this.text.length && this.peek() !== "\n" && this.peek() !== "\r") {
-      const c = this.text.charCodeAt(this.pos);
-      if ((c < 0x20 && c !== 0x09) || c === 0x7f) this.fail("a control character in a comment");
-      this.pos++;
-    }
-  }
-
-  /** At a newline (LF or CRLF): consumes it and returns true. */
-  private newline(): boolean {
-    if (this.peek() === "\n") {
-      this.pos++;
-      this.line++;
-      return true;
-    }
-    if (this.peek() === "\r") {
-      if (this.peek(1) !== "\n") this.fail("a carriage return without a line feed");
-      this.pos += 2;
-      this.line++;
-      return true;
-    }
-    return false;
-  }
-
-  /** Spaces, comments and newlines, as allowed inside an array. */
-  private skipBlank(): void {
+  /** `a."b.c".'d'` → ["a", "b.c", "d"]; stops before `=`, `]` or `]]`. */
+  private keyPath(): string[] {
+    const path: string[] = [];
     for (;;) {
       this.skipSpaces();
-      this.skipComment();
-      if (!this.newline()) return;
+      const c = this.text[this.pos];
+      if (c === '"' || c === "'") path.push(this.string());
+      else {
+        const start = this.pos;
+        while (/[A-Za-z0-9_-]/.test(this.text[this.pos] ?? "")) this.pos++;
+        path.push(this.text.slice(start, this.pos));
+      }
+      this.skipSpaces();
+      if (this.text[this.pos] !== ".") return path;
+      this.pos++;
     }
   }
 
-  private endOfLine(after: string): void {
-    this.skipSpaces();
-    this.skipComment();
-    if (this.pos >= this.text.length || this.newline()) return;
-    this.fail(`unexpected ${JSON.stringify(this.peek())} after ${after}`);
-  }
-
-  parse(): TomlDocument {
-    let current = this.root;
-    while (this.pos < this.text.length) {
-      this.skipSpaces();
-      this.skipComment();
-      if (this.newline() || this.pos >= this.text.length) continue;
-      if (this.peek() === "[") {
-        const array = this.peek(1) === "[";
-        this.pos += array ? 2 : 1;
-        this.skipSpaces();
-        const path = this.keyPath();
-        this.skipSpaces();
-        const close = array ? "]]" : "]";
-        if (this.text.slice(this.pos, this.pos + close.length) !== close) {
-          this.fail(`expected ${close} to close the table header`);
-        }
-        this.pos += close.length;
-        current = array ? this.openArrayTable(path) : this.openTable(path);
-        this.endOfLine("the table header");
+  /** Skips one value to the end of its line; returns the lines of the `{`s it contains, in order. */
+  private skipValue(): number[] {
+    const braces: number[] = [];
+    let depth = 0;
+    for (;;) {
+      const c = this.text[this.pos];
+      if (c === undefined) return braces;
+      if (c === '"' || c === "'") {
+        this.string();
         continue;
       }
-      this.keyValue(current);
-      this.endOfLine("the value");
-    }
-    const tableLines = this.tableLines;
-    const keyLines = this.keyLines;
-    return {
-      root: this.root,
-      lineOf: (t) => tableLines.get(t),
-      keyLine: (t, k) => keyLines.get(t)?.get(k),
-    };
-  }
-
-  private keyPath(): string[] {
-    const parts = [this.key()];
-    for (;;) {
-      this.skipSpaces();
-      if (this.peek() !== ".") return parts;
-      this.pos++;
-      this.skipSpaces();
-      parts.push(this.key());
-    }
-  }
-
-  private key(): string {
-    const c = this.peek();
-    if (c === '"') return this.basicString();
-    if (c === "'") return this.literalString();
-    const start = this.pos;
-    while (BARE_KEY.test(this.peek())) this.pos++;
-    if (this.pos === start) {
-      this.fail(c === "" ? "a key is missing" : `a key cannot start with ${JSON.stringify(c)}`);
-    }
-    return this.text.slice(start, this.pos);
-  }
-
-  private newTable(origin: Origin): TomlTable {
-    const t: TomlTable = {};
-    this.origins.set(t, origin);
-    this.tableLines.set(t, this.line);
-    return t;
-  }
-
-  private setKey(table: TomlTable, key: string, value: TomlValue): void {
-    if (Object.prototype.hasOwnProperty.call(table, key)) {
-      const first = this.keyLines.get(table)?.get(key);
-      this.fail(`${key} is defined twice${first !== undefined ? ` (first on line ${first})` : ""}`);
-    }
-    Object.defineProperty(table, key, {
-      value,
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-    let lines = this.keyLines.get(table);
-    if (!lines) this.keyLines.set(table, (lines = new Map<string, number>()));
-    lines.set(key, this.line);
-  }
-
-  private own(table: TomlTable, key: string): TomlValue | undefined {
-    return Object.prototype.hasOwnProperty.call(table, key) ? table[key] : undefined;
-  }
-
-  /** Walks the leading parts of a header path, creating implicit tables on the way. */
-  private descend(path: readonly string[], dotted: boolean, from = this.root): TomlTable {
-    let table = from;
-    for (const part of path) {
-      const next = this.own(table, part);
-      if (next === undefined) {
-        const created = this.newTable(dotted ? "dotted" : "implicit");
-        this.setKey(table, part, created);
-        table = created;
-      } else if (Array.isArray(next)) {
-        if (!this.tableArrays.has(next) || dotted) this.fail(`${part} is an array, not a table`);
-        table = next[next.length - 1] as TomlTable;
-      } else if (typeof next === "object") {
-        const origin = this.origins.get(next);
-        if (origin === "inline") this.fail(`${part} is an inline table, which cannot be extended`);
-        if (dotted && origin === "header") this.fail(`${part} is a table defined by a header`);
-        table = next;
-      } else {
-        this.fail(`${part} is a value, not a table`);
+      if (c === "#") {
+        while (this.pos < this.text.length && this.text[this.pos] !== "\n") this.pos++;
+        continue;
       }
+      if (c === "\n") {
+        if (depth === 0) return braces;
+        this.line++;
+      } else if (c === "[" || c === "{") {
+        if (c === "{") braces.push(this.line);
+        depth++;
+      } else if (c === "]" || c === "}") depth--;
+      this.pos++;
     }
-    return table;
   }
 
-  private openTable(path: readonly string[]): TomlTable {
-    const parent = this.descend(path.slice(0, -1), false);
-    const last = path[path.length - 1] as string;
-    const existing = this.own(parent, last);
-    if (existing === undefined) {
-      const t = this.newTable("header");
-      this.setKey(parent, last, t);
-      return t;
-    }
-    if (typeof existing !== "object" || Array.isArray(existing)) {
-      this.fail(`[${path.join(".")}] names ${Array.isArray(existing) ? "an array" : "a value"}`);
-    }
-    const origin = this.origins.get(existing);
-    if (origin !== "implicit") {
-      const first = this.tableLines.get(existing);
-      this.fail(
-        `the table [${path.join(".")}] is defined twice${first !== undefined ? ` (first on line ${first})` : ""}`,
-      );
-    }
-    this.origins.set(existing, "header");
-    this.tableLines.set(existing, this.line);
-    return existing;
-  }
-
-  private openArrayTable(path: readonly string[]): TomlTable {
-    const parent = this.descend(path.slice(0, -1), false);
-    const last = path[path.length - 1] as string;
-    const existing = this.own(parent, last);
-    const t = this.newTable("header");
-    if (existing === undefined) {
-      const array: TomlValue[] = [t];
-      this.tableArrays.add(array);
-      this.setKey(parent, last, array);
-    } else if (Array.isArray(existing) && this.tableArrays.has(existing)) {
-      existing.push(t);
-    } else {
-      this.fail(`[[${path.join(".")}]] names something that is not an array of tables`);
-    }
-    return t;
-  }
-
-  private keyValue(table: TomlTable): void {
-    const path = this.keyPath();
-    this.skipSpaces();
-    if (this.peek() !== "=") this.fail(`expected = after the key ${path.join(".")}`);
-    this.pos++;
-    this.skipSpaces();
-    const target = this.descend(path.slice(0, -1), true, table);
-    const value = this.value();
-    this.setKey(target, path[path.length - 1] as string, value);
-  }
-
-  private value(): TomlValue {
-    const c = this.peek();
-    if (c === '"') {
-      if (this.text.startsWith('"""', this.pos)) this.fail("multi-line strings are not supported");
-      return this.basicString();
-    }
-    if (c === "'") {
-      if (this.text.startsWith("'''", this.pos)) this.fail("multi-line strings are not supported");
-      return this.literalString();
-    }
-    if (c === "[") return this.array();
-    if (c === "{") return this.inlineTable();
-    const m = /^[A-Za-z0-9_+\-.:]+/.exec(this.text.slice(this.pos, this.pos + 128));
-    const word = m?.[0] ?? "";
-    if (word === "")
-      this.fail(c === "" || c === "\n" ? "a value is missing" : `unexpected ${JSON.stringify(c)}`);
-    this.pos += word.length;
-    if (word === "true") return true;
-    if (word === "false") return false;
-    if (/^[+-]?(?:0|[1-9](?:_?[0-9])*)$/.test(word)) {
-      const n = Number(word.replace(/_/g, ""));
-      if (!Number.isSafeInteger(n)) this.fail(`the integer ${word} is too large`);
-      return n;
-    }
-    if (/^[+-]?(?:0[xob]|[0-9]|inf|nan)/.test(word)) {
-      this.fail(`${word}: only decimal integers are supported (no floats, dates or other bases)`);
-    }
-    this.fail(`${word} is not a value; strings need quotes`);
-  }
-
-  private basicString(): string {
-    const line = this.line;
-    this.pos++;
+  /** A basic, literal or multi-line string starting here; returns its value (used for quoted keys). */
+  private string(): string {
+    const q = this.text[this.pos] as string;
+    const multi = this.text.startsWith(q.repeat(3), this.pos);
+    const close = multi ? q.repeat(3) : q;
+    this.pos += close.length;
     let out = "";
     for (;;) {
-      const c = this.peek();
-      if (c === "") this.fail("a string is not closed", line);
-      if (c === '"') {
-        this.pos++;
+      if (this.pos >= this.text.length) return out;
+      if (this.text.startsWith(close, this.pos)) {
+        // A multi-line string may end with up to two extra quotes: """a"""" is `a"`.
+        let end = this.pos + close.length;
+        if (multi) while (this.text[end] === q && end - this.pos < 5) end++;
+        out += this.text.slice(this.pos, end - close.length);
+        this.pos = end;
         return out;
       }
-      if (c === "\\") {
-        out += this.escape();
+      const c = this.text[this.pos] as string;
+      if (c === "\n") this.line++;
+      if (c === "\\" && q === '"') {
+        out += unescape(this.text, this.pos);
+        this.pos += escapeLength(this.text, this.pos);
         continue;
-      }
-      const code = c.charCodeAt(0);
-      if ((code < 0x20 && code !== 0x09) || code === 0x7f) {
-        this.fail(
-          c === "\n" || c === "\r" ? "a string is not closed" : "a control character in a string",
-        );
       }
       out += c;
       this.pos++;
     }
   }
-
-  private escape(): string {
-    const c = this.peek(1);
-    this.pos += 2;
-    const simple: Record<string, string> = {
-      b: "\b",
-      t: "\t",
-      n: "\n",
-      f: "\f",
-      r: "\r",
-      '"': '"',
-      "\\": "\\",
-    };
-    const plain = simple[c];
-    if (plain !== undefined) return plain;
-    if (c === "u" || c === "U") {
-      const digits = c === "u" ? 4 : 8;
-      const hex = this.text.slice(this.pos, this.pos + digits);
-      if (!new RegExp(`^[0-9A-Fa-f]{${digits}}$`).test(hex))
-        this.fail(`\\${c} needs ${digits} hex digits`);
-      const code = parseInt(hex, 16);
-      if (code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) {
-        this.fail(`\\${c}${hex} is not a Unicode scalar value`);
-      }
-      this.pos += digits;
-      return String.fromCodePoint(code);
-    }
-    this.fail(`\\${c} is not a valid escape`);
-  }
-
-  private literalString(): string {
-    const line = this.line;
-    const start = ++this.pos;
-    for (;;) {
-      const c = this.peek();
-      if (c === "" || c === "\n" || c === "\r") this.fail("a string is not closed", line);
-      if (c === "'") {
-        const s = this.text.slice(start, this.pos);
-        this.pos++;
-        return s;
-      }
-      const code = c.charCodeAt(0);
-      if ((code < 0x20 && code !== 0x09) || code === 0x7f)
-        this.fail("a control character in a string");
-      this.pos++;
-    }
-  }
-
-  private array(): TomlValue[] {
-    const line = this.line;
-    this.pos++;
-    const out: TomlValue[] = [];
-    for (;;) {
-      this.skipBlank();
-      if (this.peek() === "]") break;
-      if (this.pos >= this.text.length) this.fail("an array is not closed", line);
-      out.push(this.value());
-      this.skipBlank();
-      if (this.peek() === ",") {
-        this.pos++;
-        continue;
-      }
-      if (this.peek() !== "]") this.fail("expected , or ] in the array");
-    }
-    this.pos++;
-    return out;
-  }
-
-  private inlineTable(): TomlTable {
-    this.pos++;
-    const t = this.newTable("inline");
-    this.skipSpaces();
-    if (this.peek() === "}") {
-      this.pos++;
-      return t;
-    }
-    for (;;) {
-      this.skipSpaces();
-      const path = this.keyPath();
-      this.skipSpaces();
-      if (this.peek() !== "=") this.fail(`expected = after the key ${path.join(".")}`);
-      this.pos++;
-      this.skipSpaces();
-      const target = this.descend(path.slice(0, -1), true, t);
-      this.setKey(target, path[path.length - 1] as string, this.value());
-      this.skipSpaces();
-      if (this.peek() === ",") {
-        this.pos++;
-        continue;
-      }
-      if (this.peek() === "}") {
-        this.pos++;
-        return t;
-      }
-      this.fail("expected , or } in the inline table (inline tables stay on one line)");
-    }
-  }
 }
 
-/** Parses `text` (the contents of `file`, named in errors). */
-export function parseToml(text: string, file: string): TomlDocument {
-  return new Parser(text.startsWith("\ufeff") ? text.slice(1) : text, file).parse();
+const SIMPLE_ESCAPES: Record<string, string> = {
+  b: "\b",
+  t: "\t",
+  n: "\n",
+  f: "\f",
+  r: "\r",
+  e: "\x1b",
+  '"': '"',
+  "\\": "\\",
+};
+
+function escapeLength(text: string, at: number): number {
+  const c = text[at + 1];
+  if (c === "u") return 6;
+  if (c === "U") return 10;
+  if (c === "x") return 4;
+  if (c === "\n" || c === " " || c === "\t" || c === "\r") {
+    // A line-ending backslash in a multi-line string swallows the whitespace after it.
+    let end = at + 1;
+    while (/[ \t\r\n]/.test(text[end] ?? "")) end++;
+    return end - at;
+  }
+  return 2;
+}
+
+function unescape(text: string, at: number): string {
+  const c = text[at + 1] ?? "";
+  const simple = SIMPLE_ESCAPES[c];
+  if (simple !== undefined) return simple;
+  const hex = c === "u" ? 4 : c === "U" ? 8 : c === "x" ? 2 : 0;
+  if (hex > 0) return String.fromCodePoint(parseInt(text.slice(at + 2, at + 2 + hex), 16));
+  return "";
+}
+
+function own(table: TomlTable, key: string): TomlValue | undefined {
+  return Object.prototype.hasOwnProperty.call(table, key) ? table[key] : undefined;
+}
+
+function locate(text: string, root: TomlTable): TomlDocument {
+  const l = new Locator(text, root);
+  l.run();
+  return {
+    root,
+    lineOf: (t) => l.tableLines.get(t),
+    keyLine: (t, k) => l.keyLines.get(t)?.get(k),
+  };
 }

@@ -5,6 +5,7 @@ import type { Context } from "../../../util/context.js";
 import { READ_CAPS, readBoundedOptional, readInRoot } from "../../../util/bounded-read.js";
 import { ExtctlError, errnoCode, fsError } from "../../../util/errors.js";
 import {
+  isTomlTable,
   parseToml,
   type TomlDocument,
   type TomlTable,
@@ -122,7 +123,7 @@ function own(table: TomlTable, key: string): TomlValue | undefined {
 }
 
 function isTable(v: TomlValue | undefined): v is TomlTable {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
+  return isTomlTable(v);
 }
 
 /**

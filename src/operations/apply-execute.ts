@@ -1,22 +1,22 @@
 // Runs an apply plan under the caller's lock: policy and trust files, then installs (each one
 // atomic, recorded as it lands), then links, removals and refreshes computed again from the node
 // as it now is. A failing step leaves the node as it was before that step, and says which step.
-import type { Context } from "../../util/context.js";
-import { ExtctlError, fsError } from "../../util/errors.js";
-import { writeFileInRoot } from "../../util/atomic.js";
-import { READ_CAPS, readInRoot } from "../../util/bounded-read.js";
-import { ExtensionStore } from "../store/store.js";
-import { PROFILES, type ExtensionKind } from "../store/layout.js";
-import { LinkTransaction } from "../activate/transaction.js";
-import { activate } from "../activate/activation.js";
-import type { RefreshMode } from "../activate/refresh.js";
-import type { ApplySpec } from "./schema.js";
-import type { Admission } from "../trust/admission.js";
-import { POLICY_FILE, computePlan, describeStep, type PlanStep } from "./plan.js";
-import { writeApplyState, type ApplyState } from "./state.js";
-import { VersionedStore, storeFileName } from "../store/versions.js";
-import { shortName } from "../store/names.js";
-import type { NetOptions } from "../lifecycle/steps.js";
+import type { Context } from "../util/context.js";
+import { ExtctlError, fsError } from "../util/errors.js";
+import { writeFileInRoot } from "../util/atomic.js";
+import { READ_CAPS, readInRoot } from "../util/bounded-read.js";
+import { ExtensionStore } from "../domain/store/store.js";
+import { PROFILES, type ExtensionKind } from "../domain/store/layout.js";
+import { LinkTransaction } from "../domain/activate/transaction.js";
+import { activate } from "../domain/activate/activation.js";
+import type { RefreshMode } from "../domain/activate/refresh.js";
+import type { ApplySpec } from "../domain/apply/schema.js";
+import type { Admission } from "../domain/trust/admission.js";
+import { POLICY_FILE, computePlan, describeStep, type PlanStep } from "../domain/apply/plan.js";
+import { writeApplyState, type ApplyState } from "../domain/apply/state.js";
+import { VersionedStore, storeFileName } from "../domain/store/versions.js";
+import { shortName } from "../domain/store/names.js";
+import type { NetOptions } from "../domain/lifecycle/steps.js";
 
 export interface ExecuteOptions {
   refresh?: RefreshMode;
@@ -97,7 +97,7 @@ export async function executePlan(
           what: "a certificate to trust",
         });
         if (der === undefined) throw new ExtctlError("not-found", `${step.cert} does not exist`);
-        const { certificatesIn } = await import("../trust/truststore.js");
+        const { certificatesIn } = await import("../domain/trust/truststore.js");
         if (certificatesIn(der).length === 0)
           throw new ExtctlError("config", `${step.cert} holds no certificate`);
         await writeFileInRoot(ctx.root, step.path, der, 0o644);
@@ -111,7 +111,7 @@ export async function executePlan(
       });
     } else if (step.step === "install-name") {
       await runner.run(step, async () => {
-        const { installByName } = await import("../../operations/install-name.js");
+        const { installByName } = await import("./install-name.js");
         const result = await installByName(ctx, {
           ...netOptions(spec, options),
           kind: step.kind,
@@ -141,7 +141,7 @@ export async function executePlan(
   );
   runner.total = runner.number + later.length;
   // The node's policy (as the policy step may just have written it) gates every new link.
-  const { admission } = await import("../trust/admission.js");
+  const { admission } = await import("../domain/trust/admission.js");
   const gate = await admission(ctx);
   for (const step of later) await runLinkStep(ctx, runner, step, state, options, gate);
   return runner.done;
@@ -192,7 +192,7 @@ async function upgradeStep(
   const entry = spec.entries.find(
     (e) => e.from === "catalog" && e.kind === step.kind && e.name === step.name,
   );
-  const { upgrade } = await import("../../operations/upgrade.js");
+  const { upgrade } = await import("./upgrade.js");
   let result;
   try {
     result = await upgrade(ctx, {
@@ -229,7 +229,7 @@ async function installStep(
 ): Promise<{ name: string; record: { source: string; sha256: string } }[]> {
   const store = new ExtensionStore(ctx.root, step.kind);
   const storeDir = await store.ensureStore();
-  const { fetchIntoStore } = await import("../sources/index.js");
+  const { fetchIntoStore } = await import("../domain/sources/index.js");
   const fetched = await fetchIntoStore(ctx, {
     uri: step.source,
     kind: step.kind,
@@ -256,7 +256,7 @@ async function runLinkStep(
         const store = new ExtensionStore(ctx.root, step.kind);
         const file = await store.imageFile(step.name);
         await gate.require(file, step.name);
-        const { requireLinkName } = await import("../image/link-name.js");
+        const { requireLinkName } = await import("../domain/image/link-name.js");
         await requireLinkName(ctx.root, file, step.name, step.kind, true);
         if (await store.linkProfile(step.profile, step.name))
           runner.txFor(step.kind).created(store.profileLinkPath(step.profile, step.name));
