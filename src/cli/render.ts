@@ -4,6 +4,7 @@ import { escapeControl, escapeControlKeepLines } from "../util/escape.js";
 import { fstatSync } from "node:fs";
 import { UsageError } from "../util/errors.js";
 import { writeStdout } from "../util/stdio.js";
+import type { JsonDocument } from "./json-schemas.js";
 
 export interface Column<T> {
   header: string;
@@ -157,6 +158,15 @@ export function printJson(value: unknown): void {
   writeStdout(
     (jsonMode === "pretty" ? JSON.stringify(value, null, 2) : JSON.stringify(value)) + "\n",
   );
+}
+
+/**
+ * Prints one of the documented JSON documents (docs/json/NAME.schema.json) with every key its
+ * schema names present, null when the result does not know it.
+ */
+export async function printJsonAs(name: JsonDocument, value: unknown): Promise<void> {
+  const { JSON_SCHEMAS, withEveryKey } = await import("./json-schemas.js");
+  printJson(withEveryKey(value, JSON_SCHEMAS[name]));
 }
 
 /** Prints text for people; control characters other than its line breaks are escaped. */

@@ -24,7 +24,7 @@ import {
   type FlagValues,
   TABLE_FLAGS,
 } from "../options.js";
-import { print, printJson, renderTable, setTableLayout } from "../render.js";
+import { print, printJson, printJsonAs, renderTable, setTableLayout } from "../render.js";
 
 /** The catalog, TLS and registry options install, upgrade and versions share. */
 export const CATALOG_FLAGS = {
@@ -160,7 +160,7 @@ export function registerLifecycleCommands(
           refresh: opts.refresh,
         }),
       );
-      if (opts.json) printJson(result);
+      if (opts.json) await printJsonAs("upgrade", result);
       else print(renderUpgrade(result));
       process.exitCode = result.exitCode;
     });
@@ -214,7 +214,7 @@ export function registerLifecycleCommands(
           installedOnly: opts.installed,
         }),
       );
-      if (opts.json) printJson(result);
+      if (opts.json) await printJsonAs("versions", result);
       else print(renderVersions(result));
     });
 }
