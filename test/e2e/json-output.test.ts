@@ -117,14 +117,20 @@ test("list, status, versions, upgrade, inspect and check print documents their s
 
   const list = await checked("list", [...R, "sysext", "list"]);
   const images = list["images"] as Record<string, unknown>[];
-  assert.deepEqual(images.map((i) => i["name"]).sort(), ["foreign.raw", "hello.raw", "tool.sysext.raw"]);
+  assert.deepEqual(images.map((i) => i["name"]).sort(), [
+    "foreign.raw",
+    "hello.raw",
+    "tool.sysext.raw",
+  ]);
   assert.equal(list["profile"], null, "no profile asked for: null, not left out");
   assert.ok(
     images.every((i) => i["trust"] === null),
     "trust is null without --verify",
   );
   const verified = await checked("list", [...R, "sysext", "list", "--verify"]);
-  const tool = (verified["images"] as Record<string, unknown>[]).find((i) => i["name"] === "tool.sysext.raw");
+  const tool = (verified["images"] as Record<string, unknown>[]).find(
+    (i) => i["name"] === "tool.sysext.raw",
+  );
   assert.equal((tool?.["trust"] as { trusted: boolean } | undefined)?.trusted, true);
   await checked("list", [...R, "sysext", "list", "--common"]);
 
