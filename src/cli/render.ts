@@ -101,6 +101,12 @@ export function renderTable<T>(
       // The first column names the row (an image, a rule): kept whole while the others can give.
       fitWidths(widths, [natural[0] as number, ...minimums.slice(1)], width);
       fitWidths(widths, minimums, width);
+      // Still too wide: headers give way too (ellipsized like cells), down to 4 columns.
+      fitWidths(
+        widths,
+        natural.map((n) => Math.min(n, 4)),
+        width,
+      );
     }
   }
   const line = (values: readonly string[]): string => {

@@ -2,6 +2,8 @@
 // extensions installed by name from catalogs, kept in several versions (issue 14).
 import type { Command } from "commander";
 import { UsageError } from "../../util/errors.js";
+import { stdoutIsJournal } from "../../util/journal.js";
+import { writeStdout } from "../../util/stdio.js";
 import type { ExtensionKind } from "../../domain/store/layout.js";
 import type { NetOptions } from "../../domain/lifecycle/steps.js";
 import type { UpgradeResult } from "../../operations/upgrade.js";
@@ -161,7 +163,11 @@ export function registerLifecycleCommands(
         }),
       );
       if (opts.json) await printJsonAs("upgrade", result);
-      else print(renderUpgrade(result));
+      else if (stdoutIsJournal()) {
+        // Under extctl-upgrade.service: a line per event and a summary, not a table.
+        const { upgradeJournalText } = await import("../journal-summary.js");
+        writeStdout(upgradeJournalText(result));
+      } else print(renderUpgrade(result));
       process.exitCode = result.exitCode;
     });
 
