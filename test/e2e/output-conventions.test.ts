@@ -14,6 +14,7 @@ import { catalogFixture, ok } from "../helpers/catalog-fixture.js";
 import { makeSampleImage } from "../helpers/images.js";
 import { requirePeers } from "../helpers/peers.js";
 import { tempDir, tempNodeRoot, tempRoot } from "../helpers/tmp.js";
+import { withHttpsServer } from "../helpers/https-server.js";
 
 const STORE = "var/lib/kairos/extensions";
 
@@ -195,4 +196,18 @@ test("apply prints the steps it took once", async (t) => {
   assert.equal(all.filter((l) => /install(ed)? .*tools/.test(l)).length, 1, r.stdout + r.stderr);
   assert.equal(all.filter((l) => /enable(d)? .*tools/.test(l)).length, 1, r.stdout + r.stderr);
   assert.match(r.stdout, /^done:/);
+});
+
+test("an http:// URL aimed at a real TLS server's port is told to use https://, not to try again", async (t) => {
+  if (!requirePeers(t, ["openssl"], { root: true })) return;
+  const work = await tempDir(t);
+  const root = await tempRoot(t);
+  const server = await withHttpsServer(t, { dir: path.join(work, "certs") });
+  server.addFile("x.raw", Buffer.alloc(4096));
+  const https = server.url("x.raw");
+  const http = `http://${https.slice("https://".length)}`;
+  const r = await runExtctl(["--root", root, "sysext", "install", http, "--timeout", "5"]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`use ${https.replace(/[.?]/g, "\\$&")}`));
+  assert.doesNotMatch(r.stderr, /^\s+try again$/m);
 });
