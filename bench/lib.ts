@@ -394,7 +394,7 @@ export function withResultsBlock(
   const start = readme.indexOf(README_START);
   const end = readme.indexOf(README_END);
   if (start < 0 || end < start)
-    throw new Error(`the README has no "${README_START}" ... "${README_END}" block`);
+    throw new Error(`the document has no "${README_START}" ... "${README_END}" block`);
   const block = [README_START, "", ...headerLines(info), "", ...tableLines(results), ""];
   return readme.slice(0, start) + block.join("\n") + readme.slice(end);
 }
@@ -402,7 +402,7 @@ export function withResultsBlock(
 async function reportMain(args: readonly string[]): Promise<void> {
   const [resultsFile, outDir, failuresFile, readmeFile] = args;
   if (!resultsFile || !outDir)
-    throw new Error("usage: lib.ts report RESULTS.jsonl OUTDIR [FAILURES [README]]");
+    throw new Error("usage: lib.ts report RESULTS.jsonl OUTDIR [FAILURES [DOCUMENT]]");
   const results = parseBenchLines(await readFile(resultsFile, "utf8"));
   const failures = failuresFile
     ? (await readFile(failuresFile, "utf8").catch(() => "")).split("\n").filter(Boolean)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark in bench/ (each bench/*.ts except lib.ts) and writes bench/RESULTS.md and
 # bench/ratios.svg from the BENCH lines they print (the convention is in bench/lib.ts); a full run
-# (no NAME) also writes the results table in README.md.
+# (no NAME) also writes the results table in docs/benchmarks.md.
 # Usage: bash bench/run.sh [NAME...]   e.g. `bash bench/run.sh startup https`; BENCH_RUNS=N for runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,10 +49,10 @@ for file in "${files[@]}"; do
   echo "   $status in $(($(date +%s) - start)) s" >&2
 done
 
-# A full run also writes the README's results table (a partial one would shrink it).
+# A full run also writes docs/benchmarks.md's results table (a partial one would shrink it).
 if [ "$#" -eq 0 ]; then
-  node --import tsx bench/lib.ts report "$results" bench "$failures" README.md
-  npx prettier --log-level warn --write README.md
+  node --import tsx bench/lib.ts report "$results" bench "$failures" docs/benchmarks.md
+  npx prettier --log-level warn --write docs/benchmarks.md
 else
   node --import tsx bench/lib.ts report "$results" bench "$failures"
 fi

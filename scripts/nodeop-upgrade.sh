@@ -1,5 +1,5 @@
 #!/bin/sh
-# The command of the README's NodeOp recipe (kairos-operator): upgrades the node's extensions on
+# The command of the NodeOp recipe in docs/fleets.md (kairos-operator): upgrades the node's extensions on
 # the host itself and maps extctl's exit codes to what a rollout needs. 0 (upgraded) and 3
 # (nothing to do) complete the node; 75 (EX_TEMPFAIL: a catalog or registry could not be reached)
 # is "try later", not a failure, so an outage of the catalog host does not stop the rollout

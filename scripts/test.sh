@@ -65,7 +65,7 @@ run_suite() {
 # own Node). EXTCTL_LANES=host,252,257 (say) runs some of them; the default is those four.
 # EXTCTL_LANES=vm (or host,...,vm) adds QEMU guests with their own kernel (test/vm, scripts/vm.sh;
 # EXTCTL_VM_LANES=257 picks fewer systemd versions there), run from the host. It is not in the
-# default yet: it has not completed a run on these machines (see the README's VM lane notes).
+# default yet: it has not completed a run on these machines (see docs/testing.md, "The VM lane").
 # The host lane also boots the 257 and 262 roots as Kairos-like nodes (test/e2e/booted-node.test.ts;
 # EXTCTL_NODE_LANES=257 picks fewer), so those roots are built whenever the host lane runs.
 run_e2e() {

@@ -93,10 +93,14 @@ const EXIT_STATUS: readonly [code: string, meaning: string][] = [
   ["0", "Done (for check: the image would merge; for verify: the image checks out)."],
   ["1", "An error: what went wrong and what to do next are on standard error."],
   ["2", "A usage error: a missing argument, an unknown option or a value out of range."],
-  ["3", "upgrade and apply: nothing to do."],
+  ["3", "upgrade: nothing to do."],
   [
     "10-17",
     "verify: no verity, unsigned, untrusted signer, bad signature, root hash mismatch, corrupted data block, corrupted hash block, ambiguous image (see extctl-verify(8)).",
+  ],
+  [
+    "75",
+    "EX_TEMPFAIL: a catalog, registry, proxy or server could not be reached (refused, DNS, timeout, 5xx after retries, 429); try later.",
   ],
   ["130, 143", "Interrupted by SIGINT or SIGTERM."],
 ];
@@ -106,7 +110,11 @@ const ENVIRONMENT: readonly [name: string, meaning: string][] = [
   ["COLUMNS", "The width tables are fitted to when standard output is not a terminal."],
   [
     "JOURNAL_STREAM",
-    "Set by systemd for a unit's output: lines on standard error carry their syslog priority (sd-daemon(3)).",
+    "Set by systemd for a unit's output: lines on standard error carry their syslog priority (sd-daemon(3)); when standard output is the journal too, upgrade and boot print a line per event and a summary instead of a table.",
+  ],
+  [
+    "SYSTEMD_DISSECT_VERITY_EMBEDDED",
+    "0 (as systemd-dissect takes it) for kernels without device-mapper: systemd mounts a DDI's data partition without dm-verity, and check judges images that way. It gives up integrity checks while the image is in use.",
   ],
   [
     "HTTPS_PROXY, HTTP_PROXY, NO_PROXY",

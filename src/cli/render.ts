@@ -4,6 +4,7 @@ import { escapeControl, escapeControlKeepLines } from "../util/escape.js";
 import { fstatSync } from "node:fs";
 import { UsageError } from "../util/errors.js";
 import { writeStdout } from "../util/stdio.js";
+import type { JsonDocument } from "./json-schemas.js";
 
 export interface Column<T> {
   header: string;
@@ -100,6 +101,12 @@ export function renderTable<T>(
       // The first column names the row (an image, a rule): kept whole while the others can give.
       fitWidths(widths, [natural[0] as number, ...minimums.slice(1)], width);
       fitWidths(widths, minimums, width);
+      // Still too wide: headers give way too (ellipsized like cells), down to 4 columns.
+      fitWidths(
+        widths,
+        natural.map((n) => Math.min(n, 4)),
+        width,
+      );
     }
   }
   const line = (values: readonly string[]): string => {
@@ -157,6 +164,15 @@ export function printJson(value: unknown): void {
   writeStdout(
     (jsonMode === "pretty" ? JSON.stringify(value, null, 2) : JSON.stringify(value)) + "\n",
   );
+}
+
+/**
+ * Prints one of the documented JSON documents (docs/json/NAME.schema.json) with every key its
+ * schema names present, null when the result does not know it.
+ */
+export async function printJsonAs(name: JsonDocument, value: unknown): Promise<void> {
+  const { JSON_SCHEMAS, withEveryKey } = await import("./json-schemas.js");
+  printJson(withEveryKey(value, JSON_SCHEMAS[name]));
 }
 
 /** Prints text for people; control characters other than its line breaks are escaped. */

@@ -73,7 +73,8 @@ class StepRunner {
       );
     }
     this.done.push({ step, description });
-    this.ctx.log.info(description);
+    // apply prints the steps it took once, as its result; the log repeats them only for -v.
+    this.ctx.log.debug(description);
   }
 }
 

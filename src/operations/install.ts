@@ -23,7 +23,7 @@ export interface InstallOptions {
   timeoutMs?: number;
   /** Hard cap on what the image (or an OCI image's layers) may expand to. */
   maxBytes?: number;
-  /** Let an OCI classic image replace installed images other than its own (see README). */
+  /** Let an OCI classic image replace installed images other than its own (see docs/commands.md). */
   replace?: boolean;
 }
 

@@ -113,11 +113,12 @@ export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<Up
         ),
       );
     }
-    for (const item of items) {
-      const line = `${options.kind} ${item.name}: ${item.action}${item.to ? ` ${item.from ?? "?"} -> ${item.to}` : ""}: ${item.reason}`;
-      if (item.action === "failed") ctx.log.warn(line);
-      else ctx.log.info(line);
-    }
+    // The result is what the caller prints (a table, JSON, or a line per event under a unit):
+    // logged only for -v, so that no item is reported twice.
+    for (const item of items)
+      ctx.log.debug(
+        `${options.kind} ${item.name}: ${item.action}${item.to ? ` ${item.from ?? "?"} -> ${item.to}` : ""}: ${item.reason}`,
+      );
     const failed = items.filter((i) => i.action === "failed");
     const exitCode = failed.some((i) => !i.unreachable)
       ? 1

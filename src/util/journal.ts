@@ -14,17 +14,35 @@ const LEVEL: Readonly<Record<Priority, string>> = {
 
 let toJournal: boolean | undefined;
 
-/** Whether fd 2 is the journal stream systemd connected (not a pipe or file it was redirected to). */
-export function stderrIsJournal(env: NodeJS.ProcessEnv = process.env): boolean {
+/** Whether `fd` is the journal stream systemd connected (not a pipe or file it was redirected to). */
+export function fdIsJournal(fd: number, env: NodeJS.ProcessEnv = process.env): boolean {
   const stream = env.JOURNAL_STREAM;
   if (!stream) return false;
   const [dev, ino] = stream.split(":");
   try {
-    const st = fstatSync(2, { bigint: true });
+    const st = fstatSync(fd, { bigint: true });
     return dev !== undefined && ino !== undefined && `${st.dev}` === dev && `${st.ino}` === ino;
   } catch {
     return false;
   }
+}
+
+/** Whether fd 2 is the journal stream systemd connected. */
+export function stderrIsJournal(env: NodeJS.ProcessEnv = process.env): boolean {
+  return fdIsJournal(2, env);
+}
+
+/**
+ * Whether fd 1 is the journal stream: extctl runs under a unit (StandardOutput=journal), where
+ * commands print one line per event and a summary rather than tables.
+ */
+export function stdoutIsJournal(env: NodeJS.ProcessEnv = process.env): boolean {
+  return fdIsJournal(1, env);
+}
+
+/** `text`'s lines, each with the sd-daemon prefix for `priority` (for a stream known to be the journal). */
+export function journalLines(priority: Priority, text: string): string {
+  return text.replace(/^(?=.)/gm, LEVEL[priority]);
 }
 
 /** The sd-daemon prefix for a line at `priority` on stderr: "" unless stderr is the journal. */

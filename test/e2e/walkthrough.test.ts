@@ -1,6 +1,6 @@
-// The README's "Building a sysext for Kairos" and "Deploying Kairos with a sysext", run as they
+// docs/kairos.md's "Building a sysext for Kairos" and "Deploying Kairos with a sysext", run as they
 // stand: every ```sh block of the two sections, in order, in one bash, against a real
-// docker-registry holding a miniature OS image and a temp target root. If the README's commands
+// docker-registry holding a miniature OS image and a temp target root. If the document's commands
 // stop working, or stop doing what it says, this fails.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -14,14 +14,14 @@ import { requirePeers } from "../helpers/peers.js";
 import { startRegistry } from "../helpers/registry.js";
 import { tempDir, tempRoot } from "../helpers/tmp.js";
 
-const README = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../README.md");
+const README = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../docs/kairos.md");
 const FROM = "### Building a sysext for Kairos";
 const TO = "### Deploying Kairos with a sysext";
 
 /** The fenced blocks of one language between the heading `from` and the next `## ` heading. */
 function blocks(readme: string, from: string, language: string): string[] {
   const start = readme.indexOf(`\n${from}\n`);
-  assert.ok(start >= 0, `the README has no "${from}" section`);
+  assert.ok(start >= 0, `docs/kairos.md has no "${from}" section`);
   const rest = readme.slice(start + from.length + 2);
   const end = rest.search(/^## /m);
   const section = end < 0 ? rest : rest.slice(0, end);
@@ -29,11 +29,11 @@ function blocks(readme: string, from: string, language: string): string[] {
   return [...section.matchAll(fence)].map((m) => m[1] ?? "");
 }
 
-test("the README's build, publish and preseed walkthrough runs and does what it says", async (t) => {
+test("docs/kairos.md's build, publish and preseed walkthrough runs and does what it says", async (t) => {
   const peers = ["docker-registry", "skopeo", "mkfs.erofs", "openssl", "bash"];
   if (!requirePeers(t, peers, { root: true })) return;
   const readme = await readFile(README, "utf8");
-  assert.ok(readme.includes(`\n${TO}\n`), `the README has no "${TO}" section`);
+  assert.ok(readme.includes(`\n${TO}\n`), `docs/kairos.md has no "${TO}" section`);
   const script = blocks(readme, FROM, "sh").join("\n");
   assert.match(script, /extctl build sysext .*--include|--include usr\/lib\/firmware\/nvidia/);
   assert.match(script, /extctl publish /);
@@ -43,7 +43,7 @@ test("the README's build, publish and preseed walkthrough runs and does what it 
   await pushOsImage(t, `${registry.host}/kairos/os:v1`);
   const work = await tempDir(t, "extctl-walkthrough-");
   const root = await tempRoot(t);
-  // `extctl` on PATH is this checkout's build, as `ln -s bin/extctl.cjs` in "Install" makes it.
+  // `extctl` on PATH is this checkout's build, as `ln -s bin/extctl.cjs` in docs/install.md makes it.
   const bin = path.join(work, "bin");
   await mkdir(bin);
   await writeFile(
@@ -66,7 +66,7 @@ test("the README's build, publish and preseed walkthrough runs and does what it 
   assert.equal(ran.status, 0, `the walkthrough failed:\n${ran.stdout}\n${ran.stderr}`);
   if (process.env.EXTCTL_WALKTHROUGH_SHOW) process.stderr.write(ran.stdout + ran.stderr);
 
-  // The build printed what the README shows it printing.
+  // The build printed what the document shows it printing.
   for (const line of blocks(readme, FROM, "text")
     .join("\n")
     .split("\n")

@@ -2,6 +2,8 @@
 // extctl-boot.service unit. Prints what was linked and what was skipped, and why.
 import type { Command } from "commander";
 import type { BootResult } from "../../operations/boot.js";
+import { stdoutIsJournal } from "../../util/journal.js";
+import { writeStdout } from "../../util/stdio.js";
 import {
   addFlags,
   contextFor,
@@ -100,7 +102,11 @@ export function registerBootCommand(program: Command): void {
       }),
     );
     if (opts.json) printJson(result);
-    else print(renderBoot(result));
+    else if (stdoutIsJournal()) {
+      // Under extctl-boot.service each event is a log line already: one summary line, no table.
+      const { bootJournalText } = await import("../journal-summary.js");
+      writeStdout(bootJournalText(result));
+    } else print(renderBoot(result));
     // A linked image systemd did not merge is a failed boot step, as for enable --now.
     if (result.refresh.some((r) => r.error || r.unmerged.length > 0)) process.exitCode = 1;
   });

@@ -13,7 +13,7 @@ import {
   type FlagSpec,
   TABLE_FLAGS,
 } from "../options.js";
-import { print, printJson, renderTable, setTableLayout } from "../render.js";
+import { print, printJsonAs, renderTable, setTableLayout } from "../render.js";
 import { READABLE } from "../../domain/image/filesystem-registry.js";
 
 const CHECK_FLAGS = {
@@ -59,7 +59,7 @@ export function registerCheckCommand(program: Command): void {
         kind: kind,
       }),
     );
-    if (opts.json) printJson(result);
+    if (opts.json) await printJsonAs("check", result);
     else {
       print(
         `${result.compatible ? "MERGES" : "REFUSED"}: ${result.kind} "${result.name}" under systemd ${result.systemdVersion} rules (${result.systemdVersionSource})` +

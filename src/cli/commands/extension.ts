@@ -23,7 +23,7 @@ import {
   type FlagValues,
   TABLE_FLAGS,
 } from "../options.js";
-import { print, printJson, printTable, setTableLayout } from "../render.js";
+import { print, printJson, printJsonAs, printTable, setTableLayout } from "../render.js";
 import { renderStatus, STATUS_FLAGS } from "./status.js";
 import {
   CA_CERT_FLAG,
@@ -338,7 +338,7 @@ export function registerExtensionCommands(
             trust: opts.trust ?? [],
           }),
         );
-        if (opts.json) return printJson(result);
+        if (opts.json) return printJsonAs("list", result);
         if (result.images.length === 0) {
           writeStderr(
             profile ? `no ${what}s enabled in the ${profile} profile\n` : `no ${what}s installed\n`,

@@ -17,7 +17,7 @@ import {
   type FlagSpec,
 } from "../options.js";
 import { escapeControl } from "../../util/escape.js";
-import { print, printJson, renderTable } from "../render.js";
+import { print, printJsonAs, renderTable } from "../render.js";
 import { READABLE } from "../../domain/image/filesystem-registry.js";
 
 function size(n: number): string {
@@ -183,7 +183,7 @@ export function registerInspectCommand(program: Command): void {
         trust: opts.trust ?? [],
       }),
     );
-    if (opts.json) printJson(result);
+    if (opts.json) await printJsonAs("inspect", result);
     else print(renderInspect(result));
   });
 }

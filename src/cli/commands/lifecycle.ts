@@ -2,6 +2,8 @@
 // extensions installed by name from catalogs, kept in several versions (issue 14).
 import type { Command } from "commander";
 import { UsageError } from "../../util/errors.js";
+import { stdoutIsJournal } from "../../util/journal.js";
+import { writeStdout } from "../../util/stdio.js";
 import type { ExtensionKind } from "../../domain/store/layout.js";
 import type { NetOptions } from "../../domain/lifecycle/steps.js";
 import type { UpgradeResult } from "../../operations/upgrade.js";
@@ -24,7 +26,7 @@ import {
   type FlagValues,
   TABLE_FLAGS,
 } from "../options.js";
-import { print, printJson, renderTable, setTableLayout } from "../render.js";
+import { print, printJson, printJsonAs, renderTable, setTableLayout } from "../render.js";
 
 /** The catalog, TLS and registry options install, upgrade and versions share. */
 export const CATALOG_FLAGS = {
@@ -160,8 +162,12 @@ export function registerLifecycleCommands(
           refresh: opts.refresh,
         }),
       );
-      if (opts.json) printJson(result);
-      else print(renderUpgrade(result));
+      if (opts.json) await printJsonAs("upgrade", result);
+      else if (stdoutIsJournal()) {
+        // Under extctl-upgrade.service: a line per event and a summary, not a table.
+        const { upgradeJournalText } = await import("../journal-summary.js");
+        writeStdout(upgradeJournalText(result));
+      } else print(renderUpgrade(result));
       process.exitCode = result.exitCode;
     });
 
@@ -214,7 +220,7 @@ export function registerLifecycleCommands(
           installedOnly: opts.installed,
         }),
       );
-      if (opts.json) printJson(result);
+      if (opts.json) await printJsonAs("versions", result);
       else print(renderVersions(result));
     });
 }

@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import type { StatusResult } from "../../operations/status.js";
 import { PROFILES } from "../../domain/store/layout.js";
 import { addFlags, contextFor, flagsOf, jsonFlag, type FlagSpec } from "../options.js";
-import { print, printJson } from "../render.js";
+import { print, printJsonAs } from "../render.js";
 
 export function renderStatus(result: StatusResult): string {
   const lines: string[] = [];
@@ -51,7 +51,7 @@ export function registerStatusCommand(program: Command): void {
     const opts = flagsOf(command, STATUS_FLAGS);
     const { status } = await import("../../operations/status.js");
     const result = await status(contextFor(command));
-    if (opts.json) printJson(result);
+    if (opts.json) await printJsonAs("status", result);
     else print(renderStatus(result));
   });
 }

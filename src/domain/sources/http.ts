@@ -60,7 +60,15 @@ export function describeNetworkError(e: unknown, url: string): ExtctlError {
       cause: e,
     });
   }
+  const plain = url.startsWith("http://");
+  const httpsUrl = plain ? `https://${url.slice("http://".length)}` : url;
   switch (code) {
+    case "ETLSREPLY":
+      // Not an outage: the same request fails the same way until the URL says https.
+      return new ExtctlError("download", `${url}: the server answered in TLS, not plain HTTP`, {
+        cause: e,
+        hint: `that port speaks https: use ${httpsUrl}`,
+      });
     case "EHOSTUNREACH":
     case "ENETUNREACH":
       return new ExtctlError("download", `cannot reach ${url}: no route to the host`, {
@@ -85,6 +93,17 @@ export function describeNetworkError(e: unknown, url: string): ExtctlError {
         hint: "the server stopped sending; try again",
       });
     case "ECONNRESET":
+      // A TLS server that gets plain HTTP mostly closes without a word (Node's and OpenSSL's
+      // do): an http:// URL that got no answer at all may well be aimed at an https port.
+      if (plain && /before answering/.test(message))
+        return new ExtctlError(
+          "download",
+          `${url}: the server closed the connection without answering`,
+          {
+            cause: e,
+            hint: `if that port serves TLS, use ${httpsUrl}; otherwise check the server`,
+          },
+        );
       return new ExtctlError(
         "download",
         `the connection to ${url} was cut before the download finished`,

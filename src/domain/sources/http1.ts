@@ -282,6 +282,15 @@ class Exchange implements BulkBody {
 
   private readHead(data: Buffer): boolean {
     this.head = this.head.length === 0 ? Buffer.from(data) : Buffer.concat([this.head, data]);
+    if (this.request.url.protocol === "http:" && isTlsRecord(this.head)) {
+      this.fail(
+        httpError(
+          "ETLSREPLY",
+          `${this.request.what} answered a plain HTTP request with TLS: it is an https server`,
+        ),
+      );
+      return false;
+    }
     for (;;) {
       const end = this.head.indexOf("\r\n\r\n");
       if (end < 0) {
@@ -491,6 +500,19 @@ function openTunnel(proxy: URL, host: string, port: number, what: string): Promi
     };
     socket.on("data", onData);
   });
+}
+
+/**
+ * Whether a reply starts like a TLS record: a handshake (0x16) or an alert (0x15) of TLS 1.x
+ * (0x03 0x01-0x04), what some servers send back to plain HTTP on their TLS port.
+ */
+export function isTlsRecord(reply: Uint8Array): boolean {
+  return (
+    reply.length >= 3 &&
+    (reply[0] === 0x16 || reply[0] === 0x15) &&
+    reply[1] === 0x03 &&
+    (reply[2] as number) <= 0x04
+  );
 }
 
 function malformed(what: string, detail: string): Error {

@@ -200,8 +200,8 @@ After=network-online.target extctl-boot.service systemd-sysext.service systemd-c
 
 [Service]
 Type=oneshot
-ExecStart=${program} sysext upgrade --all --now --json
-ExecStart=${program} confext upgrade --all --now --json
+ExecStart=${program} sysext upgrade --all --now
+ExecStart=${program} confext upgrade --all --now
 # upgrade exits 3 when there is nothing to do, and 75 (EX_TEMPFAIL) when a catalog or registry
 # cannot be reached: neither is a failure (the next timer run tries again), and the confext line
 # still runs. Only 1, an upgrade that failed and kept the old version, fails the unit.

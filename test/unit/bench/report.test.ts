@@ -1,5 +1,5 @@
-// bench/run.sh writes the README's results table from the same BENCH lines as bench/RESULTS.md:
-// only the block between its markers changes, and a README without them is an error.
+// bench/run.sh writes docs/benchmarks.md's results table from the same BENCH lines as bench/RESULTS.md:
+// only the block between its markers changes, and a document without them is an error.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseBenchLines, withResultsBlock, type MachineInfo } from "../../../bench/lib.js";

@@ -1,4 +1,4 @@
-// The lists people see (build's --format choices, completion, install's help, the README) are the
+// The lists people see (build's --format choices, completion, install's help, docs/commands.md) are the
 // registries' lists, so adding a source scheme or a filesystem changes them all at once.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -60,10 +60,10 @@ test("install's help and the image arguments name the registries' schemes and re
     assert.ok(command(path).registeredArguments[0]?.description.includes(READABLE.join("/")), path);
 });
 
-test("the README's command reference lists the registries' schemes and formats", () => {
-  const readme = readFileSync(new URL("../../../README.md", import.meta.url), "utf8");
+test("the command reference (docs/commands.md) lists the registries' schemes and formats", () => {
+  const readme = readFileSync(new URL("../../../docs/commands.md", import.meta.url), "utf8");
   const uris = SCHEMES.map((s) => `\`${s}:\``);
   const sentence = `${uris.slice(0, -1).join(", ")} or ${uris.at(-1)}`;
-  assert.ok(readme.includes(`\`URI\` is ${sentence}.`), `README: URI is ${sentence}`);
-  assert.ok(readme.includes(`\`--format ${FORMATS.join("\\|")}\``), "README: --format");
+  assert.ok(readme.includes(`\`URI\` is ${sentence}.`), `docs/commands.md: URI is ${sentence}`);
+  assert.ok(readme.includes(`\`--format ${FORMATS.join("\\|")}\``), "docs/commands.md: --format");
 });

@@ -59,10 +59,21 @@ describe("tables that fit", () => {
     assert.doesNotMatch(out, /NAME/);
   });
 
-  test("a column is never narrower than its header (or 8)", () => {
-    const out = renderTable(rows, columns, { width: 10 });
+  test("a column keeps its header (or 8) while the table fits that way", () => {
+    const out = renderTable(rows, columns, { width: 30 });
     const header = out.split("\n")[0] ?? "";
     assert.match(header, /^NAME\s+COMPATIBLE$/);
+    for (const line of out.trimEnd().split("\n")) assert.ok(line.length <= 30, line);
+  });
+
+  test("past that, headers give way too, down to 4 columns each", () => {
+    const out = renderTable(rows, columns, { width: 10 });
+    const lines = out.trimEnd().split("\n");
+    assert.equal(lines[0], "NAME  COM…");
+    for (const line of lines) assert.ok(line.length <= 10, line);
+    // Narrower than 4 a column is never cut: the line then overflows rather than say nothing.
+    const tiny = renderTable(rows, columns, { width: 4 });
+    assert.equal(tiny.split("\n")[0], "NAME  COM…");
   });
 
   test("COLUMNS sets the width when stdout is not a terminal", () => {

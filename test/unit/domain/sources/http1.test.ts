@@ -271,3 +271,46 @@ test("https: the server is verified against the given CAs, and an unknown CA is 
     (e: Error & { code?: string }) => e.code === "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
   );
 });
+
+test("plain HTTP answered with a TLS record fails at once as ETLSREPLY; the message says https", async (t) => {
+  const { describeNetworkError } = await import("../../../../src/domain/sources/http.js");
+  const { isTlsRecord } = await import("../../../../src/domain/sources/http1.js");
+  assert.equal(isTlsRecord(Buffer.from([0x16, 0x03, 0x01, 0x00])), true, "handshake");
+  assert.equal(isTlsRecord(Buffer.from([0x15, 0x03, 0x03, 0x00])), true, "alert");
+  assert.equal(isTlsRecord(Buffer.from("HTTP/1.1 200 OK\r\n")), false);
+  assert.equal(isTlsRecord(Buffer.from([0x16, 0x03])), false, "too short to tell");
+  // An alert (what some TLS servers send back to plain HTTP), then nothing: no CRLF ever comes.
+  const url = await rawServer(t, (socket) =>
+    socket.write(Buffer.from([0x15, 0x03, 0x03, 0, 2, 2, 50])),
+  );
+  const e = await bulkGet(request(url)).then(
+    () => assert.fail("a TLS reply is no HTTP response"),
+    (err: unknown) => err as Error & { code?: string },
+  );
+  assert.equal(e.code, "ETLSREPLY");
+  const described = describeNetworkError(e, url.href);
+  assert.match(described.message, /answered in TLS, not plain HTTP/);
+  assert.equal(
+    described.hint,
+    `that port speaks https: use https://${url.host}${url.pathname}${url.search}`,
+  );
+  assert.equal(described.exitCode, 1, "not an outage: 75 would make a timer retry it forever");
+});
+
+test("plain HTTP that gets no answer at all suggests https, not only trying again", async (t) => {
+  const { describeNetworkError } = await import("../../../../src/domain/sources/http.js");
+  const url = await rawServer(t, (socket) => socket.end());
+  const e = await bulkGet(request(url)).then(
+    () => assert.fail("no answer is no response"),
+    (err: unknown) => err as Error,
+  );
+  const described = describeNetworkError(e, url.href);
+  assert.match(described.message, /closed the connection without answering/);
+  assert.match(described.hint ?? "", /if that port serves TLS, use https:\/\/127\.0\.0\.1:/);
+  // Cut in the middle of a body is still a cut transfer.
+  const cut = describeNetworkError(
+    Object.assign(new Error("x closed the connection after 10 bytes"), { code: "ECONNRESET" }),
+    url.href,
+  );
+  assert.equal(cut.hint, "try again");
+});

@@ -140,8 +140,8 @@ test("the upgrade service is a oneshot after the network, upgrading sysexts then
   assert.deepEqual(
     lines.filter((l) => l.startsWith("ExecStart=")),
     [
-      "ExecStart=/usr/bin/extctl sysext upgrade --all --now --json",
-      "ExecStart=/usr/bin/extctl confext upgrade --all --now --json",
+      "ExecStart=/usr/bin/extctl sysext upgrade --all --now",
+      "ExecStart=/usr/bin/extctl confext upgrade --all --now",
     ],
   );
   assert.ok(
