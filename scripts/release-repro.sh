@@ -14,22 +14,19 @@ cp -a dist/release/. "$first/"
 npm run --silent release -- "$@" >/dev/null
 
 status=0
-for file in "$first"/* dist/release/*; do
-  name=$(basename "$file")
-  [ -e "$first/$name" ] && [ -e "dist/release/$name" ] || {
+# Every file of either run (man/*.8 are in a directory), by its path under dist/release.
+while IFS= read -r name; do
+  if [ ! -f "$first/$name" ] || [ ! -f "dist/release/$name" ]; then
     echo "only in one run: $name"
     status=1
-    continue
-  }
-done
-for file in "$first"/*; do
-  name=$(basename "$file")
-  [ -e "dist/release/$name" ] || continue
-  if cmp -s "$file" "dist/release/$name"; then
+  elif cmp -s "$first/$name" "dist/release/$name"; then
     echo "equal:   $name"
   else
     echo "differs: $name"
     status=1
   fi
-done
+done < <({
+  (cd "$first" && find . -type f)
+  (cd dist/release && find . -type f)
+} | sed 's|^\./||' | sort -u)
 exit "$status"
