@@ -37,10 +37,17 @@ function blocksOf(size: number): Buffer[] {
   return blocks;
 }
 
-async function time(fn: () => Promise<void>): Promise<number> {
+/** Wall and CPU seconds (user + system, all of this process's threads: node:zlib's streams
+ * decode on the thread pool) of one run. */
+async function time(fn: () => Promise<void>): Promise<{ wall: number; cpu: number }> {
   const start = process.hrtime.bigint();
+  const cpu = process.cpuUsage();
   await fn();
-  return Number(process.hrtime.bigint() - start) / 1e9;
+  const used = process.cpuUsage(cpu);
+  return {
+    wall: Number(process.hrtime.bigint() - start) / 1e9,
+    cpu: (used.user + used.system) / 1e6,
+  };
 }
 
 async function row(
@@ -54,14 +61,17 @@ async function row(
   const runs = benchRuns(5);
   await after();
   await before();
-  const afterS: number[] = [];
-  const beforeS: number[] = [];
+  const afterS: { wall: number; cpu: number }[] = [];
+  const beforeS: { wall: number; cpu: number }[] = [];
   for (let i = 0; i < runs; i++) {
     afterS.push(await time(after));
     beforeS.push(await time(before));
   }
-  const a = median(afterS);
-  const b = median(beforeS);
+  const a = median(afterS.map((t) => t.wall));
+  const b = median(beforeS.map((t) => t.wall));
+  // CPU time beside wall time: on a machine others share, wall time measures them too.
+  const aCpu = median(afterS.map((t) => t.cpu));
+  const bCpu = median(beforeS.map((t) => t.cpu));
   emitBench({
     name,
     extctl_s: Number(a.toFixed(4)),
@@ -73,6 +83,9 @@ async function row(
     runs,
     note: `${mib} MiB out; extctl ${(mib / a).toFixed(0)} MiB/s, native ${(mib / b).toFixed(0)} MiB/s; one process, RSS is the whole bench's`,
     extra: {
+      extctl_cpu_s: Number(aCpu.toFixed(4)),
+      peer_cpu_s: Number(bCpu.toFixed(4)),
+      cpu_ratio: Number((aCpu / bCpu).toFixed(3)),
       extctl_mib_s: Number((mib / a).toFixed(1)),
       native_mib_s: Number((mib / b).toFixed(1)),
     },

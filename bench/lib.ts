@@ -83,6 +83,11 @@ export interface Measurement {
   seconds: number;
   /** Maximum resident set size of the command, MiB (0 when /usr/bin/time is missing). */
   peakRssMib: number;
+  /**
+   * User plus system CPU seconds of the command and its children (from /usr/bin/time, 10 ms
+   * steps; NaN when it is missing): steadier than wall time on a machine others share.
+   */
+  cpuSeconds: number;
   code: number;
   stdout: string;
   stderr: string;
@@ -111,7 +116,9 @@ export async function measure(spec: CommandSpec): Promise<Measurement> {
   const scratch = await mkdtemp(path.join(os.tmpdir(), "extctl-bench-"));
   const timeFile = path.join(scratch, "time");
   const useTime = existsSync(TIME_BIN);
-  const argv = useTime ? [TIME_BIN, "-f", "%M", "-o", timeFile, ...spec.argv] : [...spec.argv];
+  const argv = useTime
+    ? [TIME_BIN, "-f", "%M %U %S", "-o", timeFile, ...spec.argv]
+    : [...spec.argv];
   try {
     const started = process.hrtime.bigint();
     const result = await new Promise<{ code: number; stdout: string; stderr: string }>(
@@ -137,17 +144,19 @@ export async function measure(spec: CommandSpec): Promise<Measurement> {
     );
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     let peakRssMib = 0;
+    let cpuSeconds = Number.NaN;
     if (useTime) {
       const text = await readFile(timeFile, "utf8").catch(() => "");
-      const kib = Number(text.trim().split("\n").at(-1));
-      if (Number.isFinite(kib)) peakRssMib = kib / 1024;
+      const [kib, user, sys] = (text.trim().split("\n").at(-1) ?? "").split(" ").map(Number);
+      if (kib !== undefined && Number.isFinite(kib)) peakRssMib = kib / 1024;
+      if (user !== undefined && sys !== undefined) cpuSeconds = user + sys;
     }
     if (result.code !== 0 && !spec.allowFailure) {
       throw new Error(
         `${spec.argv.join(" ")} exited ${result.code}: ${result.stderr.trim().slice(-2000)}`,
       );
     }
-    return { seconds, peakRssMib, ...result };
+    return { seconds, peakRssMib, cpuSeconds, ...result };
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
@@ -191,6 +200,16 @@ export async function sideBySide(spec: SideBySide): Promise<BenchResult> {
   }
   const extctlS = median(ours.map((m) => m.seconds));
   const peerS = median(theirs.map((m) => m.seconds));
+  const extctlCpu = median(ours.map((m) => m.cpuSeconds));
+  const peerCpu = median(theirs.map((m) => m.cpuSeconds));
+  // CPU time beside wall time: a busy machine stretches wall time, hardly the work done.
+  const cpu = Number.isFinite(extctlCpu + peerCpu)
+    ? {
+        extctl_cpu_s: round(extctlCpu, 3),
+        peer_cpu_s: round(peerCpu, 3),
+        ...(peerCpu > 0 ? { cpu_ratio: round(extctlCpu / peerCpu, 3) } : {}),
+      }
+    : {};
   const result: BenchResult = {
     name: spec.name,
     extctl_s: round(extctlS, 4),
@@ -202,7 +221,7 @@ export async function sideBySide(spec: SideBySide): Promise<BenchResult> {
     peer_peak_rss_mib: round(Math.max(...theirs.map((m) => m.peakRssMib)), 1),
     runs,
     ...(spec.note ? { note: spec.note } : {}),
-    ...(spec.extra ? { extra: spec.extra } : {}),
+    extra: { ...cpu, ...spec.extra },
   };
   emitBench(result);
   return result;

@@ -1,5 +1,7 @@
-// Start-up cost: extctl --version / --help / list / status against `node -e 0` (goal <= 1.3x for
-// --version, list and status, 1.5x for --help),
+// Start-up cost: extctl --version / --help / list / status against `node -e 0` of the same
+// runtime (goal <= 1.3x for --version, list and status, 1.5x for --help), list and status also
+// against `systemd-sysext list` / `status` on the same root (the peer a user compares with; no
+// goal: a C program that starts in a few ms),
 // and whether those simple commands load any heavy package (they must not); the same commands
 // from the one-file dist/extctl.
 import { execFileSync } from "node:child_process";
@@ -11,7 +13,9 @@ import {
   REPO,
   benchDir,
   benchRoot,
+  emitSkipped,
   extctl,
+  has,
   heavyPackagesIn,
   loadedModules,
   sideBySide,
@@ -24,12 +28,22 @@ const root = await benchRoot(await benchDir("extctl-bench-startup-"), [
 const store = path.join(root, "var/lib/kairos/extensions");
 for (let i = 0; i < 5; i++) await writeFile(path.join(store, `tool${i}.sysext.raw`), "x");
 
-const rows: { label: string; args: string[]; goal?: number }[] = [
+const rows: { label: string; args: string[]; goal?: number; systemd?: string[] }[] = [
   { label: "--version", args: ["--version"] },
   { label: "--help", args: ["--help"], goal: 1.5 },
-  { label: "sysext list (5 images)", args: ["--root", root, "sysext", "list"] },
-  { label: "status", args: ["--root", root, "status"] },
+  {
+    label: "sysext list (5 images)",
+    args: ["--root", root, "sysext", "list"],
+    systemd: ["systemd-sysext", `--root=${root}`, "list"],
+  },
+  {
+    label: "status",
+    args: ["--root", root, "status"],
+    systemd: ["systemd-sysext", `--root=${root}`, "status"],
+  },
 ];
+/** Rows against systemd-sysext: reported, no goal to meet (0 would be "never"). */
+const SYSTEMD_GOAL = 100;
 
 for (const row of rows) {
   const heavy = heavyPackagesIn((await loadedModules(row.args)).modules);
@@ -64,5 +78,26 @@ for (const row of rows) {
     runs: Number(process.env.BENCH_RUNS) || 15,
     warmup: 2,
     note: `one file of ${((await stat(packaged)).size / 2 ** 20).toFixed(1)} MiB, no Node.js needed`,
+  });
+}
+
+// The same list and status against systemd-sysext's own, on the same root.
+for (const row of rows) {
+  if (!row.systemd) continue;
+  const name = `start-up: dist/extctl ${row.label} vs systemd-sysext`;
+  const peer = row.systemd.slice(0, 1).concat(row.systemd.slice(2)).join(" ");
+  if (!has("systemd-sysext")) {
+    emitSkipped(name, peer, SYSTEMD_GOAL, "needs systemd-sysext");
+    continue;
+  }
+  await sideBySide({
+    name,
+    goal: SYSTEMD_GOAL,
+    peerName: peer,
+    extctl: { argv: [packaged, ...row.args] },
+    peer: { argv: row.systemd, allowFailure: true },
+    runs: Number(process.env.BENCH_RUNS) || 15,
+    warmup: 2,
+    note: "systemd-sysext is C; no goal, the ratio says what Node's start-up costs against it",
   });
 }

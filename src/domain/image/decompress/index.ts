@@ -1,6 +1,6 @@
 // One entry point for the block compressors filesystems use: gzip/zlib and zstd from Node (zstd
 // from fzstd on an older Node), LZ4, LZO, LZMA and xz by hand. Every call is bounded by the block's size.
-import { inflateSync } from "node:zlib";
+import { constants as zlibConstants, inflateSync, type ZlibOptions } from "node:zlib";
 import { ExtctlError } from "../../../util/errors.js";
 import { lz4DecompressBlock } from "./lz4.js";
 import { lzoDecompressBlock } from "./lzo.js";
@@ -62,6 +62,9 @@ function checkSize(kind: string, out: Buffer, maxOutput: number): Buffer {
   return out;
 }
 
+/** The largest output buffer handed to zlib at once (squashfs blocks are at most 1 MiB). */
+const MAX_CHUNK = 1024 * 1024;
+
 // Node frees the native state of a finished inflateSync only on a later turn of the event loop;
 // a long walk whose reads are all synchronous (cached metadata, read-ahead) would otherwise pile
 // up thousands of them (found by the fuzz suite: ~15 KiB each). Yielding now and then lets them go.
@@ -75,12 +78,9 @@ const DECOMPRESSORS: Record<BlockCompression, BlockDecompressor> = {
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     try {
-      // maxOutputLength makes zlib stop instead of growing without bound.
-      return inflateSync(input, { maxOutputLength: Math.max(1, maxOutput) });
+      return inflateSync(input, gzipOptions(maxOutput));
     } catch (e) {
-      if (e instanceof RangeError || (e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE")
-        throw tooBig("gzip", maxOutput);
-      throw corrupt("gzip", (e as Error).message);
+      throw gzipError(e, maxOutput);
     }
   },
   async lz4(input, maxOutput) {
@@ -103,6 +103,23 @@ const DECOMPRESSORS: Record<BlockCompression, BlockDecompressor> = {
     return checkSize("lzma", lzmaAloneDecompress(input, maxOutput), maxOutput);
   },
 };
+
+/**
+ * maxOutputLength makes zlib stop instead of growing without bound; an output buffer the size of
+ * the block saves zlib's 16 KiB pieces and the copy that joins them.
+ */
+function gzipOptions(maxOutput: number): ZlibOptions {
+  return {
+    maxOutputLength: Math.max(1, maxOutput),
+    chunkSize: Math.max(zlibConstants.Z_MIN_CHUNK, Math.min(maxOutput, MAX_CHUNK)),
+  };
+}
+
+function gzipError(e: unknown, maxOutput: number): ExtctlError {
+  if (e instanceof RangeError || (e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE")
+    return tooBig("gzip", maxOutput);
+  return corrupt("gzip", (e as Error).message);
+}
 
 export function decompressorFor(compression: BlockCompression): BlockDecompressor {
   return DECOMPRESSORS[compression];

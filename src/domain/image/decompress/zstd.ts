@@ -15,6 +15,7 @@ interface NativeZstd {
 }
 interface ZstdOptions {
   maxOutputLength?: number;
+  chunkSize?: number;
   params?: Record<number, number>;
 }
 
@@ -45,6 +46,17 @@ function fallback(): typeof Fzstd {
   if (!fzstd) throw new Error("zstd: zstdReady() was not awaited before decoding");
   return fzstd;
 }
+
+/**
+ * node:zlib's output buffer size. Its default (16 KiB, zlib's) makes a 128 KiB block come out in
+ * 8 pieces joined by a copy, and keeps libzstd off its single-pass path (it decodes a frame
+ * straight into the output only when the whole frame fits there): a block then took 1.5-2x the
+ * time zstd-napi takes (bench/decompress.ts). A block gets a buffer its size; a layer's stream
+ * 1 MiB pieces, for fewer trips through the stream machinery.
+ */
+const STREAM_CHUNK = 1024 * 1024;
+/** node:zlib's smallest chunkSize (zlib.constants.Z_MIN_CHUNK). */
+const MIN_CHUNK = 64;
 
 /** zstd's default window limit as a log, handed to libzstd too (the walker checks it first). */
 const WINDOW_LOG_MAX = 27;
@@ -210,6 +222,7 @@ export function zstdDecompressBlock(input: Buffer, maxOutput: number): Buffer {
       out = native.zstdDecompressSync(input, {
         // One byte over the size: a frame that lies about its size is caught below, not cut.
         maxOutputLength: size + 1,
+        chunkSize: Math.max(MIN_CHUNK, size + 1),
         params: { [native.constants.ZSTD_d_windowLogMax]: WINDOW_LOG_MAX },
       });
     // Without an output buffer: fzstd runs ~3x faster (measured with bench/decompress.ts).
@@ -277,6 +290,7 @@ function fzstdStream(what: string): { transform: Transform; walker: FrameWalker 
 function nativeStream(z: NativeZstd, what: string): { transform: Transform; walker: FrameWalker } {
   const walker = new FrameWalker(what);
   const inner = z.createZstdDecompress({
+    chunkSize: STREAM_CHUNK,
     params: { [z.constants.ZSTD_d_windowLogMax]: WINDOW_LOG_MAX },
   });
   const stream = new Transform({
@@ -340,6 +354,8 @@ export function zstdDecompressPrefix(input: Buffer, want: number, maxOutput: num
     try {
       all = native.zstdDecompressSync(input, {
         maxOutputLength: maxOutput,
+        // What is kept comes out in one piece (the rest, if any, in more).
+        chunkSize: Math.max(MIN_CHUNK, want),
         params: { [native.constants.ZSTD_d_windowLogMax]: WINDOW_LOG_MAX },
       });
     } catch (e) {
