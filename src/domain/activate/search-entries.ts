@@ -41,7 +41,7 @@ export interface SearchEntry {
 }
 
 /** The name systemd gives directory `dirName` (no .raw to cut; 255+ cut .sysext/.confext). */
-function directoryName(dirName: string, kind: ExtensionKind, systemd: number): string {
+export function directoryName(dirName: string, kind: ExtensionKind, systemd: number): string {
   return hasFeature(systemd, "stripKindSuffix") && dirName.endsWith(`.${kind}`)
     ? dirName.slice(0, -(kind.length + 1))
     : dirName;
@@ -54,23 +54,29 @@ async function kindOf(hostPath: string): Promise<"file" | "dir" | "other" | unde
   return st.isDirectory() ? "dir" : st.isFile() || st.isBlockDevice() ? "file" : "other";
 }
 
-/** How systemd `systemd` reads the directory at `path` (node path) named `dirName`. */
+/**
+ * How systemd 256+ reads the version directory at `path` named `dirName`; `resolve` turns a path
+ * in the caller's terms (a node path: root.readPath) into a host path.
+ */
 export async function readVersionedDir(
-  root: Root,
+  resolve: (p: string) => Promise<string>,
   path: string,
   dirName: string,
   kind: ExtensionKind,
 ): Promise<Pick<SearchEntry, "name" | "picked" | "skipped">> {
   const vd = versionedDir(dirName, kind);
   if (!vd) return { name: dirName, skipped: `${dirName} is not a name systemd.v reads` };
-  const names = await readdir(await root.readPath(path)).catch(() => [] as string[]);
+  const names = await readdir(await resolve(path)).catch(() => [] as string[]);
   const native = hostArchitecture();
   const pick = pickVersion(names, vd, native, secondaryArchitecture(native));
   const want = vd.suffix === "" ? "directories" : `files ${vd.name}_VERSION${vd.suffix}`;
   if (!pick)
-    return { name: vd.name, skipped: `${path} holds no ${want} systemd picks from (systemd.v)` };
+    return {
+      name: vd.name,
+      skipped: `${path} holds no ${want} for this architecture: systemd skips it`,
+    };
   const picked = { ...pick, path: `${path}/${pick.file}` };
-  const type = await kindOf(await root.readPath(picked.path).catch(() => ""));
+  const type = await kindOf(await resolve(picked.path).catch(() => ""));
   if (type !== vd.wants)
     return {
       name: vd.name,
@@ -112,7 +118,7 @@ export async function searchEntries(
           path,
           dir,
           type: "versioned",
-          ...(await readVersionedDir(root, path, fileName, kind)),
+          ...(await readVersionedDir((p) => root.readPath(p), path, fileName, kind)),
         });
         continue;
       }
