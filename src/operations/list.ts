@@ -199,15 +199,17 @@ async function searchDirOthers(
   kind: ExtensionKind,
   mergedSet: ReadonlySet<string>,
 ): Promise<SearchDirEntry[]> {
-  const [{ searchEntries }, { dissectingSystemd }, { checkImage }] = await Promise.all([
+  const [{ searchEntries }, { dissectingSystemd }] = await Promise.all([
     import("../domain/activate/search-entries.js"),
     import("../domain/image/host.js"),
-    import("./check.js"),
   ]);
   const systemd = await dissectingSystemd(ctx.root);
   const entries = (await searchEntries(ctx.root, kind, systemd)).filter(
     (e) => e.type !== "image" && !e.empty,
   );
+  if (entries.length === 0) return [];
+  // check's code is loaded only when there is something to judge: a plain list stays light.
+  const { checkImage } = await import("./check.js");
   const out: SearchDirEntry[] = [];
   for (const e of entries) {
     const picked = e.picked ? { file: e.picked.file, version: e.picked.version } : undefined;
