@@ -1,6 +1,6 @@
 // systemd's view of its search dirs per version (image_discover): images, directory extensions,
 // and from 256 on version directories with the version picked; masking built on it.
-import { test } from "node:test";
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -9,7 +9,7 @@ import { Root } from "../../../../src/util/root.js";
 import { searchEntries } from "../../../../src/domain/activate/search-entries.js";
 import { masksBefore } from "../../../../src/domain/activate/masking.js";
 
-async function fixture(t: import("node:test").TestContext): Promise<string> {
+async function fixture(t: TestContext): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), "extctl-search-"));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const put = async (p: string, content = "x") => {
