@@ -204,7 +204,7 @@ async function searchDirOthers(
     import("../domain/image/host.js"),
   ]);
   const systemd = await dissectingSystemd(ctx.root);
-  const entries = (await searchEntries(ctx.root, kind, systemd)).filter(
+  const entries = (await searchEntries(ctx.root, kind, systemd, { directoriesOnly: true })).filter(
     (e) => e.type !== "image" && !e.empty,
   );
   if (entries.length === 0) return [];

@@ -91,19 +91,27 @@ export async function searchEntries(
   root: Root,
   kind: ExtensionKind,
   systemd: number,
-  options: { before?: string } = {},
+  options: { before?: string; directoriesOnly?: boolean } = {},
 ): Promise<SearchEntry[]> {
   const out: SearchEntry[] = [];
   for (const dir of searchDirs(kind, systemd)) {
     if (dir === options.before) break;
-    let names: string[];
+    let dirents;
     try {
-      names = await readdir(await root.readPath(dir));
+      dirents = await readdir(await root.readPath(dir), { withFileTypes: true });
     } catch {
       continue;
     }
-    for (const fileName of names.sort()) {
+    for (const dirent of dirents.sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const fileName = dirent.name;
       if (fileName.startsWith(".")) continue;
+      // Only directories wanted (list): a file, or a link named like an image (extctl's own in
+      // /run), costs no path walk.
+      if (
+        options.directoriesOnly &&
+        (dirent.isFile() || (dirent.isSymbolicLink() && fileName.endsWith(".raw")))
+      )
+        continue;
       const path = `${dir}/${fileName}`;
       const entryHost = await root.readPath(path).catch(() => undefined);
       const type = entryHost === undefined ? undefined : await kindOf(entryHost);
