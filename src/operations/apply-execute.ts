@@ -274,15 +274,34 @@ async function runLinkStep(
       return runner.run(step, async () => {
         const store = new ExtensionStore(ctx.root, step.kind);
         const tx = runner.txFor(step.kind);
-        const link = store.runtimeLinkPath(step.name);
+        // Under the name the root's systemd finds the release file under (252-254: tool.raw
+        // for tool.sysext.raw), as enable --now and boot link it; a link of this image under
+        // another name goes, or systemd would see it twice.
+        const { requireLinkName } = await import("../image/link-name.js");
+        const linkName = await requireLinkName(
+          ctx.root,
+          await store.imageFile(step.name),
+          step.name,
+          step.kind,
+          true,
+        );
+        for (const [other, stored] of await store.runtimeImages()) {
+          if (stored !== step.name || other === linkName) continue;
+          const path = store.runtimeLinkPath(other);
+          const target = await tx.targetOf(path);
+          if ((await store.unlinkPath(path)) && target !== undefined) tx.removed(path, target);
+        }
+        const link = store.runtimeLinkPath(linkName);
         const previous = await tx.targetOf(link);
-        if (await store.linkRuntime(step.profile, step.name)) tx.created(link, previous);
+        if (await store.linkRuntime(step.profile, step.name, linkName)) tx.created(link, previous);
+        if (linkName !== step.name)
+          ctx.log.info(`linked ${step.name} as ${link}: the name its release file fits`);
       });
     case "unlink-runtime":
       return runner.run(step, async () => {
         const store = new ExtensionStore(ctx.root, step.kind);
         const tx = runner.txFor(step.kind);
-        const link = store.runtimeLinkPath(step.name);
+        const link = store.runtimeLinkPath((await store.runtimeLinkOf(step.name)) ?? step.name);
         const target = await tx.targetOf(link);
         if ((await store.unlinkPath(link)) && target !== undefined) tx.removed(link, target);
       });

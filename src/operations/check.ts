@@ -2,6 +2,7 @@
 // systemd's order with pass or fail and why, for the root's own systemd version, including the
 // image policy that the root's systemd-sysext/confext unit (or extctl's admission) applies.
 import path from "node:path";
+import { stat } from "node:fs/promises";
 import type { Context } from "../util/context.js";
 import { ExtctlError } from "../util/errors.js";
 import {
@@ -9,7 +10,9 @@ import {
   imageName,
   rulesFor,
   type CompatibilityVerdict,
+  type HostFacts,
   type PolicyFacts,
+  type RuleResult,
 } from "../domain/image/compat.js";
 import { NEWEST_SYSTEMD, hostFacts, mergingSystemd } from "../domain/image/host.js";
 import { imageFacts, openImage, type OpenedImage } from "../domain/image/image.js";
@@ -34,6 +37,12 @@ export interface CheckOptions {
   skipPolicy?: boolean;
   /** The scope the merge runs in, when not where check runs (boot in the initrd links for the system). */
   scope?: "system" | "initrd";
+  /**
+   * The search dir (node path) systemd finds the entry in: masking counts the entries before
+   * it. Default: the dir the image is in when that is a search dir, else the runtime dir
+   * (where extctl links it).
+   */
+  searchDir?: string;
 }
 
 export interface CheckResult extends CompatibilityVerdict {
@@ -46,6 +55,11 @@ export interface CheckResult extends CompatibilityVerdict {
   policy?: { text: string; source: string };
   /** The name extctl links the image under in /run (differs from the file's on systemd 252-254). */
   linkName: string;
+  /** A directory checked: a directory extension, or a version directory and what systemd picks. */
+  entry?: {
+    type: "directory" | "versioned";
+    picked?: { file: string; version: string; path: string };
+  };
 }
 
 /** systemd's $SYSTEMD_DISSECT_VERITY_EMBEDDED / _SIDECAR: false turns that verity source off. */
@@ -150,6 +164,17 @@ export async function checkImage(ctx: Context, options: CheckOptions): Promise<C
       ? { hostVersionId: host.osRelease.VERSION_ID }
       : {}),
   } as const;
+  const searchDir = options.searchDir ?? (await searchDirOf(ctx, hostPath, kind, systemdVersion));
+  if ((await stat(hostPath).catch(() => undefined))?.isDirectory())
+    return checkDirectory(ctx, options, {
+      hostPath,
+      fileName,
+      kind,
+      systemdVersion,
+      host,
+      about,
+      searchDir,
+    });
   let image: OpenedImage;
   try {
     image = await openImage(hostPath, {
@@ -202,22 +227,12 @@ export async function checkImage(ctx: Context, options: CheckOptions): Promise<C
       const firstFail = verdict.rules.find((r) => r.status === "fail");
       if (firstFail) verdict.reason = firstFail.reason;
     }
-    // systemd's masking, for the image as extctl links it into the runtime dir of this root.
-    const { maskOf, describeMask } = await import("../domain/activate/masking.js");
-    const { LAYOUTS } = await import("../domain/store/layout.js");
-    const mask = await maskOf(ctx.root, kind, systemdVersion, LAYOUTS[kind].runtime, linkName);
-    verdict.rules.push(
-      mask
-        ? { rule: "masking", status: "fail", reason: describeMask(mask) }
-        : {
-            rule: "masking",
-            status: "pass",
-            reason: `no entry named "${verdict.name}" comes before ${LAYOUTS[kind].runtime} in systemd's search order`,
-          },
-    );
-    if (mask) {
+    // systemd's masking, for the image where systemd finds it (as extctl links it: /run).
+    const mask = await maskingRule(ctx, kind, systemdVersion, searchDir, verdict.name);
+    verdict.rules.push(mask.rule);
+    if (mask.reason !== undefined) {
       verdict.compatible = false;
-      verdict.reason ??= describeMask(mask);
+      verdict.reason ??= mask.reason;
     }
     // The dissection's own limit: an image this systemd cannot read does not merge at all.
     const reason = unreadableBySystemd(image.dissected, systemdVersion);
@@ -252,4 +267,159 @@ function withConfextTool(
     reason,
     rules: [{ rule: "confext-tool", status: "fail", reason }, ...verdict.rules],
   };
+}
+
+/** The search dir `hostPath` (an entry, or an image) sits in on this root, else the runtime dir. */
+async function searchDirOf(
+  ctx: Context,
+  hostPath: string,
+  kind: ExtensionKind,
+  systemd: number,
+): Promise<string> {
+  const [{ searchDirs }, { LAYOUTS }] = await Promise.all([
+    import("../domain/activate/search-entries.js"),
+    import("../domain/store/layout.js"),
+  ]);
+  const nodePath = ctx.root.toNodePath(hostPath);
+  const dir = nodePath === undefined ? undefined : path.posix.dirname(nodePath);
+  return dir !== undefined && searchDirs(kind, systemd).includes(dir) ? dir : LAYOUTS[kind].runtime;
+}
+
+/** The masking rule for name `name` found in `searchDir`, and the reason when it is masked. */
+async function maskingRule(
+  ctx: Context,
+  kind: ExtensionKind,
+  systemd: number,
+  searchDir: string,
+  name: string,
+): Promise<{ rule: RuleResult; reason?: string }> {
+  const { masksBefore, describeMask } = await import("../domain/activate/masking.js");
+  const mask = (await masksBefore(ctx.root, kind, systemd, searchDir)).get(name);
+  if (!mask)
+    return {
+      rule: {
+        rule: "masking",
+        status: "pass",
+        reason: `no entry named "${name}" comes before ${searchDir} in systemd's search order`,
+      },
+    };
+  const reason = describeMask(mask);
+  return { rule: { rule: "masking", status: "fail", reason }, reason };
+}
+
+interface DirectoryCheck {
+  hostPath: string;
+  fileName: string;
+  kind: ExtensionKind;
+  systemdVersion: number;
+  host: HostFacts;
+  about: Omit<CheckResult, keyof CompatibilityVerdict | "linkName" | "policy" | "entry">;
+  searchDir: string;
+}
+
+/**
+ * A directory: from 256 on NAME.raw.v/ is a version directory (systemd.v) and the verdict is the
+ * picked version's; otherwise (and on 252-255 for NAME.raw.v/ too) it is a directory extension,
+ * bind-mounted as it is: its release file and content decide, no dissection, no image policy.
+ */
+async function checkDirectory(
+  ctx: Context,
+  options: CheckOptions,
+  d: DirectoryCheck,
+): Promise<CheckResult> {
+  const { readVersionedDir, directoryName } = await import("../domain/activate/search-entries.js");
+  const { FIRST_VPICK_SYSTEMD, versionedDir } = await import("../domain/image/vpick.js");
+  const vd = versionedDir(d.fileName, d.kind);
+  if (d.systemdVersion >= FIRST_VPICK_SYSTEMD && vd) {
+    const read = await readVersionedDir(async (p) => p, d.hostPath, d.fileName, d.kind);
+    const picked = read.picked
+      ? {
+          file: read.picked.file,
+          version: read.picked.version,
+          path: path.join(d.hostPath, read.picked.file),
+        }
+      : undefined;
+    const entry = { type: "versioned" as const, ...(picked ? { picked } : {}) };
+    if (read.skipped !== undefined || !picked) {
+      const reason = read.skipped ?? "nothing to pick";
+      return {
+        name: read.name,
+        kind: d.kind,
+        systemd: d.systemdVersion,
+        compatible: false,
+        reason,
+        rules: [{ rule: "versioned-dir", status: "fail", reason }],
+        ...d.about,
+        linkName: d.fileName,
+        entry,
+      };
+    }
+    const pickRule: RuleResult = {
+      rule: "versioned-dir",
+      status: "pass",
+      reason: `systemd ${d.systemdVersion} picks ${picked.file} (version ${picked.version}) and names it "${vd.name}" (systemd.v)`,
+    };
+    const inner = await checkImage(ctx, {
+      ...options,
+      image: picked.path,
+      kind: d.kind,
+      fileName: vd.wants === "file" ? `${vd.name}${vd.suffix}` : vd.name,
+      systemd: d.systemdVersion,
+      searchDir: d.searchDir,
+    });
+    return {
+      ...inner,
+      rules: [pickRule, ...inner.rules],
+      path: d.hostPath,
+      linkName: d.fileName,
+      entry,
+    };
+  }
+  const { DirectoryFilesystem } = await import("../domain/image/directory-fs.js");
+  const { findReleaseFile } = await import("../domain/image/release.js");
+  const { lookup } = await import("../domain/image/tree.js");
+  const { HIERARCHIES } = await import("../domain/image/image.js");
+  const fs = new DirectoryFilesystem(d.hostPath);
+  const name = directoryName(d.fileName, d.kind, d.systemdVersion);
+  const rules = rulesFor(d.systemdVersion);
+  const top = await fs.list(await fs.root());
+  const verdict = withConfextTool(
+    checkCompatibility(
+      {
+        // checkCompatibility names a file by cutting .raw: give it one that cuts to `name`.
+        fileName: d.fileName.endsWith(".raw") ? `${name}.raw` : name,
+        release: await findReleaseFile(fs, name, d.kind, {
+          versionedNameFallback: hasFeature(d.systemdVersion, "versionedNameFallback"),
+        }),
+        hasOsRelease: (await lookup(fs, "/usr/lib/os-release", { follow: true })) !== undefined,
+        outsideHierarchies: top
+          .filter((e) => !HIERARCHIES[d.kind].includes(e.name))
+          .map((e) => `/${e.name}`),
+      },
+      d.host,
+      d.kind,
+      rules,
+    ),
+    d.systemdVersion,
+  );
+  const at = verdict.rules.findIndex((r) => r.rule === "image-name");
+  if (at >= 0)
+    verdict.rules[at] = {
+      rule: "image-name",
+      status: "pass",
+      reason: `systemd ${d.systemdVersion} takes the directory ${d.fileName} as a directory extension named "${name}"${
+        vd ? ` (systemd.v version directories came with ${FIRST_VPICK_SYSTEMD})` : ""
+      }`,
+    };
+  // A directory is bind-mounted, not dissected: no partition to choose.
+  verdict.rules = verdict.rules.filter((r) => r.rule !== "partition-architecture");
+  if (vd && verdict.reason !== undefined)
+    verdict.reason = `systemd ${d.systemdVersion} reads no version directories (systemd.v came with ${FIRST_VPICK_SYSTEMD}): it takes ${d.fileName} as a directory extension named "${name}", and ${verdict.reason}`;
+  const mask = await maskingRule(ctx, d.kind, d.systemdVersion, d.searchDir, verdict.name);
+  verdict.rules.push(mask.rule);
+  if (mask.reason !== undefined) {
+    verdict.compatible = false;
+    verdict.reason ??= mask.reason;
+  }
+  return { ...verdict, ...d.about, linkName: d.fileName, entry: { type: "directory" } };
 }

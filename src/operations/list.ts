@@ -56,10 +56,31 @@ export interface ListedImage {
   trust?: { outcome: string; trusted: boolean; signer?: string; message: string };
 }
 
+/**
+ * An entry extctl does not manage that systemd takes from its search dirs: a directory extension
+ * or (systemd 256+) a version directory NAME.raw.v/ with the version systemd picks in it.
+ */
+export interface SearchDirEntry {
+  /** The name systemd gives it. */
+  name: string;
+  /** Node path of the entry. */
+  path: string;
+  type: "directory" | "versioned";
+  /** A version directory: the file systemd picks and its version. */
+  picked?: { file: string; version: string };
+  version?: string;
+  /** Would systemd merge it (the verdict `check` gives)? */
+  compatible: boolean;
+  reason?: string;
+  merged: boolean;
+}
+
 export interface ListResult {
   kind: ExtensionKind;
   profile?: Profile;
   images: ListedImage[];
+  /** Directory extensions and version directories in systemd's search dirs (store listing only). */
+  others?: SearchDirEntry[];
 }
 
 /** Runs `work` over `items` with at most `limit` in flight (images are read concurrently). */
@@ -159,7 +180,67 @@ export async function list(ctx: Context, options: ListOptions): Promise<ListResu
   await markMasked(ctx, store, images, linkOf);
   if (cache && (await cache.save(storedSet)))
     ctx.log.debug(`updated the summary cache in ${store.layout.store}`);
-  return { kind: options.kind, ...(options.profile ? { profile: options.profile } : {}), images };
+  const others = options.profile ? [] : await searchDirOthers(ctx, options.kind, mergedSet);
+  return {
+    kind: options.kind,
+    ...(options.profile ? { profile: options.profile } : {}),
+    images,
+    ...(others.length > 0 ? { others } : {}),
+  };
+}
+
+/**
+ * The directory extensions and version directories in systemd's search dirs, each with check's
+ * verdict (a version directory: for the version systemd picks). An empty directory is a mask,
+ * not an extension: list names it on the image it masks.
+ */
+async function searchDirOthers(
+  ctx: Context,
+  kind: ExtensionKind,
+  mergedSet: ReadonlySet<string>,
+): Promise<SearchDirEntry[]> {
+  const [{ searchEntries }, { dissectingSystemd }] = await Promise.all([
+    import("../domain/activate/search-entries.js"),
+    import("../domain/image/host.js"),
+  ]);
+  const systemd = await dissectingSystemd(ctx.root);
+  const entries = (await searchEntries(ctx.root, kind, systemd, { directoriesOnly: true })).filter(
+    (e) => e.type !== "image" && !e.empty,
+  );
+  if (entries.length === 0) return [];
+  // check's code is loaded only when there is something to judge: a plain list stays light.
+  const { checkImage } = await import("./check.js");
+  const out: SearchDirEntry[] = [];
+  for (const e of entries) {
+    const picked = e.picked ? { file: e.picked.file, version: e.picked.version } : undefined;
+    const row = {
+      name: e.name,
+      path: e.path,
+      type: e.type as SearchDirEntry["type"],
+      ...(picked ? { picked, version: picked.version } : {}),
+    };
+    if (e.skipped !== undefined) {
+      out.push({ ...row, compatible: false, reason: e.skipped, merged: false });
+      continue;
+    }
+    try {
+      const verdict = await checkImage(ctx, {
+        image: await ctx.root.readPath(e.path),
+        kind,
+        systemd,
+        searchDir: e.dir,
+      });
+      out.push({
+        ...row,
+        compatible: verdict.compatible,
+        ...(verdict.reason !== undefined ? { reason: verdict.reason } : {}),
+        merged: verdict.compatible && mergedSet.has(e.name),
+      });
+    } catch (err) {
+      out.push({ ...row, compatible: false, reason: (err as Error).message, merged: false });
+    }
+  }
+  return out;
 }
 
 async function loadCache(ctx: Context, store: ExtensionStore): Promise<SummaryCache> {

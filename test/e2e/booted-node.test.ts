@@ -167,6 +167,17 @@ function assertStep(boot: BootResult, name: string, rc = 0): string {
   return s.out;
 }
 
+/**
+ * `systemd-sysext status` and `systemd-confext status` in a login shell started with an empty
+ * environment, as an operator's ssh session gets one: what /etc/profile.d gives it, nothing more.
+ */
+const LOGIN_SHELL = [
+  'login() { env -i HOME=/root TERM=dumb PATH=/usr/sbin:/usr/bin:/sbin:/bin bash -l -c "$1"; }',
+  "step login.sysext-status login 'systemd-sysext status --json=short'",
+  "step login.confext-status login 'systemd-confext status --json=short'",
+  "",
+].join("\n");
+
 const PROFILE_BOOTS: { cmdline: string; profile: string | undefined }[] = [
   { cmdline: "root=LABEL=COS_ACTIVE", profile: "active" },
   { cmdline: "root=LABEL=COS_PASSIVE", profile: "passive" },
@@ -194,7 +205,7 @@ for (const lane of LANES) {
         const started = Date.now();
         const boot = await node.boot({
           cmdline: cmdline.split(" "),
-          scenario: `step run-profile hello-${profile ?? "none"}\nstep run-common hello-common\nstep conf sh -c 'cat /etc/hello-c*.conf'\n`,
+          scenario: `step run-profile hello-${profile ?? "none"}\nstep run-common hello-common\nstep conf sh -c 'cat /etc/hello-c*.conf'\n${LOGIN_SHELL}`,
         });
         t.diagnostic(`${cmdline}: booted and powered off in ${Date.now() - started} ms`);
         assertReachedMultiUser(boot);
@@ -212,6 +223,19 @@ for (const lane of LANES) {
           continue;
         }
         assertMerged(boot, "boot", "sysext", [profile, "common"]);
+        // An operator's login shell (nothing from the units' environment) sees the same merge:
+        // /etc/profile.d/systemd-sysext.sh and -confext.sh from `systemd install` export the
+        // hierarchies the units merge with.
+        assert.deepEqual(
+          systemdMerged(boot, "login", "sysext"),
+          [profile, "common"].sort(),
+          `a login shell's systemd-sysext status: ${boot.diagnostics()}`,
+        );
+        assert.deepEqual(
+          systemdMerged(boot, "login", "confext"),
+          profile === "active" ? ["cactive", "ccommon"] : ["ccommon"],
+          `a login shell's systemd-confext status: ${boot.diagnostics()}`,
+        );
         assertMerged(
           boot,
           "boot",

@@ -5,7 +5,7 @@
 // by the real systemd-sysext (in this test's private mount namespace), and undone when it fails.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { access, readFile, readdir, readlink, writeFile } from "node:fs/promises";
+import { access, mkdir, readFile, readdir, readlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { jsonOf, runExtctl } from "../helpers/cli.js";
@@ -347,7 +347,6 @@ test("install --enable --now merges for real in one step; a failed merge undoes 
 
   // A broken replacement of a merged image: the old bytes come back and merge again.
   const brokenDir = path.join(work, "broken");
-  const { mkdir } = await import("node:fs/promises");
   await mkdir(brokenDir);
   const broken = await makeSampleImage(brokenDir, {
     fileName: "hello.raw",
@@ -394,4 +393,80 @@ test("install --now without --enable, and --enable with a bad profile, are usage
   ]);
   assert.equal(typo.code, 2);
   assert.match(typo.stderr, /--enable "activ" is not a profile/);
+});
+
+test("install NAME --enable active --now from a catalog: merged when it fits; nothing installed or enabled when it cannot merge", async (t) => {
+  if (!requirePeers(t, [...MERGE_PEERS, ...REGISTRY_PEERS], { root: true })) return;
+  const f = await catalogFixture(t);
+  const good = await f.publishVersion("tool", "1.0", "ID=_any\n", {
+    "usr/bin/tool": helloScript("hello from the catalog"),
+  });
+  // Its release file names another OS: this node's systemd never merges it.
+  const foreign = await f.publishVersion("other", "1.0", "ID=no-such-os\nVERSION_ID=1\n");
+  // It fits, but an empty /etc/extensions/masked masks it: systemd would merge nothing of it.
+  const masked = await f.publishVersion("masked", "1.0");
+  const url = f.serveCatalog(
+    "install-enable.json",
+    f.catalogJson({
+      tool: { latest: "1.0", tags: [{ version: "1.0", published: good }] },
+      other: { latest: "1.0", tags: [{ version: "1.0", published: foreign }] },
+      masked: { latest: "1.0", tags: [{ version: "1.0", published: masked }] },
+    }),
+  );
+  const root = await tempNodeRoot(t);
+  // Booted in the active profile (immucore's sentinel): --now merges right away.
+  await mkdir(path.join(root, "run/cos"), { recursive: true });
+  await writeFile(path.join(root, "run/cos/active_mode"), "1\n");
+  const extctl = (...args: string[]) => runExtctl(["--root", root, ...args]);
+  t.after(() => extctl("sysext", "disable", "tool", "--active", "--now"));
+  const install = (name: string) =>
+    extctl("sysext", "install", name, "--catalog", url, ...f.net, "--enable", "active", "--now");
+
+  ok(await install("tool"), "install tool --enable active --now");
+  assert.deepEqual(await mergedList(root), ["tool"], "systemd merged it");
+  assert.equal(
+    execFileSync(path.join(root, "usr/bin/tool"), { encoding: "utf8" }).trim(),
+    "hello from the catalog",
+  );
+  // Stored under the name install by name gives it on this systemd (tool.raw or tool.sysext.raw).
+  const images = (await readdir(path.join(root, STORE))).filter((n) => n.endsWith(".raw"));
+  assert.equal(images.length, 1, images.join(","));
+  const image = images[0] as string;
+  assert.equal(await readlink(path.join(root, STORE, "active", image)), `../${image}`);
+  const runLinks = await readdir(path.join(root, "run/extensions"));
+  assert.equal(runLinks.length, 1, runLinks.join(","));
+
+  const refused = await install("other");
+  assert.equal(refused.code, 1, refused.stdout);
+  assert.match(
+    refused.stderr,
+    /other 1\.0 .* is not installed: it would not merge on this node: ID=no-such-os/,
+  );
+  const stored = await readdir(path.join(root, STORE));
+  assert.ok(
+    !stored.some((n) => n.startsWith("other")),
+    `nothing of it stored: ${stored.join(",")}`,
+  );
+  assert.deepEqual(await readdir(path.join(root, STORE, "active")), [image]);
+  assert.deepEqual(await readdir(path.join(root, "run/extensions")), runLinks);
+  assert.deepEqual(await mergedList(root), ["tool"], "what was merged stays merged");
+
+  await mkdir(path.join(root, "etc/extensions/masked"), { recursive: true });
+  const undone = await install("masked");
+  assert.equal(undone.code, 1, undone.stdout);
+  // Install by name judges the version before it becomes current: refused before a byte is kept.
+  assert.match(
+    undone.stderr,
+    /masked 1\.0 .* is not installed: .*masked by \/etc\/extensions\/masked/,
+  );
+  const after = await readdir(path.join(root, STORE));
+  assert.ok(!after.some((n) => n.startsWith("masked")), `nothing of it stored: ${after.join(",")}`);
+  assert.deepEqual(await readdir(path.join(root, STORE, "active")), [image]);
+  assert.deepEqual(await readdir(path.join(root, "run/extensions")), runLinks);
+  assert.deepEqual(await mergedList(root), ["tool"]);
+  const listed = jsonOf<{ images: { name: string }[] }>(await extctl("sysext", "list", "--json"));
+  assert.deepEqual(
+    listed.images.map((i) => i.name),
+    [image],
+  );
 });

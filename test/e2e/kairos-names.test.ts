@@ -241,3 +241,36 @@ test("masking: an empty /etc/extensions/NAME or a same-name image there; extctl'
   );
   assert.equal(again.images[0]?.merged, false, "merged is what systemd took, not a name match");
 });
+
+test("apply with now: true links a Kairos-named image under the name the root's systemd wants, and it merges", async (t) => {
+  if (!requirePeers(t, ["systemd-sysext", "mksquashfs"], { root: true })) return;
+  const root = await tempNodeRoot(t);
+  t.after(() => runExtctl(["--root", root, "sysext", "disable", "tool", "--common", "--now"]));
+  const image = await kairosImage(t);
+  const config = `extensions:\n  sysext:\n    - source: file://${image}\n      profiles: [common]\n      now: true\n`;
+  const applied = await runExtctl(["--root", root, "apply", "-"], { input: config });
+  assert.equal(applied.code, 0, applied.stderr);
+  assert.deepEqual(await readdir(path.join(root, "run/extensions")), [expectedLink()]);
+  assert.deepEqual(await merged(root), ["tool"], "systemd merged it");
+  assert.equal(
+    await readFile(path.join(root, "usr/share/tool/hello"), "utf8"),
+    "hello from tool\n",
+  );
+  // Applied again: nothing to do, the link under the other name is not "missing".
+  const again = await runExtctl(["--root", root, "apply", "-", "--json"], { input: config });
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual(
+    (JSON.parse(again.stdout) as { steps: unknown[] }).steps,
+    [],
+    "the node matches the file",
+  );
+  if (expectedLink() === "tool.sysext.raw") return;
+  // A link under the file's own name (an older extctl's) is replaced by the one that merges.
+  const runDir = path.join(root, "run/extensions");
+  execFileSync("rm", [path.join(runDir, "tool.raw")]);
+  await symlink(`../../${STORE}/common/tool.sysext.raw`, path.join(runDir, "tool.sysext.raw"));
+  const fixed = await runExtctl(["--root", root, "apply", "-"], { input: config });
+  assert.equal(fixed.code, 0, fixed.stderr);
+  assert.deepEqual(await readdir(runDir), ["tool.raw"]);
+  assert.deepEqual(await merged(root), ["tool"]);
+});

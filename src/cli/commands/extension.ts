@@ -194,6 +194,39 @@ function renderInstallEnable(result: InstallEnableResult): string {
     .join("\n");
 }
 
+/** The store's (or a profile's) images, as `list` prints them. */
+function printListTable(images: ListedImage[], verify: boolean): void {
+  printTable(images, [
+    { header: "NAME", value: (i) => i.name + (i.present ? "" : " (missing)") },
+    { header: "VERSION", value: (i) => i.version ?? "-" },
+    { header: "FORMAT", value: (i) => i.format ?? "-" },
+    { header: "SIGNED", value: (i) => (i.signed === undefined ? "-" : yesNo(i.signed)) },
+    ...(verify
+      ? [
+          {
+            header: "TRUST",
+            value: (i: ListedImage) =>
+              i.corrupted
+                ? "CORRUPTED (verify --full)"
+                : i.trust
+                  ? i.trust.trusted
+                    ? "trusted"
+                    : i.trust.outcome
+                  : "-",
+          },
+          { header: "SIGNER", value: (i: ListedImage) => i.trust?.signer ?? "-" },
+        ]
+      : []),
+    {
+      header: "COMPATIBLE",
+      value: (i) =>
+        i.compatible === undefined ? "-" : i.compatible ? "yes" : `no: ${i.reason ?? "?"}`,
+    },
+    { header: "ENABLED", value: (i) => i.profiles.join(",") || "-" },
+    { header: "MERGED", value: (i) => yesNo(i.merged) },
+  ]);
+}
+
 function yesNo(value: boolean): string {
   return value ? "yes" : "no";
 }
@@ -339,41 +372,29 @@ export function registerExtensionCommands(
           }),
         );
         if (opts.json) return printJsonAs("list", result);
-        if (result.images.length === 0) {
+        if (result.images.length === 0)
           writeStderr(
             profile ? `no ${what}s enabled in the ${profile} profile\n` : `no ${what}s installed\n`,
           );
-          return;
+        else printListTable(result.images, !!opts.verify);
+        // What systemd takes from its own search dirs beside extctl's links: after the store.
+        if (result.others) {
+          print(`\nin systemd's search dirs (not in extctl's store):`);
+          printTable(result.others, [
+            { header: "NAME", value: (o) => o.name },
+            { header: "PATH", value: (o) => o.path },
+            {
+              header: "TYPE",
+              value: (o) => (o.type === "versioned" ? "versions (systemd.v)" : "directory"),
+            },
+            { header: "PICKED", value: (o) => o.picked?.file ?? "-" },
+            {
+              header: "COMPATIBLE",
+              value: (o) => (o.compatible ? "yes" : `no: ${o.reason ?? "?"}`),
+            },
+            { header: "MERGED", value: (o) => yesNo(o.merged) },
+          ]);
         }
-        printTable(result.images, [
-          { header: "NAME", value: (i) => i.name + (i.present ? "" : " (missing)") },
-          { header: "VERSION", value: (i) => i.version ?? "-" },
-          { header: "FORMAT", value: (i) => i.format ?? "-" },
-          { header: "SIGNED", value: (i) => (i.signed === undefined ? "-" : yesNo(i.signed)) },
-          ...(opts.verify
-            ? [
-                {
-                  header: "TRUST",
-                  value: (i: ListedImage) =>
-                    i.corrupted
-                      ? "CORRUPTED (verify --full)"
-                      : i.trust
-                        ? i.trust.trusted
-                          ? "trusted"
-                          : i.trust.outcome
-                        : "-",
-                },
-                { header: "SIGNER", value: (i: ListedImage) => i.trust?.signer ?? "-" },
-              ]
-            : []),
-          {
-            header: "COMPATIBLE",
-            value: (i) =>
-              i.compatible === undefined ? "-" : i.compatible ? "yes" : `no: ${i.reason ?? "?"}`,
-          },
-          { header: "ENABLED", value: (i) => i.profiles.join(",") || "-" },
-          { header: "MERGED", value: (i) => yesNo(i.merged) },
-        ]);
       });
 
     for (const verb of ["enable", "disable"] as const) {

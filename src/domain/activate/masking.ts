@@ -2,19 +2,12 @@
 // the first entry in its search order, so an entry of the same name in an earlier directory
 // (/etc/extensions) hides ours. An empty directory there is the documented way to mask; it
 // merges nothing (seen on 252, 257 and 262: `systemd-sysext list` shows the directory).
-import { readdir } from "node:fs/promises";
 import type { Root } from "../../util/root.js";
 import type { ExtensionKind } from "../store/layout.js";
 import { imageName } from "../image/compat.js";
+import { searchEntries } from "./search-entries.js";
 
-/** systemd's search order for image names (spec/formats.md section 1). */
-export function searchDirs(kind: ExtensionKind, systemd: number): string[] {
-  if (kind === "confext")
-    return ["/run/confexts", "/var/lib/confexts", "/usr/local/lib/confexts", "/usr/lib/confexts"];
-  const dirs = ["/etc/extensions", "/run/extensions", "/var/lib/extensions"];
-  if (systemd < 254) dirs.push("/usr/local/lib/extensions", "/usr/lib/extensions");
-  return dirs;
-}
+export { searchDirs } from "./search-entries.js";
 
 export interface Mask {
   /** Node path of the entry systemd takes instead. */
@@ -23,26 +16,10 @@ export interface Mask {
   by: "empty-directory" | "directory" | "image";
 }
 
-/** The name systemd gives a directory entry of a search dir, or undefined when it skips it. */
-function entryName(
-  name: string,
-  isDir: boolean,
-  kind: ExtensionKind,
-  systemd: number,
-): string | undefined {
-  if (name.startsWith(".")) return undefined;
-  if (isDir) {
-    // systemd.v (256+): NAME.raw.v/ holds versions of NAME; older ones take it as a directory.
-    if (systemd >= 256 && name.endsWith(".raw.v"))
-      return imageName(name.slice(0, -2), kind, systemd);
-    return name;
-  }
-  return name.endsWith(".raw") ? imageName(name, kind, systemd) : undefined;
-}
-
 /**
  * Every entry systemd takes before the runtime dir, by the name systemd gives it (the first in
- * search order wins): what masks an image of that name linked in `runtimeDir`.
+ * search order wins): what masks an image of that name linked in `runtimeDir`. A version
+ * directory (256+) masks by the version it picks; one systemd skips masks nothing.
  */
 export async function masksBefore(
   root: Root,
@@ -51,26 +28,12 @@ export async function masksBefore(
   runtimeDir: string,
 ): Promise<Map<string, Mask>> {
   const masks = new Map<string, Mask>();
-  for (const dir of searchDirs(kind, systemd)) {
-    if (dir === runtimeDir) break;
-    let entries;
-    try {
-      entries = await readdir(await root.readPath(dir), { withFileTypes: true });
-    } catch {
-      continue;
-    }
-    for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const isDir = e.isDirectory();
-      const name = entryName(e.name, isDir, kind, systemd);
-      if (name === undefined || masks.has(name)) continue;
-      const path = `${dir}/${e.name}`;
-      if (!isDir) {
-        masks.set(name, { path, by: "image" });
-        continue;
-      }
-      const inside = await readdir(await root.readPath(path)).catch(() => [] as string[]);
-      masks.set(name, { path, by: inside.length === 0 ? "empty-directory" : "directory" });
-    }
+  for (const e of await searchEntries(root, kind, systemd, { before: runtimeDir })) {
+    if (e.skipped !== undefined || masks.has(e.name)) continue;
+    masks.set(e.name, {
+      path: e.picked?.path ?? e.path,
+      by: e.type === "directory" ? (e.empty ? "empty-directory" : "directory") : "image",
+    });
   }
   return masks;
 }

@@ -302,7 +302,9 @@ export async function computePlan(
     const store = new ExtensionStore(ctx.root, kind);
     const entries = spec.entries.filter((e) => e.kind === kind);
     const images = new Set(await store.images());
-    const runtime = new Set(await store.runtimeLinks());
+    // Store images linked in /run, whatever the link's name (252-254: tool.sysext.raw as tool.raw).
+    const runtimeLinks = await store.runtimeImages();
+    const runtime = new Set(runtimeLinks.values());
     const listed = new Map<string, ApplyEntry>();
     for (const entry of entries) {
       const name = nameFor(entry, state);
@@ -356,10 +358,16 @@ export async function computePlan(
       for (const profile of enabled)
         if (!entry.profiles.includes(profile)) links.push({ step: "unlink", kind, name, profile });
       if (!entry.now) continue;
-      const info = await store.linkInfo(store.runtimeLinkPath(name));
+      const linkedAs = runtimeLinkOf(runtimeLinks, name);
+      const info = await store.linkInfo(store.runtimeLinkPath(linkedAs));
       const live = entry.profiles.filter((p) => isLiveProfile(p, sentinels));
       const through = PROFILES.find((p) => info?.target === store.profileLinkPath(p, name));
-      if (live.length > 0 && (through === undefined || !live.includes(through))) {
+      // Linked under a name the root's systemd does not find its release file under: relinked.
+      const misnamed =
+        through !== undefined &&
+        images.has(name) &&
+        linkedAs !== (await wantedLinkName(ctx, store, name));
+      if (live.length > 0 && (through === undefined || !live.includes(through) || misnamed)) {
         links.push({ step: "link-runtime", kind, name, profile: live[0] as Profile });
         refresh.add(kind);
       } else if (live.length === 0 && info && through !== undefined) {
@@ -384,4 +392,30 @@ export async function computePlan(
   steps.push(...installs, ...links, ...removes);
   for (const kind of refresh) steps.push({ step: "refresh", kind });
   return { steps, state };
+}
+
+/** The /run link that stands for store image `name` (its own name first), else its name. */
+function runtimeLinkOf(links: ReadonlyMap<string, string>, name: string): string {
+  let found: string | undefined;
+  for (const [link, image] of links) {
+    if (image !== name) continue;
+    if (link === name) return link;
+    found ??= link;
+  }
+  return found ?? name;
+}
+
+/** The name extctl links store image `name` under in /run on this root (link-name.ts). */
+async function wantedLinkName(ctx: Context, store: ExtensionStore, name: string): Promise<string> {
+  const [{ linkNameOfFile }, { dissectingSystemd }] = await Promise.all([
+    import("../image/link-name.js"),
+    import("../image/host.js"),
+  ]);
+  const choice = await linkNameOfFile(
+    await store.imageFile(name),
+    name,
+    store.kind,
+    await dissectingSystemd(ctx.root),
+  );
+  return choice?.ok ? choice.linkName : name;
 }

@@ -30,7 +30,8 @@ export interface TreeEntry {
 
 /** A filesystem inside an image, read without mounting it. */
 export interface ImageFilesystem {
-  readonly type: ReadableFilesystem;
+  /** "directory" for a directory extension (directory-fs.ts). */
+  readonly type: ReadableFilesystem | "directory";
   /** Compression name(s) in use, e.g. "gzip" or "lz4" (or "none"). */
   readonly compression: string;
   readonly blockSize: number;
