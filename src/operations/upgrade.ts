@@ -20,12 +20,18 @@ import {
   discardVersion,
   fetchVersion,
   nodeIdentity,
+  restoreVersion,
   switchVersion,
   type NetOptions,
 } from "../domain/lifecycle/steps.js";
 import type { RefreshMode } from "../domain/activate/refresh.js";
 import { DEFAULT_KEEP } from "./install-name.js";
 import { refusalOf } from "./version-refusal.js";
+import {
+  formatHealthCheck,
+  runHealthCheck,
+  type HealthCheckResult,
+} from "../domain/lifecycle/health-check.js";
 import { requireRoot, withLock } from "./guard.js";
 
 export interface UpgradeOptions extends NetOptions {
@@ -42,6 +48,13 @@ export interface UpgradeOptions extends NetOptions {
   /** Pre-fetch for another OS: the os-release to judge against; nothing switches. */
   forOs?: Record<string, string>;
   refresh?: RefreshMode;
+  /**
+   * The health check to run after the new version merged (with `now`), remembered in each
+   * extension's record for later upgrades; an empty list forgets the remembered one.
+   */
+  healthCheck?: string[];
+  /** How long the check may run (default 60 s). */
+  healthCheckTimeoutMs?: number;
 }
 
 export type UpgradeAction =
@@ -59,6 +72,8 @@ export interface UpgradeItem {
   pruned?: string[];
   /** A failure because a catalog, registry or server could not be reached: try later. */
   unreachable?: boolean;
+  /** The health check that ran after the merge, and how it ended. */
+  healthCheck?: HealthCheckResult;
 }
 
 export interface UpgradeResult {
@@ -82,11 +97,19 @@ export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<Up
       exitCode: 2,
     });
   if (!options.dryRun) requireRoot(ctx);
+  if (options.healthCheck && options.healthCheck.length > 0 && !options.now && !options.dryRun)
+    throw new ExtctlError(
+      "usage",
+      "--health-check runs after the new version merged; give --now as well",
+      { exitCode: 2 },
+    );
   const store = new ExtensionStore(ctx.root, options.kind);
   const versions = new VersionedStore(store, (m) => ctx.log.warn(m));
   const run = async (): Promise<UpgradeResult> => {
     const installed = await versions.names();
     const names = options.all ? installed : options.names.map((n) => wantedName(n, installed));
+    if (options.healthCheck && !options.dryRun)
+      for (const name of names) await rememberHealthCheck(versions, name, options.healthCheck);
     const catalogs = new CatalogCache(ctx, options, !options.dryRun && !options.forOs);
     const identity = nodeIdentity(ctx);
     identity.catch(() => {}); // awaited by each judge; nothing to judge must not leave it unhandled
@@ -134,6 +157,20 @@ export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<Up
     return { kind: options.kind, items, exitCode };
   };
   return options.dryRun ? run() : withLock(ctx, run);
+}
+
+/** Keeps (or, given an empty list, forgets) the health check in an extension's record. */
+export async function rememberHealthCheck(
+  versions: VersionedStore,
+  name: string,
+  check: readonly string[],
+): Promise<void> {
+  const record = await versions.read(name).catch(() => undefined);
+  if (!record) return; // judged (and reported) as not installed by name
+  if (JSON.stringify(record.healthCheck ?? []) === JSON.stringify(check)) return;
+  if (check.length === 0) delete record.healthCheck;
+  else record.healthCheck = [...check];
+  await versions.write(record);
 }
 
 /** A name as installed (the catalog name), also when given as its store file name. */
@@ -291,18 +328,46 @@ async function upgradeTo(
   });
   if (outcome.merged) record.merged = entry.version;
   await versions.write(record);
+  const check = options.now && outcome.merged ? record.healthCheck : undefined;
+  let health: HealthCheckResult | undefined;
+  if (check && check.length > 0) {
+    health = await runHealthCheck(
+      ctx,
+      check,
+      { kind: options.kind, name, version: entry.version, previous: current.version },
+      options.healthCheckTimeoutMs,
+    );
+    if (!health.passed) {
+      // The new version merged but the node is not well with it: the old one comes back, and
+      // later upgrades leave this version alone, as after a rollback.
+      const back = await restoreVersion(ctx, versions, name, current, options.refresh);
+      record.previous = entry.version;
+      if (back.includes("merged again")) record.merged = current.version;
+      if (!record.rolledBack.includes(entry.version)) record.rolledBack.push(entry.version);
+      await versions.write(record);
+      return {
+        ...item,
+        action: "failed",
+        reference: entry.reference,
+        reason: `${entry.version} merged but the health check ${formatHealthCheck(check)} failed (${health.summary}); ${back}`,
+        healthCheck: health,
+      };
+    }
+    ctx.log.info(`${name} ${entry.version}: health check ${formatHealthCheck(check)} passed`);
+  }
   const pruned = await versions.prune(record, options.keep ?? DEFAULT_KEEP);
   return {
     ...item,
     action: "upgraded",
     reference: entry.reference,
     reason: outcome.refreshed
-      ? `${entry.version} is merged`
+      ? `${entry.version} is merged${health ? " and its health check passed" : ""}`
       : options.now
         ? `${entry.version} is current; it was not merged now (not linked for the booted profile)`
         : `${entry.version} is current; it merges at the next refresh or boot (--now merges it now)`,
     ...(outcome.merged === undefined ? {} : { merged: outcome.merged }),
     ...(pruned.length > 0 ? { pruned } : {}),
+    ...(health ? { healthCheck: health } : {}),
   };
 }
 

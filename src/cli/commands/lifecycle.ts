@@ -17,6 +17,7 @@ import {
   jsonFlag,
   listFlag,
   numberFlag,
+  parseSeconds,
   refreshFlag,
   textFlag,
   TIMEOUT_FLAG,
@@ -98,8 +99,17 @@ const UPGRADE_FLAGS = {
     "pre-fetch the versions that suit another os-release (a file, or a root holding one); switch nothing",
   ),
   maxSize: textFlag("--max-size <size>", "refuse an image past this size, e.g. 8G"),
+  healthCheck: textFlag(
+    "--health-check <command>",
+    "with --now: run this program and its arguments (no shell; sh -c '...' for one) after the new version merged, and put the old one back when it fails; remembered per extension, '' forgets it",
+  ),
+  healthCheckTimeout: numberFlag(
+    "--health-check-timeout <seconds>",
+    "kill the health check and count it failed after this many seconds (default 60)",
+    parseSeconds,
+  ),
   refresh: refreshFlag(),
-  json: jsonFlag("print per extension: name, from, to, action, reason"),
+  json: jsonFlag("print per extension: name, from, to, action, reason, healthCheck"),
   ...TABLE_FLAGS,
   ...CATALOG_FLAGS,
   caCert: CA_CERT_FLAG,
@@ -133,7 +143,7 @@ export function registerLifecycleCommands(
       parent
         .command("upgrade")
         .description(
-          "upgrade extensions installed by name to what their catalogs offer now, keeping every profile; exit 0 upgraded, 3 nothing to do, 1 a failure kept the old version",
+          "upgrade extensions installed by name to what their catalogs offer now, keeping every profile; exit 0 upgraded, 3 nothing to do, 1 a failure (or a failed health check) kept the old version, 75 a catalog or registry could not be reached",
         )
         .argument("[name...]", "extensions to upgrade (installed by name)"),
       UPGRADE_FLAGS,
@@ -141,6 +151,7 @@ export function registerLifecycleCommands(
       const opts = flagsOf(command, UPGRADE_FLAGS);
       setTableLayout(opts);
       const { upgrade } = await import("../../operations/upgrade.js");
+      const { parseHealthCheck } = await import("../../domain/lifecycle/health-check.js");
       const ctx = contextFor(command);
       const { readOsReleaseAt } = await import("../../domain/image/os-release-file.js");
       const forOs = opts.forOs === undefined ? undefined : await readOsReleaseAt(opts.forOs);
@@ -158,6 +169,13 @@ export function registerLifecycleCommands(
           policy: opts.policy,
           forOs: forOs,
           refresh: opts.refresh,
+          healthCheck:
+            opts.healthCheck === undefined
+              ? undefined
+              : opts.healthCheck.trim() === ""
+                ? []
+                : parseHealthCheck(opts.healthCheck),
+          healthCheckTimeoutMs: millisecondsOf(opts.healthCheckTimeout),
         }),
       );
       if (opts.json) printJson(result);

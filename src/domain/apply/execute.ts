@@ -10,7 +10,7 @@ import { PROFILES, type ExtensionKind } from "../store/layout.js";
 import { LinkTransaction } from "../activate/transaction.js";
 import { activate } from "../activate/activation.js";
 import type { RefreshMode } from "../activate/refresh.js";
-import type { ApplySpec } from "./schema.js";
+import type { ApplySpec, CatalogEntry } from "./schema.js";
 import type { Admission } from "../trust/admission.js";
 import { POLICY_FILE, computePlan, describeStep, type PlanStep } from "./plan.js";
 import { writeApplyState, type ApplyState } from "./state.js";
@@ -124,6 +124,7 @@ export async function executePlan(
           delete state[step.kind][image];
           await writeApplyState(ctx.root, state);
         }
+        await rememberFileHealthCheck(ctx, spec, step);
         return `installed ${step.kind} ${step.name} ${result.version} from ${result.catalog}`;
       });
     } else if (step.step === "upgrade") {
@@ -131,6 +132,7 @@ export async function executePlan(
     } else if (step.step === "up-to-date") {
       await runner.run(step, async () => {
         if (step.changedRequest) await recordRequest(ctx, spec, step);
+        await rememberFileHealthCheck(ctx, spec, step);
       });
     }
   }
@@ -180,6 +182,30 @@ async function recordRequest(
   return () => versions.write(before);
 }
 
+/** The file's catalog entry for an extension, when it has one. */
+function catalogEntryOf(
+  spec: ApplySpec,
+  step: { kind: ExtensionKind; name: string },
+): CatalogEntry | undefined {
+  return spec.entries.find(
+    (e): e is CatalogEntry => e.from === "catalog" && e.kind === step.kind && e.name === step.name,
+  );
+}
+
+/** The file governs its catalog entries' health checks: one it names is remembered for
+ * `upgrade --all`, and an entry without one forgets the remembered one. */
+async function rememberFileHealthCheck(
+  ctx: Context,
+  spec: ApplySpec,
+  step: { kind: ExtensionKind; name: string },
+): Promise<void> {
+  const versions = new VersionedStore(new ExtensionStore(ctx.root, step.kind), (m) =>
+    ctx.log.warn(m),
+  );
+  const { rememberHealthCheck } = await import("../../operations/upgrade.js");
+  await rememberHealthCheck(versions, step.name, catalogEntryOf(spec, step)?.healthCheck ?? []);
+}
+
 /** Moves a catalog entry to the version its constraint picks, through `upgrade` (checked before
  * the switch; on any failure the old version stays current and merged). */
 async function upgradeStep(
@@ -189,10 +215,14 @@ async function upgradeStep(
   options: ExecuteOptions,
 ): Promise<string> {
   const restore = step.changedRequest ? await recordRequest(ctx, spec, step) : undefined;
-  const entry = spec.entries.find(
-    (e) => e.from === "catalog" && e.kind === step.kind && e.name === step.name,
+  const entry = catalogEntryOf(spec, step);
+  const { upgrade, rememberHealthCheck } = await import("../../operations/upgrade.js");
+  // Remembered first: with now: true, upgrade runs it after the merge.
+  await rememberHealthCheck(
+    new VersionedStore(new ExtensionStore(ctx.root, step.kind), (m) => ctx.log.warn(m)),
+    step.name,
+    entry?.healthCheck ?? [],
   );
-  const { upgrade } = await import("../../operations/upgrade.js");
   let result;
   try {
     result = await upgrade(ctx, {

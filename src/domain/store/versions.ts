@@ -61,6 +61,11 @@ export interface VersionRecord {
   merged?: string;
   /** Versions rolled back from: upgrade does not take them again unless asked by name. */
   rolledBack: string[];
+  /**
+   * The health check `upgrade --now` runs after the new version merged (an argv, run without a
+   * shell; domain/lifecycle/health-check.ts), remembered from --health-check or an apply file.
+   */
+  healthCheck?: string[];
 }
 
 /** The store file name of the extension `name` installed by name. */
