@@ -17,6 +17,8 @@ import {
   unitSet,
   bootUnitWantsLink,
   bootUnit,
+  blessService,
+  blessServiceWantsLink,
   checkCalendarSpec,
   checkExecPath,
   DEFAULT_ON_CALENDAR,
@@ -247,7 +249,7 @@ async function installUnits(
     result.notes.push(
       "the systemd version could not be found under the root, so no drop-ins were written (pass --systemd VERSION)",
     );
-  else if (unitSet(extctlPath, version, policy).files.length === 1)
+  else if (!unitSet(extctlPath, version, policy).files.some((f) => f.path.endsWith(".conf")))
     result.notes.push(
       `systemd ${version} has no image policies or systemd-confext: no drop-ins written (254 or newer needs them)`,
     );
@@ -360,6 +362,7 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
   const boot = bootUnit("/usr/bin/extctl");
   const files = [
     boot,
+    blessService("/usr/bin/extctl"),
     dropIn("sysext", somePolicy),
     dropIn("confext", somePolicy),
     profileScript("sysext"),
@@ -367,7 +370,7 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
     upgradeService("/usr/bin/extctl"),
     upgradeTimer(),
   ];
-  const ourLinks = [bootUnitWantsLink(), upgradeTimerWantsLink()];
+  const ourLinks = [bootUnitWantsLink(), blessServiceWantsLink(), upgradeTimerWantsLink()];
   const hosts = await unitHosts(ctx, [...ourLinks.map((l) => l.path), ...files.map((f) => f.path)]);
   // The links to systemd's own units that install made, as its boot unit records them.
   const bootText = await readText(hosts.get(boot.path) as string);
@@ -379,6 +382,7 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
   const dirs = [
     ...new Set([
       "/etc/systemd/system/sysinit.target.wants",
+      "/etc/systemd/system/multi-user.target.wants",
       "/etc/systemd/system/timers.target.wants",
       "/etc/systemd/system/systemd-sysext.service.d",
       "/etc/systemd/system/systemd-confext.service.d",

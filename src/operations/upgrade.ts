@@ -27,6 +27,12 @@ import {
 import type { RefreshMode } from "../domain/activate/refresh.js";
 import { DEFAULT_KEEP } from "./install-name.js";
 import { refusalOf } from "./version-refusal.js";
+import { parseTries, startTrial } from "../domain/lifecycle/boot-assessment.js";
+import { READ_CAPS } from "../util/bounded-read.js";
+import { readOwnedInRoot } from "../util/owned-state.js";
+
+/** Where the node's default `--tries` is kept (one whole number). */
+export const BOOT_TRIES_FILE = "/etc/extctl/boot-tries";
 import {
   formatHealthCheck,
   runHealthCheck,
@@ -55,6 +61,11 @@ export interface UpgradeOptions extends NetOptions {
   healthCheck?: string[];
   /** How long the check may run (default 60 s). */
   healthCheckTimeoutMs?: number;
+  /**
+   * Boots the new version may try before it is blessed (boot assessment); default
+   * /etc/extctl/boot-tries, else 0: not assessed.
+   */
+  tries?: number;
 }
 
 export type UpgradeAction =
@@ -157,6 +168,23 @@ export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<Up
     return { kind: options.kind, items, exitCode };
   };
   return options.dryRun ? run() : withLock(ctx, run);
+}
+
+/** The node's default tries for boot assessment: /etc/extctl/boot-tries, else 0 (none). */
+export async function defaultTries(ctx: Context): Promise<number> {
+  const raw = await readOwnedInRoot(ctx.root, BOOT_TRIES_FILE, {
+    cap: READ_CAPS.config,
+    what: "the default boot tries",
+    warn: (m) => ctx.log.warn(m),
+  });
+  if (raw === undefined) return 0;
+  try {
+    return parseTries(raw.toString("utf8"), BOOT_TRIES_FILE);
+  } catch (e) {
+    throw new ExtctlError("config", (e as Error).message, {
+      hint: "write a whole number (2 gives a new version two boots to reach boot-complete.target), or remove the file",
+    });
+  }
 }
 
 /** Keeps (or, given an empty list, forgets) the health check in an extension's record. */
@@ -354,6 +382,11 @@ async function upgradeTo(
       };
     }
     ctx.log.info(`${name} ${entry.version}: health check ${formatHealthCheck(check)} passed`);
+  }
+  const tries = options.tries ?? (await defaultTries(ctx));
+  if (tries > 0 || record.pending) {
+    startTrial(record, current, entry, tries);
+    await versions.write(record);
   }
   const pruned = await versions.prune(record, options.keep ?? DEFAULT_KEEP);
   return {

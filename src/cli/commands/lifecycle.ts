@@ -26,6 +26,7 @@ import {
   TABLE_FLAGS,
 } from "../options.js";
 import { print, printJson, renderTable, setTableLayout } from "../render.js";
+import { formatCommand } from "../../util/runner.js";
 
 /** The catalog, TLS and registry options install, upgrade and versions share. */
 export const CATALOG_FLAGS = {
@@ -81,6 +82,15 @@ export function parseKeep(value: string): number {
   return n;
 }
 
+function parseTriesFlag(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 100)
+    throw new UsageError(
+      `--tries wants a whole number of boots 0-100, got ${JSON.stringify(value)}`,
+    );
+  return n;
+}
+
 const UPGRADE_FLAGS = {
   all: boolFlag("--all", "every extension installed by name"),
   now: boolFlag(
@@ -107,6 +117,11 @@ const UPGRADE_FLAGS = {
     "--health-check-timeout <seconds>",
     "kill the health check and count it failed after this many seconds (default 60)",
     parseSeconds,
+  ),
+  tries: numberFlag(
+    "--tries <n>",
+    "boot assessment: the new version is pending for n boots until `extctl bless` (after boot-complete.target) keeps it, else a boot goes back to the previous one (default /etc/extctl/boot-tries, else 0: off)",
+    parseTriesFlag,
   ),
   refresh: refreshFlag(),
   json: jsonFlag("print per extension: name, from, to, action, reason, healthCheck"),
@@ -176,6 +191,7 @@ export function registerLifecycleCommands(
                 ? []
                 : parseHealthCheck(opts.healthCheck),
           healthCheckTimeoutMs: millisecondsOf(opts.healthCheckTimeout),
+          tries: opts.tries,
         }),
       );
       if (opts.json) printJson(result);
@@ -258,7 +274,13 @@ function renderVersions(result: VersionsResult): string {
       {
         header: "STATE",
         value: (v) =>
-          [v.current ? "current" : "", v.merged ? "merged" : "", v.previous ? "previous" : ""]
+          [
+            v.current ? "current" : "",
+            v.merged ? "merged" : "",
+            v.previous ? "previous" : "",
+            v.pending ? `pending(${v.triesLeft ?? 0} tries left)` : "",
+            v.blessed ? "blessed" : "",
+          ]
             .filter(Boolean)
             .join(",") || "-",
       },
@@ -266,6 +288,9 @@ function renderVersions(result: VersionsResult): string {
       { header: "REFERENCE", value: (v) => v.reference },
     ]),
   ];
+  for (const f of result.bootFallbacks)
+    lines.push(`boot fallback at ${f.at}: ${f.from} -> ${f.to}: ${f.reason}`);
+  if (result.healthCheck) lines.push(`health check: ${formatCommand(result.healthCheck)}`);
   if (result.offered) {
     lines.push(
       "offered by the catalogs:",
