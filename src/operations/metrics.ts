@@ -94,6 +94,21 @@ export async function metricsText(ctx: Context, now = Date.now()): Promise<strin
     "gauge",
     "1 when the current version still awaits its boot assessment (not blessed), else 0.",
   );
+  const triesLeft = new Family(
+    "extctl_extension_pending_tries_left",
+    "gauge",
+    "Boots a pending version may still try before a boot falls back to the previous one.",
+  );
+  const blessed = new Family(
+    "extctl_extension_blessed",
+    "gauge",
+    "1 when the current version was blessed (boot-complete.target reached while current), else 0.",
+  );
+  const fallbacks = new Family(
+    "extctl_extension_boot_fallbacks_total",
+    "counter",
+    "Boots that found a pending version out of tries and linked the previous version instead.",
+  );
   const versionsCount = new Family(
     "extctl_extension_versions",
     "gauge",
@@ -108,8 +123,11 @@ export async function metricsText(ctx: Context, now = Date.now()): Promise<strin
       const version = current?.version ?? "";
       info.add({ kind, name, version }, 1);
       merged.add({ kind, name }, current && record.merged === current.version ? 1 : 0);
-      const assessment = (record as { pending?: { version?: string } }).pending;
-      pending.add({ kind, name }, assessment?.version === version && version !== "" ? 1 : 0);
+      const onTrial = record.pending !== undefined && record.pending.file === current?.file;
+      pending.add({ kind, name }, onTrial ? 1 : 0);
+      if (onTrial) triesLeft.add({ kind, name }, record.pending?.triesLeft ?? 0);
+      blessed.add({ kind, name }, version !== "" && record.blessed === version ? 1 : 0);
+      fallbacks.add({ kind, name }, record.bootFallbackCount ?? 0);
       versionsCount.add({ kind, name }, record.versions.length);
     }
   }
@@ -149,7 +167,19 @@ export async function metricsText(ctx: Context, now = Date.now()): Promise<strin
     catalogTime.add({ url }, at / 1000);
     catalogAge.add({ url }, Math.max(0, Math.round((now - at) / 1000)));
   }
-  return [info, merged, pending, versionsCount, upgradeCode, upgradeTime, catalogTime, catalogAge]
+  return [
+    info,
+    merged,
+    pending,
+    triesLeft,
+    blessed,
+    fallbacks,
+    versionsCount,
+    upgradeCode,
+    upgradeTime,
+    catalogTime,
+    catalogAge,
+  ]
     .map((f) => f.text())
     .join("");
 }
