@@ -45,7 +45,10 @@ test("nodeop-upgrade: 0 and 3 complete, 75 is try later, 1 fails the Job; every 
   );
   const failed = run(1, 0);
   assert.equal(failed.code, 1);
-  assert.match(failed.stderr, /sysext: upgrade failed \(exit 1; a refused version or a failed health check\)/);
+  assert.match(
+    failed.stderr,
+    /sysext: upgrade failed \(exit 1; a refused version or a failed health check\)/,
+  );
   assert.match(failed.stderr, /confext: upgraded/, "the other kind still runs");
   assert.equal(run(0, 2).code, 1, "a usage error is a failure too");
   const calls = (await readFile(log, "utf8")).trim().split("\n");
