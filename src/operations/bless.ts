@@ -58,6 +58,8 @@ export async function bless(
         }
       }
     }
+    const { writeConfiguredMetrics } = await import("./metrics.js");
+    await writeConfiguredMetrics(ctx);
     return { items };
   });
 }

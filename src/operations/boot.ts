@@ -109,7 +109,12 @@ export interface BootAssessment {
 
 export async function boot(ctx: Context, options: BootOptions = {}): Promise<BootResult> {
   requireRoot(ctx);
-  return withLock(ctx, () => bootLocked(ctx, options));
+  return withLock(ctx, async () => {
+    const result = await bootLocked(ctx, options);
+    const { writeConfiguredMetrics } = await import("./metrics.js");
+    await writeConfiguredMetrics(ctx);
+    return result;
+  });
 }
 
 /** The boot step without taking the lock, for callers that already hold it. */

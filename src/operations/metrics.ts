@@ -15,6 +15,11 @@ import { CATALOG_STATE_FILE } from "../domain/catalog/fetch.js";
 
 /** Under the root: how the last upgrade of each kind ended (written by `upgrade`). */
 export const UPGRADE_STATE_FILE = "/var/lib/kairos/extctl-upgrade.json";
+/** Under the root: the metrics directory `systemd install --metrics-dir` chose (one path). */
+export const METRICS_DIR_FILE = "/etc/extctl/metrics-dir";
+/** The first line of that file, so uninstall removes only a file install wrote. */
+export const METRICS_DIR_MARKER = "# written by extctl systemd install --metrics-dir";
+
 /** The file node_exporter's textfile collector reads in the metrics directory. */
 export const METRICS_FILE_NAME = "extctl.prom";
 
@@ -210,4 +215,39 @@ export async function writeMetrics(ctx: Context, dir: string): Promise<string> {
     throw e;
   }
   return file;
+}
+
+/** The metrics directory named in ROOT/etc/extctl/metrics-dir (root's own), if any. */
+export async function configuredMetricsDir(ctx: Context): Promise<string | undefined> {
+  const { readOwnedInRoot } = await import("../util/owned-state.js");
+  const raw = await readOwnedInRoot(ctx.root, METRICS_DIR_FILE, {
+    cap: READ_CAPS.config,
+    what: "the metrics directory setting",
+    warn: (m) => ctx.log.warn(m),
+  });
+  if (raw === undefined) return undefined;
+  const dir = raw
+    .toString("utf8")
+    .split("\n")
+    .map((l) => l.trim())
+    .find((l) => l !== "" && !l.startsWith("#"));
+  if (dir === undefined || !dir.startsWith("/")) {
+    ctx.log.warn(`${METRICS_DIR_FILE} names no absolute directory; no metrics written`);
+    return undefined;
+  }
+  return dir;
+}
+
+/**
+ * After boot, upgrade and bless: rewrites DIR/extctl.prom when `systemd install --metrics-dir`
+ * chose DIR (a node path, under the root). A failure only warns: metrics never fail the step.
+ */
+export async function writeConfiguredMetrics(ctx: Context): Promise<void> {
+  try {
+    const dir = await configuredMetricsDir(ctx);
+    if (dir === undefined) return;
+    await writeMetrics(ctx, await ctx.root.writePath(dir));
+  } catch (e) {
+    ctx.log.warn(`cannot write the metrics: ${messageOf(e)}`);
+  }
 }

@@ -8,7 +8,7 @@ import type { Context } from "../util/context.js";
 import { ExtctlError, errnoCode, fsError } from "../util/errors.js";
 import { lastErrorLine } from "../util/runner.js";
 import { quoteName } from "../domain/store/names.js";
-import { symlinkAtomic, writeFileAtomic } from "../util/atomic.js";
+import { symlinkAtomic, writeFileAtomic, writeFileInRoot } from "../util/atomic.js";
 import { makeDir } from "../util/owned-state.js";
 import { READ_CAPS, readBoundedOptional } from "../util/bounded-read.js";
 import { detectSystemdVersion } from "../domain/image/host.js";
@@ -55,6 +55,8 @@ export interface SystemdInstallOptions {
   autoUpgrade?: boolean;
   /** The timer's OnCalendar= (default daily); only with autoUpgrade. */
   onCalendar?: string;
+  /** boot, upgrade and bless write DIR/extctl.prom (node_exporter's textfile collector). */
+  metricsDir?: string;
 }
 
 export interface SystemdInstallResult {
@@ -336,8 +338,44 @@ async function installUnits(
     await makeLink(ctx.root.dir, enableHosts.get(link.path) as string, link);
     result.changed.push(link.path);
   }
+  if (options.metricsDir !== undefined) await installMetricsDir(ctx, options.metricsDir, result);
   for (const p of result.changed) ctx.log.info(`wrote ${p}`);
   return result;
+}
+
+/** Writes /etc/extctl/metrics-dir naming DIR (absolute, one line), so boot, upgrade and bless
+ * write DIR/extctl.prom; a file someone else wrote there stays and is an error. */
+async function installMetricsDir(
+  ctx: Context,
+  dir: string,
+  result: SystemdInstallResult,
+): Promise<void> {
+  const { METRICS_DIR_FILE, METRICS_DIR_MARKER } = await import("./metrics.js");
+  if (!dir.startsWith("/") || /[\0\n\r]/.test(dir) || dir.split("/").includes(".."))
+    throw new ExtctlError(
+      "usage",
+      `--metrics-dir ${quoteName(dir)} is not an absolute directory path`,
+      {
+        hint: "give node_exporter's --collector.textfile.directory, e.g. /var/lib/prometheus/node-exporter",
+        exitCode: 2,
+      },
+    );
+  const content = `${METRICS_DIR_MARKER}\n${dir}\n`;
+  const host = await ctx.root.writePath(METRICS_DIR_FILE, { leaf: "entry" });
+  const existing = await readText(host);
+  if (existing === content) {
+    result.unchanged.push(METRICS_DIR_FILE);
+    return;
+  }
+  if (
+    existing !== undefined &&
+    (typeof existing !== "string" || !existing.startsWith(METRICS_DIR_MARKER))
+  )
+    throw new ExtctlError("exists", `${METRICS_DIR_FILE} was not written by extctl`, {
+      hint: "move it away first; extctl does not overwrite files it did not write",
+    });
+  await writeFileInRoot(ctx.root, METRICS_DIR_FILE, content, 0o644);
+  result.changed.push(METRICS_DIR_FILE);
 }
 
 async function makeLink(rootDir: string, host: string, link: EnableLink): Promise<void> {
@@ -414,6 +452,13 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
     }
     await removeFile(hosts.get(file.path) as string, file.path);
     result.changed.push(file.path);
+  }
+  const { METRICS_DIR_FILE, METRICS_DIR_MARKER } = await import("./metrics.js");
+  const metricsHost = await ctx.root.writePath(METRICS_DIR_FILE, { leaf: "entry" });
+  const metricsText = await readText(metricsHost);
+  if (typeof metricsText === "string" && metricsText.startsWith(METRICS_DIR_MARKER)) {
+    await removeFile(metricsHost, METRICS_DIR_FILE);
+    result.changed.push(METRICS_DIR_FILE);
   }
   // The directories install created, when nothing else lives in them now.
   for (const dir of dirHosts) await rmdir(dir).catch(() => {});

@@ -162,8 +162,9 @@ export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<Up
           : NOTHING_TO_DO;
     // What `metrics` reports as the last upgrade; a dry run or a pre-fetch upgraded nothing.
     if (!options.dryRun && !options.forOs) {
-      const { recordUpgrade } = await import("./metrics.js");
+      const { recordUpgrade, writeConfiguredMetrics } = await import("./metrics.js");
       await recordUpgrade(ctx, options.kind, exitCode);
+      await writeConfiguredMetrics(ctx);
     }
     return { kind: options.kind, items, exitCode };
   };

@@ -5,7 +5,7 @@
 // boot falls back to the previous version. Then a new version is blessed and kept across boots.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { test } from "node:test";
 import { jsonOf, runExtctl } from "../helpers/cli.js";
@@ -69,6 +69,30 @@ test("upgrade --tries 1: a boot that is never blessed is followed by one on the 
   };
   ok(await cli("sysext", "install", "hello", "--catalog", url, ...f.net), "install");
   ok(await cli("sysext", "enable", "hello", "--common"), "enable");
+  // boot, upgrade and bless keep ROOT/var/lib/prom/extctl.prom current from now on.
+  ok(
+    await cli(
+      "systemd",
+      "install",
+      "--systemd",
+      "252",
+      "--extctl",
+      "/usr/bin/extctl",
+      "--metrics-dir",
+      "/var/lib/prom",
+    ),
+    "systemd install --metrics-dir",
+  );
+  const prom = path.join(root, "var/lib/prom/extctl.prom");
+  const written = async () => {
+    assert.equal((await stat(prom)).mode & 0o777, 0o644);
+    assert.deepEqual(
+      (await readdir(path.dirname(prom))).filter((n) => n !== "extctl.prom"),
+      [],
+      "no temp file left",
+    );
+    return readFile(prom, "utf8");
+  };
   await reboot();
   assert.equal(await merged(), "1.0.0\n");
   ok(await cli("bless"), "bless 1.0.0 (boot-complete reached)");
@@ -110,6 +134,11 @@ test("upgrade --tries 1: a boot that is never blessed is followed by one on the 
   const metrics = ok(await cli("metrics"), "metrics").stdout;
   assert.match(metrics, /^extctl_extension_boot_fallbacks_total\{kind="sysext",name="hello"\} 1$/m);
   assert.match(metrics, /^extctl_extension_pending\{kind="sysext",name="hello"\} 0$/m);
+  assert.match(
+    await written(),
+    /^extctl_extension_boot_fallbacks_total\{kind="sysext",name="hello"\} 1$/m,
+    "boot wrote the textfile",
+  );
 
   // 3.0.0 with one try: it boots, boot-complete is reached and it is blessed; it then stays.
   f.server.addFile("releases.json", Buffer.from(offer("1.0.0", "2.0.0", "3.0.0")));
