@@ -16,7 +16,7 @@ import { registerPublishCommand } from "./commands/publish.js";
 import { registerStatusCommand } from "./commands/status.js";
 import { registerVerifyCommand } from "./commands/verify.js";
 import { registerTrustCommand } from "./commands/trust.js";
-import { registerBootCommand } from "./commands/boot.js";
+import { registerBlessCommand, registerBootCommand } from "./commands/boot.js";
 import { registerSystemdCommand } from "./commands/systemd.js";
 import { registerApplyCommand } from "./commands/apply.js";
 import { registerInspectCommand } from "./commands/inspect.js";
@@ -101,6 +101,7 @@ const COMMANDS: readonly {
   { name: "verify", register: registerVerifyCommand },
   { name: "trust", register: registerTrustCommand },
   { name: "boot", register: registerBootCommand },
+  { name: "bless", register: registerBlessCommand },
   { name: "systemd", register: registerSystemdCommand },
   { name: "apply", register: registerApplyCommand },
   { name: "inspect", register: registerInspectCommand },

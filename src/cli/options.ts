@@ -235,7 +235,7 @@ export function contextFor(command: Command): Context {
   return createContext({ root: options.root, log: new StderrLogger(verbosityOf(options)) });
 }
 
-function parseSeconds(value: string): number {
+export function parseSeconds(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0)
     throw new UsageError(

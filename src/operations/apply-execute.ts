@@ -10,7 +10,7 @@ import { PROFILES, type ExtensionKind } from "../domain/store/layout.js";
 import { LinkTransaction } from "../domain/activate/transaction.js";
 import { activate } from "../domain/activate/activation.js";
 import type { RefreshMode } from "../domain/activate/refresh.js";
-import type { ApplySpec } from "../domain/apply/schema.js";
+import type { ApplySpec, CatalogEntry } from "../domain/apply/schema.js";
 import type { Admission } from "../domain/trust/admission.js";
 import { POLICY_FILE, computePlan, describeStep, type PlanStep } from "../domain/apply/plan.js";
 import { writeApplyState, type ApplyState } from "../domain/apply/state.js";
@@ -125,6 +125,7 @@ export async function executePlan(
           delete state[step.kind][image];
           await writeApplyState(ctx.root, state);
         }
+        await rememberFileHealthCheck(ctx, spec, step);
         return `installed ${step.kind} ${step.name} ${result.version} from ${result.catalog}`;
       });
     } else if (step.step === "upgrade") {
@@ -132,6 +133,7 @@ export async function executePlan(
     } else if (step.step === "up-to-date") {
       await runner.run(step, async () => {
         if (step.changedRequest) await recordRequest(ctx, spec, step);
+        await rememberFileHealthCheck(ctx, spec, step);
       });
     }
   }
@@ -181,6 +183,30 @@ async function recordRequest(
   return () => versions.write(before);
 }
 
+/** The file's catalog entry for an extension, when it has one. */
+function catalogEntryOf(
+  spec: ApplySpec,
+  step: { kind: ExtensionKind; name: string },
+): CatalogEntry | undefined {
+  return spec.entries.find(
+    (e): e is CatalogEntry => e.from === "catalog" && e.kind === step.kind && e.name === step.name,
+  );
+}
+
+/** The file governs its catalog entries' health checks: one it names is remembered for
+ * `upgrade --all`, and an entry without one forgets the remembered one. */
+async function rememberFileHealthCheck(
+  ctx: Context,
+  spec: ApplySpec,
+  step: { kind: ExtensionKind; name: string },
+): Promise<void> {
+  const versions = new VersionedStore(new ExtensionStore(ctx.root, step.kind), (m) =>
+    ctx.log.warn(m),
+  );
+  const { rememberHealthCheck } = await import("./upgrade.js");
+  await rememberHealthCheck(versions, step.name, catalogEntryOf(spec, step)?.healthCheck ?? []);
+}
+
 /** Moves a catalog entry to the version its constraint picks, through `upgrade` (checked before
  * the switch; on any failure the old version stays current and merged). */
 async function upgradeStep(
@@ -190,10 +216,14 @@ async function upgradeStep(
   options: ExecuteOptions,
 ): Promise<string> {
   const restore = step.changedRequest ? await recordRequest(ctx, spec, step) : undefined;
-  const entry = spec.entries.find(
-    (e) => e.from === "catalog" && e.kind === step.kind && e.name === step.name,
+  const entry = catalogEntryOf(spec, step);
+  const { upgrade, rememberHealthCheck } = await import("./upgrade.js");
+  // Remembered first: with now: true, upgrade runs it after the merge.
+  await rememberHealthCheck(
+    new VersionedStore(new ExtensionStore(ctx.root, step.kind), (m) => ctx.log.warn(m)),
+    step.name,
+    entry?.healthCheck ?? [],
   );
-  const { upgrade } = await import("./upgrade.js");
   let result;
   try {
     result = await upgrade(ctx, {

@@ -95,11 +95,29 @@ export interface BootResult {
   /** Stale /run links (from another profile) removed so /run matches the boot state. */
   unlinked: { kind: ExtensionKind; name: string }[];
   refresh: BootKindRefresh[];
+  /** Boot assessment: pending versions whose try this boot spent, or that fell back. */
+  assessment: BootAssessment[];
+}
+
+export interface BootAssessment {
+  kind: ExtensionKind;
+  name: string;
+  action: "try" | "fallback" | "stale";
+  version?: string;
+  triesLeft?: number;
+  from?: string;
+  to?: string;
+  reason?: string;
 }
 
 export async function boot(ctx: Context, options: BootOptions = {}): Promise<BootResult> {
   requireRoot(ctx);
-  return withLock(ctx, () => bootLocked(ctx, options));
+  return withLock(ctx, async () => {
+    const result = await bootLocked(ctx, options);
+    const { writeConfiguredMetrics } = await import("./metrics.js");
+    await writeConfiguredMetrics(ctx);
+    return result;
+  });
 }
 
 /** The boot step without taking the lock, for callers that already hold it. */
@@ -117,6 +135,7 @@ export async function bootLocked(ctx: Context, options: BootOptions = {}): Promi
     skipped: [],
     unlinked: [],
     refresh: [],
+    assessment: [],
   };
   ctx.log.info(`boot state: ${detection.state} (${detection.reason})`);
   const kinds = options.kinds ?? EXTENSION_KINDS;
@@ -126,6 +145,9 @@ export async function bootLocked(ctx: Context, options: BootOptions = {}): Promi
     ctx.log.info(`nothing to link: a ${detection.state} boot loads no extensions`);
     return result;
   }
+
+  // Before anything is linked: a version out of tries is replaced by its predecessor first.
+  for (const store of stores) await assessKind(ctx, store, result);
 
   const trust =
     options.trust ??
@@ -150,6 +172,62 @@ export async function bootLocked(ctx: Context, options: BootOptions = {}): Promi
     for (const store of stores) result.refresh.push(await refreshKind(ctx, store, mode));
   }
   return result;
+}
+
+/** Spends one try of each pending version of a kind, or falls back to its predecessor. */
+async function assessKind(ctx: Context, store: ExtensionStore, result: BootResult): Promise<void> {
+  const [{ VersionedStore }, { decideAtBoot }] = await Promise.all([
+    import("../domain/store/versions.js"),
+    import("../domain/lifecycle/boot-assessment.js"),
+  ]);
+  const versions = new VersionedStore(store, (m) => ctx.log.warn(m));
+  for (const name of await versions.names()) {
+    try {
+      const record = await versions.read(name);
+      if (!record?.pending) continue;
+      const decision = decideAtBoot(record, await versions.current(record));
+      const kind = store.kind;
+      if (decision.action === "fallback") {
+        const back = record.versions.find((e) => e.file === decision.toFile);
+        if (!back || !(await versions.has(name, back))) {
+          // Nothing to go back to: the record keeps the fallback, the pending version stays.
+          ctx.log.warn(
+            `${kind} ${name}: ${decision.reason}, but ${decision.to} is no longer kept; ${decision.from} stays current`,
+          );
+        } else {
+          await versions.switchTo(name, back);
+          ctx.log.warn(
+            `${kind} ${name}: boot fallback: ${decision.reason}; linking ${decision.to} instead`,
+          );
+        }
+        result.assessment.push({
+          kind,
+          name,
+          action: "fallback",
+          from: decision.from,
+          to: decision.to,
+          reason: decision.reason,
+        });
+      } else if (decision.action === "try") {
+        ctx.log.info(
+          `${kind} ${name}: ${decision.version} is pending; this boot is one of its tries (${decision.triesLeft} left), \`extctl bless\` after boot-complete.target keeps it`,
+        );
+        result.assessment.push({
+          kind,
+          name,
+          action: "try",
+          version: decision.version,
+          triesLeft: decision.triesLeft,
+        });
+      } else if (decision.action === "stale") {
+        result.assessment.push({ kind, name, action: "stale" });
+      }
+      await versions.write(record);
+    } catch (e) {
+      // One extension's record never stops the boot of the others.
+      ctx.log.warn(`${store.kind} ${name}: boot assessment skipped: ${messageOf(e)}`);
+    }
+  }
 }
 
 async function linkKind(

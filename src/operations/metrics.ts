@@ -15,6 +15,11 @@ import { CATALOG_STATE_FILE } from "../domain/catalog/fetch.js";
 
 /** Under the root: how the last upgrade of each kind ended (written by `upgrade`). */
 export const UPGRADE_STATE_FILE = "/var/lib/kairos/extctl-upgrade.json";
+/** Under the root: the metrics directory `systemd install --metrics-dir` chose (one path). */
+export const METRICS_DIR_FILE = "/etc/extctl/metrics-dir";
+/** The first line of that file, so uninstall removes only a file install wrote. */
+export const METRICS_DIR_MARKER = "# written by extctl systemd install --metrics-dir";
+
 /** The file node_exporter's textfile collector reads in the metrics directory. */
 export const METRICS_FILE_NAME = "extctl.prom";
 
@@ -94,6 +99,21 @@ export async function metricsText(ctx: Context, now = Date.now()): Promise<strin
     "gauge",
     "1 when the current version still awaits its boot assessment (not blessed), else 0.",
   );
+  const triesLeft = new Family(
+    "extctl_extension_pending_tries_left",
+    "gauge",
+    "Boots a pending version may still try before a boot falls back to the previous one.",
+  );
+  const blessed = new Family(
+    "extctl_extension_blessed",
+    "gauge",
+    "1 when the current version was blessed (boot-complete.target reached while current), else 0.",
+  );
+  const fallbacks = new Family(
+    "extctl_extension_boot_fallbacks_total",
+    "counter",
+    "Boots that found a pending version out of tries and linked the previous version instead.",
+  );
   const versionsCount = new Family(
     "extctl_extension_versions",
     "gauge",
@@ -108,8 +128,11 @@ export async function metricsText(ctx: Context, now = Date.now()): Promise<strin
       const version = current?.version ?? "";
       info.add({ kind, name, version }, 1);
       merged.add({ kind, name }, current && record.merged === current.version ? 1 : 0);
-      const assessment = (record as { pending?: { version?: string } }).pending;
-      pending.add({ kind, name }, assessment?.version === version && version !== "" ? 1 : 0);
+      const onTrial = record.pending !== undefined && record.pending.file === current?.file;
+      pending.add({ kind, name }, onTrial ? 1 : 0);
+      if (onTrial) triesLeft.add({ kind, name }, record.pending?.triesLeft ?? 0);
+      blessed.add({ kind, name }, version !== "" && record.blessed === version ? 1 : 0);
+      fallbacks.add({ kind, name }, record.bootFallbackCount ?? 0);
       versionsCount.add({ kind, name }, record.versions.length);
     }
   }
@@ -149,7 +172,19 @@ export async function metricsText(ctx: Context, now = Date.now()): Promise<strin
     catalogTime.add({ url }, at / 1000);
     catalogAge.add({ url }, Math.max(0, Math.round((now - at) / 1000)));
   }
-  return [info, merged, pending, versionsCount, upgradeCode, upgradeTime, catalogTime, catalogAge]
+  return [
+    info,
+    merged,
+    pending,
+    triesLeft,
+    blessed,
+    fallbacks,
+    versionsCount,
+    upgradeCode,
+    upgradeTime,
+    catalogTime,
+    catalogAge,
+  ]
     .map((f) => f.text())
     .join("");
 }
@@ -180,4 +215,39 @@ export async function writeMetrics(ctx: Context, dir: string): Promise<string> {
     throw e;
   }
   return file;
+}
+
+/** The metrics directory named in ROOT/etc/extctl/metrics-dir (root's own), if any. */
+export async function configuredMetricsDir(ctx: Context): Promise<string | undefined> {
+  const { readOwnedInRoot } = await import("../util/owned-state.js");
+  const raw = await readOwnedInRoot(ctx.root, METRICS_DIR_FILE, {
+    cap: READ_CAPS.config,
+    what: "the metrics directory setting",
+    warn: (m) => ctx.log.warn(m),
+  });
+  if (raw === undefined) return undefined;
+  const dir = raw
+    .toString("utf8")
+    .split("\n")
+    .map((l) => l.trim())
+    .find((l) => l !== "" && !l.startsWith("#"));
+  if (dir === undefined || !dir.startsWith("/")) {
+    ctx.log.warn(`${METRICS_DIR_FILE} names no absolute directory; no metrics written`);
+    return undefined;
+  }
+  return dir;
+}
+
+/**
+ * After boot, upgrade and bless: rewrites DIR/extctl.prom when `systemd install --metrics-dir`
+ * chose DIR (a node path, under the root). A failure only warns: metrics never fail the step.
+ */
+export async function writeConfiguredMetrics(ctx: Context): Promise<void> {
+  try {
+    const dir = await configuredMetricsDir(ctx);
+    if (dir === undefined) return;
+    await writeMetrics(ctx, await ctx.root.writePath(dir));
+  } catch (e) {
+    ctx.log.warn(`cannot write the metrics: ${messageOf(e)}`);
+  }
 }

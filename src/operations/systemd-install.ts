@@ -8,7 +8,7 @@ import type { Context } from "../util/context.js";
 import { ExtctlError, errnoCode, fsError } from "../util/errors.js";
 import { lastErrorLine } from "../util/runner.js";
 import { quoteName } from "../domain/store/names.js";
-import { symlinkAtomic, writeFileAtomic } from "../util/atomic.js";
+import { symlinkAtomic, writeFileAtomic, writeFileInRoot } from "../util/atomic.js";
 import { makeDir } from "../util/owned-state.js";
 import { READ_CAPS, readBoundedOptional } from "../util/bounded-read.js";
 import { detectSystemdVersion } from "../domain/image/host.js";
@@ -17,6 +17,8 @@ import {
   unitSet,
   bootUnitWantsLink,
   bootUnit,
+  blessService,
+  blessServiceWantsLink,
   checkCalendarSpec,
   checkExecPath,
   DEFAULT_ON_CALENDAR,
@@ -53,6 +55,8 @@ export interface SystemdInstallOptions {
   autoUpgrade?: boolean;
   /** The timer's OnCalendar= (default daily); only with autoUpgrade. */
   onCalendar?: string;
+  /** boot, upgrade and bless write DIR/extctl.prom (node_exporter's textfile collector). */
+  metricsDir?: string;
 }
 
 export interface SystemdInstallResult {
@@ -247,7 +251,7 @@ async function installUnits(
     result.notes.push(
       "the systemd version could not be found under the root, so no drop-ins were written (pass --systemd VERSION)",
     );
-  else if (unitSet(extctlPath, version, policy).files.length === 1)
+  else if (!unitSet(extctlPath, version, policy).files.some((f) => f.path.endsWith(".conf")))
     result.notes.push(
       `systemd ${version} has no image policies or systemd-confext: no drop-ins written (254 or newer needs them)`,
     );
@@ -334,8 +338,44 @@ async function installUnits(
     await makeLink(ctx.root.dir, enableHosts.get(link.path) as string, link);
     result.changed.push(link.path);
   }
+  if (options.metricsDir !== undefined) await installMetricsDir(ctx, options.metricsDir, result);
   for (const p of result.changed) ctx.log.info(`wrote ${p}`);
   return result;
+}
+
+/** Writes /etc/extctl/metrics-dir naming DIR (absolute, one line), so boot, upgrade and bless
+ * write DIR/extctl.prom; a file someone else wrote there stays and is an error. */
+async function installMetricsDir(
+  ctx: Context,
+  dir: string,
+  result: SystemdInstallResult,
+): Promise<void> {
+  const { METRICS_DIR_FILE, METRICS_DIR_MARKER } = await import("./metrics.js");
+  if (!dir.startsWith("/") || /[\0\n\r]/.test(dir) || dir.split("/").includes(".."))
+    throw new ExtctlError(
+      "usage",
+      `--metrics-dir ${quoteName(dir)} is not an absolute directory path`,
+      {
+        hint: "give node_exporter's --collector.textfile.directory, e.g. /var/lib/prometheus/node-exporter",
+        exitCode: 2,
+      },
+    );
+  const content = `${METRICS_DIR_MARKER}\n${dir}\n`;
+  const host = await ctx.root.writePath(METRICS_DIR_FILE, { leaf: "entry" });
+  const existing = await readText(host);
+  if (existing === content) {
+    result.unchanged.push(METRICS_DIR_FILE);
+    return;
+  }
+  if (
+    existing !== undefined &&
+    (typeof existing !== "string" || !existing.startsWith(METRICS_DIR_MARKER))
+  )
+    throw new ExtctlError("exists", `${METRICS_DIR_FILE} was not written by extctl`, {
+      hint: "move it away first; extctl does not overwrite files it did not write",
+    });
+  await writeFileInRoot(ctx.root, METRICS_DIR_FILE, content, 0o644);
+  result.changed.push(METRICS_DIR_FILE);
 }
 
 async function makeLink(rootDir: string, host: string, link: EnableLink): Promise<void> {
@@ -360,6 +400,7 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
   const boot = bootUnit("/usr/bin/extctl");
   const files = [
     boot,
+    blessService("/usr/bin/extctl"),
     dropIn("sysext", somePolicy),
     dropIn("confext", somePolicy),
     profileScript("sysext"),
@@ -367,7 +408,7 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
     upgradeService("/usr/bin/extctl"),
     upgradeTimer(),
   ];
-  const ourLinks = [bootUnitWantsLink(), upgradeTimerWantsLink()];
+  const ourLinks = [bootUnitWantsLink(), blessServiceWantsLink(), upgradeTimerWantsLink()];
   const hosts = await unitHosts(ctx, [...ourLinks.map((l) => l.path), ...files.map((f) => f.path)]);
   // The links to systemd's own units that install made, as its boot unit records them.
   const bootText = await readText(hosts.get(boot.path) as string);
@@ -379,6 +420,7 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
   const dirs = [
     ...new Set([
       "/etc/systemd/system/sysinit.target.wants",
+      "/etc/systemd/system/multi-user.target.wants",
       "/etc/systemd/system/timers.target.wants",
       "/etc/systemd/system/systemd-sysext.service.d",
       "/etc/systemd/system/systemd-confext.service.d",
@@ -410,6 +452,13 @@ async function uninstallUnits(ctx: Context): Promise<SystemdInstallResult> {
     }
     await removeFile(hosts.get(file.path) as string, file.path);
     result.changed.push(file.path);
+  }
+  const { METRICS_DIR_FILE, METRICS_DIR_MARKER } = await import("./metrics.js");
+  const metricsHost = await ctx.root.writePath(METRICS_DIR_FILE, { leaf: "entry" });
+  const metricsText = await readText(metricsHost);
+  if (typeof metricsText === "string" && metricsText.startsWith(METRICS_DIR_MARKER)) {
+    await removeFile(metricsHost, METRICS_DIR_FILE);
+    result.changed.push(METRICS_DIR_FILE);
   }
   // The directories install created, when nothing else lives in them now.
   for (const dir of dirHosts) await rmdir(dir).catch(() => {});

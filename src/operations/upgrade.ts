@@ -20,12 +20,24 @@ import {
   discardVersion,
   fetchVersion,
   nodeIdentity,
+  restoreVersion,
   switchVersion,
   type NetOptions,
 } from "../domain/lifecycle/steps.js";
 import type { RefreshMode } from "../domain/activate/refresh.js";
 import { DEFAULT_KEEP } from "./install-name.js";
 import { refusalOf } from "./version-refusal.js";
+import { parseTries, startTrial } from "../domain/lifecycle/boot-assessment.js";
+import { READ_CAPS } from "../util/bounded-read.js";
+import { readOwnedInRoot } from "../util/owned-state.js";
+
+/** Where the node's default `--tries` is kept (one whole number). */
+export const BOOT_TRIES_FILE = "/etc/extctl/boot-tries";
+import {
+  formatHealthCheck,
+  runHealthCheck,
+  type HealthCheckResult,
+} from "../domain/lifecycle/health-check.js";
 import { requireRoot, withLock } from "./guard.js";
 
 export interface UpgradeOptions extends NetOptions {
@@ -42,6 +54,18 @@ export interface UpgradeOptions extends NetOptions {
   /** Pre-fetch for another OS: the os-release to judge against; nothing switches. */
   forOs?: Record<string, string>;
   refresh?: RefreshMode;
+  /**
+   * The health check to run after the new version merged (with `now`), remembered in each
+   * extension's record for later upgrades; an empty list forgets the remembered one.
+   */
+  healthCheck?: string[];
+  /** How long the check may run (default 60 s). */
+  healthCheckTimeoutMs?: number;
+  /**
+   * Boots the new version may try before it is blessed (boot assessment); default
+   * /etc/extctl/boot-tries, else 0: not assessed.
+   */
+  tries?: number;
 }
 
 export type UpgradeAction =
@@ -59,6 +83,8 @@ export interface UpgradeItem {
   pruned?: string[];
   /** A failure because a catalog, registry or server could not be reached: try later. */
   unreachable?: boolean;
+  /** The health check that ran after the merge, and how it ended. */
+  healthCheck?: HealthCheckResult;
 }
 
 export interface UpgradeResult {
@@ -82,11 +108,19 @@ export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<Up
       exitCode: 2,
     });
   if (!options.dryRun) requireRoot(ctx);
+  if (options.healthCheck && options.healthCheck.length > 0 && !options.now && !options.dryRun)
+    throw new ExtctlError(
+      "usage",
+      "--health-check runs after the new version merged; give --now as well",
+      { exitCode: 2 },
+    );
   const store = new ExtensionStore(ctx.root, options.kind);
   const versions = new VersionedStore(store, (m) => ctx.log.warn(m));
   const run = async (): Promise<UpgradeResult> => {
     const installed = await versions.names();
     const names = options.all ? installed : options.names.map((n) => wantedName(n, installed));
+    if (options.healthCheck && !options.dryRun)
+      for (const name of names) await rememberHealthCheck(versions, name, options.healthCheck);
     const catalogs = new CatalogCache(ctx, options, !options.dryRun && !options.forOs);
     const identity = nodeIdentity(ctx);
     identity.catch(() => {}); // awaited by each judge; nothing to judge must not leave it unhandled
@@ -129,12 +163,44 @@ export async function upgrade(ctx: Context, options: UpgradeOptions): Promise<Up
           : NOTHING_TO_DO;
     // What `metrics` reports as the last upgrade; a dry run or a pre-fetch upgraded nothing.
     if (!options.dryRun && !options.forOs) {
-      const { recordUpgrade } = await import("./metrics.js");
+      const { recordUpgrade, writeConfiguredMetrics } = await import("./metrics.js");
       await recordUpgrade(ctx, options.kind, exitCode);
+      await writeConfiguredMetrics(ctx);
     }
     return { kind: options.kind, items, exitCode };
   };
   return options.dryRun ? run() : withLock(ctx, run);
+}
+
+/** The node's default tries for boot assessment: /etc/extctl/boot-tries, else 0 (none). */
+export async function defaultTries(ctx: Context): Promise<number> {
+  const raw = await readOwnedInRoot(ctx.root, BOOT_TRIES_FILE, {
+    cap: READ_CAPS.config,
+    what: "the default boot tries",
+    warn: (m) => ctx.log.warn(m),
+  });
+  if (raw === undefined) return 0;
+  try {
+    return parseTries(raw.toString("utf8"), BOOT_TRIES_FILE);
+  } catch (e) {
+    throw new ExtctlError("config", (e as Error).message, {
+      hint: "write a whole number (2 gives a new version two boots to reach boot-complete.target), or remove the file",
+    });
+  }
+}
+
+/** Keeps (or, given an empty list, forgets) the health check in an extension's record. */
+export async function rememberHealthCheck(
+  versions: VersionedStore,
+  name: string,
+  check: readonly string[],
+): Promise<void> {
+  const record = await versions.read(name).catch(() => undefined);
+  if (!record) return; // judged (and reported) as not installed by name
+  if (JSON.stringify(record.healthCheck ?? []) === JSON.stringify(check)) return;
+  if (check.length === 0) delete record.healthCheck;
+  else record.healthCheck = [...check];
+  await versions.write(record);
 }
 
 /** A name as installed (the catalog name), also when given as its store file name. */
@@ -292,18 +358,51 @@ async function upgradeTo(
   });
   if (outcome.merged) record.merged = entry.version;
   await versions.write(record);
+  const check = options.now && outcome.merged ? record.healthCheck : undefined;
+  let health: HealthCheckResult | undefined;
+  if (check && check.length > 0) {
+    health = await runHealthCheck(
+      ctx,
+      check,
+      { kind: options.kind, name, version: entry.version, previous: current.version },
+      options.healthCheckTimeoutMs,
+    );
+    if (!health.passed) {
+      // The new version merged but the node is not well with it: the old one comes back, and
+      // later upgrades leave this version alone, as after a rollback.
+      const back = await restoreVersion(ctx, versions, name, current, options.refresh);
+      record.previous = entry.version;
+      if (back.includes("merged again")) record.merged = current.version;
+      if (!record.rolledBack.includes(entry.version)) record.rolledBack.push(entry.version);
+      await versions.write(record);
+      return {
+        ...item,
+        action: "failed",
+        reference: entry.reference,
+        reason: `${entry.version} merged but the health check ${formatHealthCheck(check)} failed (${health.summary}); ${back}`,
+        healthCheck: health,
+      };
+    }
+    ctx.log.info(`${name} ${entry.version}: health check ${formatHealthCheck(check)} passed`);
+  }
+  const tries = options.tries ?? (await defaultTries(ctx));
+  if (tries > 0 || record.pending) {
+    startTrial(record, current, entry, tries);
+    await versions.write(record);
+  }
   const pruned = await versions.prune(record, options.keep ?? DEFAULT_KEEP);
   return {
     ...item,
     action: "upgraded",
     reference: entry.reference,
     reason: outcome.refreshed
-      ? `${entry.version} is merged`
+      ? `${entry.version} is merged${health ? " and its health check passed" : ""}`
       : options.now
         ? `${entry.version} is current; it was not merged now (not linked for the booted profile)`
         : `${entry.version} is current; it merges at the next refresh or boot (--now merges it now)`,
     ...(outcome.merged === undefined ? {} : { merged: outcome.merged }),
     ...(pruned.length > 0 ? { pruned } : {}),
+    ...(health ? { healthCheck: health } : {}),
   };
 }
 

@@ -23,6 +23,11 @@ export interface InstalledVersion {
   current: boolean;
   previous: boolean;
   merged: boolean;
+  /** Boot assessment: on trial until `extctl bless`, with the boots it may still try. */
+  pending: boolean;
+  triesLeft?: number;
+  /** The version last blessed (boot-complete.target reached while it was current). */
+  blessed: boolean;
 }
 
 export interface OfferedVersion {
@@ -42,6 +47,11 @@ export interface VersionsResult {
   profiles: Profile[];
   linkedInRuntime: boolean;
   installed: InstalledVersion[];
+  /** Boot assessment: the version on trial, and the boots that fell back from one. */
+  pending?: { version: string; previous: string; triesLeft: number; tries: number; since: string };
+  blessed?: string;
+  bootFallbacks: { at: string; from: string; to: string; reason: string }[];
+  healthCheck?: string[];
   /** Undefined when the catalogs were not read (or none could be). */
   offered?: OfferedVersion[];
   catalogError?: string;
@@ -82,7 +92,24 @@ export async function listVersions(
         // A switch killed after its record write leaves `previous` naming the current version.
         previous: e.version === record.previous && e.file !== current?.file,
         merged: e.version === record.merged,
+        pending: e.file === record.pending?.file,
+        ...(e.file === record.pending?.file ? { triesLeft: record.pending.triesLeft } : {}),
+        blessed: e.version === record.blessed,
       })),
+    ...(record.pending
+      ? {
+          pending: {
+            version: record.pending.version,
+            previous: record.pending.previous,
+            triesLeft: record.pending.triesLeft,
+            tries: record.pending.tries,
+            since: record.pending.since,
+          },
+        }
+      : {}),
+    ...(record.blessed === undefined ? {} : { blessed: record.blessed }),
+    bootFallbacks: record.bootFallbacks ?? [],
+    ...(record.healthCheck ? { healthCheck: record.healthCheck } : {}),
   };
   if (options.installedOnly) return result;
   try {

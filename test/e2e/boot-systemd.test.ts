@@ -93,7 +93,9 @@ test("installed units and drop-ins pass systemd-analyze verify; broken ones fail
   assert.deepEqual(result.changed.sort(), [
     "/etc/profile.d/systemd-confext.sh",
     "/etc/profile.d/systemd-sysext.sh",
+    "/etc/systemd/system/extctl-bless.service",
     "/etc/systemd/system/extctl-boot.service",
+    "/etc/systemd/system/multi-user.target.wants/extctl-bless.service",
     "/etc/systemd/system/sysinit.target.wants/extctl-boot.service",
     "/etc/systemd/system/sysinit.target.wants/systemd-confext.service",
     "/etc/systemd/system/sysinit.target.wants/systemd-sysext.service",
@@ -187,7 +189,9 @@ test("systemd 252 gets the boot unit only; --uninstall removes exactly what inst
   const old = await runExtctl(["--root", root, "systemd", "install", "--systemd", "252", "--json"]);
   assert.equal(old.code, 0, old.stderr);
   assert.deepEqual((JSON.parse(old.stdout) as { changed: string[] }).changed.sort(), [
+    "/etc/systemd/system/extctl-bless.service",
     "/etc/systemd/system/extctl-boot.service",
+    "/etc/systemd/system/multi-user.target.wants/extctl-bless.service",
     "/etc/systemd/system/sysinit.target.wants/extctl-boot.service",
     "/etc/systemd/system/sysinit.target.wants/systemd-confext.service",
     "/etc/systemd/system/sysinit.target.wants/systemd-sysext.service",

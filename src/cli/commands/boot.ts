@@ -47,6 +47,13 @@ export function renderBoot(result: BootResult): string {
       ]).trimEnd(),
     );
   }
+  for (const a of result.assessment)
+    if (a.action === "fallback")
+      lines.push(`boot fallback: ${a.kind} ${a.name} ${a.from} -> ${a.to}: ${a.reason}`);
+    else if (a.action === "try")
+      lines.push(
+        `pending: ${a.kind} ${a.name} ${a.version} (${a.triesLeft} tries left after this boot)`,
+      );
   for (const u of result.unlinked) lines.push(`unlinked ${u.kind} ${u.name} (not for this boot)`);
   for (const r of result.refresh) {
     if (r.error) lines.push(`${r.kind}: refresh failed: ${r.error}`);
@@ -109,5 +116,41 @@ export function registerBootCommand(program: Command): void {
     } else print(renderBoot(result));
     // A linked image systemd did not merge is a failed boot step, as for enable --now.
     if (result.refresh.some((r) => r.error || r.unmerged.length > 0)) process.exitCode = 1;
+  });
+}
+
+const BLESS_FLAGS = {
+  json: jsonFlag("print per extension: kind, name, version, action, wasPending"),
+} as const satisfies FlagSpec;
+
+/** `extctl bless`: what extctl-bless.service runs after boot-complete.target. */
+export function registerBlessCommand(program: Command): void {
+  addFlags(
+    program
+      .command("bless")
+      .description(
+        "mark the current versions of extensions installed by name good (boot-complete.target was reached), ending a pending version's trial",
+      ),
+    BLESS_FLAGS,
+  ).action(async (_opts: unknown, command: Command) => {
+    const opts = flagsOf(command, BLESS_FLAGS);
+    const { bless } = await import("../../operations/bless.js");
+    const result = await bless(contextFor(command));
+    if (opts.json) printJson(result);
+    else
+      print(
+        result.items.length === 0
+          ? "no extensions installed by name"
+          : renderTable(result.items, [
+              { header: "KIND", value: (i) => i.kind },
+              { header: "NAME", value: (i) => i.name },
+              { header: "VERSION", value: (i) => i.version },
+              {
+                header: "ACTION",
+                value: (i) =>
+                  i.wasPending && i.action === "blessed" ? "blessed (was pending)" : i.action,
+              },
+            ]),
+      );
   });
 }

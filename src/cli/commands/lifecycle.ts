@@ -19,6 +19,7 @@ import {
   jsonFlag,
   listFlag,
   numberFlag,
+  parseSeconds,
   refreshFlag,
   textFlag,
   TIMEOUT_FLAG,
@@ -27,6 +28,7 @@ import {
   TABLE_FLAGS,
 } from "../options.js";
 import { print, printJson, printJsonAs, renderTable, setTableLayout } from "../render.js";
+import { formatCommand } from "../../util/runner.js";
 
 /** The catalog, TLS and registry options install, upgrade and versions share. */
 export const CATALOG_FLAGS = {
@@ -82,6 +84,15 @@ export function parseKeep(value: string): number {
   return n;
 }
 
+function parseTriesFlag(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 100)
+    throw new UsageError(
+      `--tries wants a whole number of boots 0-100, got ${JSON.stringify(value)}`,
+    );
+  return n;
+}
+
 const UPGRADE_FLAGS = {
   all: boolFlag("--all", "every extension installed by name"),
   now: boolFlag(
@@ -100,8 +111,22 @@ const UPGRADE_FLAGS = {
     "pre-fetch the versions that suit another os-release (a file, or a root holding one); switch nothing",
   ),
   maxSize: textFlag("--max-size <size>", "refuse an image past this size, e.g. 8G"),
+  healthCheck: textFlag(
+    "--health-check <command>",
+    "with --now: run this program and its arguments (no shell; sh -c '...' for one) after the new version merged, and put the old one back when it fails; remembered per extension, '' forgets it",
+  ),
+  healthCheckTimeout: numberFlag(
+    "--health-check-timeout <seconds>",
+    "kill the health check and count it failed after this many seconds (default 60)",
+    parseSeconds,
+  ),
+  tries: numberFlag(
+    "--tries <n>",
+    "boot assessment: the new version is pending for n boots until `extctl bless` (after boot-complete.target) keeps it, else a boot goes back to the previous one (default /etc/extctl/boot-tries, else 0: off)",
+    parseTriesFlag,
+  ),
   refresh: refreshFlag(),
-  json: jsonFlag("print per extension: name, from, to, action, reason"),
+  json: jsonFlag("print per extension: name, from, to, action, reason, healthCheck"),
   ...TABLE_FLAGS,
   ...CATALOG_FLAGS,
   caCert: CA_CERT_FLAG,
@@ -135,7 +160,7 @@ export function registerLifecycleCommands(
       parent
         .command("upgrade")
         .description(
-          "upgrade extensions installed by name to what their catalogs offer now, keeping every profile; exit 0 upgraded, 3 nothing to do, 1 a failure kept the old version",
+          "upgrade extensions installed by name to what their catalogs offer now, keeping every profile; exit 0 upgraded, 3 nothing to do, 1 a failure (or a failed health check) kept the old version, 75 a catalog or registry could not be reached",
         )
         .argument("[name...]", "extensions to upgrade (installed by name)"),
       UPGRADE_FLAGS,
@@ -143,6 +168,7 @@ export function registerLifecycleCommands(
       const opts = flagsOf(command, UPGRADE_FLAGS);
       setTableLayout(opts);
       const { upgrade } = await import("../../operations/upgrade.js");
+      const { parseHealthCheck } = await import("../../domain/lifecycle/health-check.js");
       const ctx = contextFor(command);
       const { readOsReleaseAt } = await import("../../domain/image/os-release-file.js");
       const forOs = opts.forOs === undefined ? undefined : await readOsReleaseAt(opts.forOs);
@@ -160,6 +186,14 @@ export function registerLifecycleCommands(
           policy: opts.policy,
           forOs: forOs,
           refresh: opts.refresh,
+          healthCheck:
+            opts.healthCheck === undefined
+              ? undefined
+              : opts.healthCheck.trim() === ""
+                ? []
+                : parseHealthCheck(opts.healthCheck),
+          healthCheckTimeoutMs: millisecondsOf(opts.healthCheckTimeout),
+          tries: opts.tries,
         }),
       );
       if (opts.json) await printJsonAs("upgrade", result);
@@ -246,7 +280,13 @@ function renderVersions(result: VersionsResult): string {
       {
         header: "STATE",
         value: (v) =>
-          [v.current ? "current" : "", v.merged ? "merged" : "", v.previous ? "previous" : ""]
+          [
+            v.current ? "current" : "",
+            v.merged ? "merged" : "",
+            v.previous ? "previous" : "",
+            v.pending ? `pending(${v.triesLeft ?? 0} tries left)` : "",
+            v.blessed ? "blessed" : "",
+          ]
             .filter(Boolean)
             .join(",") || "-",
       },
@@ -254,6 +294,9 @@ function renderVersions(result: VersionsResult): string {
       { header: "REFERENCE", value: (v) => v.reference },
     ]),
   ];
+  for (const f of result.bootFallbacks)
+    lines.push(`boot fallback at ${f.at}: ${f.from} -> ${f.to}: ${f.reason}`);
+  if (result.healthCheck) lines.push(`health check: ${formatCommand(result.healthCheck)}`);
   if (result.offered) {
     lines.push(
       "offered by the catalogs:",

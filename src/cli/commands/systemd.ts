@@ -42,6 +42,10 @@ const SYSTEMD_INSTALL_FLAGS = {
     "--on-calendar <spec>",
     "with --auto-upgrade: when the timer fires, a systemd calendar event (default: daily, with up to 1h random delay)",
   ),
+  metricsDir: textFlag(
+    "--metrics-dir <dir>",
+    "make boot, upgrade and bless write DIR/extctl.prom (0644, atomically) for node_exporter's textfile collector; kept in /etc/extctl/metrics-dir",
+  ),
   json: jsonFlag(),
 } as const satisfies FlagSpec;
 
@@ -88,6 +92,7 @@ export function registerSystemdCommand(program: Command): void {
         extctlPath: opts.extctl,
         autoUpgrade: opts.autoUpgrade,
         onCalendar: opts.onCalendar,
+        metricsDir: opts.metricsDir,
       }),
     );
     if (opts.json) return printJson(result);

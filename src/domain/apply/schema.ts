@@ -11,6 +11,7 @@ import { storeFileName } from "../store/versions.js";
 import { canonicalSourceUri, schemeList, sourceFor } from "../sources/source-registry.js";
 import { uriScheme } from "../sources/uri.js";
 import { catalogSchemeList, catalogSchemeOf } from "../catalog/catalog.js";
+import { checkArgv, parseHealthCheck } from "../lifecycle/health-check.js";
 
 interface EntryBase {
   kind: ExtensionKind;
@@ -39,6 +40,8 @@ export interface CatalogEntry extends EntryBase {
   name: string;
   /** A tag (a pin) or a semver constraint; undefined: the catalog's latest. */
   requested?: string;
+  /** `health-check:`: what upgrade --now runs after the merge (an argv, no shell). */
+  healthCheck?: string[];
   source?: undefined;
   sha256?: undefined;
 }
@@ -66,7 +69,15 @@ const TOP_KEYS = ["policy", "trust", "catalogs", "sysext", "confext", "prune"] a
 const CLOUD_CONFIG_KEYS = [...TOP_KEYS, "ignore_signatures"] as const;
 /** A mapping in `install.extensions`, as Kairos reads it. */
 const INSTALL_ENTRY_KEYS = ["name", "version"] as const;
-const ENTRY_KEYS = ["source", "sha256", "name", "version", "profiles", "now"] as const;
+const ENTRY_KEYS = [
+  "source",
+  "sha256",
+  "name",
+  "version",
+  "profiles",
+  "now",
+  "health-check",
+] as const;
 
 class SchemaReader {
   constructor(
@@ -129,6 +140,33 @@ class SchemaReader {
     if (this.yaml.isScalar(node) && node.value === null) return [];
     if (!this.yaml.isSeq(node)) this.fail(node, field, "must be a list");
     return node.items as YamlNode[];
+  }
+}
+
+/**
+ * `health-check:` as a string (split into words as --health-check is, no shell) or as a list of
+ * strings (the argv as it is).
+ */
+function healthCheckOf(
+  yaml: typeof Yaml,
+  r: SchemaReader,
+  node: YamlNode | null | undefined,
+  field: string,
+): string[] {
+  try {
+    if (yaml.isSeq(node))
+      return checkArgv(
+        r.list(node, field).map((item, i) => {
+          if (!yaml.isScalar(item) || typeof item.value !== "string")
+            r.fail(item, `${field}[${i}]`, "must be a string");
+          return item.value;
+        }),
+        "the check",
+      );
+    return parseHealthCheck(r.string(node, field), "the check");
+  } catch (e) {
+    if (e instanceof ExtctlError && e.code === "usage") r.fail(node, field, e.message, e.hint);
+    throw e;
   }
 }
 
@@ -386,11 +424,16 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
             "only a source: entry takes sha256:; a catalog pins its images by digest",
           );
         const { name, requested } = catalogEntryName(yaml, r, entry, namePair, field);
+        const checkPair = entry.get("health-check");
+        const healthCheck = checkPair
+          ? healthCheckOf(yaml, r, checkPair.value, `${field}.health-check`)
+          : undefined;
         spec.entries.push({
           from: "catalog",
           kind,
           name,
           ...(requested === undefined ? {} : { requested }),
+          ...(healthCheck ? { healthCheck } : {}),
           profiles: profilesOf(DEFAULT_CATALOG_PROFILES),
           now,
           field,
@@ -398,6 +441,13 @@ export async function parseApplySpec(text: string, file: string): Promise<ApplyS
         });
         return;
       }
+      const checkPair = entry.get("health-check");
+      if (checkPair)
+        r.fail(
+          checkPair.key,
+          `${field}.health-check`,
+          "only a name: entry takes health-check:; upgrade runs it, and a source: URI is never upgraded",
+        );
       const uriPair =
         sourcePair ??
         r.fail(

@@ -241,17 +241,34 @@ export async function switchVersion(
   if (!from) {
     throw new ExtctlError("incompatible", `${name} ${to.version} did not merge: ${reason}`);
   }
-  await versions.switchTo(name, from);
-  let back = "";
-  try {
-    const again = await activate(ctx, store, new LinkTransaction(ctx.root), mode);
-    back = isMerged(file, mergedNames(again.merged))
-      ? `; ${name} ${from.version} is current and merged again`
-      : `; ${name} ${from.version} is current again but did not merge either`;
-  } catch (e) {
-    back = `; ${name} ${from.version} is current again, but refreshing failed: ${(e as Error).message}`;
-  }
+  const back = `; ${await restoreVersion(ctx, versions, name, from, mode)}`;
   throw new ExtctlError("incompatible", `${name} ${to.version} did not merge: ${reason}${back}`, {
     hint: "`extctl check` on the new version explains what systemd requires",
   });
+}
+
+/**
+ * Makes `from` current again and refreshes, after its successor did not merge or failed its
+ * health check; says in a clause what came of it (merged again, or not, or the refresh failed).
+ */
+export async function restoreVersion(
+  ctx: Context,
+  versions: VersionedStore,
+  name: string,
+  from: VersionEntry,
+  mode: RefreshMode = "auto",
+): Promise<string> {
+  const [{ activate }, { isMerged, mergedNames }] = await Promise.all([
+    import("../activate/activation.js"),
+    import("../activate/merged.js"),
+  ]);
+  await versions.switchTo(name, from);
+  try {
+    const again = await activate(ctx, versions.store, new LinkTransaction(ctx.root), mode);
+    return isMerged(storeFileName(name), mergedNames(again.merged))
+      ? `${name} ${from.version} is current and merged again`
+      : `${name} ${from.version} is current again but did not merge either`;
+  } catch (e) {
+    return `${name} ${from.version} is current again, but refreshing failed: ${messageOf(e)}`;
+  }
 }

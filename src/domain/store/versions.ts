@@ -61,6 +61,39 @@ export interface VersionRecord {
   merged?: string;
   /** Versions rolled back from: upgrade does not take them again unless asked by name. */
   rolledBack: string[];
+  /**
+   * The health check `upgrade --now` runs after the new version merged (an argv, run without a
+   * shell; domain/lifecycle/health-check.ts), remembered from --health-check or an apply file.
+   */
+  healthCheck?: string[];
+  /** Boot assessment (domain/lifecycle/boot-assessment.ts): the version on trial, if any. */
+  pending?: PendingVersion;
+  /** The version last blessed (current when boot-complete.target was reached). */
+  blessed?: string;
+  /** The last boots that found a pending version out of tries and linked its predecessor. */
+  bootFallbacks?: BootFallback[];
+  /** Every such boot, counted (the list keeps only the last few). */
+  bootFallbackCount?: number;
+}
+
+/** A version on trial: what it replaced, and the boots it may still try. */
+export interface PendingVersion {
+  version: string;
+  file: string;
+  previous: string;
+  previousFile: string;
+  triesLeft: number;
+  /** The tries it started with. */
+  tries: number;
+  since: string;
+}
+
+/** A boot that found a pending version out of tries and linked its predecessor. */
+export interface BootFallback {
+  at: string;
+  from: string;
+  to: string;
+  reason: string;
 }
 
 /** The store file name of the extension `name` installed by name. */
@@ -231,9 +264,13 @@ export class VersionedStore {
   ): Promise<string[]> {
     const current = await this.current(record);
     const kept = new Set(
-      [current?.version, record.previous, record.merged, ...protect].filter(
-        (v): v is string => v !== undefined,
-      ),
+      [
+        current?.version,
+        record.previous,
+        record.merged,
+        record.pending?.previous,
+        ...protect,
+      ].filter((v): v is string => v !== undefined),
     );
     // Newest first (install order); the protected ones count toward `keep`.
     const byAge = [...record.versions].sort((a, b) => b.installedAt.localeCompare(a.installedAt));

@@ -176,6 +176,43 @@ export function profileScript(kind: ExtensionKind): UnitFile {
   return { path: `${PROFILE_DIR}/${tool}.sh`, content: content.join("\n") + "\n" };
 }
 
+export const BLESS_SERVICE_NAME = "extctl-bless.service";
+
+/**
+ * `extctl bless` once boot-complete.target is reached (boot assessment for extensions, issue 28):
+ * as systemd-bless-boot.service, it Requires= and comes After= boot-complete.target, so a unit
+ * that is RequiredBy= boot-complete.target and fails keeps a pending version from being blessed,
+ * and a later boot with no tries left goes back to the previous version.
+ */
+export function blessService(extctlPath: string): UnitFile {
+  const content = `${UNIT_MARKER}
+[Unit]
+Description=Mark the booted extension versions good (extctl)
+Documentation=man:extctl-bless(8) man:systemd.special(7)
+Requires=boot-complete.target
+After=local-fs.target boot-complete.target extctl-boot.service
+Conflicts=shutdown.target
+Before=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=${quoteArg(extctlPath)} bless
+
+[Install]
+WantedBy=multi-user.target
+`;
+  return { path: `${UNIT_DIR}/${BLESS_SERVICE_NAME}`, content };
+}
+
+/** The symlink `systemctl enable extctl-bless.service` would make. */
+export function blessServiceWantsLink(): { path: string; target: string } {
+  return {
+    path: `${UNIT_DIR}/multi-user.target.wants/${BLESS_SERVICE_NAME}`,
+    target: `${UNIT_DIR}/${BLESS_SERVICE_NAME}`,
+  };
+}
+
 export const UPGRADE_SERVICE_NAME = "extctl-upgrade.service";
 export const UPGRADE_TIMER_NAME = "extctl-upgrade.timer";
 /** systemd-sysupdate.timer's own schedule is weekly; extensions carry fixes, so daily. */
@@ -302,8 +339,8 @@ export function unitSet(
   enabledLinks: readonly string[] = [],
   autoUpgrade?: { onCalendar: string },
 ): UnitSet {
-  const files = [bootUnit(extctlPath, enabledLinks)];
-  const links = [bootUnitWantsLink()];
+  const files = [bootUnit(extctlPath, enabledLinks), blessService(extctlPath)];
+  const links = [bootUnitWantsLink(), blessServiceWantsLink()];
   if (systemdVersion !== undefined && systemdVersion >= MIN_DROP_IN_VERSION)
     files.push(
       dropIn("sysext", policy),

@@ -366,3 +366,43 @@ for (const [what, text, pattern] of CLOUD_CONFIG_ERRORS) {
     });
   });
 }
+
+test("health-check: on a name: entry, as text (no shell) or a list; refused on a source: entry", async () => {
+  const spec = await parseApplySpec(
+    `sysext:
+  - name: k3s
+    now: true
+    health-check: /usr/bin/curl -fsS 'http://127.0.0.1:6443/readyz'
+  - name: tools
+    health-check: [sh, -c, "tools --selftest || exit 3"]
+  - name: plain
+`,
+    "h.yaml",
+  );
+  assert.deepEqual(
+    spec.entries.map((e) => (e.from === "catalog" ? e.healthCheck : "uri")),
+    [
+      ["/usr/bin/curl", "-fsS", "http://127.0.0.1:6443/readyz"],
+      ["sh", "-c", "tools --selftest || exit 3"],
+      undefined,
+    ],
+  );
+  for (const [text, why] of [
+    [
+      "sysext:\n  - name: k3s\n    health-check: curl x; reboot\n",
+      /h\.yaml:3: sysext\[0\]\.health-check: .*would mean something to a shell/,
+    ],
+    [
+      "sysext:\n  - name: k3s\n    health-check: [./check]\n",
+      /h\.yaml:3: sysext\[0\]\.health-check: .*relative path/,
+    ],
+    [
+      `sysext:\n  - source: https://x.example/a.raw\n    sha256: ${SHA}\n    profiles: [common]\n    health-check: /bin/true\n`,
+      /only a name: entry takes health-check:/,
+    ],
+  ] as const)
+    await assert.rejects(parseApplySpec(text, "h.yaml"), (e: Error) => {
+      assert.match(e.message, why);
+      return true;
+    });
+});

@@ -15,6 +15,7 @@ import {
   profileScript,
   quoteArg,
   unitSet,
+  blessService,
   upgradeService,
   upgradeTimer,
   upgradeTimerWantsLink,
@@ -22,16 +23,17 @@ import {
 } from "../../../../src/domain/systemd-units/units.js";
 import type { ExtctlError } from "../../../../src/util/errors.js";
 
-test("systemd 253 and older get only the boot unit; 254+ also both drop-ins", () => {
+test("systemd 253 and older get only the boot and bless units; 254+ also both drop-ins", () => {
   assert.deepEqual(
     unitSet("/usr/bin/extctl", 252, VERITY).files.map((f) => f.path),
-    ["/etc/systemd/system/extctl-boot.service"],
+    ["/etc/systemd/system/extctl-boot.service", "/etc/systemd/system/extctl-bless.service"],
   );
-  assert.equal(unitSet("/usr/bin/extctl", undefined, VERITY).files.length, 1);
+  assert.equal(unitSet("/usr/bin/extctl", undefined, VERITY).files.length, 2);
   assert.deepEqual(
     unitSet("/usr/bin/extctl", 254, VERITY).files.map((f) => f.path),
     [
       "/etc/systemd/system/extctl-boot.service",
+      "/etc/systemd/system/extctl-bless.service",
       "/etc/systemd/system/systemd-sysext.service.d/10-extctl-image-policy.conf",
       "/etc/systemd/system/systemd-confext.service.d/10-extctl-image-policy.conf",
       "/etc/profile.d/systemd-sysext.sh",
@@ -179,21 +181,23 @@ test("the upgrade timer: OnCalendar (daily by default), 1h random delay, persist
 test("unitSet adds the upgrade service, timer and timer link only with autoUpgrade", () => {
   const plain = unitSet("/usr/bin/extctl", 255, VERITY);
   assert.ok(!plain.files.some((f) => f.path.includes("upgrade")));
-  assert.equal(plain.links.length, 1);
+  assert.equal(plain.links.length, 2);
   const auto = unitSet("/usr/bin/extctl", 252, VERITY, [], { onCalendar: "weekly" });
   assert.deepEqual(
     auto.files.map((f) => f.path),
     [
       "/etc/systemd/system/extctl-boot.service",
+      "/etc/systemd/system/extctl-bless.service",
       "/etc/systemd/system/extctl-upgrade.service",
       "/etc/systemd/system/extctl-upgrade.timer",
     ],
   );
-  assert.match(auto.files[2]?.content ?? "", /^OnCalendar=weekly$/m);
+  assert.match(auto.files[3]?.content ?? "", /^OnCalendar=weekly$/m);
   assert.deepEqual(
     auto.links.map((l) => l.path),
     [
       "/etc/systemd/system/sysinit.target.wants/extctl-boot.service",
+      "/etc/systemd/system/multi-user.target.wants/extctl-bless.service",
       "/etc/systemd/system/timers.target.wants/extctl-upgrade.timer",
     ],
   );
@@ -233,4 +237,12 @@ test("checkCalendarSpec takes systemd's shorthands and events, refuses the rest 
   // Parsed by systemd-analyze: only the unit-file safety is ours to check.
   assert.equal(checkCalendarSpec("every day", { parsed: true }), "every day");
   assert.throws(() => checkCalendarSpec("%H", { parsed: true }), { code: "usage" });
+});
+
+test("the bless unit runs `extctl bless` only once boot-complete.target is reached", () => {
+  const unit = blessService("/usr/bin/extctl").content;
+  assert.match(unit, /^Requires=boot-complete\.target$/m);
+  assert.match(unit, /^After=.*\bboot-complete\.target\b/m);
+  assert.match(unit, /^ExecStart=\/usr\/bin\/extctl bless$/m);
+  assert.match(unit, /^WantedBy=multi-user\.target$/m);
 });
