@@ -307,7 +307,7 @@ async function runLinkStep(
         // Under the name the root's systemd finds the release file under (252-254: tool.raw
         // for tool.sysext.raw), as enable --now and boot link it; a link of this image under
         // another name goes, or systemd would see it twice.
-        const { requireLinkName } = await import("../image/link-name.js");
+        const { requireLinkName } = await import("../domain/image/link-name.js");
         const linkName = await requireLinkName(
           ctx.root,
           await store.imageFile(step.name),

@@ -71,6 +71,7 @@ const BOOT: BootResult = {
   skipped: [],
   unlinked: [],
   refresh: [],
+  assessment: [],
 };
 
 test("boot: one summary line, a warning when something was skipped, an error when a merge failed", () => {
