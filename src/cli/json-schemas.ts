@@ -81,8 +81,23 @@ const list = object(
         ["version", "format", "signed", "compatible", "reason", "corrupted", "trust"],
       ),
     ),
+    others: array(
+      object(
+        {
+          name: string,
+          path: string,
+          type: oneOf("directory", "versioned"),
+          picked: object({ file: string, version: string }),
+          version: string,
+          compatible: boolean,
+          reason: string,
+          merged: boolean,
+        },
+        ["picked", "version", "reason"],
+      ),
+    ),
   },
-  ["profile"],
+  ["profile", "others"],
   "extctl sysext|confext list --json: the images in the store, or those enabled in one profile (profile).",
 );
 
@@ -140,8 +155,11 @@ const versions = object(
           current: boolean,
           previous: boolean,
           merged: boolean,
+          pending: boolean,
+          triesLeft: integer,
+          blessed: boolean,
         },
-        ["catalog"],
+        ["catalog", "triesLeft"],
       ),
     ),
     offered: array(
@@ -157,8 +175,18 @@ const versions = object(
       ),
     ),
     catalogError: string,
+    pending: object({
+      version: string,
+      previous: string,
+      triesLeft: integer,
+      tries: integer,
+      since: string,
+    }),
+    blessed: string,
+    bootFallbacks: array(object({ at: string, from: string, to: string, reason: string })),
+    healthCheck: strings,
   },
-  ["requested", "current", "offered", "catalogError"],
+  ["requested", "current", "offered", "catalogError", "pending", "blessed", "healthCheck"],
   "extctl sysext|confext versions NAME --json: installed versions and what the catalogs offer (offered is null when they were not read).",
 );
 
@@ -184,8 +212,19 @@ const upgrade = object(
           merged: boolean,
           pruned: strings,
           unreachable: boolean,
+          healthCheck: object(
+            {
+              command: strings,
+              passed: boolean,
+              exitCode: integer,
+              signal: string,
+              timedOut: boolean,
+              summary: string,
+            },
+            ["exitCode", "signal", "timedOut"],
+          ),
         },
-        ["from", "to", "reference", "merged", "pruned", "unreachable"],
+        ["from", "to", "reference", "merged", "pruned", "unreachable", "healthCheck"],
       ),
     ),
     exitCode: { type: "integer", enum: [0, 1, 3, 75] },
@@ -327,8 +366,15 @@ const check = object(
     hostVersionId: string,
     policy: object({ text: string, source: string }),
     linkName: string,
+    entry: object(
+      {
+        type: oneOf("directory", "versioned"),
+        picked: object({ file: string, version: string, path: string }),
+      },
+      ["picked"],
+    ),
   },
-  ["reason", "hostId", "hostVersionId", "policy"],
+  ["reason", "hostId", "hostVersionId", "policy", "entry"],
   "extctl check IMAGE --json: every rule of systemd's check, in its order, and the verdict.",
 );
 
