@@ -283,9 +283,14 @@ export async function packageSea(argv: readonly string[]): Promise<{
   await asset("version", pkg.version);
   await asset("arch", RELEASE_ARCH[target.arch]);
   const loader = path.join(REPO, "scripts/sea-loader.cjs");
-  if (target.runner)
+  if (target.runner) {
     assets["extctl.cjs.v8cache"] = await codeCache(target.runner, loader, bundlePath);
-  else
+    // The same run wrote a cache beside each npm bundle (sea-loader.cjs).
+    for (const name of Object.keys(packages)) {
+      const cache = path.join(WORK, `npm/${name}.cjs.v8cache`);
+      if (existsSync(cache)) assets[`npm/${name}.cjs.v8cache`] = cache;
+    }
+  } else
     process.stderr.write(
       `note: no V8 code cache for linux-${target.arch}${argv.includes("--no-code-cache") ? "" : " (no qemu-aarch64-static or no sysroot: bash scripts/arm64-sysroot.sh)"}\n`,
     );

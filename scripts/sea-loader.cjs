@@ -41,14 +41,15 @@ const building = !sea.isSea();
 
 /** An asset's bytes as text; all are ASCII (package-sea.ts checks the CLI bundle's). */
 function assetText(name) {
+  // latin1 skips UTF-8 decoding of a megabyte; the npm bundles may hold UTF-8. The build decodes
+  // the same way, or V8 would refuse the code caches it writes (their source would differ).
+  const encoding = name === "extctl.cjs" ? "latin1" : "utf8";
   if (building)
     return fs.readFileSync(
       require("node:path").join(process.env.EXTCTL_SEA_ASSETS, name),
-      "latin1",
+      encoding,
     );
-  // latin1 skips UTF-8 decoding of a megabyte; the npm bundles may hold UTF-8.
-  const bytes = Buffer.from(sea.getAsset(name));
-  return bytes.toString(name === "extctl.cjs" ? "latin1" : "utf8");
+  return Buffer.from(sea.getAsset(name)).toString(encoding);
 }
 
 function compile(name, cachedData) {
@@ -76,26 +77,48 @@ function requireBundled(id) {
     module_ = { exports: {} };
     packages.set(id, module_);
     const name = `npm/${id}.cjs`;
-    evaluate(compile(name), name, module_);
+    const script = compile(name, cacheOf(`${name}.v8cache`));
+    scripts.set(name, script);
+    evaluate(script, name, module_);
   }
   return module_.exports;
 }
 
-function run() {
-  let cachedData;
-  if (!building) {
-    try {
-      cachedData = new Uint8Array(sea.getAsset("extctl.cjs.v8cache"));
-    } catch {
-      // no cache in this build
-    }
+/** The compiled npm bundles, by asset name: the build writes a cache for each. */
+const scripts = new Map();
+
+/** A code cache asset of the one file, or undefined (none in this build, or building). */
+function cacheOf(name) {
+  if (building) return undefined;
+  try {
+    return new Uint8Array(sea.getAsset(name));
+  } catch {
+    return undefined;
   }
-  const script = compile("extctl.cjs", cachedData);
+}
+
+function run() {
+  const script = compile("extctl.cjs", cacheOf("extctl.cjs.v8cache"));
   evaluate(script, "extctl.cjs");
   if (building && process.env.EXTCTL_WRITE_CODE_CACHE) {
-    process.once("exit", () =>
-      fs.writeFileSync(process.env.EXTCTL_WRITE_CODE_CACHE, script.createCachedData()),
-    );
+    process.once("exit", () => {
+      fs.writeFileSync(process.env.EXTCTL_WRITE_CODE_CACHE, script.createCachedData());
+      // Every npm bundle too, loaded now if the command did not (pkijs and asn1js, ~1.3 MB,
+      // are what `boot` and `verify` compile on every run): on the sysinit path of a slow
+      // machine that compile is most of extctl's start-up.
+      for (const id of packaged) {
+        try {
+          requireBundled(id);
+        } catch {
+          // One that cannot load here gets no cache; it compiles when used, as before.
+        }
+      }
+      for (const [name, compiled] of scripts)
+        fs.writeFileSync(
+          require("node:path").join(process.env.EXTCTL_SEA_ASSETS, `${name}.v8cache`),
+          compiled.createCachedData(),
+        );
+    });
   }
 }
 
