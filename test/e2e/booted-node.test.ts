@@ -10,7 +10,7 @@
 // the lane roots); EXTCTL_NODE_LANES=257 (say) picks lanes, default 257 and 262.
 import { describe, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, mkdir, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { chmod, mkdir, rm, stat, symlink, truncate, writeFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import {
@@ -633,6 +633,113 @@ snapshot s1
       const versions = boot.json<{ current?: string }>("versions");
       assert.equal(versions.current, "1.1.0");
       assertMerged(boot, "s1", "sysext", ["timed"]);
+    });
+
+    test("boot assessment: a version upgraded with --tries 1 whose boot never reaches boot-complete.target gives way to the previous one; a blessed version stays", async (t) => {
+      if (!ready(t, lane)) return;
+      if (!requirePeers(t, ["docker-registry", "mksquashfs"], { root: true })) return;
+      const node = await BootedNode.create(t, lane);
+      const f = await catalogFixture(t);
+      const v1 = await f.publishVersion("assessed", "1.0.0");
+      const v2 = await f.publishVersion("assessed", "2.0.0");
+      const v3 = await f.publishVersion("assessed", "3.0.0");
+      const writeCatalog = (tags: Published[]) =>
+        writeFile(
+          node.host("/srv/catalog.json"),
+          f.catalogJson({
+            assessed: {
+              latest: (tags.at(-1) as Published).version,
+              tags: tags.map((p) => ({ version: p.version, published: p })),
+            },
+          }),
+        );
+      for (const dir of ["/srv", "/etc/extctl", "/etc/containers"])
+        await mkdir(node.host(dir), { recursive: true });
+      await writeFile(node.host("/etc/extctl/catalogs"), "file:///srv/catalog.json\n");
+      await writeFile(
+        node.host("/etc/containers/registries.conf"),
+        `[[registry]]\nlocation = "${f.registry.host}"\ninsecure = true\n`,
+      );
+      await writeCatalog([v1]);
+      await node.extctlOk(["sysext", "install", "assessed"]);
+      await node.extctlOk(["sysext", "enable", "assessed", "--common"]);
+      await node.extctlOk(["systemd", "install", "--policy=any"]);
+      // A unit the boot needs to count as good, failing: boot-complete.target is never reached,
+      // so extctl-bless.service (Requires= and After= it) never runs.
+      const unhealthy = "/etc/systemd/system/extctl-test-unhealthy.service";
+      const requires = "/etc/systemd/system/boot-complete.target.requires";
+      await writeFile(
+        node.host(unhealthy),
+        "[Unit]\nDescription=a check the node fails\nBefore=boot-complete.target\n\n[Service]\nType=oneshot\nExecStart=/bin/false\n",
+      );
+      await mkdir(node.host(requires), { recursive: true });
+      await symlink(unhealthy, node.host(`${requires}/extctl-test-unhealthy.service`));
+
+      interface Versions {
+        current?: string;
+        pending?: { version: string; triesLeft: number } | null;
+        blessed?: string | null;
+        bootFallbacks: { from: string; to: string }[];
+      }
+      // The scenario waits for the boot's last jobs (bless, or its failed dependency) to settle.
+      const scenario = `
+step settle timeout 60 sh -c 'while [ -n "$(systemctl list-jobs --no-legend extctl-bless.service boot-complete.target extctl-test-unhealthy.service)" ]; do sleep 1; done'
+step version cat /usr/share/assessed/version
+step complete systemctl is-active boot-complete.target
+step bless systemctl show -P Result extctl-bless.service
+step versions extctl sysext versions assessed --installed --json
+snapshot s
+`;
+      const boot = async (what: string) => {
+        const started = Date.now();
+        const b = await node.boot({ cmdline: ["root=LABEL=COS_ACTIVE"], scenario });
+        t.diagnostic(`${what}: booted and powered off in ${Date.now() - started} ms`);
+        assertReachedMultiUser(b);
+        assertStep(b, "settle");
+        return {
+          b,
+          version: assertStep(b, "version").trim(),
+          complete: b.step("complete").out.trim(),
+          versions: b.json<Versions>("versions"),
+        };
+      };
+
+      await writeCatalog([v1, v2]);
+      await node.extctlOk(["sysext", "upgrade", "assessed", "--tries", "1"]);
+      // Boot 1 tries 2.0.0 and spends its one try; the boot is never complete, nothing blessed.
+      const tried = await boot("boot 1 (2.0.0 on trial)");
+      assert.equal(tried.version, "2.0.0", tried.b.diagnostics());
+      assert.notEqual(tried.complete, "active", tried.b.diagnostics());
+      assert.deepEqual(
+        [tried.versions.pending?.version, tried.versions.pending?.triesLeft],
+        ["2.0.0", 0],
+        tried.b.diagnostics(),
+      );
+      // Boot 2: no tries left, so extctl's boot links 1.0.0 and systemd merges it.
+      const fell = await boot("boot 2 (falls back)");
+      assert.equal(fell.version, "1.0.0", fell.b.diagnostics());
+      assertMerged(fell.b, "s", "sysext", ["assessed"]);
+      assert.deepEqual(
+        fell.versions.bootFallbacks.map((x) => [x.from, x.to]),
+        [["2.0.0", "1.0.0"]],
+        fell.b.diagnostics(),
+      );
+
+      // The node healthy again, a newer version: boot-complete.target is reached and blessed.
+      await rm(node.host(`${requires}/extctl-test-unhealthy.service`));
+      await writeCatalog([v1, v2, v3]);
+      await node.extctlOk(["sysext", "upgrade", "assessed", "--tries", "1"]);
+      const good = await boot("boot 3 (3.0.0 reaches boot-complete)");
+      assert.equal(good.version, "3.0.0", good.b.diagnostics());
+      assert.equal(good.complete, "active", good.b.diagnostics());
+      assert.equal(assertStep(good.b, "bless").trim(), "success", good.b.diagnostics());
+      assert.equal(good.versions.blessed, "3.0.0", good.b.diagnostics());
+      assert.equal(good.versions.pending ?? null, null, good.b.diagnostics());
+      // Blessed, it stays across a reboot with no tries counted.
+      const kept = await boot("boot 4 (3.0.0 kept)");
+      assert.equal(kept.version, "3.0.0", kept.b.diagnostics());
+      assert.equal(kept.versions.pending ?? null, null, kept.b.diagnostics());
+      assert.equal(kept.versions.bootFallbacks.length, 1, kept.b.diagnostics());
     });
   });
 }
