@@ -236,10 +236,19 @@ export function contextFor(command: Command): Context {
 }
 
 export function parseSeconds(value: string): number {
+  return secondsOf("--timeout", value);
+}
+
+/** A parser for a flag of positive seconds whose errors name that flag. */
+export function secondsFor(flag: string): (value: string) => number {
+  return (value) => secondsOf(flag, value);
+}
+
+function secondsOf(flag: string, value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0)
     throw new UsageError(
-      `--timeout wants a positive number of seconds, got ${JSON.stringify(value)}`,
+      `${flag} wants a positive number of seconds, got ${JSON.stringify(value)}`,
     );
   return n;
 }

@@ -19,7 +19,7 @@ import {
   jsonFlag,
   listFlag,
   numberFlag,
-  parseSeconds,
+  secondsFor,
   refreshFlag,
   textFlag,
   TIMEOUT_FLAG,
@@ -118,7 +118,7 @@ const UPGRADE_FLAGS = {
   healthCheckTimeout: numberFlag(
     "--health-check-timeout <seconds>",
     "kill the health check and count it failed after this many seconds (default 60)",
-    parseSeconds,
+    secondsFor("--health-check-timeout"),
   ),
   tries: numberFlag(
     "--tries <n>",
