@@ -266,8 +266,12 @@ export async function enrolledVars(
           `step enroll.${name} sh -c 'cat /usr/local/lib/extctl-vm/enroll/${name}.var > ${efivar(name)}'`,
       )
       .join("\n");
+    // What the firmware offers before and after, for the diagnostics of a failed enrolment.
+    const look =
+      "step enroll.efivars-before ls /sys/firmware/efi/efivars\n" +
+      "step enroll.dmesg sh -c 'dmesg | grep -i -E \"efi|secure|smm\"'\n";
     await guest.writeScenario(
-      `${scenario}\nstep enroll.setup-mode od -An -tu1 /sys/firmware/efi/efivars/SetupMode-${EFI_GLOBAL}\n`,
+      `${look}${scenario}\nstep enroll.setup-mode od -An -tu1 /sys/firmware/efi/efivars/SetupMode-${EFI_GLOBAL}\nstep enroll.efivars-after ls /sys/firmware/efi/efivars\n`,
     );
     const boot = await guest.boot({ mode: "efi-direct", vars: tmp, timeoutMs: 40 * 60_000 });
     if (!boot.finished) throw new Error(`the enrolling boot did not finish: ${boot.diagnostics()}`);
