@@ -28,7 +28,7 @@ interface BootJson {
 }
 interface VersionsJson {
   current: string;
-  pending?: { version: string; triesLeft: number };
+  pending?: { version: string; triesLeft: number } | null;
   blessed?: string;
   bootFallbacks: { from: string; to: string; reason: string }[];
   installed: { version: string; pending: boolean; blessed: boolean; triesLeft?: number }[];
@@ -125,7 +125,7 @@ test("upgrade --tries 1: a boot that is never blessed is followed by one on the 
   assert.equal(await merged(), "1.0.0\n", "systemd-sysext merged the previous version's files");
   state = await versions();
   assert.equal(state.current, "1.0.0");
-  assert.equal(state.pending, undefined);
+  assert.equal(state.pending, null, "--json prints an unknown key as null");
   assert.deepEqual(
     state.bootFallbacks.map((b) => [b.from, b.to]),
     [["2.0.0", "1.0.0"]],
@@ -163,7 +163,7 @@ test("upgrade --tries 1: a boot that is never blessed is followed by one on the 
     assert.equal(await merged(), "3.0.0\n");
   }
   state = await versions();
-  assert.deepEqual([state.current, state.blessed, state.pending], ["3.0.0", "3.0.0", undefined]);
+  assert.deepEqual([state.current, state.blessed, state.pending], ["3.0.0", "3.0.0", null]);
   assert.ok(state.installed.find((i) => i.version === "3.0.0")?.blessed);
   assert.match(
     ok(await cli("metrics"), "metrics").stdout,

@@ -142,6 +142,7 @@ test("bash: commands, aliases, options, choices and installed image names comple
         "--extctl",
         "--help",
         "--json",
+        "--metrics-dir",
         "--no-trusted",
         "--on-calendar",
         "--policy",
