@@ -178,6 +178,35 @@ const LOGIN_SHELL = [
   "",
 ].join("\n");
 
+/**
+ * The node's own catalog for one extension: a file under its root (/etc/extctl/catalogs names
+ * it), the registry on the host's loopback (nspawn shares the network) reached over plain http
+ * as registries.conf says. Returns a function that rewrites the catalog to offer `tags`.
+ */
+async function nodeCatalog(
+  node: BootedNode,
+  f: Awaited<ReturnType<typeof catalogFixture>>,
+  name: string,
+): Promise<(tags: Published[]) => Promise<void>> {
+  for (const dir of ["/srv", "/etc/extctl", "/etc/containers"])
+    await mkdir(node.host(dir), { recursive: true });
+  await writeFile(node.host("/etc/extctl/catalogs"), "file:///srv/catalog.json\n");
+  await writeFile(
+    node.host("/etc/containers/registries.conf"),
+    `[[registry]]\nlocation = "${f.registry.host}"\ninsecure = true\n`,
+  );
+  return (tags) =>
+    writeFile(
+      node.host("/srv/catalog.json"),
+      f.catalogJson({
+        [name]: {
+          latest: (tags.at(-1) as Published).version,
+          tags: tags.map((p) => ({ version: p.version, published: p })),
+        },
+      }),
+    );
+}
+
 const PROFILE_BOOTS: { cmdline: string; profile: string | undefined }[] = [
   { cmdline: "root=LABEL=COS_ACTIVE", profile: "active" },
   { cmdline: "root=LABEL=COS_PASSIVE", profile: "passive" },
@@ -561,26 +590,7 @@ step service systemctl show -P LoadState,UnitFileState extctl-upgrade.service
       const f = await catalogFixture(t);
       const v1 = await f.publishVersion("timed", "1.0.0");
       const v2 = await f.publishVersion("timed", "1.1.0");
-      // The node reads its catalog from a file under its root and reaches the registry (on the
-      // host's loopback: nspawn shares the network) over plain http, told so by registries.conf.
-      const writeCatalog = (tags: Published[]) =>
-        writeFile(
-          node.host("/srv/catalog.json"),
-          f.catalogJson({
-            timed: {
-              latest: (tags.at(-1) as Published).version,
-              tags: tags.map((p) => ({ version: p.version, published: p })),
-            },
-          }),
-        );
-      await mkdir(node.host("/srv"), { recursive: true });
-      await mkdir(node.host("/etc/extctl"), { recursive: true });
-      await mkdir(node.host("/etc/containers"), { recursive: true });
-      await writeFile(node.host("/etc/extctl/catalogs"), "file:///srv/catalog.json\n");
-      await writeFile(
-        node.host("/etc/containers/registries.conf"),
-        `[[registry]]\nlocation = "${f.registry.host}"\ninsecure = true\n`,
-      );
+      const writeCatalog = await nodeCatalog(node, f, "timed");
       await writeCatalog([v1]);
       await node.extctlOk(["sysext", "install", "timed"]);
       await node.extctlOk(["sysext", "enable", "timed", "--common"]);
@@ -643,23 +653,7 @@ snapshot s1
       const v1 = await f.publishVersion("assessed", "1.0.0");
       const v2 = await f.publishVersion("assessed", "2.0.0");
       const v3 = await f.publishVersion("assessed", "3.0.0");
-      const writeCatalog = (tags: Published[]) =>
-        writeFile(
-          node.host("/srv/catalog.json"),
-          f.catalogJson({
-            assessed: {
-              latest: (tags.at(-1) as Published).version,
-              tags: tags.map((p) => ({ version: p.version, published: p })),
-            },
-          }),
-        );
-      for (const dir of ["/srv", "/etc/extctl", "/etc/containers"])
-        await mkdir(node.host(dir), { recursive: true });
-      await writeFile(node.host("/etc/extctl/catalogs"), "file:///srv/catalog.json\n");
-      await writeFile(
-        node.host("/etc/containers/registries.conf"),
-        `[[registry]]\nlocation = "${f.registry.host}"\ninsecure = true\n`,
-      );
+      const writeCatalog = await nodeCatalog(node, f, "assessed");
       await writeCatalog([v1]);
       await node.extctlOk(["sysext", "install", "assessed"]);
       await node.extctlOk(["sysext", "enable", "assessed", "--common"]);
